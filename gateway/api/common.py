@@ -1,0 +1,192 @@
+"""What every endpoint shares: the context, authentication, reading bodies and parameters."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from gateway import filters
+from gateway.config import Settings
+from gateway.errors import (
+    Forbidden,
+    NotFound,
+    PayloadTooLarge,
+    Unauthorized,
+    ValidationError,
+)
+from gateway.handshake import HandshakeCodes
+from gateway.models import Scope, utcnow
+from gateway.outbound import Outbound
+from gateway.ratelimit import RateLimiter
+from gateway.store.base import Query, Store
+
+if TYPE_CHECKING:
+    from gateway.delivery import Worker
+    from gateway.sender import Sender
+
+MAX_PAGE_SIZE = 500
+DEFAULT_PAGE_SIZE = 250
+ABSENT = ("", "none", "null")
+
+
+@dataclass
+class Context:
+    """The long-lived parts every request uses; opened in the app's lifespan."""
+
+    settings: Settings
+    store: Store
+    outbound: Outbound
+    codes: HandshakeCodes
+    limiter: RateLimiter
+    sender: Sender
+    worker: Worker | None = None
+    clock: Callable[[], datetime] = field(default=utcnow)
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: one API key of one group."""
+
+    api_key_id: UUID
+    group_key: UUID
+    scopes: frozenset[Scope]
+
+
+def context(request: Request) -> Context:
+    """The application's context."""
+    ctx: Context = request.app.state.ctx
+    return ctx
+
+
+def hash_key(key: str) -> str:
+    """How API keys are stored: SHA-256 hex (keys are 256-bit random, so no slow hash needed)."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def presented_key(request: Request) -> str | None:
+    """The key from Api-Key, ApiKey or Authorization: Bearer."""
+    for header in ("api-key", "apikey"):
+        if value := request.headers.get(header):
+            return value.strip()
+    auth = request.headers.get("authorization", "")
+    scheme, _, token = auth.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return None
+
+
+async def authenticate(request: Request, scope: Scope | None) -> Principal:
+    """The caller's principal; 401 for a missing/unknown/revoked key, 403 without `scope`
+    (None: any scope will do)."""
+    ctx = context(request)
+    key = presented_key(request)
+    if key is None:
+        raise Unauthorized("no API key: send it in the Api-Key header or as a Bearer token")
+    record = await ctx.store.api_key_by_hash(hash_key(key))
+    if record is None or record.revoked is not None:
+        raise Unauthorized("the API key is unknown or revoked")
+    ctx.limiter.check(str(record.api_key_id))
+    if scope is not None and scope not in record.scopes:
+        raise Forbidden(f"the API key lacks the '{scope.value}' scope")
+    principal = Principal(record.api_key_id, record.group_key, record.scopes)
+    request.state.principal = principal
+    return principal
+
+
+async def read_json(request: Request) -> Any:
+    """The JSON body, within the size limit (413) and well-formed (400)."""
+    limit = context(request).settings.max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"request body is larger than {limit} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise PayloadTooLarge(f"request body is larger than {limit} bytes")
+    if not body.strip():
+        raise ValidationError.field("body", "a JSON body is required")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ValidationError.field("body", f"malformed JSON: {exc}") from exc
+
+
+def param(request: Request, name: str) -> str | None:
+    """A query parameter by case-insensitive name; empty or 'None' counts as absent."""
+    lowered = name.lower()
+    for key, value in request.query_params.multi_items():
+        if key.lower() == lowered and value.strip().lower() not in ABSENT:
+            return value.strip()
+    return None
+
+
+def int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
+    """An integer query parameter within [low, high]."""
+    raw = param(request, name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ValidationError.field(name, f"must be a whole number, not {raw!r}") from exc
+    if not low <= value <= high:
+        raise ValidationError.field(name, f"must be between {low} and {high}")
+    return value
+
+
+def page_query(request: Request, filter_node: Any) -> Query:
+    """The order and page parameters with an already parsed filter."""
+    size = int_param(request, "pageSize", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
+    number = int_param(request, "pageNumber", 0, 0, 1_000_000)
+    return Query(filter_node, param(request, "order"), size, number)
+
+
+def includes(request: Request, allowed: dict[str, str]) -> set[str]:
+    """The `include` names, each one of `allowed` (lowercase -> wire name)."""
+    raw = param(request, "include")
+    if raw is None:
+        return set()
+    chosen = set()
+    for part in (p.strip().lower() for p in raw.split(",") if p.strip()):
+        if part not in allowed:
+            names = ", ".join(sorted(allowed.values()))
+            raise ValidationError.field("include", f"unknown include '{part}'; allowed: {names}")
+        chosen.add(allowed[part])
+    return chosen
+
+
+def path_id(request: Request, name: str) -> UUID:
+    """A UUID path parameter; a malformed one can name nothing, so it is a 404."""
+    raw = request.path_params[name]
+    try:
+        return UUID(raw)
+    except ValueError as exc:
+        raise NotFound(f"no {name} {raw!r}") from exc
+
+
+def json_response(data: Any, status: int = 200) -> Response:
+    """A JSON response encoded with orjson."""
+    return Response(orjson.dumps(data), status_code=status, media_type="application/json")
+
+
+def filter_param(
+    request: Request, fields: Iterable[str], *, azure: bool = False
+) -> filters.Node | None:
+    """The parsed `filter` parameter over these (lowercase) fields, within the limits."""
+    settings = context(request).settings
+    return filters.parse_filter(
+        param(request, "filter") or "",
+        fields=set(fields),
+        azure_literals=azure,
+        max_length=settings.max_filter_length,
+        max_depth=settings.max_filter_depth,
+    )

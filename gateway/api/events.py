@@ -1,0 +1,115 @@
+"""/api/v1/Events: the platform publishes record changes; each becomes notifications."""
+
+from __future__ import annotations
+
+import functools
+from collections import defaultdict
+from typing import Any
+from uuid import UUID, uuid4
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from gateway import filters, lifecycle, payloads
+from gateway.api.common import Context, authenticate, context, json_response, read_json
+from gateway.errors import ValidationError
+from gateway.models import (
+    Event,
+    Notification,
+    NotificationState,
+    Scope,
+    Webhook,
+    WebhookRule,
+    WebhookStatus,
+)
+from gateway.schemas import EventIn, parse
+
+
+@functools.lru_cache(maxsize=4096)
+def _compiled(text: str | None) -> filters.Node | None:
+    """Rule filters are parsed once and reused (they were validated when saved)."""
+    return filters.parse_filter(text or "")
+
+
+async def publish(request: Request) -> Response:
+    """Accept events; answer 202 once they and their notifications are committed."""
+    principal = await authenticate(request, Scope.EVENTS)
+    ctx = context(request)
+    body = await read_json(request)
+    items = body if isinstance(body, list) else [body]
+    limit = ctx.settings.max_events_per_request
+    if not items or len(items) > limit:
+        raise ValidationError.field("body", f"send between 1 and {limit} events")
+    events = [_event(ctx, principal.group_key, item, i) for i, item in enumerate(items)]
+    notes = await _notifications(ctx, events)
+    await ctx.store.add_events(events, notes)
+    if notes and ctx.worker is not None:
+        ctx.worker.wake()
+    return json_response(
+        {"eventIds": [str(e.event_id) for e in events], "notificationCount": len(notes)}, 202
+    )
+
+
+def _event(ctx: Context, group_key: UUID, item: Any, index: int) -> Event:
+    spec, _ = parse(EventIn, item, where=f"[{index}].")
+    if len(spec.records) > ctx.settings.max_records_per_event:
+        raise ValidationError.field(
+            f"[{index}].records", f"at most {ctx.settings.max_records_per_event} records"
+        )
+    for record in spec.records:
+        try:
+            payloads.record_id(record, spec.tableKey)
+        except ValidationError as exc:
+            raise ValidationError.field(f"[{index}].records", exc.errors["records"][0]) from exc
+    return Event(
+        uuid4(), group_key, spec.tableKey, spec.eventType, tuple(spec.records), ctx.clock()
+    )
+
+
+async def _notifications(ctx: Context, events: list[Event]) -> list[Notification]:
+    """One notification per matching webhook per event, with the records its rules select."""
+    lookups: dict[tuple[str, str], list[tuple[WebhookRule, Webhook]]] = {}
+    out: list[Notification] = []
+    now = ctx.clock()
+    for event in events:
+        key = (event.table_key, event.event_type.value)
+        if key not in lookups:
+            lookups[key] = await ctx.store.matching_rules(event.group_key, *key)
+        for hook, records in _select(lookups[key], event).items():
+            active = lifecycle.effective_status(hook, now)[0] is WebhookStatus.ACTIVE
+            out.append(
+                Notification(
+                    notification_id=uuid4(),
+                    group_key=event.group_key,
+                    webhook_id=hook.webhook_id,
+                    event_id=event.event_id,
+                    table_key=event.table_key,
+                    event_type=event.event_type,
+                    records=tuple(records),
+                    sequence=0,
+                    triggered_at=event.created,
+                    state=NotificationState.PENDING if active else NotificationState.PARKED,
+                    next_attempt_at=now,
+                    created=now,
+                    timestamp=now,
+                )
+            )
+    return out
+
+
+def _select(
+    matches: list[tuple[WebhookRule, Webhook]], event: Event
+) -> dict[Webhook, list[dict[str, Any]]]:
+    """For each webhook, the event's records that any of its rules accept, in event order."""
+    rules_by_hook: dict[UUID, list[WebhookRule]] = defaultdict(list)
+    hooks: dict[UUID, Webhook] = {}
+    for rule, hook in matches:
+        rules_by_hook[hook.webhook_id].append(rule)
+        hooks[hook.webhook_id] = hook
+    selected: dict[Webhook, list[dict[str, Any]]] = {}
+    for webhook_id, rules in rules_by_hook.items():
+        nodes = [_compiled(r.filter) for r in rules]
+        records = [r for r in event.records if any(filters.evaluate(n, r) for n in nodes)]
+        if records:
+            selected[hooks[webhook_id]] = records
+    return selected

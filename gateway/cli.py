@@ -1,0 +1,188 @@
+"""The `gateway` command: serve, worker, migrate, keys."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import logging
+import secrets
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
+from uuid import UUID, uuid4, uuid5
+
+from gateway import config
+from gateway.api.common import hash_key
+from gateway.errors import GatewayError
+from gateway.models import ApiKey, Scope, utcnow
+from gateway.store import store_for_url
+
+log = logging.getLogger("gateway")
+# Group keys for new group names are derived from the name, so two databases agree on them.
+GROUP_NAMESPACE = UUID("6f1d2a8e-5b7c-4c1e-9f3a-2d4b6c8e0a1f")
+
+
+def _flag(parser: argparse.ArgumentParser, name: str, help_text: str, **kw: Any) -> None:
+    setting = name.lstrip("-").replace("-", "_")
+    env = config.env_name(setting)
+    parser.add_argument(name, dest=setting, default=None, help=f"{help_text} [env: {env}]", **kw)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    env = config.env_name("database_url")
+    parser.add_argument(
+        "--database",
+        "--database-url",
+        dest="database_url",
+        metavar="URL",
+        help=f"database URL, e.g. sqlite:///data/gateway.db or postgresql://... [env: {env}]",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand."""
+    parser = argparse.ArgumentParser(prog="gateway", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the API (and the delivery worker)")
+    _common(serve)
+    _flag(serve, "--host", "address to listen on (default 127.0.0.1)")
+    _flag(serve, "--port", "port to listen on (default 8080)", type=int)
+    _flag(serve, "--secret-key", "key signing handshake codes (default: generated, kept)")
+    _flag(serve, "--allowed-callback-networks", "comma-separated CIDRs callbacks may reach")
+    _flag(serve, "--log-level", "debug, info, warning or error")
+    worker = sub.add_parser("worker", help="run only the delivery worker")
+    _common(worker)
+    _flag(worker, "--allowed-callback-networks", "comma-separated CIDRs callbacks may reach")
+    _flag(worker, "--log-level", "debug, info, warning or error")
+    migrate = sub.add_parser("migrate", help="apply database migrations")
+    _common(migrate)
+    keys = sub.add_parser("keys", help="manage API keys")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    create = keys_sub.add_parser("create", help="create a key; prints it once as JSON")
+    _common(create)
+    create.add_argument("--group", required=True, help="group name; its key is shared")
+    create.add_argument("--scopes", default="webhooks,events", help="comma-separated scopes")
+    revoke = keys_sub.add_parser("revoke", help="revoke a key by its apiKeyId")
+    _common(revoke)
+    revoke.add_argument("api_key_id", help="the apiKeyId to revoke")
+    listing = keys_sub.add_parser("list", help="list keys (never the keys themselves)")
+    _common(listing)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `gateway` command."""
+    args = build_parser().parse_args(argv)
+    overrides = {k: v for k, v in vars(args).items() if k in _setting_names()}
+    try:
+        settings = config.load(overrides)
+        logging.basicConfig(
+            level=settings.log_level.upper(),
+            format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        )
+        return _dispatch(args, settings)
+    except GatewayError as exc:
+        print(f"gateway: {exc.detail}", file=sys.stderr)
+        return 2
+
+
+def _setting_names() -> set[str]:
+    return {f.name for f in dataclasses.fields(config.Settings)}
+
+
+def _dispatch(args: argparse.Namespace, settings: config.Settings) -> int:
+    if args.command == "serve":
+        return _serve(settings.with_secret_key())
+    if args.command == "worker":
+        from gateway.worker_main import run_worker
+
+        return run_worker(settings.with_secret_key())
+    commands: dict[str, Callable[[], Coroutine[Any, Any, Any]]] = {
+        "migrate": lambda: _migrate(settings),
+        "create": lambda: _create_key(settings, args.group, args.scopes),
+        "revoke": lambda: _revoke_key(settings, args.api_key_id),
+        "list": lambda: _list_keys(settings),
+    }
+    name = args.keys_command if args.command == "keys" else args.command
+    result = asyncio.run(commands[name]())
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def _serve(settings: config.Settings) -> int:
+    import uvicorn
+
+    from gateway.app import create_app
+
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=False,
+    )
+    return 0
+
+
+async def _migrate(settings: config.Settings) -> dict[str, Any]:
+    store = store_for_url(settings.database_url)
+    await store.open()
+    try:
+        return {"database": _redacted(settings.database_url), "status": "migrated"}
+    finally:
+        await store.close()
+
+
+async def _create_key(settings: config.Settings, group: str, scopes_text: str) -> dict[str, Any]:
+    try:
+        scopes = frozenset(Scope(s.strip()) for s in scopes_text.split(",") if s.strip())
+    except ValueError as exc:
+        raise GatewayError(f"unknown scope in {scopes_text!r}; use webhooks, events") from exc
+    key = "gwk_" + secrets.token_urlsafe(32)
+    async with store_for_url(settings.database_url) as store:
+        group_key = await store.group_key_for_name(group) or uuid5(GROUP_NAMESPACE, group)
+        record = ApiKey(uuid4(), group_key, group, hash_key(key), scopes, utcnow())
+        await store.add_api_key(record)
+    return {**_key_view(record), "apiKey": key}
+
+
+async def _revoke_key(settings: config.Settings, api_key_id: str) -> dict[str, Any]:
+    try:
+        key_id = UUID(api_key_id)
+    except ValueError as exc:
+        raise GatewayError(f"{api_key_id!r} is not an apiKeyId") from exc
+    async with store_for_url(settings.database_url) as store:
+        if not await store.revoke_api_key(key_id, utcnow()):
+            raise GatewayError(f"no API key {key_id}")
+    return {"apiKeyId": str(key_id), "revoked": True}
+
+
+async def _list_keys(settings: config.Settings) -> list[dict[str, Any]]:
+    async with store_for_url(settings.database_url) as store:
+        return [_key_view(k) for k in await store.list_api_keys()]
+
+
+def _key_view(key: ApiKey) -> dict[str, Any]:
+    return {
+        "apiKeyId": str(key.api_key_id),
+        "groupKey": str(key.group_key),
+        "groupName": key.group_name,
+        "scopes": sorted(s.value for s in key.scopes),
+        "created": key.created.isoformat(),
+        "revoked": key.revoked.isoformat() if key.revoked else None,
+    }
+
+
+def _redacted(url: str) -> str:
+    """The URL without a password, for printing."""
+    scheme, sep, rest = url.partition("://")
+    creds, at, host = rest.rpartition("@")
+    if not at or ":" not in creds:
+        return url
+    return f"{scheme}{sep}{creds.split(':')[0]}:***@{host}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,177 @@
+"""Settings: defaults < TOML file < environment (GATEWAY_*) < command-line flags.
+
+This is the only module that reads the environment. `config/gateway.toml` documents every
+setting with its default; `GATEWAY_CONFIG` names another file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from gateway.errors import GatewayError
+
+ENV_PREFIX = "GATEWAY_"
+DEFAULT_CONFIG_FILE = Path("config/gateway.toml")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every tunable of the gateway; see config/gateway.toml for what each one means."""
+
+    database_url: str = "sqlite:///data/gateway.db"
+    host: str = "127.0.0.1"
+    port: int = 8080
+    secret_key: str | None = None
+    allowed_callback_networks: tuple[str, ...] = ()
+    log_level: str = "info"
+    # API
+    max_body_bytes: int = 1_048_576
+    max_batch_size: int = 100
+    max_events_per_request: int = 1000
+    max_records_per_event: int = 1000
+    max_filter_length: int = 2000
+    max_filter_depth: int = 10
+    rate_limit_per_second: float = 100.0
+    rate_limit_burst: int = 200
+    # Handshake and lifecycle
+    handshake_timeout: float = 10.0
+    expiry_sweep_interval: float = 60.0
+    secret_grace_period: float = 86_400.0
+    # Delivery
+    run_worker: bool = True
+    delivery_timeout: float = 10.0
+    retry_schedule: tuple[float, ...] = (5.0, 30.0, 120.0, 600.0, 1800.0, 3600.0)
+    retry_jitter: float = 0.2
+    retry_after_cap: float = 3600.0
+    worker_concurrency: int = 64
+    per_webhook_concurrency: int = 8
+    claim_batch_size: int = 256
+    poll_interval: float = 0.5
+    lease_seconds: float = 60.0
+    shutdown_deadline: float = 10.0
+    history_message_limit: int = 4096
+    history_retention_days: float = 30.0
+    max_response_bytes: int = 65_536
+
+    def with_secret_key(self) -> Settings:
+        """A copy whose secret key is set, generated and kept beside the database if needed."""
+        if self.secret_key:
+            return self
+        return dataclasses.replace(self, secret_key=_stored_secret_key(self.database_url))
+
+
+def load(
+    overrides: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None
+) -> Settings:
+    """Build settings from the config file, the environment and explicit overrides."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    values.update(_read_toml(_config_path(env)))
+    values.update(_read_env(env))
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return _build(values)
+
+
+def env_name(setting: str) -> str:
+    """The environment variable that sets this setting, e.g. GATEWAY_DATABASE_URL."""
+    return ENV_PREFIX + setting.upper()
+
+
+def _config_path(env: Mapping[str, str]) -> Path | None:
+    named = env.get(ENV_PREFIX + "CONFIG")
+    if named:
+        if not Path(named).is_file():
+            raise GatewayError(f"config file {named} (from {ENV_PREFIX}CONFIG) does not exist")
+        return Path(named)
+    return DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.is_file() else None
+
+
+def _read_toml(path: Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except tomllib.TOMLDecodeError as exc:
+        raise GatewayError(f"config file {path} is not valid TOML: {exc}") from exc
+    # Sections only group settings for the reader; names are unique across them.
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            flat.update(value)
+        else:
+            flat[key] = value
+    return flat
+
+
+def _read_env(env: Mapping[str, str]) -> dict[str, Any]:
+    return {f.name: env[env_name(f.name)] for f in fields(Settings) if env_name(f.name) in env}
+
+
+def _build(values: Mapping[str, Any]) -> Settings:
+    known = {f.name: f for f in fields(Settings)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise GatewayError(f"unknown setting(s): {', '.join(unknown)}")
+    converted = {name: _convert(name, known[name], value) for name, value in values.items()}
+    return Settings(**converted)
+
+
+def _convert(name: str, spec: dataclasses.Field[Any], value: Any) -> Any:
+    default = spec.default if spec.default is not dataclasses.MISSING else None
+    try:
+        if isinstance(default, bool):
+            return _to_bool(value)
+        if isinstance(default, tuple) or name in ("allowed_callback_networks", "retry_schedule"):
+            items = value.split(",") if isinstance(value, str) else list(value)
+            cast = float if name == "retry_schedule" else str
+            return tuple(cast(str(item).strip()) for item in items if str(item).strip())
+        if isinstance(default, int):
+            return int(value)
+        if isinstance(default, float):
+            return float(value)
+        return None if value is None else str(value)
+    except (TypeError, ValueError) as exc:
+        raise GatewayError(f"setting {name}: cannot use {value!r} ({exc})") from exc
+
+
+def _to_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected true or false")
+
+
+def _stored_secret_key(database_url: str) -> str:
+    """Read, or create once, the secret key file kept beside the database."""
+    path = secret_key_path(database_url)
+    if path.is_file():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    # Create with owner-only permissions; O_EXCL so two processes starting at once agree.
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key)
+    return key
+
+
+def secret_key_path(database_url: str) -> Path:
+    """Where the generated secret key lives: beside a SQLite file, else in ./data."""
+    if database_url.startswith("sqlite:///"):
+        return Path(database_url.removeprefix("sqlite:///")).parent / "secret.key"
+    return Path("data") / "secret.key"

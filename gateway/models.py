@@ -1,0 +1,143 @@
+"""Domain records: immutable, timezone-aware, with the enums of DESIGN §2 and §5.
+
+These are what the stores keep and return. The wire shape (camelCase JSON) is produced by
+`gateway.wire`; input validation lives in `gateway.schemas`.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware in UTC."""
+    return datetime.now(UTC)
+
+
+class WebhookStatus(enum.StrEnum):
+    ACTIVE = "Active"
+    INACTIVE = "Inactive"
+    ERRORED = "Errored"
+
+
+class ContentType(enum.StrEnum):
+    FULL = "Full"
+    ID = "Id"
+
+
+class HttpMethod(enum.StrEnum):
+    GET = "GET"
+    POST = "POST"
+    PATCH = "PATCH"
+    PUT = "PUT"
+
+
+class EventType(enum.StrEnum):
+    INSERT = "I"
+    UPDATE = "U"
+    DELETE = "D"
+
+
+class NotificationState(enum.StrEnum):
+    """Where a notification stands in the delivery pipeline."""
+
+    PENDING = "pending"  # due at next_attempt_at
+    PARKED = "parked"  # its webhook is not Active; released on reactivation
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # gave up (webhook Errored/Inactive); may be retried by hand
+
+
+class Scope(enum.StrEnum):
+    WEBHOOKS = "webhooks"
+    EVENTS = "events"
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    api_key_id: UUID
+    group_key: UUID
+    group_name: str
+    key_hash: str  # sha256 hex of the secret part; the key itself is never stored
+    scopes: frozenset[Scope]
+    created: datetime
+    revoked: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Webhook:
+    webhook_id: UUID
+    group_key: UUID
+    name: str
+    status_code: WebhookStatus
+    status_message: str | None
+    client_secret: str
+    request_content_type: ContentType
+    callback_http_method: HttpMethod
+    callback_url: str
+    expiration_date: datetime | None
+    retry_count: int
+    created: datetime
+    created_user_id: UUID
+    modified: datetime
+    modified_user_id: UUID
+    partition_key: str | None = None
+    # Delivery bookkeeping, not on the wire.
+    failure_count: int = 0  # consecutive failed attempts
+    previous_secret: str | None = None  # still signs until previous_secret_expires
+    previous_secret_expires: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookRule:
+    webhook_rule_id: UUID
+    webhook_id: UUID
+    group_key: UUID
+    table_key: str
+    event_type: EventType
+    filter: str | None
+    created: datetime
+    created_user_id: UUID
+    modified: datetime
+    modified_user_id: UUID
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    event_id: UUID
+    group_key: UUID
+    table_key: str
+    event_type: EventType
+    records: tuple[dict[str, Any], ...]
+    created: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """One event's delivery to one webhook; also its history row (webhookHistoryId)."""
+
+    notification_id: UUID  # the `webhook-id` header on every attempt
+    group_key: UUID
+    webhook_id: UUID
+    event_id: UUID
+    table_key: str
+    event_type: EventType
+    records: tuple[dict[str, Any], ...]  # the records that matched this webhook's rules
+    sequence: int  # per-webhook, increasing
+    triggered_at: datetime
+    state: NotificationState
+    next_attempt_at: datetime
+    created: datetime
+    attempts: int = 0
+    lease_until: datetime | None = None
+    lease_owner: str | None = None
+    request_sent: bool = False
+    is_successful: bool = False
+    response_status_code: str | None = None
+    process_result_message: str | None = None
+    request_message: str | None = None
+    response_message: str | None = None
+    timestamp: datetime = field(default_factory=utcnow)  # last change

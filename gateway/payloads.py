@@ -1,0 +1,80 @@
+"""What a notification looks like on the wire (DESIGN §6): the envelope, Full vs Id, GET vs body.
+
+The signed payload is exactly what is sent: the JSON body for POST/PUT/PATCH, or for GET the
+query string (everything after the '?', the partner's own parameters included).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+import orjson
+
+from gateway.errors import ValidationError
+from gateway.models import ContentType, HttpMethod, Notification, Webhook
+from gateway.wire import timestamp
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """One request ready to sign and send."""
+
+    method: str
+    url: str
+    body: bytes | None  # None for GET
+    signed_payload: bytes  # the body, or for GET the query string
+
+
+def record_id(record: Mapping[str, Any], table_key: str) -> str:
+    """A record's id: its `id` property, else `<tableKey>Id` (case-insensitive)."""
+    wanted = ("id", f"{table_key.lower()}id")
+    for key, value in record.items():
+        if key.lower() in wanted and value is not None and not isinstance(value, dict | list):
+            return str(value)
+    raise ValidationError.field("records", f"each record needs an 'id' or '{table_key}Id'")
+
+
+def envelope(hook: Webhook, note: Notification) -> dict[str, Any]:
+    """The JSON body of a notification."""
+    body: dict[str, Any] = {
+        "webhookId": str(hook.webhook_id),
+        "eventId": str(note.event_id),
+        "notificationId": str(note.notification_id),
+        "tableKey": note.table_key,
+        "eventType": note.event_type.value,
+        "triggeredAt": timestamp(note.triggered_at),
+        "sequence": note.sequence,
+    }
+    if hook.request_content_type is ContentType.FULL:
+        body["records"] = list(note.records)
+    else:
+        body["ids"] = [record_id(r, note.table_key) for r in note.records]
+    return body
+
+
+def render(hook: Webhook, note: Notification) -> Rendered:
+    """The request for this notification with this webhook's method and content type."""
+    data = envelope(hook, note)
+    if hook.callback_http_method is HttpMethod.GET:
+        return _as_query(hook.callback_url, data)
+    body = orjson.dumps(data)
+    return Rendered(hook.callback_http_method.value, hook.callback_url, body, body)
+
+
+def _as_query(url: str, data: Mapping[str, Any]) -> Rendered:
+    params = {k: _query_value(v) for k, v in data.items() if k != "records"}
+    query = urlencode(params)
+    parts = urlsplit(url)
+    # The partner's own query parameters stay first; the whole query string as sent is signed.
+    full_query = f"{parts.query}&{query}" if parts.query else query
+    sent = urlunsplit(parts._replace(query=full_query))
+    return Rendered("GET", sent, None, full_query.encode())
+
+
+def _query_value(value: Any) -> str:
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        return ",".join(str(v) for v in value)
+    return str(value)

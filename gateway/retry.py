@@ -1,0 +1,88 @@
+"""The retry policy (DESIGN §6): how an attempt's result is classified, and how long to wait.
+
+Every non-2xx answer except 410, and every transport error, is a failed attempt that is retried;
+410 Gone is the partner unsubscribing, which the lifecycle handles. Errors are classified by
+type (the OutboundError family), never by their text.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
+from gateway.errors import OutboundError
+
+_DELTA_SECONDS = re.compile(r"[0-9]+")  # RFC 9110 delay-seconds: ASCII digits only
+
+
+class Outcome(enum.StrEnum):
+    SUCCESS = "success"
+    GONE = "gone"
+    FAILURE = "failure"
+
+
+def classify(status: int | None, error: BaseException | None) -> Outcome:
+    """2xx succeeds, 410 unsubscribes, any other answer or an outbound error is a failure."""
+    if error is not None:
+        if not isinstance(error, OutboundError):
+            # Anything else is a bug on our side, not the partner's failure: don't count it.
+            raise TypeError(f"not an outbound failure: {type(error).__name__}") from error
+        return Outcome.FAILURE
+    if status is None:
+        raise ValueError("classify needs a status or an error")
+    if 200 <= status < 300:
+        return Outcome.SUCCESS
+    if status == 410:
+        return Outcome.GONE
+    return Outcome.FAILURE
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """A backoff schedule with jitter; Retry-After is honoured up to a cap."""
+
+    schedule: tuple[float, ...] = (5, 30, 120, 600, 1800, 3600)  # seconds before attempt n+1
+    jitter: float = 0.2  # ± this fraction of the scheduled delay
+    retry_after_cap: float = 3600
+
+    def __post_init__(self) -> None:
+        if not self.schedule or min(self.schedule) < 0:
+            raise ValueError("schedule needs at least one delay, none negative")
+        if not 0 <= self.jitter < 1:
+            raise ValueError("jitter is a fraction in [0, 1)")
+
+    def delay(
+        self, attempt: int, *, retry_after: float | None = None, rng: random.Random | None = None
+    ) -> float:
+        """Seconds to wait after failed attempt number `attempt` (1-based)."""
+        if attempt < 1:
+            raise ValueError("attempt numbers start at 1")
+        base = self.schedule[min(attempt - 1, len(self.schedule) - 1)]
+        # Jitter spreads retries of many notifications that failed together (an outage).
+        jittered = (rng or random).uniform(base * (1 - self.jitter), base * (1 + self.jitter))
+        if retry_after is None:
+            return jittered
+        # The partner may ask for more time, never less than our own backoff; capped so a
+        # huge Retry-After cannot stall a notification indefinitely.
+        return max(jittered, min(retry_after, self.retry_after_cap))
+
+    @staticmethod
+    def parse_retry_after(value: str | None, now: datetime) -> float | None:
+        """Seconds from a Retry-After value (delta-seconds or HTTP-date); None if unusable."""
+        text = (value or "").strip()
+        if not text:
+            return None
+        if _DELTA_SECONDS.fullmatch(text):
+            return float(text)
+        try:
+            when = parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+        if when.tzinfo is None:  # "-0000" dates parse naive; HTTP-dates are always UTC
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - now).total_seconds()
+        return seconds if seconds >= 0 else None

@@ -1,0 +1,189 @@
+"""Request bodies: validation with field-named messages, and the models behind /openapi.json.
+
+Property names are matched case-insensitively (the C# client sends PascalCase). Read-only
+properties that clients echo back (webhookId, created, ...) are ignored; any other unknown
+property is a 400, so a typo never passes silently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Annotated, Any, TypeVar
+from urllib.parse import urlsplit
+from uuid import UUID
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from gateway.errors import ValidationError
+from gateway.models import ContentType, EventType, HttpMethod, WebhookStatus
+
+READ_ONLY = {
+    "webhookid",
+    "groupkey",
+    "clientsecret",
+    "statusmessage",
+    "created",
+    "createduserid",
+    "modified",
+    "modifieduserid",
+    "webhookrules",
+    "webhookruleid",
+}
+ALIASES = {"emitformat": "requestContentType"}
+EVENT_TYPE_NAMES = {"i": "I", "u": "U", "d": "D", "insert": "I", "update": "U", "delete": "D"}
+
+Name = Annotated[str, Field(min_length=1, max_length=100)]
+TableKey = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[A-Za-z][A-Za-z0-9_]*$")]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=False)
+
+
+def _callback_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an absolute http or https URL")
+    if len(value) > 250:
+        raise ValueError("must be at most 250 characters")
+    if parts.username or parts.password:
+        raise ValueError("must not carry credentials")
+    return value
+
+
+def _aware(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _event_type(value: Any) -> Any:
+    if isinstance(value, str):
+        return EVENT_TYPE_NAMES.get(value.strip().lower(), value)
+    return value
+
+
+def _upper(value: Any) -> Any:
+    return value.upper() if isinstance(value, str) else value
+
+
+def _content_type(value: Any) -> Any:
+    if isinstance(value, str):
+        return {"full": "Full", "id": "Id"}.get(value.lower(), value)
+    return value
+
+
+class WebhookCreate(_Body):
+    """A webhook to create; it becomes Active once its callback passes the handshake."""
+
+    name: Name
+    requestContentType: ContentType
+    callbackHttpMethod: HttpMethod
+    callbackUrl: str
+    expirationDate: datetime | None = None
+    retryCount: int = Field(default=3, ge=0, le=5)
+    statusCode: WebhookStatus | None = None
+    partitionKey: str | None = Field(default=None, max_length=100)
+
+    _url = field_validator("callbackUrl")(_callback_url)
+    _method = field_validator("callbackHttpMethod", mode="before")(_upper)
+    _ctype = field_validator("requestContentType", mode="before")(_content_type)
+    _expiry = field_validator("expirationDate")(lambda v: v and _aware(v))
+
+
+class WebhookPatch(_Body):
+    """Changes to a webhook; only the properties given change."""
+
+    name: Name | None = None
+    requestContentType: ContentType | None = None
+    callbackHttpMethod: HttpMethod | None = None
+    callbackUrl: str | None = None
+    expirationDate: datetime | None = None
+    retryCount: int | None = Field(default=None, ge=0, le=5)
+    statusCode: WebhookStatus | None = None
+    partitionKey: str | None = Field(default=None, max_length=100)
+
+    _url = field_validator("callbackUrl")(lambda v: v and _callback_url(v))
+    _method = field_validator("callbackHttpMethod", mode="before")(_upper)
+    _ctype = field_validator("requestContentType", mode="before")(_content_type)
+    _expiry = field_validator("expirationDate")(lambda v: v and _aware(v))
+
+
+class RuleCreate(_Body):
+    """A rule: which table and event type (and records, by filter) a webhook receives."""
+
+    webhookId: UUID
+    tableKey: TableKey
+    eventType: EventType
+    filter: str | None = Field(default=None, max_length=2000)
+
+    _etype = field_validator("eventType", mode="before")(_event_type)
+
+
+class RulePatch(_Body):
+    """Changes to a rule; only the properties given change."""
+
+    tableKey: TableKey | None = None
+    eventType: EventType | None = None
+    filter: str | None = Field(default=None, max_length=2000)
+
+    _etype = field_validator("eventType", mode="before")(_event_type)
+
+
+class EventIn(_Body):
+    """A change published by the platform: records of one table with one event type."""
+
+    tableKey: TableKey
+    eventType: EventType
+    records: list[dict[str, Any]] = Field(min_length=1)
+
+    _etype = field_validator("eventType", mode="before")(_event_type)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse(model: type[M], data: Any, *, where: str = "") -> tuple[M, set[str]]:
+    """Validate one JSON object; return the model and the canonical names that were given."""
+    if not isinstance(data, Mapping):
+        raise ValidationError.field(where or "body", "must be a JSON object")
+    canonical = _canonical_keys(model, data, where)
+    try:
+        return model.model_validate(canonical), set(canonical)
+    except pydantic.ValidationError as exc:
+        raise _translate(exc, where) from exc
+
+
+def _canonical_keys(model: type[BaseModel], data: Mapping[str, Any], where: str) -> dict[str, Any]:
+    names = {name.lower(): name for name in model.model_fields}
+    out: dict[str, Any] = {}
+    unknown: list[str] = []
+    for key, value in data.items():
+        lowered = str(key).lower()
+        name = names.get(lowered) or ALIASES.get(lowered)
+        if name in model.model_fields:
+            out[name] = value
+        elif lowered not in READ_ONLY:
+            unknown.append(str(key))
+    if unknown:
+        errors = {f"{where}{key}": ["is not a known property"] for key in unknown}
+        raise ValidationError(f"unknown property: {', '.join(unknown)}", errors=errors)
+    return out
+
+
+def _translate(exc: pydantic.ValidationError, where: str) -> ValidationError:
+    errors: dict[str, list[str]] = {}
+    for error in exc.errors():
+        path = ".".join(str(part) for part in error["loc"]) or "body"
+        message = error["msg"].removeprefix("Value error, ")
+        errors.setdefault(f"{where}{path}", []).append(message)
+    detail = "; ".join(f"{field}: {', '.join(msgs)}" for field, msgs in errors.items())
+    return ValidationError(detail, errors=errors)
+
+
+def openapi_schemas() -> dict[str, Any]:
+    """JSON schemas of the request bodies, for /openapi.json."""
+    models: list[type[BaseModel]] = [WebhookCreate, WebhookPatch, RuleCreate, RulePatch, EventIn]
+    return {
+        m.__name__: m.model_json_schema(ref_template="#/components/schemas/{model}") for m in models
+    }

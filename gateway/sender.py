@@ -1,0 +1,133 @@
+"""One delivery attempt: render, sign, send, classify. No database writes happen here."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from uuid import UUID
+
+from gateway import lifecycle, payloads, signing
+from gateway.config import Settings
+from gateway.errors import OutboundError
+from gateway.models import Notification, Webhook, WebhookStatus
+from gateway.outbound import Outbound, OutboundResponse
+from gateway.outcomes import AttemptOutcome, Effect
+from gateway.retry import Outcome, RetryPolicy, classify
+from gateway.store.base import Store
+from gateway.wire import truncate
+
+# How long a webhook read from the store is reused: status and secret changes reach the
+# worker within this time, and a busy webhook costs one read per interval, not per send.
+WEBHOOK_CACHE_SECONDS = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """What a signed request got back."""
+
+    response: OutboundResponse | None
+    error: OutboundError | None
+    request_text: str
+
+
+def active_secrets(hook: Webhook, now: datetime) -> list[str]:
+    """The secrets that sign now: the current one, and the previous during its grace period."""
+    secrets = [hook.client_secret]
+    if hook.previous_secret and hook.previous_secret_expires and hook.previous_secret_expires > now:
+        secrets.append(hook.previous_secret)
+    return secrets
+
+
+class Sender:
+    """Turns a claimed notification into an AttemptOutcome."""
+
+    def __init__(
+        self, settings: Settings, outbound: Outbound, store: Store, clock: Callable[[], datetime]
+    ) -> None:
+        self.settings = settings
+        self.outbound = outbound
+        self.store = store
+        self.clock = clock
+        self.policy = RetryPolicy(
+            settings.retry_schedule, settings.retry_jitter, settings.retry_after_cap
+        )
+        self._rng = random.Random()
+        self._cache: dict[UUID, tuple[float, Webhook | None]] = {}
+
+    async def _webhook(self, webhook_id: UUID) -> Webhook | None:
+        cached = self._cache.get(webhook_id)
+        if cached and time.monotonic() - cached[0] < WEBHOOK_CACHE_SECONDS:
+            return cached[1]
+        hook = await self.store.get_webhook_any_group(webhook_id)
+        self._cache[webhook_id] = (time.monotonic(), hook)
+        return hook
+
+    async def send(self, hook: Webhook, note: Notification) -> Sent:
+        """Render, sign and send one notification to this webhook."""
+        rendered = payloads.render(hook, note)
+        stamp = int(self.clock().timestamp())
+        headers = signing.webhook_headers(
+            active_secrets(hook, self.clock()),
+            str(note.notification_id),
+            stamp,
+            rendered.signed_payload,
+        )
+        headers["content-type"] = "application/json"
+        request_text = f"{rendered.method} {rendered.url}\n\n{(rendered.body or b'').decode()}"
+        try:
+            response = await self.outbound.send(
+                rendered.method,
+                rendered.url,
+                headers=headers,
+                body=rendered.body,
+                timeout=self.settings.delivery_timeout,
+                max_body=self.settings.max_response_bytes,
+            )
+        except OutboundError as exc:
+            return Sent(None, exc, request_text)
+        return Sent(response, None, request_text)
+
+    async def attempt(self, note: Notification, owner: str) -> AttemptOutcome:
+        """Deliver once (or park, if the webhook is not Active) and say what happened."""
+        hook = await self._webhook(note.webhook_id)
+        now = self.clock()
+        if hook is None or lifecycle.effective_status(hook, now)[0] is not WebhookStatus.ACTIVE:
+            return AttemptOutcome(
+                note.notification_id, owner, Effect.NOT_SENT, "webhook is not Active", None
+            )
+        sent = await self.send(hook, note)
+        return self._outcome(note, owner, sent)
+
+    def _outcome(self, note: Notification, owner: str, sent: Sent) -> AttemptOutcome:
+        limit = self.settings.history_message_limit
+        response = sent.response
+        kind = classify(response.status if response else None, sent.error)
+        effect = {Outcome.SUCCESS: Effect.SUCCESS, Outcome.GONE: Effect.GONE}.get(
+            kind, Effect.FAILURE
+        )
+        cause = f"HTTP {response.status}" if response else str(sent.error)
+        retry_at = None
+        if effect is Effect.FAILURE:
+            retry_after = None
+            if response is not None:
+                retry_after = RetryPolicy.parse_retry_after(
+                    response.headers.get("retry-after"), self.clock()
+                )
+            delay = self.policy.delay(note.attempts + 1, retry_after=retry_after, rng=self._rng)
+            retry_at = self.clock() + timedelta(seconds=delay)
+        response_text = None
+        if response is not None:
+            response_text = f"HTTP {response.status}\n\n{response.body.decode(errors='replace')}"
+        return AttemptOutcome(
+            notification_id=note.notification_id,
+            lease_owner=owner,
+            effect=effect,
+            cause=cause,
+            retry_at=retry_at,
+            response_status_code=str(response.status) if response else None,
+            request_message=truncate(sent.request_text, limit),
+            response_message=truncate(response_text, limit),
+        )

@@ -1,0 +1,39 @@
+"""Persistence: the `Store` interface (`base`) and one implementation per backend."""
+
+from __future__ import annotations
+
+import importlib
+from urllib.parse import urlsplit
+
+from gateway.errors import StoreError
+from gateway.store.base import Store
+
+__all__ = ["Store", "store_for_url"]
+
+
+def store_for_url(url: str) -> Store:
+    """The store a database URL names: sqlite:///relative.db, sqlite:////absolute.db,
+    memory://, or postgresql://... (postgres://...). Nothing connects until `open()`."""
+    scheme = urlsplit(url).scheme.lower()
+    if scheme == "sqlite":
+        from gateway.store.sqlite import SqliteStore
+
+        path = url[len("sqlite:///") :] if url.lower().startswith("sqlite:///") else ""
+        if not path:
+            raise StoreError(f"a SQLite URL names a file: sqlite:///path.db, not {url!r}")
+        return SqliteStore(path)
+    if scheme == "memory":
+        from gateway.store.memory import MemoryStore
+
+        return MemoryStore()
+    if scheme in ("postgresql", "postgres"):
+        try:
+            # Imported by name: the module (and asyncpg) is optional until it is used.
+            postgres = importlib.import_module("gateway.store.postgres")
+        except ImportError as exc:
+            raise StoreError("PostgreSQL store not available") from exc
+        store: Store = postgres.PostgresStore(url)
+        return store
+    raise StoreError(
+        f"unsupported database URL scheme {scheme!r} (use sqlite, postgresql or memory)"
+    )

@@ -1,0 +1,494 @@
+"""`MemoryStore`: the store contract over plain dicts, for unit tests.
+
+Every method runs without awaiting anything in between, so each is atomic on the event loop.
+Filters are evaluated on each record's wire shape; orders are validated by the same
+`compile_order` the SQL stores use.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+from uuid import UUID
+
+from gateway.errors import StoreError
+from gateway.filters import (
+    And,
+    Column,
+    FieldType,
+    Literal,
+    Node,
+    Or,
+    compile_filter,
+    compile_order,
+    evaluate,
+)
+from gateway.models import (
+    ApiKey,
+    Event,
+    Notification,
+    NotificationState,
+    Webhook,
+    WebhookRule,
+    WebhookStatus,
+    utcnow,
+)
+from gateway.outcomes import AttemptOutcome, settle
+from gateway.store.base import (
+    HISTORY_DEFAULT_ORDER,
+    HISTORY_FIELDS,
+    RULE_DEFAULT_ORDER,
+    RULE_FIELDS,
+    WEBHOOK_DEFAULT_ORDER,
+    WEBHOOK_FIELDS,
+    Page,
+    Query,
+    Store,
+)
+
+T = TypeVar("T")
+PENDING, PARKED = NotificationState.PENDING, NotificationState.PARKED
+
+
+def _columns(types: Mapping[str, FieldType]) -> dict[str, Column]:
+    # The "SQL" of each column is its lowercase wire name, so compile_order's result names the
+    # keys of the lowercased wire dicts below.
+    return {name: Column(name, kind) for name, kind in types.items()}
+
+
+WEBHOOK_COLUMNS = _columns(WEBHOOK_FIELDS)
+RULE_COLUMNS = _columns(RULE_FIELDS)
+HISTORY_COLUMNS = _columns(HISTORY_FIELDS)
+
+
+def _text(value: UUID | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def webhook_fields(hook: Webhook) -> dict[str, Any]:
+    """A webhook's filterable fields by wire name."""
+    return {
+        "webhookId": str(hook.webhook_id), "groupKey": str(hook.group_key), "name": hook.name,
+        "statusCode": hook.status_code.value, "statusMessage": hook.status_message,
+        "requestContentType": hook.request_content_type.value,
+        "callbackHttpMethod": hook.callback_http_method.value, "callbackUrl": hook.callback_url,
+        "expirationDate": hook.expiration_date, "retryCount": hook.retry_count,
+        "created": hook.created, "createdUserId": str(hook.created_user_id),
+        "modified": hook.modified, "modifiedUserId": str(hook.modified_user_id),
+        "partitionKey": hook.partition_key,
+    }  # fmt: skip
+
+
+def rule_fields(rule: WebhookRule) -> dict[str, Any]:
+    """A rule's filterable fields by wire name."""
+    return {
+        "webhookRuleId": str(rule.webhook_rule_id), "webhookId": str(rule.webhook_id),
+        "groupKey": str(rule.group_key), "tableKey": rule.table_key,
+        "eventType": rule.event_type.value, "filter": rule.filter, "created": rule.created,
+        "createdUserId": str(rule.created_user_id), "modified": rule.modified,
+        "modifiedUserId": str(rule.modified_user_id),
+    }  # fmt: skip
+
+
+def history_fields(note: Notification) -> dict[str, Any]:
+    """A history row's filterable fields by wire name."""
+    return {
+        "webhookHistoryId": str(note.notification_id), "webhookId": str(note.webhook_id),
+        "groupKey": str(note.group_key), "eventType": f"{note.table_key}.{note.event_type.value}",
+        "requestSent": note.request_sent, "isSuccessful": note.is_successful,
+        "responseStatusCode": note.response_status_code,
+        "processResultMessage": note.process_result_message,
+        "failureCount": note.attempts - (1 if note.is_successful else 0),
+        "timestamp": note.timestamp,
+    }  # fmt: skip
+
+
+def _prepare(node: Node | None, columns: Mapping[str, Column]) -> Node | None:
+    """Refuse what the SQL stores refuse, and compare ids and booleans as they bind them."""
+    if node is None:
+        return None
+    compile_filter(node, columns, str)  # the same FilterError for a bad value
+    return _canonical(node, columns)
+
+
+def _canonical(node: Node, columns: Mapping[str, Column]) -> Node:
+    if isinstance(node, And):
+        return And(tuple(_canonical(item, columns) for item in node.items))
+    if isinstance(node, Or):
+        return Or(tuple(_canonical(item, columns) for item in node.items))
+    kind = columns[node.field].type
+    if kind is FieldType.UUID:
+        values = tuple(Literal(str(UUID(str(v.value))), True) for v in node.values)
+    elif kind is FieldType.BOOLEAN:
+        values = tuple(Literal(v.value in (True, 1, "1", "true"), False) for v in node.values)
+    else:
+        return node
+    return dataclasses.replace(node, values=values)
+
+
+def _sort_key(name: str) -> Callable[[dict[str, Any]], tuple[bool, Any]]:
+    # NULLs first when ascending, as SQLite and PostgreSQL's NULLS FIRST for ASC.
+    return lambda row: (row[name] is not None, row[name])
+
+
+def _page(
+    items: Iterable[T],
+    shape: Callable[[T], dict[str, Any]],
+    columns: Mapping[str, Column],
+    default_order: str,
+    query: Query,
+) -> Page[T]:
+    """Filter, order (the first wire field, the id, breaks ties) and page records."""
+    node = _prepare(query.filter, columns)
+    rows = [(item, shape(item)) for item in items]
+    rows = [(item, wire) for item, wire in rows if evaluate(node, wire)]
+    lowered = [(item, {k.lower(): v for k, v in wire.items()}) for item, wire in rows]
+    order = compile_order(query.order or default_order, columns, default=default_order)
+    tiebreak = next(iter(columns))
+    lowered.sort(key=lambda pair: pair[1][tiebreak])
+    for term in reversed(order.split(",")):
+        name, _, direction = term.strip().partition(" ")
+        key = _sort_key(name)
+        lowered.sort(key=lambda pair: key(pair[1]), reverse=direction.strip().upper() == "DESC")
+    start = query.page_size * query.page_number
+    return Page([item for item, _ in lowered[start : start + query.page_size]], len(lowered))
+
+
+class MemoryStore(Store):
+    """The whole database in dicts; data survives close() and open()."""
+
+    def __init__(self) -> None:
+        self.api_keys: dict[UUID, ApiKey] = {}
+        self.webhooks: dict[UUID, Webhook] = {}
+        self.rules: dict[UUID, WebhookRule] = {}
+        self.events: dict[UUID, Event] = {}
+        self.notifications: dict[UUID, Notification] = {}
+        self._last_sequence: dict[UUID, int] = {}
+
+    async def open(self) -> None:
+        """Nothing to connect."""
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+    async def ping(self) -> None:
+        """Always answers."""
+
+    # -- API keys -----------------------------------------------------------------------------
+    async def add_api_key(self, key: ApiKey) -> None:
+        """Store a new key (hashed)."""
+        taken = any(k.key_hash == key.key_hash for k in self.api_keys.values())
+        if key.api_key_id in self.api_keys or taken:
+            raise StoreError(f"api key {key.api_key_id} already exists")
+        self.api_keys[key.api_key_id] = key
+
+    async def api_key_by_hash(self, key_hash: str) -> ApiKey | None:
+        """The key with this hash, revoked or not."""
+        return next((k for k in self.api_keys.values() if k.key_hash == key_hash), None)
+
+    async def list_api_keys(self) -> list[ApiKey]:
+        """Every key, oldest first."""
+        return sorted(self.api_keys.values(), key=lambda k: (k.created, str(k.api_key_id)))
+
+    async def revoke_api_key(self, api_key_id: UUID, when: datetime) -> bool:
+        """Mark a key revoked; False if there is no such key."""
+        key = self.api_keys.get(api_key_id)
+        if key is None:
+            return False
+        self.api_keys[api_key_id] = dataclasses.replace(key, revoked=when)
+        return True
+
+    async def group_key_for_name(self, group_name: str) -> UUID | None:
+        """The group key already used for this group name, if any."""
+        keys = [k for k in await self.list_api_keys() if k.group_name == group_name]
+        return keys[0].group_key if keys else None
+
+    # -- Webhooks -----------------------------------------------------------------------------
+    async def add_webhooks(self, webhooks: Sequence[Webhook]) -> None:
+        """Insert all or none."""
+        _check_new(self.webhooks, [w.webhook_id for w in webhooks], "webhook")
+        for hook in webhooks:
+            self.webhooks[hook.webhook_id] = hook
+            self._last_sequence[hook.webhook_id] = 0
+
+    async def get_webhook(self, group_key: UUID, webhook_id: UUID) -> Webhook | None:
+        """One webhook of this group."""
+        hook = self.webhooks.get(webhook_id)
+        return hook if hook is not None and hook.group_key == group_key else None
+
+    async def get_webhook_any_group(self, webhook_id: UUID) -> Webhook | None:
+        """One webhook whatever its group (for the delivery worker only)."""
+        return self.webhooks.get(webhook_id)
+
+    async def update_webhook(self, webhook: Webhook, *, release_parked: bool = False) -> bool:
+        """Replace the stored webhook; with `release_parked` its parked notifications become due
+        at `webhook.modified` (the reactivation time)."""
+        if await self.get_webhook(webhook.group_key, webhook.webhook_id) is None:
+            return False
+        self.webhooks[webhook.webhook_id] = webhook
+        if release_parked:
+            now = webhook.modified
+            self._change(
+                lambda n: n.webhook_id == webhook.webhook_id and n.state is PARKED,
+                state=PENDING, next_attempt_at=now, timestamp=now,
+            )  # fmt: skip
+        return True
+
+    async def delete_webhook(self, group_key: UUID, webhook_id: UUID) -> bool:
+        """Delete a webhook with its rules and notifications; False if not found."""
+        if await self.get_webhook(group_key, webhook_id) is None:
+            return False
+        del self.webhooks[webhook_id]
+        self.rules = {k: r for k, r in self.rules.items() if r.webhook_id != webhook_id}
+        self.notifications = {
+            k: n for k, n in self.notifications.items() if n.webhook_id != webhook_id
+        }
+        return True
+
+    async def query_webhooks(self, group_key: UUID, query: Query) -> Page[Webhook]:
+        """Filter, order and page this group's webhooks."""
+        mine = [h for h in self.webhooks.values() if h.group_key == group_key]
+        return _page(mine, webhook_fields, WEBHOOK_COLUMNS, WEBHOOK_DEFAULT_ORDER, query)
+
+    async def expire_webhooks(self, now: datetime, message: str) -> int:
+        """Make Active webhooks whose expirationDate has passed Inactive; return how many."""
+        expired = [
+            h for h in self.webhooks.values()
+            if h.status_code is WebhookStatus.ACTIVE and h.expiration_date is not None
+            and h.expiration_date <= now
+        ]  # fmt: skip
+        for hook in expired:
+            self.webhooks[hook.webhook_id] = dataclasses.replace(
+                hook, status_code=WebhookStatus.INACTIVE, status_message=message, modified=now
+            )
+        return len(expired)
+
+    # -- Rules --------------------------------------------------------------------------------
+    async def add_rules(self, rules: Sequence[WebhookRule]) -> None:
+        """Insert all or none."""
+        _check_new(self.rules, [r.webhook_rule_id for r in rules], "rule")
+        missing = [r.webhook_id for r in rules if r.webhook_id not in self.webhooks]
+        if missing:
+            raise StoreError(f"no webhook {missing[0]}")
+        self.rules.update((r.webhook_rule_id, r) for r in rules)
+
+    async def get_rule(self, group_key: UUID, rule_id: UUID) -> WebhookRule | None:
+        """One rule of this group."""
+        rule = self.rules.get(rule_id)
+        return rule if rule is not None and rule.group_key == group_key else None
+
+    async def update_rule(self, rule: WebhookRule) -> bool:
+        """Replace the stored rule; False if gone."""
+        if await self.get_rule(rule.group_key, rule.webhook_rule_id) is None:
+            return False
+        if rule.webhook_id not in self.webhooks:
+            raise StoreError(f"no webhook {rule.webhook_id}")
+        self.rules[rule.webhook_rule_id] = rule
+        return True
+
+    async def delete_rule(self, group_key: UUID, rule_id: UUID) -> bool:
+        """Delete a rule; False if not found."""
+        if await self.get_rule(group_key, rule_id) is None:
+            return False
+        del self.rules[rule_id]
+        return True
+
+    async def query_rules(self, group_key: UUID, query: Query) -> Page[WebhookRule]:
+        """Filter, order and page this group's rules."""
+        mine = [r for r in self.rules.values() if r.group_key == group_key]
+        return _page(mine, rule_fields, RULE_COLUMNS, RULE_DEFAULT_ORDER, query)
+
+    def _rules_in_order(self, group_key: UUID) -> list[WebhookRule]:
+        mine = [r for r in self.rules.values() if r.group_key == group_key]
+        return sorted(mine, key=lambda r: (r.created, str(r.webhook_rule_id)))
+
+    async def rules_for_webhooks(
+        self, group_key: UUID, webhook_ids: Sequence[UUID]
+    ) -> dict[UUID, list[WebhookRule]]:
+        """The rules of each of these webhooks (every id is a key, possibly with no rules)."""
+        found: dict[UUID, list[WebhookRule]] = {w: [] for w in webhook_ids}
+        for rule in self._rules_in_order(group_key):
+            if rule.webhook_id in found:
+                found[rule.webhook_id].append(rule)
+        return found
+
+    async def matching_rules(
+        self, group_key: UUID, table_key: str, event_type: str
+    ) -> list[tuple[WebhookRule, Webhook]]:
+        """Rules (with their webhooks) for this table and event type."""
+        return [
+            (r, self.webhooks[r.webhook_id]) for r in self._rules_in_order(group_key)
+            if r.table_key == table_key and r.event_type.value == event_type
+        ]  # fmt: skip
+
+    # -- Events and notifications -------------------------------------------------------------
+    async def add_events(
+        self, events: Sequence[Event], notifications: Sequence[Notification]
+    ) -> None:
+        """Store events and their notifications, all or none, numbering each webhook's
+        notifications from its counter in the order given."""
+        self._check_events(events, notifications)
+        self.events.update((e.event_id, e) for e in events)
+        for note in notifications:
+            sequence = self._last_sequence[note.webhook_id] + 1
+            self._last_sequence[note.webhook_id] = sequence
+            self.notifications[note.notification_id] = dataclasses.replace(note, sequence=sequence)
+
+    def _check_events(self, events: Sequence[Event], notes: Sequence[Notification]) -> None:
+        _check_new(self.events, [e.event_id for e in events], "event")
+        _check_new(self.notifications, [n.notification_id for n in notes], "notification")
+        known = set(self.events) | {e.event_id for e in events}
+        for note in notes:
+            hook = self.webhooks.get(note.webhook_id)
+            if hook is None or hook.group_key != note.group_key:
+                raise StoreError(f"no webhook {note.webhook_id} in group {note.group_key}")
+            if note.event_id not in known:
+                raise StoreError(f"no event {note.event_id}")
+
+    async def claim_due(
+        self,
+        now: datetime,
+        limit: int,
+        lease_owner: str,
+        lease_until: datetime,
+        *,
+        exclude_webhooks: Collection[UUID] = (),
+    ) -> list[Notification]:
+        """Lease up to `limit` pending notifications due by `now` (or whose lease expired)."""
+        excluded = set(exclude_webhooks)
+        due = [
+            n for n in self.notifications.values()
+            if n.state is PENDING and n.next_attempt_at <= now
+            and (n.lease_until is None or n.lease_until <= now) and n.webhook_id not in excluded
+        ]  # fmt: skip
+        due.sort(key=lambda n: (n.webhook_id, n.sequence))
+        claimed = []
+        for note in due[:limit]:
+            note = dataclasses.replace(note, lease_owner=lease_owner, lease_until=lease_until)
+            self.notifications[note.notification_id] = note
+            claimed.append(note)
+        return claimed
+
+    async def record_attempts(self, outcomes: Sequence[AttemptOutcome]) -> int:
+        """Write attempt outcomes and lifecycle changes; return how many held their lease."""
+        now = utcnow()
+        return sum(self._record(outcome, now) for outcome in outcomes)
+
+    def _record(self, outcome: AttemptOutcome, now: datetime) -> bool:
+        note = self.notifications.get(outcome.notification_id)
+        hook = self.webhooks.get(note.webhook_id) if note else None
+        if note is None or hook is None or note.lease_owner != outcome.lease_owner:
+            return False  # the lease was lost: someone else owns this notification now
+        done = settle(hook, outcome, now)
+        self.notifications[note.notification_id] = dataclasses.replace(
+            note,
+            state=done.state,
+            next_attempt_at=done.next_attempt_at or note.next_attempt_at,
+            attempts=note.attempts + int(outcome.request_sent),
+            request_sent=outcome.request_sent,
+            is_successful=done.is_successful,
+            response_status_code=outcome.response_status_code,
+            process_result_message=done.process_result_message,
+            request_message=outcome.request_message,
+            response_message=outcome.response_message,
+            timestamp=now,
+            lease_owner=None,
+            lease_until=None,
+        )
+        if done.webhook is not None:
+            changed = done.webhook.status is not hook.status_code
+            self.webhooks[hook.webhook_id] = dataclasses.replace(
+                hook,
+                failure_count=done.webhook.failure_count,
+                status_code=done.webhook.status,
+                status_message=done.webhook.status_message,
+                modified=now if changed else hook.modified,
+            )
+        if done.park_webhook:
+            self._change(
+                lambda n: (
+                    n.webhook_id == note.webhook_id
+                    and n.state is PENDING
+                    and n.notification_id != note.notification_id
+                ),
+                state=PARKED,
+                timestamp=now,
+            )
+        return True
+
+    def _change(self, which: Callable[[Notification], bool], **changes: Any) -> int:
+        """Apply `changes` to every notification `which` selects; return how many."""
+        chosen = [n for n in self.notifications.values() if which(n)]
+        for note in chosen:
+            self.notifications[note.notification_id] = dataclasses.replace(note, **changes)
+        return len(chosen)
+
+    async def release_leases(self, lease_owner: str) -> int:
+        """Give back every lease this owner holds (graceful shutdown)."""
+        return self._change(
+            lambda n: n.state is PENDING and n.lease_owner == lease_owner,
+            lease_owner=None, lease_until=None,
+        )  # fmt: skip
+
+    async def get_notification(
+        self, group_key: UUID, webhook_id: UUID, notification_id: UUID
+    ) -> Notification | None:
+        """One history row of this group's webhook."""
+        note = self.notifications.get(notification_id)
+        if note is None or (note.group_key, note.webhook_id) != (group_key, webhook_id):
+            return None
+        return note
+
+    async def requeue_notification(
+        self, group_key: UUID, webhook_id: UUID, notification_id: UUID, now: datetime
+    ) -> bool:
+        """Make a failed or parked notification pending and due now; False if not found."""
+        note = await self.get_notification(group_key, webhook_id, notification_id)
+        if note is None or note.state is NotificationState.SUCCEEDED:
+            return False
+        self.notifications[notification_id] = dataclasses.replace(
+            note, state=PENDING, next_attempt_at=now, timestamp=now,
+            lease_owner=None, lease_until=None,
+        )  # fmt: skip
+        return True
+
+    async def query_history(
+        self, group_key: UUID, webhook_id: UUID, query: Query
+    ) -> Page[Notification]:
+        """Filter and page one webhook's history (HISTORY_FIELDS)."""
+        mine = [
+            n for n in self.notifications.values()
+            if n.group_key == group_key and n.webhook_id == webhook_id
+        ]  # fmt: skip
+        return _page(mine, history_fields, HISTORY_COLUMNS, HISTORY_DEFAULT_ORDER, query)
+
+    async def prune_history(self, succeeded_before: datetime) -> int:
+        """Delete successful notifications older than this (and events left with none)."""
+        old = [
+            n.notification_id for n in self.notifications.values()
+            if n.state is NotificationState.SUCCEEDED and n.timestamp < succeeded_before
+        ]  # fmt: skip
+        for notification_id in old:
+            del self.notifications[notification_id]
+        used = {n.event_id for n in self.notifications.values()}
+        self.events = {
+            k: e for k, e in self.events.items() if k in used or e.created >= succeeded_before
+        }
+        return len(old)
+
+    async def delivery_stats(self, now: datetime) -> dict[str, float]:
+        """Queue depth by state and the age in seconds of the oldest pending notification."""
+        stats = {state.value: 0.0 for state in NotificationState}
+        for note in self.notifications.values():
+            stats[note.state.value] += 1
+        pending = [n.created for n in self.notifications.values() if n.state is PENDING]
+        age = (now - min(pending)).total_seconds() if pending else 0.0
+        return {**stats, "oldest_pending_age_seconds": max(age, 0.0)}
+
+
+def _check_new(existing: Mapping[UUID, object], ids: Sequence[UUID], what: str) -> None:
+    """Refuse a batch that repeats an id, within itself or with what is stored."""
+    if len(set(ids)) != len(ids) or any(i in existing for i in ids):
+        raise StoreError(f"duplicate {what} id")

@@ -1,0 +1,423 @@
+"""`SqliteStore`: the embedded default (DESIGN §8), one database file through aiosqlite.
+
+Every transaction runs on one writer connection, one at a time behind an asyncio.Lock, and begins
+IMMEDIATE so it never has to upgrade its lock mid-way. Reads go to a second, read-only connection:
+in WAL mode it sees only committed data and never waits for the writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+from collections.abc import AsyncIterator, Collection, Iterable, Sequence
+from datetime import datetime
+from pathlib import Path
+from uuid import UUID
+
+import aiosqlite
+import orjson
+
+from gateway.errors import StoreError
+from gateway.filters import compile_order
+from gateway.models import ApiKey, Event, Notification, Webhook, WebhookRule, utcnow
+from gateway.outcomes import AttemptOutcome, settle
+from gateway.store import sqlite_queries as q
+from gateway.store.base import Page, Query, Store
+from gateway.store.sqlite_queries import MIGRATIONS, Listing, Params, R, decode, encode, stamp
+
+__all__ = ["MIGRATIONS", "SqliteStore"]
+
+
+class SqliteStore(Store):
+    """The store on one SQLite file."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.applied_migrations: list[int] = []  # by the last open()
+        self._writer: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()
+
+    # -- Connections and transactions ---------------------------------------------------------
+    async def open(self) -> None:
+        """Connect (creating the file and its directory) and apply pending migrations."""
+        if self._writer is not None:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._writer = await self._connect(q.PRAGMAS)
+            self.applied_migrations = await self._migrate()
+            self._reader = await self._connect(q.READER_PRAGMAS)
+        except (OSError, sqlite3.Error) as exc:
+            await self.close()
+            raise StoreError(f"cannot open SQLite database {self.path}: {exc}") from exc
+        except BaseException:
+            await self.close()
+            raise
+
+    async def _connect(self, pragmas: Sequence[str]) -> aiosqlite.Connection:
+        # isolation_level=None: no implicit transactions; we BEGIN and COMMIT ourselves.
+        conn = await aiosqlite.connect(self.path, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        try:
+            for pragma in pragmas:
+                await conn.execute(pragma)
+        except BaseException:
+            await conn.close()
+            raise
+        return conn
+
+    async def close(self) -> None:
+        """Close both connections."""
+        writer, reader, self._writer, self._reader = self._writer, self._reader, None, None
+        for conn in (reader, writer):
+            if conn is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    await conn.close()
+
+    async def migrate(self) -> list[int]:
+        """Apply pending migrations (opening the store if needed); return their versions."""
+        if self._writer is None:
+            await self.open()
+            return self.applied_migrations
+        return await self._migrate()
+
+    async def _migrate(self) -> list[int]:
+        async with self._transaction() as conn:
+            await conn.execute(q.CREATE_MIGRATIONS)
+        applied = []
+        for version, script in q.migration_files():
+            async with self._transaction() as conn:
+                # Checked inside the transaction: another process may have just applied it.
+                if await conn.execute_fetchall(q.IS_APPLIED, {"version": version}):
+                    continue
+                for statement in q.statements(script):
+                    await conn.execute(statement)
+                await conn.execute(q.RECORD_MIGRATION, {"version": version, "now": _now()})
+            applied.append(version)
+        return applied
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        conn = self._open(self._writer)
+        async with self._lock:
+            try:
+                await conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                    await conn.commit()
+                finally:
+                    if conn.in_transaction:
+                        await conn.rollback()
+            except sqlite3.Error as exc:
+                raise StoreError(f"SQLite error: {exc}") from exc
+
+    def _open(self, conn: aiosqlite.Connection | None) -> aiosqlite.Connection:
+        if conn is None:
+            raise StoreError("the store is not open")
+        return conn
+
+    async def _rows(self, sql: str, params: Params | None = None) -> list[sqlite3.Row]:
+        try:
+            return list(await self._open(self._reader).execute_fetchall(sql, params or {}))
+        except sqlite3.Error as exc:
+            raise StoreError(f"SQLite error: {exc}") from exc
+
+    async def _one(self, cls: type[R], sql: str, params: Params) -> R | None:
+        rows = await self._rows(sql, params)
+        return decode(cls, rows[0]) if rows else None
+
+    async def _write(self, sql: str, params: Params) -> int:
+        """Run one statement in its own transaction; return how many rows it changed."""
+        async with self._transaction() as conn:
+            return (await conn.execute(sql, params)).rowcount
+
+    async def _page(
+        self, listing: Listing, where: str, params: Params, query: Query
+    ) -> tuple[list[sqlite3.Row], int]:
+        extra, values = q.where_filter(listing.columns, query.filter)
+        where, params = where + extra, {**params, **values}
+        order = compile_order(
+            query.order or listing.default_order, listing.columns, default=listing.default_order
+        )
+        total = (await self._rows(listing.count.format(where=where), params))[0][0]
+        rows = await self._rows(
+            listing.select.format(where=where, order=f"{order}, {listing.tiebreak}"),
+            {**params, "limit": query.page_size, "offset": query.page_size * query.page_number},
+        )
+        return rows, total
+
+    async def ping(self) -> None:
+        """Raise StoreError if the database does not answer."""
+        await self._rows(q.PING)
+
+    # -- API keys -----------------------------------------------------------------------------
+    async def add_api_key(self, key: ApiKey) -> None:
+        """Store a new key (hashed)."""
+        await self._write(q.INSERT_API_KEY, encode(key))
+
+    async def api_key_by_hash(self, key_hash: str) -> ApiKey | None:
+        """The key with this hash, revoked or not."""
+        return await self._one(ApiKey, q.API_KEY_BY_HASH, {"key_hash": key_hash})
+
+    async def list_api_keys(self) -> list[ApiKey]:
+        """Every key, oldest first."""
+        return [decode(ApiKey, row) for row in await self._rows(q.LIST_API_KEYS)]
+
+    async def revoke_api_key(self, api_key_id: UUID, when: datetime) -> bool:
+        """Mark a key revoked; False if there is no such key."""
+        params = {"api_key_id": str(api_key_id), "revoked": stamp(when)}
+        return await self._write(q.REVOKE_API_KEY, params) > 0
+
+    async def group_key_for_name(self, group_name: str) -> UUID | None:
+        """The group key already used for this group name, if any."""
+        rows = await self._rows(q.GROUP_KEY_FOR_NAME, {"group_name": group_name})
+        return UUID(rows[0][0]) if rows else None
+
+    # -- Webhooks -----------------------------------------------------------------------------
+    async def add_webhooks(self, webhooks: Sequence[Webhook]) -> None:
+        """Insert all or none."""
+        async with self._transaction() as conn:
+            await conn.executemany(q.INSERT_WEBHOOK, [encode(w) for w in webhooks])
+
+    async def get_webhook(self, group_key: UUID, webhook_id: UUID) -> Webhook | None:
+        """One webhook of this group."""
+        params = {"group_key": str(group_key), "webhook_id": str(webhook_id)}
+        return await self._one(Webhook, q.GET_WEBHOOK, params)
+
+    async def get_webhook_any_group(self, webhook_id: UUID) -> Webhook | None:
+        """One webhook whatever its group (for the delivery worker only)."""
+        return await self._one(Webhook, q.GET_WEBHOOK_ANY_GROUP, {"webhook_id": str(webhook_id)})
+
+    async def update_webhook(self, webhook: Webhook, *, release_parked: bool = False) -> bool:
+        """Replace the stored webhook; with `release_parked` its parked notifications become due
+        at `webhook.modified` (the reactivation time) in the same transaction."""
+        async with self._transaction() as conn:
+            if not (await conn.execute(q.UPDATE_WEBHOOK, encode(webhook))).rowcount:
+                return False
+            if release_parked:
+                params = {"webhook_id": str(webhook.webhook_id), "now": stamp(webhook.modified)}
+                await conn.execute(q.RELEASE_PARKED, params)
+        return True
+
+    async def delete_webhook(self, group_key: UUID, webhook_id: UUID) -> bool:
+        """Delete a webhook with its rules and notifications; False if not found."""
+        params = {"group_key": str(group_key), "webhook_id": str(webhook_id)}
+        return await self._write(q.DELETE_WEBHOOK, params) > 0
+
+    async def query_webhooks(self, group_key: UUID, query: Query) -> Page[Webhook]:
+        """Filter, order and page this group's webhooks."""
+        params = {"group_key": str(group_key)}
+        rows, total = await self._page(q.WEBHOOKS, "group_key = :group_key", params, query)
+        return Page([decode(Webhook, row) for row in rows], total)
+
+    async def expire_webhooks(self, now: datetime, message: str) -> int:
+        """Make Active webhooks whose expirationDate has passed Inactive; return how many."""
+        return await self._write(q.EXPIRE_WEBHOOKS, {"now": stamp(now), "message": message})
+
+    # -- Rules --------------------------------------------------------------------------------
+    async def add_rules(self, rules: Sequence[WebhookRule]) -> None:
+        """Insert all or none."""
+        async with self._transaction() as conn:
+            await conn.executemany(q.INSERT_RULE, [encode(r) for r in rules])
+
+    async def get_rule(self, group_key: UUID, rule_id: UUID) -> WebhookRule | None:
+        """One rule of this group."""
+        params = {"group_key": str(group_key), "webhook_rule_id": str(rule_id)}
+        return await self._one(WebhookRule, q.GET_RULE, params)
+
+    async def update_rule(self, rule: WebhookRule) -> bool:
+        """Replace the stored rule; False if gone."""
+        return await self._write(q.UPDATE_RULE, encode(rule)) > 0
+
+    async def delete_rule(self, group_key: UUID, rule_id: UUID) -> bool:
+        """Delete a rule; False if not found."""
+        params = {"group_key": str(group_key), "webhook_rule_id": str(rule_id)}
+        return await self._write(q.DELETE_RULE, params) > 0
+
+    async def query_rules(self, group_key: UUID, query: Query) -> Page[WebhookRule]:
+        """Filter, order and page this group's rules."""
+        params = {"group_key": str(group_key)}
+        rows, total = await self._page(q.RULES, "group_key = :group_key", params, query)
+        return Page([decode(WebhookRule, row) for row in rows], total)
+
+    async def rules_for_webhooks(
+        self, group_key: UUID, webhook_ids: Sequence[UUID]
+    ) -> dict[UUID, list[WebhookRule]]:
+        """The rules of each of these webhooks (every id is a key, possibly with no rules)."""
+        found: dict[UUID, list[WebhookRule]] = {w: [] for w in webhook_ids}
+        params = {"group_key": str(group_key), "webhook_ids": _json_ids(webhook_ids)}
+        for row in await self._rows(q.RULES_FOR_WEBHOOKS, params):
+            rule = decode(WebhookRule, row)
+            found[rule.webhook_id].append(rule)
+        return found
+
+    async def matching_rules(
+        self, group_key: UUID, table_key: str, event_type: str
+    ) -> list[tuple[WebhookRule, Webhook]]:
+        """Rules (with their webhooks) for this table and event type, by index lookup."""
+        params = {"group_key": str(group_key), "table_key": table_key, "event_type": event_type}
+        rows = await self._rows(q.MATCHING_RULES, params)
+        return [(decode(WebhookRule, row), decode(Webhook, row, "w_")) for row in rows]
+
+    # -- Events and notifications -------------------------------------------------------------
+    async def add_events(
+        self, events: Sequence[Event], notifications: Sequence[Notification]
+    ) -> None:
+        """Store events and their notifications in one transaction, numbering each webhook's
+        notifications from its counter in the order given."""
+        async with self._transaction() as conn:
+            await conn.executemany(q.INSERT_EVENT, [encode(e) for e in events])
+            sequences = await self._reserve(conn, notifications)
+            rows = []
+            for note in notifications:
+                sequence = sequences[note.webhook_id]
+                sequences[note.webhook_id] += 1
+                label = f"{note.table_key}.{note.event_type.value}"
+                rows.append(encode(note, sequence=sequence, event_type_label=label))
+            await conn.executemany(q.INSERT_NOTIFICATION, rows)
+
+    async def _reserve(
+        self, conn: aiosqlite.Connection, notifications: Sequence[Notification]
+    ) -> dict[UUID, int]:
+        """Reserve sequence numbers; return the first one for each webhook."""
+        counts: dict[tuple[UUID, UUID], int] = {}
+        for note in notifications:
+            key = (note.webhook_id, note.group_key)
+            counts[key] = counts.get(key, 0) + 1
+        first: dict[UUID, int] = {}
+        for (webhook_id, group_key), count in counts.items():
+            params = {"webhook_id": str(webhook_id), "group_key": str(group_key), "count": count}
+            rows = list(await conn.execute_fetchall(q.RESERVE_SEQUENCES, params))
+            if not rows:
+                raise StoreError(f"no webhook {webhook_id} in group {group_key}")
+            first[webhook_id] = rows[0][0] - count + 1
+        return first
+
+    async def claim_due(
+        self,
+        now: datetime,
+        limit: int,
+        lease_owner: str,
+        lease_until: datetime,
+        *,
+        exclude_webhooks: Collection[UUID] = (),
+    ) -> list[Notification]:
+        """Lease up to `limit` pending notifications due by `now` (or whose lease expired)."""
+        params = {
+            "now": stamp(now), "limit": limit, "owner": lease_owner,
+            "lease_until": stamp(lease_until), "exclude": _json_ids(exclude_webhooks),
+        }  # fmt: skip
+        async with self._transaction() as conn:
+            rows = await conn.execute_fetchall(q.CLAIM_DUE, params)
+        notes = [decode(Notification, row) for row in rows]
+        # RETURNING follows no ORDER BY; restore the claim order.
+        return sorted(notes, key=lambda n: (n.webhook_id, n.sequence))
+
+    async def record_attempts(self, outcomes: Sequence[AttemptOutcome]) -> int:
+        """Write attempt outcomes and lifecycle changes; return how many held their lease."""
+        held = 0
+        now = _now()
+        async with self._transaction() as conn:
+            for outcome in outcomes:
+                held += await self._record(conn, outcome, now)
+        return held
+
+    async def _record(self, conn: aiosqlite.Connection, outcome: AttemptOutcome, now: str) -> bool:
+        ids = {"notification_id": str(outcome.notification_id), "lease_owner": outcome.lease_owner}
+        rows = list(await conn.execute_fetchall(q.LEASED_WEBHOOK, ids))
+        if not rows:
+            return False  # the lease was lost (or the webhook deleted): someone else settles it
+        hook = decode(Webhook, rows[0])
+        done = settle(hook, outcome, datetime.fromisoformat(now))
+        await conn.execute(
+            q.SETTLE_NOTIFICATION,
+            {
+                **ids,
+                "state": done.state.value,
+                "sent": int(outcome.request_sent),
+                "next_attempt_at": stamp(done.next_attempt_at) if done.next_attempt_at else None,
+                "is_successful": int(done.is_successful),
+                "response_status_code": outcome.response_status_code,
+                "process_result_message": done.process_result_message,
+                "request_message": outcome.request_message,
+                "response_message": outcome.response_message,
+                "now": now,
+            },
+        )
+        webhook_id = {
+            "webhook_id": str(hook.webhook_id),
+            "now": now,
+            "notification_id": ids["notification_id"],
+        }
+        if done.webhook is not None:
+            await conn.execute(
+                q.SETTLE_LIFECYCLE,
+                {
+                    **webhook_id,
+                    "failure_count": done.webhook.failure_count,
+                    "status_code": done.webhook.status.value,
+                    "status_message": done.webhook.status_message,
+                },
+            )
+        if done.park_webhook:
+            await conn.execute(q.PARK_PENDING, webhook_id)
+        return True
+
+    async def release_leases(self, lease_owner: str) -> int:
+        """Give back every lease this owner holds (graceful shutdown)."""
+        return await self._write(q.RELEASE_LEASES, {"owner": lease_owner})
+
+    async def get_notification(
+        self, group_key: UUID, webhook_id: UUID, notification_id: UUID
+    ) -> Notification | None:
+        """One history row of this group's webhook."""
+        return await self._one(Notification, q.GET_NOTIFICATION,
+                               _ids(group_key, webhook_id, notification_id))  # fmt: skip
+
+    async def requeue_notification(
+        self, group_key: UUID, webhook_id: UUID, notification_id: UUID, now: datetime
+    ) -> bool:
+        """Make a failed or parked notification pending and due now; False if not found."""
+        params = {**_ids(group_key, webhook_id, notification_id), "now": stamp(now)}
+        return await self._write(q.REQUEUE_NOTIFICATION, params) > 0
+
+    async def query_history(
+        self, group_key: UUID, webhook_id: UUID, query: Query
+    ) -> Page[Notification]:
+        """Filter and page one webhook's history (HISTORY_FIELDS)."""
+        where = "group_key = :group_key AND webhook_id = :webhook_id"
+        params = {"group_key": str(group_key), "webhook_id": str(webhook_id)}
+        rows, total = await self._page(q.HISTORY, where, params, query)
+        return Page([decode(Notification, row) for row in rows], total)
+
+    async def prune_history(self, succeeded_before: datetime) -> int:
+        """Delete successful notifications older than this (and events left with none)."""
+        params = {"before": stamp(succeeded_before)}
+        async with self._transaction() as conn:
+            pruned = (await conn.execute(q.PRUNE_HISTORY, params)).rowcount
+            await conn.execute(q.PRUNE_EVENTS, params)
+        return pruned
+
+    async def delivery_stats(self, now: datetime) -> dict[str, float]:
+        """Queue depth by state and the age in seconds of the oldest pending notification."""
+        row = (await self._rows(q.DELIVERY_STATS))[0]
+        oldest = row["oldest_pending"]
+        age = (now - datetime.fromisoformat(oldest)).total_seconds() if oldest else 0.0
+        stats = {state: float(row[state]) for state in ("pending", "parked", "failed", "succeeded")}
+        return {**stats, "oldest_pending_age_seconds": max(age, 0.0)}
+
+
+def _now() -> str:
+    return stamp(utcnow())
+
+
+def _ids(group_key: UUID, webhook_id: UUID, notification_id: UUID) -> Params:
+    return {"group_key": str(group_key), "webhook_id": str(webhook_id),
+            "notification_id": str(notification_id)}  # fmt: skip
+
+
+def _json_ids(ids: Iterable[UUID]) -> str:
+    """A list of ids as one JSON parameter, for `IN (SELECT value FROM json_each(...))`."""
+    return orjson.dumps([str(i) for i in ids]).decode()

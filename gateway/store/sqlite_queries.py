@@ -1,0 +1,420 @@
+"""The SQLite store's SQL, by name, and how records map to rows.
+
+Parameters are named (`:name`); column names are the record field names. Query templates take
+`{where}` and `{order}` only from `gateway.filters.compile_filter`/`compile_order`, which emit
+whitelisted columns and placeholders, never user text.
+
+Values: datetimes are fixed-width ISO-8601 UTC text (so text order is time order), UUIDs lowercase
+text, booleans 0/1, records JSON text.
+"""
+
+from __future__ import annotations
+
+import enum
+import sqlite3
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+from uuid import UUID
+
+import orjson
+
+from gateway.errors import StoreError
+from gateway.filters import Column, FieldType, Node, compile_filter
+from gateway.models import (
+    ApiKey,
+    ContentType,
+    EventType,
+    HttpMethod,
+    Notification,
+    NotificationState,
+    Scope,
+    Webhook,
+    WebhookRule,
+    WebhookStatus,
+)
+from gateway.store.base import (
+    HISTORY_DEFAULT_ORDER,
+    HISTORY_FIELDS,
+    RULE_DEFAULT_ORDER,
+    RULE_FIELDS,
+    WEBHOOK_DEFAULT_ORDER,
+    WEBHOOK_FIELDS,
+)
+
+MIGRATIONS = Path(__file__).parent / "migrations" / "sqlite"
+R = TypeVar("R", ApiKey, Webhook, WebhookRule, Notification)
+Params = dict[str, Any]
+
+PRAGMAS = (
+    "PRAGMA journal_mode = WAL",
+    "PRAGMA synchronous = NORMAL",
+    "PRAGMA foreign_keys = ON",
+    "PRAGMA busy_timeout = 5000",
+)
+READER_PRAGMAS = (
+    "PRAGMA foreign_keys = ON",
+    "PRAGMA busy_timeout = 5000",
+    "PRAGMA query_only = ON",
+)
+
+CREATE_MIGRATIONS = (
+    "CREATE TABLE IF NOT EXISTS schema_migrations "
+    "(version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
+)
+APPLIED_VERSIONS = "SELECT version FROM schema_migrations ORDER BY version"
+IS_APPLIED = "SELECT 1 FROM schema_migrations WHERE version = :version"
+RECORD_MIGRATION = "INSERT INTO schema_migrations (version, applied_at) VALUES (:version, :now)"
+PING = "SELECT 1"
+
+
+def _columns(names: str) -> tuple[str, str]:
+    """A column list and its matching named-placeholder list."""
+    cols = [c.strip() for c in names.split(",")]
+    return ", ".join(cols), ", ".join(f":{c}" for c in cols)
+
+
+def _assignments(names: str, *, skip: tuple[str, ...]) -> str:
+    return ", ".join(f"{c} = :{c}" for c in (c.strip() for c in names.split(",")) if c not in skip)
+
+
+# -- API keys -------------------------------------------------------------------------------
+_KEY_COLS, _KEY_VALUES = _columns(
+    "api_key_id, group_key, group_name, key_hash, scopes, created, revoked"
+)
+INSERT_API_KEY = f"INSERT INTO api_keys ({_KEY_COLS}) VALUES ({_KEY_VALUES})"
+API_KEY_BY_HASH = f"SELECT {_KEY_COLS} FROM api_keys WHERE key_hash = :key_hash"
+LIST_API_KEYS = f"SELECT {_KEY_COLS} FROM api_keys ORDER BY created, api_key_id"
+REVOKE_API_KEY = "UPDATE api_keys SET revoked = :revoked WHERE api_key_id = :api_key_id"
+GROUP_KEY_FOR_NAME = (
+    "SELECT group_key FROM api_keys WHERE group_name = :group_name ORDER BY created LIMIT 1"
+)
+
+# -- Webhooks -------------------------------------------------------------------------------
+_HOOK_NAMES = (
+    "webhook_id, group_key, name, status_code, status_message, client_secret, "
+    "request_content_type, callback_http_method, callback_url, expiration_date, retry_count, "
+    "created, created_user_id, modified, modified_user_id, partition_key, failure_count, "
+    "previous_secret, previous_secret_expires"
+)
+HOOK_COLS, _HOOK_VALUES = _columns(_HOOK_NAMES)
+INSERT_WEBHOOK = f"INSERT INTO webhooks ({HOOK_COLS}) VALUES ({_HOOK_VALUES})"
+GET_WEBHOOK = (
+    f"SELECT {HOOK_COLS} FROM webhooks WHERE webhook_id = :webhook_id AND group_key = :group_key"
+)
+GET_WEBHOOK_ANY_GROUP = f"SELECT {HOOK_COLS} FROM webhooks WHERE webhook_id = :webhook_id"
+UPDATE_WEBHOOK = (
+    f"UPDATE webhooks SET {_assignments(_HOOK_NAMES, skip=('webhook_id', 'group_key'))} "
+    "WHERE webhook_id = :webhook_id AND group_key = :group_key"
+)
+DELETE_WEBHOOK = "DELETE FROM webhooks WHERE webhook_id = :webhook_id AND group_key = :group_key"
+QUERY_WEBHOOKS = (
+    f"SELECT {HOOK_COLS} FROM webhooks WHERE {{where}} ORDER BY {{order}} "
+    "LIMIT :limit OFFSET :offset"
+)
+COUNT_WEBHOOKS = "SELECT count(*) FROM webhooks WHERE {where}"
+EXPIRE_WEBHOOKS = (
+    "UPDATE webhooks SET status_code = 'Inactive', status_message = :message, modified = :now "
+    "WHERE status_code = 'Active' AND expiration_date IS NOT NULL AND expiration_date <= :now"
+)
+# Reserves `count` sequence numbers; RETURNING gives the last one. Checks the group too, so a
+# notification can never be filed under another group's webhook.
+RESERVE_SEQUENCES = (
+    "UPDATE webhooks SET last_sequence = last_sequence + :count "
+    "WHERE webhook_id = :webhook_id AND group_key = :group_key RETURNING last_sequence"
+)
+# The lifecycle change an attempt causes; NULL parameters leave a field alone.
+SETTLE_WEBHOOK = (
+    "UPDATE webhooks SET "
+    "failure_count = coalesce(:webhook_failure_count, failure_count), "
+    "status_code = coalesce(:webhook_status, status_code), "
+    "status_message = CASE WHEN :status_changed THEN :webhook_status_message "
+    "ELSE status_message END, "
+    "modified = CASE WHEN :status_changed THEN :now ELSE modified END "
+    "WHERE webhook_id = :webhook_id"
+)
+
+# -- Rules ----------------------------------------------------------------------------------
+_RULE_NAMES = (
+    "webhook_rule_id, webhook_id, group_key, table_key, event_type, filter, created, "
+    "created_user_id, modified, modified_user_id"
+)
+RULE_COLS, _RULE_VALUES = _columns(_RULE_NAMES)
+_RULE_COLS_R = ", ".join(f"r.{c}" for c in RULE_COLS.split(", "))
+_HOOK_COLS_W = ", ".join(f"w.{c} AS w_{c}" for c in HOOK_COLS.split(", "))
+INSERT_RULE = f"INSERT INTO webhook_rules ({RULE_COLS}) VALUES ({_RULE_VALUES})"
+GET_RULE = (
+    f"SELECT {RULE_COLS} FROM webhook_rules "
+    "WHERE webhook_rule_id = :webhook_rule_id AND group_key = :group_key"
+)
+UPDATE_RULE = (
+    f"UPDATE webhook_rules SET {_assignments(_RULE_NAMES, skip=('webhook_rule_id', 'group_key'))} "
+    "WHERE webhook_rule_id = :webhook_rule_id AND group_key = :group_key"
+)
+DELETE_RULE = (
+    "DELETE FROM webhook_rules WHERE webhook_rule_id = :webhook_rule_id AND group_key = :group_key"
+)
+QUERY_RULES = (
+    f"SELECT {RULE_COLS} FROM webhook_rules WHERE {{where}} ORDER BY {{order}} "
+    "LIMIT :limit OFFSET :offset"
+)
+COUNT_RULES = "SELECT count(*) FROM webhook_rules WHERE {where}"
+RULES_FOR_WEBHOOKS = (
+    f"SELECT {RULE_COLS} FROM webhook_rules WHERE group_key = :group_key "
+    "AND webhook_id IN (SELECT value FROM json_each(:webhook_ids)) "
+    "ORDER BY created, webhook_rule_id"
+)
+MATCHING_RULES = (
+    f"SELECT {_RULE_COLS_R}, {_HOOK_COLS_W} FROM webhook_rules r "
+    "JOIN webhooks w ON w.webhook_id = r.webhook_id "
+    "WHERE r.group_key = :group_key AND r.table_key = :table_key AND r.event_type = :event_type "
+    "ORDER BY r.created, r.webhook_rule_id"
+)
+
+# -- Events and notifications ---------------------------------------------------------------
+_EVENT_COLS, _EVENT_VALUES = _columns(
+    "event_id, group_key, table_key, event_type, records, created"
+)
+INSERT_EVENT = f"INSERT INTO events ({_EVENT_COLS}) VALUES ({_EVENT_VALUES})"
+_NOTE_NAMES = (
+    "notification_id, group_key, webhook_id, event_id, table_key, event_type, event_type_label, "
+    "records, sequence, triggered_at, state, next_attempt_at, created, attempts, lease_until, "
+    "lease_owner, request_sent, is_successful, response_status_code, process_result_message, "
+    "request_message, response_message, timestamp"
+)
+NOTE_COLS, _NOTE_VALUES = _columns(_NOTE_NAMES)
+INSERT_NOTIFICATION = f"INSERT INTO notifications ({NOTE_COLS}) VALUES ({_NOTE_VALUES})"
+# The literal state = 'pending' lets SQLite use the partial index notifications_due.
+CLAIM_DUE = (
+    "UPDATE notifications SET lease_owner = :owner, lease_until = :lease_until "
+    "WHERE notification_id IN ("
+    "SELECT notification_id FROM notifications "
+    "WHERE state = 'pending' AND next_attempt_at <= :now "
+    "AND (lease_until IS NULL OR lease_until <= :now) "
+    "AND webhook_id NOT IN (SELECT value FROM json_each(:exclude)) "
+    "ORDER BY webhook_id, sequence LIMIT :limit"
+    f") RETURNING {NOTE_COLS}"
+)
+RECORD_ATTEMPT = (
+    "UPDATE notifications SET state = :state, "
+    "next_attempt_at = coalesce(:next_attempt_at, next_attempt_at), attempts = attempts + 1, "
+    "request_sent = :request_sent, is_successful = :is_successful, "
+    "response_status_code = :response_status_code, "
+    "process_result_message = :process_result_message, request_message = :request_message, "
+    "response_message = :response_message, timestamp = :now, "
+    "lease_owner = NULL, lease_until = NULL "
+    "WHERE notification_id = :notification_id AND lease_owner = :lease_owner "
+    "RETURNING webhook_id"
+)
+PARK_PENDING = (
+    "UPDATE notifications SET state = 'parked', timestamp = :now "
+    "WHERE webhook_id = :webhook_id AND state = 'pending' AND notification_id != :notification_id"
+)
+RELEASE_PARKED = (
+    "UPDATE notifications SET state = 'pending', next_attempt_at = :now, timestamp = :now "
+    "WHERE webhook_id = :webhook_id AND state = 'parked'"
+)
+RELEASE_LEASES = (
+    "UPDATE notifications SET lease_owner = NULL, lease_until = NULL "
+    "WHERE state = 'pending' AND lease_owner = :owner"
+)
+GET_NOTIFICATION = (
+    f"SELECT {NOTE_COLS} FROM notifications WHERE notification_id = :notification_id "
+    "AND webhook_id = :webhook_id AND group_key = :group_key"
+)
+REQUEUE_NOTIFICATION = (
+    "UPDATE notifications SET state = 'pending', next_attempt_at = :now, timestamp = :now, "
+    "lease_owner = NULL, lease_until = NULL "
+    "WHERE notification_id = :notification_id AND webhook_id = :webhook_id "
+    "AND group_key = :group_key AND state IN ('pending', 'parked', 'failed')"
+)
+QUERY_HISTORY = (
+    f"SELECT {NOTE_COLS} FROM notifications WHERE {{where}} ORDER BY {{order}} "
+    "LIMIT :limit OFFSET :offset"
+)
+COUNT_HISTORY = "SELECT count(*) FROM notifications WHERE {where}"
+PRUNE_HISTORY = "DELETE FROM notifications WHERE state = 'succeeded' AND timestamp < :before"
+# Events whose notifications are all gone serve nobody once they are older than the cutoff.
+PRUNE_EVENTS = (
+    "DELETE FROM events WHERE created < :before "
+    "AND NOT EXISTS (SELECT 1 FROM notifications n WHERE n.event_id = events.event_id)"
+)
+DELIVERY_STATS = (
+    "SELECT (SELECT count(*) FROM notifications WHERE state = 'pending') AS pending, "
+    "(SELECT count(*) FROM notifications WHERE state = 'parked') AS parked, "
+    "(SELECT count(*) FROM notifications WHERE state = 'failed') AS failed, "
+    "(SELECT count(*) FROM notifications WHERE state = 'succeeded') AS succeeded, "
+    "(SELECT min(created) FROM notifications WHERE state = 'pending') AS oldest_pending"
+)
+
+# -- Filterable columns: lowercase wire name -> SQL -------------------------------------------
+_WEBHOOK_SQL = {
+    "webhookid": "webhook_id", "groupkey": "group_key", "name": "name",
+    "statuscode": "status_code", "statusmessage": "status_message",
+    "requestcontenttype": "request_content_type", "callbackhttpmethod": "callback_http_method",
+    "callbackurl": "callback_url", "expirationdate": "expiration_date",
+    "retrycount": "retry_count", "created": "created", "createduserid": "created_user_id",
+    "modified": "modified", "modifieduserid": "modified_user_id", "partitionkey": "partition_key",
+}  # fmt: skip
+_RULE_SQL = {
+    "webhookruleid": "webhook_rule_id", "webhookid": "webhook_id", "groupkey": "group_key",
+    "tablekey": "table_key", "eventtype": "event_type", "filter": "filter", "created": "created",
+    "createduserid": "created_user_id", "modified": "modified",
+    "modifieduserid": "modified_user_id",
+}  # fmt: skip
+_HISTORY_SQL = {
+    "webhookhistoryid": "notification_id", "webhookid": "webhook_id", "groupkey": "group_key",
+    "eventtype": "event_type_label", "requestsent": "request_sent",
+    "issuccessful": "is_successful", "responsestatuscode": "response_status_code",
+    "processresultmessage": "process_result_message",
+    # As the wire shows it: every attempt but a final successful one counts as a failure.
+    "failurecount": "(attempts - is_successful)", "timestamp": "timestamp",
+}  # fmt: skip
+
+
+def _whitelist(sql: Mapping[str, str], types: Mapping[str, FieldType]) -> dict[str, Column]:
+    return {name: Column(sql[name], kind) for name, kind in types.items()}
+
+
+WEBHOOK_COLUMNS = _whitelist(_WEBHOOK_SQL, WEBHOOK_FIELDS)
+RULE_COLUMNS = _whitelist(_RULE_SQL, RULE_FIELDS)
+HISTORY_COLUMNS = _whitelist(_HISTORY_SQL, HISTORY_FIELDS)
+
+
+# -- Values and rows --------------------------------------------------------------------------
+def stamp(value: datetime) -> str:
+    """Fixed-width UTC text, so that comparing the text compares the times."""
+    if value.tzinfo is None:
+        raise ValueError(f"naive datetime {value!r}: the store keeps timezone-aware times only")
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def to_sql(value: Any) -> Any:
+    """One Python value as SQLite stores it."""
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, datetime):
+        return stamp(value)
+    if isinstance(value, tuple):
+        return orjson.dumps(list(value)).decode()
+    if isinstance(value, frozenset):
+        return orjson.dumps(sorted(value)).decode()
+    return value
+
+
+def encode(record: Any, **extra: Any) -> Params:
+    """A record's fields as named parameters; column names are the field names."""
+    params = {f.name: to_sql(getattr(record, f.name)) for f in fields(record)}
+    params.update(extra)
+    return params
+
+
+def _opt(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    return lambda v: None if v is None else convert(v)
+
+
+def _records(text: str) -> tuple[dict[str, Any], ...]:
+    return tuple(orjson.loads(text))
+
+
+_time, _uuid = datetime.fromisoformat, UUID
+_AUDIT: dict[str, Callable[[Any], Any]] = {
+    "created": _time, "created_user_id": _uuid, "modified": _time, "modified_user_id": _uuid
+}  # fmt: skip
+# Per record type, how a column's SQLite value becomes the field's value (others pass as is).
+_DECODE: dict[type, dict[str, Callable[[Any], Any]]] = {
+    ApiKey: {"api_key_id": _uuid, "group_key": _uuid, "created": _time, "revoked": _opt(_time),
+             "scopes": lambda text: frozenset(Scope(s) for s in orjson.loads(text))},
+    Webhook: {"webhook_id": _uuid, "group_key": _uuid, "status_code": WebhookStatus,
+              "request_content_type": ContentType, "callback_http_method": HttpMethod,
+              "expiration_date": _opt(_time), "previous_secret_expires": _opt(_time), **_AUDIT},
+    WebhookRule: {"webhook_rule_id": _uuid, "webhook_id": _uuid, "group_key": _uuid,
+                  "event_type": EventType, **_AUDIT},
+    Notification: {"notification_id": _uuid, "group_key": _uuid, "webhook_id": _uuid,
+                   "event_id": _uuid, "event_type": EventType, "records": _records,
+                   "triggered_at": _time, "state": NotificationState, "next_attempt_at": _time,
+                   "created": _time, "lease_until": _opt(_time), "request_sent": bool,
+                   "is_successful": bool, "timestamp": _time},
+}  # fmt: skip
+
+
+def decode(cls: type[R], row: sqlite3.Row, prefix: str = "") -> R:
+    """The record of this type in `row` (columns named `prefix` + field name)."""
+    convert = _DECODE[cls]
+    values = {f.name: row[prefix + f.name] for f in fields(cls)}
+    return cls(**{k: convert[k](v) if k in convert and v is not None else v
+                  for k, v in values.items()})  # fmt: skip
+
+
+def where_filter(columns: Mapping[str, Column], node: Node | None) -> tuple[str, Params]:
+    """The extra WHERE condition for a parsed filter, with its named parameters."""
+    if node is None:
+        return "", {}
+    fragment, values = compile_filter(node, columns, lambda i: f":f{i}")
+    return f" AND ({fragment})", {f"f{i}": to_sql(v) for i, v in enumerate(values, start=1)}
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """What a paged query over one table needs."""
+
+    select: str
+    count: str
+    columns: Mapping[str, Column]
+    default_order: str  # wire names, compiled through the whitelist like a caller's order
+    tiebreak: str  # the primary key, so that pages never overlap or skip
+
+
+WEBHOOKS = Listing(QUERY_WEBHOOKS, COUNT_WEBHOOKS, WEBHOOK_COLUMNS,
+                     WEBHOOK_DEFAULT_ORDER, "webhook_id")  # fmt: skip
+RULES = Listing(QUERY_RULES, COUNT_RULES, RULE_COLUMNS, RULE_DEFAULT_ORDER,
+                  "webhook_rule_id")  # fmt: skip
+HISTORY = Listing(QUERY_HISTORY, COUNT_HISTORY, HISTORY_COLUMNS, HISTORY_DEFAULT_ORDER,
+                    "notification_id")  # fmt: skip
+
+
+def migration_files() -> list[tuple[int, str]]:
+    """(version, SQL) of every migration file, in order: 0001_initial.sql is version 1."""
+    files = sorted(MIGRATIONS.glob("[0-9][0-9][0-9][0-9]_*.sql"))
+    return [(int(f.name[:4]), f.read_text(encoding="utf-8")) for f in files]
+
+
+def statements(script: str) -> Iterable[str]:
+    """Split a migration into statements, so it can run inside our own transaction
+    (executescript would commit first)."""
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            yield pending.strip()
+            pending = ""
+    if pending.strip() and not pending.strip().startswith("--"):
+        raise StoreError(f"incomplete statement in migration: {pending.strip()[:80]}")
+
+
+# Settling an attempt: the webhook as it is now, read through the lease, then the writes.
+LEASED_WEBHOOK = (
+    f"SELECT {HOOK_COLS} FROM webhooks WHERE webhook_id = ("
+    "SELECT webhook_id FROM notifications "
+    "WHERE notification_id = :notification_id AND lease_owner = :lease_owner)"
+)
+SETTLE_NOTIFICATION = (
+    "UPDATE notifications SET state = :state, "
+    "next_attempt_at = coalesce(:next_attempt_at, next_attempt_at), "
+    "attempts = attempts + :sent, request_sent = :sent, is_successful = :is_successful, "
+    "response_status_code = :response_status_code, "
+    "process_result_message = :process_result_message, request_message = :request_message, "
+    "response_message = :response_message, timestamp = :now, "
+    "lease_owner = NULL, lease_until = NULL "
+    "WHERE notification_id = :notification_id AND lease_owner = :lease_owner"
+)
+SETTLE_LIFECYCLE = (
+    "UPDATE webhooks SET failure_count = :failure_count, status_code = :status_code, "
+    "status_message = :status_message, "
+    "modified = CASE WHEN status_code != :status_code THEN :now ELSE modified END "
+    "WHERE webhook_id = :webhook_id"
+)

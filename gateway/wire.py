@@ -1,0 +1,112 @@
+"""Domain records -> the camelCase JSON the ADS Platform clients expect (DESIGN §2)."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from gateway import lifecycle
+from gateway.models import Notification, Webhook, WebhookRule
+
+# include=... names for history rows, lowercase -> wire property.
+HISTORY_INCLUDES = {
+    "records": "records",
+    "requestmessage": "requestMessage",
+    "responsemessage": "responseMessage",
+}
+
+
+def timestamp(value: datetime | None) -> str | None:
+    """ISO-8601 in UTC with a Z, as the ADS API writes dates."""
+    if value is None:
+        return None
+    return value.isoformat().replace("+00:00", "Z")
+
+
+def webhook(
+    hook: Webhook, now: datetime, rules: Sequence[WebhookRule] | None = None
+) -> dict[str, Any]:
+    """A WebhookModel; an expired Active webhook reads as Inactive."""
+    status, message = lifecycle.effective_status(hook, now)
+    out: dict[str, Any] = {
+        "webhookId": str(hook.webhook_id),
+        "groupKey": str(hook.group_key),
+        "name": hook.name,
+        "statusCode": status.value,
+        "statusMessage": message,
+        "clientSecret": hook.client_secret,
+        "requestContentType": hook.request_content_type.value,
+        "callbackHttpMethod": hook.callback_http_method.value,
+        "callbackUrl": hook.callback_url,
+        "expirationDate": timestamp(hook.expiration_date),
+        "retryCount": hook.retry_count,
+        "created": timestamp(hook.created),
+        "createdUserId": str(hook.created_user_id),
+        "modified": timestamp(hook.modified),
+        "modifiedUserId": str(hook.modified_user_id),
+        "partitionKey": hook.partition_key,
+    }
+    if rules is not None:
+        out["webhookRules"] = [rule(r) for r in rules]
+    return out
+
+
+def rule(item: WebhookRule) -> dict[str, Any]:
+    """A WebhookRuleModel."""
+    return {
+        "webhookRuleId": str(item.webhook_rule_id),
+        "webhookId": str(item.webhook_id),
+        "groupKey": str(item.group_key),
+        "tableKey": item.table_key,
+        "eventType": item.event_type.value,
+        "filter": item.filter,
+        "created": timestamp(item.created),
+        "createdUserId": str(item.created_user_id),
+        "modified": timestamp(item.modified),
+        "modifiedUserId": str(item.modified_user_id),
+    }
+
+
+def history(
+    row: Notification, include: Collection[str], select: Collection[str] | None, limit: int
+) -> dict[str, Any]:
+    """A WebhookHistoryTableStorageModel; large strings only with include, truncated."""
+    out: dict[str, Any] = {
+        "groupKey": str(row.group_key),
+        "webhookId": str(row.webhook_id),
+        "webhookHistoryId": str(row.notification_id),
+        "eventType": f"{row.table_key}.{row.event_type.value}",
+        "requestSent": row.request_sent,
+        "isSuccessful": row.is_successful,
+        "responseStatusCode": row.response_status_code,
+        "processResultMessage": row.process_result_message,
+        "failureCount": row.attempts - (1 if row.is_successful else 0),
+        "timestamp": timestamp(row.timestamp),
+    }
+    extras = {
+        "records": orjson.dumps(list(row.records)).decode(),
+        "requestMessage": row.request_message,
+        "responseMessage": row.response_message,
+    }
+    for name in include:
+        out[name] = truncate(extras[name], limit)
+    if select:
+        out = {k: v for k, v in out.items() if k.lower() in select}
+    return out
+
+
+def truncate(text: str | None, limit: int) -> str | None:
+    """At most `limit` characters, marked when cut."""
+    if text is None or len(text) <= limit:
+        return text
+    return text[:limit] + f"…[truncated {len(text) - limit} characters]"
+
+
+def fetch_result(
+    records: list[dict[str, Any]], total: int, size: int, number: int
+) -> dict[str, Any]:
+    """A FetchResult page."""
+    return {"records": records, "totalCount": total, "pageSize": size, "pageNumber": number}

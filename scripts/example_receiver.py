@@ -1,0 +1,77 @@
+"""An example partner endpoint: answers the gateway's handshake and verifies every notification.
+
+    python scripts/example_receiver.py --port 9001 [--secret whsec_...]
+
+- Any request carrying a `code` query parameter is the verification handshake: the code goes
+  back as plain text.
+- Every other request is a notification: it is verified with the `standardwebhooks` package
+  (the body, or for GET the query string) and printed. A bad signature answers 401.
+- `POST /secret` with a `whsec_...` body sets the secret (it is known only once the webhook
+  has been created).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import uvicorn
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+
+class Receiver:
+    """Holds the secret and handles requests."""
+
+    def __init__(self, secret: str | None) -> None:
+        self.secret = secret
+
+    async def set_secret(self, request: Request) -> Response:
+        """Set the client secret that notifications are verified with."""
+        self.secret = (await request.body()).decode().strip()
+        return PlainTextResponse("secret set\n")
+
+    async def hook(self, request: Request) -> Response:
+        """Answer a handshake, or verify and print a notification."""
+        code = request.query_params.get("code")
+        if code is not None:
+            print(f"handshake: echoing code for {request.method} {request.url.path}")
+            return PlainTextResponse(code)
+        body = await request.body()
+        payload = request.url.query.encode() if request.method == "GET" else body
+        if self.secret is None:
+            print("notification received, but no secret set yet: POST it to /secret")
+            return PlainTextResponse("no secret configured", status_code=503)
+        try:
+            Webhook(self.secret).verify(payload, dict(request.headers))
+        except WebhookVerificationError as exc:
+            print(f"REJECTED {request.headers.get('webhook-id')}: {exc}")
+            return PlainTextResponse("bad signature", status_code=401)
+        shown = json.loads(body) if body else dict(request.query_params)
+        print(f"verified {request.headers['webhook-id']}: {json.dumps(shown, indent=2)}")
+        return PlainTextResponse("ok")
+
+
+def main() -> None:
+    """Run the example receiver."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=9001)
+    parser.add_argument("--secret", help="the webhook's clientSecret (whsec_...)")
+    args = parser.parse_args()
+    receiver = Receiver(args.secret)
+    methods = ["GET", "POST", "PUT", "PATCH"]
+    app = Starlette(
+        routes=[
+            Route("/secret", receiver.set_secret, methods=["POST"]),
+            Route("/{path:path}", receiver.hook, methods=methods),
+        ]
+    )
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,125 @@
+"""Start the installed `gateway` command and the example receiver as real subprocesses."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+START_TIMEOUT = 20.0
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def gateway_command() -> str:
+    """The installed console script, next to the running interpreter."""
+    found = Path(sys.executable).with_name("gateway")
+    return str(found) if found.exists() else shutil.which("gateway") or "gateway"
+
+
+def wait_until_up(url: str, proc: subprocess.Popen[bytes]) -> None:
+    """Poll `url` until it answers, failing early if the process died."""
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args} exited with {proc.returncode}")
+        with contextlib.suppress(httpx.HTTPError):
+            httpx.get(url, timeout=1.0)
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"{url} did not answer within {START_TIMEOUT} s")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """Terminate politely, then kill."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
+def gateway_env(database_url: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Environment for a gateway subprocess: this database, loopback callbacks allowed."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}
+    env.update(
+        GATEWAY_DATABASE_URL=database_url,
+        GATEWAY_ALLOWED_CALLBACK_NETWORKS="127.0.0.0/8",
+        GATEWAY_LOG_LEVEL="warning",
+        GATEWAY_RATE_LIMIT_PER_SECOND="0",
+    )
+    env.update(extra or {})
+    return env
+
+
+@contextlib.contextmanager
+def gateway_process(
+    workdir: Path, database_url: str, extra_env: Mapping[str, str] | None = None
+) -> Iterator[str]:
+    """`gateway serve` on a free port; yields its base URL."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [gateway_command(), "serve", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=workdir,
+        env=gateway_env(database_url, extra_env),
+    )
+    try:
+        wait_until_up(f"http://127.0.0.1:{port}/healthz", proc)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop(proc)
+
+
+def create_key(
+    workdir: Path, database_url: str, group: str, scopes: str = "webhooks,events"
+) -> dict[str, str]:
+    """`gateway keys create`, parsed."""
+    out = subprocess.run(
+        [gateway_command(), "keys", "create", "--group", group, "--scopes", scopes],
+        cwd=workdir,
+        env=gateway_env(database_url),
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+    result: dict[str, str] = json.loads(out.stdout)
+    return result
+
+
+@contextlib.contextmanager
+def example_receiver(extra_args: tuple[str, ...] = ()) -> Iterator[str]:
+    """scripts/example_receiver.py on a free port; yields its base URL."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "example_receiver.py"),
+            "--port",
+            str(port),
+            *extra_args,
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        wait_until_up(f"http://127.0.0.1:{port}/ready?code=up", proc)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop(proc)

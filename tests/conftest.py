@@ -1,0 +1,25 @@
+"""Fixtures shared by every layer of the suite."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.gateway_server import RunningGateway, gateway_settings, run_gateway
+from tests.receiver import Receiver, run_receiver
+
+
+@pytest.fixture
+async def gateway(tmp_path: Path) -> AsyncIterator[RunningGateway]:
+    """A gateway on a real SQLite file, serving on a loopback port; no background worker."""
+    async with run_gateway(gateway_settings(tmp_path)) as running:
+        yield running
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    """A recording partner endpoint on a loopback port."""
+    async with run_receiver() as running:
+        yield running

@@ -1,0 +1,654 @@
+"""The store contract: one suite, run against every store implementation.
+
+To add a backend, add a factory to STORES (and marks to STORE_MARKS, e.g. `postgres`); each
+factory returns an async context manager that opens a fresh, empty store and closes it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import timedelta
+from pathlib import Path
+from uuid import UUID, uuid4
+
+import pytest
+
+from gateway.errors import FilterError, StoreError
+from gateway.filters import parse_filter
+from gateway.models import (
+    EventType,
+    Notification,
+    NotificationState,
+    Webhook,
+    WebhookStatus,
+)
+from gateway.outcomes import AttemptOutcome, Effect
+from gateway.store import store_for_url
+from gateway.store.base import (
+    HISTORY_FIELDS,
+    RULE_FIELDS,
+    WEBHOOK_FIELDS,
+    Query,
+    Store,
+)
+from gateway.store.memory import MemoryStore
+from gateway.store.sqlite import MIGRATIONS, SqliteStore
+from tests.factories import (
+    T0,
+    make_api_key,
+    make_event,
+    make_notification,
+    make_rule,
+    make_webhook,
+)
+
+StoreFactory = Callable[[Path], contextlib.AbstractAsyncContextManager[Store]]
+
+STORES: dict[str, StoreFactory] = {
+    "memory": lambda tmp_path: MemoryStore(),
+    "sqlite": lambda tmp_path: SqliteStore(tmp_path / "contract.db"),
+}
+STORE_MARKS: dict[str, list[pytest.MarkDecorator]] = {}
+
+PENDING, PARKED = NotificationState.PENDING, NotificationState.PARKED
+SUCCEEDED, FAILED = NotificationState.SUCCEEDED, NotificationState.FAILED
+LEASE = timedelta(minutes=5)
+
+
+@pytest.fixture(params=[pytest.param(name, marks=STORE_MARKS.get(name, [])) for name in STORES])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    async with STORES[request.param](tmp_path) as opened:
+        yield opened
+
+
+def query(text: str = "", fields: Sequence[str] = WEBHOOK_FIELDS, **page: object) -> Query:
+    node = parse_filter(text, fields=set(fields), azure_literals=True)
+    return Query(node, **page)  # type: ignore[arg-type]
+
+
+async def add_hook(store: Store, group_key: UUID | None = None, **overrides: object) -> Webhook:
+    hook = make_webhook(group_key or uuid4(), **overrides)
+    await store.add_webhooks([hook])
+    return hook
+
+
+async def publish(store: Store, hook: Webhook, count: int = 1, **overrides: object) -> list[UUID]:
+    """One event with `count` notifications to `hook`; their ids in order."""
+    event = make_event(hook.group_key, created=T0)
+    fields = {"next_attempt_at": T0, **overrides}
+    notes = [make_notification(hook, event, **fields) for _ in range(count)]
+    await store.add_events([event], notes)
+    return [n.notification_id for n in notes]
+
+
+async def note(store: Store, hook: Webhook, notification_id: UUID) -> Notification:
+    found = await store.get_notification(hook.group_key, hook.webhook_id, notification_id)
+    assert found is not None
+    return found
+
+
+def outcome(notification_id: UUID, owner: str, **overrides: object) -> AttemptOutcome:
+    base = AttemptOutcome(
+        notification_id=notification_id,
+        lease_owner=owner,
+        effect=Effect.SUCCESS,
+        cause="HTTP 200",
+        retry_at=None,
+        response_status_code="200",
+        request_message="POST /hook",
+        response_message="ok",
+    )
+    return dataclasses.replace(base, **overrides)  # type: ignore[arg-type]
+
+
+def failure(notification_id: UUID, owner: str, cause: str = "HTTP 500") -> AttemptOutcome:
+    return outcome(
+        notification_id,
+        owner,
+        effect=Effect.FAILURE,
+        cause=cause,
+        retry_at=T0 + LEASE,
+        response_status_code=cause.removeprefix("HTTP "),
+    )
+
+
+# -- API keys ---------------------------------------------------------------------------------
+async def test_api_keys_are_found_by_hash_listed_oldest_first_and_revoked(store: Store) -> None:
+    newer = make_api_key(group_name="acme", created=T0 + timedelta(seconds=1))
+    older = make_api_key(group_name="acme", group_key=newer.group_key, created=T0)
+    await store.add_api_key(newer)
+    await store.add_api_key(older)
+
+    assert await store.api_key_by_hash(newer.key_hash) == newer
+    assert await store.api_key_by_hash("0" * 64) is None
+    assert await store.list_api_keys() == [older, newer]
+    assert await store.revoke_api_key(older.api_key_id, T0 + LEASE)
+    assert not await store.revoke_api_key(uuid4(), T0)
+    revoked = await store.api_key_by_hash(older.key_hash)
+    assert revoked is not None and revoked.revoked == T0 + LEASE
+
+
+async def test_group_key_for_name(store: Store) -> None:
+    key = make_api_key(group_name="acme")
+    await store.add_api_key(key)
+    assert await store.group_key_for_name("acme") == key.group_key
+    assert await store.group_key_for_name("other") is None
+
+
+async def test_a_key_hash_is_unique(store: Store) -> None:
+    key = make_api_key()
+    await store.add_api_key(key)
+    with pytest.raises(StoreError):
+        await store.add_api_key(make_api_key(key_hash=key.key_hash))
+
+
+# -- Webhooks ---------------------------------------------------------------------------------
+async def test_webhook_round_trips_every_field(store: Store) -> None:
+    hook = make_webhook(
+        expiration_date=T0, partition_key="p1", failure_count=2, previous_secret="whsec_old",
+        previous_secret_expires=T0 + LEASE, status_code=WebhookStatus.ERRORED,
+        status_message="HTTP 500",
+    )  # fmt: skip
+    await store.add_webhooks([hook])
+    assert await store.get_webhook(hook.group_key, hook.webhook_id) == hook
+    assert await store.get_webhook_any_group(hook.webhook_id) == hook
+    assert await store.get_webhook_any_group(uuid4()) is None
+
+
+async def test_add_webhooks_is_all_or_nothing(store: Store) -> None:
+    existing = await add_hook(store)
+    fresh = make_webhook(existing.group_key)
+    with pytest.raises(StoreError):
+        await store.add_webhooks([fresh, dataclasses.replace(existing, name="again")])
+    assert await store.get_webhook(fresh.group_key, fresh.webhook_id) is None
+    assert await store.get_webhook(existing.group_key, existing.webhook_id) == existing
+
+
+async def test_update_and_delete_webhook(store: Store) -> None:
+    hook = await add_hook(store)
+    changed = dataclasses.replace(hook, name="renamed", retry_count=0, modified=T0)
+    assert await store.update_webhook(changed)
+    assert await store.get_webhook(hook.group_key, hook.webhook_id) == changed
+    assert not await store.update_webhook(make_webhook(hook.group_key))
+    assert await store.delete_webhook(hook.group_key, hook.webhook_id)
+    assert await store.get_webhook(hook.group_key, hook.webhook_id) is None
+    assert not await store.delete_webhook(hook.group_key, hook.webhook_id)
+
+
+async def test_deleting_a_webhook_deletes_its_rules_and_history(store: Store) -> None:
+    hook = await add_hook(store)
+    rule = make_rule(hook)
+    await store.add_rules([rule])
+    [notification_id] = await publish(store, hook)
+    assert await store.delete_webhook(hook.group_key, hook.webhook_id)
+    assert await store.get_rule(hook.group_key, rule.webhook_rule_id) is None
+    assert await store.get_notification(hook.group_key, hook.webhook_id, notification_id) is None
+    assert await store.claim_due(T0, 10, "w", T0 + LEASE) == []
+
+
+async def test_another_groups_webhook_is_not_found_and_not_changed(store: Store) -> None:
+    hook = await add_hook(store)
+    intruder = uuid4()
+    assert await store.get_webhook(intruder, hook.webhook_id) is None
+    assert not await store.update_webhook(dataclasses.replace(hook, group_key=intruder, name="x"))
+    assert not await store.delete_webhook(intruder, hook.webhook_id)
+    assert (await store.query_webhooks(intruder, Query())).total_count == 0
+    assert await store.get_webhook(hook.group_key, hook.webhook_id) == hook
+
+
+async def test_query_webhooks_filters_orders_and_pages(store: Store) -> None:
+    group = uuid4()
+    hooks = [
+        await add_hook(store, group, name=name, created=T0 + timedelta(minutes=i),
+                       status_code=WebhookStatus.INACTIVE if name == "c" else WebhookStatus.ACTIVE)
+        for i, name in enumerate(["b", "a", "d", "c"])
+    ]  # fmt: skip
+    await add_hook(store, name="other group")
+
+    page = await store.query_webhooks(group, Query())
+    assert page.records == hooks and page.total_count == 4
+    by_name = await store.query_webhooks(group, query(order="name DESC"))
+    assert [h.name for h in by_name.records] == ["d", "c", "b", "a"]
+    active = await store.query_webhooks(group, query("statusCode eq 'Active'", order="name"))
+    assert [h.name for h in active.records] == ["a", "b", "d"]
+    later = await store.query_webhooks(group, query(f"created ge {(T0 + LEASE).isoformat()}"))
+    assert later.records == []
+    since = await store.query_webhooks(group, query("created gt 2030-01-01T12:01:00Z"))
+    assert [h.name for h in since.records] == ["d", "c"]
+    second = await store.query_webhooks(group, query(order="name", page_size=3, page_number=1))
+    assert [h.name for h in second.records] == ["d"] and second.total_count == 4
+
+
+async def test_query_webhooks_refuses_an_unknown_order_field(store: Store) -> None:
+    with pytest.raises(FilterError):
+        await store.query_webhooks(uuid4(), Query(order="clientSecret"))
+
+
+async def test_filters_bind_values_by_field_type(store: Store) -> None:
+    hook = await add_hook(store, retry_count=2)
+    upper = f"webhookId eq '{str(hook.webhook_id).upper()}'"
+    assert (await store.query_webhooks(hook.group_key, query(upper))).records == [hook]
+    assert (await store.query_webhooks(hook.group_key, query("retryCount ge '2'"))).total_count
+    with pytest.raises(FilterError):
+        await store.query_webhooks(hook.group_key, query("retryCount eq many"))
+    with pytest.raises(FilterError):
+        await store.query_webhooks(hook.group_key, query("created lt yesterday"))
+
+
+async def test_expire_webhooks_makes_only_expired_active_ones_inactive(store: Store) -> None:
+    expired = await add_hook(store, expiration_date=T0 - LEASE)
+    due_now = await add_hook(store, expiration_date=T0)
+    future = await add_hook(store, expiration_date=T0 + LEASE)
+    paused = await add_hook(store, expiration_date=T0 - LEASE, status_code=WebhookStatus.INACTIVE)
+    never = await add_hook(store)
+
+    assert await store.expire_webhooks(T0, "expired") == 2
+    for hook in (expired, due_now):
+        after = await store.get_webhook(hook.group_key, hook.webhook_id)
+        assert after == dataclasses.replace(
+            hook, status_code=WebhookStatus.INACTIVE, status_message="expired", modified=T0
+        )
+    for hook in (future, paused, never):
+        assert await store.get_webhook(hook.group_key, hook.webhook_id) == hook
+    assert await store.expire_webhooks(T0, "expired") == 0
+
+
+# -- Rules ------------------------------------------------------------------------------------
+async def test_rule_crud_and_group_isolation(store: Store) -> None:
+    hook = await add_hook(store)
+    rule = make_rule(hook, filter="total gt 5")
+    await store.add_rules([rule])
+    assert await store.get_rule(hook.group_key, rule.webhook_rule_id) == rule
+    assert await store.get_rule(uuid4(), rule.webhook_rule_id) is None
+    assert not await store.delete_rule(uuid4(), rule.webhook_rule_id)
+
+    changed = dataclasses.replace(rule, table_key="Payment", event_type=EventType.DELETE)
+    assert await store.update_rule(changed)
+    assert await store.get_rule(hook.group_key, rule.webhook_rule_id) == changed
+    assert not await store.update_rule(dataclasses.replace(changed, group_key=uuid4()))
+    assert not await store.update_rule(make_rule(hook))
+    assert await store.delete_rule(hook.group_key, rule.webhook_rule_id)
+    assert await store.get_rule(hook.group_key, rule.webhook_rule_id) is None
+
+
+async def test_add_rules_is_all_or_nothing(store: Store) -> None:
+    hook = await add_hook(store)
+    good, orphan = make_rule(hook), make_rule(hook, webhook_id=uuid4())
+    with pytest.raises(StoreError):
+        await store.add_rules([good, orphan])
+    assert await store.get_rule(hook.group_key, good.webhook_rule_id) is None
+
+
+async def test_query_rules(store: Store) -> None:
+    hook = await add_hook(store)
+    rules = [make_rule(hook, table_key=t, created=T0 + timedelta(seconds=i))
+             for i, t in enumerate(["Invoice", "Payment", "Invoice"])]  # fmt: skip
+    await store.add_rules(rules)
+    page = await store.query_rules(hook.group_key, query("tableKey eq 'Invoice'", RULE_FIELDS))
+    assert page.records == [rules[0], rules[2]] and page.total_count == 2
+    desc = await store.query_rules(hook.group_key, query(order="created desc", page_size=1))
+    assert desc.records == [rules[2]] and desc.total_count == 3
+    assert (await store.query_rules(uuid4(), Query())).total_count == 0
+
+
+async def test_rules_for_webhooks(store: Store) -> None:
+    one = await add_hook(store)
+    two, bare = await add_hook(store, one.group_key), await add_hook(store, one.group_key)
+    rules = [make_rule(one, created=T0), make_rule(two), make_rule(one, created=T0 + LEASE)]
+    await store.add_rules(rules)
+    found = await store.rules_for_webhooks(one.group_key, [one.webhook_id, bare.webhook_id])
+    assert found.get(one.webhook_id) == [rules[0], rules[2]]
+    assert not found.get(bare.webhook_id)
+    assert two.webhook_id not in found
+    assert not (await store.rules_for_webhooks(uuid4(), [one.webhook_id])).get(one.webhook_id)
+
+
+async def test_matching_rules_only_for_that_group_table_and_event_type(store: Store) -> None:
+    hook = await add_hook(store)
+    match = make_rule(hook, created=T0)
+    also = make_rule(hook, created=T0 + LEASE, filter="total gt 5")
+    other_table = make_rule(hook, table_key="Payment")
+    other_type = make_rule(hook, event_type=EventType.INSERT)
+    stranger = await add_hook(store)
+    await store.add_rules([also, match, other_table, other_type, make_rule(stranger)])
+    found = await store.matching_rules(hook.group_key, "Invoice", "U")
+    assert found == [(match, hook), (also, hook)]
+    assert await store.matching_rules(hook.group_key, "Invoice", "D") == []
+
+
+# -- Events and notifications -----------------------------------------------------------------
+async def test_add_events_numbers_each_webhooks_notifications_in_order(store: Store) -> None:
+    one = await add_hook(store)
+    two = await add_hook(store, one.group_key)
+    event = make_event(one.group_key)
+    notes = [make_notification(hook, event, sequence=99) for hook in (one, two, one, one)]
+    await store.add_events([event], notes)
+    later = await publish(store, one)
+    sequences = [(await note(store, one, n.notification_id)).sequence for n in notes[::2]]
+    assert sequences == [1, 2]
+    assert (await note(store, one, notes[3].notification_id)).sequence == 3
+    assert (await note(store, two, notes[1].notification_id)).sequence == 1
+    assert (await note(store, one, later[0])).sequence == 4
+
+
+async def test_add_events_round_trips_a_notification(store: Store) -> None:
+    hook = await add_hook(store)
+    event = make_event(hook.group_key, records=({"id": "7", "lines": [{"n": 1.5}], "x": None},))
+    sent = make_notification(hook, event, state=PARKED, sequence=1)
+    await store.add_events([event], [sent])
+    assert await note(store, hook, sent.notification_id) == sent
+
+
+async def test_add_events_is_all_or_nothing(store: Store) -> None:
+    hook = await add_hook(store)
+    event = make_event(hook.group_key)
+    good = make_notification(hook, event)
+    orphan = make_notification(hook, event, webhook_id=uuid4())
+    with pytest.raises(StoreError):
+        await store.add_events([event], [good, orphan])
+    assert (
+        await store.get_notification(hook.group_key, hook.webhook_id, good.notification_id) is None
+    )
+    # The failed call took no sequence numbers and left its event out, so the retry succeeds.
+    await store.add_events([event], [good])
+    assert (await note(store, hook, good.notification_id)).sequence == 1
+
+
+async def test_add_events_refuses_another_groups_webhook(store: Store) -> None:
+    hook = await add_hook(store)
+    event = make_event()
+    with pytest.raises(StoreError):
+        await store.add_events([event], [make_notification(hook, event, group_key=event.group_key)])
+
+
+async def test_get_notification_is_scoped_to_group_and_webhook(store: Store) -> None:
+    hook = await add_hook(store)
+    sibling = await add_hook(store, hook.group_key)
+    [notification_id] = await publish(store, hook)
+    assert await store.get_notification(uuid4(), hook.webhook_id, notification_id) is None
+    assert await store.get_notification(hook.group_key, sibling.webhook_id, notification_id) is None
+
+
+async def test_claim_due_leases_due_pending_notifications_in_order(store: Store) -> None:
+    hooks = sorted([await add_hook(store), await add_hook(store)], key=lambda h: h.webhook_id)
+    second = await publish(store, hooks[1], 2)
+    first = await publish(store, hooks[0], 2)
+    await publish(store, hooks[0], next_attempt_at=T0 + LEASE)  # not due yet
+    await publish(store, hooks[0], state=PARKED)
+    await publish(store, hooks[0], state=FAILED)
+
+    claimed = await store.claim_due(T0, 3, "worker-a", T0 + LEASE)
+    assert [n.notification_id for n in claimed] == [*first, second[0]]
+    assert all(n.lease_owner == "worker-a" and n.lease_until == T0 + LEASE for n in claimed)
+    assert all(n.state is PENDING for n in claimed)
+    rest = await store.claim_due(T0, 10, "worker-b", T0 + LEASE)
+    assert [n.notification_id for n in rest] == [second[1]]
+    assert await store.claim_due(T0, 10, "worker-c", T0 + LEASE) == []
+
+
+async def test_claim_due_skips_excluded_webhooks(store: Store) -> None:
+    busy, idle = await add_hook(store), await add_hook(store)
+    await publish(store, busy)
+    [waiting] = await publish(store, idle)
+    claimed = await store.claim_due(T0, 10, "w", T0 + LEASE, exclude_webhooks=[busy.webhook_id])
+    assert [n.notification_id for n in claimed] == [waiting]
+
+
+async def test_an_expired_lease_can_be_claimed_again(store: Store) -> None:
+    hook = await add_hook(store)
+    [notification_id] = await publish(store, hook)
+    await store.claim_due(T0, 10, "crashed", T0 + LEASE)
+    assert await store.claim_due(T0 + LEASE / 2, 10, "other", T0 + 2 * LEASE) == []
+    again = await store.claim_due(T0 + LEASE, 10, "other", T0 + 2 * LEASE)
+    assert [(n.notification_id, n.lease_owner) for n in again] == [(notification_id, "other")]
+
+
+async def test_record_attempts_writes_the_outcome_and_clears_the_lease(store: Store) -> None:
+    hook = await add_hook(store)
+    ok, retry = await publish(store, hook, 2)
+    await store.claim_due(T0, 10, "w", T0 + LEASE)
+    assert await store.record_attempts([outcome(ok, "w"), failure(retry, "w", "HTTP 503")]) == 2
+
+    done = await note(store, hook, ok)
+    assert (done.state, done.attempts, done.is_successful, done.request_sent) == (
+        SUCCEEDED,
+        1,
+        True,
+        True,
+    )
+    assert (done.response_status_code, done.process_result_message) == ("200", "HTTP 200")
+    assert (done.request_message, done.response_message) == ("POST /hook", "ok")
+    assert (done.lease_owner, done.lease_until) == (None, None)
+    again = await note(store, hook, retry)
+    assert (again.state, again.next_attempt_at, again.attempts) == (PENDING, T0 + LEASE, 1)
+    assert again.process_result_message == "HTTP 503"
+    assert [n.notification_id for n in await store.claim_due(T0 + LEASE, 10, "w", T0)] == [retry]
+
+
+async def test_record_attempts_drops_an_outcome_whose_lease_was_lost(store: Store) -> None:
+    hook = await add_hook(store)
+    [notification_id] = await publish(store, hook)
+    await store.claim_due(T0, 10, "slow", T0 + LEASE)
+    await store.claim_due(T0 + LEASE, 10, "fast", T0 + 2 * LEASE)
+    assert await store.record_attempts([failure(notification_id, "slow")]) == 0
+    kept = await note(store, hook, notification_id)
+    assert (kept.state, kept.attempts, kept.lease_owner) == (PENDING, 0, "fast")
+    assert await store.get_webhook(hook.group_key, hook.webhook_id) == hook
+    assert await store.record_attempts([outcome(uuid4(), "fast")]) == 0
+
+
+async def test_failures_count_in_the_store_until_the_webhook_errors(store: Store) -> None:
+    hook = await add_hook(store, retry_count=1)
+    first, second, third = await publish(store, hook, 3)
+    # Two sends in flight at once: each failure counts, though both saw failure_count 0.
+    await store.claim_due(T0, 2, "w", T0 + LEASE)
+    assert await store.record_attempts([failure(first, "w")]) == 1
+    counted = await store.get_webhook(hook.group_key, hook.webhook_id)
+    assert counted == dataclasses.replace(hook, failure_count=1)
+    assert await store.record_attempts([failure(second, "w", "HTTP 502")]) == 1
+    after = await store.get_webhook(hook.group_key, hook.webhook_id)
+    assert after is not None
+    assert (after.status_code, after.failure_count) == (WebhookStatus.ERRORED, 2)
+    assert after.status_message == "2 consecutive failed deliveries; last: HTTP 502"
+    assert after.modified > hook.modified
+    states = [(await note(store, hook, n)).state for n in (first, second, third)]
+    assert states == [PARKED, PARKED, PARKED]  # the waiting retry parks with the rest
+
+
+async def test_a_success_resets_the_failure_count(store: Store) -> None:
+    hook = await add_hook(store, retry_count=3)
+    first, second = await publish(store, hook, 2)
+    await store.claim_due(T0, 2, "w", T0 + LEASE)
+    await store.record_attempts([failure(first, "w")])
+    await store.record_attempts([outcome(second, "w")])
+    after = await store.get_webhook(hook.group_key, hook.webhook_id)
+    assert after is not None and (after.failure_count, after.status_code) == (
+        0,
+        WebhookStatus.ACTIVE,
+    )
+
+
+async def test_gone_makes_the_webhook_inactive_and_parks_the_rest(store: Store) -> None:
+    hook = await add_hook(store)
+    neighbour = await add_hook(store, hook.group_key)
+    sent, waiting = await publish(store, hook, 2)
+    await store.claim_due(T0, 1, "w", T0 + LEASE)
+    [unrelated] = await publish(store, neighbour)
+    gone = outcome(sent, "w", effect=Effect.GONE, cause="HTTP 410", response_status_code="410")
+    assert await store.record_attempts([gone]) == 1
+    after = await store.get_webhook(hook.group_key, hook.webhook_id)
+    assert after is not None and after.status_code is WebhookStatus.INACTIVE
+    assert (await note(store, hook, sent)).state is PARKED
+    assert (await note(store, hook, waiting)).state is PARKED
+    assert (await note(store, neighbour, unrelated)).state is PENDING
+    assert [n.notification_id for n in await store.claim_due(T0, 10, "w", T0)] == [unrelated]
+
+
+async def test_a_webhook_that_is_not_active_parks_without_counting(store: Store) -> None:
+    hook = await add_hook(store)
+    [notification_id] = await publish(store, hook)
+    await store.claim_due(T0, 1, "w", T0 + LEASE)
+    skipped = outcome(notification_id, "w", effect=Effect.NOT_SENT, cause="webhook is not Active")
+    assert await store.record_attempts([skipped]) == 1
+    parked = await note(store, hook, notification_id)
+    assert (parked.state, parked.attempts, parked.request_sent) == (PARKED, 0, False)
+
+
+async def test_reactivation_releases_parked_notifications(store: Store) -> None:
+    hook = await add_hook(store, status_code=WebhookStatus.INACTIVE)
+    parked = await publish(store, hook, 2, state=PARKED)
+    [done] = await publish(store, hook, state=SUCCEEDED)
+    assert await store.update_webhook(dataclasses.replace(hook, name="still off"))
+    assert await store.claim_due(T0 + LEASE, 10, "w", T0 + 2 * LEASE) == []
+
+    active = dataclasses.replace(hook, status_code=WebhookStatus.ACTIVE, modified=T0 + LEASE)
+    assert await store.update_webhook(active, release_parked=True)
+    for notification_id in parked:
+        released = await note(store, hook, notification_id)
+        assert (released.state, released.next_attempt_at) == (PENDING, T0 + LEASE)
+    assert (await note(store, hook, done)).state is SUCCEEDED
+    claimed = await store.claim_due(T0 + LEASE, 10, "w", T0 + 2 * LEASE)
+    assert [n.notification_id for n in claimed] == parked
+
+
+async def test_release_leases_frees_only_that_owners_claims(store: Store) -> None:
+    hook = await add_hook(store)
+    mine, theirs = await publish(store, hook, 2)
+    await store.claim_due(T0, 1, "leaving", T0 + LEASE)
+    await store.claim_due(T0, 1, "staying", T0 + LEASE)
+    assert await store.release_leases("leaving") == 1
+    assert await store.release_leases("nobody") == 0
+    released = await note(store, hook, mine)
+    assert (released.lease_owner, released.lease_until, released.state) == (None, None, PENDING)
+    assert (await note(store, hook, theirs)).lease_owner == "staying"
+    assert [n.notification_id for n in await store.claim_due(T0, 10, "new", T0 + LEASE)] == [mine]
+
+
+async def test_requeue_notification(store: Store) -> None:
+    hook = await add_hook(store)
+    [failed] = await publish(store, hook, state=FAILED, next_attempt_at=T0 + 2 * LEASE)
+    [parked] = await publish(store, hook, state=PARKED)
+    [done] = await publish(store, hook, state=SUCCEEDED)
+    assert await store.requeue_notification(hook.group_key, hook.webhook_id, failed, T0 + LEASE)
+    assert await store.requeue_notification(hook.group_key, hook.webhook_id, parked, T0 + LEASE)
+    assert not await store.requeue_notification(hook.group_key, hook.webhook_id, done, T0)
+    assert not await store.requeue_notification(uuid4(), hook.webhook_id, failed, T0)
+    assert not await store.requeue_notification(hook.group_key, hook.webhook_id, uuid4(), T0)
+    requeued = await note(store, hook, failed)
+    assert (requeued.state, requeued.next_attempt_at) == (PENDING, T0 + LEASE)
+    claimed = await store.claim_due(T0 + LEASE, 10, "w", T0 + 2 * LEASE)
+    assert {n.notification_id for n in claimed} == {failed, parked}
+
+
+# -- History ----------------------------------------------------------------------------------
+async def history_rows(store: Store, hook: Webhook) -> dict[str, UUID]:
+    """Three history rows a minute apart: ok (oldest), failed, payment (newest)."""
+    stamp = {name: T0 + timedelta(minutes=i) for i, name in enumerate(["ok", "failed", "pay"])}
+    [ok] = await publish(store, hook, state=SUCCEEDED, is_successful=True, request_sent=True,
+                         attempts=1, timestamp=stamp["ok"])  # fmt: skip
+    [failed] = await publish(store, hook, state=FAILED, request_sent=True, attempts=3,
+                             response_status_code="500", timestamp=stamp["failed"])  # fmt: skip
+    event = make_event(hook.group_key, table_key="Payment", event_type=EventType.INSERT)
+    pay = make_notification(hook, event, timestamp=stamp["pay"])
+    await store.add_events([event], [pay])
+    return {"ok": ok, "failed": failed, "pay": pay.notification_id}
+
+
+async def test_query_history_filters_orders_and_pages(store: Store) -> None:
+    hook = await add_hook(store)
+    rows = await history_rows(store, hook)
+    await publish(store, await add_hook(store, hook.group_key))  # another webhook's history
+
+    async def ids(text: str = "", **page: object) -> list[UUID]:
+        found = await store.query_history(hook.group_key, hook.webhook_id,
+                                          query(text, HISTORY_FIELDS, **page))  # fmt: skip
+        return [n.notification_id for n in found.records]
+
+    assert await ids() == [rows["pay"], rows["failed"], rows["ok"]]
+    assert await ids("isSuccessful eq false") == [rows["pay"], rows["failed"]]
+    assert await ids("isSuccessful eq 1") == [rows["ok"]]
+    assert await ids("eventType eq 'Invoice.U'") == [rows["failed"], rows["ok"]]
+    assert await ids("timestamp lt datetime'2030-01-01T12:01:00Z'") == [rows["ok"]]
+    assert await ids("failureCount eq 3 and responseStatusCode eq '500'") == [rows["failed"]]
+    assert await ids(order="timestamp asc", page_size=2, page_number=1) == [rows["pay"]]
+    page = await store.query_history(hook.group_key, hook.webhook_id, Query(page_size=1))
+    assert page.total_count == 3
+    empty = await store.query_history(uuid4(), hook.webhook_id, Query())
+    assert (empty.records, empty.total_count) == ([], 0)
+
+
+async def test_prune_history_deletes_old_successes_only(store: Store) -> None:
+    hook = await add_hook(store)
+    rows = await history_rows(store, hook)
+    [recent] = await publish(store, hook, state=SUCCEEDED, timestamp=T0 + LEASE)
+    assert await store.prune_history(T0 + timedelta(minutes=3)) == 1
+    assert await store.get_notification(hook.group_key, hook.webhook_id, rows["ok"]) is None
+    for kept in (rows["failed"], rows["pay"], recent):
+        assert await store.get_notification(hook.group_key, hook.webhook_id, kept) is not None
+    assert await store.prune_history(T0 + timedelta(minutes=3)) == 0
+
+
+async def test_delivery_stats(store: Store) -> None:
+    assert await store.delivery_stats(T0) == {
+        "pending": 0, "parked": 0, "failed": 0, "succeeded": 0, "oldest_pending_age_seconds": 0,
+    }  # fmt: skip
+    hook = await add_hook(store)
+    await publish(store, hook, 2, created=T0 - timedelta(seconds=30))
+    await publish(store, hook, created=T0)
+    await publish(store, hook, state=PARKED, created=T0 - timedelta(hours=1))
+    await publish(store, hook, 3, state=SUCCEEDED)
+    assert await store.delivery_stats(T0) == {
+        "pending": 3, "parked": 1, "failed": 0, "succeeded": 3, "oldest_pending_age_seconds": 30,
+    }  # fmt: skip
+
+
+# -- SQLite specifics -------------------------------------------------------------------------
+def migration_versions() -> list[int]:
+    return sorted(int(path.name[:4]) for path in MIGRATIONS.glob("*.sql"))
+
+
+async def test_migrating_an_empty_sqlite_file_gives_the_current_schema(tmp_path: Path) -> None:
+    path = tmp_path / "fresh" / "gateway.db"
+    async with SqliteStore(path) as opened:
+        assert opened.applied_migrations == migration_versions() != []
+        assert await opened.migrate() == []
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        names = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+        versions = [row[0] for row in db.execute("SELECT version FROM schema_migrations")]
+        journal = db.execute("PRAGMA journal_mode").fetchone()[0]
+    tables = {"schema_migrations", "api_keys", "webhooks", "webhook_rules", "events",
+              "notifications"}  # fmt: skip
+    indexes = {"webhook_rules_match", "notifications_due", "notifications_history"}
+    assert tables | indexes <= names
+    assert versions == migration_versions()
+    assert journal == "wal"
+
+
+async def test_opening_sqlite_again_keeps_data_and_applies_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.db"
+    async with SqliteStore(path) as first:
+        hook = await add_hook(first)
+        await first.open()  # already open: nothing happens
+    async with SqliteStore(path) as second:
+        assert second.applied_migrations == []
+        assert await second.get_webhook(hook.group_key, hook.webhook_id) == hook
+
+
+async def test_a_closed_sqlite_store_raises_store_error(tmp_path: Path) -> None:
+    closed = SqliteStore(tmp_path / "gateway.db")
+    with pytest.raises(StoreError):
+        await closed.ping()
+
+
+def test_store_for_url(tmp_path: Path) -> None:
+    absolute = store_for_url(f"sqlite:///{tmp_path}/a.db")
+    assert isinstance(absolute, SqliteStore) and absolute.path == tmp_path / "a.db"
+    relative = store_for_url("sqlite:///data/gateway.db")
+    assert isinstance(relative, SqliteStore) and relative.path == Path("data/gateway.db")
+    assert isinstance(store_for_url("memory://"), MemoryStore)
+    for bad in ("sqlite://", "mysql://db/x"):
+        with pytest.raises(StoreError):
+            store_for_url(bad)

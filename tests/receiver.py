@@ -1,0 +1,130 @@
+"""A real partner endpoint for tests: uvicorn on a loopback port, recording every request.
+
+By default it answers the handshake (echoes `code`) and 200s every notification. A test can
+give a path a plan: a list of answers used in turn (the last one repeats), e.g. fail twice then
+succeed, answer 410, redirect, sleep past a timeout, or send a wrong body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from urllib.parse import parse_qs
+
+import uvicorn
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+
+START_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One planned answer."""
+
+    status: int = 200
+    body: str | None = None  # None: echo the handshake code, or "ok"
+    delay: float = 0.0
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Seen:
+    """One request as the receiver got it."""
+
+    method: str
+    path: str
+    query: str  # raw, exactly as sent
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def params(self) -> dict[str, list[str]]:
+        """The query parameters."""
+        return parse_qs(self.query)
+
+    @property
+    def is_handshake(self) -> bool:
+        """Whether this was a verification handshake (it carries `code`)."""
+        return "code" in self.params
+
+
+class Receiver:
+    """Records requests and answers them by plan."""
+
+    def __init__(self) -> None:
+        self.url = ""
+        self.seen: list[Seen] = []
+        self.plans: dict[str, list[Answer]] = {}
+        self.arrived = asyncio.Condition()
+
+    def plan(self, path: str, *answers: Answer) -> str:
+        """Answer requests to `path` with these in turn; returns the full URL."""
+        self.plans[path] = list(answers)
+        return self.url + path
+
+    def notifications(self, path: str | None = None) -> list[Seen]:
+        """Non-handshake requests, optionally to one path."""
+        return [s for s in self.seen if not s.is_handshake and (path is None or s.path == path)]
+
+    async def wait_for(
+        self, count: int, path: str | None = None, timeout: float = 10.0
+    ) -> list[Seen]:
+        """Wait until `count` notifications (to `path`) have arrived."""
+        async with asyncio.timeout(timeout), self.arrived:
+            await self.arrived.wait_for(lambda: len(self.notifications(path)) >= count)
+        return self.notifications(path)
+
+    def _next(self, path: str) -> Answer:
+        plan = self.plans.get(path)
+        if not plan:
+            return Answer()
+        return plan.pop(0) if len(plan) > 1 else plan[0]
+
+    async def __call__(self, scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+        if scope["type"] != "http":
+            return
+        request = Request(scope, receive)
+        body = await request.body()
+        seen = Seen(
+            request.method,
+            request.url.path,
+            scope["query_string"].decode(),
+            {k.lower(): v for k, v in request.headers.items()},
+            body,
+        )
+        self.seen.append(seen)
+        async with self.arrived:
+            self.arrived.notify_all()
+        answer = self._next(seen.path)
+        if answer.delay:
+            await asyncio.sleep(answer.delay)
+        text = answer.body
+        if text is None:
+            text = seen.params["code"][0] if seen.is_handshake else "ok"
+        response: Response = PlainTextResponse(text, answer.status, headers=answer.headers)
+        await response(scope, receive, send)
+
+
+@contextlib.asynccontextmanager
+async def run_receiver() -> AsyncIterator[Receiver]:
+    """Start a receiver on 127.0.0.1 (free port) in this event loop."""
+    receiver = Receiver()
+    config = uvicorn.Config(receiver, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    try:
+        async with asyncio.timeout(START_TIMEOUT):
+            while not server.started:
+                if task.done():
+                    task.result()
+                await asyncio.sleep(0.01)
+        receiver.url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+        yield receiver
+    finally:
+        server.should_exit = True
+        # Sleeping answers would hold the shutdown; they are test leftovers.
+        server.force_exit = True
+        await asyncio.wait_for(task, START_TIMEOUT)

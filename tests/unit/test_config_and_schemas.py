@@ -1,0 +1,152 @@
+"""Settings precedence, secret-key persistence, request-body validation, the rate limiter."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from gateway import config
+from gateway.errors import GatewayError, RateLimited, ValidationError
+from gateway.models import ContentType, EventType, HttpMethod
+from gateway.ratelimit import RateLimiter
+from gateway.schemas import EventIn, RuleCreate, WebhookCreate, WebhookPatch, parse
+
+VALID = {
+    "name": "invoices",
+    "requestContentType": "Full",
+    "callbackHttpMethod": "POST",
+    "callbackUrl": "https://partner.example/hook",
+}
+
+
+def test_environment_beats_file_and_flags_beat_environment(tmp_path: Path) -> None:
+    toml = tmp_path / "g.toml"
+    toml.write_text('[server]\nport = 9000\nhost = "0.0.0.0"\n')
+    env = {"GATEWAY_CONFIG": str(toml), "GATEWAY_PORT": "9100"}
+    settings = config.load({"host": "127.0.0.2"}, env=env)
+    assert (settings.port, settings.host) == (9100, "127.0.0.2")
+
+
+def test_comma_separated_networks_from_the_environment() -> None:
+    env = {"GATEWAY_ALLOWED_CALLBACK_NETWORKS": "127.0.0.0/8, ::1/128"}
+    assert config.load(env=env).allowed_callback_networks == ("127.0.0.0/8", "::1/128")
+
+
+def test_the_shipped_config_file_matches_the_defaults() -> None:
+    shipped = config.load(env={"GATEWAY_CONFIG": "config/gateway.toml"})
+    assert shipped == config.Settings()
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"GATEWAY_PORT": "eighty"}, "setting port"),
+        ({"GATEWAY_RUN_WORKER": "maybe"}, "setting run_worker"),
+        ({"GATEWAY_CONFIG": "/nonexistent.toml"}, "does not exist"),
+    ],
+)
+def test_bad_settings_say_which(env: dict[str, str], message: str) -> None:
+    with pytest.raises(GatewayError, match=message):
+        config.load(env=env)
+
+
+def test_generated_secret_key_survives_a_restart(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/db/gateway.db"
+    first = config.Settings(database_url=url).with_secret_key().secret_key
+    second = config.Settings(database_url=url).with_secret_key().secret_key
+    assert first and first == second
+    assert (tmp_path / "db" / "secret.key").stat().st_mode & 0o077 == 0
+
+
+def test_property_names_are_case_insensitive_and_emit_format_is_an_alias() -> None:
+    body = {
+        "Name": "x",
+        "EmitFormat": "id",
+        "CALLBACKHTTPMETHOD": "get",
+        "callbackurl": "http://a.example/h",
+    }
+    spec, given = parse(WebhookCreate, body)
+    assert spec.requestContentType is ContentType.ID
+    assert spec.callbackHttpMethod is HttpMethod.GET
+    assert given == {"name", "requestContentType", "callbackHttpMethod", "callbackUrl"}
+
+
+def test_read_only_properties_are_ignored_and_unknown_ones_rejected() -> None:
+    spec, _ = parse(WebhookCreate, {**VALID, "webhookId": "x", "created": "y"})
+    assert spec.name == "invoices"
+    with pytest.raises(ValidationError) as caught:
+        parse(WebhookCreate, {**VALID, "colour": "red"}, where="[0].")
+    assert caught.value.errors == {"[0].colour": ["is not a known property"]}
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"name": ""}, "name"),
+        ({"name": "x" * 101}, "name"),
+        ({"requestContentType": "Partial"}, "requestContentType"),
+        ({"callbackHttpMethod": "DELETE"}, "callbackHttpMethod"),
+        ({"callbackUrl": "/relative"}, "callbackUrl"),
+        ({"callbackUrl": "ftp://a.example/x"}, "callbackUrl"),
+        ({"callbackUrl": "https://a.example/" + "x" * 250}, "callbackUrl"),
+        ({"callbackUrl": "https://user:pw@a.example/"}, "callbackUrl"),
+        ({"retryCount": 6}, "retryCount"),
+        ({"retryCount": -1}, "retryCount"),
+        ({"retryCount": "three"}, "retryCount"),
+        ({"expirationDate": "not a date"}, "expirationDate"),
+    ],
+)
+def test_each_invalid_field_is_named(change: dict[str, object], field: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        parse(WebhookCreate, {**VALID, **change}, where="[2].")
+    assert f"[2].{field}" in caught.value.errors
+
+
+def test_missing_required_fields_are_named() -> None:
+    with pytest.raises(ValidationError) as caught:
+        parse(WebhookCreate, {"name": "x"})
+    assert {"requestContentType", "callbackHttpMethod", "callbackUrl"} <= set(caught.value.errors)
+
+
+def test_naive_expiration_dates_are_utc() -> None:
+    spec, _ = parse(WebhookPatch, {"expirationDate": "2030-01-02T03:04:05"})
+    assert spec.expirationDate == datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("given", ["U", "u", "Update", "UPDATE"])
+def test_event_type_names(given: str) -> None:
+    spec, _ = parse(
+        RuleCreate,
+        {
+            "webhookId": "0" * 8 + "-0000-0000-0000-" + "0" * 12,
+            "tableKey": "Invoice",
+            "eventType": given,
+        },
+    )
+    assert spec.eventType is EventType.UPDATE
+
+
+def test_an_event_needs_records() -> None:
+    with pytest.raises(ValidationError) as caught:
+        parse(EventIn, {"tableKey": "Invoice", "eventType": "I", "records": []})
+    assert "records" in caught.value.errors
+
+
+def test_a_body_that_is_not_an_object_is_refused() -> None:
+    with pytest.raises(ValidationError, match="must be a JSON object"):
+        parse(WebhookCreate, ["not", "an", "object"])
+
+
+def test_rate_limiter_allows_a_burst_then_asks_to_wait() -> None:
+    now = [0.0]
+    limiter = RateLimiter(rate=2, burst=3, clock=lambda: now[0])
+    for _ in range(3):
+        limiter.check("k")
+    with pytest.raises(RateLimited) as caught:
+        limiter.check("k")
+    assert caught.value.retry_after == 1
+    limiter.check("other-key")  # buckets are per key
+    now[0] = 0.5  # half a second refills one token at 2/s
+    limiter.check("k")
