@@ -1,19 +1,22 @@
 """The verification handshake (DESIGN §4): prove the partner controls the callback URL.
 
-The gateway calls the callback with its own HTTP method and a `code` query parameter; the
-callback passes only by answering 2xx, in time, with exactly that code as plain text. Codes are
-itsdangerous-signed, time-limited and single-use, and name the webhook they were issued for.
+The gateway calls the callback with the webhook's own HTTP method and a `code` query parameter;
+the callback passes only by answering 2xx, in time, with exactly that code as plain text.
+Codes are itsdangerous-signed, time-limited and single-use, and name the webhook they were
+issued for, so an echo can be neither forged, replayed later, nor borrowed from another webhook.
 """
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 from collections.abc import Callable
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from typing import Any
+from urllib.parse import quote, unquote_plus, urlsplit, urlunsplit
 from uuid import UUID
 
-from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from itsdangerous import BadSignature, TimestampSigner, URLSafeTimedSerializer
 
 from gateway import metrics
 from gateway.errors import (
@@ -25,61 +28,85 @@ from gateway.errors import (
 )
 from gateway.outbound import Outbound
 
+log = logging.getLogger(__name__)
 
-class _ClockedSerializer(URLSafeTimedSerializer):
-    """A serializer whose clock can be set, so expiry is testable without sleeping."""
+SALT = "webhook-handshake"
+MAX_REMEMBERED = 100_000  # used nonces kept; bounds memory under a flood of handshakes
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
-    def __init__(self, secret_key: str, clock: Callable[[], float]) -> None:
-        super().__init__(secret_key, salt="webhook-handshake")
-        clock_ = clock
 
-        class _Signer(self.signer):  # type: ignore[name-defined,misc]
-            def get_timestamp(self) -> int:
-                return int(clock_())
+class _ClockedSigner(TimestampSigner):
+    """A timestamp signer reading an injectable clock, so tests can expire codes instantly."""
 
-        self.signer = _Signer
+    def __init__(self, *args: Any, clock: Callable[[], float], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.clock = clock
+
+    def get_timestamp(self) -> int:
+        """Whole seconds from the injected clock, as itsdangerous expects."""
+        return int(self.clock())
 
 
 class HandshakeCodes:
-    """Issues and checks handshake codes."""
+    """Issues handshake codes and accepts each one once, for its webhook, before it expires."""
 
     def __init__(
         self, secret_key: str, *, max_age: float = 600, clock: Callable[[], float] = time.time
     ) -> None:
         self.max_age = max_age
         self._clock = clock
-        self._serializer = _ClockedSerializer(secret_key, clock)
-        self._used: dict[str, float] = {}  # nonce -> when it would expire anyway
+        self._serializer = URLSafeTimedSerializer(
+            secret_key, salt=SALT, signer=_ClockedSigner, signer_kwargs={"clock": clock}
+        )
+        self._used: dict[str, float] = {}  # nonce -> when its code expires; insertion-ordered
 
     def issue(self, webhook_id: UUID) -> str:
         """A new code for this webhook."""
         return self._serializer.dumps({"w": str(webhook_id), "n": secrets.token_urlsafe(16)})
 
     def verify(self, code: str, webhook_id: UUID) -> None:
-        """Accept the code once, for this webhook, before it expires; else HandshakeFailed."""
+        """Accept the code once for this webhook, or raise HandshakeFailed saying why not."""
         try:
-            data = self._serializer.loads(code, max_age=int(self.max_age))
-        except SignatureExpired as exc:
-            raise HandshakeFailed("code expired") from exc
+            data, issued = self._serializer.loads(code, return_timestamp=True)
         except BadSignature as exc:
             raise HandshakeFailed("code signature is invalid") from exc
+        if not isinstance(data, dict) or not isinstance(data.get("n"), str):
+            raise HandshakeFailed("code signature is invalid")
+        # Whole seconds, like the signed timestamp, so a code lives max_age to max_age + 1 s.
+        if int(self._clock()) - issued.timestamp() > self.max_age:
+            raise HandshakeFailed("code expired")
         if data.get("w") != str(webhook_id):
             raise HandshakeFailed("code was issued for another webhook")
-        self._remember(str(data.get("n")))
+        self._use(data["n"])
 
-    def _remember(self, nonce: str) -> None:
+    def _use(self, nonce: str) -> None:
         now = self._clock()
-        self._used = {n: t for n, t in self._used.items() if t > now}
+        self._forget_expired(now)
         if nonce in self._used:
             raise HandshakeFailed("code was already used")
-        self._used[nonce] = now + self.max_age
+        if len(self._used) >= MAX_REMEMBERED:
+            # Forgetting the oldest re-opens only its last minutes of validity; the code also
+            # had to come back from the very callback it was sent to.
+            del self._used[next(iter(self._used))]
+        self._used[nonce] = now + self.max_age + 1
+
+    def _forget_expired(self, now: float) -> None:
+        # Insertion order is expiry order (one max_age for all), so expired ones lead.
+        while self._used:
+            oldest, expires = next(iter(self._used.items()))
+            if expires > now:
+                return
+            del self._used[oldest]
 
 
 def with_code(url: str, code: str) -> str:
-    """The URL with `code` added to its query, keeping the parameters it has."""
+    """The URL with `code` added to its query, keeping its other parameters as written."""
     parts = urlsplit(url)
-    query = [*parse_qsl(parts.query, keep_blank_values=True), ("code", code)]
-    return urlunsplit(parts._replace(query=urlencode(query)))
+    # The partner's own parameters travel byte for byte; only a `code` of theirs gives way,
+    # since two codes would leave the callback guessing which one to echo.
+    kept = [p for p in parts.query.split("&") if p and unquote_plus(p.split("=")[0]) != "code"]
+    query = "&".join([*kept, "code=" + quote(code, safe="")])
+    return urlunsplit(parts._replace(query=query))
 
 
 async def verify_callback(
@@ -92,13 +119,15 @@ async def verify_callback(
     timeout: float = 10.0,
     max_body: int = 4096,
 ) -> None:
-    """Run the handshake; raise HandshakeFailed saying what came back."""
+    """Run the handshake against the callback; raise HandshakeFailed saying what came back."""
     try:
-        await _exchange(outbound, codes, webhook_id, method, url, timeout, max_body)
-    except HandshakeFailed:
+        await _exchange(outbound, codes, webhook_id, method.upper(), url, timeout, max_body)
+    except HandshakeFailed as exc:
         metrics.HANDSHAKES.labels(outcome="failed").inc()
+        log.info("handshake failed", extra={"webhook_id": str(webhook_id), "detail": exc.detail})
         raise
     metrics.HANDSHAKES.labels(outcome="passed").inc()
+    log.info("handshake passed", extra={"webhook_id": str(webhook_id)})
 
 
 async def _exchange(
@@ -111,24 +140,27 @@ async def _exchange(
     max_body: int,
 ) -> None:
     code = codes.issue(webhook_id)
-    body = None if method == "GET" else b""
+    body = b"" if method in BODY_METHODS else None
     try:
         response = await outbound.send(
             method, with_code(url, code), body=body, timeout=timeout, max_body=max_body
         )
-    except (AddressNotAllowed, OutboundTimeout) as exc:
-        raise HandshakeFailed(exc.detail) from exc
-    except OutboundConnectionError as exc:
-        raise HandshakeFailed(f"could not connect: {exc.detail}") from exc
     except OutboundError as exc:
-        raise HandshakeFailed(exc.detail) from exc
+        raise HandshakeFailed(_describe(exc)) from exc
     if 300 <= response.status < 400:
         raise HandshakeFailed(
             f"callback answered HTTP {response.status} (redirects are not followed)"
         )
     if not 200 <= response.status < 300:
         raise HandshakeFailed(f"callback answered HTTP {response.status}")
-    echoed = response.body.decode("utf-8", errors="replace").strip()
-    if echoed != code:
+    if response.body.decode("utf-8", errors="replace").strip() != code:
         raise HandshakeFailed("body did not match the code")
-    codes.verify(echoed, webhook_id)
+    codes.verify(code, webhook_id)
+
+
+def _describe(exc: OutboundError) -> str:
+    if isinstance(exc, OutboundConnectionError):
+        return f"could not connect: {exc.detail}"
+    if isinstance(exc, AddressNotAllowed | OutboundTimeout):
+        return exc.detail  # already phrased for users: "timed out after 10 s", "... not allowed"
+    return f"callback request failed: {exc.detail}"

@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import Any, Self
 
 import aiohttp
+from multidict import CIMultiDict
 from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
@@ -160,7 +161,7 @@ class Outbound:
                 response.close()  # drop the connection rather than drain an unbounded body
             return OutboundResponse(
                 response.status,
-                dict(response.headers),
+                CIMultiDict(response.headers),
                 data,
                 time.perf_counter() - started,
                 truncated,

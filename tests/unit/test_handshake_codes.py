@@ -1,0 +1,145 @@
+"""Handshake codes: signed, time-limited, single-use, bound to one webhook."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from urllib.parse import parse_qsl, urlsplit
+from uuid import UUID, uuid4
+
+import pytest
+
+from gateway import handshake
+from gateway.errors import HandshakeFailed
+from gateway.handshake import HandshakeCodes, with_code
+
+
+class Clock:
+    """A settable clock, so expiry needs no sleeping."""
+
+    def __init__(self, now: float = 1_900_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def rejects(codes: HandshakeCodes, code: str, webhook_id: UUID, detail: str) -> None:
+    with pytest.raises(HandshakeFailed) as caught:
+        codes.verify(code, webhook_id)
+    assert caught.value.detail == detail
+    assert caught.value.status == 400
+
+
+def test_valid_code_passes_once() -> None:
+    codes = HandshakeCodes("key")
+    hook = uuid4()
+    code = codes.issue(hook)
+    codes.verify(code, hook)
+    rejects(codes, code, hook, "code was already used")
+
+
+def test_every_code_is_different() -> None:
+    codes, hook = HandshakeCodes("key"), uuid4()
+    assert codes.issue(hook) != codes.issue(hook)
+
+
+def test_code_is_safe_in_a_query_string() -> None:
+    code = HandshakeCodes("key").issue(uuid4())
+    assert with_code("http://h/p", code) == f"http://h/p?code={code}"
+
+
+def flip(code: str, index: int) -> str:
+    """The code with one character changed (one that carries signature or payload bits)."""
+    return code[:index] + ("A" if code[index] != "A" else "B") + code[index + 1 :]
+
+
+@pytest.mark.parametrize(
+    "forge",
+    [
+        lambda code: flip(code, -5),  # the signature
+        lambda code: flip(code, 3),  # the payload
+        lambda code: "x" + code,
+        lambda code: code.rsplit(".", 1)[0],  # signature cut off
+        lambda code: "",
+        lambda code: "not a code",
+    ],
+)
+def test_forged_or_tampered_code_is_invalid(forge: Callable[[str], str]) -> None:
+    codes, hook = HandshakeCodes("key"), uuid4()
+    rejects(codes, forge(codes.issue(hook)), hook, "code signature is invalid")
+
+
+def test_code_signed_with_another_key_is_invalid() -> None:
+    hook = uuid4()
+    rejects(HandshakeCodes("key"), HandshakeCodes("other").issue(hook), hook,
+            "code signature is invalid")  # fmt: skip
+
+
+def test_code_expires_after_max_age() -> None:
+    clock = Clock()
+    codes, hook = HandshakeCodes("key", max_age=600, clock=clock), uuid4()
+    fresh, stale = codes.issue(hook), codes.issue(hook)
+    clock.now += 600
+    codes.verify(fresh, hook)
+    clock.now += 1
+    rejects(codes, stale, hook, "code expired")
+
+
+def test_code_for_another_webhook_is_refused() -> None:
+    codes = HandshakeCodes("key")
+    hook = uuid4()
+    code = codes.issue(uuid4())
+    rejects(codes, code, hook, "code was issued for another webhook")
+
+
+def test_refused_code_is_not_used_up() -> None:
+    codes = HandshakeCodes("key")
+    mine, theirs = uuid4(), uuid4()
+    code = codes.issue(theirs)
+    rejects(codes, code, mine, "code was issued for another webhook")
+    codes.verify(code, theirs)
+
+
+def test_used_nonces_are_forgotten_once_their_code_could_not_pass_anyway() -> None:
+    clock = Clock()
+    codes, hook = HandshakeCodes("key", max_age=10, clock=clock), uuid4()
+    code = codes.issue(hook)
+    codes.verify(code, hook)
+    clock.now += 12
+    codes.verify(codes.issue(hook), hook)  # the insert prunes the expired nonce
+    assert len(codes._used) == 1
+    rejects(codes, code, hook, "code expired")  # and the old code still cannot pass
+
+
+def test_memory_of_used_nonces_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(handshake, "MAX_REMEMBERED", 3)
+    codes, hook = HandshakeCodes("key"), uuid4()
+    issued = [codes.issue(hook) for _ in range(5)]
+    for code in issued:
+        codes.verify(code, hook)
+    assert len(codes._used) == 3
+    rejects(codes, issued[-1], hook, "code was already used")
+
+
+@pytest.mark.parametrize(
+    ("url", "expected_query"),
+    [
+        ("https://partner.example/hook", [("code", "C")]),
+        ("https://partner.example/hook?tenant=7", [("tenant", "7"), ("code", "C")]),
+        ("https://p.example/h?a=1&b=x%20y&flag", [("a", "1"), ("b", "x y"), ("flag", ""),
+                                                 ("code", "C")]),
+        ("https://p.example/h?code=theirs&a=1", [("a", "1"), ("code", "C")]),
+        ("https://p.example/h?", [("code", "C")]),
+    ],
+)  # fmt: skip
+def test_with_code_keeps_existing_parameters(
+    url: str, expected_query: list[tuple[str, str]]
+) -> None:
+    result = urlsplit(with_code(url, "C"))
+    assert parse_qsl(result.query, keep_blank_values=True) == expected_query
+    assert (result.scheme, result.netloc, result.path) == urlsplit(url)[:3]
+
+
+def test_with_code_keeps_the_partners_query_byte_for_byte() -> None:
+    url = "http://127.0.0.1:8000/cb/?x=a%2Fb&y=%7E#frag"
+    assert with_code(url, "C") == "http://127.0.0.1:8000/cb/?x=a%2Fb&y=%7E&code=C#frag"
