@@ -18,8 +18,8 @@ from types import TracebackType
 from typing import Any, Self
 
 import aiohttp
-from multidict import CIMultiDict
 from aiohttp.abc import AbstractResolver, ResolveResult
+from multidict import CIMultiDict
 from yarl import URL
 
 from gateway.errors import OutboundConnectionError, OutboundError, OutboundTimeout

@@ -59,10 +59,14 @@ class Receiver:
         self.seen: list[Seen] = []
         self.plans: dict[str, list[Answer]] = {}
         self.arrived = asyncio.Condition()
+        self.closing = asyncio.Event()  # cuts planned delays short at shutdown
 
     def plan(self, path: str, *answers: Answer) -> str:
-        """Answer requests to `path` with these in turn; returns the full URL."""
-        self.plans[path] = list(answers)
+        """Answer requests to `path` with these in turn; returns the full URL.
+
+        `path` may carry a query string; it becomes part of the URL, not of the plan's key.
+        """
+        self.plans[path.split("?", 1)[0]] = list(answers)
         return self.url + path
 
     def notifications(self, path: str | None = None) -> list[Seen]:
@@ -100,7 +104,9 @@ class Receiver:
             self.arrived.notify_all()
         answer = self._next(seen.path)
         if answer.delay:
-            await asyncio.sleep(answer.delay)
+            # Interruptible, so a slow answer left over by a test never holds the shutdown.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.closing.wait(), answer.delay)
         text = answer.body
         if text is None:
             text = seen.params["code"][0] if seen.is_handshake else "ok"
@@ -124,6 +130,7 @@ async def run_receiver() -> AsyncIterator[Receiver]:
         receiver.url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
         yield receiver
     finally:
+        receiver.closing.set()
         server.should_exit = True
         # Sleeping answers would hold the shutdown; they are test leftovers.
         server.force_exit = True

@@ -325,44 +325,30 @@ class SqliteStore(Store):
         return held
 
     async def _record(self, conn: aiosqlite.Connection, outcome: AttemptOutcome, now: str) -> bool:
+        """Settle one outcome against the webhook row as this transaction sees it."""
         ids = {"notification_id": str(outcome.notification_id), "lease_owner": outcome.lease_owner}
         rows = list(await conn.execute_fetchall(q.LEASED_WEBHOOK, ids))
         if not rows:
             return False  # the lease was lost (or the webhook deleted): someone else settles it
         hook = decode(Webhook, rows[0])
         done = settle(hook, outcome, datetime.fromisoformat(now))
-        await conn.execute(
-            q.SETTLE_NOTIFICATION,
-            {
-                **ids,
-                "state": done.state.value,
-                "sent": int(outcome.request_sent),
-                "next_attempt_at": stamp(done.next_attempt_at) if done.next_attempt_at else None,
-                "is_successful": int(done.is_successful),
-                "response_status_code": outcome.response_status_code,
-                "process_result_message": done.process_result_message,
-                "request_message": outcome.request_message,
-                "response_message": outcome.response_message,
-                "now": now,
-            },
-        )
-        webhook_id = {
-            "webhook_id": str(hook.webhook_id),
-            "now": now,
-            "notification_id": ids["notification_id"],
-        }
-        if done.webhook is not None:
-            await conn.execute(
-                q.SETTLE_LIFECYCLE,
-                {
-                    **webhook_id,
-                    "failure_count": done.webhook.failure_count,
-                    "status_code": done.webhook.status.value,
-                    "status_message": done.webhook.status_message,
-                },
-            )
+        await conn.execute(q.SETTLE_NOTIFICATION, {
+            **ids, "now": now, "state": done.state.value, "sent": outcome.request_sent,
+            "next_attempt_at": stamp(done.next_attempt_at) if done.next_attempt_at else None,
+            "is_successful": done.is_successful,
+            "process_result_message": done.process_result_message,
+            "response_status_code": outcome.response_status_code,
+            "request_message": outcome.request_message,
+            "response_message": outcome.response_message,
+        })  # fmt: skip
+        params = {**ids, "webhook_id": str(hook.webhook_id), "now": now}
+        if (change := done.webhook) is not None:
+            await conn.execute(q.SETTLE_LIFECYCLE, {
+                **params, "failure_count": change.failure_count,
+                "status_code": change.status.value, "status_message": change.status_message,
+            })  # fmt: skip
         if done.park_webhook:
-            await conn.execute(q.PARK_PENDING, webhook_id)
+            await conn.execute(q.PARK_PENDING, params)
         return True
 
     async def release_leases(self, lease_owner: str) -> int:

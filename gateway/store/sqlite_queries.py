@@ -125,16 +125,6 @@ RESERVE_SEQUENCES = (
     "UPDATE webhooks SET last_sequence = last_sequence + :count "
     "WHERE webhook_id = :webhook_id AND group_key = :group_key RETURNING last_sequence"
 )
-# The lifecycle change an attempt causes; NULL parameters leave a field alone.
-SETTLE_WEBHOOK = (
-    "UPDATE webhooks SET "
-    "failure_count = coalesce(:webhook_failure_count, failure_count), "
-    "status_code = coalesce(:webhook_status, status_code), "
-    "status_message = CASE WHEN :status_changed THEN :webhook_status_message "
-    "ELSE status_message END, "
-    "modified = CASE WHEN :status_changed THEN :now ELSE modified END "
-    "WHERE webhook_id = :webhook_id"
-)
 
 # -- Rules ----------------------------------------------------------------------------------
 _RULE_NAMES = (
@@ -197,16 +187,27 @@ CLAIM_DUE = (
     "ORDER BY webhook_id, sequence LIMIT :limit"
     f") RETURNING {NOTE_COLS}"
 )
-RECORD_ATTEMPT = (
+# Settling an attempt: the webhook as it is now, read through the lease, then the writes.
+LEASED_WEBHOOK = (
+    f"SELECT {HOOK_COLS} FROM webhooks WHERE webhook_id = ("
+    "SELECT webhook_id FROM notifications "
+    "WHERE notification_id = :notification_id AND lease_owner = :lease_owner)"
+)
+SETTLE_NOTIFICATION = (
     "UPDATE notifications SET state = :state, "
-    "next_attempt_at = coalesce(:next_attempt_at, next_attempt_at), attempts = attempts + 1, "
-    "request_sent = :request_sent, is_successful = :is_successful, "
+    "next_attempt_at = coalesce(:next_attempt_at, next_attempt_at), "
+    "attempts = attempts + :sent, request_sent = :sent, is_successful = :is_successful, "
     "response_status_code = :response_status_code, "
     "process_result_message = :process_result_message, request_message = :request_message, "
     "response_message = :response_message, timestamp = :now, "
     "lease_owner = NULL, lease_until = NULL "
-    "WHERE notification_id = :notification_id AND lease_owner = :lease_owner "
-    "RETURNING webhook_id"
+    "WHERE notification_id = :notification_id AND lease_owner = :lease_owner"
+)
+SETTLE_LIFECYCLE = (
+    "UPDATE webhooks SET failure_count = :failure_count, status_code = :status_code, "
+    "status_message = :status_message, "
+    "modified = CASE WHEN status_code != :status_code THEN :now ELSE modified END "
+    "WHERE webhook_id = :webhook_id"
 )
 PARK_PENDING = (
     "UPDATE notifications SET state = 'parked', timestamp = :now "
@@ -394,27 +395,3 @@ def statements(script: str) -> Iterable[str]:
             pending = ""
     if pending.strip() and not pending.strip().startswith("--"):
         raise StoreError(f"incomplete statement in migration: {pending.strip()[:80]}")
-
-
-# Settling an attempt: the webhook as it is now, read through the lease, then the writes.
-LEASED_WEBHOOK = (
-    f"SELECT {HOOK_COLS} FROM webhooks WHERE webhook_id = ("
-    "SELECT webhook_id FROM notifications "
-    "WHERE notification_id = :notification_id AND lease_owner = :lease_owner)"
-)
-SETTLE_NOTIFICATION = (
-    "UPDATE notifications SET state = :state, "
-    "next_attempt_at = coalesce(:next_attempt_at, next_attempt_at), "
-    "attempts = attempts + :sent, request_sent = :sent, is_successful = :is_successful, "
-    "response_status_code = :response_status_code, "
-    "process_result_message = :process_result_message, request_message = :request_message, "
-    "response_message = :response_message, timestamp = :now, "
-    "lease_owner = NULL, lease_until = NULL "
-    "WHERE notification_id = :notification_id AND lease_owner = :lease_owner"
-)
-SETTLE_LIFECYCLE = (
-    "UPDATE webhooks SET failure_count = :failure_count, status_code = :status_code, "
-    "status_message = :status_message, "
-    "modified = CASE WHEN status_code != :status_code THEN :now ELSE modified END "
-    "WHERE webhook_id = :webhook_id"
-)
