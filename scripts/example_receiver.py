@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 
 import uvicorn
@@ -26,8 +27,11 @@ from starlette.routing import Route
 class Receiver:
     """Holds the secret and handles requests."""
 
-    def __init__(self, secret: str | None) -> None:
+    def __init__(self, secret: str | None, record: str | None = None, delay: float = 0) -> None:
         self.secret = secret
+        self.delay = delay
+        # One JSON line per verified notification, for tests that count arrivals.
+        self.record = open(record, "a", buffering=1) if record else None
 
     async def set_secret(self, request: Request) -> Response:
         """Set the client secret that notifications are verified with."""
@@ -41,6 +45,8 @@ class Receiver:
             print(f"handshake: echoing code for {request.method} {request.url.path}")
             return PlainTextResponse(code)
         body = await request.body()
+        if self.delay:
+            await asyncio.sleep(self.delay)
         payload = request.url.query.encode() if request.method == "GET" else body
         if self.secret is None:
             print("notification received, but no secret set yet: POST it to /secret")
@@ -51,7 +57,11 @@ class Receiver:
             print(f"REJECTED {request.headers.get('webhook-id')}: {exc}")
             return PlainTextResponse("bad signature", status_code=401)
         shown = json.loads(body) if body else dict(request.query_params)
-        print(f"verified {request.headers['webhook-id']}: {json.dumps(shown, indent=2)}")
+        if self.record is not None:
+            line = {"webhookId": request.headers["webhook-id"], "payload": shown}
+            self.record.write(json.dumps(line) + "\n")
+        else:
+            print(f"verified {request.headers['webhook-id']}: {json.dumps(shown, indent=2)}")
         return PlainTextResponse("ok")
 
 
@@ -61,8 +71,10 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9001)
     parser.add_argument("--secret", help="the webhook's clientSecret (whsec_...)")
+    parser.add_argument("--record", help="append verified notifications to this file (JSON lines)")
+    parser.add_argument("--delay", type=float, default=0, help="seconds to wait before answering")
     args = parser.parse_args()
-    receiver = Receiver(args.secret)
+    receiver = Receiver(args.secret, args.record, args.delay)
     methods = ["GET", "POST", "PUT", "PATCH"]
     app = Starlette(
         routes=[

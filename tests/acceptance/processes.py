@@ -70,20 +70,33 @@ def gateway_env(database_url: str, extra: Mapping[str, str] | None = None) -> di
     return env
 
 
-@contextlib.contextmanager
-def gateway_process(
-    workdir: Path, database_url: str, extra_env: Mapping[str, str] | None = None
-) -> Iterator[str]:
-    """`gateway serve` on a free port; yields its base URL."""
-    port = free_port()
+def start_gateway(
+    workdir: Path, database_url: str, extra_env: Mapping[str, str] | None = None, port: int = 0
+) -> tuple[subprocess.Popen[bytes], str]:
+    """Start `gateway serve` (on a free port unless given); return the process and its URL."""
+    port = port or free_port()
     proc = subprocess.Popen(
         [gateway_command(), "serve", "--host", "127.0.0.1", "--port", str(port)],
         cwd=workdir,
         env=gateway_env(database_url, extra_env),
     )
+    url = f"http://127.0.0.1:{port}"
     try:
-        wait_until_up(f"http://127.0.0.1:{port}/healthz", proc)
-        yield f"http://127.0.0.1:{port}"
+        wait_until_up(f"{url}/healthz", proc)
+    except BaseException:
+        stop(proc)
+        raise
+    return proc, url
+
+
+@contextlib.contextmanager
+def gateway_process(
+    workdir: Path, database_url: str, extra_env: Mapping[str, str] | None = None
+) -> Iterator[str]:
+    """`gateway serve` on a free port; yields its base URL."""
+    proc, url = start_gateway(workdir, database_url, extra_env)
+    try:
+        yield url
     finally:
         stop(proc)
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from urllib.parse import parse_qsl, urlsplit
+from typing import cast
+from urllib.parse import parse_qs, parse_qsl, urlsplit
 from uuid import UUID, uuid4
 
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from gateway import handshake
 from gateway.errors import HandshakeFailed
 from gateway.handshake import HandshakeCodes, with_code
+from gateway.outbound import Outbound, OutboundResponse
 
 
 class Clock:
@@ -143,3 +145,38 @@ def test_with_code_keeps_existing_parameters(
 def test_with_code_keeps_the_partners_query_byte_for_byte() -> None:
     url = "http://127.0.0.1:8000/cb/?x=a%2Fb&y=%7E#frag"
     assert with_code(url, "C") == "http://127.0.0.1:8000/cb/?x=a%2Fb&y=%7E&code=C#frag"
+
+
+class Echo:
+    """Stands in for Outbound: answers with the code it was sent, shaped by `reply`."""
+
+    def __init__(self, reply: Callable[[str], bytes]) -> None:
+        self.reply = reply
+
+    async def send(self, method: str, url: str, **kwargs: object) -> OutboundResponse:
+        code = parse_qs(urlsplit(url).query)["code"][0]
+        return OutboundResponse(200, {}, self.reply(code), 0.01, False)
+
+
+async def run_echo(reply: Callable[[str], bytes]) -> None:
+    outbound = cast(Outbound, Echo(reply))
+    await handshake.verify_callback(outbound, HandshakeCodes("key"), uuid4(), "POST", "http://h/")
+
+
+async def test_whitespace_around_the_echoed_code_is_ignored() -> None:
+    await run_echo(lambda code: f"\r\n  {code}\n".encode())
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        lambda code: b"",
+        lambda code: code[:-1].encode(),
+        lambda code: f'"{code}"'.encode(),
+        lambda code: code.encode() + b"\xff",
+        lambda code: f"{code} {code}".encode(),
+    ],
+)
+async def test_anything_but_the_code_fails(reply: Callable[[str], bytes]) -> None:
+    with pytest.raises(HandshakeFailed, match=r"^body did not match the code$"):
+        await run_echo(reply)
