@@ -18,13 +18,14 @@ from gateway.errors import AddressNotAllowed
 IP = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
+# Specific addresses first: the first matching rule names the reason.
 _NAMED_V4: list[tuple[str, str]] = [
+    ("169.254.169.254/32", "cloud metadata"),
+    ("100.100.100.200/32", "cloud metadata"),
     ("0.0.0.0/8", "unspecified"),
     ("10.0.0.0/8", "private network"),
     ("100.64.0.0/10", "shared address space (CGNAT)"),
-    ("100.100.100.200/32", "cloud metadata"),
     ("127.0.0.0/8", "loopback"),
-    ("169.254.169.254/32", "cloud metadata"),
     ("169.254.0.0/16", "link-local"),
     ("172.16.0.0/12", "private network"),
     ("192.0.0.0/24", "reserved"),

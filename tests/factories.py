@@ -29,6 +29,7 @@ from gateway.models import (
     WebhookStatus,
     utcnow,
 )
+from gateway.signing import generate_secret
 
 # A fixed moment for tests that compare times; builders default to the real clock.
 T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
@@ -56,7 +57,7 @@ def make_webhook(group_key: UUID | None = None, **overrides: Any) -> Webhook:
         name="test webhook",
         status_code=WebhookStatus.ACTIVE,
         status_message=None,
-        client_secret="whsec_" + secrets.token_urlsafe(32),
+        client_secret=generate_secret(),
         request_content_type=ContentType.FULL,
         callback_http_method=HttpMethod.POST,
         callback_url="http://127.0.0.1:9/hook",

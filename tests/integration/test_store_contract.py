@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import re
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import timedelta
@@ -610,21 +611,44 @@ def migration_versions() -> list[int]:
     return sorted(int(path.name[:4]) for path in MIGRATIONS.glob("*.sql"))
 
 
+def declared_objects() -> set[str]:
+    """Every table and index the migration files create."""
+    scripts = " ".join(path.read_text() for path in MIGRATIONS.glob("*.sql"))
+    return set(re.findall(r"CREATE (?:TABLE|INDEX) (\w+)", scripts))
+
+
+def schema(path: Path) -> tuple[set[str], list[int]]:
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        names = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+        versions = [row[0] for row in db.execute("SELECT version FROM schema_migrations")]
+    return names, versions
+
+
 async def test_migrating_an_empty_sqlite_file_gives_the_current_schema(tmp_path: Path) -> None:
     path = tmp_path / "fresh" / "gateway.db"
     async with SqliteStore(path) as opened:
         assert opened.applied_migrations == migration_versions() != []
         assert await opened.migrate() == []
-    with contextlib.closing(sqlite3.connect(path)) as db:
-        names = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
-        versions = [row[0] for row in db.execute("SELECT version FROM schema_migrations")]
-        journal = db.execute("PRAGMA journal_mode").fetchone()[0]
-    tables = {"schema_migrations", "api_keys", "webhooks", "webhook_rules", "events",
-              "notifications"}  # fmt: skip
-    indexes = {"webhook_rules_match", "notifications_due", "notifications_history"}
-    assert tables | indexes <= names
+    names, versions = schema(path)
+    core = {"api_keys", "webhooks", "webhook_rules", "events", "notifications", "notifications_due"}
+    assert core | declared_objects() | {"schema_migrations"} <= names
     assert versions == migration_versions()
-    assert journal == "wal"
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+async def test_open_applies_only_the_missing_migrations(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    first = sorted(MIGRATIONS.glob("*.sql"))[0]
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.executescript(first.read_text())
+        db.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT)")
+        db.execute("INSERT INTO schema_migrations VALUES (1, '2024-01-01')")
+        db.commit()
+    async with SqliteStore(path) as opened:
+        assert opened.applied_migrations == migration_versions()[1:]
+    names, versions = schema(path)
+    assert declared_objects() <= names and versions == migration_versions()
 
 
 async def test_opening_sqlite_again_keeps_data_and_applies_nothing(tmp_path: Path) -> None:
