@@ -136,3 +136,12 @@ def example_receiver(extra_args: tuple[str, ...] = ()) -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         stop(proc)
+
+
+def start_worker(
+    workdir: Path, database_url: str, extra_env: Mapping[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """Start `gateway worker` (delivery only) on this database."""
+    return subprocess.Popen(
+        [gateway_command(), "worker"], cwd=workdir, env=gateway_env(database_url, extra_env)
+    )
