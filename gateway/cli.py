@@ -37,7 +37,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
         "--database-url",
         dest="database_url",
         metavar="URL",
-        help=f"database URL, e.g. sqlite:///data/gateway.db or postgresql://... [env: {env}]",
+        help=f"database URL, e.g. sqlite:///data/gateway.db [env: {env}]",
     )
 
 
@@ -127,12 +127,9 @@ def _serve(settings: config.Settings) -> int:
 
 
 async def _migrate(settings: config.Settings) -> dict[str, Any]:
-    store = store_for_url(settings.database_url)
-    await store.open()
-    try:
-        return {"database": _redacted(settings.database_url), "status": "migrated"}
-    finally:
-        await store.close()
+    async with store_for_url(settings.database_url) as store:
+        applied = list(getattr(store, "applied_migrations", []))
+    return {"database": _redacted(settings.database_url), "applied": applied}
 
 
 async def _create_key(settings: config.Settings, group: str, scopes_text: str) -> dict[str, Any]:
