@@ -156,8 +156,11 @@ class Store(abc.ABC):
     async def update_webhook(self, webhook: Webhook, *, release_parked: bool = False) -> bool:
         """Replace the stored webhook with this one (same id and group); False if gone.
 
-        With `release_parked`, its parked notifications become pending again, due now, in the
-        same transaction (reactivation).
+        The failure count is not taken from `webhook`: it belongs to record_attempts, and an
+        update that read the webhook earlier must not write back an older count.
+
+        With `release_parked` (reactivation), the count resets to 0 and its parked
+        notifications become pending again, due now, in the same transaction.
         """
 
     @abc.abstractmethod

@@ -223,11 +223,15 @@ class MemoryStore(Store):
         return self.webhooks.get(webhook_id)
 
     async def update_webhook(self, webhook: Webhook, *, release_parked: bool = False) -> bool:
-        """Replace the stored webhook; with `release_parked` its parked notifications become due
-        at `webhook.modified` (the reactivation time)."""
-        if await self.get_webhook(webhook.group_key, webhook.webhook_id) is None:
+        """Replace the stored webhook, except its failure count (the worker's); with
+        `release_parked` the count resets and parked notifications become due at
+        `webhook.modified` (the reactivation time)."""
+        stored = await self.get_webhook(webhook.group_key, webhook.webhook_id)
+        if stored is None:
             return False
-        self.webhooks[webhook.webhook_id] = webhook
+        # The failure count is the worker's; only a reactivation resets it.
+        count = 0 if release_parked else stored.failure_count
+        self.webhooks[webhook.webhook_id] = dataclasses.replace(webhook, failure_count=count)
         if release_parked:
             now = webhook.modified
             self._change(

@@ -191,10 +191,12 @@ class SqliteStore(Store):
         return await self._one(Webhook, q.GET_WEBHOOK_ANY_GROUP, {"webhook_id": str(webhook_id)})
 
     async def update_webhook(self, webhook: Webhook, *, release_parked: bool = False) -> bool:
-        """Replace the stored webhook; with `release_parked` its parked notifications become due
-        at `webhook.modified` (the reactivation time) in the same transaction."""
+        """Replace the stored webhook, except its failure count (the worker's); with
+        `release_parked` the count resets and its parked notifications become due at
+        `webhook.modified` (the reactivation time) in the same transaction."""
         async with self._transaction() as conn:
-            if not (await conn.execute(q.UPDATE_WEBHOOK, encode(webhook))).rowcount:
+            params = encode(webhook, release=int(release_parked))
+            if not (await conn.execute(q.UPDATE_WEBHOOK, params)).rowcount:
                 return False
             if release_parked:
                 params = {"webhook_id": str(webhook.webhook_id), "now": stamp(webhook.modified)}

@@ -105,8 +105,13 @@ GET_WEBHOOK = (
     f"SELECT {HOOK_COLS} FROM webhooks WHERE webhook_id = :webhook_id AND group_key = :group_key"
 )
 GET_WEBHOOK_ANY_GROUP = f"SELECT {HOOK_COLS} FROM webhooks WHERE webhook_id = :webhook_id"
+# The failure count belongs to the delivery worker (record_attempts): an API update that read
+# the webhook before a failure was recorded must not write the older count back. Only a
+# reactivation (release) resets it.
 UPDATE_WEBHOOK = (
-    f"UPDATE webhooks SET {_assignments(_HOOK_NAMES, skip=('webhook_id', 'group_key'))} "
+    "UPDATE webhooks SET "
+    f"{_assignments(_HOOK_NAMES, skip=('webhook_id', 'group_key', 'failure_count'))}, "
+    "failure_count = CASE WHEN :release THEN 0 ELSE failure_count END "
     "WHERE webhook_id = :webhook_id AND group_key = :group_key"
 )
 DELETE_WEBHOOK = "DELETE FROM webhooks WHERE webhook_id = :webhook_id AND group_key = :group_key"

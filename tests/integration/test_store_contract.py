@@ -676,3 +676,18 @@ def test_store_for_url(tmp_path: Path) -> None:
     for bad in ("sqlite://", "mysql://db/x"):
         with pytest.raises(StoreError):
             store_for_url(bad)
+
+
+async def test_an_update_keeps_a_failure_count_recorded_after_it_read(store: Store) -> None:
+    hook = await add_hook(store, retry_count=5)
+    [notification_id] = await publish(store, hook)
+    read_by_api = await store.get_webhook(hook.group_key, hook.webhook_id)
+    assert read_by_api is not None
+    await store.claim_due(T0, 1, "w", T0 + LEASE)
+    await store.record_attempts([failure(notification_id, "w")])
+    assert await store.update_webhook(dataclasses.replace(read_by_api, name="renamed"))
+    after = await store.get_webhook(hook.group_key, hook.webhook_id)
+    assert after is not None and (after.name, after.failure_count) == ("renamed", 1)
+    assert await store.update_webhook(after, release_parked=True)
+    reset = await store.get_webhook(hook.group_key, hook.webhook_id)
+    assert reset is not None and reset.failure_count == 0
