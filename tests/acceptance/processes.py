@@ -145,3 +145,24 @@ def start_worker(
     return subprocess.Popen(
         [gateway_command(), "worker"], cwd=workdir, env=gateway_env(database_url, extra_env)
     )
+
+
+def subscribe_receiver(
+    url: str, key: str, receiver: str, *, content: str = "Full", event_type: str = "U"
+) -> dict[str, str]:
+    """Create a POST webhook to the example receiver (handshake included), hand the receiver
+    its secret, and subscribe it to Invoice events of `event_type`; return the webhook."""
+    headers = {"Api-Key": key}
+    body = {
+        "name": "acceptance",
+        "requestContentType": content,
+        "callbackHttpMethod": "POST",
+        "callbackUrl": f"{receiver}/hook",
+        "retryCount": 5,
+    }
+    created = httpx.post(f"{url}/api/v1/Webhooks", headers=headers, json=[body])
+    hook: dict[str, str] = created.raise_for_status().json()[0]
+    httpx.post(f"{receiver}/secret", content=hook["clientSecret"]).raise_for_status()
+    rule = {"webhookId": hook["webhookId"], "tableKey": "Invoice", "eventType": event_type}
+    httpx.post(f"{url}/api/v1/WebhookRules", headers=headers, json=[rule]).raise_for_status()
+    return hook

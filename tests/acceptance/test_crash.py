@@ -15,7 +15,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.acceptance.processes import create_key, example_receiver, start_gateway, stop
+from tests.acceptance.processes import (
+    create_key,
+    example_receiver,
+    start_gateway,
+    stop,
+    subscribe_receiver,
+)
 
 pytestmark = pytest.mark.timeout(240)
 EVENTS = 2000
@@ -51,25 +57,7 @@ def test_sigkill_mid_delivery_loses_nothing(tmp_path: Path) -> None:
     with example_receiver(("--record", str(record), "--delay", "0.005")) as receiver:
         proc, url = start_gateway(tmp_path, database, ENV)
         headers = {"Api-Key": key}
-        hook = httpx.post(
-            f"{url}/api/v1/Webhooks",
-            headers=headers,
-            json=[
-                {
-                    "name": "crash",
-                    "requestContentType": "Full",
-                    "callbackHttpMethod": "POST",
-                    "callbackUrl": f"{receiver}/hook",
-                    "retryCount": 5,
-                }
-            ],
-        ).json()[0]
-        httpx.post(f"{receiver}/secret", content=hook["clientSecret"])
-        httpx.post(
-            f"{url}/api/v1/WebhookRules",
-            headers=headers,
-            json=[{"webhookId": hook["webhookId"], "tableKey": "Invoice", "eventType": "U"}],
-        )
+        subscribe_receiver(url, key, receiver)
         published: list[str] = []
         for start in range(0, EVENTS, 100):
             batch = [

@@ -16,6 +16,7 @@ from tests.acceptance.processes import (
     gateway_process,
     start_worker,
     stop,
+    subscribe_receiver,
 )
 
 pytestmark = pytest.mark.timeout(120)
@@ -54,25 +55,7 @@ def test_a_separate_worker_delivers_and_gives_back_its_leases_on_sigterm(tmp_pat
         gateway_process(tmp_path, database, ENV) as url,
     ):
         headers = {"Api-Key": key}
-        hook = httpx.post(
-            f"{url}/api/v1/Webhooks",
-            headers=headers,
-            json=[
-                {
-                    "name": "w",
-                    "requestContentType": "Id",
-                    "callbackHttpMethod": "POST",
-                    "callbackUrl": f"{receiver}/hook",
-                    "retryCount": 5,
-                }
-            ],
-        ).json()[0]
-        httpx.post(f"{receiver}/secret", content=hook["clientSecret"])
-        httpx.post(
-            f"{url}/api/v1/WebhookRules",
-            headers=headers,
-            json=[{"webhookId": hook["webhookId"], "tableKey": "Invoice", "eventType": "I"}],
-        )
+        subscribe_receiver(url, key, receiver, content="Id", event_type="I")
         events = [
             {"tableKey": "Invoice", "eventType": "I", "records": [{"id": str(i)}]}
             for i in range(EVENTS)

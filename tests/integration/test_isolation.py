@@ -1,0 +1,340 @@
+"""Tenant isolation, generated from the route table: group B can neither see nor change group A.
+
+Group A's webhook, rule and history row are seeded straight into the store (no handshake), then
+every (method, path) of `gateway.app.API_ROUTES` is called with group B's key aimed at A's ids.
+MATRIX says how each route is exercised, and a test checks it covers exactly the served routes,
+so a new endpoint cannot slip past. Authentication (401) and scopes (403) are generated too.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID, uuid4
+
+import httpx
+import pytest
+
+from gateway.app import API_ROUTES
+from gateway.models import ApiKey, NotificationState, Scope, utcnow
+from gateway.store.base import Query
+from tests.factories import make_event, make_notification, make_rule, make_webhook
+from tests.gateway_server import RunningGateway
+from tests.receiver import Receiver
+
+PROBLEM = "application/problem+json"
+A_HOOK_PATH = "/a-hook"
+
+
+def served_routes() -> list[tuple[str, str]]:
+    """Every (method, path) the API serves; HEAD is left out: Starlette adds it to each GET
+    route and it runs the GET handler, which the GET case already exercises."""
+    pairs = {(m, r.path) for r in API_ROUTES for m in (r.methods or ()) if m != "HEAD"}
+    return sorted(pairs, key=lambda pair: (pair[1], pair[0]))
+
+
+def route_id(pair: tuple[str, str]) -> str:
+    return f"{pair[0]} {pair[1].removeprefix('/api/v1/')}"
+
+
+ROUTES = served_routes()
+
+
+@dataclass
+class World:
+    """Two groups on one gateway; A owns a webhook, a rule and a failed history row."""
+
+    gateway: RunningGateway
+    receiver: Receiver
+    key_a: str
+    key_b: str
+    record_a: ApiKey
+    record_b: ApiKey
+    ids_a: dict[str, UUID]  # path parameter name -> A's id
+    hook_b: UUID
+
+    def path(self, template: str, ids: dict[str, UUID] | None = None) -> str:
+        """The route's path with its parameters filled (with A's ids by default)."""
+        chosen = ids or self.ids_a
+        return re.sub(r"\{(\w+)\}", lambda m: str(chosen[m.group(1)]), template)
+
+    async def call(
+        self, key: str | None, method: str, path: str, body: Any = None, **params: Any
+    ) -> httpx.Response:
+        async with self.gateway.client(key) as api:
+            return await api.request(method, path, json=body, params=params or None)
+
+    async def state_of_a(self) -> tuple[Any, ...]:
+        """Everything A owns, as the store holds it (frozen records compare by value)."""
+        store, group = self.gateway.ctx.store, self.record_a.group_key
+        hooks = await store.query_webhooks(group, Query())
+        rules = await store.query_rules(group, Query())
+        history = await store.query_history(group, self.ids_a["webhookId"], Query())
+        return hooks.records, rules.records, history.records, hooks.total_count
+
+    def a_hook_contacted(self) -> bool:
+        return any(seen.path == A_HOOK_PATH for seen in self.receiver.seen)
+
+
+@pytest.fixture
+async def world(gateway: RunningGateway, receiver: Receiver) -> World:
+    key_a, record_a = await gateway.add_key("group-a")
+    key_b, record_b = await gateway.add_key("group-b")
+    store = gateway.ctx.store
+    hook = make_webhook(record_a.group_key, callback_url=receiver.plan(A_HOOK_PATH))
+    rule = make_rule(hook)
+    event = make_event(record_a.group_key)
+    note = make_notification(
+        hook, event, state=NotificationState.FAILED, attempts=1, request_sent=True
+    )
+    hook_b = make_webhook(record_b.group_key, callback_url=receiver.plan("/b-hook"))
+    await store.add_webhooks([hook, hook_b])
+    await store.add_rules([rule])
+    await store.add_events([event], [note])
+    ids = {
+        "webhookId": hook.webhook_id,
+        "webhookRuleId": rule.webhook_rule_id,
+        "webhookHistoryId": note.notification_id,
+    }
+    return World(gateway, receiver, key_a, key_b, record_a, record_b, ids, hook_b.webhook_id)
+
+
+def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == PROBLEM
+    body: dict[str, Any] = response.json()
+    assert body["status"] == status
+    return body
+
+
+# -- How each route is exercised with B's key ------------------------------------------------
+
+Runner = Callable[[World, str, str], Awaitable[None]]
+
+
+async def owned(world: World, method: str, template: str) -> None:
+    """B names A's ids in the path: 404, as for an id that does not exist."""
+    body = BODIES.get((method, template))
+    answer = await world.call(world.key_b, method, world.path(template), body)
+    problem = assert_problem(answer, 404)
+    # The handler said it, not the router: its detail names what was not found.
+    assert problem["detail"].startswith("no ")
+
+
+async def query(world: World, method: str, template: str) -> None:
+    """B queries, filtering on A's ids and unfiltered: none of A's records come back."""
+    field = "webhookId" if template.startswith("/api/v1/Webhooks") else "webhookRuleId"
+    target = world.ids_a[field]
+    filtered = await world.call(world.key_b, method, template, filter=f"{field} eq '{target}'")
+    assert filtered.status_code == 200, filtered.text
+    assert filtered.json()["totalCount"] == 0 and filtered.json()["records"] == []
+    everything = await world.call(world.key_b, method, template)
+    assert everything.status_code == 200, everything.text
+    for a_id in world.ids_a.values():
+        assert str(a_id) not in everything.text
+    assert str(world.record_a.group_key) not in everything.text
+
+
+async def create_rule(world: World, method: str, template: str) -> None:
+    """A rule on A's webhook is refused exactly as one on a webhook that never existed."""
+
+    def attempt(webhook_id: UUID) -> dict[str, Any]:
+        return {"webhookId": str(webhook_id), "tableKey": "Invoice", "eventType": "U"}
+
+    known = await world.call(world.key_b, method, template, [attempt(world.ids_a["webhookId"])])
+    unknown_id = uuid4()
+    unknown = await world.call(world.key_b, method, template, [attempt(unknown_id)])
+    seen = assert_problem(known, 400)
+    baseline = assert_problem(unknown, 400)
+    neutral = str(seen).replace(str(world.ids_a["webhookId"]), "<id>")
+    assert neutral == str(baseline).replace(str(unknown_id), "<id>")
+    rules_b = await world.gateway.ctx.store.query_rules(world.record_b.group_key, Query())
+    assert rules_b.total_count == 0
+
+
+async def create_webhook(world: World, method: str, template: str) -> None:
+    """B cannot plant a webhook in A's group by sending A's groupKey: it lands in B's."""
+    body = {
+        "name": "planted",
+        "groupKey": str(world.record_a.group_key),
+        "requestContentType": "Full",
+        "callbackHttpMethod": "POST",
+        "callbackUrl": world.receiver.plan("/planted"),
+    }
+    answer = await world.call(world.key_b, method, template, [body])
+    assert answer.status_code == 200, answer.text
+    assert answer.json()[0]["groupKey"] == str(world.record_b.group_key)
+
+
+async def publish(world: World, method: str, template: str) -> None:
+    """B's event on A's table and event type notifies none of A's webhooks."""
+    event = {"tableKey": "Invoice", "eventType": "U", "records": [{"id": "42"}]}
+    answer = await world.call(world.key_b, method, template, event)
+    assert answer.status_code == 202, answer.text
+    assert answer.json()["notificationCount"] == 0
+
+
+async def status(world: World, method: str, template: str) -> None:
+    """Status answers for B's own group and key."""
+    answer = await world.call(world.key_b, method, template)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["groupKey"] == str(world.record_b.group_key)
+    assert answer.json()["apiKeyId"] == str(world.record_b.api_key_id)
+
+
+# Bodies that would succeed for the owner, so a 404 can only come from the group check.
+BODIES: dict[tuple[str, str], Any] = {
+    ("PATCH", "/api/v1/Webhooks/{webhookId}"): {"name": "hijacked"},
+    ("PATCH", "/api/v1/WebhookRules/{webhookRuleId}"): {"tableKey": "Hijacked"},
+}
+
+MATRIX: dict[tuple[str, str], Runner] = {
+    ("POST", "/api/v1/Webhooks"): create_webhook,
+    ("GET", "/api/v1/Webhooks/query"): query,
+    ("GET", "/api/v1/Webhooks/{webhookId}"): owned,
+    ("PATCH", "/api/v1/Webhooks/{webhookId}"): owned,
+    ("DELETE", "/api/v1/Webhooks/{webhookId}"): owned,
+    ("PATCH", "/api/v1/Webhooks/{webhookId}/regenerate-client-secret"): owned,
+    ("GET", "/api/v1/Webhooks/{webhookId}/history/query"): owned,
+    ("GET", "/api/v1/Webhooks/{webhookId}/history/{webhookHistoryId}/retry"): owned,
+    ("POST", "/api/v1/Webhooks/{webhookId}/test"): owned,
+    ("POST", "/api/v1/WebhookRules"): create_rule,
+    ("GET", "/api/v1/WebhookRules/query"): query,
+    ("GET", "/api/v1/WebhookRules/{webhookRuleId}"): owned,
+    ("PATCH", "/api/v1/WebhookRules/{webhookRuleId}"): owned,
+    ("DELETE", "/api/v1/WebhookRules/{webhookRuleId}"): owned,
+    ("POST", "/api/v1/Events"): publish,
+    ("GET", "/api/v1/Status"): status,
+}
+
+
+def test_the_matrix_covers_exactly_the_served_routes() -> None:
+    assert set(MATRIX) == set(ROUTES)
+    # Every route with an id in its path must be an `owned` case: those are the 404s.
+    with_ids = {pair for pair in ROUTES if "{" in pair[1]}
+    assert with_ids == {pair for pair, runner in MATRIX.items() if runner is owned}
+
+
+@pytest.mark.parametrize(("method", "path"), ROUTES, ids=map(route_id, ROUTES))
+async def test_group_b_cannot_reach_group_a(world: World, method: str, path: str) -> None:
+    before = await world.state_of_a()
+    await MATRIX[(method, path)](world, method, path)
+    assert await world.state_of_a() == before
+    assert not world.a_hook_contacted(), "B's request made the gateway call A's callback"
+
+
+OWNED = [pair for pair, runner in MATRIX.items() if runner is owned]
+
+
+@pytest.mark.parametrize(("method", "path"), OWNED, ids=map(route_id, OWNED))
+async def test_the_owner_reaches_the_same_ids(world: World, method: str, path: str) -> None:
+    """The control for the 404s above: the same request with A's own key succeeds."""
+    body = BODIES.get((method, path))
+    answer = await world.call(world.key_a, method, world.path(path), body)
+    assert answer.status_code == 200, answer.text
+
+
+async def test_a_history_id_under_b_own_webhook_is_not_found(world: World) -> None:
+    ids = {**world.ids_a, "webhookId": world.hook_b}
+    template = "/api/v1/Webhooks/{webhookId}/history/{webhookHistoryId}/retry"
+    before = await world.state_of_a()
+    assert_problem(await world.call(world.key_b, "GET", world.path(template, ids)), 404)
+    assert await world.state_of_a() == before
+
+
+# -- Authentication and scopes ---------------------------------------------------------------
+
+
+def body_for(method: str, path: str) -> Any:
+    """A well-formed body for routes that read one (authentication comes first anyway)."""
+    if (method, path) in BODIES:
+        return BODIES[(method, path)]
+    return {
+        "/api/v1/Webhooks": [{"name": "x", "callbackUrl": "http://127.0.0.1:9/"}],
+        "/api/v1/WebhookRules": [{"webhookId": str(uuid4()), "tableKey": "T", "eventType": "U"}],
+        "/api/v1/Events": {"tableKey": "Invoice", "eventType": "U", "records": [{"id": "1"}]},
+    }.get(path)
+
+
+async def revoked_key(world: World) -> str | None:
+    await world.gateway.ctx.store.revoke_api_key(world.record_a.api_key_id, utcnow())
+    return world.key_a
+
+
+async def unknown_key(world: World) -> str | None:
+    return f"gwk_test_{uuid4().hex}"
+
+
+async def no_key(world: World) -> str | None:
+    return None
+
+
+CREDENTIALS = {"revoked": revoked_key, "unknown": unknown_key, "missing": no_key}
+
+
+def auth_cases() -> Iterator[Any]:
+    for name in CREDENTIALS:
+        for method, path in ROUTES:
+            yield pytest.param(name, method, path, id=f"{name}-{route_id((method, path))}")
+
+
+@pytest.mark.parametrize(("credential", "method", "path"), list(auth_cases()))
+async def test_bad_credentials_get_401_everywhere(
+    world: World, credential: str, method: str, path: str
+) -> None:
+    key = await CREDENTIALS[credential](world)
+    before = await world.state_of_a()
+    answer = await world.call(key, method, world.path(path), body_for(method, path))
+    assert_problem(answer, 401)
+    assert await world.state_of_a() == before
+    assert not world.receiver.seen
+
+
+async def test_a_revoked_key_worked_before_it_was_revoked(world: World) -> None:
+    """The control for the revoked case: the same key answers 200 until revoked."""
+    assert (await world.call(world.key_a, "GET", "/api/v1/Status")).status_code == 200
+    await revoked_key(world)
+    assert_problem(await world.call(world.key_a, "GET", "/api/v1/Status"), 401)
+
+
+WEBHOOK_ROUTES = [pair for pair in ROUTES if pair[1].startswith("/api/v1/Webhook")]
+
+
+@pytest.mark.parametrize(("method", "path"), WEBHOOK_ROUTES, ids=map(route_id, WEBHOOK_ROUTES))
+async def test_a_key_without_the_webhooks_scope_gets_403(
+    world: World, method: str, path: str
+) -> None:
+    events_only, _ = await world.gateway.add_key("group-a", frozenset({Scope.EVENTS}))
+    before = await world.state_of_a()
+    answer = await world.call(events_only, method, world.path(path), body_for(method, path))
+    problem = assert_problem(answer, 403)
+    assert "'webhooks' scope" in problem["detail"]
+    assert await world.state_of_a() == before
+    assert not world.receiver.seen
+
+
+async def test_a_key_without_the_events_scope_gets_403_on_events(world: World) -> None:
+    webhooks_only, _ = await world.gateway.add_key("group-a", frozenset({Scope.WEBHOOKS}))
+    before = await world.state_of_a()
+    body = body_for("POST", "/api/v1/Events")
+    problem = assert_problem(await world.call(webhooks_only, "POST", "/api/v1/Events", body), 403)
+    assert "'events' scope" in problem["detail"]
+    assert await world.state_of_a() == before
+    # Scopes are per route: the same key still manages webhooks, and any key may ask Status.
+    assert (await world.call(webhooks_only, "GET", "/api/v1/Webhooks/query")).status_code == 200
+    assert (await world.call(webhooks_only, "GET", "/api/v1/Status")).status_code == 200
+
+
+async def test_an_events_key_publishes_to_its_own_group(world: World) -> None:
+    """The control for the scope and cross-group event cases: A's event does notify A."""
+    events_only, _ = await world.gateway.add_key("group-a", frozenset({Scope.EVENTS}))
+    body = body_for("POST", "/api/v1/Events")
+    answer = await world.call(events_only, "POST", "/api/v1/Events", body)
+    assert answer.status_code == 202 and answer.json()["notificationCount"] == 1
+
+
+def test_webhook_routes_are_every_route_but_events_and_status() -> None:
+    rest = set(ROUTES) - set(WEBHOOK_ROUTES)
+    assert rest == {("POST", "/api/v1/Events"), ("GET", "/api/v1/Status")}
