@@ -1,10 +1,11 @@
 """The one outbound HTTP client, for handshakes, test sends and deliveries (DESIGN §7, §9).
 
 aiohttp, chosen by measurement (DESIGN §9), with one pooled session. Its resolver is replaced
-by the address guard, so a connection goes to exactly the address that was checked (the name is
-resolved once per new connection, by the guard; aiohttp's DNS cache is off). Hosts written as
-IP literals never reach a resolver, so `send` judges them itself. Redirects are never followed
-and at most `max_body` bytes of an answer are read.
+by the address guard, so a new connection goes to exactly the address that was checked for it:
+the guard resolves the name once and hands aiohttp only checked IPs, and aiohttp's DNS cache is
+off. Hosts spelled as IPs never reach a resolver, so `send` judges them itself and rewrites any
+unusual spelling (2130706433, 127.1) to the address it judged. Redirects are never followed and
+at most `max_body` bytes of an answer are read.
 """
 
 from __future__ import annotations
@@ -15,25 +16,21 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Self
+from typing import Self
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
-from multidict import CIMultiDict
+from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from gateway.errors import OutboundConnectionError, OutboundError, OutboundTimeout
-from gateway.netguard import (
-    AddressPolicy,
-    Resolver,
-    SystemResolver,
-    check_host,
-    parse_ip_literal,
-)
+from gateway.netguard import AddressPolicy, Resolver, SystemResolver, check_host, check_literal
 
 
 @dataclass(frozen=True, slots=True)
 class OutboundResponse:
+    """What came back: status, headers, at most `max_body` bytes of body, and the time taken."""
+
     status: int
     headers: Mapping[str, str]
     body: bytes
@@ -51,8 +48,10 @@ class GuardedResolver(AbstractResolver):
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
-        """Resolve once, refuse the whole host if any address is refused."""
+        """Resolve once; refuse the whole host if any of its addresses is refused."""
         addresses = await check_host(host, port, self.policy, self.resolver)
+        # `host` is the checked IP the socket connects to; `hostname` stays the URL's name,
+        # and aiohttp takes the Host header and TLS server name from the URL.
         return [
             ResolveResult(
                 hostname=host,
@@ -91,14 +90,17 @@ class Outbound:
         connector = aiohttp.TCPConnector(
             limit=self._limits[0],
             limit_per_host=self._limits[1],
-            use_dns_cache=False,
+            use_dns_cache=False,  # every new connection is checked against a fresh answer
             resolver=GuardedResolver(self.policy, self.resolver),
         )
         self._session = aiohttp.ClientSession(
             connector=connector,
-            headers={"user-agent": self._user_agent},
+            headers={"User-Agent": self._user_agent},
+            timeout=aiohttp.ClientTimeout(),  # `send` sets one total deadline itself
+            # Bodies are compared byte for byte (the handshake), so ask for them uncompressed.
+            skip_auto_headers=("Content-Type", "Accept-Encoding"),
             auto_decompress=False,
-            skip_auto_headers=("content-type",),
+            trust_env=False,  # a proxy from the environment would resolve names unguarded
         )
         return self
 
@@ -122,50 +124,54 @@ class Outbound:
         timeout: float,
         max_body: int = 65536,
     ) -> OutboundResponse:
-        """One request; OutboundError subclasses for every way it can fail to get an answer."""
+        """One request, never redirected; OutboundError subclasses when no answer came."""
         if self._session is None:
             raise RuntimeError("Outbound is not open")
-        target = URL(url, encoded=True)
-        if target.scheme not in ("http", "https") or not target.host:
-            raise OutboundConnectionError(f"cannot send to {url!r}")
-        port = target.port or (443 if target.scheme == "https" else 80)
-        if parse_ip_literal(target.host) is not None:
-            # aiohttp never hands IP literals to the resolver, so judge them here.
-            await check_host(target.host, port, self.policy, self.resolver)
+        target = self._pin_literal(_parse_url(url))
         started = time.perf_counter()
         try:
             async with asyncio.timeout(timeout):
-                return await self._exchange(method, target, headers, body, max_body, started)
+                async with self._session.request(
+                    method, target, headers=headers, data=body, allow_redirects=False
+                ) as response:
+                    return await _collect(response, max_body, started)
         except TimeoutError as exc:
             raise OutboundTimeout(f"timed out after {timeout:g} s") from exc
         except OutboundError:
-            raise
+            raise  # the guard refused the address while connecting
         except (aiohttp.ClientError, OSError) as exc:
             raise OutboundConnectionError(_describe(exc)) from exc
 
-    async def _exchange(
-        self,
-        method: str,
-        target: URL,
-        headers: Mapping[str, str] | None,
-        body: bytes | None,
-        max_body: int,
-        started: float,
-    ) -> OutboundResponse:
-        assert self._session is not None
-        async with self._session.request(
-            method, target, headers=headers, data=body, allow_redirects=False
-        ) as response:
-            data, truncated = await _read_capped(response, max_body)
-            if truncated:
-                response.close()  # drop the connection rather than drain an unbounded body
-            return OutboundResponse(
-                response.status,
-                CIMultiDict(response.headers),
-                data,
-                time.perf_counter() - started,
-                truncated,
-            )
+    def _pin_literal(self, target: URL) -> URL:
+        """Judge a host spelled as an IP, and spell it the way it was judged."""
+        host = target.raw_host or ""
+        ip = check_literal(host, self.policy)
+        if ip is None or host == str(ip):
+            return target
+        return target.with_host(str(ip))
+
+
+def _parse_url(url: str) -> URL:
+    try:
+        # encoded=True keeps the query exactly as given: signatures cover it byte for byte.
+        target = URL(url, encoded=True)
+    except ValueError as exc:
+        raise OutboundConnectionError(f"invalid URL: {exc}") from exc
+    if target.scheme not in ("http", "https") or not target.raw_host:
+        raise OutboundConnectionError(f"not an absolute http(s) URL: {url!r}")
+    return target
+
+
+async def _collect(
+    response: aiohttp.ClientResponse, max_body: int, started: float
+) -> OutboundResponse:
+    body, truncated = await _read_capped(response, max_body)
+    if truncated:
+        response.close()  # drop the connection rather than drain an unbounded body
+    headers = CIMultiDictProxy(CIMultiDict(response.headers))
+    return OutboundResponse(
+        response.status, headers, body, time.perf_counter() - started, truncated
+    )
 
 
 async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> tuple[bytes, bool]:
@@ -178,12 +184,23 @@ async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> tuple[by
     return bytes(chunks[:limit]), True
 
 
-def _describe(exc: BaseException) -> str:
-    cause: Any = exc
-    while cause.__cause__ is not None or getattr(cause, "os_error", None) is not None:
-        cause = getattr(cause, "os_error", None) or cause.__cause__
-    if isinstance(cause, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(cause, aiohttp.ServerDisconnectedError):
-        return "server disconnected"
-    return str(cause) or type(cause).__name__
+def _describe(exc: Exception) -> str:
+    """What went wrong, in words a webhook owner understands."""
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return f"could not resolve {exc.host}"
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return f"TLS certificate not accepted: {exc.certificate_error}"
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return f"TLS handshake failed: {exc.os_error}"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        cause = exc.os_error
+        if isinstance(cause, ConnectionRefusedError):
+            return "connection refused"
+        return f"could not connect: {cause.strerror or cause}"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "server disconnected without answering"
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return "connection broke while reading the answer"
+    if isinstance(exc, aiohttp.InvalidURL):
+        return f"invalid URL: {exc}"
+    return str(exc) or type(exc).__name__
