@@ -1,82 +1,81 @@
 """The filter language (DESIGN §3, a Searchlight subset): parse, compile to SQL, evaluate.
 
-    expr    := group (AND group)* | group (OR group)*     (mixing needs parentheses)
-    group   := '(' expr ')' | field [NOT] op value...
-    op      := = EQ != <> NE > GT >= GE < LT <= LE CONTAINS STARTSWITH ENDSWITH
-               IN (v, ...) | BETWEEN v AND v | IS [NOT] NULL
+    filter     := terms
+    terms      := term (AND term)* | term (OR term)*      mixing AND and OR needs parentheses
+    term       := '(' terms ')' | field [NOT] predicate
+    predicate  := (= EQ != <> NE > GT >= GE < LT <= LE CONTAINS STARTSWITH ENDSWITH) value
+                | IN '(' value (',' value)* ')' | BETWEEN value AND value | IS [NOT] NULL
+    value      := word | 'quoted' ('' is a quote) | number | true | false | ISO date
+                | datetime'...' | guid'...'              (these two with azure_literals=True)
 
-Query filters become parameterized SQL over whitelisted columns; user text only ever travels
-as bind parameters. Rule filters are evaluated in Python against each record of an event.
+Keywords and field names are case-insensitive; the AST holds field names in lowercase. Query
+filters compile to parameterized SQL over a whitelist of columns (the SQL side lives in
+`gateway.filter_sql`); rule filters are evaluated in Python against each record of an event.
 """
 
 from __future__ import annotations
 
-import enum
+import dataclasses
+import operator
 import re
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
-from typing import Any
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, TypeAlias
 from uuid import UUID
 
 from gateway.errors import FilterError
+from gateway.filter_sql import (
+    LIKE_OPS,
+    Column,
+    FieldType,
+    Literal,
+    as_bool,
+    as_datetime,
+    as_number,
+    as_uuid,
+    bind_value,
+    column_for,
+    comparison_sql,
+    compile_order,
+    like_pattern,
+    parse_datetime,
+)
+
+__all__ = [
+    "MAX_DEPTH", "MAX_FILTER_LENGTH", "And", "Column", "Comparison", "FieldType", "Literal",
+    "Node", "Or", "compile_filter", "compile_order", "evaluate", "parse_filter",
+]  # fmt: skip
 
 MAX_FILTER_LENGTH = 2000
 MAX_DEPTH = 10
 
-COMPARISONS = {
-    "=": "eq",
-    "eq": "eq",
-    "!=": "ne",
-    "<>": "ne",
-    "ne": "ne",
-    ">": "gt",
-    "gt": "gt",
-    ">=": "ge",
-    "ge": "ge",
-    "<": "lt",
-    "lt": "lt",
-    "<=": "le",
-    "le": "le",
-    "contains": "contains",
-    "startswith": "startswith",
-    "endswith": "endswith",
-}
-SQL_OPS = {"eq": "=", "ne": "<>", "gt": ">", "ge": ">=", "lt": "<", "le": "<="}
+_OPERATORS = {
+    "=": "eq", "eq": "eq", "!=": "ne", "<>": "ne", "ne": "ne", ">": "gt", "gt": "gt",
+    ">=": "ge", "ge": "ge", "<": "lt", "lt": "lt", "<=": "le", "le": "le",
+    "contains": "contains", "startswith": "startswith", "endswith": "endswith",
+}  # fmt: skip
+_KNOWN_OPERATORS = "EQ, NE, GT, GE, LT, LE, CONTAINS, STARTSWITH, ENDSWITH, IN, BETWEEN or IS"
+_RESERVED = ("and", "or", "not")  # a bare value spelled like these must be quoted
 _TOKEN = re.compile(
-    r"\s*(?:(?P<str>'(?:[^']|'')*')|(?P<azure>(?:datetime|guid)'[^']*')"
-    r"|(?P<op>>=|<=|!=|<>|=|>|<|\(|\)|,)|(?P<word>[^\s()',=<>!]+)|(?P<bad>'))",
+    r"(?P<string>'(?:[^']|'')*')"
+    r"|(?P<azure>(?:datetime|guid)'[^']*')"
+    r"|(?P<symbol>>=|<=|!=|<>|[=<>(),])"
+    r"|(?P<word>[^\s()',=<>!]+)",
     re.IGNORECASE,
 )
-
-
-class FieldType(enum.Enum):
-    TEXT = "text"
-    INTEGER = "integer"
-    BOOLEAN = "boolean"
-    DATETIME = "datetime"
-    UUID = "uuid"
-
-
-@dataclass(frozen=True)
-class Column:
-    sql: str
-    type: FieldType
-
-
-@dataclass(frozen=True)
-class Literal:
-    value: Any  # str, int, Decimal, bool, datetime, or a UUID
-    quoted: bool
+_FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?", re.ASCII)
 
 
 @dataclass(frozen=True)
 class Comparison:
-    field: str
+    field: str  # lowercase
     op: str  # eq ne gt ge lt le contains startswith endswith in between null
     values: tuple[Literal, ...]
     negated: bool = False
+    position: int | None = dataclasses.field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -89,169 +88,199 @@ class Or:
     items: tuple[Node, ...]
 
 
-Node = Comparison | And | Or
+Node: TypeAlias = Comparison | And | Or
+
+
+# -- Parsing --------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class _Tok:
-    kind: str
+class _Token:
+    kind: str  # string, azure, symbol or word
     text: str
     pos: int
 
+    def is_word(self, *words: str) -> bool:
+        return self.kind == "word" and self.text.lower() in words
 
-def _tokenize(text: str) -> list[_Tok]:
-    tokens: list[_Tok] = []
+    def is_symbol(self, symbol: str) -> bool:
+        return self.kind == "symbol" and self.text == symbol
+
+    def shown(self) -> str:
+        return self.text if self.kind in ("string", "azure") else f"'{self.text}'"
+
+
+def _tokenize(text: str) -> list[_Token]:
+    tokens: list[_Token] = []
     pos = 0
-    while pos < len(text):
+    while True:
+        while pos < len(text) and text[pos].isspace():
+            pos += 1
+        if pos == len(text):
+            return tokens
         match = _TOKEN.match(text, pos)
-        if match is None or match.end() == pos:
-            if text[pos:].strip() == "":
-                break
-            raise FilterError(f"unexpected character {text[pos]!r}", pos)
-        kind = match.lastgroup or "bad"
-        if kind == "bad":
-            raise FilterError("unterminated quoted string", match.start(kind))
-        tokens.append(_Tok(kind, match.group(kind), match.start(kind)))
+        if match is None:
+            if text[pos] == "'":
+                raise FilterError("unterminated quoted string", pos)
+            raise FilterError(f"unexpected character '{text[pos]}'", pos)
+        tokens.append(_Token(str(match.lastgroup), match.group(), pos))
         pos = match.end()
-    return tokens
+
+
+def _bare_value(text: str) -> Any:
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if _NUMBER.fullmatch(text):
+        # int() refuses over 4300 digits; no INTEGER column holds such a number anyway.
+        return Decimal(text) if "." in text or len(text) > 20 else int(text)
+    try:
+        return parse_datetime(text)
+    except ValueError:
+        return text
 
 
 class _Parser:
-    def __init__(self, text: str, fields: Collection[str] | None, azure: bool, depth: int) -> None:
+    """Recursive descent over the tokens: one method per grammar rule."""
+
+    def __init__(
+        self, text: str, fields: Mapping[str, str] | None, azure: bool, max_depth: int
+    ) -> None:
         self.tokens = _tokenize(text)
-        self.i = 0
-        self.fields = fields
-        self.azure = azure
-        self.max_depth = depth
+        self.at = 0
         self.end = len(text)
+        self.fields = fields  # lowercase name -> the name as the caller spelled it
+        self.azure = azure
+        self.max_depth = max_depth
 
-    def peek(self) -> _Tok | None:
-        return self.tokens[self.i] if self.i < len(self.tokens) else None
+    def peek(self) -> _Token | None:
+        return self.tokens[self.at] if self.at < len(self.tokens) else None
 
-    def next(self, what: str) -> _Tok:
-        tok = self.peek()
-        if tok is None:
-            raise FilterError(f"expected {what} but the filter ended", self.end)
-        self.i += 1
-        return tok
+    def take(self) -> _Token | None:
+        token = self.peek()
+        self.at += token is not None
+        return token
 
-    def keyword(self, *words: str) -> bool:
-        tok = self.peek()
-        if tok is not None and tok.kind == "word" and tok.text.lower() in words:
-            self.i += 1
+    def take_word(self, word: str) -> bool:
+        token = self.peek()
+        if token is not None and token.is_word(word):
+            self.at += 1
             return True
         return False
 
-    def expr(self, depth: int) -> Node:
-        if depth > self.max_depth:
-            raise FilterError(f"parentheses nest deeper than {self.max_depth}", self._pos())
-        items = [self.group(depth)]
+    def here(self) -> int:
+        token = self.peek()
+        return self.end if token is None else token.pos
+
+    def terms(self, depth: int) -> Node:
+        items = [self.term(depth)]
         joiner: str | None = None
-        while (
-            (tok := self.peek()) is not None
-            and tok.kind == "word"
-            and tok.text.lower() in ("and", "or")
-        ):
-            word = tok.text.lower()
-            if joiner is not None and word != joiner:
-                raise FilterError("mixing AND and OR needs parentheses", tok.pos)
+        while (token := self.peek()) is not None and token.is_word("and", "or"):
+            word = token.text.lower()
+            if joiner not in (None, word):
+                raise FilterError("mixing AND and OR needs parentheses", token.pos)
             joiner = word
-            self.i += 1
-            items.append(self.group(depth))
+            self.at += 1
+            items.append(self.term(depth))
         if joiner is None:
             return items[0]
         return And(tuple(items)) if joiner == "and" else Or(tuple(items))
 
-    def group(self, depth: int) -> Node:
-        tok = self.next("a field name or '('")
-        if tok.text == "(":
-            inner = self.expr(depth + 1)
-            close = self.next("')'")
-            if close.text != ")":
-                raise FilterError(f"expected ')' but found {close.text!r}", close.pos)
+    def term(self, depth: int) -> Node:
+        token = self.take()
+        if token is None:
+            raise FilterError("expected a field name or '('", self.end)
+        if token.is_symbol("("):
+            if depth >= self.max_depth:
+                raise FilterError(f"parentheses nest deeper than {self.max_depth}", token.pos)
+            inner = self.terms(depth + 1)
+            closing = self.take()
+            if closing is None:
+                raise FilterError("expected ')'", self.end)
+            if not closing.is_symbol(")"):
+                raise FilterError(f"expected ')' but found {closing.shown()}", closing.pos)
             return inner
-        if tok.kind != "word":
-            raise FilterError(f"expected a field name but found {tok.text!r}", tok.pos)
-        return self.comparison(tok)
+        if token.kind != "word" or not _FIELD.fullmatch(token.text):
+            raise FilterError(f"expected a field name or '(' but found {token.shown()}", token.pos)
+        return self.comparison(token)
 
-    def comparison(self, field_tok: _Tok) -> Comparison:
-        field = field_tok.text.lower()
-        if self.fields is not None and field not in self.fields:
-            allowed = ", ".join(sorted(self.fields))
-            raise FilterError(
-                f"unknown field '{field_tok.text}'; allowed: {allowed}", field_tok.pos
-            )
-        negated = self.keyword("not")
-        op_tok = self.next(f"an operator after '{field_tok.text}'")
-        op = op_tok.text.lower()
-        if op == "is":
-            null_negated = self.keyword("not")
-            if not self.keyword("null"):
-                raise FilterError("expected NULL after IS", self._pos())
-            return Comparison(field, "null", (), negated != null_negated)
-        if op == "in":
-            return Comparison(field, "in", self.value_list(), negated)
-        if op == "between":
-            low = self.value(op_tok)
-            if not self.keyword("and"):
-                raise FilterError("expected AND in BETWEEN", self._pos())
-            return Comparison(field, "between", (low, self.value(op_tok)), negated)
-        if op not in COMPARISONS:
-            raise FilterError(f"unknown operator '{op_tok.text}'", op_tok.pos)
-        return Comparison(field, COMPARISONS[op], (self.value(op_tok),), negated)
+    def comparison(self, name: _Token) -> Comparison:
+        field_name = name.text.lower()
+        if self.fields is not None and field_name not in self.fields:
+            allowed = ", ".join(sorted(self.fields.values(), key=str.lower))
+            raise FilterError(f"unknown field '{name.text}'; allowed: {allowed}", name.pos)
+        negated = self.take_word("not")
+        op = self.take()
+        if op is None:
+            raise FilterError(f"expected an operator after '{name.text}'", self.end)
+        word = op.text.lower() if op.kind in ("word", "symbol") else ""
+        if word == "is":
+            return self.null_test(field_name, negated, op, name.pos)
+        if word == "in":
+            return Comparison(field_name, "in", self.value_list(), negated, name.pos)
+        if word == "between":
+            return Comparison(field_name, "between", self.range(op), negated, name.pos)
+        if word not in _OPERATORS:
+            message = f"unknown operator {op.shown()}; use {_KNOWN_OPERATORS}"
+            raise FilterError(message, op.pos)
+        return Comparison(field_name, _OPERATORS[word], (self.value(op),), negated, name.pos)
+
+    def null_test(self, field_name: str, negated: bool, is_: _Token, pos: int) -> Comparison:
+        if negated:
+            raise FilterError("write IS NOT NULL rather than NOT IS NULL", is_.pos)
+        negated = self.take_word("not")
+        if not self.take_word("null"):
+            raise FilterError(f"expected NULL after IS{' NOT' if negated else ''}", self.here())
+        return Comparison(field_name, "null", (), negated, pos)
 
     def value_list(self) -> tuple[Literal, ...]:
-        opening = self.next("'('")
-        if opening.text != "(":
-            raise FilterError("expected '(' after IN", opening.pos)
+        opening = self.take()
+        if opening is None or not opening.is_symbol("("):
+            raise FilterError("expected '(' after IN", self.end if opening is None else opening.pos)
         values = [self.value(opening)]
-        while (tok := self.next("',' or ')'")).text == ",":
-            values.append(self.value(tok))
-        if tok.text != ")":
-            raise FilterError(f"expected ',' or ')' but found {tok.text!r}", tok.pos)
+        while (token := self.take()) is None or not token.is_symbol(")"):
+            if token is None:
+                raise FilterError("expected ',' or ')' to continue the IN list", self.end)
+            if not token.is_symbol(","):
+                message = f"expected ',' or ')' in the IN list but found {token.shown()}"
+                raise FilterError(message, token.pos)
+            values.append(self.value(token))
         return tuple(values)
 
-    def value(self, after: _Tok) -> Literal:
-        tok = self.next(f"a value after '{after.text}'")
-        if tok.kind == "str":
-            return Literal(tok.text[1:-1].replace("''", "'"), True)
-        if tok.kind == "azure":
-            return self.azure_literal(tok)
-        if tok.kind != "word":
-            raise FilterError(f"expected a value after '{after.text}'", tok.pos)
-        return Literal(_bare(tok.text), False)
+    def range(self, between: _Token) -> tuple[Literal, Literal]:
+        low = self.value(between)
+        and_ = self.peek()
+        if and_ is None or not and_.is_word("and"):
+            raise FilterError("expected AND between the two BETWEEN values", self.here())
+        self.at += 1
+        return low, self.value(and_)
 
-    def azure_literal(self, tok: _Tok) -> Literal:
+    def value(self, after: _Token) -> Literal:
+        token = self.take()
+        if token is None:
+            raise FilterError(f"expected a value after '{after.text}'", self.end)
+        if token.kind == "string":
+            text = token.text[1:-1].replace("''", "'")
+            return Literal(text, True, text, token.pos)
+        if token.kind == "azure":
+            return self.azure_literal(token)
+        if token.is_word("null"):
+            raise FilterError("null is not a value; use IS NULL or IS NOT NULL", token.pos)
+        if token.kind != "word" or token.is_word(*_RESERVED):
+            message = f"expected a value after '{after.text}' but found {token.shown()}"
+            raise FilterError(message, token.pos)
+        return Literal(_bare_value(token.text), False, token.text, token.pos)
+
+    def azure_literal(self, token: _Token) -> Literal:
+        prefix, _, rest = token.text.partition("'")
+        kind, inner = prefix.lower(), rest[:-1]
         if not self.azure:
-            raise FilterError("datetime'…' and guid'…' literals are for history filters", tok.pos)
-        kind, _, rest = tok.text.partition("'")
-        inner = rest[:-1]
+            raise FilterError(f"{kind}'...' literals are not supported in this filter", token.pos)
         try:
-            if kind.lower() == "guid":
-                return Literal(UUID(inner), True)
-            return Literal(_parse_datetime(inner), True)
+            value: Any = UUID(inner) if kind == "guid" else parse_datetime(inner)
         except ValueError as exc:
-            raise FilterError(f"invalid {kind.lower()} literal {inner!r}", tok.pos) from exc
-
-    def _pos(self) -> int:
-        tok = self.peek()
-        return tok.pos if tok else self.end
-
-
-def _bare(text: str) -> Any:
-    lowered = text.lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    if re.fullmatch(r"-?\d+", text):
-        return int(text)
-    if re.fullmatch(r"-?\d+\.\d+", text):
-        return Decimal(text)
-    return text
-
-
-def _parse_datetime(text: str) -> datetime:
-    value = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+            raise FilterError(f"invalid {kind} literal '{inner}'", token.pos) from exc
+        return Literal(value, True, inner, token.pos)
 
 
 def parse_filter(
@@ -262,182 +291,128 @@ def parse_filter(
     max_length: int = MAX_FILTER_LENGTH,
     max_depth: int = MAX_DEPTH,
 ) -> Node | None:
-    """Parse a filter; None for empty text. Unknown fields are errors when `fields` is given."""
+    """Parse a filter (None for empty text); unknown fields are errors when `fields` is given."""
     if len(text) > max_length:
         raise FilterError(f"filter is longer than {max_length} characters", max_length)
     if not text.strip():
         return None
-    parser = _Parser(text, fields, azure_literals, max_depth)
-    node = parser.expr(0)
+    allowed = None if fields is None else {name.lower(): name for name in fields}
+    parser = _Parser(text, allowed, azure_literals, max_depth)
+    node = parser.terms(0)
     extra = parser.peek()
     if extra is not None:
-        raise FilterError(f"unexpected {extra.text!r}", extra.pos)
+        raise FilterError(f"unexpected {extra.shown()}", extra.pos)
     return node
 
 
-# -- SQL ----------------------------------------------------------------------------------
-
-
-def _convert(value: Any, column: Column, field: str) -> Any:
-    try:
-        if column.type is FieldType.DATETIME:
-            return value if isinstance(value, datetime) else _parse_datetime(str(value))
-        if column.type is FieldType.BOOLEAN:
-            if isinstance(value, bool):
-                return value
-            if str(value) in ("1", "0"):
-                return str(value) == "1"
-            raise ValueError("expected true or false")
-        if column.type is FieldType.INTEGER:
-            if isinstance(value, bool):
-                raise ValueError("expected a number")
-            return int(str(value))
-        if column.type is FieldType.UUID:
-            return str(UUID(str(value)))
-        return str(value)
-    except ValueError as exc:
-        raise FilterError(f"{value!r} is not a valid value for {field}") from exc
-
-
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+# -- SQL ------------------------------------------------------------------------------------
 
 
 def compile_filter(
     node: Node | None, columns: Mapping[str, Column], placeholder: Callable[[int], str]
 ) -> tuple[str, list[Any]]:
-    """A WHERE fragment and its parameters; no user text reaches the SQL string."""
+    """A SQL WHERE fragment and its parameters; user text travels only as parameters."""
+    if node is None:
+        return "1=1", []
     params: list[Any] = []
 
     def bind(value: Any) -> str:
         params.append(value)
         return placeholder(len(params))
 
-    def walk(n: Node) -> str:
-        if isinstance(n, And | Or):
-            glue = " AND " if isinstance(n, And) else " OR "
-            return "(" + glue.join(walk(i) for i in n.items) + ")"
-        return _comparison_sql(n, columns, bind)
-
-    return ("1=1", []) if node is None else (walk(node), params)
+    return _sql(node, columns, bind), params
 
 
-def _comparison_sql(
-    n: Comparison, columns: Mapping[str, Column], bind: Callable[[Any], str]
-) -> str:
-    column = columns.get(n.field)
-    if column is None:
-        raise FilterError(f"unknown field '{n.field}'")
-    values = [_convert(v.value, column, n.field) for v in n.values]
-    col = column.sql
-    if n.op == "null":
-        sql = f"{col} IS NULL"
-    elif n.op == "in":
-        sql = f"{col} IN ({', '.join(bind(v) for v in values)})"
-    elif n.op == "between":
-        sql = f"{col} BETWEEN {bind(values[0])} AND {bind(values[1])}"
-    elif n.op in SQL_OPS:
-        sql = f"{col} {SQL_OPS[n.op]} {bind(values[0])}"
+def _sql(node: Node, columns: Mapping[str, Column], bind: Callable[[Any], str]) -> str:
+    if isinstance(node, And | Or):
+        glue = " AND " if isinstance(node, And) else " OR "
+        return "(" + glue.join(_sql(item, columns, bind) for item in node.items) + ")"
+    column = column_for(columns, node.field, node.position)
+    if node.op not in LIKE_OPS:
+        values = [bind_value(value, column, node.field) for value in node.values]
+    elif column.type is FieldType.TEXT:
+        values = [like_pattern(node.op, node.values[0].source)]
     else:
-        pattern = _escape_like(str(values[0]))
-        pattern = {
-            "contains": f"%{pattern}%",
-            "startswith": f"{pattern}%",
-            "endswith": f"%{pattern}",
-        }[n.op]
-        sql = f"LOWER({col}) LIKE LOWER({bind(pattern)}) ESCAPE '\\'"
-    return f"NOT ({sql})" if n.negated else sql
+        message = f"{node.op.upper()} needs a text field; '{node.field}' is {column.type.value}"
+        raise FilterError(message, node.position)
+    return comparison_sql(column, node.op, values, node.negated, bind)
 
 
-def compile_order(text: str | None, columns: Mapping[str, Column], *, default: str) -> str:
-    """`field [ASC|DESC], ...` as an ORDER BY body over whitelisted columns."""
-    source = text if text and text.strip() else default
-    parts = []
-    for item in source.split(","):
-        words = item.split()
-        if not words or len(words) > 2:
-            raise FilterError(f"cannot read order item {item.strip()!r}", field="order")
-        column = columns.get(words[0].lower())
-        if column is None:
-            allowed = ", ".join(sorted(columns))
-            raise FilterError(f"unknown field '{words[0]}'; allowed: {allowed}", field="order")
-        direction = words[1].upper() if len(words) == 2 else "ASC"
-        if direction not in ("ASC", "DESC"):
-            raise FilterError(
-                f"order direction must be ASC or DESC, not {words[1]!r}", field="order"
-            )
-        parts.append(f"{column.sql} {direction}")
-    return ", ".join(parts)
+# -- Evaluation against records ---------------------------------------------------------------
 
-
-# -- Evaluation against records -------------------------------------------------------------
-
-
-def _lookup(record: Mapping[str, Any], field: str) -> Any:
-    for key, value in record.items():
-        if key.lower() == field:
-            return value
-    return None
-
-
-def _coerce_pair(left: Any, right: Any) -> tuple[Any, Any] | None:
-    """Both sides as comparable values (numbers, datetimes, bools, or strings)."""
-    if isinstance(right, bool) or isinstance(left, bool):
-        return (
-            (left, right)
-            if isinstance(left, bool) and isinstance(right, bool)
-            else (str(left).lower(), str(right).lower())
-        )
-    try:
-        return Decimal(str(left)), Decimal(str(right))
-    except InvalidOperation:
-        pass
-    if isinstance(right, datetime) or re.match(r"\d{4}-\d{2}-\d{2}", str(right)):
-        try:
-            return _parse_datetime(str(left)), _parse_datetime(str(right))
-        except ValueError:
-            pass
-    return str(left), str(right)
-
-
-def _test(op: str, left: Any, right: Any) -> bool:
-    if op in ("contains", "startswith", "endswith"):
-        a, b = str(left).lower(), str(right).lower()
-        return {"contains": b in a, "startswith": a.startswith(b), "endswith": a.endswith(b)}[op]
-    pair = _coerce_pair(left, right)
-    if pair is None:
-        return False
-    a, b = pair
-    try:
-        return bool(
-            {"eq": a == b, "ne": a != b, "gt": a > b, "ge": a >= b, "lt": a < b, "le": a <= b}[op]
-        )
-    except TypeError:
-        return False
-
-
-def _evaluate_comparison(n: Comparison, record: Mapping[str, Any]) -> bool:
-    value = _lookup(record, n.field)
-    values = [v.value for v in n.values]
-    if n.op == "null":
-        result = value is None
-    elif value is None:
-        result = False
-    elif n.op == "in":
-        result = any(_test("eq", value, v) for v in values)
-    elif n.op == "between":
-        result = _test("ge", value, values[0]) and _test("le", value, values[1])
-    else:
-        result = _test(n.op, value, values[0])
-    return result != n.negated if value is not None or n.op == "null" else False
+_COMPARE: dict[str, Callable[[Any, Any], Any]] = {
+    "eq": operator.eq, "ne": operator.ne, "gt": operator.gt,
+    "ge": operator.ge, "lt": operator.lt, "le": operator.le,
+}  # fmt: skip
+# What a typed literal makes of the record's value (bool first: a bool is also an int).
+_KINDS: tuple[tuple[type | tuple[type, ...], Callable[[Any], Any]], ...] = (
+    (bool, as_bool),
+    ((int, Decimal), as_number),
+    (datetime, as_datetime),
+    (UUID, as_uuid),
+)
 
 
 def evaluate(node: Node | None, record: Mapping[str, Any]) -> bool:
-    """Whether one record passes the filter (None passes everything)."""
+    """Whether one JSON record passes the filter; no filter passes every record."""
     if node is None:
         return True
     if isinstance(node, And):
-        return all(evaluate(i, record) for i in node.items)
+        return all(evaluate(item, record) for item in node.items)
     if isinstance(node, Or):
-        return any(evaluate(i, record) for i in node.items)
-    return _evaluate_comparison(node, record)
+        return any(evaluate(item, record) for item in node.items)
+    # Partners send keys in any casing; the AST holds field names in lowercase.
+    value = next((v for k, v in record.items() if k.lower() == node.field), None)
+    return _holds(node, value)
+
+
+def _holds(node: Comparison, value: Any) -> bool:
+    if node.op == "null":
+        return (value is None) != node.negated
+    if value is None:
+        return False  # as in SQL: a comparison with NULL is never true, negated or not
+    if node.op == "in":
+        result = any(_compare("eq", value, item) for item in node.values)
+    elif node.op == "between":
+        low, high = node.values
+        result = _compare("ge", value, low) and _compare("le", value, high)
+    else:
+        result = _compare(node.op, value, node.values[0])
+    return result != node.negated
+
+
+def _compare(op: str, left: Any, literal: Literal) -> bool:
+    if isinstance(left, dict | list):
+        return op == "ne"
+    if op in LIKE_OPS:
+        text, part = _text(left).lower(), literal.source.lower()
+        matches = {"contains": part in text, "startswith": text.startswith(part)}
+        return matches.get(op, text.endswith(part))
+    pair = _typed_pair(left, literal)
+    if pair is None:
+        return op == "ne"  # values of different kinds are never equal and never ordered
+    return bool(_COMPARE[op](*pair))
+
+
+def _typed_pair(left: Any, literal: Literal) -> tuple[Any, Any] | None:
+    """Both sides as one type, chosen by the literal; None if the record's value won't fit."""
+    if isinstance(left, bool):  # a JSON boolean: the filter may say true/false or 1/0
+        other = as_bool(literal.value)
+        return None if other is None else (left, other)
+    for kind, convert in _KINDS:
+        if isinstance(literal.value, kind):
+            converted = convert(left)
+            return None if converted is None else (converted, convert(literal.value))
+    # A quoted or bare-word literal: a JSON number, a date or a GUID still compares as such.
+    kinds: tuple[Callable[[Any], Any], ...] = (as_datetime, as_uuid)
+    for convert in kinds if isinstance(left, str) else (as_number, *kinds):
+        mine, theirs = convert(left), convert(literal.source)
+        if mine is not None and theirs is not None:
+            return mine, theirs
+    return str(left), literal.source
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

@@ -1,0 +1,211 @@
+"""The typed side of the filter language: columns, literals, value coercion, SQL pieces.
+
+`gateway.filters` parses, walks and evaluates expressions; this module says what a value means
+for a field type (shared by SQL binding and record evaluation) and turns one comparison and one
+`order` parameter into SQL. Only column expressions from the caller's whitelist and bind markers
+ever reach the SQL text; every value the user wrote travels as a parameter.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from gateway.errors import FilterError
+
+LIKE_OPS = ("contains", "startswith", "endswith")
+SQL_OPS = {"eq": "=", "ne": "<>", "gt": ">", "ge": ">=", "lt": "<", "le": "<="}
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}(?:[T ].+)?", re.ASCII)
+_INTEGER = re.compile(r"-?\d{1,19}", re.ASCII)  # longer cannot fit in 64 bits
+_NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?", re.ASCII)
+_ORDER_TERM = re.compile(r"(\s*)([A-Za-z_][A-Za-z0-9_]*)(?:\s+([A-Za-z]+))?\s*")
+
+
+class FieldType(enum.Enum):
+    TEXT = "text"
+    INTEGER = "integer"
+    BOOLEAN = "boolean"
+    DATETIME = "datetime"
+    UUID = "uuid"
+
+
+@dataclass(frozen=True)
+class Column:
+    sql: str  # a trusted column expression, never user text
+    type: FieldType
+
+
+@dataclass(frozen=True)
+class Literal:
+    """A value as the filter wrote it: parsed `value`, and `text` as written (unescaped)."""
+
+    value: Any  # str, int, Decimal, bool, datetime (aware) or UUID
+    quoted: bool
+    text: str | None = None
+    position: int | None = field(default=None, compare=False)
+
+    @property
+    def source(self) -> str:
+        """The value as text: what a TEXT column or a LIKE pattern compares against."""
+        if self.text is not None:
+            return self.text
+        if isinstance(self.value, bool):
+            return "true" if self.value else "false"
+        return self.value.isoformat() if isinstance(self.value, datetime) else str(self.value)
+
+
+def parse_datetime(text: str) -> datetime:
+    """An ISO-8601 date or datetime; a date means midnight and a naive time means UTC."""
+    if not _ISO_DATE.fullmatch(text):
+        raise ValueError(f"not an ISO date: {text!r}")
+    value = datetime.fromisoformat(text)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def as_bool(value: Any) -> bool | None:
+    """true/false (any case) or 1/0 as a bool; None for anything else."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | str) and str(value).lower() in ("true", "1", "false", "0"):
+        return str(value).lower() in ("true", "1")
+    return None
+
+
+def as_number(value: Any) -> Decimal | None:
+    """A finite number, or text spelling one, as a Decimal; None for anything else."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        return Decimal(text) if _NUMBER.fullmatch(text) else None
+    if isinstance(value, int | float | Decimal):
+        # repr gives a float's shortest exact spelling: 0.1 stays 0.1, not 0.1000000000000000055.
+        number = Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+        return number if number.is_finite() else None
+    return None
+
+
+def as_datetime(value: Any) -> datetime | None:
+    """A datetime or ISO text as an aware datetime (naive means UTC); None for anything else."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    try:
+        return parse_datetime(value.strip()) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
+def as_uuid(value: Any) -> UUID | None:
+    """A UUID, or text spelling one in any case; None for anything else."""
+    if isinstance(value, UUID):
+        return value
+    try:
+        return UUID(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
+def _as_integer(value: Any) -> int | None:
+    # Whole numbers only, and within 64 bits so that every driver can bind them.
+    if isinstance(value, str) and _INTEGER.fullmatch(value.strip()):
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63:
+        return value
+    return None
+
+
+def _as_uuid_text(value: Any) -> str | None:
+    uuid = as_uuid(value)
+    return None if uuid is None else str(uuid)
+
+
+_BIND: dict[FieldType, tuple[Callable[[Any], Any], str]] = {
+    FieldType.INTEGER: (_as_integer, "a whole number"),
+    FieldType.BOOLEAN: (as_bool, "true or false"),
+    FieldType.DATETIME: (as_datetime, "an ISO date or datetime"),
+    FieldType.UUID: (_as_uuid_text, "a GUID"),
+}
+
+
+def bind_value(lit: Literal, column: Column, field_name: str) -> Any:
+    """The literal as the column's Python type; a FilterError naming the field if it is not."""
+    if column.type is FieldType.TEXT:
+        return lit.source
+    convert, expected = _BIND[column.type]
+    value = convert(lit.value)
+    if value is None:
+        message = f"field '{field_name}' needs {expected}, not '{lit.source}'"
+        raise FilterError(message, lit.position)
+    return value
+
+
+def like_pattern(op: str, text: str) -> str:
+    """A LIKE pattern in which the user's % and _ are literal (escaped with a backslash)."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return {"contains": f"%{escaped}%", "startswith": f"{escaped}%"}.get(op, f"%{escaped}")
+
+
+def column_for(columns: Mapping[str, Column], name: str, position: int | None) -> Column:
+    """The whitelisted column for a field, or a FilterError listing the allowed ones."""
+    column = columns.get(name)
+    if column is None:
+        allowed = ", ".join(sorted(columns))
+        raise FilterError(f"unknown field '{name}'; allowed: {allowed}", position)
+    return column
+
+
+def comparison_sql(
+    column: Column, op: str, values: Sequence[Any], negated: bool, bind: Callable[[Any], str]
+) -> str:
+    """One comparison over a column; `values` are already bound to the column's type."""
+    col, not_ = column.sql, "NOT " if negated else ""
+    if op == "null":
+        return f"{col} IS {not_}NULL"
+    if op in LIKE_OPS:
+        # LOWER on both sides: case-insensitive on SQLite and PostgreSQL alike (no ILIKE there).
+        return f"LOWER({col}) {not_}LIKE LOWER({bind(values[0])}) ESCAPE '\\'"
+    if op == "in":
+        return f"{col} {not_}IN ({', '.join(bind(v) for v in values)})"
+    if op == "between":
+        return f"{col} {not_}BETWEEN {bind(values[0])} AND {bind(values[1])}"
+    sql = f"{col} {SQL_OPS[op]} {bind(values[0])}"
+    return f"NOT ({sql})" if negated else sql
+
+
+def compile_order(text: str | None, columns: Mapping[str, Column], *, default: str) -> str:
+    """`field [ASC|DESC], ...` as an ORDER BY body; empty text compiles `default` instead."""
+    source = text if text and text.strip() else default
+    terms: list[str] = []
+    seen: set[str] = set()
+    offset = 0
+    for item in source.split(","):
+        terms.append(_order_term(item, offset, columns, seen))
+        offset += len(item) + 1
+    return ", ".join(terms)
+
+
+def _order_term(item: str, offset: int, columns: Mapping[str, Column], seen: set[str]) -> str:
+    match = _ORDER_TERM.fullmatch(item)
+    if match is None:
+        where = offset + len(item) - len(item.lstrip())
+        message = f"expected 'field [ASC|DESC]', not '{item.strip()}'"
+        raise FilterError(message, where, field="order")
+    name, direction = match.group(2), (match.group(3) or "ASC").upper()
+    where = offset + len(match.group(1))
+    if name.lower() not in columns:
+        allowed = ", ".join(sorted(columns))
+        message = f"unknown field '{name}'; allowed: {allowed}"
+        raise FilterError(message, where, field="order")
+    if direction not in ("ASC", "DESC"):
+        message = f"order direction must be ASC or DESC, not '{match.group(3)}'"
+        raise FilterError(message, offset + match.start(3), field="order")
+    if name.lower() in seen:
+        raise FilterError(f"field '{name}' appears twice in order", where, field="order")
+    seen.add(name.lower())
+    return f"{columns[name.lower()].sql} {direction}"
