@@ -23,7 +23,7 @@ from gateway.delivery import Worker
 from gateway.errors import GatewayError, RateLimited
 from gateway.handshake import HandshakeCodes
 from gateway.models import utcnow
-from gateway.netguard import AddressPolicy
+from gateway.netguard import AddressPolicy, Resolver
 from gateway.outbound import Outbound
 from gateway.ratelimit import RateLimiter
 from gateway.sender import Sender
@@ -144,15 +144,18 @@ async def _housekeeping(ctx: Context) -> None:
         await asyncio.sleep(ctx.settings.expiry_sweep_interval)
 
 
-def create_app(settings: Settings, store: Store | None = None) -> Starlette:
-    """The ASGI application for these settings (a store may be given, e.g. in tests)."""
+def create_app(
+    settings: Settings, store: Store | None = None, resolver: Resolver | None = None
+) -> Starlette:
+    """The ASGI application for these settings (tests may give a store, and a resolver for
+    outbound host names)."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         policy = AddressPolicy(settings.allowed_callback_networks)
         async with contextlib.AsyncExitStack() as stack:
             opened = await stack.enter_async_context(store or store_for_url(settings.database_url))
-            outbound = await stack.enter_async_context(Outbound(policy=policy))
+            outbound = await stack.enter_async_context(Outbound(policy=policy, resolver=resolver))
             ctx = Context(
                 settings=settings,
                 store=opened,

@@ -7,6 +7,7 @@ property is a 400, so a typo never passes silently.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
@@ -35,6 +36,8 @@ ALIASES = {"emitformat": "requestContentType"}
 EVENT_TYPE_NAMES = {"i": "I", "u": "U", "d": "D", "insert": "I", "update": "U", "delete": "D"}
 
 Name = Annotated[str, Field(min_length=1, max_length=100)]
+# Checked by _callback_url (its messages are friendlier); the schema tells clients and fuzzers.
+CallbackUrl = Annotated[str, Field(json_schema_extra={"format": "uri", "maxLength": 250})]
 TableKey = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[A-Za-z][A-Za-z0-9_]*$")]
 
 
@@ -43,6 +46,10 @@ class _Body(BaseModel):
 
 
 def _callback_url(value: str) -> str:
+    # The URL is sent as written, so a space or control character would break (or, with CR LF,
+    # split) the request line; urlsplit silently drops tabs and newlines, so look before it.
+    if any(ch.isspace() or unicodedata.category(ch) == "Cc" for ch in value):
+        raise ValueError("must not contain spaces or control characters")
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("must be an absolute http or https URL")
@@ -50,6 +57,10 @@ def _callback_url(value: str) -> str:
         raise ValueError("must be at most 250 characters")
     if parts.username or parts.password:
         raise ValueError("must not carry credentials")
+    try:
+        parts.port  # noqa: B018 - parsed lazily; raises for a port that is not 0-65535
+    except ValueError as exc:
+        raise ValueError(f"has an invalid port ({exc})") from exc
     return value
 
 
@@ -79,7 +90,7 @@ class WebhookCreate(_Body):
     name: Name
     requestContentType: ContentType
     callbackHttpMethod: HttpMethod
-    callbackUrl: str
+    callbackUrl: CallbackUrl
     expirationDate: datetime | None = None
     retryCount: int = Field(default=3, ge=0, le=5)
     statusCode: WebhookStatus | None = None
@@ -97,7 +108,7 @@ class WebhookPatch(_Body):
     name: Name | None = None
     requestContentType: ContentType | None = None
     callbackHttpMethod: HttpMethod | None = None
-    callbackUrl: str | None = None
+    callbackUrl: CallbackUrl | None = None
     expirationDate: datetime | None = None
     retryCount: int | None = Field(default=None, ge=0, le=5)
     statusCode: WebhookStatus | None = None
@@ -146,7 +157,7 @@ M = TypeVar("M", bound=BaseModel)
 def parse(model: type[M], data: Any, *, where: str = "") -> tuple[M, set[str]]:
     """Validate one JSON object; return the model and the canonical names that were given."""
     if not isinstance(data, Mapping):
-        raise ValidationError.field(where or "body", "must be a JSON object")
+        raise ValidationError.field(where.removesuffix(".") or "body", "must be a JSON object")
     canonical = _canonical_keys(model, data, where)
     try:
         return model.model_validate(canonical), set(canonical)

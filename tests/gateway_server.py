@@ -7,12 +7,14 @@ sleeps waiting for a poll. The database is a real SQLite file unless a store is 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import dataclasses
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from uuid import uuid4
 
 import httpx
@@ -23,6 +25,7 @@ from gateway.app import create_app
 from gateway.config import Settings
 from gateway.delivery import Worker
 from gateway.models import ApiKey, Scope, utcnow
+from gateway.netguard import Resolver
 from gateway.store.base import Store
 
 SERVER_START_TIMEOUT = 10.0
@@ -78,10 +81,13 @@ class RunningGateway:
 
 @contextlib.asynccontextmanager
 async def run_gateway(
-    settings: Settings, store: Store | None = None
+    settings: Settings, store: Store | None = None, resolver: Resolver | None = None
 ) -> AsyncIterator[RunningGateway]:
-    """Start the gateway on 127.0.0.1 (a free port) and stop it afterwards."""
-    app = create_app(settings, store)
+    """Start the gateway on 127.0.0.1 (a free port) and stop it afterwards.
+
+    `resolver` replaces the system resolver for outbound host names (e.g. a fake in tests).
+    """
+    app = create_app(settings, store, resolver)
     config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
@@ -96,3 +102,58 @@ async def run_gateway(
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, SERVER_START_TIMEOUT)
+
+
+T = TypeVar("T")
+
+
+@dataclass
+class ThreadedGateway:
+    """A gateway serving from its own event loop in a background thread, for synchronous
+    callers such as schemathesis (which sends with `requests`)."""
+
+    gateway: RunningGateway
+    loop: asyncio.AbstractEventLoop
+
+    @property
+    def url(self) -> str:
+        """The gateway's base URL."""
+        return self.gateway.url
+
+    def call(self, coro: Coroutine[Any, Any, T], timeout: float = SERVER_START_TIMEOUT) -> T:
+        """Run a coroutine on the gateway's loop (e.g. `add_key`, store calls); its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+
+@contextlib.contextmanager
+def run_gateway_in_thread(
+    settings: Settings, store: Store | None = None, resolver: Resolver | None = None
+) -> Iterator[ThreadedGateway]:
+    """`run_gateway` in a thread with its own event loop; stopped and joined afterwards."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="gateway-loop", daemon=True)
+    thread.start()
+    started: concurrent.futures.Future[RunningGateway] = concurrent.futures.Future()
+    stop = asyncio.Event()
+
+    async def serve() -> None:
+        try:
+            async with run_gateway(settings, store, resolver) as running:
+                started.set_result(running)
+                await stop.wait()
+        except BaseException as exc:
+            if not started.done():
+                started.set_exception(exc)
+            raise
+
+    serving = asyncio.run_coroutine_threadsafe(serve(), loop)
+    try:
+        yield ThreadedGateway(started.result(SERVER_START_TIMEOUT), loop)
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        try:
+            serving.result(SERVER_START_TIMEOUT)
+        finally:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(SERVER_START_TIMEOUT)
+            loop.close()

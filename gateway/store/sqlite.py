@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import logging
 import sqlite3
 from collections.abc import AsyncIterator, Collection, Iterable, Sequence
 from datetime import datetime
@@ -29,6 +31,25 @@ from gateway.store.sqlite_queries import MIGRATIONS, Listing, Params, R, decode,
 __all__ = ["MIGRATIONS", "SqliteStore"]
 
 
+class _HideSqlParameters(logging.Filter):
+    """aiosqlite logs every call at DEBUG with its arguments, and those hold client secrets:
+    keep the record, but name only the function called."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(_call_name(arg) for arg in record.args)
+        return True
+
+
+def _call_name(arg: object) -> object:
+    if isinstance(arg, functools.partial):
+        return f"{getattr(arg.func, '__qualname__', type(arg.func).__name__)}(...)"
+    return arg
+
+
+_HIDE_SQL_PARAMETERS = _HideSqlParameters()
+
+
 class SqliteStore(Store):
     """The store on one SQLite file."""
 
@@ -44,6 +65,7 @@ class SqliteStore(Store):
         """Connect (creating the file and its directory) and apply pending migrations."""
         if self._writer is not None:
             return
+        logging.getLogger("aiosqlite").addFilter(_HIDE_SQL_PARAMETERS)  # a no-op once added
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._writer = await self._connect(q.PRAGMAS)

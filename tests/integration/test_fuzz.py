@@ -1,0 +1,250 @@
+"""Schemathesis against a running gateway's own /openapi.json: no 5xx, and every answer has a
+status code, content type and body that the document declares.
+
+Every request carries a valid key. Each operation is fuzzed with valid (positive) and invalid
+(negative) generated input, whose path ids are mostly unknown; operations that take ids or
+create things are fuzzed a third time with the ids of a webhook, rule and history row seeded
+fresh for every example, and callback URLs that pass the handshake, so updates, deletes,
+retries, test sends and creates reach real records. Generation is derandomized and bounded.
+
+No fuzzed callback may reach the network: the address policy allows loopback only, host names
+resolve through a fake resolver to 192.0.2.1 (documentation range, always refused), and every
+address the policy let through is recorded and checked to be loopback.
+"""
+
+from __future__ import annotations
+
+import collections
+import ipaddress
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import hypothesis
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, Phase
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    ignored_auth,
+    negative_data_rejection,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from gateway.app import API_ROUTES
+from gateway.models import NotificationState
+from gateway.netguard import IP
+from tests.factories import make_event, make_notification, make_rule, make_webhook
+from tests.gateway_server import ThreadedGateway, gateway_settings, run_gateway_in_thread
+from tests.receiver import run_receiver
+
+MAX_EXAMPLES = 25
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+    ignored_auth,  # sends the case again without the key: it must be refused
+]
+NEGATIVE_CHECKS = [*CHECKS, negative_data_rejection]  # invalid input must get a 4xx
+REFUSED_ADDRESS = ipaddress.ip_address("192.0.2.1")
+
+
+class DocumentationResolver:
+    """Resolves every host name to 192.0.2.1, which the policy refuses: a fuzzed name never
+    reaches the system resolver and never gets a connection."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    async def resolve(self, host: str, port: int) -> list[IP]:
+        """192.0.2.1 for any name."""
+        self.names.append(host)
+        return [REFUSED_ADDRESS]
+
+
+@dataclass
+class Tally:
+    """What the fuzzing sent and got, for the printed summary and the sanity assertions."""
+
+    statuses: collections.Counter[tuple[str, int]] = field(default_factory=collections.Counter)
+    allowed: list[IP] = field(default_factory=list)  # addresses the policy let through
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def record(self, label: str, status: int) -> None:
+        with self.lock:
+            self.statuses[(label, status)] += 1
+
+    @property
+    def requests(self) -> int:
+        return sum(self.statuses.values())
+
+
+def record_allowed_addresses(threaded: ThreadedGateway, tally: Tally) -> None:
+    """Wrap the gateway's address policy so every address it allows is recorded."""
+    policy = threaded.gateway.ctx.outbound.policy
+    judge: Callable[[IP], str | None] = policy.refusal
+
+    def refusal(ip: IP) -> str | None:
+        reason = judge(ip)
+        if reason is None:
+            tally.allowed.append(ip)
+        return reason
+
+    policy.refusal = refusal  # type: ignore[method-assign]
+
+
+@dataclass
+class Fuzzer:
+    threaded: ThreadedGateway
+    key: str
+    group_key: UUID
+    tally: Tally
+    callback: str  # a loopback receiver that passes handshakes
+    resolver: DocumentationResolver
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Api-Key": self.key}
+
+    def seed(self) -> dict[str, str]:
+        """A fresh webhook, rule and failed history row of the key's group; their ids."""
+        hook = make_webhook(self.group_key, callback_url="http://127.0.0.1:9/hook")
+        rule = make_rule(hook)
+        event = make_event(self.group_key)
+        note = make_notification(hook, event, state=NotificationState.FAILED, attempts=1)
+
+        async def store() -> None:
+            db = self.threaded.gateway.ctx.store
+            await db.add_webhooks([hook])
+            await db.add_rules([rule])
+            await db.add_events([event], [note])
+
+        self.threaded.call(store())
+        return {
+            "webhookId": str(hook.webhook_id),
+            "webhookRuleId": str(rule.webhook_rule_id),
+            "webhookHistoryId": str(note.notification_id),
+        }
+
+    def point_at_real_records(self, case: Any) -> None:
+        """Fill the case's ids with fresh seeded ones, callback URLs with the receiver's, and
+        give event records the id they need, so the request can get past "not found"."""
+        ids = self.seed()
+        case.path_parameters = {name: ids[name] for name in case.path_parameters}
+        items = case.body if isinstance(case.body, list) else [case.body]
+        for item in (i for i in items if isinstance(i, dict)):
+            if "callbackUrl" in item:
+                item["callbackUrl"] = self.callback
+            if "webhookId" in item:
+                item["webhookId"] = ids["webhookId"]
+            for record in item.get("records", []) if case.path == "/api/v1/Events" else []:
+                if isinstance(record, dict):
+                    record["id"] = "1"
+
+    def run(self, operation: Any, *, seeded: bool, mode: Any = None) -> None:
+        """Fuzz one operation with bounded, derandomized examples."""
+        mode = mode or schemathesis.GenerationMode.POSITIVE
+
+        @hypothesis.settings(
+            max_examples=MAX_EXAMPLES,
+            derandomize=True,
+            database=None,
+            deadline=None,
+            phases=[Phase.explicit, Phase.generate],
+            suppress_health_check=list(HealthCheck),
+        )
+        @hypothesis.given(case=operation.as_strategy(mode, headers=self.headers))
+        def fuzz(case: Any) -> None:
+            if seeded:
+                self.point_at_real_records(case)
+            response = case.call(base_url=self.threaded.url, headers=self.headers, timeout=10)
+            self.tally.record(operation.label, response.status_code)
+            checks = CHECKS if mode is schemathesis.GenerationMode.POSITIVE else NEGATIVE_CHECKS
+            case.validate_response(
+                response,
+                checks=checks,
+                headers=self.headers,
+                transport_kwargs={"base_url": self.threaded.url, "headers": self.headers},
+            )
+
+        try:
+            fuzz()
+        except hypothesis.errors.Unsatisfiable:
+            # Negative mode on an operation whose inputs cannot be made invalid on the wire
+            # (e.g. only free-form string query parameters): there is nothing to send.
+            if mode is schemathesis.GenerationMode.POSITIVE:
+                raise
+
+
+@pytest.fixture
+def no_dns(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Fail any lookup of a name (an IP literal needs no DNS packet); returns what was asked."""
+    lookup = socket.getaddrinfo
+    asked: list[str] = []
+
+    def numeric_only(host: Any, *args: Any, **kwargs: Any) -> Any:
+        text = host.decode() if isinstance(host, bytes) else str(host)
+        try:
+            ipaddress.ip_address(text.split("%", 1)[0])
+        except ValueError:
+            asked.append(text)
+            raise OSError(f"test forbids resolving {text!r}") from None
+        return lookup(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", numeric_only)
+    return asked
+
+
+@pytest.fixture
+def fuzzer(tmp_path: Path, no_dns: list[str]) -> Iterator[Fuzzer]:
+    settings = gateway_settings(tmp_path, handshake_timeout=0.5, delivery_timeout=0.5)
+    resolver = DocumentationResolver()
+    with run_gateway_in_thread(settings, resolver=resolver) as threaded:
+        key, record = threaded.call(threaded.gateway.add_key("fuzz"))
+        tally = Tally()
+        record_allowed_addresses(threaded, tally)
+        # The receiver lives on the gateway's loop, so handshakes reach it while we block.
+        receiving = run_receiver()
+        receiver = threaded.call(receiving.__aenter__())
+        try:
+            callback = receiver.url + "/hook"
+            yield Fuzzer(threaded, key, record.group_key, tally, callback, resolver)
+        finally:
+            threaded.call(receiving.__aexit__(None, None, None))
+
+
+def operations(fuzzer: Fuzzer) -> list[Any]:
+    schema = schemathesis.openapi.from_url(f"{fuzzer.threaded.url}/openapi.json", timeout=10)
+    return [result.ok() for result in schema.get_all_operations()]
+
+
+@pytest.mark.slow
+def test_fuzzing_finds_no_server_errors_and_no_undocumented_answers(
+    fuzzer: Fuzzer, no_dns: list[str]
+) -> None:
+    ops = operations(fuzzer)
+    served = {f"{m} {r.path}" for r in API_ROUTES for m in (r.methods or ()) if m != "HEAD"}
+    assert {op.label for op in ops} == served
+    for operation in ops:
+        fuzzer.run(operation, seeded=False)
+        fuzzer.run(operation, seeded=False, mode=schemathesis.GenerationMode.NEGATIVE)
+        if "{" in operation.path or operation.method.upper() == "POST":
+            fuzzer.run(operation, seeded=True)
+    tally = fuzzer.tally
+    print(f"\nfuzzing: {tally.requests} requests over {len(ops)} operations;", end=" ")
+    print(f"{len(fuzzer.resolver.names)} callback host names answered by the fake resolver")
+    for (label, status), count in sorted(tally.statuses.items()):
+        print(f"  {count:4d} x {status} {label}")
+    assert tally.requests > len(ops) * 10
+    # Every operation got through authentication and validation to a real answer at least once.
+    succeeded = {label for (label, status), _ in tally.statuses.items() if status < 300}
+    assert succeeded == {op.label for op in ops}
+    assert all(ip.is_loopback for ip in tally.allowed), tally.allowed
+    assert no_dns == [], "a name went to the system resolver"
