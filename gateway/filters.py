@@ -305,6 +305,15 @@ def parse_filter(
     return node
 
 
+def fields_of(node: Node | None) -> set[str]:
+    """The (lowercase) field names a filter compares."""
+    if node is None:
+        return set()
+    if isinstance(node, Comparison):
+        return {node.field}
+    return set().union(*(fields_of(item) for item in node.items))
+
+
 # -- SQL ------------------------------------------------------------------------------------
 
 

@@ -25,10 +25,11 @@ from gateway.api.common import (
     read_json,
 )
 from gateway.errors import HandshakeFailed, NotFound, ValidationError
+from gateway.filters import fields_of
 from gateway.handshake import verify_callback
 from gateway.models import ContentType, HttpMethod, Scope, Webhook, WebhookStatus
 from gateway.schemas import WebhookCreate, WebhookPatch, parse
-from gateway.store.base import WEBHOOK_FIELDS
+from gateway.store.base import WEBHOOK_FIELDS, Query
 
 WEBHOOK_INCLUDES = {"webhookrules": "WebhookRules"}
 # PATCH may clear these with null; the others are required and cannot be null.
@@ -229,7 +230,12 @@ async def query(request: Request) -> Response:
     ctx = context(request)
     node = filter_param(request, WEBHOOK_FIELDS.keys())
     wanted = includes(request, WEBHOOK_INCLUDES)
-    page = await ctx.store.query_webhooks(principal.group_key, page_query(request, node))
+    q = page_query(request, node)
+    if _reads_status(q):
+        # Rows are swept to Inactive only periodically, but every reader must see an expired
+        # webhook as Inactive: sweep now, so the filter and order agree with the records.
+        await ctx.store.expire_webhooks(ctx.clock(), "expired")
+    page = await ctx.store.query_webhooks(principal.group_key, q)
     rules: dict[UUID, Any] = {}
     if wanted:
         ids = [h.webhook_id for h in page.records]
@@ -238,5 +244,15 @@ async def query(request: Request) -> Response:
     records = [
         wire.webhook(h, now, rules.get(h.webhook_id, []) if wanted else None) for h in page.records
     ]
-    q = page_query(request, None)
     return json_response(wire.fetch_result(records, page.total_count, q.page_size, q.page_number))
+
+
+_STATUS_FIELDS = {"statuscode", "statusmessage", "modified"}
+
+
+def _reads_status(query: Query) -> bool:
+    """Whether a query's filter or order looks at what expiry changes."""
+    ordered = (query.order or "").lower()
+    return bool(fields_of(query.filter) & _STATUS_FIELDS) or any(
+        name in ordered for name in _STATUS_FIELDS
+    )

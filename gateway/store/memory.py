@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 from gateway.errors import StoreError
+from gateway.filter_sql import as_bool
 from gateway.filters import (
     And,
     Column,
@@ -122,7 +123,7 @@ def _canonical(node: Node, columns: Mapping[str, Column]) -> Node:
     if kind is FieldType.UUID:
         values = tuple(Literal(str(UUID(str(v.value))), True) for v in node.values)
     elif kind is FieldType.BOOLEAN:
-        values = tuple(Literal(v.value in (True, 1, "1", "true"), False) for v in node.values)
+        values = tuple(Literal(as_bool(v.value) is True, False) for v in node.values)
     else:
         return node
     return dataclasses.replace(node, values=values)

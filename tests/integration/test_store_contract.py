@@ -571,6 +571,8 @@ async def test_query_history_filters_orders_and_pages(store: Store) -> None:
     assert await ids() == [rows["pay"], rows["failed"], rows["ok"]]
     assert await ids("isSuccessful eq false") == [rows["pay"], rows["failed"]]
     assert await ids("isSuccessful eq 1") == [rows["ok"]]
+    assert await ids("isSuccessful eq 'TRUE'") == [rows["ok"]]  # quoted, any case
+    assert await ids("isSuccessful ne 'False'") == [rows["ok"]]
     assert await ids("eventType eq 'Invoice.U'") == [rows["failed"], rows["ok"]]
     assert await ids("timestamp lt datetime'2030-01-01T12:01:00Z'") == [rows["ok"]]
     assert await ids("failureCount eq 3 and responseStatusCode eq '500'") == [rows["failed"]]

@@ -133,6 +133,29 @@ async def test_pause_and_reactivate_with_handshake(
         assert errored.status_code == 400 and "statusCode" in errored.json()["errors"]
 
 
+async def test_a_status_filter_sees_an_expired_webhook_as_inactive(
+    gateway: RunningGateway, receiver: Receiver, key: str
+) -> None:
+    """Before the periodic sweep has run, filters and orders on the status still agree with
+    what the records say."""
+    bodies = [hook_body(receiver.plan("/a")), hook_body(receiver.plan("/b"))]
+    made = (await create(gateway, key, *bodies)).json()
+    stored = await gateway.ctx.store.get_webhook_any_group(UUID(made[0]["webhookId"]))
+    assert stored is not None
+    past = utcnow() - timedelta(minutes=1)
+    await gateway.ctx.store.update_webhook(dataclasses.replace(stored, expiration_date=past))
+
+    async def names(**params: str) -> list[tuple[str, str]]:
+        async with gateway.client(key) as api:
+            found = (await api.get("/api/v1/Webhooks/query", params=params)).json()
+        return [(h["webhookId"], h["statusCode"]) for h in found["records"]]
+
+    expired, live = made[0]["webhookId"], made[1]["webhookId"]
+    assert await names(filter="statusCode eq 'Active'") == [(live, "Active")]
+    assert await names(filter="statusCode eq 'Inactive'") == [(expired, "Inactive")]
+    assert await names(order="statusCode asc") == [(live, "Active"), (expired, "Inactive")]
+
+
 async def test_an_expired_webhook_never_reads_as_active(
     gateway: RunningGateway, receiver: Receiver, key: str
 ) -> None:
