@@ -192,11 +192,12 @@ CLAIM_DUE = (
     "ORDER BY webhook_id, sequence LIMIT :limit"
     f") RETURNING {NOTE_COLS}"
 )
-# Settling an attempt: the webhook as it is now, read through the lease, then the writes.
-LEASED_WEBHOOK = (
-    f"SELECT {HOOK_COLS} FROM webhooks WHERE webhook_id = ("
-    "SELECT webhook_id FROM notifications "
-    "WHERE notification_id = :notification_id AND lease_owner = :lease_owner)"
+# Settling a batch of attempts: each notification's lease holder and its webhook as it is now,
+# in one read; then the writes, one statement each, run over the whole batch.
+LEASED_WEBHOOKS = (
+    f"SELECT n.notification_id AS leased_id, n.lease_owner AS leased_by, {_HOOK_COLS_W} "
+    "FROM notifications n JOIN webhooks w ON w.webhook_id = n.webhook_id "
+    "WHERE n.notification_id IN (SELECT value FROM json_each(:ids))"
 )
 SETTLE_NOTIFICATION = (
     "UPDATE notifications SET state = :state, "
