@@ -1,7 +1,13 @@
 """The delivery worker: claim due notifications, send them, record what happened.
 
-    store.claim_due (leased) -> per-webhook queue -> send (global and per-webhook caps)
-        -> outcome queue -> store.record_attempts (batched; settles lifecycle atomically)
+    store.claim_due (leased) -> per-webhook queue -> ready queue (per-webhook cap)
+        -> a fixed pool of senders (the global cap) -> outcomes
+        -> store.record_attempts (batched; settles lifecycle atomically)
+
+Three kinds of loop run side by side. The claimer leases a batch whenever the notifications held
+here run low, so the next batch is on hand before the senders run dry. Each sender takes a ready
+notification, sends it and reports the outcome. The flusher records the outcomes that piled up
+during its last write in the next one: one transaction per outcome when idle, hundreds when busy.
 
 A lease longer than the delivery timeout means a live send never loses its claim; a crashed
 worker's leases expire and another claim picks the notifications up (at-least-once).
@@ -46,68 +52,96 @@ class Worker:
         self.owner = f"worker-{uuid.uuid4()}"
         self.clock = clock
         self.sender = Sender(settings, outbound, store, clock)
-        self._queues: dict[UUID, collections.deque[Notification]] = {}
-        self._active: dict[UUID, int] = collections.defaultdict(int)
-        self._slots = asyncio.Semaphore(settings.worker_concurrency)
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._queues: dict[UUID, collections.deque[Notification]] = {}  # over the webhook's cap
+        self._active: dict[UUID, int] = collections.defaultdict(int)  # ready or being sent
+        self._ready: asyncio.Queue[Notification] = asyncio.Queue()
+        self._held = 0  # claimed and not yet attempted: queued, ready or being sent
+        self._none_held = asyncio.Event()
+        self._none_held.set()
         self._outcomes: list[AttemptOutcome] = []
+        self._have_outcomes = asyncio.Event()
         self._wake = asyncio.Event()
-        self._flushed = asyncio.Event()
+        self._closing = False
+        self._loops: list[asyncio.Task[None]] = []
 
     def wake(self) -> None:
         """New notifications are due: claim now instead of at the next poll."""
         self._wake.set()
 
-    def _backlog(self) -> int:
-        return sum(len(q) for q in self._queues.values())
+    def _held_for(self, webhook_id: UUID) -> int:
+        queue = self._queues.get(webhook_id)
+        return (len(queue) if queue else 0) + self._active.get(webhook_id, 0)
 
     def _saturated(self) -> list[UUID]:
-        """Webhooks with enough queued locally; claims skip them so one slow partner cannot
-        hold every lease."""
+        """Webhooks with enough held here; claims skip them so one slow partner cannot hold
+        every lease."""
         cap = self.settings.per_webhook_concurrency
         return [wid for wid, q in self._queues.items() if len(q) + self._active[wid] >= 2 * cap]
 
     async def _claim(self) -> int:
-        room = self.settings.claim_batch_size * 2 - self._backlog() - len(self._tasks)
-        if room <= 0:
+        """Lease a batch if less than one is held here; return how many were claimed."""
+        if self._held >= self.settings.claim_batch_size:
             return 0
         now = self.clock()
-        lease_until = now + timedelta(seconds=self.settings.lease_seconds)
         batch = await self.store.claim_due(
             now,
-            min(room, self.settings.claim_batch_size),
+            self.settings.claim_batch_size,
             self.owner,
-            lease_until,
+            now + timedelta(seconds=self.settings.lease_seconds),
             exclude_webhooks=self._saturated(),
         )
+        if batch:
+            self._held += len(batch)
+            self._none_held.clear()
         for note in batch:
             self._queues.setdefault(note.webhook_id, collections.deque()).append(note)
-        self._dispatch()
+        for webhook_id in {note.webhook_id for note in batch}:
+            self._dispatch(webhook_id)
         return len(batch)
 
-    def _dispatch(self) -> None:
-        cap = self.settings.per_webhook_concurrency
-        for webhook_id, queue in list(self._queues.items()):
-            while queue and self._active[webhook_id] < cap:
-                note = queue.popleft()
-                self._active[webhook_id] += 1
-                task = asyncio.create_task(self._deliver(note))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
-            if not queue:
-                del self._queues[webhook_id]
+    def _dispatch(self, webhook_id: UUID) -> None:
+        """Hand this webhook's next notifications to the senders, up to its cap."""
+        queue = self._queues.get(webhook_id)
+        if queue is None:
+            return
+        while queue and self._active[webhook_id] < self.settings.per_webhook_concurrency:
+            self._active[webhook_id] += 1
+            self._ready.put_nowait(queue.popleft())
+        if not queue:
+            del self._queues[webhook_id]
 
-    async def _deliver(self, note: Notification) -> None:
-        try:
-            async with self._slots:
+    async def _send_forever(self) -> None:
+        """One sender of the pool: attempt ready notifications one at a time."""
+        while True:
+            note = await self._ready.get()
+            try:
                 outcome = await self.sender.attempt(note, self.owner)
-            self._outcomes.append(outcome)
-            metrics.ATTEMPTS.labels(outcome=outcome.effect.value).inc()
-        finally:
-            self._active[note.webhook_id] -= 1
-            if not self._active[note.webhook_id]:
-                del self._active[note.webhook_id]
-            self._dispatch()
+            except Exception:
+                # The loop's boundary: the lease stands, expires, and the notification goes out
+                # again; the sender lives on.
+                log.exception("delivery attempt failed", extra={"id": str(note.notification_id)})
+            else:
+                self._outcomes.append(outcome)
+                self._have_outcomes.set()
+                metrics.ATTEMPTS.labels(outcome=outcome.effect.value).inc()
+            finally:
+                self._finished(note.webhook_id)
+
+    def _finished(self, webhook_id: UUID) -> None:
+        """One held notification is done with; refill the senders, and wake the claimer when
+        this makes a claim worth its round trip."""
+        self._active[webhook_id] -= 1
+        if not self._active[webhook_id]:
+            del self._active[webhook_id]
+        self._held -= 1
+        self._dispatch(webhook_id)
+        if not self._held:
+            self._none_held.set()
+        # Only when a threshold is crossed: a claim per finished send would cost more than it
+        # brings when the only due notifications belong to a saturated webhook.
+        below_batch = self._held == self.settings.claim_batch_size - 1
+        unsaturated = self._held_for(webhook_id) == 2 * self.settings.per_webhook_concurrency - 1
+        if below_batch or unsaturated:
             self._wake.set()
 
     async def _flush(self) -> None:
@@ -121,26 +155,46 @@ class Worker:
             # The leases still stand; they expire and the notifications go out again.
             log.exception("could not record %d attempts", len(batch))
 
-    async def _cycle(self) -> int:
-        claimed = await self._claim()
-        await self._flush()
-        return claimed
+    async def _flush_forever(self) -> None:
+        """Record outcomes as they come: those that arrive during a write go in the next."""
+        while not self._closing:
+            await self._have_outcomes.wait()
+            self._have_outcomes.clear()
+            await self._flush()
+
+    def _start(self, *, flusher: bool) -> None:
+        self._closing = False
+        loops = [self._send_forever() for _ in range(self.settings.worker_concurrency)]
+        self._loops = [asyncio.create_task(loop) for loop in loops]
+        if flusher:
+            self._loops.append(asyncio.create_task(self._flush_forever()))
+
+    async def _stop_loops(self) -> None:
+        self._closing = True
+        self._have_outcomes.set()  # the flusher ends after the write it may be in
+        for task in self._loops[: self.settings.worker_concurrency]:
+            task.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        self._loops = []
 
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver until `stop` is set, then finish or release what is in flight."""
         log.info("delivery worker started", extra={"owner": self.owner})
-        while not stop.is_set():
-            try:
-                claimed = await self._cycle()
-            except GatewayError:
-                log.exception("delivery cycle failed; retrying after the poll interval")
-                claimed = 0
-            if not claimed:
-                await self._idle(stop)
-        await self.shutdown()
+        self._start(flusher=True)
+        try:
+            while not stop.is_set():
+                self._wake.clear()  # before the claim: a wake during it is not lost
+                try:
+                    claimed = await self._claim()
+                except GatewayError:
+                    log.exception("delivery cycle failed; retrying after the poll interval")
+                    claimed = 0
+                if claimed < self.settings.claim_batch_size:
+                    await self._idle(stop)
+        finally:
+            await self.shutdown()
 
     async def _idle(self, stop: asyncio.Event) -> None:
-        self._wake.clear()
         waiters = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(stop.wait())]
         with contextlib.suppress(TimeoutError):
             await asyncio.wait(
@@ -151,26 +205,30 @@ class Worker:
 
     async def shutdown(self) -> None:
         """Stop: wait for sends up to the deadline, record them, release every other lease."""
-        self._queues.clear()
-        if self._tasks:
-            _, pending = await asyncio.wait(
-                set(self._tasks), timeout=self.settings.shutdown_deadline
-            )
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+        self._forget_unsent()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._none_held.wait(), self.settings.shutdown_deadline)
+        await self._stop_loops()
         await self._flush()
         released = await self.store.release_leases(self.owner)
         log.info("delivery worker stopped", extra={"released": released})
 
+    def _forget_unsent(self) -> None:
+        """Drop what is held but not being sent; release_leases gives it back."""
+        self._held -= sum(len(queue) for queue in self._queues.values())
+        self._queues.clear()
+        while not self._ready.empty():
+            self._finished(self._ready.get_nowait().webhook_id)
+        if not self._held:
+            self._none_held.set()
+
     async def drain(self, timeout: float = 30.0) -> None:
         """Deliver until nothing is due and nothing is in flight (tests; never sleeps blind)."""
-        async with asyncio.timeout(timeout):
-            while True:
-                claimed = await self._cycle()
-                if self._tasks:
-                    await asyncio.wait(set(self._tasks), return_when=asyncio.FIRST_COMPLETED)
-                    continue
-                await self._flush()
-                if not claimed and not self._queues:
-                    return
+        self._start(flusher=False)
+        try:
+            async with asyncio.timeout(timeout):
+                while await self._claim():
+                    await self._none_held.wait()
+                    await self._flush()
+        finally:
+            await self._stop_loops()

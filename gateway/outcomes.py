@@ -8,7 +8,9 @@ in flight at once, or in several worker processes.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
@@ -71,3 +73,24 @@ def settle(hook: Webhook, outcome: AttemptOutcome, now: datetime) -> Settlement:
             NotificationState.PENDING, outcome.retry_at or now, False, outcome.cause, change, False
         )
     return Settlement(NotificationState.PARKED, None, False, outcome.cause, change, True)
+
+
+def settle_in_order(
+    held: Iterable[tuple[AttemptOutcome, Webhook]], now: datetime
+) -> list[tuple[AttemptOutcome, Webhook, Settlement]]:
+    """Settle a batch of outcomes, each against its webhook as it was read, and as the earlier
+    outcomes of the batch left it: the same as settling them one at a time, with one read."""
+    current: dict[UUID, Webhook] = {}
+    settled = []
+    for outcome, read in held:
+        hook = current.get(read.webhook_id, read)
+        done = settle(hook, outcome, now)
+        if (change := done.webhook) is not None:
+            current[hook.webhook_id] = dataclasses.replace(
+                hook,
+                failure_count=change.failure_count,
+                status_code=change.status,
+                status_message=change.status_message,
+            )
+        settled.append((outcome, hook, done))
+    return settled

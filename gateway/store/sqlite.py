@@ -22,8 +22,9 @@ import orjson
 
 from gateway.errors import StoreError
 from gateway.filters import compile_order
+from gateway.lifecycle import Transition
 from gateway.models import ApiKey, Event, Notification, Webhook, WebhookRule, utcnow
-from gateway.outcomes import AttemptOutcome, settle
+from gateway.outcomes import AttemptOutcome, Settlement, settle_in_order
 from gateway.store import sqlite_queries as q
 from gateway.store.base import Page, Query, Store
 from gateway.store.sqlite_queries import MIGRATIONS, Listing, Params, R, decode, encode, stamp
@@ -341,39 +342,44 @@ class SqliteStore(Store):
 
     async def record_attempts(self, outcomes: Sequence[AttemptOutcome]) -> int:
         """Write attempt outcomes and lifecycle changes; return how many held their lease."""
-        held = 0
         now = _now()
         async with self._transaction() as conn:
-            for outcome in outcomes:
-                held += await self._record(conn, outcome, now)
-        return held
+            held = await self._leased(conn, outcomes)
+            settled = settle_in_order(held, datetime.fromisoformat(now))
+            # Set-wise in this order, the writes end as one-by-one would: a webhook that leaves
+            # Active never comes back within a batch, so no later outcome needs a parked row.
+            notes = [_settled_note(outcome, done, now) for outcome, _, done in settled]
+            changes = [_lifecycle(hook, done.webhook, now)
+                       for _, hook, done in settled if done.webhook]  # fmt: skip
+            parks = [{"notification_id": str(outcome.notification_id),
+                      "webhook_id": str(hook.webhook_id), "now": now}
+                     for outcome, hook, done in settled if done.park_webhook]  # fmt: skip
+            for sql, rows in ((q.SETTLE_NOTIFICATION, notes), (q.SETTLE_LIFECYCLE, changes),
+                              (q.PARK_PENDING, parks)):  # fmt: skip
+                if rows:
+                    await conn.executemany(sql, rows)
+        return len(settled)
 
-    async def _record(self, conn: aiosqlite.Connection, outcome: AttemptOutcome, now: str) -> bool:
-        """Settle one outcome against the webhook row as this transaction sees it."""
-        ids = {"notification_id": str(outcome.notification_id), "lease_owner": outcome.lease_owner}
-        rows = list(await conn.execute_fetchall(q.LEASED_WEBHOOK, ids))
-        if not rows:
-            return False  # the lease was lost (or the webhook deleted): someone else settles it
-        hook = decode(Webhook, rows[0])
-        done = settle(hook, outcome, datetime.fromisoformat(now))
-        await conn.execute(q.SETTLE_NOTIFICATION, {
-            **ids, "now": now, "state": done.state.value, "sent": outcome.request_sent,
-            "next_attempt_at": stamp(done.next_attempt_at) if done.next_attempt_at else None,
-            "is_successful": done.is_successful,
-            "process_result_message": done.process_result_message,
-            "response_status_code": outcome.response_status_code,
-            "request_message": outcome.request_message,
-            "response_message": outcome.response_message,
-        })  # fmt: skip
-        params = {**ids, "webhook_id": str(hook.webhook_id), "now": now}
-        if (change := done.webhook) is not None:
-            await conn.execute(q.SETTLE_LIFECYCLE, {
-                **params, "failure_count": change.failure_count,
-                "status_code": change.status.value, "status_message": change.status_message,
-            })  # fmt: skip
-        if done.park_webhook:
-            await conn.execute(q.PARK_PENDING, params)
-        return True
+    async def _leased(
+        self, conn: aiosqlite.Connection, outcomes: Sequence[AttemptOutcome]
+    ) -> list[tuple[AttemptOutcome, Webhook]]:
+        """The outcomes whose lease still holds, each with its webhook as this transaction sees
+        it. A lost lease (or a deleted webhook) is dropped: someone else settles it."""
+        params = {"ids": _json_ids(o.notification_id for o in outcomes)}
+        rows = {row["leased_id"]: row
+                for row in await conn.execute_fetchall(q.LEASED_WEBHOOKS, params)}  # fmt: skip
+        hooks: dict[str, Webhook] = {}
+        held = []
+        for outcome in outcomes:
+            row = rows.get(str(outcome.notification_id))
+            if row is None or row["leased_by"] != outcome.lease_owner:
+                continue
+            del rows[row["leased_id"]]  # settled now: a second outcome for it finds no lease
+            webhook_id = row["w_webhook_id"]
+            if webhook_id not in hooks:
+                hooks[webhook_id] = decode(Webhook, row, "w_")
+            held.append((outcome, hooks[webhook_id]))
+        return held
 
     async def release_leases(self, lease_owner: str) -> int:
         """Give back every lease this owner holds (graceful shutdown)."""
@@ -421,6 +427,26 @@ class SqliteStore(Store):
 
 def _now() -> str:
     return stamp(utcnow())
+
+
+def _settled_note(outcome: AttemptOutcome, done: Settlement, now: str) -> Params:
+    return {
+        "notification_id": str(outcome.notification_id), "lease_owner": outcome.lease_owner,
+        "now": now, "state": done.state.value, "sent": outcome.request_sent,
+        "next_attempt_at": stamp(done.next_attempt_at) if done.next_attempt_at else None,
+        "is_successful": done.is_successful,
+        "process_result_message": done.process_result_message,
+        "response_status_code": outcome.response_status_code,
+        "request_message": outcome.request_message,
+        "response_message": outcome.response_message,
+    }  # fmt: skip
+
+
+def _lifecycle(hook: Webhook, change: Transition, now: str) -> Params:
+    return {
+        "webhook_id": str(hook.webhook_id), "now": now, "failure_count": change.failure_count,
+        "status_code": change.status.value, "status_message": change.status_message,
+    }  # fmt: skip
 
 
 def _ids(group_key: UUID, webhook_id: UUID, notification_id: UUID) -> Params:

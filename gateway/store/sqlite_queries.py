@@ -192,11 +192,12 @@ CLAIM_DUE = (
     "ORDER BY webhook_id, sequence LIMIT :limit"
     f") RETURNING {NOTE_COLS}"
 )
-# Settling an attempt: the webhook as it is now, read through the lease, then the writes.
-LEASED_WEBHOOK = (
-    f"SELECT {HOOK_COLS} FROM webhooks WHERE webhook_id = ("
-    "SELECT webhook_id FROM notifications "
-    "WHERE notification_id = :notification_id AND lease_owner = :lease_owner)"
+# Settling a batch of attempts: each notification's lease holder and its webhook as it is now,
+# in one read; then the writes, one statement each, run over the whole batch.
+LEASED_WEBHOOKS = (
+    f"SELECT n.notification_id AS leased_id, n.lease_owner AS leased_by, {_HOOK_COLS_W} "
+    "FROM notifications n JOIN webhooks w ON w.webhook_id = n.webhook_id "
+    "WHERE n.notification_id IN (SELECT value FROM json_each(:ids))"
 )
 SETTLE_NOTIFICATION = (
     "UPDATE notifications SET state = :state, "
@@ -297,8 +298,13 @@ def stamp(value: datetime) -> str:
     return value.astimezone(UTC).isoformat(timespec="microseconds")
 
 
+_AS_IS = frozenset({str, int, float, bool, type(None)})
+
+
 def to_sql(value: Any) -> Any:
     """One Python value as SQLite stores it."""
+    if type(value) in _AS_IS:  # most columns; checked first, as every row passes here
+        return value
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, UUID):
@@ -312,9 +318,19 @@ def to_sql(value: Any) -> Any:
     return value
 
 
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _field_names(cls: type) -> tuple[str, ...]:
+    # dataclasses.fields() builds a new tuple on every call; rows are encoded by the hundred.
+    if cls not in _FIELD_NAMES:
+        _FIELD_NAMES[cls] = tuple(f.name for f in fields(cls))
+    return _FIELD_NAMES[cls]
+
+
 def encode(record: Any, **extra: Any) -> Params:
     """A record's fields as named parameters; column names are the field names."""
-    params = {f.name: to_sql(getattr(record, f.name)) for f in fields(record)}
+    params = {name: to_sql(getattr(record, name)) for name in _field_names(type(record))}
     params.update(extra)
     return params
 
@@ -348,12 +364,27 @@ _DECODE: dict[type, dict[str, Callable[[Any], Any]]] = {
 }  # fmt: skip
 
 
+Decoder = tuple[str, str, Callable[[Any], Any] | None]  # field, column, conversion
+_DECODERS: dict[tuple[type, str], tuple[Decoder, ...]] = {}
+
+
+def _decoders(cls: type, prefix: str) -> tuple[Decoder, ...]:
+    """How to read each field of `cls` from a row, worked out once per type and prefix."""
+    if (cls, prefix) not in _DECODERS:
+        convert = _DECODE[cls]
+        _DECODERS[cls, prefix] = tuple(
+            (name, prefix + name, convert.get(name)) for name in _field_names(cls)
+        )
+    return _DECODERS[cls, prefix]
+
+
 def decode(cls: type[R], row: sqlite3.Row, prefix: str = "") -> R:
     """The record of this type in `row` (columns named `prefix` + field name)."""
-    convert = _DECODE[cls]
-    values = {f.name: row[prefix + f.name] for f in fields(cls)}
-    return cls(**{k: convert[k](v) if k in convert and v is not None else v
-                  for k, v in values.items()})  # fmt: skip
+    values = {}
+    for name, column, convert in _decoders(cls, prefix):
+        value = row[column]
+        values[name] = convert(value) if convert is not None and value is not None else value
+    return cls(**values)
 
 
 def where_filter(columns: Mapping[str, Column], node: Node | None) -> tuple[str, Params]:

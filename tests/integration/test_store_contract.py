@@ -459,6 +459,24 @@ async def test_failures_count_in_the_store_until_the_webhook_errors(store: Store
     assert states == [PARKED, PARKED, PARKED]  # the waiting retry parks with the rest
 
 
+async def test_one_batch_settles_as_one_outcome_after_another(store: Store) -> None:
+    hook = await add_hook(store, retry_count=1)
+    first, second, third, fourth = await publish(store, hook, 4)
+    await store.claim_due(T0, 4, "w", T0 + LEASE)
+    batch = [failure(first, "w"), failure(second, "w", "HTTP 502"), failure(third, "w")]
+    batch += [outcome(fourth, "w"), failure(first, "w")]  # the repeat finds no lease
+    assert await store.record_attempts(batch) == 4
+    after = await store.get_webhook(hook.group_key, hook.webhook_id)
+    assert after is not None
+    # The second failure errs the webhook; the third then parks without counting, and the
+    # success still resets the count without reviving the webhook.
+    assert (after.status_code, after.failure_count) == (WebhookStatus.ERRORED, 0)
+    assert after.status_message == "2 consecutive failed deliveries; last: HTTP 502"
+    states = [(await note(store, hook, n)).state for n in (first, second, third, fourth)]
+    assert states == [PARKED, PARKED, PARKED, SUCCEEDED]
+    assert [(await note(store, hook, n)).attempts for n in (first, second)] == [1, 1]
+
+
 async def test_a_success_resets_the_failure_count(store: Store) -> None:
     hook = await add_hook(store, retry_count=3)
     first, second = await publish(store, hook, 2)
