@@ -121,7 +121,15 @@ def _build(values: Mapping[str, Any]) -> Settings:
     if unknown:
         raise GatewayError(f"unknown setting(s): {', '.join(unknown)}")
     converted = {name: _convert(name, known[name], value) for name, value in values.items()}
-    return Settings(**converted)
+    settings = Settings(**converted)
+    if settings.lease_seconds < 3 * settings.delivery_timeout:
+        # A claim is sent only while twice the timeout is left of its lease (gateway.delivery);
+        # a third is the time it may wait behind its webhook's other notifications.
+        raise GatewayError(
+            f"setting lease_seconds: {settings.lease_seconds} is too short; it must be at least "
+            f"three times delivery_timeout ({settings.delivery_timeout})"
+        )
+    return settings
 
 
 def _convert(name: str, spec: dataclasses.Field[Any], value: Any) -> Any:

@@ -9,7 +9,8 @@ here run low, so the next batch is on hand before the senders run dry. Each send
 notification, sends it and reports the outcome. The flusher records the outcomes that piled up
 during its last write in the next one: one transaction per outcome when idle, hundreds when busy.
 
-A lease longer than the delivery timeout means a live send never loses its claim; a crashed
+A lease at least twice the delivery timeout, and senders that leave a notification whose lease
+has run low (held behind a slow webhook's cap), mean a live send never loses its claim; a crashed
 worker's leases expire and another claim picks the notifications up (at-least-once).
 """
 
@@ -115,6 +116,12 @@ class Worker:
         while True:
             note = await self._ready.get()
             try:
+                if self._lease_too_short(note):
+                    # Held here so long (a slow webhook) that the lease could end during the
+                    # send or before its outcome is recorded, and another worker would send it
+                    # again: leave it; the lease expires and a later claim takes it up.
+                    metrics.LEFT_UNSENT.inc()
+                    continue
                 outcome = await self.sender.attempt(note, self.owner)
             except Exception:
                 # The loop's boundary: the lease stands, expires, and the notification goes out
@@ -126,6 +133,14 @@ class Worker:
                 metrics.ATTEMPTS.labels(outcome=outcome.effect.value).inc()
             finally:
                 self._finished(note.webhook_id)
+
+    def _lease_too_short(self, note: Notification) -> bool:
+        """Whether less of the lease is left than a send and its recording may take (twice
+        the delivery timeout; the configuration makes leases at least that long)."""
+        if note.lease_until is None:
+            return False
+        left = (note.lease_until - self.clock()).total_seconds()
+        return left < 2 * self.settings.delivery_timeout
 
     def _finished(self, webhook_id: UUID) -> None:
         """One held notification is done with; refill the senders, and wake the claimer when

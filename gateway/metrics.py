@@ -6,6 +6,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, generate_late
 
 HANDSHAKES = Counter("gateway_handshakes_total", "Verification handshakes", ["outcome"])
 ATTEMPTS = Counter("gateway_delivery_attempts_total", "Delivery attempts", ["outcome"])
+LEFT_UNSENT = Counter(
+    "gateway_claims_left_unsent_total",
+    "Claimed notifications left for a later claim because too little of their lease was left",
+)
 NOTIFICATIONS = Gauge("gateway_notifications", "Notifications by state", ["state"])
 OLDEST_PENDING = Gauge(
     "gateway_oldest_pending_age_seconds", "Age of the oldest pending notification"

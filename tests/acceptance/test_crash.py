@@ -27,8 +27,8 @@ pytestmark = pytest.mark.timeout(240)
 EVENTS = 2000
 # Short leases so the killed process's claims come back quickly; still longer than a send.
 ENV = {
-    "GATEWAY_LEASE_SECONDS": "3",
-    "GATEWAY_DELIVERY_TIMEOUT": "2",
+    "GATEWAY_LEASE_SECONDS": "4",
+    "GATEWAY_DELIVERY_TIMEOUT": "1",
     "GATEWAY_POLL_INTERVAL": "0.2",
 }
 

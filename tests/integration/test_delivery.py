@@ -366,3 +366,27 @@ async def test_metrics_count_attempts_and_queue(
     assert 'gateway_notifications{state="succeeded"} 1.0' in text
     assert 'gateway_delivery_attempts_total{outcome="success"}' in text
     assert 'gateway_handshakes_total{outcome="passed"}' in text
+
+
+async def test_a_claim_whose_lease_ran_low_is_left_for_a_later_claim(
+    gateway: RunningGateway, receiver: Receiver
+) -> None:
+    """Claimed notifications can wait behind a slow webhook's cap. One whose lease could end
+    during its send (when another worker may claim it) is not sent, but taken up by a later
+    claim once the lease is over, and sent exactly once."""
+    partner = await subscribe(gateway, receiver)
+    await partner.publish(*[invoice_update() for _ in range(6)])
+    receiver.plan("/hook", Answer(delay=0.2))
+    # Each send takes 0.2 s; a claim may be sent while 0.6 s of its 1 s lease is left.
+    hurried = dataclasses.replace(
+        gateway.ctx.settings, delivery_timeout=0.3, lease_seconds=1.0, per_webhook_concurrency=1
+    )
+    await Worker(hurried, gateway.ctx.store, gateway.ctx.outbound).drain()
+    sent = len(receiver.notifications("/hook"))
+    assert 1 <= sent < 6
+    left = (await partner.history(filter="isSuccessful eq false"))["records"]
+    assert len(left) == 6 - sent
+    await asyncio.sleep(1.0)  # the length of the lease: until then nobody may claim them
+    await gateway.worker().drain()
+    ids = [seen.headers["webhook-id"] for seen in receiver.notifications("/hook")]
+    assert len(ids) == 6 and len(set(ids)) == 6

@@ -45,6 +45,7 @@ def test_the_shipped_config_file_matches_the_defaults() -> None:
         ({"GATEWAY_PORT": "eighty"}, "setting port"),
         ({"GATEWAY_RUN_WORKER": "maybe"}, "setting run_worker"),
         ({"GATEWAY_CONFIG": "/nonexistent.toml"}, "does not exist"),
+        ({"GATEWAY_LEASE_SECONDS": "29"}, "lease_seconds: 29.0 is too short"),
     ],
 )
 def test_bad_settings_say_which(env: dict[str, str], message: str) -> None:
