@@ -129,6 +129,7 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver until `stop` is set, then finish or release what is in flight."""
         log.info("delivery worker started", extra={"owner": self.owner})
+        await self.store.watch_new_work(self.wake)
         while not stop.is_set():
             try:
                 claimed = await self._cycle()
