@@ -13,6 +13,8 @@ import asyncio
 import collections
 import contextlib
 import logging
+import os
+import socket
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -43,7 +45,8 @@ class Worker:
     ) -> None:
         self.settings = settings
         self.store = store
-        self.owner = f"worker-{uuid.uuid4()}"
+        # Host and pid in the lease owner: an operator (or a test) can tell whose leases they are.
+        self.owner = f"worker-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:12]}"
         self.clock = clock
         self.sender = Sender(settings, outbound, store, clock)
         self._queues: dict[UUID, collections.deque[Notification]] = {}

@@ -74,6 +74,7 @@ class PostgresStore(Store):
         self._watchers.clear()
         with contextlib.suppress(*_DRIVER_ERRORS):
             if listener is not None:
+                listener.remove_termination_listener(_listener_lost)
                 await listener.close()
         with contextlib.suppress(*_DRIVER_ERRORS):
             if pool is not None:
@@ -159,9 +160,7 @@ class PostgresStore(Store):
             log.warning("cannot LISTEN for new work (%s); workers will poll", exc)
             return
         # Losing this connection later costs latency only, for the same reason.
-        listener.add_termination_listener(
-            lambda _conn: log.warning("LISTEN connection lost; workers will poll")
-        )
+        listener.add_termination_listener(_listener_lost)
         self._listener = listener
 
     def _notified(self, *_args: Any) -> None:
@@ -471,6 +470,10 @@ async def _lock_webhooks(
         return {}
     rows = await _fetch(conn, q.LOCK_WEBHOOKS, {"webhook_ids": list(webhook_ids)})
     return {hook.webhook_id: hook for hook in (decode(Webhook, row) for row in rows)}
+
+
+def _listener_lost(_conn: asyncpg.Connection) -> None:
+    log.warning("LISTEN connection lost; workers will poll for new work")
 
 
 async def _notify(conn: asyncpg.Connection) -> None:
