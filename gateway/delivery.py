@@ -20,6 +20,8 @@ import asyncio
 import collections
 import contextlib
 import logging
+import os
+import socket
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -50,7 +52,8 @@ class Worker:
     ) -> None:
         self.settings = settings
         self.store = store
-        self.owner = f"worker-{uuid.uuid4()}"
+        # Host and pid in the lease owner: an operator (or a test) can tell whose leases they are.
+        self.owner = f"worker-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:12]}"
         self.clock = clock
         self.sender = Sender(settings, outbound, store, clock)
         self._queues: dict[UUID, collections.deque[Notification]] = {}  # over the webhook's cap
@@ -195,6 +198,7 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver until `stop` is set, then finish or release what is in flight."""
         log.info("delivery worker started", extra={"owner": self.owner})
+        await self.store.watch_new_work(self.wake)
         self._start(flusher=True)
         try:
             while not stop.is_set():

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
+from tests import postgres
 from tests.gateway_server import RunningGateway, gateway_settings, run_gateway
 from tests.receiver import Receiver, run_receiver
 
@@ -23,3 +24,23 @@ async def receiver() -> AsyncIterator[Receiver]:
     """A recording partner endpoint on a loopback port."""
     async with run_receiver() as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """This run's own PostgreSQL database (skips, or fails under CI, without a server)."""
+    url = postgres.create_database()
+    try:
+        yield url
+    finally:
+        postgres.drop_database(url)
+
+
+@pytest.fixture
+def postgres_url(postgres_database: str) -> Iterator[str]:
+    """A database URL on an empty schema of this test's own."""
+    url = postgres.create_schema(postgres_database)
+    try:
+        yield url
+    finally:
+        postgres.drop_schema(url)

@@ -14,7 +14,7 @@ the whitelists below, never by pasting user text into SQL.
 from __future__ import annotations
 
 import abc
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -117,6 +117,13 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def ping(self) -> None:
         """Raise StoreError if the database does not answer (readiness)."""
+
+    async def watch_new_work(self, callback: Callable[[], None]) -> None:  # noqa: B027
+        """Call `callback` when another process adds due notifications, until `close()`.
+
+        By default there is nothing to watch: with an embedded store the API that adds work
+        runs in the worker's own process and wakes it directly.
+        """
 
     # -- API keys ---------------------------------------------------------------------------
     @abc.abstractmethod

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -19,8 +20,21 @@ from standardwebhooks.webhooks import Webhook as Verifier
 
 from gateway.delivery import Worker
 from gateway.models import NotificationState, WebhookStatus, utcnow
-from tests.gateway_server import RunningGateway
+from tests.gateway_server import RunningGateway, gateway_settings, run_gateway
 from tests.receiver import Answer, Receiver, Seen
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def gateway(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[RunningGateway]:
+    """The gateway of conftest, once on SQLite and once on PostgreSQL (the same tests)."""
+    settings = gateway_settings(tmp_path)
+    if request.param == "postgres":
+        settings = dataclasses.replace(
+            settings, database_url=request.getfixturevalue("postgres_url")
+        )
+    async with run_gateway(settings) as running:
+        yield running
+
 
 INVOICES = [{"id": "1", "total": 50}, {"id": "2", "total": 500}, {"invoiceId": "3", "total": 900}]
 

@@ -1,7 +1,8 @@
 """The store contract: one suite, run against every store implementation.
 
 To add a backend, add a factory to STORES (and marks to STORE_MARKS, e.g. `postgres`); each
-factory returns an async context manager that opens a fresh, empty store and closes it.
+factory takes the test's fixture request (for fixtures such as `tmp_path` or `postgres_url`) and
+returns an async context manager that opens a fresh, empty store and closes it.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from gateway.store.base import (
     Store,
 )
 from gateway.store.memory import MemoryStore
+from gateway.store.postgres import PostgresStore
 from gateway.store.sqlite import MIGRATIONS, SqliteStore
 from tests.factories import (
     T0,
@@ -46,13 +48,14 @@ from tests.factories import (
     make_webhook,
 )
 
-StoreFactory = Callable[[Path], contextlib.AbstractAsyncContextManager[Store]]
+StoreFactory = Callable[[pytest.FixtureRequest], contextlib.AbstractAsyncContextManager[Store]]
 
 STORES: dict[str, StoreFactory] = {
-    "memory": lambda tmp_path: MemoryStore(),
-    "sqlite": lambda tmp_path: SqliteStore(tmp_path / "contract.db"),
+    "memory": lambda request: MemoryStore(),
+    "sqlite": lambda request: SqliteStore(request.getfixturevalue("tmp_path") / "contract.db"),
+    "postgres": lambda request: PostgresStore(request.getfixturevalue("postgres_url")),
 }
-STORE_MARKS: dict[str, list[pytest.MarkDecorator]] = {}
+STORE_MARKS: dict[str, list[pytest.MarkDecorator]] = {"postgres": [pytest.mark.postgres]}
 
 PENDING, PARKED = NotificationState.PENDING, NotificationState.PARKED
 SUCCEEDED, FAILED = NotificationState.SUCCEEDED, NotificationState.FAILED
@@ -60,8 +63,8 @@ LEASE = timedelta(minutes=5)
 
 
 @pytest.fixture(params=[pytest.param(name, marks=STORE_MARKS.get(name, [])) for name in STORES])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    async with STORES[request.param](tmp_path) as opened:
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
+    async with STORES[request.param](request) as opened:
         yield opened
 
 
@@ -477,6 +480,23 @@ async def test_one_batch_settles_as_one_outcome_after_another(store: Store) -> N
     assert [(await note(store, hook, n)).attempts for n in (first, second)] == [1, 1]
 
 
+async def test_one_batch_settles_in_order_as_if_recorded_one_by_one(store: Store) -> None:
+    hook = await add_hook(store, retry_count=1)
+    first, second, third, waiting = await publish(store, hook, 4)
+    await store.claim_due(T0, 3, "w", T0 + LEASE)
+    batch = [failure(first, "w"), failure(second, "w"), outcome(third, "w")]
+    assert await store.record_attempts(batch) == 3
+    # The second failure errors the webhook and parks what was pending, the first's retry too;
+    # the success after it still counts as delivered and resets the count.
+    states = [(await note(store, hook, n)).state for n in (first, second, third, waiting)]
+    assert states == [PARKED, PARKED, SUCCEEDED, PARKED]
+    after = await store.get_webhook(hook.group_key, hook.webhook_id)
+    assert after is not None and (after.status_code, after.failure_count) == (
+        WebhookStatus.ERRORED,
+        0,
+    )
+
+
 async def test_a_success_resets_the_failure_count(store: Store) -> None:
     hook = await add_hook(store, retry_count=3)
     first, second = await publish(store, hook, 2)
@@ -693,6 +713,9 @@ def test_store_for_url(tmp_path: Path) -> None:
     relative = store_for_url("sqlite:///data/gateway.db")
     assert isinstance(relative, SqliteStore) and relative.path == Path("data/gateway.db")
     assert isinstance(store_for_url("memory://"), MemoryStore)
+    for url in ("postgresql://postgres@127.0.0.1/db", "postgres://u:p@db.example/gateway"):
+        found = store_for_url(url)
+        assert isinstance(found, PostgresStore) and found.url == url
     for bad in ("sqlite://", "mysql://db/x"):
         with pytest.raises(StoreError):
             store_for_url(bad)

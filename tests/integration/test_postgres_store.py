@@ -1,0 +1,136 @@
+"""What only the PostgreSQL store promises: migrations, and several processes on one database.
+
+Each "process" here is a store with its own connection pool, as a `gateway` process would have;
+they run concurrently in one event loop, so their transactions really interleave on the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from uuid import UUID
+
+import asyncpg
+import pytest
+
+from gateway.errors import StoreError
+from gateway.store.postgres import MIGRATIONS, PostgresStore
+from tests.factories import T0, make_event, make_notification
+from tests.integration.test_store_contract import LEASE, add_hook, publish
+
+pytestmark = pytest.mark.postgres
+
+
+def migration_versions() -> list[int]:
+    return sorted(int(path.name[:4]) for path in MIGRATIONS.glob("*.sql"))
+
+
+def declared_objects() -> set[str]:
+    scripts = " ".join(path.read_text() for path in MIGRATIONS.glob("*.sql"))
+    return set(re.findall(r"CREATE (?:TABLE|INDEX) (\w+)", scripts))
+
+
+async def schema_objects(url: str) -> tuple[set[str], list[int]]:
+    conn = await asyncpg.connect(url)
+    try:
+        names = {
+            row[0]
+            for row in await conn.fetch(
+                "SELECT relname FROM pg_class WHERE relnamespace = current_schema()::regnamespace"
+            )
+        }
+        versions = [r[0] for r in await conn.fetch("SELECT version FROM schema_migrations")]
+    finally:
+        await conn.close()
+    return names, sorted(versions)
+
+
+async def test_migrating_an_empty_schema_gives_the_current_schema(postgres_url: str) -> None:
+    async with PostgresStore(postgres_url) as opened:
+        assert opened.applied_migrations == migration_versions() != []
+        assert await opened.migrate() == []
+        hook = await add_hook(opened)
+    names, versions = await schema_objects(postgres_url)
+    core = {"api_keys", "webhooks", "webhook_rules", "events", "notifications"}
+    assert core | declared_objects() | {"schema_migrations"} <= names
+    assert versions == migration_versions()
+    async with PostgresStore(postgres_url) as again:
+        assert again.applied_migrations == []
+        assert await again.get_webhook(hook.group_key, hook.webhook_id) == hook
+
+
+async def test_processes_starting_together_apply_each_migration_once(postgres_url: str) -> None:
+    stores = [PostgresStore(postgres_url) for _ in range(4)]
+    await asyncio.gather(*(s.open() for s in stores))
+    try:
+        applied = sorted(v for s in stores for v in s.applied_migrations)
+        assert applied == migration_versions()
+    finally:
+        await asyncio.gather(*(s.close() for s in stores))
+
+
+async def test_an_unreachable_database_is_a_store_error() -> None:
+    with pytest.raises(StoreError):
+        # Port 9 (discard) on loopback: nothing listens there.
+        await PostgresStore("postgresql://postgres@127.0.0.1:9/none").open()
+
+
+async def test_concurrent_publishers_never_share_a_sequence_number(postgres_url: str) -> None:
+    stores = [PostgresStore(postgres_url) for _ in range(3)]
+    await asyncio.gather(*(s.open() for s in stores))
+    try:
+        one = await add_hook(stores[0])
+        two = await add_hook(stores[0], one.group_key)
+
+        async def publish_many(store: PostgresStore) -> list[UUID]:
+            ids = []
+            for _ in range(10):
+                event = make_event(one.group_key)
+                # Both webhooks in both orders, so unordered row locks would deadlock.
+                hooks = [one, two, two, one]
+                notes = [make_notification(h, event, next_attempt_at=T0) for h in hooks]
+                await store.add_events([event], notes)
+                ids += [n.notification_id for n in notes if n.webhook_id == one.webhook_id]
+            return ids
+
+        batches = await asyncio.gather(*(publish_many(s) for s in stores))
+        sequences = []
+        for notification_id in (n for batch in batches for n in batch):
+            found = await stores[1].get_notification(one.group_key, one.webhook_id, notification_id)
+            assert found is not None
+            sequences.append(found.sequence)
+        assert sorted(sequences) == list(range(1, 61))
+    finally:
+        await asyncio.gather(*(s.close() for s in stores))
+
+
+async def test_concurrent_claims_never_take_the_same_notification(postgres_url: str) -> None:
+    stores = [PostgresStore(postgres_url) for _ in range(3)]
+    await asyncio.gather(*(s.open() for s in stores))
+    try:
+        hooks = [await add_hook(stores[0]) for _ in range(4)]
+        published = {n for hook in hooks for n in await publish(stores[0], hook, 50)}
+
+        async def claim_all(store: PostgresStore, owner: str) -> list[UUID]:
+            claimed: list[UUID] = []
+            while batch := await store.claim_due(T0, 7, owner, T0 + LEASE):
+                claimed += [n.notification_id for n in batch]
+            return claimed
+
+        results = await asyncio.gather(*(claim_all(s, f"w{i}") for i, s in enumerate(stores)))
+        every = [n for claimed in results for n in claimed]
+        assert len(every) == len(set(every)) == len(published)
+        assert set(every) == published
+        assert all(results), "each process got a share"
+    finally:
+        await asyncio.gather(*(s.close() for s in stores))
+
+
+async def test_new_work_in_one_process_wakes_the_workers_of_another(postgres_url: str) -> None:
+    async with PostgresStore(postgres_url) as api, PostgresStore(postgres_url) as worker:
+        woken = asyncio.Event()
+        await worker.watch_new_work(woken.set)
+        hook = await add_hook(api)
+        await publish(api, hook)
+        async with asyncio.timeout(10):
+            await woken.wait()
