@@ -11,8 +11,9 @@ LEFT_UNSENT = Counter(
     "Claimed notifications left for a later claim because too little of their lease was left",
 )
 NOTIFICATIONS = Gauge("gateway_notifications", "Notifications by state", ["state"])
-OLDEST_PENDING = Gauge(
-    "gateway_oldest_pending_age_seconds", "Age of the oldest pending notification"
+OVERDUE = Gauge(
+    "gateway_pending_overdue_seconds",
+    "How long the longest-waiting due notification has been due (0 when none is due)",
 )
 
 
@@ -20,7 +21,7 @@ def observe_queue(stats: dict[str, float]) -> None:
     """Copy the store's queue figures into the gauges."""
     for state in ("pending", "parked", "failed", "succeeded"):
         NOTIFICATIONS.labels(state=state).set(stats.get(state, 0))
-    OLDEST_PENDING.set(stats.get("oldest_pending_age_seconds", 0))
+    OVERDUE.set(stats.get("overdue_seconds", 0))
 
 
 def exposition() -> tuple[bytes, str]:

@@ -238,7 +238,9 @@ class Store(abc.ABC):
     ) -> list[Notification]:
         """Lease up to `limit` pending notifications due by `now` (or whose lease expired).
 
-        Ordered by webhook then sequence. A claimed notification is invisible to other claims
+        The longest-due are leased first (by due time, then webhook, then sequence, so a webhook
+        with a deep backlog cannot hold the others back); the batch comes back ordered by webhook
+        then sequence. A claimed notification is invisible to other claims
         until its lease ends. Notifications of `exclude_webhooks` are skipped (the caller has
         enough of theirs queued already).
         """
@@ -276,4 +278,5 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def delivery_stats(self, now: datetime) -> dict[str, float]:
-        """Queue depth by state and the age in seconds of the oldest pending notification."""
+        """Queue depth by state, and for how many seconds the longest-waiting due notification
+        has been due."""

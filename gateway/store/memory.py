@@ -368,13 +368,13 @@ class MemoryStore(Store):
             if n.state is PENDING and n.next_attempt_at <= now
             and (n.lease_until is None or n.lease_until <= now) and n.webhook_id not in excluded
         ]  # fmt: skip
-        due.sort(key=lambda n: (n.webhook_id, n.sequence))
+        due.sort(key=lambda n: (n.next_attempt_at, n.webhook_id, n.sequence))
         claimed = []
         for note in due[:limit]:
             note = dataclasses.replace(note, lease_owner=lease_owner, lease_until=lease_until)
             self.notifications[note.notification_id] = note
             claimed.append(note)
-        return claimed
+        return sorted(claimed, key=lambda n: (n.webhook_id, n.sequence))
 
     async def record_attempts(self, outcomes: Sequence[AttemptOutcome]) -> int:
         """Write attempt outcomes and lifecycle changes; return how many held their lease."""
@@ -484,13 +484,14 @@ class MemoryStore(Store):
         return len(old)
 
     async def delivery_stats(self, now: datetime) -> dict[str, float]:
-        """Queue depth by state and the age in seconds of the oldest pending notification."""
+        """Queue depth by state, and for how many seconds the longest-waiting due notification
+        has been due."""
         stats = {state.value: 0.0 for state in NotificationState}
         for note in self.notifications.values():
             stats[note.state.value] += 1
-        pending = [n.created for n in self.notifications.values() if n.state is PENDING]
-        age = (now - min(pending)).total_seconds() if pending else 0.0
-        return {**stats, "oldest_pending_age_seconds": max(age, 0.0)}
+        due = [n.next_attempt_at for n in self.notifications.values() if n.state is PENDING]
+        overdue = (now - min(due)).total_seconds() if due else 0.0
+        return {**stats, "overdue_seconds": max(overdue, 0.0)}
 
 
 def _check_new(existing: Mapping[UUID, object], ids: Sequence[UUID], what: str) -> None:

@@ -225,7 +225,7 @@ CLAIM_DUE = sql(
     "WHERE state = 'pending' AND next_attempt_at <= :now "
     "AND (lease_until IS NULL OR lease_until <= :now) "
     "AND webhook_id <> ALL(:exclude::uuid[]) "
-    "ORDER BY webhook_id, sequence LIMIT :limit FOR UPDATE SKIP LOCKED) "
+    "ORDER BY next_attempt_at, webhook_id, sequence LIMIT :limit FOR UPDATE SKIP LOCKED) "
     "UPDATE notifications n SET lease_owner = :owner, lease_until = :lease_until "
     f"FROM due WHERE n.notification_id = due.notification_id RETURNING {_NOTE_COLS_N}"
 )
@@ -296,7 +296,7 @@ DELIVERY_STATS = sql(
     "(SELECT count(*) FROM notifications WHERE state = 'parked') AS parked, "
     "(SELECT count(*) FROM notifications WHERE state = 'failed') AS failed, "
     "(SELECT count(*) FROM notifications WHERE state = 'succeeded') AS succeeded, "
-    "(SELECT min(created) FROM notifications WHERE state = 'pending') AS oldest_pending"
+    "(SELECT min(next_attempt_at) FROM notifications WHERE state = 'pending') AS first_due"
 )
 
 # -- Filterable columns: lowercase wire name -> SQL -------------------------------------------

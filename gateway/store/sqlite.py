@@ -417,12 +417,13 @@ class SqliteStore(Store):
         return pruned
 
     async def delivery_stats(self, now: datetime) -> dict[str, float]:
-        """Queue depth by state and the age in seconds of the oldest pending notification."""
+        """Queue depth by state, and for how many seconds the longest-waiting due notification
+        has been due."""
         row = (await self._rows(q.DELIVERY_STATS))[0]
-        oldest = row["oldest_pending"]
-        age = (now - datetime.fromisoformat(oldest)).total_seconds() if oldest else 0.0
+        due = row["first_due"]
+        overdue = (now - datetime.fromisoformat(due)).total_seconds() if due else 0.0
         stats = {state: float(row[state]) for state in ("pending", "parked", "failed", "succeeded")}
-        return {**stats, "oldest_pending_age_seconds": max(age, 0.0)}
+        return {**stats, "overdue_seconds": max(overdue, 0.0)}
 
 
 def _now() -> str:

@@ -189,7 +189,7 @@ CLAIM_DUE = (
     "WHERE state = 'pending' AND next_attempt_at <= :now "
     "AND (lease_until IS NULL OR lease_until <= :now) "
     "AND webhook_id NOT IN (SELECT value FROM json_each(:exclude)) "
-    "ORDER BY webhook_id, sequence LIMIT :limit"
+    "ORDER BY next_attempt_at, webhook_id, sequence LIMIT :limit"
     f") RETURNING {NOTE_COLS}"
 )
 # Settling a batch of attempts: each notification's lease holder and its webhook as it is now,
@@ -253,7 +253,7 @@ DELIVERY_STATS = (
     "(SELECT count(*) FROM notifications WHERE state = 'parked') AS parked, "
     "(SELECT count(*) FROM notifications WHERE state = 'failed') AS failed, "
     "(SELECT count(*) FROM notifications WHERE state = 'succeeded') AS succeeded, "
-    "(SELECT min(created) FROM notifications WHERE state = 'pending') AS oldest_pending"
+    "(SELECT min(next_attempt_at) FROM notifications WHERE state = 'pending') AS first_due"
 )
 
 # -- Filterable columns: lowercase wire name -> SQL -------------------------------------------

@@ -7,7 +7,6 @@ they run concurrently in one event loop, so their transactions really interleave
 from __future__ import annotations
 
 import asyncio
-import re
 from uuid import UUID
 
 import asyncpg
@@ -17,17 +16,9 @@ from gateway.errors import StoreError
 from gateway.store.postgres import MIGRATIONS, PostgresStore
 from tests.factories import T0, make_event, make_notification
 from tests.integration.test_store_contract import LEASE, add_hook, publish
+from tests.migrations import declared_objects, migration_versions
 
 pytestmark = pytest.mark.postgres
-
-
-def migration_versions() -> list[int]:
-    return sorted(int(path.name[:4]) for path in MIGRATIONS.glob("*.sql"))
-
-
-def declared_objects() -> set[str]:
-    scripts = " ".join(path.read_text() for path in MIGRATIONS.glob("*.sql"))
-    return set(re.findall(r"CREATE (?:TABLE|INDEX) (\w+)", scripts))
 
 
 async def schema_objects(url: str) -> tuple[set[str], list[int]]:
@@ -47,13 +38,13 @@ async def schema_objects(url: str) -> tuple[set[str], list[int]]:
 
 async def test_migrating_an_empty_schema_gives_the_current_schema(postgres_url: str) -> None:
     async with PostgresStore(postgres_url) as opened:
-        assert opened.applied_migrations == migration_versions() != []
+        assert opened.applied_migrations == migration_versions(MIGRATIONS) != []
         assert await opened.migrate() == []
         hook = await add_hook(opened)
     names, versions = await schema_objects(postgres_url)
     core = {"api_keys", "webhooks", "webhook_rules", "events", "notifications"}
-    assert core | declared_objects() | {"schema_migrations"} <= names
-    assert versions == migration_versions()
+    assert core | declared_objects(MIGRATIONS) | {"schema_migrations"} <= names
+    assert versions == migration_versions(MIGRATIONS)
     async with PostgresStore(postgres_url) as again:
         assert again.applied_migrations == []
         assert await again.get_webhook(hook.group_key, hook.webhook_id) == hook
@@ -64,7 +55,7 @@ async def test_processes_starting_together_apply_each_migration_once(postgres_ur
     await asyncio.gather(*(s.open() for s in stores))
     try:
         applied = sorted(v for s in stores for v in s.applied_migrations)
-        assert applied == migration_versions()
+        assert applied == migration_versions(MIGRATIONS)
     finally:
         await asyncio.gather(*(s.close() for s in stores))
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import re
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import timedelta
@@ -47,6 +46,7 @@ from tests.factories import (
     make_rule,
     make_webhook,
 )
+from tests.migrations import declared_objects, migration_versions
 
 StoreFactory = Callable[[pytest.FixtureRequest], contextlib.AbstractAsyncContextManager[Store]]
 
@@ -393,6 +393,16 @@ async def test_claim_due_leases_due_pending_notifications_in_order(store: Store)
     assert await store.claim_due(T0, 10, "worker-c", T0 + LEASE) == []
 
 
+async def test_claim_due_leases_the_longest_due_first(store: Store) -> None:
+    early, late = sorted([await add_hook(store), await add_hook(store)], key=lambda h: h.webhook_id)
+    backlog = await publish(store, early, 3)  # due at T0
+    [waiting] = await publish(store, late, next_attempt_at=T0 - timedelta(seconds=1))
+
+    claimed = await store.claim_due(T0, 2, "w", T0 + LEASE)
+    # The later webhook's notification has waited longest; the batch comes back by webhook.
+    assert [n.notification_id for n in claimed] == [backlog[0], waiting]
+
+
 async def test_claim_due_skips_excluded_webhooks(store: Store) -> None:
     busy, idle = await add_hook(store), await add_hook(store)
     await publish(store, busy)
@@ -634,27 +644,21 @@ async def test_prune_history_deletes_old_successes_only(store: Store) -> None:
 
 async def test_delivery_stats(store: Store) -> None:
     assert await store.delivery_stats(T0) == {
-        "pending": 0, "parked": 0, "failed": 0, "succeeded": 0, "oldest_pending_age_seconds": 0,
+        "pending": 0, "parked": 0, "failed": 0, "succeeded": 0, "overdue_seconds": 0,
     }  # fmt: skip
     hook = await add_hook(store)
-    await publish(store, hook, 2, created=T0 - timedelta(seconds=30))
-    await publish(store, hook, created=T0)
-    await publish(store, hook, state=PARKED, created=T0 - timedelta(hours=1))
+    await publish(store, hook, 2, next_attempt_at=T0 - timedelta(seconds=30))
+    await publish(store, hook, next_attempt_at=T0)
+    # Older, but its retry is not due yet: it is not overdue.
+    await publish(store, hook, created=T0 - timedelta(hours=2), next_attempt_at=T0 + LEASE)
+    await publish(store, hook, state=PARKED, next_attempt_at=T0 - timedelta(hours=1))
     await publish(store, hook, 3, state=SUCCEEDED)
     assert await store.delivery_stats(T0) == {
-        "pending": 3, "parked": 1, "failed": 0, "succeeded": 3, "oldest_pending_age_seconds": 30,
+        "pending": 4, "parked": 1, "failed": 0, "succeeded": 3, "overdue_seconds": 30,
     }  # fmt: skip
 
 
 # -- SQLite specifics -------------------------------------------------------------------------
-def migration_versions() -> list[int]:
-    return sorted(int(path.name[:4]) for path in MIGRATIONS.glob("*.sql"))
-
-
-def declared_objects() -> set[str]:
-    """Every table and index the migration files create."""
-    scripts = " ".join(path.read_text() for path in MIGRATIONS.glob("*.sql"))
-    return set(re.findall(r"CREATE (?:TABLE|INDEX) (\w+)", scripts))
 
 
 def schema(path: Path) -> tuple[set[str], list[int]]:
@@ -667,12 +671,12 @@ def schema(path: Path) -> tuple[set[str], list[int]]:
 async def test_migrating_an_empty_sqlite_file_gives_the_current_schema(tmp_path: Path) -> None:
     path = tmp_path / "fresh" / "gateway.db"
     async with SqliteStore(path) as opened:
-        assert opened.applied_migrations == migration_versions() != []
+        assert opened.applied_migrations == migration_versions(MIGRATIONS) != []
         assert await opened.migrate() == []
     names, versions = schema(path)
     core = {"api_keys", "webhooks", "webhook_rules", "events", "notifications", "notifications_due"}
-    assert core | declared_objects() | {"schema_migrations"} <= names
-    assert versions == migration_versions()
+    assert core | declared_objects(MIGRATIONS) | {"schema_migrations"} <= names
+    assert versions == migration_versions(MIGRATIONS)
     with contextlib.closing(sqlite3.connect(path)) as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
@@ -686,9 +690,9 @@ async def test_open_applies_only_the_missing_migrations(tmp_path: Path) -> None:
         db.execute("INSERT INTO schema_migrations VALUES (1, '2024-01-01')")
         db.commit()
     async with SqliteStore(path) as opened:
-        assert opened.applied_migrations == migration_versions()[1:]
+        assert opened.applied_migrations == migration_versions(MIGRATIONS)[1:]
     names, versions = schema(path)
-    assert declared_objects() <= names and versions == migration_versions()
+    assert declared_objects(MIGRATIONS) <= names and versions == migration_versions(MIGRATIONS)
 
 
 async def test_opening_sqlite_again_keeps_data_and_applies_nothing(tmp_path: Path) -> None:
