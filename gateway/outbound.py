@@ -26,6 +26,10 @@ from yarl import URL
 from gateway.errors import OutboundConnectionError, OutboundError, OutboundTimeout
 from gateway.netguard import AddressPolicy, Resolver, SystemResolver, check_host, check_literal
 
+# URLs judged and parsed once each (deliveries repeat a few callback URLs many times over);
+# the cache starts over when it is this full.
+TARGET_CACHE_SIZE = 10_000
+
 
 @dataclass(frozen=True, slots=True)
 class OutboundResponse:
@@ -85,6 +89,7 @@ class Outbound:
         self._limits = (max_connections, max_per_host)
         self._user_agent = user_agent
         self._session: aiohttp.ClientSession | None = None
+        self._targets: dict[str, URL] = {}
 
     async def __aenter__(self) -> Self:
         connector = aiohttp.TCPConnector(
@@ -127,7 +132,7 @@ class Outbound:
         """One request, never redirected; OutboundError subclasses when no answer came."""
         if self._session is None:
             raise RuntimeError("Outbound is not open")
-        target = self._pin_literal(_parse_url(url))
+        target = self._target(url)
         started = time.perf_counter()
         try:
             async with asyncio.timeout(timeout):
@@ -141,6 +146,16 @@ class Outbound:
             raise  # the guard refused the address while connecting
         except (aiohttp.ClientError, OSError) as exc:
             raise OutboundConnectionError(_describe(exc)) from exc
+
+    def _target(self, url: str) -> URL:
+        """`url` parsed, with a literal IP judged and pinned; a URL refused is never cached."""
+        target = self._targets.get(url)
+        if target is None:
+            target = self._pin_literal(_parse_url(url))
+            if len(self._targets) >= TARGET_CACHE_SIZE:
+                self._targets.clear()
+            self._targets[url] = target
+        return target
 
     def _pin_literal(self, target: URL) -> URL:
         """Judge a host spelled as an IP, and spell it the way it was judged."""

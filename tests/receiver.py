@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs
@@ -60,6 +61,8 @@ class Receiver:
         self.plans: dict[str, list[Answer]] = {}
         self.arrived = asyncio.Condition()
         self.closing = asyncio.Event()  # cuts planned delays short at shutdown
+        self.in_flight: Counter[str] = Counter()  # requests being answered, by path
+        self.peak_in_flight: Counter[str] = Counter()
 
     def plan(self, path: str, *answers: Answer) -> str:
         """Answer requests to `path` with these in turn; returns the full URL.
@@ -103,10 +106,17 @@ class Receiver:
         async with self.arrived:
             self.arrived.notify_all()
         answer = self._next(seen.path)
-        if answer.delay:
-            # Interruptible, so a slow answer left over by a test never holds the shutdown.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.closing.wait(), answer.delay)
+        self.in_flight[seen.path] += 1
+        self.peak_in_flight[seen.path] = max(
+            self.peak_in_flight[seen.path], self.in_flight[seen.path]
+        )
+        try:
+            if answer.delay:
+                # Interruptible, so a slow answer left over by a test never holds the shutdown.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.closing.wait(), answer.delay)
+        finally:
+            self.in_flight[seen.path] -= 1
         text = answer.body
         if text is None:
             text = seen.params["code"][0] if seen.is_handshake else "ok"

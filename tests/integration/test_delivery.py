@@ -404,3 +404,28 @@ async def test_a_claim_whose_lease_ran_low_is_left_for_a_later_claim(
     await gateway.worker().drain()
     ids = [seen.headers["webhook-id"] for seen in receiver.notifications("/hook")]
     assert len(ids) == 6 and len(set(ids)) == 6
+
+
+async def test_a_slow_webhook_gets_at_most_its_cap_in_flight_and_others_go_on(
+    gateway: RunningGateway, receiver: Receiver
+) -> None:
+    """A partner that answers slowly holds no more than `per_webhook_concurrency` requests open,
+    and the worker's other partners are delivered meanwhile."""
+    slow = await subscribe(gateway, receiver, path="/slow")
+    await subscribe(gateway, receiver, path="/fast", key=slow.key)
+    receiver.plan("/slow", Answer(delay=0.3))
+    capped = dataclasses.replace(gateway.ctx.settings, per_webhook_concurrency=3)
+    worker = Worker(capped, gateway.ctx.store, gateway.ctx.outbound)
+    stop = asyncio.Event()
+    running = asyncio.create_task(worker.run(stop))
+    try:
+        await slow.publish(*[invoice_update() for _ in range(12)])
+        await receiver.wait_for(12, "/fast", timeout=2.0)
+        # Twelve to /fast within the time the slow one answers at most six of its own.
+        assert len(receiver.notifications("/slow")) <= 6
+        await receiver.wait_for(12, "/slow", timeout=5.0)
+    finally:
+        stop.set()
+        await running
+    assert receiver.peak_in_flight["/slow"] == 3
+    assert receiver.peak_in_flight["/fast"] <= 3
