@@ -1,0 +1,317 @@
+"""Shared parts of the benchmarks: the receiver process, a gateway on a fresh database, the
+bare-client baselines, and the report every scenario prints.
+
+Every benchmark sends traffic to loopback only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import re
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+import httpx
+
+from gateway import signing
+from tests.acceptance.processes import (
+    create_key,
+    free_port,
+    start_gateway,
+    start_worker,
+    stop,
+    wait_until_up,
+)
+
+BODY_TEMPLATE = {"tableKey": "Invoice", "eventType": "U", "records": [{"id": "1", "total": 10}]}
+Body = tuple[bytes, dict[str, str]]
+
+
+@dataclass
+class Receiver:
+    """bench/receiver.py in its own process."""
+
+    url: str
+
+    @classmethod
+    @contextlib.contextmanager
+    def start(cls) -> Iterator[Receiver]:
+        """Start it on a free loopback port; stop it afterwards."""
+        port = free_port()
+        proc = subprocess.Popen([sys.executable, "-m", "bench.receiver", str(port)])
+        try:
+            wait_until_up(f"http://127.0.0.1:{port}/count", proc)
+            yield cls(f"http://127.0.0.1:{port}")
+        finally:
+            stop(proc)
+
+    async def count(self, prefix: str = "") -> int:
+        """Requests it has seen under `prefix` (handshakes and its own endpoints excluded)."""
+        async with httpx.AsyncClient() as client:
+            answer = await client.get(f"{self.url}/count", params={"prefix": prefix})
+            return int(answer.text)
+
+    async def wait_for(self, total: int, timeout: float, prefix: str = "") -> None:
+        """Poll until it has seen `total` requests under `prefix`."""
+        deadline = time.monotonic() + timeout
+        while (seen := await self.count(prefix)) < total:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"receiver saw {seen} of {total} under {prefix!r}")
+            await asyncio.sleep(0.02)
+
+    async def latencies(self, reset: bool = False) -> list[float]:
+        """Seconds from each body's `sentAt` to its receipt, in arrival order."""
+        async with httpx.AsyncClient() as client:
+            params = {"reset": "1"} if reset else {}
+            found: list[float] = (await client.get(f"{self.url}/latencies", params=params)).json()
+            return found
+
+
+@dataclass
+class Gateway:
+    """`gateway serve` (and any `gateway worker` processes) on one database."""
+
+    url: str
+    key: str
+    database_url: str
+    pids: list[int] = field(default_factory=list)
+
+    def client(self, timeout: float = 120) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.url, headers={"Api-Key": self.key}, timeout=timeout)
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU its processes have used so far."""
+        return sum(cpu_seconds(pid) for pid in self.pids)
+
+
+@contextlib.asynccontextmanager
+async def gateway(
+    database: str = "sqlite",
+    env: Mapping[str, str] | None = None,
+    workers: int = 0,
+    prepare: Callable[[str], Awaitable[None]] | None = None,
+) -> AsyncIterator[Gateway]:
+    """A gateway on a fresh database; `prepare(database_url)` runs after migrations, before
+    `serve` starts (to seed rows directly). With `workers`, the in-process worker is off and
+    that many `gateway worker` processes deliver instead."""
+    settings = {"GATEWAY_RUN_WORKER": "false" if workers else "true", **(env or {})}
+    with tempfile.TemporaryDirectory() as workdir:
+        async with fresh_database(database, workdir) as url:
+            key = create_key(Path(workdir), url, "bench", "webhooks,events")["apiKey"]
+            if prepare is not None:
+                await prepare(url)
+            procs: list[subprocess.Popen[bytes]] = []
+            try:
+                serve, base = start_gateway(Path(workdir), url, settings)
+                procs.append(serve)
+                procs += [start_worker(Path(workdir), url, settings) for _ in range(workers)]
+                yield Gateway(base, key, url, [p.pid for p in procs])
+            finally:
+                for proc in procs:  # before the schema they use is dropped
+                    stop(proc)
+
+
+@contextlib.asynccontextmanager
+async def fresh_database(database: str, workdir: str) -> AsyncIterator[str]:
+    """A fresh SQLite file in `workdir`, or a fresh schema in a PostgreSQL database."""
+    if database == "sqlite":
+        yield f"sqlite:///{workdir}/gateway.db"
+        return
+    schema = f"bench_{uuid.uuid4().hex}"
+    conn = await asyncpg.connect(database)
+    try:
+        await conn.execute(f'CREATE SCHEMA "{schema}"')
+        separator = "&" if "?" in database else "?"
+        yield f"{database}{separator}search_path={schema}"
+    finally:
+        await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        await conn.close()
+
+
+async def subscribe(
+    api: httpx.AsyncClient, callback_urls: Sequence[str], content: str = "Full"
+) -> list[str]:
+    """One POST webhook per URL (handshake included), each with a rule for Invoice U events;
+    return their ids."""
+    ids = []
+    for i, url in enumerate(callback_urls):
+        hook = {
+            "name": f"bench-{i}",
+            "requestContentType": content,
+            "callbackHttpMethod": "POST",
+            "callbackUrl": url,
+            "retryCount": 5,
+        }
+        created = (await api.post("/api/v1/Webhooks", json=[hook])).raise_for_status().json()
+        ids.append(created[0]["webhookId"])
+        rule = {"webhookId": ids[-1], "tableKey": "Invoice", "eventType": "U"}
+        (await api.post("/api/v1/WebhookRules", json=[rule])).raise_for_status()
+    return ids
+
+
+def events(count: int, start: int = 0, **extra: Any) -> list[dict[str, Any]]:
+    """`count` Invoice update events, one record each; `extra` goes into each record."""
+    return [
+        {**BODY_TEMPLATE, "records": [{"id": str(start + i), "total": i, **extra}]}
+        for i in range(count)
+    ]
+
+
+async def publish(api: httpx.AsyncClient, count: int, per_request: int = 100) -> None:
+    """Publish `count` events, `per_request` to a request, one request at a time."""
+    for start in range(0, count, per_request):
+        batch = events(min(per_request, count - start), start)
+        (await api.post("/api/v1/Events", json=batch)).raise_for_status()
+
+
+async def delivered_count(api: httpx.AsyncClient) -> int:
+    """Notifications the store records as delivered, read from /metrics."""
+    text = (await api.get("/metrics")).text
+    found = re.search(r'^gateway_notifications\{state="succeeded"\} ([0-9.e+]+)$', text, re.M)
+    return int(float(found.group(1))) if found else 0
+
+
+async def wait_delivered(api: httpx.AsyncClient, total: int, timeout: float = 600) -> None:
+    """Poll /metrics until the store records `total` notifications as delivered."""
+    deadline = time.monotonic() + timeout
+    while (done := await delivered_count(api)) < total:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"store recorded {done} of {total} as delivered")
+        await asyncio.sleep(0.05)
+
+
+def signed_bodies(count: int) -> list[Body]:
+    """The same kind of signed JSON body the gateway sends, one per notification."""
+    secret = signing.generate_secret()
+    out = []
+    stamp = int(time.time())
+    for i in range(count):
+        body = json.dumps({**BODY_TEMPLATE, "sequence": i}).encode()
+        headers = signing.webhook_headers([secret], f"msg_{i}", stamp, body)
+        headers["content-type"] = "application/json"
+        out.append((body, headers))
+    return out
+
+
+async def bare_aiohttp(url: str, bodies: Sequence[Body], inflight: int) -> float:
+    """Requests a second from one pooled aiohttp session, `inflight` at a time."""
+    connector = aiohttp.TCPConnector(limit=inflight)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def post(body: bytes, headers: dict[str, str]) -> None:
+            async with session.post(url, data=body, headers=headers) as response:
+                await response.read()
+
+        return await drive(bodies, inflight, post)
+
+
+async def bare_httpx(url: str, bodies: Sequence[Body], inflight: int) -> float:
+    """Requests a second from one pooled httpx AsyncClient, `inflight` at a time."""
+    limits = httpx.Limits(max_connections=inflight, max_keepalive_connections=inflight)
+    async with httpx.AsyncClient(limits=limits) as client:
+
+        async def post(body: bytes, headers: dict[str, str]) -> None:
+            await client.post(url, content=body, headers=headers)
+
+        return await drive(bodies, inflight, post)
+
+
+async def drive(
+    bodies: Sequence[Body], inflight: int, send: Callable[[bytes, dict[str, str]], Awaitable[None]]
+) -> float:
+    """Send every body through `inflight` lanes; return bodies a second."""
+    queue = list(reversed(bodies))
+
+    async def lane() -> None:
+        while queue:
+            body, headers = queue.pop()
+            await send(body, headers)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(lane() for _ in range(inflight)))
+    return len(bodies) / (time.perf_counter() - start)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a live process (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of a live process (Linux /proc)."""
+    pages = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE")
+
+
+@dataclass
+class Row:
+    scenario: str
+    figure: str
+    baseline: str = ""
+    ratio: str = ""
+    target: str = ""
+    met: bool | None = None
+
+
+@dataclass
+class Report:
+    """What every benchmark prints: its command, the machine, and one table."""
+
+    title: str
+    rows: list[Row] = field(default_factory=list)
+
+    def add(self, *args: Any, **kwargs: Any) -> None:
+        self.rows.append(Row(*args, **kwargs))
+
+    def print(self) -> None:
+        print(f"\n## {self.title}\n")
+        print(f"command: python -m {shlex.join([_module_name(), *sys.argv[1:]])}")
+        print(f"machine: {machine()}\n")
+        print("| scenario | figure | baseline | ratio | target | |")
+        print("|---|---|---|---|---|---|")
+        for r in self.rows:
+            verdict = "" if r.met is None else ("pass" if r.met else "MISS")
+            print(
+                f"| {r.scenario} | {r.figure} | {r.baseline} | {r.ratio} | {r.target} | {verdict} |"
+            )
+        sys.stdout.flush()
+
+
+def _module_name() -> str:
+    main = sys.modules["__main__"]
+    spec = getattr(main, "__spec__", None)
+    return spec.name if spec is not None else sys.argv[0]
+
+
+def machine() -> str:
+    """CPU count, model, Python, and the load average when the benchmark ran."""
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    return (
+        f"{os.cpu_count()} cpus ({model}), Python {platform.python_version()}, "
+        f"{platform.system()} {platform.release()}, load average {load}"
+    )
+
+
+def percent(part: float, whole: float) -> str:
+    return f"{part / whole:.1%}" if whole else "n/a"

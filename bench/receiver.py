@@ -1,0 +1,84 @@
+"""The benchmarks' receiver: answers 200 to anything, counts requests, times what it is sent.
+
+    python -m bench.receiver PORT
+
+- A request with a `code` query parameter (the gateway's handshake) gets the code back.
+- Any path under `/hang/` answers handshakes but never answers a notification: the
+  unresponsive partner of the isolation benchmark.
+- Every other request is counted under its path. `GET /count` answers the total;
+  `GET /count?prefix=/hook/3` the total under that prefix.
+- A body holding `"sentAt": <unix seconds>` adds `now - sentAt` to the latencies that
+  `GET /latencies` answers as a JSON list (and `GET /latencies?reset=1` clears).
+
+A bare ASGI app under uvicorn + httptools: as cheap as a Python receiver gets, so that the
+gateway and the baselines it is compared with pay the same for the other end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import sys
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+from urllib.parse import parse_qs
+
+import uvicorn
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+SENT_AT = re.compile(rb'"sentAt":\s*([0-9.]+)')
+seen: Counter[str] = Counter()
+latencies: list[float] = []
+never = asyncio.Event()
+
+
+async def app(scope: Scope, receive: Receive, send: Send) -> None:
+    if scope["type"] != "http":
+        return
+    received = time.time()
+    chunks = []
+    more = True
+    while more:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        more = message.get("more_body", False)
+    path: str = scope["path"]
+    query = parse_qs(scope["query_string"].decode())
+    if "code" in query:
+        body = query["code"][0].encode()
+    elif path == "/count":
+        prefix = query.get("prefix", [""])[0]
+        body = str(sum(n for p, n in seen.items() if p.startswith(prefix))).encode()
+    elif path == "/latencies":
+        body = json.dumps(latencies).encode()
+        if "reset" in query:
+            latencies.clear()
+    elif path.startswith("/hang/"):
+        await never.wait()
+        return
+    else:
+        seen[path] += 1
+        found = SENT_AT.search(b"".join(chunks))
+        if found:
+            latencies.append(received - float(found.group(1)))
+        body = b"ok"
+    headers = [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+if __name__ == "__main__":
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=int(sys.argv[1]),
+        log_level="warning",
+        http="httptools",
+        access_log=False,
+    )
