@@ -19,7 +19,7 @@ import pytest
 from standardwebhooks.webhooks import Webhook as Verifier
 
 from gateway.delivery import Worker
-from gateway.models import NotificationState, WebhookStatus, utcnow
+from gateway.models import Notification, NotificationState, WebhookStatus, utcnow
 from tests.gateway_server import RunningGateway, gateway_settings, run_gateway
 from tests.receiver import Answer, Receiver, Seen
 
@@ -429,3 +429,46 @@ async def test_a_slow_webhook_gets_at_most_its_cap_in_flight_and_others_go_on(
         await running
     assert receiver.peak_in_flight["/slow"] == 3
     assert receiver.peak_in_flight["/fast"] <= 3
+
+
+async def test_a_claim_that_found_only_saturated_work_is_not_repeated_until_new_work(
+    gateway: RunningGateway, receiver: Receiver
+) -> None:
+    """With every due notification belonging to webhooks at their cap, a claim excluding them
+    finds nothing (and reads past all their rows to learn it). The worker asks once, not after
+    every batch, until a publish announces new work."""
+    partner = await subscribe(gateway, receiver, path="/slow")
+    other_key = (await gateway.add_key("other-group"))[0]
+    other = await subscribe(gateway, receiver, path="/other", key=other_key)
+    receiver.plan("/slow", Answer(delay=0.1))
+    await partner.publish(*[invoice_update() for _ in range(20)])
+    settings = dataclasses.replace(
+        gateway.ctx.settings, per_webhook_concurrency=1, claim_batch_size=4, poll_interval=30.0
+    )
+    worker = Worker(settings, gateway.ctx.store, gateway.ctx.outbound)
+    claims: list[tuple[int, int]] = []  # (webhooks excluded, notifications claimed)
+    claim_due = gateway.ctx.store.claim_due
+
+    async def counted(*args: Any, **kwargs: Any) -> list[Notification]:
+        batch = await claim_due(*args, **kwargs)
+        claims.append((len(kwargs.get("exclude_webhooks", ())), len(batch)))
+        return batch
+
+    worker.store.claim_due = counted  # type: ignore[method-assign]
+    stop = asyncio.Event()
+    running = asyncio.create_task(worker.run(stop))
+    try:
+        await receiver.wait_for(4, "/slow", timeout=10.0)
+        assert [c for c in claims if c == (1, 0)], claims  # the first one has been made
+        # New work for another webhook is claimed at once, not at the next poll.
+        await other.publish(invoice_update())
+        worker.wake()  # what the API does for the worker of its own process
+        await receiver.wait_for(1, "/other", timeout=1.5)
+        assert len(receiver.notifications("/slow")) < 20
+        await receiver.wait_for(20, "/slow", timeout=10.0)
+    finally:
+        stop.set()
+        await running
+    fruitless = [claimed for excluded, claimed in claims if excluded and not claimed]
+    assert len(fruitless) <= 2, claims  # once, and once more after the publish
+    assert sum(claimed for _, claimed in claims) == 21
