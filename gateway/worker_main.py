@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Callable
 
 from gateway.config import Settings
 from gateway.delivery import Worker
@@ -27,6 +28,16 @@ async def _run(settings: Settings) -> None:
 
 
 def run_worker(settings: Settings) -> int:
-    """Run the worker until SIGTERM or SIGINT."""
-    asyncio.run(_run(settings))
+    """Run the worker until SIGTERM or SIGINT, on uvloop like `gateway serve` (uvicorn picks it
+    when installed): the delivery loop spends most of its time in the event loop's socket calls."""
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        runner.run(_run(settings))
     return 0
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    try:
+        import uvloop
+    except ImportError:  # not on every platform; the standard loop works, only slower
+        return None
+    return uvloop.new_event_loop
