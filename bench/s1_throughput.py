@@ -59,7 +59,7 @@ class Run:
     notifications: int
     seconds: float
     cpu: Mapping[str, float]
-    failed_attempts: int = 0
+    failed_attempts: int = 0  # as `serve` counts them: its in-process worker's only
 
     @property
     def rate(self) -> float:
