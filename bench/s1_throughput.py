@@ -1,211 +1,221 @@
-"""Delivery throughput: the gateway end to end beside bare aiohttp and httpx clients, one run.
+"""S1, delivery throughput: the gateway end to end beside bare aiohttp and httpx clients.
 
-    .venv/bin/python scripts/bench_delivery.py [--events 10000] [--webhooks 1] [--concurrency 32]
-        [--database-url URL ...] [--workers N[,N...]]
+    python -m bench.s1_throughput [--events 20000] [--concurrency 32] [--webhooks 1,10]
+        [--database-url sqlite|postgresql://... ...] [--workers 0[,1,2]] [--quick]
 
-All traffic stays on loopback. One receiver process (uvicorn + httptools, counting requests)
-serves every phase. The baselines send the same signed bodies to the same receiver with the
-same number in flight and persist nothing. The gateway phase starts `gateway serve` on a fresh
-SQLite file, publishes the events (100 per request), and stops the clock when the receiver has
-counted every notification and the store has recorded every one as delivered.
+All traffic stays on loopback; one receiver process serves every phase. The baseline is a bare
+aiohttp session sending the same kind of signed bodies to the same receiver, `--concurrency` in
+flight, persisting nothing; a bare httpx AsyncClient's rate is printed beside it. Each gateway
+phase starts `gateway serve` on a fresh database (SQLite unless `--database-url` names
+PostgreSQL; repeat the option to compare), subscribes N webhooks, publishes the events 100 per
+request and stops the clock when the receiver has counted all events x N notifications and the
+store records every one as delivered. Each webhook may have `--concurrency` in flight, the
+worker as a whole max(--concurrency, 64). `--workers 1,2` turns the in-process worker off and
+starts that many `gateway worker` processes instead. Target: the 10-webhook rate is at least
+50% of bare aiohttp's.
 
-`--database-url postgresql://...` runs the gateway phase on PostgreSQL instead, in a fresh
-schema of that database that is dropped afterwards (`sqlite` names the fresh SQLite file; give
-the option twice to compare). `--workers N` turns the in-process worker off and starts N
-`gateway worker` processes beside `gateway serve` (each with `--concurrency` in flight);
-`--workers 1,2,4` runs each count. Several runs print one table, a column per database.
+CPU seconds per notification are printed too: for the gateway its processes, the receiver and
+this script (the publisher); for the bare clients this script (the client) and the receiver.
+Receiver, gateway and load generator share the machine's cores, so these say where the CPU
+budget goes. `--quick` sends 2,000 events: a smoke run, not a measurement.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
-import sys
-import tempfile
+import itertools
 import time
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import ExitStack, asynccontextmanager
-from pathlib import Path
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 
-import aiohttp
-import asyncpg
-import httpx
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from gateway import signing
-from scripts.bench_support import (
+from bench.common import (
+    Body,
+    Gateway,
     Receiver,
-    create_key,
-    delivered_count,
-    gateway_process,
+    Report,
+    bare_aiohttp,
+    bare_httpx,
+    gateway,
+    metric,
+    percent,
+    publish,
+    signed_bodies,
+    subscribe,
+    wait_delivered,
 )
-from tests.acceptance.processes import start_worker, stop
 
-BODY_TEMPLATE = {"tableKey": "Invoice", "eventType": "U", "records": [{"id": "1", "total": 10}]}
-
-
-def signed_bodies(count: int) -> list[tuple[bytes, dict[str, str]]]:
-    """The same kind of signed JSON body the gateway sends, one per notification."""
-    secret = signing.generate_secret()
-    out = []
-    stamp = int(time.time())
-    for i in range(count):
-        body = json.dumps({**BODY_TEMPLATE, "sequence": i}).encode()
-        headers = signing.webhook_headers([secret], f"msg_{i}", stamp, body)
-        headers["content-type"] = "application/json"
-        out.append((body, headers))
-    return out
+TARGET = 0.5
+QUICK_EVENTS = 2_000
+WAIT_TIMEOUT = 900.0
+BareClient = Callable[[str, Sequence[Body], int], Awaitable[float]]
 
 
-async def bare_aiohttp(
-    url: str, bodies: list[tuple[bytes, dict[str, str]]], inflight: int
-) -> float:
-    """Requests a second from one pooled aiohttp session."""
-    connector = aiohttp.TCPConnector(limit=inflight)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        return await _drive(bodies, inflight, lambda b, h: _aiohttp_post(session, url, b, h))
+@dataclass
+class Run:
+    """One measured phase: notifications delivered, wall-clock seconds, CPU seconds by process."""
+
+    notifications: int
+    seconds: float
+    cpu: Mapping[str, float]
+    failed_attempts: int = 0  # as `serve` counts them: its in-process worker's only
+
+    @property
+    def rate(self) -> float:
+        return self.notifications / self.seconds
+
+    def cpu_total(self) -> float:
+        """CPU microseconds per notification, all processes together."""
+        return sum(self.cpu.values()) / self.notifications * 1e6
+
+    def cpu_note(self) -> str:
+        """CPU microseconds per notification, in total and by process."""
+        parts = " + ".join(
+            f"{role} {s / self.notifications * 1e6:.0f}" for role, s in self.cpu.items()
+        )
+        return f"{self.cpu_total():.0f} µs ({parts})"
 
 
-async def _aiohttp_post(
-    session: aiohttp.ClientSession, url: str, body: bytes, headers: dict[str, str]
-) -> None:
-    async with session.post(url, data=body, headers=headers) as response:
-        await response.read()
+def delivery_env(inflight: int) -> dict[str, str]:
+    """Gateway settings that allow each webhook the baseline's number in flight."""
+    return {
+        "GATEWAY_PER_WEBHOOK_CONCURRENCY": str(inflight),
+        "GATEWAY_WORKER_CONCURRENCY": str(max(inflight, 64)),
+    }
 
 
-async def bare_httpx(url: str, bodies: list[tuple[bytes, dict[str, str]]], inflight: int) -> float:
-    """Requests a second from one pooled httpx AsyncClient."""
-    limits = httpx.Limits(max_connections=inflight, max_keepalive_connections=inflight)
-    async with httpx.AsyncClient(limits=limits) as client:
-        return await _drive(bodies, inflight, lambda b, h: client.post(url, content=b, headers=h))
+def _cpu_now(**processes: Callable[[], float]) -> dict[str, float]:
+    return {role: read() for role, read in processes.items()}
 
 
-async def _drive(bodies, inflight, send) -> float:  # type: ignore[no-untyped-def]
-    queue = list(reversed(bodies))
-
-    async def lane() -> None:
-        while queue:
-            body, headers = queue.pop()
-            await send(body, headers)
-
-    start = time.perf_counter()
-    await asyncio.gather(*(lane() for _ in range(inflight)))
-    return len(bodies) / (time.perf_counter() - start)
+def _spent(before: Mapping[str, float], after: Mapping[str, float]) -> dict[str, float]:
+    return {role: after[role] - before[role] for role in before}
 
 
-async def gateway_rate(
-    receiver: Receiver, events: int, webhooks: int, inflight: int, database: str, workers: int
-) -> float:
-    """Notifications a second through the gateway: publish -> received and recorded."""
-    with tempfile.TemporaryDirectory() as workdir, ExitStack() as stack:
-        env = {
-            "GATEWAY_PER_WEBHOOK_CONCURRENCY": str(inflight),
-            "GATEWAY_WORKER_CONCURRENCY": str(max(inflight, 64)),
-            "GATEWAY_RUN_WORKER": "false" if workers else "true",
-        }
-        async with fresh_database(database, workdir) as url:
-            key = create_key(Path(workdir), url)
-            served = stack.enter_context(gateway_process(Path(workdir), url, env))
-            for _ in range(workers):
-                stack.callback(stop, start_worker(Path(workdir), url, env))
-            async with httpx.AsyncClient(
-                base_url=served, headers={"Api-Key": key}, timeout=60
-            ) as api:
-                await _subscribe(api, receiver, webhooks)
-                before = await receiver.count()
-                start = time.perf_counter()
-                await _publish(api, events)
-                expected = events * webhooks
-                await receiver.wait_for(before + expected, timeout=600)
-                while await delivered_count(api) < expected:
-                    await asyncio.sleep(0.05)
-                rate = expected / (time.perf_counter() - start)
-            stack.close()  # the processes end before their schema is dropped
-            return rate
+async def baseline_run(
+    receiver: Receiver, client: BareClient, bodies: Sequence[Body], inflight: int
+) -> Run:
+    """A bare client posting `bodies` straight to the receiver."""
+    sources = {"client": time.process_time, "receiver": receiver.cpu_seconds}
+    before = _cpu_now(**sources)
+    rate = await client(f"{receiver.url}/base/{uuid.uuid4().hex[:8]}", bodies, inflight)
+    return Run(len(bodies), len(bodies) / rate, _spent(before, _cpu_now(**sources)))
 
 
-@asynccontextmanager
-async def fresh_database(database: str, workdir: str) -> AsyncIterator[str]:
-    """A fresh SQLite file in `workdir`, or a fresh schema in a PostgreSQL database."""
-    if database == "sqlite":
-        yield f"sqlite:///{workdir}/gateway.db"
-        return
-    schema = f"bench_{uuid.uuid4().hex}"
-    conn = await asyncpg.connect(database)
-    try:
-        await conn.execute(f'CREATE SCHEMA "{schema}"')
-        separator = "&" if "?" in database else "?"
-        yield f"{database}{separator}search_path={schema}"
-    finally:
-        await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
-        await conn.close()
+async def gateway_run(
+    receiver: Receiver,
+    events: int,
+    webhooks: int,
+    inflight: int,
+    *,
+    database: str = "sqlite",
+    workers: int = 0,
+    hanging: int = 0,
+    env: Mapping[str, str] | None = None,
+) -> Run:
+    """`events` published to `webhooks` healthy webhooks, plus `hanging` ones whose receiver
+    never answers; the clock stops when every healthy notification is received and recorded.
+    S5 calls this for its own run and for its baseline, the S1 10-webhook rate."""
+    run = uuid.uuid4().hex[:8]
+    healthy = f"/hook/{run}/"
+    urls = [f"{receiver.url}{healthy}{i}" for i in range(webhooks)]
+    urls += [f"{receiver.url}/hang/{run}/{i}" for i in range(hanging)]
+    expected = events * webhooks
+    async with gateway(database, {**delivery_env(inflight), **(env or {})}, workers) as gw:
+        async with gw.client() as api:
+            await subscribe(api, urls)
+            sources = _gateway_cpu_sources(gw, receiver)
+            before = _cpu_now(**sources)
+            start = time.perf_counter()
+            await publish(api, events)
+            await receiver.wait_for(expected, WAIT_TIMEOUT, prefix=healthy)
+            await wait_delivered(api, expected, WAIT_TIMEOUT)
+            seconds = time.perf_counter() - start
+            spent = _spent(before, _cpu_now(**sources))
+            failed = await metric(api, 'gateway_delivery_attempts_total{outcome="failure"}')
+    return Run(expected, seconds, spent, int(failed))
 
 
-async def _subscribe(api: httpx.AsyncClient, receiver: Receiver, webhooks: int) -> None:
-    for i in range(webhooks):
-        hook = {
-            "name": f"bench-{i}",
-            "requestContentType": "Full",
-            "callbackHttpMethod": "POST",
-            "callbackUrl": f"{receiver.url}/hook/{i}",
-            "retryCount": 5,
-        }
-        created = (await api.post("/api/v1/Webhooks", json=[hook])).raise_for_status().json()
-        rule = {"webhookId": created[0]["webhookId"], "tableKey": "Invoice", "eventType": "U"}
-        (await api.post("/api/v1/WebhookRules", json=[rule])).raise_for_status()
+def _gateway_cpu_sources(gw: Gateway, receiver: Receiver) -> dict[str, Callable[[], float]]:
+    return {
+        "gateway": gw.cpu_seconds,
+        "receiver": receiver.cpu_seconds,
+        "publisher": time.process_time,
+    }
 
 
-async def _publish(api: httpx.AsyncClient, events: int, per_request: int = 100) -> None:
-    for start in range(0, events, per_request):
-        batch = [
-            {**BODY_TEMPLATE, "records": [{"id": str(start + i), "total": i}]}
-            for i in range(min(per_request, events - start))
-        ]
-        (await api.post("/api/v1/Events", json=batch)).raise_for_status()
+def database_name(database: str) -> str:
+    """`sqlite` or the URL's scheme: never the URL itself, which may hold a password."""
+    return database.split("://", 1)[0]
+
+
+def worker_label(workers: int) -> str:
+    return f"{workers} worker process(es)" if workers else "worker in serve"
+
+
+def add_rows(report: Report, base: Run, bare: Run, gateways: Mapping[str, Run]) -> None:
+    """Rates first, then CPU per notification, each against bare aiohttp."""
+    report.add("bare aiohttp (baseline)", f"{base.rate:,.0f}/s")
+    report.add(
+        "bare httpx", f"{bare.rate:,.0f}/s", f"{base.rate:,.0f}/s", percent(bare.rate, base.rate)
+    )
+    for label, run in gateways.items():
+        ratio = run.rate / base.rate
+        report.add(
+            label,
+            f"{run.rate:,.0f}/s",
+            f"{base.rate:,.0f}/s",
+            f"{ratio:.1%}",
+            f"≥ {TARGET:.0%}",
+            ratio >= TARGET,
+        )
+    for label, run in {"bare aiohttp": base, "bare httpx": bare, **gateways}.items():
+        times = f"{run.cpu_total() / base.cpu_total():.1f}x"
+        report.add(
+            f"CPU per notification, {label}", run.cpu_note(), f"{base.cpu_total():.0f} µs", times
+        )
+
+
+def _counts(text: str) -> list[int]:
+    return [int(n) for n in text.split(",")]
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, help="events per phase (20000; 2000 with --quick)")
+    parser.add_argument("--concurrency", type=int, default=32, help="in flight per webhook")
+    parser.add_argument("--webhooks", default="1,10", help="webhook counts, e.g. 1,10")
+    parser.add_argument("--database-url", action="append", help="sqlite or postgresql://...")
+    parser.add_argument("--workers", default="0", help="gateway worker processes, e.g. 0,1,2")
+    parser.add_argument("--quick", action="store_true", help="a small smoke run")
+    args = parser.parse_args()
+    args.events = args.events or (QUICK_EVENTS if args.quick else 20_000)
+    return args
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=10_000)
-    parser.add_argument("--webhooks", type=int, default=1)
-    parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--database-url", action="append", help="sqlite or postgresql://...")
-    parser.add_argument("--workers", default="0", help="gateway worker processes, e.g. 1,2,4")
-    args = parser.parse_args()
+    args = parse_args()
     databases = args.database_url or ["sqlite"]
-    worker_counts = [int(n) for n in args.workers.split(",")]
-    bodies = signed_bodies(args.events)
-    rates: dict[tuple[int, str], float] = {}
+    report = Report(f"S1 delivery throughput: {args.events:,} events, {args.concurrency} in flight")
+    gateways: dict[str, Run] = {}
     with Receiver.start() as receiver:
-        target = f"{receiver.url}/hook/baseline"
-        base = await bare_aiohttp(target, bodies, args.concurrency)
-        httpx_rate = await bare_httpx(target, bodies, args.concurrency)
-        for workers in worker_counts:
-            for database in databases:
-                rates[workers, database] = await gateway_rate(
-                    receiver, args.events, args.webhooks, args.concurrency, database, workers
-                )
-    print(
-        f"{args.events} events x {args.webhooks} webhook(s), {args.concurrency} in flight, "
-        f"cpu count {os.cpu_count()}"
-    )
-    for name, rate in (("bare aiohttp", base), ("bare httpx", httpx_rate)):
-        print(f"  {name:<14} {rate:9.0f} deliveries/s   {rate / base:6.1%} of bare aiohttp")
-    if len(rates) == 1:
-        rate = next(iter(rates.values()))
-        print(f"  {'gateway':<14} {rate:9.0f} deliveries/s   {rate / base:6.1%} of bare aiohttp")
-        return
-    names = [d if d == "sqlite" else d.split("://")[0] for d in databases]
-    print("\n| worker processes | " + " | ".join(names) + " |")
-    print("|---|" + "---|" * len(names))
-    for workers in worker_counts:
-        label = f"{workers} (+ serve)" if workers else "in serve"
-        cells = [f"{rates[workers, d]:,.0f}/s" for d in databases]
-        print(f"| {label} | " + " | ".join(cells) + " |")
+        bodies = signed_bodies(args.events)
+        base = await baseline_run(receiver, bare_aiohttp, bodies, args.concurrency)
+        bare = await baseline_run(receiver, bare_httpx, bodies, args.concurrency)
+        phases = itertools.product(_counts(args.workers), databases, _counts(args.webhooks))
+        for workers, database, webhooks in phases:
+            label = f"gateway {webhooks} webhook(s), {database_name(database)}"
+            gateways[f"{label}, {worker_label(workers)}"] = await gateway_run(
+                receiver,
+                args.events,
+                webhooks,
+                args.concurrency,
+                database=database,
+                workers=workers,
+            )
+    add_rows(report, base, bare, gateways)
+    report.print()
 
 
 if __name__ == "__main__":
