@@ -34,6 +34,9 @@ from gateway.models import (
 from gateway.store import sqlite_queries as q
 
 BENCH_GROUP = "bench"  # the group of the key bench.common.gateway creates
+# Event and notification ids as gateway/api/events.py makes them (kept in step with it: the
+# kind of id decides where inserts land in the primary-key indexes).
+row_id = uuid4
 
 
 @contextmanager
@@ -143,12 +146,12 @@ def insert_backlog(
 
 def _event(group_key: UUID, index: int, now: datetime) -> Event:
     record = {"id": str(index), "total": index}
-    return Event(uuid4(), group_key, "Invoice", EventType.UPDATE, (record,), now)
+    return Event(row_id(), group_key, "Invoice", EventType.UPDATE, (record,), now)
 
 
 def _pending(event: Event, hook: Webhook, sequence: int) -> dict[str, Any]:
     note = Notification(
-        notification_id=uuid4(),
+        notification_id=row_id(),
         group_key=event.group_key,
         webhook_id=hook.webhook_id,
         event_id=event.event_id,
