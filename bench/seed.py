@@ -18,6 +18,8 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
 
+from uuid_utils.compat import uuid7
+
 from gateway import signing
 from gateway.models import (
     ContentType,
@@ -36,7 +38,7 @@ from gateway.store import sqlite_queries as q
 BENCH_GROUP = "bench"  # the group of the key bench.common.gateway creates
 # Event and notification ids as gateway/api/events.py makes them (kept in step with it: the
 # kind of id decides where inserts land in the primary-key indexes).
-row_id = uuid4
+row_id = uuid7
 
 
 @contextmanager
