@@ -454,12 +454,14 @@ async def _reserve(
         "webhook_ids": [w for w, _ in counts], "group_keys": [g for _, g in counts],
         "counts": list(counts.values()),
     }  # fmt: skip
-    last = {q.plain_uuid(r[0]): r[1] for r in await _fetch(conn, q.RESERVE_SEQUENCES, params)}
+    rows = await _fetch(conn, q.RESERVE_SEQUENCES, params)
+    last = {(q.plain_uuid(r[0]), q.plain_uuid(r[1])): r[2] for r in rows}
     first: dict[UUID, int] = {}
     for (webhook_id, group_key), count in counts.items():
-        if webhook_id not in last:
+        # Keyed by group too: a notification naming another group's webhook is refused.
+        if (webhook_id, group_key) not in last:
             raise StoreError(f"no webhook {webhook_id} in group {group_key}")
-        first[webhook_id] = last[webhook_id] - count + 1
+        first[webhook_id] = last[webhook_id, group_key] - count + 1
     return first
 
 

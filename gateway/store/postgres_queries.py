@@ -162,7 +162,7 @@ RESERVE_SEQUENCES = sql(
     "FROM unnest(:webhook_ids::uuid[], :group_keys::uuid[], :counts::bigint[]) "
     "AS c (webhook_id, group_key, count) "
     "WHERE w.webhook_id = c.webhook_id AND w.group_key = c.group_key "
-    "RETURNING w.webhook_id, w.last_sequence"
+    "RETURNING w.webhook_id, w.group_key, w.last_sequence"
 )
 
 # -- Rules ----------------------------------------------------------------------------------

@@ -292,32 +292,36 @@ class SqliteStore(Store):
     ) -> None:
         """Store events and their notifications in one transaction, numbering each webhook's
         notifications from its counter in the order given."""
+        # Encoded before the writer is taken: another request's rows can be written meanwhile.
+        event_rows = [encode(e) for e in events]
+        note_rows = [
+            encode(n, sequence=0, event_type_label=f"{n.table_key}.{n.event_type.value}")
+            for n in notifications
+        ]
         async with self._transaction() as conn:
-            await conn.executemany(q.INSERT_EVENT, [encode(e) for e in events])
-            sequences = await self._reserve(conn, notifications)
-            rows = []
-            for note in notifications:
-                sequence = sequences[note.webhook_id]
-                sequences[note.webhook_id] += 1
-                label = f"{note.table_key}.{note.event_type.value}"
-                rows.append(encode(note, sequence=sequence, event_type_label=label))
-            await conn.executemany(q.INSERT_NOTIFICATION, rows)
+            await conn.executemany(q.INSERT_EVENT, event_rows)
+            sequences = await self._reserve(conn, note_rows)
+            for row in note_rows:
+                row["sequence"] = sequences[row["webhook_id"]]
+                sequences[row["webhook_id"]] += 1
+            await conn.executemany(q.INSERT_NOTIFICATION, note_rows)
 
-    async def _reserve(
-        self, conn: aiosqlite.Connection, notifications: Sequence[Notification]
-    ) -> dict[UUID, int]:
-        """Reserve sequence numbers; return the first one for each webhook."""
-        counts: dict[tuple[UUID, UUID], int] = {}
-        for note in notifications:
-            key = (note.webhook_id, note.group_key)
+    async def _reserve(self, conn: aiosqlite.Connection, note_rows: list[Params]) -> dict[str, int]:
+        """Reserve sequence numbers in one statement; return the first one for each webhook."""
+        counts: dict[tuple[str, str], int] = {}
+        for row in note_rows:
+            key = (row["webhook_id"], row["group_key"])
             counts[key] = counts.get(key, 0) + 1
-        first: dict[UUID, int] = {}
+        if not counts:
+            return {}
+        wanted = orjson.dumps([[w, g, n] for (w, g), n in counts.items()]).decode()
+        rows = await conn.execute_fetchall(q.RESERVE_SEQUENCES, {"counts": wanted})
+        last = {(row[0], row[1]): row[2] for row in rows}
+        first: dict[str, int] = {}
         for (webhook_id, group_key), count in counts.items():
-            params = {"webhook_id": str(webhook_id), "group_key": str(group_key), "count": count}
-            rows = list(await conn.execute_fetchall(q.RESERVE_SEQUENCES, params))
-            if not rows:
+            if (webhook_id, group_key) not in last:
                 raise StoreError(f"no webhook {webhook_id} in group {group_key}")
-            first[webhook_id] = rows[0][0] - count + 1
+            first[webhook_id] = last[webhook_id, group_key] - count + 1
         return first
 
     async def claim_due(

@@ -126,11 +126,16 @@ EXPIRE_WEBHOOKS = (
     "UPDATE webhooks SET status_code = 'Inactive', status_message = :message, modified = :now "
     "WHERE status_code = 'Active' AND expiration_date IS NOT NULL AND expiration_date <= :now"
 )
-# Reserves `count` sequence numbers; RETURNING gives the last one. Checks the group too, so a
-# notification can never be filed under another group's webhook.
+# Reserves sequence numbers for many webhooks in one statement: :counts is a JSON array of
+# [webhook_id, group_key, count]; RETURNING gives each webhook's last number. Checks the group
+# too, so a notification can never be filed under another group's webhook.
 RESERVE_SEQUENCES = (
-    "UPDATE webhooks SET last_sequence = last_sequence + :count "
-    "WHERE webhook_id = :webhook_id AND group_key = :group_key RETURNING last_sequence"
+    "UPDATE webhooks SET last_sequence = last_sequence + r.count "
+    "FROM (SELECT json_extract(value, '$[0]') AS webhook_id, "
+    "json_extract(value, '$[1]') AS group_key, json_extract(value, '$[2]') AS count "
+    "FROM json_each(:counts)) AS r "
+    "WHERE webhooks.webhook_id = r.webhook_id AND webhooks.group_key = r.group_key "
+    "RETURNING webhooks.webhook_id, webhooks.group_key, webhooks.last_sequence"
 )
 
 # -- Rules ----------------------------------------------------------------------------------

@@ -353,6 +353,9 @@ async def test_add_events_is_all_or_nothing(store: Store) -> None:
     orphan = make_notification(hook, event, webhook_id=uuid4())
     with pytest.raises(StoreError):
         await store.add_events([event], [good, orphan])
+    elsewhere = make_notification(hook, event, group_key=uuid4())  # its webhook, another group
+    with pytest.raises(StoreError):
+        await store.add_events([event], [good, elsewhere])
     assert (
         await store.get_notification(hook.group_key, hook.webhook_id, good.notification_id) is None
     )
