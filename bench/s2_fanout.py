@@ -27,17 +27,12 @@ import aiohttp
 
 from bench import seed
 from bench.common import Body, Receiver, Report, delivered_count, gateway, signed_bodies
-from gateway.models import EventType, utcnow
 
 
 def seed_fanout(database_url: str, receiver: str, count: int) -> None:
     """`count` webhooks of the benchmark's group, one receiver path each, all on Invoice U."""
     with seed.connect(database_url) as conn:
-        group, user = seed.bench_key(conn)
-        now = utcnow()
-        hooks = [seed.webhook(group, user, f"{receiver}/fan/{i}", f"fan-{i}", now)
-                 for i in range(count)]  # fmt: skip
-        seed.insert(conn, hooks, [seed.rule(h, "Invoice", EventType.UPDATE) for h in hooks])
+        seed.subscribed(conn, [f"{receiver}/fan/{i}" for i in range(count)], "fan")
 
 
 async def gateway_rounds(

@@ -42,7 +42,6 @@ from bench.common import (
     subscribe,
     wait_delivered,
 )
-from gateway.models import EventType, utcnow
 
 SKIP = 1_000  # deliveries left out of the drain rate: start-up
 
@@ -50,11 +49,7 @@ SKIP = 1_000  # deliveries left out of the drain rate: start-up
 def seed_backlog(database_url: str, receiver: str, webhooks: int, pending: int) -> float:
     """Webhooks with a rule each and `pending` notifications spread over them; return seconds."""
     with seed.connect(database_url) as conn:
-        group, user = seed.bench_key(conn)
-        now = utcnow()
-        hooks = [seed.webhook(group, user, f"{receiver}/s6/{i}", f"s6-{i}", now)
-                 for i in range(webhooks)]  # fmt: skip
-        seed.insert(conn, hooks, [seed.rule(h, "Invoice", EventType.UPDATE) for h in hooks])
+        hooks = seed.subscribed(conn, [f"{receiver}/s6/{i}" for i in range(webhooks)], "s6")
         return seed.insert_backlog(conn, hooks, pending // webhooks)
 
 

@@ -111,6 +111,15 @@ def rule(
     )
 
 
+def subscribed(conn: sqlite3.Connection, urls: Sequence[str], name: str) -> list[Webhook]:
+    """One webhook of the benchmark's group per URL, each with a rule for Invoice updates."""
+    group, user = bench_key(conn)
+    now = utcnow()
+    hooks = [webhook(group, user, url, f"{name}-{i}", now) for i, url in enumerate(urls)]
+    insert(conn, hooks, [rule(h, "Invoice", EventType.UPDATE) for h in hooks])
+    return hooks
+
+
 def insert(
     conn: sqlite3.Connection, hooks: Sequence[Webhook], rules: Sequence[WebhookRule]
 ) -> None:
