@@ -380,6 +380,7 @@ async def test_metrics_count_attempts_and_queue(
     assert 'gateway_notifications{state="succeeded"} 1.0' in text
     assert 'gateway_delivery_attempts_total{outcome="success"}' in text
     assert 'gateway_handshakes_total{outcome="passed"}' in text
+    assert "gateway_pending_overdue_seconds 0.0" in text  # nothing is due any more
 
 
 async def test_a_claim_whose_lease_ran_low_is_left_for_a_later_claim(
