@@ -12,10 +12,9 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
 from uuid import UUID, uuid4
 
 from uuid_utils.compat import uuid7
@@ -145,7 +144,9 @@ def insert_backlog(
         for event in batch:
             for hook in hooks:
                 sequences[hook.webhook_id] += 1
-                notes.append(_pending(event, hook, sequences[hook.webhook_id]))
+                note = pending(event, hook, sequences[hook.webhook_id])
+                label = f"{note.table_key}.{note.event_type.value}"
+                notes.append(q.encode(note, event_type_label=label))
         with _transaction(conn):
             conn.executemany(q.INSERT_EVENT, [q.encode(e) for e in batch])
             conn.executemany(q.INSERT_NOTIFICATION, notes)
@@ -160,9 +161,12 @@ def _event(group_key: UUID, index: int, now: datetime) -> Event:
     return Event(row_id(), group_key, "Invoice", EventType.UPDATE, (record,), now)
 
 
-def _pending(event: Event, hook: Webhook, sequence: int) -> dict[str, Any]:
-    note = Notification(
-        notification_id=row_id(),
+def pending(
+    event: Event, hook: Webhook, sequence: int = 0, new_id: Callable[[], UUID] = row_id
+) -> Notification:
+    """`hook`'s pending notification of `event`, due when the event was created."""
+    return Notification(
+        notification_id=new_id(),
         group_key=event.group_key,
         webhook_id=hook.webhook_id,
         event_id=event.event_id,
@@ -176,8 +180,6 @@ def _pending(event: Event, hook: Webhook, sequence: int) -> dict[str, Any]:
         created=event.created,
         timestamp=event.created,
     )
-    label = f"{note.table_key}.{note.event_type.value}"
-    return q.encode(note, event_type_label=label)
 
 
 @contextmanager

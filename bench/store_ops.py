@@ -32,8 +32,9 @@ from uuid import UUID
 
 from uuid_utils.compat import uuid7
 
+from bench import seed
 from bench.common import Report
-from gateway.models import Event, EventType, Notification, NotificationState, Webhook, utcnow
+from gateway.models import Event, EventType, Notification, Webhook, utcnow
 from gateway.outcomes import AttemptOutcome, Effect
 from gateway.store import sqlite_queries as q
 from gateway.store.sqlite import SqliteStore
@@ -52,26 +53,8 @@ def batch(hook: Webhook, count: int, new_id: NewId) -> tuple[list[Event], list[N
         Event(new_id(), hook.group_key, "Invoice", EventType.UPDATE, RECORDS, now)
         for _ in range(count)
     ]
-    notes = [pending(hook, event, new_id) for event in events]
+    notes = [seed.pending(event, hook, new_id=new_id) for event in events]
     return events, notes
-
-
-def pending(hook: Webhook, event: Event, new_id: NewId) -> Notification:
-    return Notification(
-        notification_id=new_id(),
-        group_key=hook.group_key,
-        webhook_id=hook.webhook_id,
-        event_id=event.event_id,
-        table_key=event.table_key,
-        event_type=event.event_type,
-        records=event.records,
-        sequence=0,
-        triggered_at=event.created,
-        state=NotificationState.PENDING,
-        next_attempt_at=event.created,
-        created=event.created,
-        timestamp=event.created,
-    )
 
 
 def delivered(note: Notification, owner: str) -> AttemptOutcome:
@@ -171,7 +154,7 @@ async def fan_out(directory: str, webhooks: int, new_id: NewId, rounds: int = 10
         best = float("inf")
         for _ in range(rounds):
             [event], _ = batch(first, 1, new_id)
-            notes = [pending(hook, event, new_id) for hook in hooks]
+            notes = [seed.pending(event, hook, new_id=new_id) for hook in hooks]
             start = time.perf_counter()
             await store.add_events([event], notes)
             best = min(best, time.perf_counter() - start)
