@@ -3,6 +3,10 @@
 Every transaction runs on one writer connection, one at a time behind an asyncio.Lock, and begins
 IMMEDIATE so it never has to upgrade its lock mid-way. Reads go to a second, read-only connection:
 in WAL mode it sees only committed data and never waits for the writer.
+
+Several processes may share the file (`gateway serve` and `gateway worker`). Only one of them
+writes at a time; the others' BEGIN IMMEDIATE finds the file busy and tries again every
+BUSY_PAUSES (see `_begin`), up to `busy_timeout` seconds.
 """
 
 from __future__ import annotations
@@ -10,8 +14,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import itertools
 import logging
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Collection, Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -30,6 +36,12 @@ from gateway.store.base import Page, Query, Store
 from gateway.store.sqlite_queries import MIGRATIONS, Listing, Params, R, decode, encode, stamp
 
 __all__ = ["MIGRATIONS", "SqliteStore"]
+
+# Pauses between tries of BEGIN IMMEDIATE while another process writes, the last repeated. SQLite's
+# own busy handler sleeps 1, 2, 5, 10, 15, 20, 25 ... 100 ms: a worker process sharing the file
+# with `serve` lost tens of milliseconds per claim and stood still for whole half-seconds
+# while events were published (bench.s1_throughput --workers 1).
+BUSY_PAUSES = (0.0002, 0.0005, 0.001, 0.002)
 
 
 class _HideSqlParameters(logging.Filter):
@@ -54,8 +66,9 @@ _HIDE_SQL_PARAMETERS = _HideSqlParameters()
 class SqliteStore(Store):
     """The store on one SQLite file."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, busy_timeout: float = 5.0) -> None:
         self.path = Path(path)
+        self.busy_timeout = busy_timeout  # seconds a write waits for another process to finish
         self.applied_migrations: list[int] = []  # by the last open()
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
@@ -126,7 +139,7 @@ class SqliteStore(Store):
         conn = self._open(self._writer)
         async with self._lock:
             try:
-                await conn.execute("BEGIN IMMEDIATE")
+                await self._begin(conn)
                 try:
                     yield conn
                     await conn.commit()
@@ -135,6 +148,19 @@ class SqliteStore(Store):
                         await conn.rollback()
             except sqlite3.Error as exc:
                 raise StoreError(f"SQLite error: {exc}") from exc
+
+    async def _begin(self, conn: aiosqlite.Connection) -> None:
+        """BEGIN IMMEDIATE, trying again while another process holds the write lock (the
+        writer's own busy_timeout is 0: SQLITE_BUSY comes back at once)."""
+        deadline = time.monotonic() + self.busy_timeout
+        for attempt in itertools.count():
+            try:
+                await conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() >= deadline:
+                    raise
+            await asyncio.sleep(BUSY_PAUSES[min(attempt, len(BUSY_PAUSES) - 1)])
 
     def _open(self, conn: aiosqlite.Connection | None) -> aiosqlite.Connection:
         if conn is None:

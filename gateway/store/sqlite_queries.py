@@ -50,11 +50,13 @@ MIGRATIONS = Path(__file__).parent / "migrations" / "sqlite"
 R = TypeVar("R", ApiKey, Webhook, WebhookRule, Notification)
 Params = dict[str, Any]
 
+# The writer's: journal_mode waits out another process (sqlite3.connect's 5 s timeout) before
+# busy_timeout drops to 0, after which SqliteStore._begin does the waiting itself.
 PRAGMAS = (
     "PRAGMA journal_mode = WAL",
     "PRAGMA synchronous = NORMAL",
     "PRAGMA foreign_keys = ON",
-    "PRAGMA busy_timeout = 5000",
+    "PRAGMA busy_timeout = 0",
 )
 READER_PRAGMAS = (
     "PRAGMA foreign_keys = ON",

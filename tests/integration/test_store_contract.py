@@ -7,6 +7,7 @@ returns an async context manager that opens a fresh, empty store and closes it.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import sqlite3
@@ -706,6 +707,40 @@ async def test_opening_sqlite_again_keeps_data_and_applies_nothing(tmp_path: Pat
     async with SqliteStore(path) as second:
         assert second.applied_migrations == []
         assert await second.get_webhook(hook.group_key, hook.webhook_id) == hook
+
+
+async def test_a_sqlite_write_waits_while_another_process_writes(tmp_path: Path) -> None:
+    path = tmp_path / "shared.db"
+    async with SqliteStore(path) as store:
+        hook = make_webhook()
+        other = sqlite3.connect(path, isolation_level=None)  # as another process would
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            writing = asyncio.create_task(store.add_webhooks([hook]))
+            await asyncio.sleep(0.05)
+            assert not writing.done()  # neither failed nor written past the other's lock
+            other.execute("COMMIT")
+            await writing
+        finally:
+            other.close()
+        assert await store.get_webhook(hook.group_key, hook.webhook_id) == hook
+
+
+async def test_a_sqlite_write_gives_up_after_busy_timeout(tmp_path: Path) -> None:
+    path = tmp_path / "shared.db"
+    async with SqliteStore(path, busy_timeout=0.05) as store:
+        hook = make_webhook()
+        other = sqlite3.connect(path, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            with pytest.raises(StoreError, match="locked"):
+                await store.add_webhooks([hook])
+            other.execute("COMMIT")
+        finally:
+            other.close()
+        assert await store.get_webhook(hook.group_key, hook.webhook_id) is None
+        await store.add_webhooks([hook])  # the writer is usable again
+        assert await store.get_webhook(hook.group_key, hook.webhook_id) == hook
 
 
 async def test_a_closed_sqlite_store_raises_store_error(tmp_path: Path) -> None:
