@@ -33,7 +33,16 @@ from gateway.models import ApiKey, Event, Notification, Webhook, WebhookRule, ut
 from gateway.outcomes import AttemptOutcome, Settlement, settle_in_order
 from gateway.store import sqlite_queries as q
 from gateway.store.base import Page, Query, Store
-from gateway.store.sqlite_queries import MIGRATIONS, Listing, Params, R, decode, encode, stamp
+from gateway.store.sqlite_queries import (
+    MIGRATIONS,
+    Listing,
+    Params,
+    R,
+    decode,
+    decode_rows,
+    encode,
+    stamp,
+)
 
 __all__ = ["MIGRATIONS", "SqliteStore"]
 
@@ -212,7 +221,7 @@ class SqliteStore(Store):
 
     async def list_api_keys(self) -> list[ApiKey]:
         """Every key, oldest first."""
-        return [decode(ApiKey, row) for row in await self._rows(q.LIST_API_KEYS)]
+        return decode_rows(ApiKey, await self._rows(q.LIST_API_KEYS))
 
     async def revoke_api_key(self, api_key_id: UUID, when: datetime) -> bool:
         """Mark a key revoked; False if there is no such key."""
@@ -261,7 +270,7 @@ class SqliteStore(Store):
         """Filter, order and page this group's webhooks."""
         params = {"group_key": str(group_key)}
         rows, total = await self._page(q.WEBHOOKS, "group_key = :group_key", params, query)
-        return Page([decode(Webhook, row) for row in rows], total)
+        return Page(decode_rows(Webhook, rows), total)
 
     async def expire_webhooks(self, now: datetime, message: str) -> int:
         """Make Active webhooks whose expirationDate has passed Inactive; return how many."""
@@ -291,7 +300,7 @@ class SqliteStore(Store):
         """Filter, order and page this group's rules."""
         params = {"group_key": str(group_key)}
         rows, total = await self._page(q.RULES, "group_key = :group_key", params, query)
-        return Page([decode(WebhookRule, row) for row in rows], total)
+        return Page(decode_rows(WebhookRule, rows), total)
 
     async def rules_for_webhooks(
         self, group_key: UUID, webhook_ids: Sequence[UUID]
@@ -310,7 +319,8 @@ class SqliteStore(Store):
         """Rules (with their webhooks) for this table and event type, by index lookup."""
         params = {"group_key": str(group_key), "table_key": table_key, "event_type": event_type}
         rows = await self._rows(q.MATCHING_RULES, params)
-        return [(decode(WebhookRule, row), decode(Webhook, row, "w_")) for row in rows]
+        rules, hooks = decode_rows(WebhookRule, rows), decode_rows(Webhook, rows, "w_")
+        return list(zip(rules, hooks, strict=True))
 
     # -- Events and notifications -------------------------------------------------------------
     async def add_events(
@@ -365,8 +375,8 @@ class SqliteStore(Store):
             "lease_until": stamp(lease_until), "exclude": _json_ids(exclude_webhooks),
         }  # fmt: skip
         async with self._transaction() as conn:
-            rows = await conn.execute_fetchall(q.CLAIM_DUE, params)
-        notes = [decode(Notification, row) for row in rows]
+            rows = list(await conn.execute_fetchall(q.CLAIM_DUE, params))
+        notes = decode_rows(Notification, rows)
         # RETURNING follows no ORDER BY; restore the claim order.
         return sorted(notes, key=lambda n: (n.webhook_id, n.sequence))
 
@@ -436,7 +446,7 @@ class SqliteStore(Store):
         where = "group_key = :group_key AND webhook_id = :webhook_id"
         params = {"group_key": str(group_key), "webhook_id": str(webhook_id)}
         rows, total = await self._page(q.HISTORY, where, params, query)
-        return Page([decode(Notification, row) for row in rows], total)
+        return Page(decode_rows(Notification, rows), total)
 
     async def prune_history(self, succeeded_before: datetime) -> int:
         """Delete successful notifications older than this (and events left with none)."""
