@@ -717,10 +717,13 @@ async def test_a_sqlite_write_waits_while_another_process_writes(tmp_path: Path)
         try:
             other.execute("BEGIN IMMEDIATE")
             writing = asyncio.create_task(store.add_webhooks([hook]))
+            claiming = asyncio.create_task(store.claim_due(T0, 10, "w", T0 + LEASE))
             await asyncio.sleep(0.05)
-            assert not writing.done()  # neither failed nor written past the other's lock
+            # Neither failed nor went past the other's lock.
+            assert not writing.done() and not claiming.done()
             other.execute("COMMIT")
             await writing
+            assert await claiming == []
         finally:
             other.close()
         assert await store.get_webhook(hook.group_key, hook.webhook_id) == hook
@@ -735,6 +738,8 @@ async def test_a_sqlite_write_gives_up_after_busy_timeout(tmp_path: Path) -> Non
             other.execute("BEGIN IMMEDIATE")
             with pytest.raises(StoreError, match="locked"):
                 await store.add_webhooks([hook])
+            with pytest.raises(StoreError, match="locked"):  # a write run whole on the thread
+                await store.claim_due(T0, 10, "w", T0 + LEASE)
             other.execute("COMMIT")
         finally:
             other.close()
