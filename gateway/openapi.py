@@ -158,8 +158,14 @@ def _path_param(name: str) -> dict[str, Any]:
     return {"name": name, "in": "path", "required": True, "schema": _STR}
 
 
+# A query parameter left empty or spelled None or null counts as absent (gateway.api.common.param):
+# lockstep-sdk sends "None" for a parameter its caller left unset.
+_ABSENT = {"type": "string", "pattern": r"^\s*([Nn][Oo][Nn][Ee]|[Nn][Uu][Ll][Ll])?\s*$"}
+_WHOLE_NUMBER = {"anyOf": [{"type": "integer"}, _ABSENT]}
+
+
 def _query(*names: str) -> list[dict[str, Any]]:
-    types = {"pageSize": {"type": "integer"}, "pageNumber": {"type": "integer"}}
+    types = {"pageSize": _WHOLE_NUMBER, "pageNumber": _WHOLE_NUMBER}
     return [
         {"name": n, "in": "query", "required": False, "schema": types.get(n, _STR)} for n in names
     ]
