@@ -484,6 +484,7 @@ def _reserve(conn: sqlite3.Connection, note_rows: list[Params]) -> dict[str, int
 
 
 def _record(conn: sqlite3.Connection, outcomes: Sequence[AttemptOutcome], now: str) -> int:
+    """record_attempts' transaction: settle the outcomes whose lease holds, in order."""
     held = _leased(conn, outcomes)
     settled = settle_in_order(held, datetime.fromisoformat(now))
     # Set-wise in this order, the writes end as one-by-one would: a webhook that leaves
