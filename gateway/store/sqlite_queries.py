@@ -19,7 +19,7 @@ from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
-from uuid import UUID
+from uuid import UUID, SafeUUID
 
 import orjson
 
@@ -363,7 +363,39 @@ def _records(text: str) -> tuple[dict[str, Any], ...]:
     return tuple(orjson.loads(text))
 
 
-_time, _uuid = datetime.fromisoformat, UUID
+class StoredId(UUID):
+    """A UUID read from the store that keeps the text it was read from.
+
+    A claimed notification's four ids are parsed from text and then turned back into text
+    about seven times on its way out (body, headers, the record of the attempt), and uuid.UUID
+    formats itself afresh each time. Equality, hashing and ordering are uuid.UUID's own.
+    """
+
+    __slots__ = ("_text",)
+    _text: str
+
+    def __str__(self) -> str:
+        return self._text
+
+    def __repr__(self) -> str:
+        return f"UUID('{self._text}')"
+
+    def __reduce__(self) -> tuple[type[UUID], tuple[str]]:
+        return UUID, (self._text,)  # copies and pickles are plain UUIDs
+
+
+def _uuid(text: str) -> UUID:
+    """The id in `text`, which the store wrote as str(UUID)."""
+    if len(text) != 36 or not text[8] == text[13] == text[18] == text[23] == "-":
+        return UUID(text)  # not written by us: let uuid.UUID judge it
+    ident = object.__new__(StoredId)
+    object.__setattr__(ident, "int", int(text.replace("-", ""), 16))
+    object.__setattr__(ident, "is_safe", SafeUUID.unknown)
+    object.__setattr__(ident, "_text", text.lower())
+    return ident
+
+
+_time = datetime.fromisoformat
 _AUDIT: dict[str, Callable[[Any], Any]] = {
     "created": _time, "created_user_id": _uuid, "modified": _time, "modified_user_id": _uuid
 }  # fmt: skip

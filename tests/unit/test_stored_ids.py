@@ -1,0 +1,40 @@
+"""Ids read back from the SQLite store behave as the uuid.UUID they were written from."""
+
+from __future__ import annotations
+
+import copy
+import pickle
+import uuid
+
+import pytest
+
+from gateway.store.sqlite_queries import StoredId, _uuid
+
+
+def test_a_stored_id_equals_hashes_orders_and_prints_as_its_uuid() -> None:
+    original, other = uuid.uuid4(), uuid.uuid4()
+    read = _uuid(str(original))
+    assert isinstance(read, StoredId)
+    assert read == original and hash(read) == hash(original) and {original: 1}[read] == 1
+    assert (read < other) == (original < other) and read != other
+    assert str(read) == str(original) and repr(read) == repr(original)
+    assert read.hex == original.hex and read.version == 4 and read.bytes == original.bytes
+
+
+def test_copies_and_pickles_of_a_stored_id_are_plain_uuids() -> None:
+    original = uuid.uuid4()
+    for again in (
+        copy.copy(_uuid(str(original))),
+        pickle.loads(pickle.dumps(_uuid(str(original)))),
+    ):
+        assert type(again) is uuid.UUID and again == original
+
+
+def test_other_spellings_are_read_as_uuid_reads_them() -> None:
+    original = uuid.uuid4()
+    assert str(_uuid(str(original).upper())) == str(original)
+    for spelling in (original.hex, "{" + str(original) + "}", "urn:uuid:" + str(original)):
+        read = _uuid(spelling)
+        assert type(read) is uuid.UUID and read == original
+    with pytest.raises(ValueError):
+        _uuid("not-a-uuid-at-all-but-36-characters")
