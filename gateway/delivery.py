@@ -33,11 +33,13 @@ from gateway.config import Settings
 from gateway.errors import GatewayError
 from gateway.models import Notification, utcnow
 from gateway.outbound import Outbound
-from gateway.outcomes import AttemptOutcome
+from gateway.outcomes import AttemptOutcome, Effect
 from gateway.sender import Sender
 from gateway.store.base import Store
 
 log = logging.getLogger(__name__)
+# One counter child per outcome, looked up once: labels() takes a lock and builds a key.
+_ATTEMPTS = {effect: metrics.ATTEMPTS.labels(outcome=effect.value) for effect in Effect}
 
 
 class Worker:
@@ -152,7 +154,7 @@ class Worker:
             else:
                 self._outcomes.append(outcome)
                 self._have_outcomes.set()
-                metrics.ATTEMPTS.labels(outcome=outcome.effect.value).inc()
+                _ATTEMPTS[outcome.effect].inc()
             finally:
                 self._finished(note.webhook_id)
 

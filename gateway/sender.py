@@ -24,6 +24,13 @@ from gateway.wire import truncate
 WEBHOOK_CACHE_SECONDS = 1.0
 
 
+_EFFECTS = {
+    Outcome.SUCCESS: Effect.SUCCESS,
+    Outcome.GONE: Effect.GONE,
+    Outcome.FAILURE: Effect.FAILURE,
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Sent:
     """What a signed request got back."""
@@ -65,14 +72,14 @@ class Sender:
         self._cache[webhook_id] = (time.monotonic(), hook)
         return hook
 
-    async def send(self, hook: Webhook, note: Notification) -> Sent:
-        """Render, sign and send one notification to this webhook."""
+    async def send(self, hook: Webhook, note: Notification, now: datetime | None = None) -> Sent:
+        """Render, sign (at `now`, by default the clock's time) and send one notification."""
+        now = now or self.clock()
         rendered = payloads.render(hook, note)
-        stamp = int(self.clock().timestamp())
         headers = signing.webhook_headers(
-            active_secrets(hook, self.clock()),
+            active_secrets(hook, now),
             str(note.notification_id),
-            stamp,
+            int(now.timestamp()),
             rendered.signed_payload,
         )
         headers["content-type"] = "application/json"
@@ -98,16 +105,13 @@ class Sender:
             return AttemptOutcome(
                 note.notification_id, owner, Effect.NOT_SENT, "webhook is not Active", None
             )
-        sent = await self.send(hook, note)
+        sent = await self.send(hook, note, now)
         return self._outcome(note, owner, sent)
 
     def _outcome(self, note: Notification, owner: str, sent: Sent) -> AttemptOutcome:
         limit = self.settings.history_message_limit
         response = sent.response
-        kind = classify(response.status if response else None, sent.error)
-        effect = {Outcome.SUCCESS: Effect.SUCCESS, Outcome.GONE: Effect.GONE}.get(
-            kind, Effect.FAILURE
-        )
+        effect = _EFFECTS[classify(response.status if response else None, sent.error)]
         cause = f"HTTP {response.status}" if response else str(sent.error)
         retry_at = None
         if effect is Effect.FAILURE:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
@@ -19,8 +20,13 @@ HISTORY_INCLUDES = {
 }
 
 
+@functools.lru_cache(maxsize=1024)
 def timestamp(value: datetime | None) -> str | None:
-    """ISO-8601 in UTC with a Z, as the ADS API writes dates."""
+    """ISO-8601 in UTC with a Z, as the ADS API writes dates.
+
+    Cached: every notification's body carries its event's time, and the events of one publish
+    share it.
+    """
     if value is None:
         return None
     return value.isoformat().replace("+00:00", "Z")
