@@ -297,10 +297,16 @@ class Row:
 
 @dataclass
 class Report:
-    """What every benchmark prints: its command, the machine, and one table."""
+    """What every benchmark prints: its command, the machine, and one table.
+
+    The machine's speed is probed when the report is made (before the measuring starts) and
+    again when it is printed: on a shared host it can change by half within one run, and
+    ratios against a baseline measured at the other end of the run then mislead.
+    """
 
     title: str
     rows: list[Row] = field(default_factory=list)
+    probe_at_start: float = field(default_factory=lambda: cpu_probe())
 
     def add(self, *args: Any, **kwargs: Any) -> None:
         self.rows.append(Row(*args, **kwargs))
@@ -308,7 +314,8 @@ class Report:
     def print(self) -> None:
         print(f"\n## {self.title}\n")
         print(f"command: python -m {shlex.join([_module_name(), *sys.argv[1:]])}")
-        print(f"machine: {machine()}\n")
+        print(f"machine: {machine()}")
+        print(speed_note(self.probe_at_start, cpu_probe()) + "\n")
         print("| scenario | figure | baseline | ratio | target | |")
         print("|---|---|---|---|---|---|")
         for r in self.rows:
@@ -338,6 +345,31 @@ def machine() -> str:
         f"{os.cpu_count()} cpus ({model}), Python {platform.python_version()}, "
         f"{platform.system()} {platform.release()}, load average {load}"
     )
+
+
+PROBE_LOOPS = 2_000_000
+SPEED_CHANGE = 0.15  # more than this between the probes, and the report says so
+
+
+def cpu_probe() -> float:
+    """Milliseconds of this thread's CPU for a fixed pure-Python loop: the machine's speed."""
+    start = time.thread_time()
+    total = 0
+    for i in range(PROBE_LOOPS):
+        total += i
+    return (time.thread_time() - start) * 1000
+
+
+def speed_note(start: float, end: float) -> str:
+    """The probe at both ends of the run, and a warning when the machine's speed moved."""
+    note = f"CPU probe: {start:.0f} ms at the start, {end:.0f} ms at the end"
+    change = end / start - 1
+    if abs(change) > SPEED_CHANGE:
+        note += (
+            f" ({change:+.0%}: the machine's speed changed during the run, so figures measured"
+            " at different times of it do not compare)"
+        )
+    return note
 
 
 def percent(part: float, whole: float) -> str:

@@ -43,16 +43,16 @@ def parse_args() -> argparse.Namespace:
 async def main() -> None:
     args = parse_args()
     env = {"GATEWAY_DELIVERY_TIMEOUT": str(args.delivery_timeout)}
-    with Receiver.start() as receiver:
-        base = await gateway_run(receiver, args.events, HEALTHY, args.concurrency, env=env)
-        run = await gateway_run(
-            receiver, args.events, HEALTHY, args.concurrency, hanging=1, env=env
-        )
     report = Report(
         f"S5 isolation: {args.events:,} events to {HEALTHY} healthy webhooks and 1 that never "
         f"answers, {args.concurrency} in flight per webhook, delivery timeout "
         f"{args.delivery_timeout:g} s"
     )
+    with Receiver.start() as receiver:
+        base = await gateway_run(receiver, args.events, HEALTHY, args.concurrency, env=env)
+        run = await gateway_run(
+            receiver, args.events, HEALTHY, args.concurrency, hanging=1, env=env
+        )
     ratio = run.rate / base.rate
     report.add("S1, 10 healthy webhooks (baseline)", f"{base.rate:,.0f}/s")
     report.add(

@@ -133,12 +133,12 @@ def parse_args() -> argparse.Namespace:
 
 async def main() -> None:
     args = parse_args()
-    with Receiver.start() as receiver:
-        base = await bare_aiohttp_latencies(receiver, args.rate, args.seconds)
-        through = await gateway_latencies(receiver, args.rate, args.seconds)
     report = Report(
         f"S7 latency: {args.rate:g} events/s for {args.seconds:g} s, one event per request"
     )
+    with Receiver.start() as receiver:
+        base = await bare_aiohttp_latencies(receiver, args.rate, args.seconds)
+        through = await gateway_latencies(receiver, args.rate, args.seconds)
     report.add("bare aiohttp to receiver (baseline)", base.summary())
     report.add(
         "gateway, 1 webhook, sqlite",
