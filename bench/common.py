@@ -295,6 +295,31 @@ class Row:
     met: bool | None = None
 
 
+PROBE_LOOPS = 2_000_000
+SPEED_CHANGE = 0.15  # more than this between the probes, and the report says so
+
+
+def cpu_probe() -> float:
+    """Milliseconds of this thread's CPU for a fixed pure-Python loop: the machine's speed."""
+    start = time.thread_time()
+    total = 0
+    for i in range(PROBE_LOOPS):
+        total += i
+    return (time.thread_time() - start) * 1000
+
+
+def speed_note(start: float, end: float) -> str:
+    """The probe at both ends of the run, and a warning when the machine's speed moved."""
+    note = f"CPU probe: {start:.0f} ms at the start, {end:.0f} ms at the end"
+    change = end / start - 1
+    if abs(change) > SPEED_CHANGE:
+        note += (
+            f" ({change:+.0%}: the machine's speed changed during the run, so figures measured"
+            " at different times of it do not compare)"
+        )
+    return note
+
+
 @dataclass
 class Report:
     """What every benchmark prints: its command, the machine, and one table.
@@ -306,7 +331,7 @@ class Report:
 
     title: str
     rows: list[Row] = field(default_factory=list)
-    probe_at_start: float = field(default_factory=lambda: cpu_probe())
+    probe_at_start: float = field(default_factory=cpu_probe)
 
     def add(self, *args: Any, **kwargs: Any) -> None:
         self.rows.append(Row(*args, **kwargs))
@@ -345,31 +370,6 @@ def machine() -> str:
         f"{os.cpu_count()} cpus ({model}), Python {platform.python_version()}, "
         f"{platform.system()} {platform.release()}, load average {load}"
     )
-
-
-PROBE_LOOPS = 2_000_000
-SPEED_CHANGE = 0.15  # more than this between the probes, and the report says so
-
-
-def cpu_probe() -> float:
-    """Milliseconds of this thread's CPU for a fixed pure-Python loop: the machine's speed."""
-    start = time.thread_time()
-    total = 0
-    for i in range(PROBE_LOOPS):
-        total += i
-    return (time.thread_time() - start) * 1000
-
-
-def speed_note(start: float, end: float) -> str:
-    """The probe at both ends of the run, and a warning when the machine's speed moved."""
-    note = f"CPU probe: {start:.0f} ms at the start, {end:.0f} ms at the end"
-    change = end / start - 1
-    if abs(change) > SPEED_CHANGE:
-        note += (
-            f" ({change:+.0%}: the machine's speed changed during the run, so figures measured"
-            " at different times of it do not compare)"
-        )
-    return note
 
 
 def percent(part: float, whole: float) -> str:
