@@ -55,7 +55,7 @@ T = TypeVar("T")
 # Pauses between tries of BEGIN IMMEDIATE while another process writes, the last repeated. SQLite's
 # own busy handler sleeps 1, 2, 5, 10, 15, 20, 25 ... 100 ms: a worker process sharing the file
 # with `serve` lost tens of milliseconds per claim and stood still for whole half-seconds
-# while events were published (bench.s1_throughput --workers 1).
+# while events were published (the measurements are in commit 9134304's message).
 BUSY_PAUSES = (0.0002, 0.0005, 0.001, 0.002)
 
 
@@ -169,9 +169,8 @@ class SqliteStore(Store):
 
         `_transaction` awaits each statement, and each await waits for a turn of this process's
         event loop while the file stays locked. In a worker process busy sending, claims and
-        records held the lock that long, and serve's publishes waited on them
-        (40,000 events to 1 webhook, serve + 2 worker processes: 5,624 and 6,049/s before,
-        6,522 and 7,113/s after).
+        records held the lock that long, and serve's publishes waited on them (the
+        measurements are in commit 9a3154a's message).
         """
         conn = self._open(self._writer)
         async with self._lock:
