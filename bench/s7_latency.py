@@ -13,6 +13,8 @@ same schedule. The gateway phase runs `gateway serve` with its default delivery 
 fresh SQLite file, one Active webhook, and publishes through an aiohttp session too, so both
 phases pay the same for the sending side. Each phase first sends for one second unmeasured
 (connections, caches). Target: the gateway's p99 under 100 ms. `--quick` measures 5 seconds.
+The gateway's CPU per event over the measured part (publish and delivery, all its threads) is
+printed too: at a steady rate a fixed cost per request shows there, not in S1.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ class Latencies:
 
     seconds: list[float]
     lag: float
+    cpu: float = 0.0  # CPU seconds the measured process(es) used while measured
 
     def quantile(self, q: int) -> float:
         """The q-th percentile."""
@@ -73,17 +76,24 @@ async def steady(send: Send, rate: float, count: int, first: int = 0) -> float:
 
 
 async def measure(
-    receiver: Receiver, prefix: str, send: Send, rate: float, seconds: float
+    receiver: Receiver,
+    prefix: str,
+    send: Send,
+    rate: float,
+    seconds: float,
+    cpu: Callable[[], float] = lambda: 0.0,
 ) -> Latencies:
-    """Warm up, then send at `rate` for `seconds`; wait until the receiver has every body."""
+    """Warm up, then send at `rate` for `seconds`; wait until the receiver has every body.
+    `cpu()` (CPU seconds so far) is read when the measured part starts and ends."""
     warm = int(rate * WARMUP)
     await steady(send, rate, warm)
     await receiver.wait_for(warm, WAIT_TIMEOUT, prefix)
     await receiver.latencies(reset=True)
     count = int(rate * seconds)
+    before = cpu()
     lag = await steady(send, rate, count, first=warm)
     await receiver.wait_for(warm + count, WAIT_TIMEOUT, prefix)
-    return Latencies(await receiver.latencies(reset=True), lag)
+    return Latencies(await receiver.latencies(reset=True), lag, cpu() - before)
 
 
 async def bare_aiohttp_latencies(receiver: Receiver, rate: float, seconds: float) -> Latencies:
@@ -118,7 +128,7 @@ async def gateway_latencies(receiver: Receiver, rate: float, seconds: float) -> 
                 ) as r:
                     r.raise_for_status()
 
-            return await measure(receiver, prefix, send, rate, seconds)
+            return await measure(receiver, prefix, send, rate, seconds, gw.cpu_seconds)
 
 
 def parse_args() -> argparse.Namespace:
@@ -150,6 +160,9 @@ async def main() -> None:
     )
     for label, phase in (("bare aiohttp", base), ("gateway", through)):
         report.add(f"schedule's worst lag, {label}", f"{phase.lag * 1e3:.1f} ms")
+    # The gateway's cost of one event, published and delivered, when it keeps up.
+    per_event = through.cpu / len(through.seconds) * 1e6
+    report.add("gateway CPU per event (publish and delivery)", f"{per_event:.0f} µs")
     report.print()
 
 
