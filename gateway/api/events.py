@@ -47,9 +47,17 @@ async def publish(request: Request) -> Response:
         raise ValidationError.field("body", f"send between 1 and {limit} events")
     events = [_event(ctx, principal.group_key, item, i) for i, item in enumerate(items)]
     notes = await _notifications(ctx, events)
-    await ctx.store.add_events(events, notes)
-    if notes and ctx.worker is not None:
-        ctx.worker.wake()
+    worker = ctx.worker
+    try:
+        sequences = await ctx.store.add_events(events, notes)
+    except BaseException:
+        if worker is not None:
+            worker.forgo(notes)
+        raise
+    if worker is not None:
+        worker.adopt(notes, sequences)
+        if any(n.state is NotificationState.PENDING and n.lease_owner is None for n in notes):
+            worker.wake()  # some were left for a claim
     return json_response(
         {"eventIds": [str(e.event_id) for e in events], "notificationCount": len(notes)}, 202
     )
@@ -74,14 +82,22 @@ def _event(ctx: Context, group_key: UUID, item: Any, index: int) -> Event:
 async def _notifications(ctx: Context, events: list[Event]) -> list[Notification]:
     """One notification per matching webhook per event, with the records its rules select."""
     lookups: dict[tuple[str, str], list[tuple[WebhookRule, Webhook]]] = {}
-    out: list[Notification] = []
-    now = ctx.clock()
     for event in events:
         key = (event.table_key, event.event_type.value)
         if key not in lookups:
             lookups[key] = await ctx.store.matching_rules(event.group_key, *key)
-        for hook, records in _select(lookups[key], event).items():
+    # Nothing below awaits or fails: the worker's promises (take_fresh) all reach add_events.
+    out: list[Notification] = []
+    now = ctx.clock()
+    worker = ctx.worker
+    owner, lease_until = (worker.owner, worker.lease_until()) if worker else (None, None)
+    for event in events:
+        for hook, records in _select(
+            lookups[event.table_key, event.event_type.value], event
+        ).items():
             active = lifecycle.effective_status(hook, now)[0] is WebhookStatus.ACTIVE
+            # Leased to this process's worker if it has room: it skips the claim.
+            handed = active and worker is not None and worker.take_fresh(hook.webhook_id)
             out.append(
                 Notification(
                     notification_id=uuid7(),
@@ -96,6 +112,8 @@ async def _notifications(ctx: Context, events: list[Event]) -> list[Notification
                     state=NotificationState.PENDING if active else NotificationState.PARKED,
                     next_attempt_at=now,
                     created=now,
+                    lease_until=lease_until if handed else None,
+                    lease_owner=owner if handed else None,
                     timestamp=now,
                 )
             )

@@ -219,11 +219,13 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def add_events(
         self, events: Sequence[Event], notifications: Sequence[Notification]
-    ) -> None:
+    ) -> list[int]:
         """Store events and their notifications in one transaction.
 
         Each notification's `sequence` is assigned here from its webhook's counter, in the order
-        given; the value passed in is ignored.
+        given; the value passed in is ignored. Returns the sequence numbers assigned, in the
+        order of `notifications`. A notification may come leased already (`lease_owner`,
+        `lease_until`): a worker in this process took it, and claims leave it alone.
         """
 
     @abc.abstractmethod

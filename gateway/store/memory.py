@@ -331,15 +331,18 @@ class MemoryStore(Store):
     # -- Events and notifications -------------------------------------------------------------
     async def add_events(
         self, events: Sequence[Event], notifications: Sequence[Notification]
-    ) -> None:
+    ) -> list[int]:
         """Store events and their notifications, all or none, numbering each webhook's
-        notifications from its counter in the order given."""
+        notifications from its counter in the order given; return the numbers."""
         self._check_events(events, notifications)
         self.events.update((e.event_id, e) for e in events)
+        given = []
         for note in notifications:
             sequence = self._last_sequence[note.webhook_id] + 1
             self._last_sequence[note.webhook_id] = sequence
             self.notifications[note.notification_id] = dataclasses.replace(note, sequence=sequence)
+            given.append(sequence)
+        return given
 
     def _check_events(self, events: Sequence[Event], notes: Sequence[Notification]) -> None:
         _check_new(self.events, [e.event_id for e in events], "event")

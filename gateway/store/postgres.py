@@ -280,21 +280,24 @@ class PostgresStore(Store):
     # -- Events and notifications -------------------------------------------------------------
     async def add_events(
         self, events: Sequence[Event], notifications: Sequence[Notification]
-    ) -> None:
+    ) -> list[int]:
         """Store events and their notifications in one transaction, numbering each webhook's
-        notifications from its counter in the order given; NOTIFY the workers on commit."""
+        notifications from its counter in the order given (returned); NOTIFY the workers on
+        commit when some are left for them to claim."""
         async with self._transaction() as conn:
             await _execute_many(conn, q.INSERT_EVENT, [encode(e) for e in events])
             sequences = await _reserve(conn, notifications)
-            rows = []
+            rows, given = [], []
             for note in notifications:
                 sequence = sequences[note.webhook_id]
                 sequences[note.webhook_id] += 1
+                given.append(sequence)
                 label = f"{note.table_key}.{note.event_type.value}"
                 rows.append(encode(note, sequence=sequence, event_type_label=label))
             await _execute_many(conn, q.INSERT_NOTIFICATION, rows)
-            if any(n.state is NotificationState.PENDING for n in notifications):
+            if any(_claimable(n) for n in notifications):
                 await _notify(conn)
+        return given
 
     async def claim_due(
         self,
@@ -437,6 +440,11 @@ class _Settling:
             params = {"webhook_ids": sorted(self.parked), "settled": list(self.notes),
                       "now": self.now}  # fmt: skip
             await _execute(conn, q.PARK_PENDING, params)
+
+
+def _claimable(note: Notification) -> bool:
+    """Pending and not leased already (a worker in the publishing process took it)."""
+    return note.state is NotificationState.PENDING and note.lease_owner is None
 
 
 async def _reserve(

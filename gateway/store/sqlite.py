@@ -333,9 +333,9 @@ class SqliteStore(Store):
     # -- Events and notifications -------------------------------------------------------------
     async def add_events(
         self, events: Sequence[Event], notifications: Sequence[Notification]
-    ) -> None:
+    ) -> list[int]:
         """Store events and their notifications in one transaction, numbering each webhook's
-        notifications from its counter in the order given."""
+        notifications from its counter in the order given; return the numbers."""
         # Encoded before the writer is taken: another request's rows can be written meanwhile.
         event_rows = [encode(e) for e in events]
         note_rows = [
@@ -352,6 +352,7 @@ class SqliteStore(Store):
             conn.executemany(q.INSERT_NOTIFICATION, note_rows)
 
         await self._atomically(insert)
+        return [row["sequence"] for row in note_rows]
 
     async def claim_due(
         self,

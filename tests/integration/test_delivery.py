@@ -473,3 +473,49 @@ async def test_a_claim_that_found_only_saturated_work_is_not_repeated_until_new_
     fruitless = [claimed for excluded, claimed in claims if excluded and not claimed]
     assert len(fruitless) <= 2, claims  # once, and once more after the publish
     assert sum(claimed for _, claimed in claims) == 21
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def serving(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[RunningGateway]:
+    """A gateway whose own worker runs (as under `gateway serve`), taking 2 at a time."""
+    settings = gateway_settings(tmp_path, run_worker=True, claim_batch_size=2, poll_interval=30.0)
+    if request.param == "postgres":
+        settings = dataclasses.replace(
+            settings, database_url=request.getfixturevalue("postgres_url")
+        )
+    async with run_gateway(settings) as running:
+        yield running
+
+
+async def test_a_publish_hands_what_its_worker_has_room_for_straight_to_it(
+    serving: RunningGateway, receiver: Receiver
+) -> None:
+    """New notifications go to the worker of the publishing process without a claim, as many
+    as it has room for (a claim's worth); the rest wait in the store for its claims. Each is
+    sent once, numbered by the store, and recorded."""
+    partner = await subscribe(serving, receiver)
+    claimed: list[UUID] = []
+    claim_due = serving.ctx.store.claim_due
+
+    async def counted(*args: Any, **kwargs: Any) -> list[Notification]:
+        batch = await claim_due(*args, **kwargs)
+        claimed.extend(n.notification_id for n in batch)
+        return batch
+
+    serving.ctx.store.claim_due = counted  # type: ignore[method-assign]
+    await partner.publish(*[invoice_update([{"id": str(i)}]) for i in range(5)])
+    seen = await receiver.wait_for(5, "/hook", timeout=5.0)
+    bodies = [partner.verify(s) for s in seen]
+    assert sorted(b["sequence"] for b in bodies) == [1, 2, 3, 4, 5]
+    assert len({s.headers["webhook-id"] for s in seen}) == 5
+    assert len(claimed) == 3  # two were handed over at once
+
+    async def all_recorded() -> bool:
+        page = await partner.history(filter="isSuccessful eq true")
+        return bool(page["totalCount"] == 5)
+
+    async with asyncio.timeout(5.0):
+        while not await all_recorded():
+            await asyncio.sleep(0.02)
+    await asyncio.sleep(0.1)  # a duplicate send would have arrived by now
+    assert len(receiver.notifications("/hook")) == 5

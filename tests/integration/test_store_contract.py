@@ -330,7 +330,7 @@ async def test_add_events_numbers_each_webhooks_notifications_in_order(store: St
     two = await add_hook(store, one.group_key)
     event = make_event(one.group_key)
     notes = [make_notification(hook, event, sequence=99) for hook in (one, two, one, one)]
-    await store.add_events([event], notes)
+    assert await store.add_events([event], notes) == [1, 1, 2, 3]
     later = await publish(store, one)
     sequences = [(await note(store, one, n.notification_id)).sequence for n in notes[::2]]
     assert sequences == [1, 2]
@@ -422,6 +422,19 @@ async def test_an_expired_lease_can_be_claimed_again(store: Store) -> None:
     assert await store.claim_due(T0 + LEASE / 2, 10, "other", T0 + 2 * LEASE) == []
     again = await store.claim_due(T0 + LEASE, 10, "other", T0 + 2 * LEASE)
     assert [(n.notification_id, n.lease_owner) for n in again] == [(notification_id, "other")]
+
+
+async def test_a_notification_stored_leased_is_claimed_only_when_its_lease_ends(
+    store: Store,
+) -> None:
+    # What a publish does for the worker of its own process: no claim takes it meanwhile.
+    hook = await add_hook(store)
+    [handed] = await publish(store, hook, lease_owner="own-worker", lease_until=T0 + LEASE)
+    [other] = await publish(store, hook)
+    claimed = await store.claim_due(T0, 10, "other-worker", T0 + 2 * LEASE)
+    assert [n.notification_id for n in claimed] == [other]
+    again = await store.claim_due(T0 + LEASE, 10, "other-worker", T0 + 2 * LEASE)
+    assert [n.notification_id for n in again] == [handed]
 
 
 async def test_record_attempts_writes_the_outcome_and_clears_the_lease(store: Store) -> None:
