@@ -14,8 +14,10 @@ accepts `customerId = 'c0'`.
 The figure: the latency of `POST /api/v1/Events` carrying one `Invoice U` event of customer c0
 (so exactly one notification, which the worker delivers meanwhile), one request at a time from
 one httpx client, after 20 unmeasured publishes; median and p95 over `--publishes`. The
-baseline is the `--baseline-webhooks` run in the same process run. Target: the median at the
-large size is at most 1.5x the baseline's. Every publish is checked to have made exactly one
+baseline is a second gateway with `--baseline-webhooks`, running beside the first: publishes go
+to one size and then the other, the order swapped every round, so a change in the shared
+machine's speed reaches both alike. Target: the median at the large size is at most 1.5x the
+baseline's. Every publish is checked to have made exactly one
 notification, and the receiver to have received each of them on the one matching webhook.
 """
 
@@ -23,9 +25,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import statistics
 import time
+from dataclasses import dataclass, field
 from uuid import uuid4
+
+import httpx
 
 from bench import seed
 from bench.common import Receiver, Report, gateway
@@ -55,31 +61,55 @@ def seed_webhooks(database_url: str, receiver: str, total: int, per_group: int) 
     return time.perf_counter() - start
 
 
-async def measure(
-    receiver: Receiver, total: int, per_group: int, publishes: int
-) -> tuple[list[float], float]:
-    """Seconds per publish (matching one webhook) on a gateway holding `total` webhooks, and
-    the seconds their seeding took."""
-    seconds: list[float] = []
+@dataclass
+class Size:
+    """One gateway of the comparison: its webhooks, its API client, what it measured."""
+
+    total: int
+    api: httpx.AsyncClient
+    seeding: float
+    seconds: list[float] = field(default_factory=list)
+
+
+async def open_size(
+    stack: contextlib.AsyncExitStack, receiver: Receiver, total: int, per_group: int
+) -> Size:
+    """A gateway on a fresh SQLite file seeded with `total` webhooks, open until `stack` ends."""
     seeding: list[float] = []
 
     async def prepare(url: str) -> None:
         seeding.append(await asyncio.to_thread(seed_webhooks, url, receiver.url, total, per_group))
 
-    async with gateway(prepare=prepare) as gw, gw.client() as api:
-        for i in range(WARMUP + publishes):
-            event = {"tableKey": "Invoice", "eventType": "U",
-                     "records": [{"id": str(i), "customerId": "c0", "total": i}]}  # fmt: skip
-            start = time.perf_counter()
-            answer = (await api.post("/api/v1/Events", json=event)).raise_for_status().json()
+    gw = await stack.enter_async_context(gateway(prepare=prepare))
+    api = await stack.enter_async_context(gw.client())
+    return Size(total, api, seeding[0])
+
+
+async def publish_one(size: Size, i: int) -> float:
+    """Seconds for one publish that matches exactly one webhook."""
+    event = {"tableKey": "Invoice", "eventType": "U",
+             "records": [{"id": str(i), "customerId": "c0", "total": i}]}  # fmt: skip
+    start = time.perf_counter()
+    answer = (await size.api.post("/api/v1/Events", json=event)).raise_for_status().json()
+    took = time.perf_counter() - start
+    if answer["notificationCount"] != 1:
+        raise AssertionError(f"the event made {answer['notificationCount']} notifications")
+    return took
+
+
+async def measure(receiver: Receiver, sizes: list[Size], publishes: int) -> None:
+    """Publish to each size in turn, one request at a time, the order swapped every round, so
+    that both see the machine at the same speed; then check every delivery arrived."""
+    for i in range(WARMUP + publishes):
+        for size in sizes if i % 2 == 0 else reversed(sizes):
+            took = await publish_one(size, i)
             if i >= WARMUP:
-                seconds.append(time.perf_counter() - start)
-            if answer["notificationCount"] != 1:
-                raise AssertionError(f"the event made {answer['notificationCount']} notifications")
-        await receiver.wait_for(WARMUP + publishes, timeout=60, prefix=f"/s3/{total}/0/0")
-    if (seen := await receiver.count(f"/s3/{total}/")) != WARMUP + publishes:
-        raise AssertionError(f"{seen} deliveries at size {total}, not {WARMUP + publishes}")
-    return seconds, seeding[0]
+                size.seconds.append(took)
+    sent = WARMUP + publishes
+    for size in sizes:
+        await receiver.wait_for(sent, timeout=60, prefix=f"/s3/{size.total}/0/0")
+        if (seen := await receiver.count(f"/s3/{size.total}/")) != sent:
+            raise AssertionError(f"{seen} deliveries at size {size.total}, not {sent}")
 
 
 def p95(values: list[float]) -> float:
@@ -92,8 +122,11 @@ async def main(args: argparse.Namespace) -> None:
         f"({args.per_group} a group), SQLite"
     )
     with Receiver.start() as receiver:
-        base, _ = await measure(receiver, args.baseline_webhooks, args.per_group, args.publishes)
-        big, seeding = await measure(receiver, args.webhooks, args.per_group, args.publishes)
+        async with contextlib.AsyncExitStack() as stack:
+            small = await open_size(stack, receiver, args.baseline_webhooks, args.per_group)
+            large = await open_size(stack, receiver, args.webhooks, args.per_group)
+            await measure(receiver, [small, large], args.publishes)
+    base, big, seeding = small.seconds, large.seconds, large.seeding
     small_name, big_name = f"{args.baseline_webhooks:,} webhooks", f"{args.webhooks:,} webhooks"
     for name, pick in (("median", statistics.median), ("p95", p95)):
         b, x = pick(base) * 1000, pick(big) * 1000
