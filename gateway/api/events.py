@@ -92,9 +92,8 @@ async def _notifications(ctx: Context, events: list[Event]) -> list[Notification
     worker = ctx.worker
     owner, lease_until = (worker.owner, worker.lease_until()) if worker else (None, None)
     for event in events:
-        for hook, records in _select(
-            lookups[event.table_key, event.event_type.value], event
-        ).items():
+        matches = lookups[event.table_key, event.event_type.value]
+        for hook, records in _select(matches, event).items():
             active = lifecycle.effective_status(hook, now)[0] is WebhookStatus.ACTIVE
             # Leased to this process's worker if it has room: it skips the claim.
             handed = active and worker is not None and worker.take_fresh(hook.webhook_id)
