@@ -8,7 +8,8 @@ import uuid
 
 import pytest
 
-from gateway.store.sqlite_queries import StoredId, _uuid
+from gateway.store import sqlite_queries
+from gateway.store.sqlite_queries import StoredId, _shared_uuid, _uuid
 
 
 def test_a_stored_id_equals_hashes_orders_and_prints_as_its_uuid() -> None:
@@ -38,3 +39,16 @@ def test_other_spellings_are_read_as_uuid_reads_them() -> None:
         assert type(read) is uuid.UUID and read == original
     with pytest.raises(ValueError):
         _uuid("not-a-uuid-at-all-but-36-characters")
+
+
+def test_a_shared_id_is_one_object_per_text_until_the_cache_starts_over(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sqlite_queries, "SHARED_IDS_SIZE", 2)
+    monkeypatch.setattr(sqlite_queries, "_SHARED_IDS", {})
+    one, two, three = (str(uuid.uuid4()) for _ in range(3))
+    first = _shared_uuid(one)
+    assert _shared_uuid(one) is first and first == uuid.UUID(one)
+    assert _shared_uuid(two) is not first
+    _shared_uuid(three)  # the cache was full: it starts over
+    assert _shared_uuid(one) == first and _shared_uuid(one) is not first
