@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     _flag(serve, "--secret-key", "key signing handshake codes (default: generated, kept)")
     _flag(serve, "--allowed-callback-networks", "comma-separated CIDRs callbacks may reach")
     _flag(serve, "--log-level", "debug, info, warning or error")
+    _flag(serve, "--worker-processes", "delivery processes to run beside the API (default 0: "
+          "the worker runs inside serve)", type=int)  # fmt: skip
     worker = sub.add_parser("worker", help="run only the delivery worker")
     _common(worker)
     _flag(worker, "--allowed-callback-networks", "comma-separated CIDRs callbacks may reach")
@@ -115,14 +117,16 @@ def _serve(settings: config.Settings) -> int:
     import uvicorn
 
     from gateway.app import create_app
+    from gateway.worker_main import worker_processes
 
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        access_log=False,
-    )
+    with worker_processes(settings) as serving:
+        uvicorn.run(
+            create_app(serving),
+            host=serving.host,
+            port=serving.port,
+            log_level=serving.log_level,
+            access_log=False,
+        )
     return 0
 
 

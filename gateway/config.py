@@ -46,6 +46,7 @@ class Settings:
     secret_grace_period: float = 86_400.0
     # Delivery
     run_worker: bool = True
+    worker_processes: int = 0
     delivery_timeout: float = 10.0
     retry_schedule: tuple[float, ...] = (5.0, 30.0, 120.0, 600.0, 1800.0, 3600.0)
     retry_jitter: float = 0.2
@@ -77,6 +78,21 @@ def load(
     values.update(_read_env(env))
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
     return _build(values)
+
+
+def child_env(settings: Settings, names: tuple[str, ...]) -> dict[str, str]:
+    """This process's environment with the named settings set as they are here, for a child
+    process of ours that must run with the same ones (flags included)."""
+    env = dict(os.environ)
+    for name in names:
+        value = getattr(settings, name)
+        if value is None:
+            env.pop(env_name(name), None)
+        elif isinstance(value, tuple):
+            env[env_name(name)] = ",".join(str(item) for item in value)
+        else:
+            env[env_name(name)] = str(value)
+    return env
 
 
 def env_name(setting: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import time
 from pathlib import Path
@@ -14,6 +15,7 @@ from tests.acceptance.processes import (
     create_key,
     example_receiver,
     gateway_process,
+    start_gateway,
     start_worker,
     stop,
     subscribe_receiver,
@@ -79,3 +81,62 @@ def test_a_separate_worker_delivers_and_gives_back_its_leases_on_sigterm(tmp_pat
         finally:
             stop(second)
     assert seen == set(published["eventIds"])
+
+
+def _children(pid: int) -> set[int]:
+    """The live processes whose parent is `pid` (read from /proc)."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # it ended while we looked
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.add(int(stat.parent.name))
+    return found
+
+
+def _wait_for_children(pid: int, count: int, without: set[int], timeout: float) -> set[int]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = _children(pid)
+        if len(found) == count and not found & without:
+            return found
+        time.sleep(0.1)
+    raise AssertionError(f"{pid} has children {_children(pid)}, wanted {count} new ones")
+
+
+def test_serve_runs_worker_processes_restarts_one_that_dies_and_stops_them(tmp_path: Path) -> None:
+    database = "sqlite:///data/gateway.db"
+    key = create_key(tmp_path, database, "pool")["apiKey"]
+    record = tmp_path / "received.jsonl"
+    env = {"GATEWAY_WORKER_PROCESSES": "2", "GATEWAY_SHUTDOWN_DEADLINE": "5"}
+    published: list[str] = []
+    with example_receiver(("--record", str(record))) as receiver:
+        serve, url = start_gateway(tmp_path, database, env)
+        try:
+            workers = _wait_for_children(serve.pid, 2, set(), timeout=10)
+            for pid in workers:
+                assert "worker" in Path(f"/proc/{pid}/cmdline").read_text()
+            subscribe_receiver(url, key, receiver, content="Id", event_type="I")
+
+            def publish(start: int) -> None:
+                events = [
+                    {"tableKey": "Invoice", "eventType": "I", "records": [{"id": str(i)}]}
+                    for i in range(start, start + 50)
+                ]
+                answer = httpx.post(f"{url}/api/v1/Events", headers={"Api-Key": key}, json=events)
+                published.extend(answer.json()["eventIds"])
+
+            publish(0)
+            assert len(_wait(record, 50, timeout=30)) == 50
+            dead = min(workers)
+            os.kill(dead, signal.SIGKILL)
+            workers = _wait_for_children(serve.pid, 2, {dead}, timeout=10)
+            publish(50)
+            assert _wait(record, 100, timeout=30) == set(published)
+        finally:
+            serve.send_signal(signal.SIGTERM)
+            # Ended by the signal once its workers have stopped, as uvicorn ends without them.
+            assert serve.wait(timeout=30) == -signal.SIGTERM
+    assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()], "workers outlived serve"

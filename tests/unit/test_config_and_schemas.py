@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -32,6 +33,19 @@ def test_environment_beats_file_and_flags_beat_environment(tmp_path: Path) -> No
 def test_comma_separated_networks_from_the_environment() -> None:
     env = {"GATEWAY_ALLOWED_CALLBACK_NETWORKS": "127.0.0.0/8, ::1/128"}
     assert config.load(env=env).allowed_callback_networks == ("127.0.0.0/8", "::1/128")
+
+
+def test_a_child_process_reads_the_settings_it_is_handed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GATEWAY_SECRET_KEY", "not handed on")
+    networks = ("127.0.0.0/8", "::1/128")
+    settings = dataclasses.replace(
+        config.Settings(), allowed_callback_networks=networks, log_level="debug"
+    )
+    env = config.child_env(settings, ("allowed_callback_networks", "log_level", "secret_key"))
+    assert "GATEWAY_SECRET_KEY" not in env  # None: the child does not get another value
+    child = config.load(env=env)
+    assert child.allowed_callback_networks == networks
+    assert child.log_level == "debug"
 
 
 def test_the_shipped_config_file_matches_the_defaults() -> None:
