@@ -17,9 +17,8 @@ from contextlib import contextmanager
 from datetime import datetime
 from uuid import UUID, uuid4
 
-from uuid_utils.compat import uuid7
-
 from gateway import signing
+from gateway.ids import new_id
 from gateway.models import (
     ContentType,
     Event,
@@ -37,7 +36,7 @@ from gateway.store import sqlite_queries as q
 BENCH_GROUP = "bench"  # the group of the key bench.common.gateway creates
 # Event and notification ids as gateway/api/events.py makes them (kept in step with it: the
 # kind of id decides where inserts land in the primary-key indexes).
-row_id = uuid7
+row_id = new_id
 
 
 @contextmanager

@@ -30,10 +30,9 @@ from datetime import timedelta
 from pathlib import Path
 from uuid import UUID
 
-from uuid_utils.compat import uuid7
-
 from bench import seed
 from bench.common import Report
+from gateway.ids import new_id
 from gateway.models import Event, EventType, Notification, Webhook, utcnow
 from gateway.outcomes import AttemptOutcome, Effect
 from gateway.store import sqlite_queries as q
@@ -43,7 +42,7 @@ from tests.factories import make_webhook
 BATCH = 100
 CLAIM = 256
 RECORDS = ({"id": "1", "total": 10},)
-NewId = Callable[[], UUID]  # uuid7 as gateway/api/events.py makes them; --random-ids: uuid4
+NewId = Callable[[], UUID]  # new_id as gateway/api/events.py makes them; --random-ids: uuid4
 
 
 def batch(hook: Webhook, count: int, new_id: NewId) -> tuple[list[Event], list[Notification]]:
@@ -164,14 +163,14 @@ async def fan_out(directory: str, webhooks: int, new_id: NewId, rounds: int = 10
 
 
 async def main(args: argparse.Namespace) -> None:
-    new_id: NewId = uuid.uuid4 if args.random_ids else uuid7
+    make_id: NewId = uuid.uuid4 if args.random_ids else new_id
     ids = "random (v4)" if args.random_ids else "time-ordered (v7)"
     report = Report(f"Store operations: SQLite, in process, {args.pending:,} pending, {ids} ids")
     with tempfile.TemporaryDirectory() as directory:
-        store_cost = await add_events(directory, args.events, new_id)
-        floor = await raw_inserts(directory, args.events, new_id)
-        claim, record, fruitless = await claim_and_record(directory, args.pending, new_id)
-        fan = await fan_out(directory, 1_000, new_id)
+        store_cost = await add_events(directory, args.events, make_id)
+        floor = await raw_inserts(directory, args.events, make_id)
+        claim, record, fruitless = await claim_and_record(directory, args.pending, make_id)
+        fan = await fan_out(directory, 1_000, make_id)
     us = 1e6
     report.add(
         f"add_events, {BATCH} events a batch, 1 notification each",

@@ -10,14 +10,10 @@ from uuid import UUID
 from starlette.requests import Request
 from starlette.responses import Response
 
-# Events and notifications get UUIDv7 ids: time-ordered, so each insert lands at the end of the
-# primary-key indexes instead of on a random page (bench.store_ops --random-ids: 100 us per
-# event with v4 ids, 50 us with v7).
-from uuid_utils.compat import uuid7
-
 from gateway import filters, lifecycle, payloads
 from gateway.api.common import Context, authenticate, context, json_response, read_json
 from gateway.errors import ValidationError
+from gateway.ids import new_id
 from gateway.models import (
     Event,
     Notification,
@@ -75,7 +71,7 @@ def _event(ctx: Context, group_key: UUID, item: Any, index: int) -> Event:
         except ValidationError as exc:
             raise ValidationError.field(f"[{index}].records", exc.errors["records"][0]) from exc
     return Event(
-        uuid7(), group_key, spec.tableKey, spec.eventType, tuple(spec.records), ctx.clock()
+        new_id(), group_key, spec.tableKey, spec.eventType, tuple(spec.records), ctx.clock()
     )
 
 
@@ -99,7 +95,7 @@ async def _notifications(ctx: Context, events: list[Event]) -> list[Notification
             handed = active and worker is not None and worker.take_fresh(hook.webhook_id)
             out.append(
                 Notification(
-                    notification_id=uuid7(),
+                    notification_id=new_id(),
                     group_key=event.group_key,
                     webhook_id=hook.webhook_id,
                     event_id=event.event_id,

@@ -19,12 +19,13 @@ from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
-from uuid import UUID, SafeUUID
+from uuid import UUID
 
 import orjson
 
 from gateway.errors import StoreError
 from gateway.filters import Column, FieldType, Node, compile_filter
+from gateway.ids import from_text as _uuid
 from gateway.models import (
     ApiKey,
     ContentType,
@@ -394,38 +395,6 @@ def _opt(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
 
 def _records(text: str) -> tuple[dict[str, Any], ...]:
     return tuple(orjson.loads(text))
-
-
-class StoredId(UUID):
-    """A UUID read from the store that keeps the text it was read from.
-
-    A claimed notification's four ids are parsed from text and then turned back into text
-    about seven times on its way out (body, headers, the record of the attempt), and uuid.UUID
-    formats itself afresh each time. Equality, hashing and ordering are uuid.UUID's own.
-    """
-
-    __slots__ = ("_text",)
-    _text: str
-
-    def __str__(self) -> str:
-        return self._text
-
-    def __repr__(self) -> str:
-        return f"UUID('{self._text}')"
-
-    def __reduce__(self) -> tuple[type[UUID], tuple[str]]:
-        return UUID, (self._text,)  # copies and pickles are plain UUIDs
-
-
-def _uuid(text: str) -> UUID:
-    """The id in `text`, which the store wrote as str(UUID)."""
-    if len(text) != 36 or not text[8] == text[13] == text[18] == text[23] == "-":
-        return UUID(text)  # not written by us: let uuid.UUID judge it
-    ident = object.__new__(StoredId)
-    object.__setattr__(ident, "int", int(text.replace("-", ""), 16))
-    object.__setattr__(ident, "is_safe", SafeUUID.unknown)
-    object.__setattr__(ident, "_text", text.lower())
-    return ident
 
 
 _SHARED_IDS: dict[str, UUID] = {}

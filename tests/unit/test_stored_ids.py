@@ -1,4 +1,5 @@
-"""Ids read back from the SQLite store behave as the uuid.UUID they were written from."""
+"""Ids that keep their text (new ones, and those read back from the SQLite store) behave as
+the uuid.UUID they stand for."""
 
 from __future__ import annotations
 
@@ -8,14 +9,16 @@ import uuid
 
 import pytest
 
+from gateway.ids import TextId, new_id
+from gateway.ids import from_text as _uuid
 from gateway.store import sqlite_queries
-from gateway.store.sqlite_queries import StoredId, _shared_uuid, _uuid
+from gateway.store.sqlite_queries import _shared_uuid
 
 
 def test_a_stored_id_equals_hashes_orders_and_prints_as_its_uuid() -> None:
     original, other = uuid.uuid4(), uuid.uuid4()
     read = _uuid(str(original))
-    assert isinstance(read, StoredId)
+    assert isinstance(read, TextId)
     assert read == original and hash(read) == hash(original) and {original: 1}[read] == 1
     assert (read < other) == (original < other) and read != other
     assert str(read) == str(original) and repr(read) == repr(original)
@@ -52,3 +55,9 @@ def test_a_shared_id_is_one_object_per_text_until_the_cache_starts_over(
     assert _shared_uuid(two) is not first
     _shared_uuid(three)  # the cache was full: it starts over
     assert _shared_uuid(one) == first and _shared_uuid(one) is not first
+
+
+def test_new_ids_are_time_ordered_v7_and_keep_their_text() -> None:
+    first, second = new_id(), new_id()
+    assert isinstance(first, TextId) and first.version == 7
+    assert str(first) == str(uuid.UUID(int=first.int)) and first != second
