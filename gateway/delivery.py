@@ -81,7 +81,8 @@ class Worker:
         self._others_drained: tuple[frozenset[UUID], float] | None = None
         self._closing = False
         self._running = False  # run() is delivering: only then does it take fresh notifications
-        # Fresh notifications leased here by publishes whose transaction has not ended yet.
+        # Fresh notifications leased here by publishes whose transaction has not ended yet, by
+        # webhook, and their sum (kept, not summed: take_fresh asks for it per notification).
         self._promised: dict[UUID, int] = {}
         self._promised_total = 0
         self._loops: list[asyncio.Task[None]] = []
@@ -106,9 +107,9 @@ class Worker:
         self._promised_total += 1
         return True
 
-    def lease_until(self) -> datetime:
-        """The end of a lease taken now."""
-        return self.clock() + timedelta(seconds=self.settings.lease_seconds)
+    def lease_until(self, now: datetime) -> datetime:
+        """The end of a lease taken at `now`, by a claim or by a publish (`take_fresh`)."""
+        return now + timedelta(seconds=self.settings.lease_seconds)
 
     def adopt(self, notes: Sequence[Notification], sequences: Sequence[int]) -> None:
         """The stored notifications (with the sequence numbers the store gave) that were
@@ -157,7 +158,7 @@ class Worker:
             now,
             self.settings.claim_batch_size,
             self.owner,
-            now + timedelta(seconds=self.settings.lease_seconds),
+            self.lease_until(now),
             exclude_webhooks=excluded,
         )
         if excluded and len(batch) < self.settings.claim_batch_size:

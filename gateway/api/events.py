@@ -86,7 +86,7 @@ async def _notifications(ctx: Context, events: list[Event]) -> list[Notification
     out: list[Notification] = []
     now = ctx.clock()
     worker = ctx.worker
-    owner, lease_until = (worker.owner, worker.lease_until()) if worker else (None, None)
+    owner, lease_until = (worker.owner, worker.lease_until(now)) if worker else (None, None)
     for event in events:
         matches = lookups[event.table_key, event.event_type.value]
         for hook, records in _select(matches, event).items():
