@@ -49,6 +49,7 @@ from gateway.store.base import (
 
 MIGRATIONS = Path(__file__).parent / "migrations" / "sqlite"
 R = TypeVar("R", ApiKey, Webhook, WebhookRule, Notification)
+E = TypeVar("E", bound=enum.Enum)
 Params = dict[str, Any]
 
 # The writer's: journal_mode waits out another process (sqlite3.connect's 5 s timeout) before
@@ -414,6 +415,20 @@ def _shared_uuid(text: str) -> UUID:
 
 
 _time = datetime.fromisoformat
+
+
+def _member(kind: type[E]) -> Callable[[str], E]:
+    """The member of this enum whose value is stored: one dict lookup, where calling the enum
+    costs three times as much (timeit), twice per claimed notification."""
+    members = {member.value: member for member in kind}
+
+    def lookup(value: str) -> E:
+        found = members.get(value)
+        return kind(value) if found is None else found  # the enum's own error if unknown
+
+    return lookup
+
+
 _AUDIT: dict[str, Callable[[Any], Any]] = {
     "created": _time, "created_user_id": _uuid, "modified": _time, "modified_user_id": _uuid
 }  # fmt: skip
@@ -421,16 +436,18 @@ _AUDIT: dict[str, Callable[[Any], Any]] = {
 _DECODE: dict[type, dict[str, Callable[[Any], Any]]] = {
     ApiKey: {"api_key_id": _uuid, "group_key": _uuid, "created": _time, "revoked": _opt(_time),
              "scopes": lambda text: frozenset(Scope(s) for s in orjson.loads(text))},
-    Webhook: {"webhook_id": _shared_uuid, "group_key": _shared_uuid, "status_code": WebhookStatus,
-              "request_content_type": ContentType, "callback_http_method": HttpMethod,
+    Webhook: {"webhook_id": _shared_uuid, "group_key": _shared_uuid,
+              "status_code": _member(WebhookStatus),
+              "request_content_type": _member(ContentType),
+              "callback_http_method": _member(HttpMethod),
               "expiration_date": _opt(_time), "previous_secret_expires": _opt(_time), **_AUDIT},
     WebhookRule: {"webhook_rule_id": _uuid, "webhook_id": _uuid, "group_key": _uuid,
-                  "event_type": EventType, **_AUDIT},
+                  "event_type": _member(EventType), **_AUDIT},
     Notification: {"notification_id": _uuid, "group_key": _shared_uuid, "webhook_id": _shared_uuid,
-                   "event_id": _uuid, "event_type": EventType, "records": _records,
-                   "triggered_at": _time, "state": NotificationState, "next_attempt_at": _time,
-                   "created": _time, "lease_until": _opt(_time), "request_sent": bool,
-                   "is_successful": bool, "timestamp": _time},
+                   "event_id": _uuid, "event_type": _member(EventType), "records": _records,
+                   "triggered_at": _time, "state": _member(NotificationState),
+                   "next_attempt_at": _time, "created": _time, "lease_until": _opt(_time),
+                   "request_sent": bool, "is_successful": bool, "timestamp": _time},
 }  # fmt: skip
 
 

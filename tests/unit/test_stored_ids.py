@@ -11,6 +11,7 @@ import pytest
 
 from gateway.ids import TextId, new_id
 from gateway.ids import from_text as _uuid
+from gateway.models import EventType
 from gateway.store import sqlite_queries
 from gateway.store.sqlite_queries import _shared_uuid
 
@@ -23,6 +24,7 @@ def test_a_stored_id_equals_hashes_orders_and_prints_as_its_uuid() -> None:
     assert (read < other) == (original < other) and read != other
     assert str(read) == str(original) and repr(read) == repr(original)
     assert read.hex == original.hex and read.version == 4 and read.bytes == original.bytes
+    assert read.is_safe is original.is_safe is uuid.SafeUUID.unknown
 
 
 def test_copies_and_pickles_of_a_stored_id_are_plain_uuids() -> None:
@@ -40,8 +42,9 @@ def test_other_spellings_are_read_as_uuid_reads_them() -> None:
     for spelling in (original.hex, "{" + str(original) + "}", "urn:uuid:" + str(original)):
         read = _uuid(spelling)
         assert type(read) is uuid.UUID and read == original
-    with pytest.raises(ValueError):
-        _uuid("not-a-uuid-at-all-but-36-characters")
+    for wrong in ("not-a-uuid-at-all-but-36-characters", "zzzzzzzz-zzzz-zzzz-zzzz-zzzzzzzzzzzz"):
+        with pytest.raises(ValueError):
+            _uuid(wrong)
 
 
 def test_a_shared_id_is_one_object_per_text_until_the_cache_starts_over(
@@ -61,3 +64,10 @@ def test_new_ids_are_time_ordered_v7_and_keep_their_text() -> None:
     first, second = new_id(), new_id()
     assert isinstance(first, TextId) and first.version == 7
     assert str(first) == str(uuid.UUID(int=first.int)) and first != second
+
+
+def test_a_stored_enum_value_reads_as_its_member_and_an_unknown_one_is_refused() -> None:
+    read = sqlite_queries._member(EventType)
+    assert read("U") is EventType.UPDATE and read("D") is EventType.DELETE
+    with pytest.raises(ValueError, match="'X' is not a valid EventType"):
+        read("X")
