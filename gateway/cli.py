@@ -13,7 +13,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 from uuid import UUID, uuid4, uuid5
 
-from gateway import config
+from gateway import config, heap
 from gateway.api.common import hash_key
 from gateway.errors import GatewayError
 from gateway.models import ApiKey, Scope, utcnow
@@ -120,8 +120,10 @@ def _serve(settings: config.Settings) -> int:
     from gateway.worker_main import worker_processes
 
     with worker_processes(settings) as serving:
+        app = create_app(serving)
+        heap.freeze_startup()  # after the imports: they are most of what lives this long
         uvicorn.run(
-            create_app(serving),
+            app,
             host=serving.host,
             port=serving.port,
             log_level=serving.log_level,

@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
-from gateway import config
+from gateway import config, heap
 from gateway.config import Settings
 from gateway.delivery import Worker
 from gateway.netguard import AddressPolicy
@@ -32,6 +32,7 @@ async def _run(settings: Settings) -> None:
         loop.add_signal_handler(signum, stop.set)
     policy = AddressPolicy(settings.allowed_callback_networks)
     async with store_for_url(settings.database_url) as store, Outbound(policy=policy) as outbound:
+        heap.freeze_startup()
         await Worker(settings, store, outbound).run(stop)
 
 
