@@ -7,10 +7,10 @@ All traffic stays on loopback; one receiver process serves every phase. The base
 aiohttp session sending the same kind of signed bodies to the same receiver, `--concurrency` in
 flight, persisting nothing, run before and again after the gateway phases and taken together (a
 shared machine's speed can move during a run); a bare httpx AsyncClient's rate is printed
-beside it. Each gateway
-phase starts `gateway serve` on a fresh database (SQLite unless `--database-url` names
-PostgreSQL; repeat the option to compare), subscribes N webhooks, publishes the events 100 per
-request, 4 requests at a time, and stops the clock when the receiver has counted all events x N
+beside it. Each gateway phase starts `gateway serve` on a fresh database (SQLite unless
+`--database-url` names PostgreSQL; repeat the option to compare), subscribes N webhooks,
+publishes the events through aiohttp, 100 per request (encoded before the clock starts), 4
+requests at a time, and stops the clock when the receiver has counted all events x N
 notifications and the store records every one as delivered. Each webhook may have
 `--concurrency` in flight, the worker as a whole max(--concurrency, 64). `--workers 1,2` turns
 the in-process worker off and starts that many `gateway worker` processes instead. Target: the
@@ -39,6 +39,7 @@ from bench.common import (
     Report,
     bare_aiohttp,
     bare_httpx,
+    event_batches,
     gateway,
     metric,
     percent,
@@ -127,10 +128,11 @@ async def gateway_run(
     async with gateway(database, {**delivery_env(inflight), **(env or {})}, workers) as gw:
         async with gw.client() as api:
             await subscribe(api, urls)
+            batches = event_batches(events)
             sources = _gateway_cpu_sources(gw, receiver)
             before = _cpu_now(**sources)
             start = time.perf_counter()
-            await publish(api, events)
+            await publish(gw, batches)
             await receiver.wait_for(expected, WAIT_TIMEOUT, prefix=healthy)
             await wait_delivered(api, expected, WAIT_TIMEOUT)
             seconds = time.perf_counter() - start

