@@ -14,7 +14,6 @@ import asyncio
 import socket
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
 
@@ -24,6 +23,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from gateway.errors import OutboundConnectionError, OutboundError, OutboundTimeout
+from gateway.models import record
 from gateway.netguard import AddressPolicy, Resolver, SystemResolver, check_host, check_literal
 
 # URLs judged and parsed once each (deliveries repeat a few callback URLs many times over);
@@ -31,7 +31,7 @@ from gateway.netguard import AddressPolicy, Resolver, SystemResolver, check_host
 TARGET_CACHE_SIZE = 10_000
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class OutboundResponse:
     """What came back: status, headers, at most `max_body` bytes of body, and the time taken."""
 

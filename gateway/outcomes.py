@@ -16,7 +16,7 @@ from datetime import datetime
 from uuid import UUID
 
 from gateway import lifecycle
-from gateway.models import NotificationState, Webhook, WebhookStatus
+from gateway.models import NotificationState, Webhook, WebhookStatus, record
 
 
 class Effect(enum.StrEnum):
@@ -26,7 +26,7 @@ class Effect(enum.StrEnum):
     NOT_SENT = "not_sent"  # the webhook was not Active (or expired): parked, not attempted
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class AttemptOutcome:
     notification_id: UUID
     lease_owner: str

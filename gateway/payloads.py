@@ -7,18 +7,17 @@ query string (everything after the '?', the partner's own parameters included).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 import orjson
 
 from gateway.errors import ValidationError
-from gateway.models import ContentType, HttpMethod, Notification, Webhook
+from gateway.models import ContentType, HttpMethod, Notification, Webhook, record
 from gateway.wire import timestamp
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Rendered:
     """One request ready to sign and send."""
 

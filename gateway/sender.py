@@ -5,14 +5,13 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
 
 from gateway import lifecycle, payloads, signing
 from gateway.config import Settings
 from gateway.errors import OutboundError
-from gateway.models import Notification, Webhook, WebhookStatus
+from gateway.models import Notification, Webhook, WebhookStatus, record
 from gateway.outbound import Outbound, OutboundResponse
 from gateway.outcomes import AttemptOutcome, Effect
 from gateway.retry import Outcome, RetryPolicy, classify
@@ -31,7 +30,7 @@ _EFFECTS = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Sent:
     """What a signed request got back."""
 
