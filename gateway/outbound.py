@@ -10,7 +10,6 @@ at most `max_body` bytes of an answer are read.
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import time
 from collections.abc import Mapping
@@ -19,7 +18,6 @@ from typing import Self
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
-from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from gateway.errors import OutboundConnectionError, OutboundError, OutboundTimeout
@@ -90,6 +88,7 @@ class Outbound:
         self._user_agent = user_agent
         self._session: aiohttp.ClientSession | None = None
         self._targets: dict[str, URL] = {}
+        self._deadlines: dict[float, aiohttp.ClientTimeout] = {}  # by seconds: a few values
 
     async def __aenter__(self) -> Self:
         connector = aiohttp.TCPConnector(
@@ -101,11 +100,13 @@ class Outbound:
         self._session = aiohttp.ClientSession(
             connector=connector,
             headers={"User-Agent": self._user_agent},
-            timeout=aiohttp.ClientTimeout(),  # `send` sets one total deadline itself
+            timeout=aiohttp.ClientTimeout(),  # `send` gives each request its total deadline
             # Bodies are compared byte for byte (the handshake), so ask for them uncompressed.
             skip_auto_headers=("Content-Type", "Accept-Encoding"),
             auto_decompress=False,
             trust_env=False,  # a proxy from the environment would resolve names unguarded
+            # A partner's cookies are never kept, nor sent to it or to anyone else.
+            cookie_jar=aiohttp.DummyCookieJar(),
         )
         return self
 
@@ -133,13 +134,21 @@ class Outbound:
         if self._session is None:
             raise RuntimeError("Outbound is not open")
         target = self._target(url)
+        deadline = self._deadlines.get(timeout)
+        if deadline is None:
+            deadline = self._deadlines[timeout] = aiohttp.ClientTimeout(total=timeout)
         started = time.perf_counter()
         try:
-            async with asyncio.timeout(timeout):
-                async with self._session.request(
-                    method, target, headers=headers, data=body, allow_redirects=False
-                ) as response:
-                    return await _collect(response, max_body, started)
+            # aiohttp's total deadline covers connecting, sending and reading the answer.
+            async with self._session.request(
+                method,
+                target,
+                headers=headers,
+                data=body,
+                allow_redirects=False,
+                timeout=deadline,
+            ) as response:
+                return await _collect(response, max_body, started)
         except TimeoutError as exc:
             raise OutboundTimeout(f"timed out after {timeout:g} s") from exc
         except OutboundError:
@@ -183,9 +192,10 @@ async def _collect(
     body, truncated = await _read_capped(response, max_body)
     if truncated:
         response.close()  # drop the connection rather than drain an unbounded body
-    headers = CIMultiDictProxy(CIMultiDict(response.headers))
+    # The parsed headers are the response's own read-only mapping, which outlives the release
+    # of its connection: no copy.
     return OutboundResponse(
-        response.status, headers, body, time.perf_counter() - started, truncated
+        response.status, response.headers, body, time.perf_counter() - started, truncated
     )
 
 

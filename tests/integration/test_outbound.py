@@ -70,6 +70,9 @@ class Partner:
         status, extra, answer = await self._answer(path)
         start = {"type": "http.response.start", "status": status, "headers": extra}
         await send(start)
+        if path == "/stall-body":  # the status and part of the body, then nothing
+            await send({"type": "http.response.body", "body": b"part", "more_body": True})
+            await self._wait_for_closing()
         await send({"type": "http.response.body", "body": answer})
 
     async def _answer(self, path: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
@@ -78,10 +81,15 @@ class Partner:
         if path == "/big":
             return 200, [], b"x" * 1_000_000
         if path == "/slow":
-            # Interruptible, so the shutdown is not held by a request the test gave up on.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.closing.wait(), 5)
+            await self._wait_for_closing()
+        if path == "/cookie":
+            return 200, [(b"set-cookie", b"session=partner-secret; Path=/")], b"hello"
         return 200, [(b"content-type", b"text/plain")], b"hello"
+
+    async def _wait_for_closing(self) -> None:
+        # Interruptible, so the shutdown is not held by a request the test gave up on.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.closing.wait(), 5)
 
 
 def _listen_on_loopback() -> tuple[list[socket.socket], bool]:
@@ -211,6 +219,23 @@ async def test_a_slow_partner_times_out(outbound: Outbound, partner: Partner) ->
     url = partner.url("127.0.0.1", "/slow")
     with pytest.raises(OutboundTimeout, match=r"^timed out after 0\.5 s$"):
         await outbound.send("POST", url, body=b"{}", timeout=0.5)
+
+
+async def test_an_answer_whose_body_stalls_times_out(outbound: Outbound, partner: Partner) -> None:
+    url = partner.url("127.0.0.1", "/stall-body")
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(OutboundTimeout, match=r"^timed out after 0\.5 s$"):
+        await outbound.send("POST", url, body=b"{}", timeout=0.5)
+    assert asyncio.get_running_loop().time() - started < 3, "the deadline covers the body too"
+
+
+async def test_a_partners_cookies_are_never_sent_back(partner: Partner) -> None:
+    # By name: a cookie jar keeps no cookies from hosts spelled as IPs anyway.
+    resolver = MapResolver({"partner.example": [["127.0.0.1"]]})
+    async with Outbound(policy=LOOPBACK, resolver=resolver) as client:
+        for path in ("/cookie", "/cookie", "/ok"):
+            await client.send("POST", partner.url("partner.example", path), timeout=2)
+    assert [hit.headers.get("cookie") for hit in partner.hits] == [None, None, None]
 
 
 async def test_a_closed_port_is_a_connection_error(outbound: Outbound) -> None:
