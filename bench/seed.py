@@ -1,7 +1,7 @@
 """Rows written straight into a gateway's SQLite file, for the benchmarks that need more of
 them than the API could create in reasonable time (S2, S3, S6).
 
-Every row goes through the store's own record types and `sqlite_queries.encode` with the
+Every row goes through the store's own record types and `sqlite_queries` encoders with the
 store's own INSERT statements, so it is exactly what `SqliteStore` would have written. The
 seeding runs in `bench.common.gateway`'s `prepare` hook: after `gateway keys create` has
 migrated the file, before `gateway serve` opens it.
@@ -143,11 +143,9 @@ def insert_backlog(
         for event in batch:
             for hook in hooks:
                 sequences[hook.webhook_id] += 1
-                note = pending(event, hook, sequences[hook.webhook_id])
-                label = f"{note.table_key}.{note.event_type.value}"
-                notes.append(q.encode(note, event_type_label=label))
+                notes.append(q.notification_row(pending(event, hook, sequences[hook.webhook_id])))
         with _transaction(conn):
-            conn.executemany(q.INSERT_EVENT, [q.encode(e) for e in batch])
+            conn.executemany(q.INSERT_EVENT, [q.event_row(e) for e in batch])
             conn.executemany(q.INSERT_NOTIFICATION, notes)
     with _transaction(conn):
         sql = "UPDATE webhooks SET last_sequence = ? WHERE webhook_id = ?"

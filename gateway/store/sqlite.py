@@ -24,7 +24,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 from uuid import UUID
 
 import aiosqlite
@@ -337,22 +337,20 @@ class SqliteStore(Store):
         """Store events and their notifications in one transaction, numbering each webhook's
         notifications from its counter in the order given; return the numbers."""
         # Encoded before the writer is taken: another request's rows can be written meanwhile.
-        event_rows = [encode(e) for e in events]
-        note_rows = [
-            encode(n, sequence=0, event_type_label=f"{n.table_key}.{n.event_type.value}")
-            for n in notifications
-        ]
+        event_rows = [q.event_row(e) for e in events]
+        note_rows = [q.notification_row(n) for n in notifications]
 
         def insert(conn: sqlite3.Connection) -> None:
             conn.executemany(q.INSERT_EVENT, event_rows)
             sequences = _reserve(conn, note_rows)
             for row in note_rows:
-                row["sequence"] = sequences[row["webhook_id"]]
-                sequences[row["webhook_id"]] += 1
+                webhook_id = row[q.ROW_WEBHOOK]
+                row[q.ROW_SEQUENCE] = sequences[webhook_id]
+                sequences[webhook_id] += 1
             conn.executemany(q.INSERT_NOTIFICATION, note_rows)
 
         await self._atomically(insert)
-        return [row["sequence"] for row in note_rows]
+        return [row[q.ROW_SEQUENCE] for row in note_rows]
 
     async def claim_due(
         self,
@@ -464,11 +462,11 @@ def _run_atomically(
     return done
 
 
-def _reserve(conn: sqlite3.Connection, note_rows: list[Params]) -> dict[str, int]:
+def _reserve(conn: sqlite3.Connection, note_rows: list[list[Any]]) -> dict[str, int]:
     """Reserve sequence numbers in one statement; return the first one for each webhook."""
     counts: dict[tuple[str, str], int] = {}
     for row in note_rows:
-        key = (row["webhook_id"], row["group_key"])
+        key = (row[q.ROW_WEBHOOK], row[q.ROW_GROUP])
         counts[key] = counts.get(key, 0) + 1
     if not counts:
         return {}

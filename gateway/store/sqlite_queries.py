@@ -29,6 +29,7 @@ from gateway.ids import from_text as _uuid
 from gateway.models import (
     ApiKey,
     ContentType,
+    Event,
     EventType,
     HttpMethod,
     Notification,
@@ -80,6 +81,10 @@ def _columns(names: str) -> tuple[str, str]:
     """A column list and its matching named-placeholder list."""
     cols = [c.strip() for c in names.split(",")]
     return ", ".join(cols), ", ".join(f":{c}" for c in cols)
+
+
+def _positions(columns: Sequence[str]) -> str:
+    return ", ".join("?" * len(columns))
 
 
 def _assignments(names: str, *, skip: tuple[str, ...]) -> str:
@@ -180,18 +185,26 @@ MATCHING_RULES = (
 )
 
 # -- Events and notifications ---------------------------------------------------------------
-_EVENT_COLS, _EVENT_VALUES = _columns(
+_EVENT_COLS, _ = _columns(
     "event_id, group_key, table_key, event_type, records, created"
 )
-INSERT_EVENT = f"INSERT INTO events ({_EVENT_COLS}) VALUES ({_EVENT_VALUES})"
+# The two inserts of the publish path take positional rows (event_row, notification_row):
+# binding by name looks each of a row's names up in its dict, from C, row after row.
+EVENT_COLUMNS = tuple(_EVENT_COLS.split(", "))
+INSERT_EVENT = f"INSERT INTO events ({_EVENT_COLS}) VALUES ({_positions(EVENT_COLUMNS)})"
 _NOTE_NAMES = (
     "notification_id, group_key, webhook_id, event_id, table_key, event_type, event_type_label, "
     "records, sequence, triggered_at, state, next_attempt_at, created, attempts, lease_until, "
     "lease_owner, request_sent, is_successful, response_status_code, process_result_message, "
     "request_message, response_message, timestamp"
 )
-NOTE_COLS, _NOTE_VALUES = _columns(_NOTE_NAMES)
-INSERT_NOTIFICATION = f"INSERT INTO notifications ({NOTE_COLS}) VALUES ({_NOTE_VALUES})"
+NOTE_COLS, _ = _columns(_NOTE_NAMES)
+NOTE_COLUMNS = tuple(NOTE_COLS.split(", "))
+INSERT_NOTIFICATION = f"INSERT INTO notifications ({NOTE_COLS}) VALUES ({_positions(NOTE_COLUMNS)})"
+# Where add_events reads and numbers a notification row.
+ROW_GROUP = NOTE_COLUMNS.index("group_key")
+ROW_WEBHOOK = NOTE_COLUMNS.index("webhook_id")
+ROW_SEQUENCE = NOTE_COLUMNS.index("sequence")
 # The literal state = 'pending' lets SQLite use the partial index notifications_due.
 CLAIM_DUE = (
     "UPDATE notifications SET lease_owner = :owner, lease_until = :lease_until "
@@ -388,6 +401,34 @@ def encode(record: Any, **extra: Any) -> Params:
     }
     params.update(extra)
     return params
+
+
+_text = str.__str__  # a StrEnum member's text, without enum's property lookup
+
+
+def event_row(event: Event) -> tuple[Any, ...]:
+    """INSERT_EVENT's parameters: `encode(event)` in EVENT_COLUMNS order, written out."""
+    return (
+        str(event.event_id), str(event.group_key), event.table_key, _text(event.event_type),
+        _json_list(event.records), stamp(event.created),
+    )  # fmt: skip
+
+
+def notification_row(note: Notification) -> list[Any]:
+    """INSERT_NOTIFICATION's parameters: `encode(note, event_type_label=...)` in NOTE_COLUMNS
+    order, written out (a list: add_events sets ROW_SEQUENCE in the transaction)."""
+    event_type = _text(note.event_type)
+    lease_until = note.lease_until
+    return [
+        str(note.notification_id), str(note.group_key), str(note.webhook_id),
+        str(note.event_id), note.table_key, event_type, f"{note.table_key}.{event_type}",
+        _json_list(note.records), note.sequence, stamp(note.triggered_at), _text(note.state),
+        stamp(note.next_attempt_at), stamp(note.created), note.attempts,
+        None if lease_until is None else stamp(lease_until), note.lease_owner,
+        note.request_sent, note.is_successful, note.response_status_code,
+        note.process_result_message, note.request_message, note.response_message,
+        stamp(note.timestamp),
+    ]  # fmt: skip
 
 
 def _opt(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:

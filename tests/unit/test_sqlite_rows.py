@@ -1,0 +1,64 @@
+"""The written-out rows of the publish path's inserts say exactly what the generic encoder
+says, column by column."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import timedelta
+
+from gateway.ids import new_id
+from gateway.models import Event, EventType, Notification, NotificationState, utcnow
+from gateway.store import sqlite_queries as q
+
+
+def _event() -> Event:
+    records = ({"id": "1", "total": 10}, {"id": "2", "note": "ünïcode"})
+    return Event(new_id(), new_id(), "Invoice", EventType.DELETE, records, utcnow())
+
+
+def test_an_event_row_is_its_encoding_in_column_order() -> None:
+    event = _event()
+    assert dict(zip(q.EVENT_COLUMNS, q.event_row(event), strict=True)) == q.encode(event)
+
+
+def test_a_notification_row_is_its_encoding_in_column_order() -> None:
+    event, now = _event(), utcnow()
+    bare = Notification(
+        notification_id=new_id(),
+        group_key=event.group_key,
+        webhook_id=new_id(),
+        event_id=event.event_id,
+        table_key=event.table_key,
+        event_type=event.event_type,
+        records=event.records,
+        sequence=3,
+        triggered_at=event.created,
+        state=NotificationState.PENDING,
+        next_attempt_at=now,
+        created=now,
+        timestamp=now,
+    )
+    # Every optional field set as well, so that none is left out or misplaced.
+    full = dataclasses.replace(
+        bare,
+        state=NotificationState.FAILED,
+        attempts=2,
+        lease_until=now + timedelta(seconds=60),
+        lease_owner="worker-a",
+        request_sent=True,
+        is_successful=False,
+        response_status_code="500",
+        process_result_message="HTTP 500",
+        request_message="POST http://partner.example/hook",
+        response_message="HTTP 500\n\nno",
+        timestamp=now + timedelta(seconds=1),
+    )
+    for note in (bare, full):
+        row = q.notification_row(note)
+        expected = q.encode(note, event_type_label="Invoice.D")
+        assert dict(zip(q.NOTE_COLUMNS, row, strict=True)) == expected
+        assert (row[q.ROW_GROUP], row[q.ROW_WEBHOOK], row[q.ROW_SEQUENCE]) == (
+            str(note.group_key),
+            str(note.webhook_id),
+            note.sequence,
+        )
