@@ -522,17 +522,14 @@ def _leased(
     return held
 
 
-def _settled_note(outcome: AttemptOutcome, done: Settlement, now: str) -> Params:
-    return {
-        "notification_id": str(outcome.notification_id), "lease_owner": outcome.lease_owner,
-        "now": now, "state": done.state.value, "sent": outcome.request_sent,
-        "next_attempt_at": stamp(done.next_attempt_at) if done.next_attempt_at else None,
-        "is_successful": done.is_successful,
-        "process_result_message": done.process_result_message,
-        "response_status_code": outcome.response_status_code,
-        "request_message": outcome.request_message,
-        "response_message": outcome.response_message,
-    }  # fmt: skip
+def _settled_note(outcome: AttemptOutcome, done: Settlement, now: str) -> tuple[Any, ...]:
+    """SETTLE_NOTIFICATION's parameters, in q.SETTLE_COLUMNS order."""
+    return (
+        done.state.value, stamp(done.next_attempt_at) if done.next_attempt_at else None,
+        outcome.request_sent, done.is_successful, outcome.response_status_code,
+        done.process_result_message, outcome.request_message, outcome.response_message, now,
+        str(outcome.notification_id), outcome.lease_owner,
+    )  # fmt: skip
 
 
 def _lifecycle(hook: Webhook, change: Transition, now: str) -> Params:

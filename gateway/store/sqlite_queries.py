@@ -13,6 +13,7 @@ from __future__ import annotations
 import enum
 import functools
 import operator
+import re
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
@@ -85,6 +86,16 @@ def _columns(names: str) -> tuple[str, str]:
 
 def _positions(columns: Sequence[str]) -> str:
     return ", ".join("?" * len(columns))
+
+
+def _numbered(names: Sequence[str], sql: str) -> str:
+    """`sql` with each :name written as ?N, N its place in `names` (from 1), so that it binds
+    a row by position and still reads by name."""
+    for place, name in enumerate(names, start=1):
+        sql = re.sub(rf":{name}\b", f"?{place}", sql)
+    if ":" in re.sub(r"'[^']*'", "", sql):
+        raise ValueError(f"a name in {sql!r} is not among {names}")
+    return sql
 
 
 def _assignments(names: str, *, skip: tuple[str, ...]) -> str:
@@ -185,9 +196,7 @@ MATCHING_RULES = (
 )
 
 # -- Events and notifications ---------------------------------------------------------------
-_EVENT_COLS, _ = _columns(
-    "event_id, group_key, table_key, event_type, records, created"
-)
+_EVENT_COLS, _ = _columns("event_id, group_key, table_key, event_type, records, created")
 # The two inserts of the publish path take positional rows (event_row, notification_row):
 # binding by name looks each of a row's names up in its dict, from C, row after row.
 EVENT_COLUMNS = tuple(_EVENT_COLS.split(", "))
@@ -223,7 +232,14 @@ LEASED_WEBHOOKS = (
     "FROM notifications n JOIN webhooks w ON w.webhook_id = n.webhook_id "
     "WHERE n.notification_id IN (SELECT value FROM json_each(:ids))"
 )
-SETTLE_NOTIFICATION = (
+# Bound by position, one row per settled notification (settled_row), like the inserts above.
+SETTLE_COLUMNS = (
+    "state", "next_attempt_at", "sent", "is_successful", "response_status_code",
+    "process_result_message", "request_message", "response_message", "now", "notification_id",
+    "lease_owner",
+)  # fmt: skip
+SETTLE_NOTIFICATION = _numbered(
+    SETTLE_COLUMNS,
     "UPDATE notifications SET state = :state, "
     "next_attempt_at = coalesce(:next_attempt_at, next_attempt_at), "
     "attempts = attempts + :sent, request_sent = :sent, is_successful = :is_successful, "
@@ -231,7 +247,7 @@ SETTLE_NOTIFICATION = (
     "process_result_message = :process_result_message, request_message = :request_message, "
     "response_message = :response_message, timestamp = :now, "
     "lease_owner = NULL, lease_until = NULL "
-    "WHERE notification_id = :notification_id AND lease_owner = :lease_owner"
+    "WHERE notification_id = :notification_id AND lease_owner = :lease_owner",
 )
 SETTLE_LIFECYCLE = (
     "UPDATE webhooks SET failure_count = :failure_count, status_code = :status_code, "

@@ -4,7 +4,10 @@ says, column by column."""
 from __future__ import annotations
 
 import dataclasses
+import re
 from datetime import timedelta
+
+import pytest
 
 from gateway.ids import new_id
 from gateway.models import Event, EventType, Notification, NotificationState, utcnow
@@ -62,3 +65,15 @@ def test_a_notification_row_is_its_encoding_in_column_order() -> None:
             str(note.webhook_id),
             note.sequence,
         )
+
+
+def test_numbered_sql_binds_by_place_and_refuses_a_name_it_was_not_given() -> None:
+    sql = q._numbered(("a", "now"), "UPDATE t SET x = :a, y = :a + 1, z = :now, w = ':x'")
+    assert sql == "UPDATE t SET x = ?1, y = ?1 + 1, z = ?2, w = ':x'"
+    with pytest.raises(ValueError, match="not among"):
+        q._numbered(("a",), "UPDATE t SET x = :a, y = :b")
+
+
+def test_the_settle_statement_uses_every_column_of_its_row_and_no_other() -> None:
+    places = {int(n) for n in re.findall(r"\?(\d+)", q.SETTLE_NOTIFICATION)}
+    assert places == set(range(1, len(q.SETTLE_COLUMNS) + 1))
