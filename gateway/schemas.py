@@ -7,6 +7,7 @@ property is a 400, so a typo never passes silently.
 
 from __future__ import annotations
 
+import functools
 import unicodedata
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -165,14 +166,25 @@ def parse(model: type[M], data: Any, *, where: str = "") -> tuple[M, set[str]]:
         raise _translate(exc, where) from exc
 
 
+@functools.cache
+def _spellings(model: type[BaseModel]) -> dict[str, str]:
+    """Each field of `model` by its lower-case name and by the lower-case aliases that lead to
+    it (a field's own name wins). Worked out once per model: pydantic answers model_fields
+    through a property that showed in profiles of the publish path, once per event."""
+    fields = model.model_fields
+    found = {alias: name for alias, name in ALIASES.items() if name in fields}
+    found.update((name.lower(), name) for name in fields)
+    return found
+
+
 def _canonical_keys(model: type[BaseModel], data: Mapping[str, Any], where: str) -> dict[str, Any]:
-    names = {name.lower(): name for name in model.model_fields}
+    spellings = _spellings(model)
     out: dict[str, Any] = {}
     unknown: list[str] = []
     for key, value in data.items():
         lowered = str(key).lower()
-        name = names.get(lowered) or ALIASES.get(lowered)
-        if name in model.model_fields:
+        name = spellings.get(lowered)
+        if name is not None:
             out[name] = value
         elif lowered not in READ_ONLY:
             unknown.append(str(key))

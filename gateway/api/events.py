@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections import defaultdict
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -16,6 +16,7 @@ from gateway.errors import ValidationError
 from gateway.ids import new_id
 from gateway.models import (
     Event,
+    EventType,
     Notification,
     NotificationState,
     Scope,
@@ -41,8 +42,9 @@ async def publish(request: Request) -> Response:
     limit = ctx.settings.max_events_per_request
     if not items or len(items) > limit:
         raise ValidationError.field("body", f"send between 1 and {limit} events")
-    events = [_event(ctx, principal.group_key, item, i) for i, item in enumerate(items)]
-    notes = await _notifications(ctx, events)
+    now = ctx.clock()  # one time for the whole request: its events were accepted together
+    events = [_event(ctx, principal.group_key, item, i, now) for i, item in enumerate(items)]
+    notes = await _notifications(ctx, events, now)
     worker = ctx.worker
     try:
         sequences = await ctx.store.add_events(events, notes)
@@ -59,7 +61,7 @@ async def publish(request: Request) -> Response:
     )
 
 
-def _event(ctx: Context, group_key: UUID, item: Any, index: int) -> Event:
+def _event(ctx: Context, group_key: UUID, item: Any, index: int, now: datetime) -> Event:
     spec, _ = parse(EventIn, item, where=f"[{index}].")
     if len(spec.records) > ctx.settings.max_records_per_event:
         raise ValidationError.field(
@@ -70,26 +72,23 @@ def _event(ctx: Context, group_key: UUID, item: Any, index: int) -> Event:
             payloads.record_id(record, spec.tableKey)
         except ValidationError as exc:
             raise ValidationError.field(f"[{index}].records", exc.errors["records"][0]) from exc
-    return Event(
-        new_id(), group_key, spec.tableKey, spec.eventType, tuple(spec.records), ctx.clock()
-    )
+    return Event(new_id(), group_key, spec.tableKey, spec.eventType, tuple(spec.records), now)
 
 
-async def _notifications(ctx: Context, events: list[Event]) -> list[Notification]:
+async def _notifications(ctx: Context, events: list[Event], now: datetime) -> list[Notification]:
     """One notification per matching webhook per event, with the records its rules select."""
-    lookups: dict[tuple[str, str], list[tuple[WebhookRule, Webhook]]] = {}
+    lookups: dict[tuple[str, EventType], list[Subscriber]] = {}
     for event in events:
-        key = (event.table_key, event.event_type.value)
+        key = (event.table_key, event.event_type)
         if key not in lookups:
-            lookups[key] = await ctx.store.matching_rules(event.group_key, *key)
+            matches = await ctx.store.matching_rules(event.group_key, key[0], key[1].value)
+            lookups[key] = _subscribers(matches)
     # Nothing below awaits or fails: the worker's promises (take_fresh) all reach add_events.
     out: list[Notification] = []
-    now = ctx.clock()
     worker = ctx.worker
     owner, lease_until = (worker.owner, worker.lease_until(now)) if worker else (None, None)
     for event in events:
-        matches = lookups[event.table_key, event.event_type.value]
-        for hook, records in _select(matches, event).items():
+        for hook, records in _select(lookups[event.table_key, event.event_type], event):
             active = lifecycle.effective_status(hook, now)[0] is WebhookStatus.ACTIVE
             # Leased to this process's worker if it has room: it skips the claim.
             handed = active and worker is not None and worker.take_fresh(hook.webhook_id)
@@ -115,19 +114,28 @@ async def _notifications(ctx: Context, events: list[Event]) -> list[Notification
     return out
 
 
-def _select(
-    matches: list[tuple[WebhookRule, Webhook]], event: Event
-) -> dict[Webhook, list[dict[str, Any]]]:
-    """For each webhook, the event's records that any of its rules accept, in event order."""
-    rules_by_hook: dict[UUID, list[WebhookRule]] = defaultdict(list)
-    hooks: dict[UUID, Webhook] = {}
+Subscriber = tuple[Webhook, list[filters.Node | None]]  # a webhook and its rules' filters
+
+
+def _subscribers(matches: list[tuple[WebhookRule, Webhook]]) -> list[Subscriber]:
+    """Each matched webhook once, in the order of its first rule, with its rules' filters.
+    Worked out once per table and event type of a request, not once per event."""
+    found: dict[UUID, Subscriber] = {}
     for rule, hook in matches:
-        rules_by_hook[hook.webhook_id].append(rule)
-        hooks[hook.webhook_id] = hook
-    selected: dict[Webhook, list[dict[str, Any]]] = {}
-    for webhook_id, rules in rules_by_hook.items():
-        nodes = [_compiled(r.filter) for r in rules]
-        records = [r for r in event.records if any(filters.evaluate(n, r) for n in nodes)]
+        found.setdefault(hook.webhook_id, (hook, []))[1].append(_compiled(rule.filter))
+    return list(found.values())
+
+
+def _select(
+    subscribers: list[Subscriber], event: Event
+) -> list[tuple[Webhook, list[dict[str, Any]]]]:
+    """For each webhook, the event's records that any of its rules accept, in event order."""
+    selected = []
+    for hook, nodes in subscribers:
+        if None in nodes:  # a rule without a filter accepts every record
+            records = list(event.records)
+        else:
+            records = [r for r in event.records if any(filters.evaluate(n, r) for n in nodes)]
         if records:
-            selected[hooks[webhook_id]] = records
+            selected.append((hook, records))
     return selected
