@@ -367,7 +367,7 @@ class SqliteStore(Store):
             "lease_until": stamp(lease_until), "exclude": _json_ids(exclude_webhooks),
         }  # fmt: skip
         rows = await self._atomically(lambda conn: conn.execute(q.CLAIM_DUE, params).fetchall())
-        notes = decode_rows(Notification, rows)
+        notes = q.notifications(rows)
         # RETURNING follows no ORDER BY; restore the claim order.
         return sorted(notes, key=lambda n: (n.webhook_id, n.sequence))
 

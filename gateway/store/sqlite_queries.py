@@ -522,6 +522,25 @@ def _decoders(cls: type, prefix: str) -> tuple[Decoder, ...]:
     return _DECODERS[cls, prefix]
 
 
+_EVENT_TYPE = _member(EventType)
+_STATE = _member(NotificationState)
+
+
+def notifications(rows: Sequence[sqlite3.Row]) -> list[Notification]:
+    """`decode_rows(Notification, rows)` for rows of NOTE_COLUMNS in their order (a claim's),
+    written out: a claim decodes hundreds of rows, and the generic loop over each row's
+    columns cost more than the conversions themselves."""
+    return [
+        Notification(
+            _uuid(r[0]), _shared_uuid(r[1]), _shared_uuid(r[2]), _uuid(r[3]), r[4],
+            _EVENT_TYPE(r[5]), _records(r[7]), r[8], _time(r[9]), _STATE(r[10]), _time(r[11]),
+            _time(r[12]), r[13], None if r[14] is None else _time(r[14]), r[15], bool(r[16]),
+            bool(r[17]), r[18], r[19], r[20], r[21], _time(r[22]),
+        )  # r[6] is event_type_label, which the record does not keep
+        for r in rows
+    ]  # fmt: skip
+
+
 def decode(cls: type[R], row: sqlite3.Row, prefix: str = "") -> R:
     """The record of this type in `row` (columns named `prefix` + field name)."""
     return decode_rows(cls, [row], prefix)[0]

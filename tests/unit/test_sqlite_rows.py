@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import sqlite3
 from datetime import timedelta
 
 import pytest
@@ -24,7 +25,8 @@ def test_an_event_row_is_its_encoding_in_column_order() -> None:
     assert dict(zip(q.EVENT_COLUMNS, q.event_row(event), strict=True)) == q.encode(event)
 
 
-def test_a_notification_row_is_its_encoding_in_column_order() -> None:
+def _notifications() -> tuple[Notification, Notification]:
+    """One notification with every optional field unset, and one with every field set."""
     event, now = _event(), utcnow()
     bare = Notification(
         notification_id=new_id(),
@@ -56,7 +58,11 @@ def test_a_notification_row_is_its_encoding_in_column_order() -> None:
         response_message="HTTP 500\n\nno",
         timestamp=now + timedelta(seconds=1),
     )
-    for note in (bare, full):
+    return bare, full
+
+
+def test_a_notification_row_is_its_encoding_in_column_order() -> None:
+    for note in _notifications():
         row = q.notification_row(note)
         expected = q.encode(note, event_type_label="Invoice.D")
         assert dict(zip(q.NOTE_COLUMNS, row, strict=True)) == expected
@@ -77,3 +83,13 @@ def test_numbered_sql_binds_by_place_and_refuses_a_name_it_was_not_given() -> No
 def test_the_settle_statement_uses_every_column_of_its_row_and_no_other() -> None:
     places = {int(n) for n in re.findall(r"\?(\d+)", q.SETTLE_NOTIFICATION)}
     assert places == set(range(1, len(q.SETTLE_COLUMNS) + 1))
+
+
+def test_claimed_rows_decode_as_the_generic_decoder_decodes_them() -> None:
+    conn = sqlite3.connect(":memory:")
+    conn.row_factory = sqlite3.Row
+    conn.execute(f"CREATE TABLE notifications ({q.NOTE_COLS})")
+    notes = _notifications()
+    conn.executemany(q.INSERT_NOTIFICATION, [q.notification_row(n) for n in notes])
+    rows = conn.execute(f"SELECT {q.NOTE_COLS} FROM notifications").fetchall()
+    assert q.notifications(rows) == q.decode_rows(Notification, rows) == list(notes)
