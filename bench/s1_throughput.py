@@ -1,7 +1,7 @@
 """S1, delivery throughput: the gateway end to end beside bare aiohttp and httpx clients.
 
     python -m bench.s1_throughput [--events 20000] [--concurrency 32] [--webhooks 1,10]
-        [--database-url sqlite|postgresql://... ...] [--workers 0[,1,2]] [--quick]
+        [--database-url sqlite|postgresql://... ...] [--workers 0,2] [--quick]
 
 All traffic stays on loopback; one receiver process serves every phase. The baseline is a bare
 aiohttp session sending the same kind of signed bodies to the same receiver, `--concurrency` in
@@ -12,9 +12,11 @@ beside it. Each gateway phase starts `gateway serve` on a fresh database (SQLite
 publishes the events through aiohttp, 100 per request (encoded before the clock starts), 4
 requests at a time, and stops the clock when the receiver has counted all events x N
 notifications and the store records every one as delivered. Each webhook may have
-`--concurrency` in flight, the worker as a whole max(--concurrency, 64). `--workers 1,2` turns
-the in-process worker off and starts that many `gateway worker` processes instead. Target: the
-gateway at 50% or more of bare aiohttp's rate, to 1 and to 10 webhooks.
+`--concurrency` in flight, the worker as a whole max(--concurrency, 64). `--workers` lists the
+layouts: 0 is the worker inside `serve` (the default command), N turns it off and starts N
+`gateway worker` processes (what `serve --worker-processes N` runs); by default both 0 and 2,
+the layout the README recommends for throughput. Target: the gateway at 50% or more of bare
+aiohttp's rate, to 1 and to 10 webhooks.
 
 CPU seconds per notification are printed too: for the gateway its processes, the receiver and
 this script (the publisher); for the bare clients this script (the client) and the receiver.
@@ -202,7 +204,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=32, help="in flight per webhook")
     parser.add_argument("--webhooks", default="1,10", help="webhook counts, e.g. 1,10")
     parser.add_argument("--database-url", action="append", help="sqlite or postgresql://...")
-    parser.add_argument("--workers", default="0", help="gateway worker processes, e.g. 0,1,2")
+    parser.add_argument("--workers", default="0,2", help="gateway worker processes, e.g. 0,1,2")
     parser.add_argument("--quick", action="store_true", help="a small smoke run")
     args = parser.parse_args()
     args.events = args.events or (QUICK_EVENTS if args.quick else 20_000)
