@@ -74,8 +74,8 @@ class Receiver:
         self, total: int, timeout: float, prefix: str = "", interval: float = 0.05
     ) -> None:
         """Poll every `interval` seconds until it has seen `total` requests under `prefix`.
-        Each poll's CPU is taken from what this process measures: through aiohttp it costs a
-        tenth of what httpx's did (S1's bare client rows)."""
+        Each poll's CPU is taken from what this process measures, hence aiohttp: S1's bare
+        client rows show about 130 µs of CPU a request for it against about 2,600 for httpx."""
         deadline = time.monotonic() + timeout
         # One session for the whole wait: making one costs more CPU than a hundred polls.
         async with aiohttp.ClientSession() as session:

@@ -114,16 +114,23 @@ async def _notifications(ctx: Context, events: list[Event], now: datetime) -> li
     return out
 
 
-Subscriber = tuple[Webhook, list[filters.Node | None]]  # a webhook and its rules' filters
+# A webhook and its rules' filters; None when one of its rules has no filter and so accepts
+# every record.
+Subscriber = tuple[Webhook, list[filters.Node] | None]
 
 
 def _subscribers(matches: list[tuple[WebhookRule, Webhook]]) -> list[Subscriber]:
     """Each matched webhook once, in the order of its first rule, with its rules' filters.
     Worked out once per table and event type of a request, not once per event."""
-    found: dict[UUID, Subscriber] = {}
+    hooks: dict[UUID, Webhook] = {}
+    nodes: dict[UUID, list[filters.Node | None]] = {}
     for rule, hook in matches:
-        found.setdefault(hook.webhook_id, (hook, []))[1].append(_compiled(rule.filter))
-    return list(found.values())
+        hooks.setdefault(hook.webhook_id, hook)
+        nodes.setdefault(hook.webhook_id, []).append(_compiled(rule.filter))
+    return [
+        (hook, None if None in nodes[webhook_id] else [n for n in nodes[webhook_id] if n])
+        for webhook_id, hook in hooks.items()
+    ]
 
 
 def _select(
@@ -132,7 +139,7 @@ def _select(
     """For each webhook, the event's records that any of its rules accept, in event order."""
     selected = []
     for hook, nodes in subscribers:
-        if None in nodes:  # a rule without a filter accepts every record
+        if nodes is None:
             records = list(event.records)
         else:
             records = [r for r in event.records if any(filters.evaluate(n, r) for n in nodes)]

@@ -196,19 +196,20 @@ MATCHING_RULES = (
 )
 
 # -- Events and notifications ---------------------------------------------------------------
-_EVENT_COLS, _ = _columns("event_id, group_key, table_key, event_type, records, created")
 # The two inserts of the publish path take positional rows (event_row, notification_row):
 # binding by name looks each of a row's names up in its dict, from C, row after row.
-EVENT_COLUMNS = tuple(_EVENT_COLS.split(", "))
-INSERT_EVENT = f"INSERT INTO events ({_EVENT_COLS}) VALUES ({_positions(EVENT_COLUMNS)})"
+EVENT_COLUMNS = ("event_id", "group_key", "table_key", "event_type", "records", "created")
+INSERT_EVENT = (
+    f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) VALUES ({_positions(EVENT_COLUMNS)})"
+)
 _NOTE_NAMES = (
     "notification_id, group_key, webhook_id, event_id, table_key, event_type, event_type_label, "
     "records, sequence, triggered_at, state, next_attempt_at, created, attempts, lease_until, "
     "lease_owner, request_sent, is_successful, response_status_code, process_result_message, "
     "request_message, response_message, timestamp"
 )
-NOTE_COLS, _ = _columns(_NOTE_NAMES)
-NOTE_COLUMNS = tuple(NOTE_COLS.split(", "))
+NOTE_COLUMNS = tuple(c.strip() for c in _NOTE_NAMES.split(","))
+NOTE_COLS = ", ".join(NOTE_COLUMNS)
 INSERT_NOTIFICATION = f"INSERT INTO notifications ({NOTE_COLS}) VALUES ({_positions(NOTE_COLUMNS)})"
 # Where add_events reads and numbers a notification row.
 ROW_GROUP = NOTE_COLUMNS.index("group_key")
@@ -344,6 +345,7 @@ def stamp(value: datetime) -> str:
 
 
 _AS_IS = frozenset({str, int, float, bool, type(None)})
+_text = str.__str__  # a StrEnum member's text (its value), without enum's property lookup
 Convert = Callable[[Any], Any]
 
 
@@ -360,7 +362,7 @@ def _converter_for(kind: type) -> Convert | None:
     if kind in _AS_IS:
         return None
     if issubclass(kind, enum.StrEnum):
-        return str.__str__  # the member's text is its value, without enum's property lookup
+        return _text
     if issubclass(kind, enum.Enum):
         return operator.attrgetter("value")
     if issubclass(kind, UUID):
@@ -417,9 +419,6 @@ def encode(record: Any, **extra: Any) -> Params:
     }
     params.update(extra)
     return params
-
-
-_text = str.__str__  # a StrEnum member's text, without enum's property lookup
 
 
 def event_row(event: Event) -> tuple[Any, ...]:
