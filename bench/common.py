@@ -30,10 +30,10 @@ import orjson
 
 from gateway import signing
 from tests.acceptance.processes import (
+    children,
     create_key,
     free_port,
     start_gateway,
-    start_worker,
     stop,
     wait_until_up,
 )
@@ -117,27 +117,26 @@ class Gateway:
 async def gateway(
     database: str = "sqlite",
     env: Mapping[str, str] | None = None,
-    workers: int = 0,
+    workers: int | None = None,
     prepare: Callable[[str], Awaitable[None]] | None = None,
 ) -> AsyncIterator[Gateway]:
     """A gateway on a fresh database; `prepare(database_url)` runs after migrations, before
-    `serve` starts (to seed rows directly). With `workers`, the in-process worker is off and
-    that many `gateway worker` processes deliver instead."""
-    settings = {"GATEWAY_RUN_WORKER": "false" if workers else "true", **(env or {})}
+    `serve` starts (to seed rows directly). `workers` is serve's `worker_processes`: None is
+    its default ("auto"), 0 the worker inside serve, N that many `gateway worker` processes
+    started by serve. `Gateway.pids` holds serve's and its worker processes'."""
+    processes = "auto" if workers is None else str(workers)
+    settings = {"GATEWAY_WORKER_PROCESSES": processes, **(env or {})}
     with tempfile.TemporaryDirectory() as workdir:
         async with fresh_database(database, workdir) as url:
             key = create_key(Path(workdir), url, "bench", "webhooks,events")["apiKey"]
             if prepare is not None:
                 await prepare(url)
-            procs: list[subprocess.Popen[bytes]] = []
+            serve, base = start_gateway(Path(workdir), url, settings)
             try:
-                serve, base = start_gateway(Path(workdir), url, settings)
-                procs.append(serve)
-                procs += [start_worker(Path(workdir), url, settings) for _ in range(workers)]
-                yield Gateway(base, key, url, [p.pid for p in procs])
+                # serve starts its worker processes before it listens: all are up by now.
+                yield Gateway(base, key, url, [serve.pid, *sorted(children(serve.pid))])
             finally:
-                for proc in procs:  # before the schema they use is dropped
-                    stop(proc)
+                stop(serve)  # and its workers, before the schema they use is dropped
 
 
 @contextlib.asynccontextmanager
@@ -224,6 +223,21 @@ async def metric(api: httpx.AsyncClient, sample: str) -> float:
     text = (await api.get("/metrics")).text
     found = re.search(rf"^{re.escape(sample)} ([0-9.e+]+)$", text, re.M)
     return float(found.group(1)) if found else 0.0
+
+
+async def failed_attempts(api: httpx.AsyncClient, webhook_id: str) -> int:
+    """The failed attempts the store records for one webhook, from its history (/metrics
+    counts only serve's own worker's attempts, not its worker processes')."""
+    total, page = 0, 0
+    while True:
+        params: dict[str, str | int] = {"filter": "failureCount gt 0", "pageSize": 500}
+        params["pageNumber"] = page
+        answer = await api.get(f"/api/v1/Webhooks/{webhook_id}/history/query", params=params)
+        records = answer.raise_for_status().json()["records"]
+        total += sum(int(record["failureCount"]) for record in records)
+        if len(records) < 500:
+            return total
+        page += 1
 
 
 async def wait_delivered(api: httpx.AsyncClient, total: int, timeout: float = 600) -> None:

@@ -1,7 +1,7 @@
 """S1, delivery throughput: the gateway end to end beside bare aiohttp and httpx clients.
 
     python -m bench.s1_throughput [--events 20000] [--concurrency 32] [--webhooks 1,10]
-        [--database-url sqlite|postgresql://... ...] [--workers 0,2] [--quick]
+        [--database-url sqlite|postgresql://... ...] [--workers auto,0] [--quick]
 
 All traffic stays on loopback; one receiver process serves every phase. The baseline is a bare
 aiohttp session sending the same kind of signed bodies to the same receiver, `--concurrency` in
@@ -13,10 +13,10 @@ publishes the events through aiohttp, 100 per request (encoded before the clock 
 requests at a time, and stops the clock when the receiver has counted all events x N
 notifications and the store records every one as delivered. Each webhook may have
 `--concurrency` in flight, the worker as a whole max(--concurrency, 64). `--workers` lists the
-layouts: 0 is the worker inside `serve` (the default command), N turns it off and starts N
-`gateway worker` processes (what `serve --worker-processes N` runs); by default both 0 and 2,
-the layout the README recommends for throughput. Target: the gateway at 50% or more of bare
-aiohttp's rate, to 1 and to 10 webhooks.
+layouts, as `serve --worker-processes` takes them: auto is serve's default (one `gateway
+worker` process per core, at most 4; the worker inside serve on one core), 0 the worker inside
+`serve`, N that many worker processes; by default auto and 0. Target: the gateway at 50% or
+more of bare aiohttp's rate, to 1 and to 10 webhooks.
 
 CPU seconds per notification are printed too: for the gateway its processes, the receiver and
 this script (the publisher); for the bare clients this script (the client) and the receiver.
@@ -42,14 +42,16 @@ from bench.common import (
     bare_aiohttp,
     bare_httpx,
     event_batches,
+    failed_attempts,
     gateway,
-    metric,
     percent,
     publish,
     signed_bodies,
     subscribe,
     wait_delivered,
 )
+from gateway import worker_main
+from gateway.config import Settings
 
 TARGET = 0.5
 QUICK_EVENTS = 2_000
@@ -64,7 +66,7 @@ class Run:
     notifications: int
     seconds: float
     cpu: Mapping[str, float]
-    failed_attempts: int = 0  # as `serve` counts them: its in-process worker's only
+    failed_attempts: int = 0  # of the hanging webhooks, as their history records them
 
     @property
     def rate(self) -> float:
@@ -115,7 +117,7 @@ async def gateway_run(
     inflight: int,
     *,
     database: str = "sqlite",
-    workers: int = 0,
+    workers: int | None = None,
     hanging: int = 0,
     env: Mapping[str, str] | None = None,
 ) -> Run:
@@ -129,7 +131,7 @@ async def gateway_run(
     expected = events * webhooks
     async with gateway(database, {**delivery_env(inflight), **(env or {})}, workers) as gw:
         async with gw.client() as api:
-            await subscribe(api, urls)
+            ids = await subscribe(api, urls)
             batches = event_batches(events)
             sources = _gateway_cpu_sources(gw, receiver)
             before = _cpu_now(**sources)
@@ -139,8 +141,8 @@ async def gateway_run(
             await wait_delivered(api, expected, WAIT_TIMEOUT)
             seconds = time.perf_counter() - start
             spent = _spent(before, _cpu_now(**sources))
-            failed = await metric(api, 'gateway_delivery_attempts_total{outcome="failure"}')
-    return Run(expected, seconds, spent, int(failed))
+            failed = [await failed_attempts(api, hook) for hook in ids[webhooks:]]
+    return Run(expected, seconds, spent, sum(failed))
 
 
 def _gateway_cpu_sources(gw: Gateway, receiver: Receiver) -> dict[str, Callable[[], float]]:
@@ -156,7 +158,9 @@ def database_name(database: str) -> str:
     return database.split("://", 1)[0]
 
 
-def worker_label(workers: int) -> str:
+def worker_label(workers: int | None) -> str:
+    if workers is None:
+        return f"auto: {worker_label(worker_main.process_count(Settings()))}, the default"
     return f"{workers} worker process(es)" if workers else "worker in serve"
 
 
@@ -198,13 +202,17 @@ def _counts(text: str) -> list[int]:
     return [int(n) for n in text.split(",")]
 
 
+def _layouts(text: str) -> list[int | None]:
+    return [None if n.strip() == "auto" else int(n) for n in text.split(",")]
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, help="events per phase (20000; 2000 with --quick)")
     parser.add_argument("--concurrency", type=int, default=32, help="in flight per webhook")
     parser.add_argument("--webhooks", default="1,10", help="webhook counts, e.g. 1,10")
     parser.add_argument("--database-url", action="append", help="sqlite or postgresql://...")
-    parser.add_argument("--workers", default="0,2", help="gateway worker processes, e.g. 0,1,2")
+    parser.add_argument("--workers", default="auto,0", help="worker processes, e.g. auto,0,1,2")
     parser.add_argument("--quick", action="store_true", help="a small smoke run")
     args = parser.parse_args()
     args.events = args.events or (QUICK_EVENTS if args.quick else 20_000)
@@ -220,7 +228,7 @@ async def main() -> None:
         bodies = signed_bodies(args.events)
         base = await baseline_run(receiver, bare_aiohttp, bodies, args.concurrency)
         bare = await baseline_run(receiver, bare_httpx, bodies, args.concurrency)
-        phases = itertools.product(_counts(args.workers), databases, _counts(args.webhooks))
+        phases = itertools.product(_layouts(args.workers), databases, _counts(args.webhooks))
         for workers, database, webhooks in phases:
             label = f"gateway {webhooks} webhook(s), {database_name(database)}"
             gateways[f"{label}, {worker_label(workers)}"] = await gateway_run(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -145,10 +145,14 @@ async def _housekeeping(ctx: Context) -> None:
 
 
 def create_app(
-    settings: Settings, store: Store | None = None, resolver: Resolver | None = None
+    settings: Settings,
+    store: Store | None = None,
+    resolver: Resolver | None = None,
+    wake_processes: Callable[[], None] | None = None,
 ) -> Starlette:
     """The ASGI application for these settings (tests may give a store, and a resolver for
-    outbound host names)."""
+    outbound host names). `wake_processes` tells the worker processes that serve started that
+    new notifications are due."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -163,6 +167,7 @@ def create_app(
                 codes=HandshakeCodes(settings.secret_key or ""),
                 limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
                 sender=Sender(settings, outbound, opened, utcnow),
+                wake_processes=wake_processes,
             )
             app.state.ctx = ctx
             stop = asyncio.Event()

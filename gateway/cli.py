@@ -52,12 +52,19 @@ def build_parser() -> argparse.ArgumentParser:
     _flag(serve, "--secret-key", "key signing handshake codes (default: generated, kept)")
     _flag(serve, "--allowed-callback-networks", "comma-separated CIDRs callbacks may reach")
     _flag(serve, "--log-level", "debug, info, warning or error")
-    _flag(serve, "--worker-processes", "delivery processes to run beside the API (default 0: "
-          "the worker runs inside serve)", type=int)  # fmt: skip
+    _flag(serve, "--worker-processes", "delivery processes to run beside the API: a count, or "
+          "auto (the default: one per core, at most 4; on one core the worker runs inside "
+          "serve); 0 runs the worker inside serve")  # fmt: skip
     worker = sub.add_parser("worker", help="run only the delivery worker")
     _common(worker)
     _flag(worker, "--allowed-callback-networks", "comma-separated CIDRs callbacks may reach")
     _flag(worker, "--log-level", "debug, info, warning or error")
+    worker.add_argument(
+        "--parent-stdin",
+        action="store_true",
+        help="claim at once on each byte read from standard input, and stop when it ends "
+        "(how `serve` runs its worker processes)",
+    )
     migrate = sub.add_parser("migrate", help="apply database migrations")
     _common(migrate)
     keys = sub.add_parser("keys", help="manage API keys")
@@ -100,7 +107,7 @@ def _dispatch(args: argparse.Namespace, settings: config.Settings) -> int:
     if args.command == "worker":
         from gateway.worker_main import run_worker
 
-        return run_worker(settings.with_secret_key())
+        return run_worker(settings.with_secret_key(), parent_stdin=args.parent_stdin)
     commands: dict[str, Callable[[], Coroutine[Any, Any, Any]]] = {
         "migrate": lambda: _migrate(settings),
         "create": lambda: _create_key(settings, args.group, args.scopes),
@@ -119,8 +126,8 @@ def _serve(settings: config.Settings) -> int:
     from gateway.app import create_app
     from gateway.worker_main import worker_processes
 
-    with worker_processes(settings) as serving:
-        app = create_app(serving)
+    with worker_processes(settings) as (serving, wake_processes):
+        app = create_app(serving, wake_processes=wake_processes)
         heap.freeze_startup()  # after the imports: they are most of what lives this long
         uvicorn.run(
             app,

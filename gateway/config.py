@@ -46,7 +46,7 @@ class Settings:
     secret_grace_period: float = 86_400.0
     # Delivery
     run_worker: bool = True
-    worker_processes: int = 0
+    worker_processes: int | None = None  # None: "auto", see gateway.worker_main.process_count
     delivery_timeout: float = 10.0
     retry_schedule: tuple[float, ...] = (5.0, 30.0, 120.0, 600.0, 1800.0, 3600.0)
     retry_jitter: float = 0.2
@@ -151,6 +151,8 @@ def _build(values: Mapping[str, Any]) -> Settings:
 def _convert(name: str, spec: dataclasses.Field[Any], value: Any) -> Any:
     default = spec.default if spec.default is not dataclasses.MISSING else None
     try:
+        if name == "worker_processes":
+            return _to_process_count(value)
         if isinstance(default, bool):
             return _to_bool(value)
         if isinstance(default, tuple) or name in ("allowed_callback_networks", "retry_schedule"):
@@ -164,6 +166,15 @@ def _convert(name: str, spec: dataclasses.Field[Any], value: Any) -> Any:
         return None if value is None else str(value)
     except (TypeError, ValueError) as exc:
         raise GatewayError(f"setting {name}: cannot use {value!r} ({exc})") from exc
+
+
+def _to_process_count(value: Any) -> int | None:
+    if value is None or str(value).strip().lower() == "auto":
+        return None
+    count = int(value)
+    if count < 0:
+        raise ValueError("expected auto or a count of 0 or more")
+    return count
 
 
 def _to_bool(value: Any) -> bool:

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -24,7 +25,7 @@ from gateway.store import store_for_url
 log = logging.getLogger(__name__)
 
 
-async def _run(settings: Settings) -> None:
+async def _run(settings: Settings, *, parent_stdin: bool) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -33,14 +34,43 @@ async def _run(settings: Settings) -> None:
     policy = AddressPolicy(settings.allowed_callback_networks)
     async with store_for_url(settings.database_url) as store, Outbound(policy=policy) as outbound:
         heap.freeze_startup()
-        await Worker(settings, store, outbound).run(stop)
+        worker = Worker(settings, store, outbound)
+        if parent_stdin:
+            _follow_parent(loop, worker, stop)
+        await worker.run(stop)
 
 
-def run_worker(settings: Settings) -> int:
-    """Run the worker until SIGTERM or SIGINT, on uvloop like `gateway serve` (uvicorn picks it
-    when installed): the delivery loop spends most of its time in the event loop's socket calls."""
+def _follow_parent(loop: asyncio.AbstractEventLoop, worker: Worker, stop: asyncio.Event) -> None:
+    """Listen to the `serve` that started this process, on standard input: it writes a byte
+    there when a publish leaves notifications for a claim, and the pipe ends when `serve` ends,
+    however it ends (SIGKILL included). A byte wakes the worker; the end stops it as SIGTERM
+    would. SQLite has no NOTIFY: without the byte, new work waits up to `poll_interval`."""
+    os.set_blocking(STDIN, False)
+
+    def readable() -> None:
+        try:
+            data = os.read(STDIN, 4096)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if data:
+            worker.wake()
+            return
+        loop.remove_reader(STDIN)
+        if not stop.is_set():
+            log.warning("the serve process that started this worker has exited; stopping")
+            stop.set()
+
+    loop.add_reader(STDIN, readable)
+
+
+def run_worker(settings: Settings, *, parent_stdin: bool = False) -> int:
+    """Run the worker until SIGTERM or SIGINT (or, with `parent_stdin`, until the serve that
+    started it ends), on uvloop like `gateway serve` (uvicorn picks it when installed): the
+    delivery loop spends most of its time in the event loop's socket calls."""
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-        runner.run(_run(settings))
+        runner.run(_run(settings, parent_stdin=parent_stdin))
     return 0
 
 
@@ -52,6 +82,10 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
+STDIN = 0
+# "auto" runs one worker process per core serve may use, at most this many. Measured only on
+# 2 cores (2 processes beat 1 and 3 there, bench.s1_throughput); SQLite writes one at a time.
+AUTO_MOST = 4
 # What serve's own flags can set and its workers need; the rest they read as serve did.
 PASSED_ON = ("database_url", "allowed_callback_networks", "log_level")
 WATCH_INTERVAL = 1.0  # seconds between looks for a worker process that has exited
@@ -71,25 +105,46 @@ def _raise_stopped(signum: int, frame: object) -> None:
     raise _Stopped(signum)
 
 
+def process_count(settings: Settings, cores: int | None = None) -> int:
+    """How many worker processes `serve` runs. An explicit `worker_processes` is taken as it
+    is. "auto" (None) gives one per core this process may run on, at most AUTO_MOST; none on a
+    single core, where a second process would only take turns with serve, and none when serve's
+    worker is off (`run_worker=false`: an API-only process, delivery runs elsewhere)."""
+    if settings.worker_processes is not None:
+        return settings.worker_processes
+    if not settings.run_worker:
+        return 0
+    cores = _usable_cores() if cores is None else cores
+    return 0 if cores < 2 else min(cores, AUTO_MOST)
+
+
+def _usable_cores() -> int:
+    if hasattr(os, "sched_getaffinity"):  # Linux: what a container or taskset allows
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 @contextlib.contextmanager
-def worker_processes(settings: Settings) -> Iterator[Settings]:
-    """Run `settings.worker_processes` `gateway worker` processes for as long as this lasts,
+def worker_processes(settings: Settings) -> Iterator[tuple[Settings, Callable[[], None] | None]]:
+    """Run `process_count(settings)` `gateway worker` processes for as long as this lasts,
     restarting any that exits, and stop them at the end (SIGTERM: they finish or give back what
-    they hold). Yields the settings serve runs with: its own worker off when there are any.
+    they hold). Yields the settings serve runs with (its own worker off when there are any)
+    and a function that wakes every worker process (None when there are none).
 
     uvicorn shuts down on SIGTERM or SIGINT and then raises the signal again with the handler
     it found, which by default would end the process before the workers are stopped: the
     handler it finds here raises instead, the workers stop, and then the signal ends the
     process as it would have.
     """
-    if settings.worker_processes <= 0:
-        yield settings
+    count = process_count(settings)
+    if count <= 0:
+        yield settings, None
         return
-    pool = _WorkerPool(settings)
+    pool = _WorkerPool(settings, count)
     previous = {signum: signal.signal(signum, _raise_stopped) for signum in STOP_SIGNALS}
     stopped_by = None
     try:
-        yield dataclasses.replace(settings, run_worker=False)
+        yield dataclasses.replace(settings, run_worker=False), pool.wake
     except _Stopped as stopped:
         stopped_by = stopped.signum
     finally:
@@ -105,16 +160,19 @@ def worker_processes(settings: Settings) -> Iterator[Settings]:
 class _WorkerPool:
     """The running `gateway worker` processes, and a thread that replaces any that exits."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, count: int) -> None:
         self._deadline = settings.shutdown_deadline + STOP_MARGIN
         self._env = config.child_env(settings, PASSED_ON)
         self._stopping = threading.Event()
-        self._procs = [self._spawn() for _ in range(settings.worker_processes)]
+        self._procs = [self._spawn() for _ in range(count)]
         self._watcher = threading.Thread(target=self._watch, name="worker-processes", daemon=True)
         self._watcher.start()
 
     def _spawn(self) -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "worker"], env=self._env)
+        command = [sys.executable, "-m", "gateway.cli", "worker", "--parent-stdin"]
+        proc = subprocess.Popen(command, env=self._env, stdin=subprocess.PIPE)
+        assert proc.stdin is not None
+        os.set_blocking(proc.stdin.fileno(), False)  # wake() must never stall the event loop
         log.info("worker process started", extra={"pid": proc.pid})
         return proc
 
@@ -125,6 +183,18 @@ class _WorkerPool:
                     log.error("worker process %d exited with %s; starting another",
                               proc.pid, proc.returncode)  # fmt: skip
                     self._procs[i] = self._spawn()
+
+    def wake(self) -> None:
+        """New notifications are due: a byte to each worker process (see `_follow_parent`).
+        Called on serve's event loop while the watcher thread may replace a process: this
+        writes to the processes it saw, whose pipes stay open while it holds them."""
+        for proc in list(self._procs):
+            if proc.stdin is None:
+                continue
+            # A full pipe holds wake-ups not read yet; a closed one, a process that exited,
+            # whose replacement claims when it starts. Neither needs this byte.
+            with contextlib.suppress(OSError, ValueError):
+                os.write(proc.stdin.fileno(), b"!")
 
     def stop(self) -> None:
         """SIGTERM every worker process, wait for them, kill those past the deadline."""

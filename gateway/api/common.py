@@ -48,7 +48,16 @@ class Context:
     limiter: RateLimiter
     sender: Sender
     worker: Worker | None = None
+    wake_processes: Callable[[], None] | None = None  # serve's worker processes, if any
     clock: Callable[[], datetime] = field(default=utcnow)
+
+    def wake_workers(self) -> None:
+        """New notifications are due: the workers this process knows claim them now rather
+        than at their next poll (other processes on PostgreSQL hear the store's NOTIFY)."""
+        if self.worker is not None:
+            self.worker.wake()
+        if self.wake_processes is not None:
+            self.wake_processes()
 
 
 @dataclass(frozen=True, slots=True)

@@ -54,8 +54,8 @@ async def publish(request: Request) -> Response:
         raise
     if worker is not None:
         worker.adopt(notes, sequences)
-        if any(n.state is NotificationState.PENDING and n.lease_owner is None for n in notes):
-            worker.wake()  # some were left for a claim
+    if any(n.state is NotificationState.PENDING and n.lease_owner is None for n in notes):
+        ctx.wake_workers()  # some were left for a claim
     return json_response(
         {"eventIds": [str(e.event_id) for e in events], "notificationCount": len(notes)}, 202
     )

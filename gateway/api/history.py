@@ -71,8 +71,7 @@ async def retry(request: Request) -> Response:
     if row.state is NotificationState.SUCCEEDED:
         raise ValidationError.field("webhookHistoryId", "was delivered; only failed ones retry")
     await ctx.store.requeue_notification(group_key, webhook_id, history_id, ctx.clock())
-    if ctx.worker is not None:
-        ctx.worker.wake()
+    ctx.wake_workers()
     return json_response({"webhookHistoryId": str(history_id), "status": "queued"})
 
 

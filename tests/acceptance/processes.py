@@ -57,6 +57,19 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait(timeout=5)
 
 
+def children(pid: int) -> set[int]:
+    """The live processes whose parent is `pid` (read from /proc)."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # it ended while we looked
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.add(int(stat.parent.name))
+    return found
+
+
 def gateway_env(database_url: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """Environment for a gateway subprocess: this database, loopback callbacks allowed."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")}

@@ -11,7 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from gateway import config, worker_main
 from tests.acceptance.processes import (
+    children,
     create_key,
     example_receiver,
     gateway_process,
@@ -83,27 +85,14 @@ def test_a_separate_worker_delivers_and_gives_back_its_leases_on_sigterm(tmp_pat
     assert seen == set(published["eventIds"])
 
 
-def _children(pid: int) -> set[int]:
-    """The live processes whose parent is `pid` (read from /proc)."""
-    found = set()
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # it ended while we looked
-        if int(fields[1]) == pid and fields[0] != "Z":
-            found.add(int(stat.parent.name))
-    return found
-
-
 def _wait_for_children(pid: int, count: int, without: set[int], timeout: float) -> set[int]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        found = _children(pid)
+        found = children(pid)
         if len(found) == count and not found & without:
             return found
         time.sleep(0.1)
-    raise AssertionError(f"{pid} has children {_children(pid)}, wanted {count} new ones")
+    raise AssertionError(f"{pid} has children {children(pid)}, wanted {count} new ones")
 
 
 def test_serve_runs_worker_processes_restarts_one_that_dies_and_stops_them(tmp_path: Path) -> None:
@@ -140,3 +129,46 @@ def test_serve_runs_worker_processes_restarts_one_that_dies_and_stops_them(tmp_p
             # Ended by the signal once its workers have stopped, as uvicorn ends without them.
             assert serve.wait(timeout=30) == -signal.SIGTERM
     assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()], "workers outlived serve"
+
+
+def test_serve_by_default_delivers_from_worker_processes_woken_at_once_that_end_with_it(
+    tmp_path: Path,
+) -> None:
+    """The default ("auto") layout on this machine. Polls are 60 s apart, so deliveries within
+    seconds show that serve's wake-up reached the worker processes; a SIGKILLed serve closes
+    their standard input, and they stop."""
+    database = "sqlite:///data/gateway.db"
+    key = create_key(tmp_path, database, "auto")["apiKey"]
+    record = tmp_path / "received.jsonl"
+    env = {"GATEWAY_POLL_INTERVAL": "60", "GATEWAY_SHUTDOWN_DEADLINE": "5"}
+    expected = worker_main.process_count(config.load(env={}))
+    with example_receiver(("--record", str(record))) as receiver:
+        serve, url = start_gateway(tmp_path, database, env)
+        try:
+            workers = _wait_for_children(serve.pid, expected, set(), timeout=10)
+            subscribe_receiver(url, key, receiver, content="Id", event_type="I")
+            time.sleep(1.0)  # every worker has made its first claim and now waits
+            published: list[str] = []
+            for start in (0, 20):
+                events = [
+                    {"tableKey": "Invoice", "eventType": "I", "records": [{"id": str(i)}]}
+                    for i in range(start, start + 20)
+                ]
+                answer = httpx.post(f"{url}/api/v1/Events", headers={"Api-Key": key}, json=events)
+                published.extend(answer.json()["eventIds"])
+                assert _wait(record, len(published), timeout=15) == set(published)
+        finally:
+            serve.kill()
+            serve.wait(timeout=10)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and any(_alive(pid) for pid in workers):
+        time.sleep(0.1)
+    assert not [pid for pid in workers if _alive(pid)], "workers outlived serve"
+
+
+def _alive(pid: int) -> bool:
+    """Running, not ended (a zombie waits for whoever adopted it to reap it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway import config
+from gateway import config, worker_main
 from gateway.errors import GatewayError, RateLimited, ValidationError
 from gateway.models import ContentType, EventType, HttpMethod
 from gateway.ratelimit import RateLimiter
@@ -60,11 +60,38 @@ def test_the_shipped_config_file_matches_the_defaults() -> None:
         ({"GATEWAY_RUN_WORKER": "maybe"}, "setting run_worker"),
         ({"GATEWAY_CONFIG": "/nonexistent.toml"}, "does not exist"),
         ({"GATEWAY_LEASE_SECONDS": "29"}, "lease_seconds: 29.0 is too short"),
+        ({"GATEWAY_WORKER_PROCESSES": "-1"}, "setting worker_processes"),
+        ({"GATEWAY_WORKER_PROCESSES": "many"}, "setting worker_processes"),
     ],
 )
 def test_bad_settings_say_which(env: dict[str, str], message: str) -> None:
     with pytest.raises(GatewayError, match=message):
         config.load(env=env)
+
+
+@pytest.mark.parametrize(
+    ("given", "run_worker", "cores", "processes"),
+    [
+        ("auto", True, 1, 0),  # one core: the worker runs inside serve
+        ("auto", True, 2, 2),
+        ("AUTO", True, 16, worker_main.AUTO_MOST),
+        ("auto", False, 8, 0),  # an API-only serve: delivery runs elsewhere
+        ("0", True, 8, 0),
+        ("3", True, 1, 3),  # a count is taken as it is
+        ("3", False, 2, 3),
+    ],
+)
+def test_worker_processes_auto_follows_the_cores(
+    given: str, run_worker: bool, cores: int, processes: int
+) -> None:
+    env = {"GATEWAY_WORKER_PROCESSES": given, "GATEWAY_RUN_WORKER": str(run_worker)}
+    settings = config.load(env=env)
+    assert worker_main.process_count(settings, cores=cores) == processes
+
+
+def test_worker_processes_default_to_auto() -> None:
+    assert config.Settings().worker_processes is None
+    assert config.load(env={}).worker_processes is None
 
 
 def test_generated_secret_key_survives_a_restart(tmp_path: Path) -> None:
