@@ -18,10 +18,11 @@ worker` process per core, at most 4; the worker inside serve on one core), 0 the
 `serve`, N that many worker processes; by default auto and 0. Target: the gateway at 50% or
 more of bare aiohttp's rate, to 1 and to 10 webhooks.
 
-CPU seconds per notification are printed too: for the gateway its processes, the receiver and
-this script (the publisher); for the bare clients this script (the client) and the receiver.
-Receiver, gateway and load generator share the machine's cores, so these say where the CPU
-budget goes. `--quick` sends 2,000 events: a smoke run, not a measurement.
+CPU seconds per notification are printed too: for the gateway serve, its worker processes
+(together), the receiver and this script (the publisher); for the bare clients this script
+(the client) and the receiver. Receiver, gateway and load generator share the machine's cores,
+so these say where the CPU budget goes. `--quick` sends 2,000 events: a smoke run, not a
+measurement.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from bench.common import (
     Report,
     bare_aiohttp,
     bare_httpx,
+    cpu_seconds,
     event_batches,
     failed_attempts,
     gateway,
@@ -146,11 +148,11 @@ async def gateway_run(
 
 
 def _gateway_cpu_sources(gw: Gateway, receiver: Receiver) -> dict[str, Callable[[], float]]:
-    return {
-        "gateway": gw.cpu_seconds,
-        "receiver": receiver.cpu_seconds,
-        "publisher": time.process_time,
-    }
+    serve, *workers = gw.pids
+    sources = {"serve": lambda: cpu_seconds(serve)}
+    if workers:
+        sources["workers"] = lambda: sum(cpu_seconds(pid) for pid in workers)
+    return {**sources, "receiver": receiver.cpu_seconds, "publisher": time.process_time}
 
 
 def database_name(database: str) -> str:

@@ -123,7 +123,7 @@ async def main(args: argparse.Namespace) -> None:
     report.add("seeding (direct SQLite, not the gateway)", f"{found['seeding']:.1f} s")
     report.add(f"S1 shape: {args.baseline:,} published to {args.webhooks} webhooks",
                f"{s1:,.0f}/s")  # fmt: skip
-    report.add("RSS of gateway serve, first sample / peak",
+    report.add("RSS of serve and its worker processes, first sample / peak",
                f"{found['first_rss'] / mb:.0f} / {found['peak_rss'] / mb:.0f} MB",
                target="< 300 MB", met=found["peak_rss"] < 300 * mb)  # fmt: skip
     report.add(f"drain rate, deliveries {SKIP:,} to {SKIP + args.drain:,}",

@@ -23,6 +23,7 @@ from gateway.outbound import Outbound
 from gateway.store import store_for_url
 
 log = logging.getLogger(__name__)
+STDIN = 0  # a worker process started by serve hears from it here (`_follow_parent`)
 
 
 async def _run(settings: Settings, *, parent_stdin: bool) -> None:
@@ -82,7 +83,6 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
-STDIN = 0
 # "auto" runs one worker process per core serve may use, at most this many. Measured only on
 # 2 cores (2 processes beat 1 and 3 there, bench.s1_throughput); SQLite writes one at a time.
 AUTO_MOST = 4
