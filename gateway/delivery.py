@@ -196,25 +196,51 @@ class Worker:
     async def _send_forever(self) -> None:
         """One sender of the pool: attempt ready notifications one at a time."""
         while True:
-            note = await self._ready.get()
-            try:
-                if self._lease_too_short(note):
-                    # Held here so long (a slow webhook) that the lease could end during the
-                    # send or before its outcome is recorded, and another worker would send it
-                    # again: leave it; the lease expires and a later claim takes it up.
-                    metrics.LEFT_UNSENT.inc()
-                    continue
-                outcome = await self.sender.attempt(note, self.owner)
-            except Exception:
-                # The loop's boundary: the lease stands, expires, and the notification goes out
-                # again; the sender lives on.
-                log.exception("delivery attempt failed", extra={"id": str(note.notification_id)})
-            else:
-                self._outcomes.append(outcome)
-                self._have_outcomes.set()
-                _ATTEMPTS[outcome.effect].inc()
-            finally:
-                self._finished(note.webhook_id)
+            note: Notification | None = await self._ready.get()
+            while note is not None:
+                try:
+                    await self._attempt(note)
+                except BaseException:  # cancelled: stopping
+                    self._finished(note.webhook_id)
+                    raise
+                note = self._next_after(note.webhook_id)
+
+    async def _attempt(self, note: Notification) -> None:
+        try:
+            if self._lease_too_short(note):
+                # Held here so long (a slow webhook) that the lease could end during the
+                # send or before its outcome is recorded, and another worker would send it
+                # again: leave it; the lease expires and a later claim takes it up.
+                metrics.LEFT_UNSENT.inc()
+                return
+            outcome = await self.sender.attempt(note, self.owner)
+        except Exception:
+            # The loop's boundary: the lease stands, expires, and the notification goes out
+            # again; the sender lives on.
+            log.exception("delivery attempt failed", extra={"id": str(note.notification_id)})
+        else:
+            self._outcomes.append(outcome)
+            self._have_outcomes.set()
+            _ATTEMPTS[outcome.effect].inc()
+
+    def _next_after(self, webhook_id: UUID) -> Notification | None:
+        """After a send: this webhook's next notification, for the sender that finished to
+        take in the slot it holds, when no other is waiting to be sent; else None, the slot
+        given back (`_finished`).
+
+        Through the ready queue, the next one would wake an idle sender, and the sender that
+        finished would take it first: the woken one found the queue empty and waited again,
+        a future and a task switch spent per notification (one webhook, S1's shape)."""
+        queue = self._queues.get(webhook_id)
+        if not queue or not self._ready.empty():
+            self._finished(webhook_id)
+            return None
+        note = queue.popleft()
+        if not queue:
+            del self._queues[webhook_id]
+        self._held -= 1  # the one sent; its slot (`_active`) goes to the next
+        self._wake_claimer(webhook_id)
+        return note
 
     def _lease_too_short(self, note: Notification) -> bool:
         """Whether less of the lease is left than a send and its recording may take (twice
@@ -234,6 +260,11 @@ class Worker:
         self._dispatch(webhook_id)
         if not self._held:
             self._none_held.set()
+        self._wake_claimer(webhook_id)
+
+    def _wake_claimer(self, webhook_id: UUID) -> None:
+        """After one held notification of this webhook is done with: wake the claimer when
+        that makes a claim worth its round trip."""
         # Only when a threshold is crossed: a claim per finished send would cost more than it
         # brings when the only due notifications belong to a saturated webhook.
         below_batch = self._held == self.settings.claim_batch_size - 1
