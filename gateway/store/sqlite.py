@@ -505,20 +505,20 @@ def _leased(
 ) -> list[tuple[AttemptOutcome, Webhook]]:
     """The outcomes whose lease still holds, each with its webhook as this transaction sees
     it. A lost lease (or a deleted webhook) is dropped: someone else settles it."""
-    params = {"ids": _json_ids(o.notification_id for o in outcomes)}
-    rows = {row["leased_id"]: row
-            for row in conn.execute(q.LEASED_WEBHOOKS, params).fetchall()}  # fmt: skip
-    hooks: dict[str, Webhook] = {}
+    ids = {"ids": _json_ids(o.notification_id for o in outcomes)}
+    # notification id -> (lease owner, webhook id), read by position
+    leases = {row[0]: (row[1], row[2]) for row in conn.execute(q.LEASES, ids)}
+    wanted = {"ids": orjson.dumps(list({webhook for _, webhook in leases.values()})).decode()}
+    rows = conn.execute(q.WEBHOOKS_BY_ID, wanted).fetchall()
+    hooks = {str(hook.webhook_id): hook for hook in decode_rows(Webhook, rows)}
     held = []
     for outcome in outcomes:
-        row = rows.get(str(outcome.notification_id))
-        if row is None or row["leased_by"] != outcome.lease_owner:
+        key = str(outcome.notification_id)
+        lease = leases.get(key)
+        if lease is None or lease[0] != outcome.lease_owner or lease[1] not in hooks:
             continue
-        del rows[row["leased_id"]]  # settled now: a second outcome for it finds no lease
-        webhook_id = row["w_webhook_id"]
-        if webhook_id not in hooks:
-            hooks[webhook_id] = decode(Webhook, row, "w_")
-        held.append((outcome, hooks[webhook_id]))
+        del leases[key]  # settled now: a second outcome for it finds no lease
+        held.append((outcome, hooks[lease[1]]))
     return held
 
 

@@ -228,10 +228,14 @@ CLAIM_DUE = (
 )
 # Settling a batch of attempts: each notification's lease holder and its webhook as it is now,
 # in one read; then the writes, one statement each, run over the whole batch.
-LEASED_WEBHOOKS = (
-    f"SELECT n.notification_id AS leased_id, n.lease_owner AS leased_by, {_HOOK_COLS_W} "
-    "FROM notifications n JOIN webhooks w ON w.webhook_id = n.webhook_id "
-    "WHERE n.notification_id IN (SELECT value FROM json_each(:ids))"
+# Settling reads each notification's lease and webhook id, then each webhook once: a join
+# repeated the whole webhook row for every notification, hundreds a batch.
+LEASES = (
+    "SELECT notification_id, lease_owner, webhook_id FROM notifications "
+    "WHERE notification_id IN (SELECT value FROM json_each(:ids))"
+)
+WEBHOOKS_BY_ID = (
+    f"SELECT {HOOK_COLS} FROM webhooks WHERE webhook_id IN (SELECT value FROM json_each(:ids))"
 )
 # Bound by position, one row per settled notification (settled_row), like the inserts above.
 SETTLE_COLUMNS = (
