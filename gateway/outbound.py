@@ -99,10 +99,12 @@ class Outbound:
         )
         self._session = aiohttp.ClientSession(
             connector=connector,
-            headers={"User-Agent": self._user_agent},
+            # Bodies are compared byte for byte (the handshake), so ask for them uncompressed:
+            # said outright, as leaving the header out means any coding will do (RFC 9110),
+            # and cheaper than skip_auto_headers, which aiohttp applies by copying every
+            # request's headers.
+            headers={"User-Agent": self._user_agent, "Accept-Encoding": "identity"},
             timeout=aiohttp.ClientTimeout(),  # `send` gives each request its total deadline
-            # Bodies are compared byte for byte (the handshake), so ask for them uncompressed.
-            skip_auto_headers=("Content-Type", "Accept-Encoding"),
             auto_decompress=False,
             trust_env=False,  # a proxy from the environment would resolve names unguarded
             # A partner's cookies are never kept, nor sent to it or to anyone else.
