@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from gateway import config, heap
 from gateway.config import Settings
 from gateway.delivery import Worker
+from gateway.errors import GatewayError
 from gateway.netguard import AddressPolicy
 from gateway.outbound import Outbound
 from gateway.store import store_for_url
@@ -109,10 +110,14 @@ def process_count(settings: Settings, cores: int | None = None) -> int:
     """How many worker processes `serve` runs. An explicit `worker_processes` is taken as it
     is. "auto" (None) gives one per core this process may run on, at most AUTO_MOST; none on a
     single core, where a second process would only take turns with serve, and none when serve's
-    worker is off (`run_worker=false`: an API-only process, delivery runs elsewhere)."""
+    worker is off (`run_worker=false`: an API-only process, delivery runs elsewhere), nor with
+    a memory:// store, which other processes cannot see."""
+    in_memory = settings.database_url.lower().startswith("memory:")
     if settings.worker_processes is not None:
+        if settings.worker_processes and in_memory:
+            raise GatewayError("worker processes cannot share a memory:// store; use 0")
         return settings.worker_processes
-    if not settings.run_worker:
+    if not settings.run_worker or in_memory:
         return 0
     cores = _usable_cores() if cores is None else cores
     return 0 if cores < 2 else min(cores, AUTO_MOST)

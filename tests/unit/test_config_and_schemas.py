@@ -89,6 +89,13 @@ def test_worker_processes_auto_follows_the_cores(
     assert worker_main.process_count(settings, cores=cores) == processes
 
 
+def test_a_memory_store_keeps_delivery_in_serve() -> None:
+    memory = {"GATEWAY_DATABASE_URL": "memory://"}
+    assert worker_main.process_count(config.load(env=memory), cores=8) == 0
+    with pytest.raises(GatewayError, match="memory"):
+        worker_main.process_count(config.load(env={**memory, "GATEWAY_WORKER_PROCESSES": "2"}))
+
+
 def test_worker_processes_default_to_auto() -> None:
     assert config.Settings().worker_processes is None
     assert config.load(env={}).worker_processes is None
