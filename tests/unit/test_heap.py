@@ -21,8 +21,10 @@ class Node:
 
 @pytest.fixture
 def unfreeze() -> Iterator[None]:
+    thresholds = gc.get_threshold()
     yield
     gc.unfreeze()
+    gc.set_threshold(*thresholds)
 
 
 @pytest.mark.usefixtures("unfreeze")
@@ -37,3 +39,16 @@ def test_objects_alive_at_start_up_are_frozen_and_later_cycles_still_collected()
     del later
     gc.collect()
     assert cycle() is None
+
+
+@pytest.mark.usefixtures("unfreeze")
+def test_later_cycles_are_collected_without_being_asked_for() -> None:
+    heap.freeze_startup()
+    assert gc.get_threshold() == heap.THRESHOLDS
+    later = Node()
+    later.other, cycle = later, weakref.ref(later)
+    del later
+    # Enough new tracked objects to set off the young generation's collection by itself.
+    made = [Node() for _ in range(2 * heap.THRESHOLDS[0])]
+    assert cycle() is None
+    assert made
