@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -29,6 +29,9 @@ from gateway.ratelimit import RateLimiter
 from gateway.sender import Sender
 from gateway.store import store_for_url
 from gateway.store.base import Store
+
+if TYPE_CHECKING:
+    from gateway.worker_main import WorkerPool
 
 log = logging.getLogger(__name__)
 PROBLEM = "application/problem+json"
@@ -78,7 +81,8 @@ async def metrics_text(request: Request) -> Response:
     """Prometheus metrics, with queue figures read from the store at scrape time."""
     ctx: Context = request.app.state.ctx
     metrics.observe_queue(await ctx.store.delivery_stats(ctx.clock()))
-    body, content_type = metrics.exposition()
+    pool = ctx.worker_pool
+    body, content_type = metrics.exposition(pool.metrics_dir if pool else None)
     return Response(body, media_type=content_type)
 
 
@@ -148,11 +152,11 @@ def create_app(
     settings: Settings,
     store: Store | None = None,
     resolver: Resolver | None = None,
-    wake_processes: Callable[[], None] | None = None,
+    worker_pool: WorkerPool | None = None,
 ) -> Starlette:
     """The ASGI application for these settings (tests may give a store, and a resolver for
-    outbound host names). `wake_processes` tells the worker processes that serve started that
-    new notifications are due."""
+    outbound host names), and the worker processes that serve started, if any: the app tells
+    them when new notifications are due, and adds their counters to /metrics."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -167,7 +171,7 @@ def create_app(
                 codes=HandshakeCodes(settings.secret_key or ""),
                 limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
                 sender=Sender(settings, outbound, opened, utcnow),
-                wake_processes=wake_processes,
+                worker_pool=worker_pool,
             )
             app.state.ctx = ctx
             stop = asyncio.Event()

@@ -126,8 +126,8 @@ def _serve(settings: config.Settings) -> int:
     from gateway.app import create_app
     from gateway.worker_main import worker_processes
 
-    with worker_processes(settings) as (serving, wake_processes):
-        app = create_app(serving, wake_processes=wake_processes)
+    with worker_processes(settings) as (serving, pool):
+        app = create_app(serving, worker_pool=pool)
         heap.freeze_startup()  # after the imports: they are most of what lives this long
         uvicorn.run(
             app,

@@ -221,7 +221,6 @@ class Worker:
         else:
             self._outcomes.append(outcome)
             self._have_outcomes.set()
-            _ATTEMPTS[outcome.effect].inc()
 
     def _next_after(self, webhook_id: UUID) -> Notification | None:
         """After a send: this webhook's next notification, for the sender that finished to
@@ -277,6 +276,9 @@ class Worker:
         if not self._outcomes:
             return
         batch, self._outcomes = self._outcomes, []
+        # Counted per batch: in a worker process each increment writes to its metrics file.
+        for effect, count in collections.Counter(outcome.effect for outcome in batch).items():
+            _ATTEMPTS[effect].inc(count)
         try:
             await self.store.record_attempts(batch)
         except GatewayError:

@@ -8,9 +8,11 @@ import contextlib
 import dataclasses
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -130,11 +132,11 @@ def _usable_cores() -> int:
 
 
 @contextlib.contextmanager
-def worker_processes(settings: Settings) -> Iterator[tuple[Settings, Callable[[], None] | None]]:
+def worker_processes(settings: Settings) -> Iterator[tuple[Settings, WorkerPool | None]]:
     """Run `process_count(settings)` `gateway worker` processes for as long as this lasts,
     restarting any that exits, and stop them at the end (SIGTERM: they finish or give back what
     they hold). Yields the settings serve runs with (its own worker off when there are any)
-    and a function that wakes every worker process (None when there are none).
+    and the pool (None when there are none), which wakes them and holds their metrics.
 
     uvicorn shuts down on SIGTERM or SIGINT and then raises the signal again with the handler
     it found, which by default would end the process before the workers are stopped: the
@@ -145,11 +147,11 @@ def worker_processes(settings: Settings) -> Iterator[tuple[Settings, Callable[[]
     if count <= 0:
         yield settings, None
         return
-    pool = _WorkerPool(settings, count)
+    pool = WorkerPool(settings, count)
     previous = {signum: signal.signal(signum, _raise_stopped) for signum in STOP_SIGNALS}
     stopped_by = None
     try:
-        yield dataclasses.replace(settings, run_worker=False), pool.wake
+        yield dataclasses.replace(settings, run_worker=False), pool
     except _Stopped as stopped:
         stopped_by = stopped.signum
     finally:
@@ -162,12 +164,15 @@ def worker_processes(settings: Settings) -> Iterator[tuple[Settings, Callable[[]
         signal.raise_signal(stopped_by)
 
 
-class _WorkerPool:
-    """The running `gateway worker` processes, and a thread that replaces any that exits."""
+class WorkerPool:
+    """The running `gateway worker` processes, a thread that replaces any that exits, and the
+    directory where they write their metrics (`gateway.metrics`), removed when they stop."""
 
     def __init__(self, settings: Settings, count: int) -> None:
         self._deadline = settings.shutdown_deadline + STOP_MARGIN
+        self.metrics_dir = tempfile.mkdtemp(prefix="gateway-metrics-")
         self._env = config.child_env(settings, PASSED_ON)
+        self._env["PROMETHEUS_MULTIPROC_DIR"] = self.metrics_dir
         self._stopping = threading.Event()
         self._procs = [self._spawn() for _ in range(count)]
         self._watcher = threading.Thread(target=self._watch, name="worker-processes", daemon=True)
@@ -216,3 +221,4 @@ class _WorkerPool:
                 log.error("worker process %d did not stop in time; killing it", proc.pid)
                 proc.kill()
                 proc.wait()
+        shutil.rmtree(self.metrics_dir, ignore_errors=True)

@@ -31,6 +31,7 @@ from gateway.store.base import Query, Store
 if TYPE_CHECKING:
     from gateway.delivery import Worker
     from gateway.sender import Sender
+    from gateway.worker_main import WorkerPool
 
 MAX_PAGE_SIZE = 500
 DEFAULT_PAGE_SIZE = 250
@@ -48,7 +49,7 @@ class Context:
     limiter: RateLimiter
     sender: Sender
     worker: Worker | None = None
-    wake_processes: Callable[[], None] | None = None  # serve's worker processes, if any
+    worker_pool: WorkerPool | None = None  # the worker processes serve started, if any
     clock: Callable[[], datetime] = field(default=utcnow)
 
     def wake_workers(self) -> None:
@@ -56,8 +57,8 @@ class Context:
         than at their next poll (other processes on PostgreSQL hear the store's NOTIFY)."""
         if self.worker is not None:
             self.worker.wake()
-        if self.wake_processes is not None:
-            self.wake_processes()
+        if self.worker_pool is not None:
+            self.worker_pool.wake()
 
 
 @dataclass(frozen=True, slots=True)

@@ -157,6 +157,8 @@ def test_serve_by_default_delivers_from_worker_processes_woken_at_once_that_end_
                 answer = httpx.post(f"{url}/api/v1/Events", headers={"Api-Key": key}, json=events)
                 published.extend(answer.json()["eventIds"])
                 assert _wait(record, len(published), timeout=15) == set(published)
+            # serve's /metrics counts the attempts its worker processes made.
+            assert _attempts(url, "success", wanted=40, timeout=15) == 40
         finally:
             serve.kill()
             serve.wait(timeout=10)
@@ -172,3 +174,16 @@ def _alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def _attempts(url: str, outcome: str, wanted: int, timeout: float) -> float:
+    """gateway_delivery_attempts_total for `outcome` from /metrics, once it reaches `wanted`
+    (a worker counts an attempt after the receiver has it) or `timeout` passes."""
+    sample = f'gateway_delivery_attempts_total{{outcome="{outcome}"}} '
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = httpx.get(f"{url}/metrics").text.splitlines()
+        found = sum(float(line.removeprefix(sample)) for line in lines if line.startswith(sample))
+        if found >= wanted or time.monotonic() > deadline:
+            return found
+        time.sleep(0.1)
