@@ -88,10 +88,13 @@ def start_gateway(
 ) -> tuple[subprocess.Popen[bytes], str]:
     """Start `gateway serve` (on a free port unless given); return the process and its URL."""
     port = port or free_port()
+    # TMPDIR: what serve leaves there when a test kills it (its workers' metrics) goes with
+    # the test's directory.
+    env = {"TMPDIR": str(workdir), **(extra_env or {})}
     proc = subprocess.Popen(
         [gateway_command(), "serve", "--host", "127.0.0.1", "--port", str(port)],
         cwd=workdir,
-        env=gateway_env(database_url, extra_env),
+        env=gateway_env(database_url, env),
     )
     url = f"http://127.0.0.1:{port}"
     try:
