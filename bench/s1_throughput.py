@@ -19,7 +19,8 @@ worker` process per core, at most 4; the worker inside serve on one core), 0 the
 more of bare aiohttp's rate, to 1 and to 10 webhooks.
 
 CPU seconds per notification are printed too: for the gateway serve, its worker processes
-(together), the receiver and this script (the publisher); for the bare clients this script
+(together), the receiver, this script (the publisher) and, with a PostgreSQL server on this
+machine, that server's processes (all of its clients' work); for the bare clients this script
 (the client) and the receiver. Receiver, gateway and load generator share the machine's cores,
 so these say where the CPU budget goes. `--quick` sends 2,000 events: a smoke run, not a
 measurement.
@@ -46,6 +47,7 @@ from bench.common import (
     event_batches,
     failed_attempts,
     gateway,
+    local_postgres_cpu_seconds,
     percent,
     publish,
     signed_bodies,
@@ -152,7 +154,11 @@ def _gateway_cpu_sources(gw: Gateway, receiver: Receiver) -> dict[str, Callable[
     sources = {"serve": lambda: cpu_seconds(serve)}
     if workers:
         sources["workers"] = lambda: sum(cpu_seconds(pid) for pid in workers)
-    return {**sources, "receiver": receiver.cpu_seconds, "publisher": time.process_time}
+    sources |= {"receiver": receiver.cpu_seconds, "publisher": time.process_time}
+    if not gw.database_url.startswith("sqlite") and local_postgres_cpu_seconds() is not None:
+        # The server shares the cores when it runs here; its other clients count too.
+        sources["postgres"] = lambda: local_postgres_cpu_seconds() or 0.0
+    return sources
 
 
 def database_name(database: str) -> str:
