@@ -35,6 +35,7 @@ from tests.acceptance.processes import (
     create_key,
     free_port,
     start_gateway,
+    stat_fields,
     stop,
     wait_until_up,
 )
@@ -304,7 +305,7 @@ async def drive(
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of a live process (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    fields = stat_fields(Path(f"/proc/{pid}/stat"))
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
@@ -321,7 +322,7 @@ def local_postgres_cpu_seconds() -> float | None:
         try:
             if stat.stat().st_uid != uid:
                 continue
-            fields = stat.read_text().rsplit(")", 1)[1].split()
+            fields = stat_fields(stat)
         except OSError:
             continue  # it ended while we looked
         found = True

@@ -23,7 +23,7 @@ from gateway.delivery import Worker
 from gateway.errors import GatewayError
 from gateway.netguard import AddressPolicy
 from gateway.outbound import Outbound
-from gateway.store import store_for_url
+from gateway.store import in_one_process, store_for_url
 
 log = logging.getLogger(__name__)
 STDIN = 0  # a worker process started by serve hears from it here (`_follow_parent`)
@@ -114,7 +114,7 @@ def process_count(settings: Settings, cores: int | None = None) -> int:
     single core, where a second process would only take turns with serve, and none when serve's
     worker is off (`run_worker=false`: an API-only process, delivery runs elsewhere), nor with
     a memory:// store, which other processes cannot see."""
-    in_memory = settings.database_url.lower().startswith("memory:")
+    in_memory = in_one_process(settings.database_url)
     if settings.worker_processes is not None:
         if settings.worker_processes and in_memory:
             raise GatewayError("worker processes cannot share a memory:// store; use 0")

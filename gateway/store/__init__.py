@@ -8,7 +8,13 @@ from urllib.parse import urlsplit
 from gateway.errors import StoreError
 from gateway.store.base import Store
 
-__all__ = ["Store", "store_for_url"]
+__all__ = ["Store", "in_one_process", "store_for_url"]
+
+
+def in_one_process(url: str) -> bool:
+    """Whether the store this URL names lives inside one process (memory://), where no other
+    process can see it."""
+    return urlsplit(url).scheme.lower() == "memory"
 
 
 def store_for_url(url: str) -> Store:

@@ -508,7 +508,7 @@ def _leased(
     ids = {"ids": _json_ids(o.notification_id for o in outcomes)}
     # notification id -> (lease owner, webhook id), read by position
     leases = {row[0]: (row[1], row[2]) for row in conn.execute(q.LEASES, ids)}
-    wanted = {"ids": orjson.dumps(list({webhook for _, webhook in leases.values()})).decode()}
+    wanted = {"ids": _json_ids({webhook for _, webhook in leases.values()})}
     rows = conn.execute(q.WEBHOOKS_BY_ID, wanted).fetchall()
     hooks = {str(hook.webhook_id): hook for hook in decode_rows(Webhook, rows)}
     held = []
@@ -544,6 +544,6 @@ def _ids(group_key: UUID, webhook_id: UUID, notification_id: UUID) -> Params:
             "notification_id": str(notification_id)}  # fmt: skip
 
 
-def _json_ids(ids: Iterable[UUID]) -> str:
+def _json_ids(ids: Iterable[UUID | str]) -> str:
     """A list of ids as one JSON parameter, for `IN (SELECT value FROM json_each(...))`."""
     return orjson.dumps([str(i) for i in ids]).decode()

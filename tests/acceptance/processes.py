@@ -57,12 +57,18 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait(timeout=5)
 
 
+def stat_fields(stat: Path) -> list[str]:
+    """The fields of a /proc/<pid>/stat file after the command name, the state first (man 5
+    proc numbers them from 3); OSError once the process has gone."""
+    return stat.read_text().rsplit(")", 1)[1].split()
+
+
 def children(pid: int) -> set[int]:
     """The live processes whose parent is `pid` (read from /proc)."""
     found = set()
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
+            fields = stat_fields(stat)
         except OSError:
             continue  # it ended while we looked
         if int(fields[1]) == pid and fields[0] != "Z":

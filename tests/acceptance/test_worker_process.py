@@ -19,6 +19,7 @@ from tests.acceptance.processes import (
     gateway_process,
     start_gateway,
     start_worker,
+    stat_fields,
     stop,
     subscribe_receiver,
 )
@@ -171,7 +172,7 @@ def test_serve_by_default_delivers_from_worker_processes_woken_at_once_that_end_
 def _alive(pid: int) -> bool:
     """Running, not ended (a zombie waits for whoever adopted it to reap it)."""
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        return stat_fields(Path(f"/proc/{pid}/stat"))[0] != "Z"
     except OSError:
         return False
 
