@@ -50,19 +50,21 @@ async def _run(settings: Settings, *, parent_stdin: bool) -> None:
 WAKE = b"\n"
 
 
-def _follow_parent(loop: asyncio.AbstractEventLoop, worker: Worker, stop: asyncio.Event) -> None:
+def _follow_parent(
+    loop: asyncio.AbstractEventLoop, worker: Worker, stop: asyncio.Event, fd: int = STDIN
+) -> None:
     """Listen to the `serve` that started this process, on standard input: it writes a line
     there when a publish leaves notifications for a claim (WAKE) or an owner changes a webhook
     (its id), and the pipe ends when `serve` ends, however it ends (SIGKILL included). The end
     stops the worker as SIGTERM would. SQLite has no NOTIFY: without the wake-up, new work
     waits up to `poll_interval`, and without the id, a paused webhook's notifications held
     here could go out until the worker's cached copy of it is a second old."""
-    os.set_blocking(STDIN, False)
+    os.set_blocking(fd, False)
     pending = bytearray()
 
     def readable() -> None:
         try:
-            data = os.read(STDIN, 4096)
+            data = os.read(fd, 4096)
         except BlockingIOError:
             return
         except OSError:
@@ -73,12 +75,12 @@ def _follow_parent(loop: asyncio.AbstractEventLoop, worker: Worker, stop: asynci
             pending[:] = rest
             _heard(worker, lines)
             return
-        loop.remove_reader(STDIN)
+        loop.remove_reader(fd)
         if not stop.is_set():
             log.warning("the serve process that started this worker has exited; stopping")
             stop.set()
 
-    loop.add_reader(STDIN, readable)
+    loop.add_reader(fd, readable)
 
 
 def _heard(worker: Worker, lines: list[bytearray]) -> None:
