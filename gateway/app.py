@@ -28,7 +28,7 @@ from gateway.outbound import Outbound
 from gateway.ratelimit import RateLimiter
 from gateway.sender import Sender
 from gateway.store import store_for_url
-from gateway.store.base import Store
+from gateway.store.base import INVARIANTS, Store
 
 if TYPE_CHECKING:
     from gateway.worker_main import WorkerPool
@@ -134,18 +134,32 @@ async def on_unexpected(request: Request, exc: Exception) -> Response:
 
 
 async def _housekeeping(ctx: Context) -> None:
-    """Periodically make expired webhooks Inactive and prune old successful history."""
-    retention = timedelta(days=ctx.settings.history_retention_days)
+    """Periodically make expired webhooks Inactive, check the lifecycle invariants, and prune
+    old successful history."""
     while True:
         try:
-            now = ctx.clock()
-            expired = await ctx.store.expire_webhooks(now, "expired")
-            pruned = await ctx.store.prune_history(now - retention)
-            if expired or pruned:
-                log.info("housekeeping", extra={"expired": expired, "pruned": pruned})
+            await housekeeping_once(ctx)
         except GatewayError:
             log.exception("housekeeping failed; trying again next interval")
         await asyncio.sleep(ctx.settings.expiry_sweep_interval)
+
+
+async def housekeeping_once(ctx: Context) -> dict[str, int]:
+    """One round of housekeeping; what it did, by kind."""
+    await webhooks.expire_due(ctx)
+    # Defence in depth: the transactions keep the invariants; this finds what slipped through.
+    broken = await ctx.store.check_invariants(ctx.clock(), repair=True)
+    for invariant, count in broken.items():
+        if count:
+            metrics.INVARIANT_REPAIRS.labels(invariant=invariant).inc(count)
+            log.error("lifecycle invariant broken; repaired", extra={
+                "invariant": invariant, "count": count, "repair": INVARIANTS[invariant],
+            })  # fmt: skip
+    retention = timedelta(days=ctx.settings.history_retention_days)
+    pruned = await ctx.store.prune_history(ctx.clock() - retention)
+    if pruned:
+        log.info("history pruned", extra={"pruned": pruned})
+    return {**broken, "pruned": pruned}
 
 
 def create_app(

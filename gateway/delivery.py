@@ -16,6 +16,15 @@ claim, which saves the claim's write and the decoding of its rows.
 A lease at least twice the delivery timeout, and senders that leave a notification whose lease
 has run low (held behind a slow webhook's cap), mean a live send never loses its claim; a crashed
 worker's leases expire and another claim picks the notifications up (at-least-once).
+
+A webhook that leaves Active stops receiving within the requests already in flight. The worker
+learns it from the settlement that caused it (`record_attempts` names the webhooks it settled
+that are not Active), not from a timer: it then sends nothing more of that webhook, and gives
+back what it holds of it as not sent (parked). After a failed attempt, no new send of that
+webhook starts until the failure is recorded, so the send that makes a webhook Errored is
+followed by no other. A change made elsewhere (the API in this process, or serve telling its
+worker processes) reaches the worker through `webhook_changed`, which makes the next send read
+the webhook afresh.
 """
 
 from __future__ import annotations
@@ -38,13 +47,16 @@ from gateway.config import Settings
 from gateway.errors import GatewayError
 from gateway.models import Notification, utcnow
 from gateway.outbound import Outbound
-from gateway.outcomes import AttemptOutcome, Effect
+from gateway.outcomes import AttemptOutcome, Effect, Recorded
 from gateway.sender import Sender
-from gateway.store.base import Store
+from gateway.store.base import Added, Store
 
 log = logging.getLogger(__name__)
 # One counter child per outcome, looked up once: labels() takes a lock and builds a key.
 _ATTEMPTS = {effect: metrics.ATTEMPTS.labels(outcome=effect.value) for effect in Effect}
+# Outcomes after which the webhook may leave Active: its next sends wait until they are recorded.
+_MAY_STOP = frozenset({Effect.FAILURE, Effect.GONE})
+LEFT_ACTIVE = "not sent: the webhook left Active"
 
 
 class Worker:
@@ -66,6 +78,12 @@ class Worker:
         self.sender = Sender(settings, outbound, store, clock)
         self._queues: dict[UUID, collections.deque[Notification]] = {}  # over the webhook's cap
         self._active: dict[UUID, int] = collections.defaultdict(int)  # ready or being sent
+        self._active_total = 0
+        self._none_active = asyncio.Event()  # nothing ready, nothing being sent
+        self._none_active.set()
+        # Failures (and 410s) not yet recorded, by webhook: its next sends wait for them.
+        self._settling: dict[UUID, int] = {}
+        self._webhook_of: dict[UUID, UUID] = {}  # notification -> webhook, while settling
         self._ready: asyncio.Queue[Notification] = asyncio.Queue()
         self._held = 0  # claimed and not yet attempted: queued, ready or being sent
         self._none_held = asyncio.Event()
@@ -92,6 +110,11 @@ class Worker:
         self._others_drained = None
         self._wake.set()
 
+    def webhook_changed(self, webhook_id: UUID) -> None:
+        """The webhook was changed elsewhere (paused, reactivated, new secret): the next send
+        of it reads it afresh."""
+        self.sender.forget(webhook_id)
+
     def take_fresh(self, webhook_id: UUID) -> bool:
         """Whether a new pending notification for this webhook, about to be stored, should be
         leased to this worker (`lease_until`) rather than wait for a claim. Each yes is a
@@ -111,15 +134,16 @@ class Worker:
         """The end of a lease taken at `now`, by a claim or by a publish (`take_fresh`)."""
         return now + timedelta(seconds=self.settings.lease_seconds)
 
-    def adopt(self, notes: Sequence[Notification], sequences: Sequence[int]) -> None:
+    def adopt(self, notes: Sequence[Notification], added: Added) -> None:
         """The stored notifications (with the sequence numbers the store gave) that were
-        leased here by `take_fresh`: queue them as if claimed."""
+        leased here by `take_fresh`: queue them as if claimed, those the store kept pending."""
+        promised = [note for note in notes if note.lease_owner == self.owner]
+        self._unpromise(promised)
         taken = [
             dataclasses.replace(note, sequence=sequence)
-            for note, sequence in zip(notes, sequences, strict=True)
-            if note.lease_owner == self.owner
+            for note, sequence in zip(notes, added.sequences, strict=True)
+            if note.lease_owner == self.owner and added.pending(note)
         ]
-        self._unpromise(taken)
         if self._running:
             self._hold(taken)
         # Otherwise the worker is stopping: release_leases gives them back, or their leases
@@ -183,12 +207,15 @@ class Worker:
         return drained <= excluded and time.monotonic() - since < self.settings.poll_interval
 
     def _dispatch(self, webhook_id: UUID) -> None:
-        """Hand this webhook's next notifications to the senders, up to its cap."""
+        """Hand this webhook's next notifications to the senders, up to its cap (none while
+        one of its failures is being recorded)."""
         queue = self._queues.get(webhook_id)
-        if queue is None:
+        if queue is None or webhook_id in self._settling:
             return
         while queue and self._active[webhook_id] < self.settings.per_webhook_concurrency:
             self._active[webhook_id] += 1
+            self._active_total += 1
+            self._none_active.clear()
             self._ready.put_nowait(queue.popleft())
         if not queue:
             del self._queues[webhook_id]
@@ -219,8 +246,21 @@ class Worker:
             # again; the sender lives on.
             log.exception("delivery attempt failed", extra={"id": str(note.notification_id)})
         else:
-            self._outcomes.append(outcome)
-            self._have_outcomes.set()
+            if outcome.effect in _MAY_STOP:
+                self._settling[note.webhook_id] = self._settling.get(note.webhook_id, 0) + 1
+                self._webhook_of[note.notification_id] = note.webhook_id
+                _log_failure(note, outcome)
+            elif outcome.effect is Effect.UNDELIVERABLE:
+                log.error("notification cannot be rendered; recorded as failed", extra={
+                    "notification_id": str(note.notification_id),
+                    "webhook_id": str(note.webhook_id), "group_key": str(note.group_key),
+                    "reason": outcome.cause,
+                })  # fmt: skip
+            self._report(outcome)
+
+    def _report(self, outcome: AttemptOutcome) -> None:
+        self._outcomes.append(outcome)
+        self._have_outcomes.set()
 
     def _next_after(self, webhook_id: UUID) -> Notification | None:
         """After a send: this webhook's next notification, for the sender that finished to
@@ -231,7 +271,7 @@ class Worker:
         finished would take it first: the woken one found the queue empty and waited again,
         a future and a task switch spent per notification (one webhook, S1's shape)."""
         queue = self._queues.get(webhook_id)
-        if not queue or not self._ready.empty():
+        if not queue or not self._ready.empty() or webhook_id in self._settling:
             self._finished(webhook_id)
             return None
         note = queue.popleft()
@@ -255,6 +295,9 @@ class Worker:
         self._active[webhook_id] -= 1
         if not self._active[webhook_id]:
             del self._active[webhook_id]
+        self._active_total -= 1
+        if not self._active_total:
+            self._none_active.set()
         self._held -= 1
         self._dispatch(webhook_id)
         if not self._held:
@@ -280,10 +323,50 @@ class Worker:
         for effect, count in collections.Counter(outcome.effect for outcome in batch).items():
             _ATTEMPTS[effect].inc(count)
         try:
-            await self.store.record_attempts(batch)
+            recorded = await self.store.record_attempts(batch)
         except GatewayError:
             # The leases still stand; they expire and the notifications go out again.
             log.exception("could not record %d attempts", len(batch))
+            recorded = Recorded(0)
+        self._learn(recorded)
+        self._settled(batch)
+
+    def _learn(self, recorded: Recorded) -> None:
+        """Act on what the store's settlement decided: log each change of status, and stop
+        sending to the webhooks that are not Active."""
+        for change in recorded.changes:
+            log.warning(f"webhook {change.status.value.lower()}", extra={
+                "webhook_id": str(change.webhook_id), "group_key": str(change.group_key),
+                "status_code": change.status.value, "reason": change.status_message,
+            })  # fmt: skip
+        for webhook_id in recorded.not_active:
+            self.sender.forget(webhook_id)
+            queue = self._queues.pop(webhook_id, None)
+            if queue:
+                # Given back as not sent: the store parks them (or finds them due again).
+                for note in queue:
+                    self._report(self._unsent(note))
+                self._held -= len(queue)
+                if not self._held:
+                    self._none_held.set()
+
+    def _unsent(self, note: Notification) -> AttemptOutcome:
+        return AttemptOutcome(note.notification_id, self.owner, Effect.NOT_SENT, LEFT_ACTIVE, None)
+
+    def _settled(self, batch: Sequence[AttemptOutcome]) -> None:
+        """The failures of this batch are recorded: their webhooks' sends may go on."""
+        for outcome in batch:
+            if outcome.effect not in _MAY_STOP:
+                continue
+            webhook_id = self._webhook_of.pop(outcome.notification_id, None)
+            if webhook_id is None:
+                continue
+            left = self._settling[webhook_id] - 1
+            if left:
+                self._settling[webhook_id] = left
+            else:
+                del self._settling[webhook_id]
+                self._dispatch(webhook_id)
 
     async def _flush_forever(self) -> None:
         """Record outcomes as they come: those that arrive during a write go in the next."""
@@ -360,8 +443,19 @@ class Worker:
         self._start(flusher=False)
         try:
             async with asyncio.timeout(timeout):
-                while await self._claim():
-                    await self._none_held.wait()
+                while await self._claim() or self._held or self._outcomes:
+                    # Sends end; what waits behind a failure waits for its recording (below).
+                    await self._none_active.wait()
                     await self._flush()
         finally:
             await self._stop_loops()
+
+
+def _log_failure(note: Notification, outcome: AttemptOutcome) -> None:
+    """One line per failed delivery, with what the operator needs to find it."""
+    log.info("delivery failed", extra={
+        "notification_id": str(note.notification_id), "webhook_id": str(note.webhook_id),
+        "group_key": str(note.group_key), "attempt": note.attempts + 1,
+        "status_code": outcome.response_status_code, "reason": outcome.cause,
+        "gone": outcome.effect is Effect.GONE,
+    })  # fmt: skip

@@ -7,9 +7,12 @@
     ├── Unauthorized                  401  missing, unknown or revoked API key
     ├── Forbidden                     403  the key lacks a scope
     ├── NotFound                      404  absent, or owned by another group
+    ├── Conflict                      409  the resource's state does not allow the request now
     ├── PayloadTooLarge               413  request body over the limit
     ├── RateLimited                   429  per-key request rate exceeded
     ├── StoreError                    503  the database failed (driver errors wrapped)
+    ├── Unrenderable                       a stored notification cannot be encoded (recorded
+    │                                      as a permanent failure, never an HTTP answer)
     └── OutboundError                      an outbound call failed (never an HTTP answer itself)
         ├── AddressNotAllowed              the callback resolves to a refused address
         ├── OutboundTimeout                no complete answer within the timeout
@@ -75,6 +78,11 @@ class NotFound(GatewayError):
     title = "Not Found"
 
 
+class Conflict(GatewayError):
+    status = 409
+    title = "Conflict"
+
+
 class PayloadTooLarge(GatewayError):
     status = 413
     title = "Payload Too Large"
@@ -92,6 +100,10 @@ class RateLimited(GatewayError):
 class StoreError(GatewayError):
     status = 503
     title = "Service Unavailable"
+
+
+class Unrenderable(GatewayError):
+    """A notification whose payload cannot be encoded: a permanent failure, not retried."""
 
 
 class OutboundError(GatewayError):

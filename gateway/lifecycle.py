@@ -1,26 +1,42 @@
-"""Webhook lifecycle transitions (DESIGN §5), as pure functions over a Webhook record.
+"""Webhook lifecycle (DESIGN §5): every transition as data, decided by pure functions here and
+written by the store as one guarded update in the transaction that parks or releases the
+webhook's notifications.
 
-    Active ──(more than retryCount consecutive failures)──> Errored
-    Active ──(410 Gone, owner pauses, expirationDate passes)──> Inactive
-    Inactive / Errored ──(owner asks for Active, handshake passes)──> Active
+    Active ──(more than retryCount consecutive failures)──> Errored        (failing)
+    Active ──(410 Gone)──> Inactive                                        (unsubscribed)
+    any ──(owner pauses)──> Inactive                                       (paused)
+    Active ──(expirationDate passes)──> Inactive                           (expired)
+    any ──(owner asks for Active, or renews an expired one; handshake passes)──> Active
 
 retryCount (0-5) counts the consecutive failed attempts tolerated, not counting the current one:
 the webhook becomes Errored when its consecutive failure count exceeds retryCount. A success
-resets the count. Expiry is never written by a transition: it is read through
-`effective_status`, so no reader sees an expired webhook as Active.
+resets the count, and so does a reactivation.
+
+Expiry is one rule (`is_expired`) with one message (`expired_message`): readers see an expired
+Active webhook as Inactive at once (`effective_status`), and the sweep writes the same status and
+message to the row later (`expiry`).
+
+Invariants the stores keep in the transactions that change state, and that a periodic check
+(`Store.check_invariants`) verifies and repairs:
+- no parked notification belongs to an Active webhook (every move to Active releases them);
+- no notification of a webhook that is not Active waits as pending to be claimed (every move
+  away from Active parks them, and a publish parks what it adds for such a webhook);
+- an Active webhook has no status message and no reason.
 """
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from gateway.errors import ValidationError
-from gateway.models import Webhook, WebhookStatus
+from gateway.models import StatusReason, Webhook, WebhookStatus
 
 MESSAGE_LIMIT = 100  # statusMessage is at most 100 characters on the wire
 GONE_MESSAGE = "callback answered 410 Gone (unsubscribed)"
 PAUSED_MESSAGE = "paused by owner"
+RELEASED_MESSAGE = "due again: the webhook was reactivated"
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,17 +46,38 @@ class Transition:
     failure_count: int
     status: WebhookStatus
     status_message: str | None
+    reason: StatusReason | None
     park: bool  # the webhook left Active: park its pending notifications
+
+
+class Move(enum.Enum):
+    """What a status change does to the webhook's notifications."""
+
+    PARK = "park"  # pending ones wait, parked, until it is Active again
+    RELEASE = "release"  # parked ones are due now
 
 
 @dataclass(frozen=True, slots=True)
 class StatusChange:
-    """What an owner's request for a status does."""
+    """A change of status an owner (or the expiry sweep) makes, with what it implies."""
 
     status: WebhookStatus
     status_message: str | None
-    needs_handshake: bool  # run the handshake first; on failure nothing changes
-    release_parked: bool  # parked notifications go out again once Active
+    reason: StatusReason | None
+    move: Move
+    reset_failures: bool = False  # a fresh start: old failures do not count against it
+
+
+PAUSE = StatusChange(WebhookStatus.INACTIVE, PAUSED_MESSAGE, StatusReason.PAUSED, Move.PARK)
+ACTIVATE = StatusChange(WebhookStatus.ACTIVE, None, None, Move.RELEASE, reset_failures=True)
+
+
+@dataclass(frozen=True, slots=True)
+class PatchPlan:
+    """What an owner's PATCH does to the status: the handshake first, then the change."""
+
+    handshake: bool
+    change: StatusChange | None
 
 
 def shorten(text: str, limit: int = MESSAGE_LIMIT) -> str:
@@ -50,7 +87,9 @@ def shorten(text: str, limit: int = MESSAGE_LIMIT) -> str:
 
 def after_success(webhook: Webhook) -> Transition:
     """A delivered notification resets the consecutive failures."""
-    return Transition(0, webhook.status_code, webhook.status_message, park=False)
+    return Transition(
+        0, webhook.status_code, webhook.status_message, webhook.status_reason, park=False
+    )
 
 
 def after_failure(webhook: Webhook, cause: str) -> Transition:
@@ -60,14 +99,22 @@ def after_failure(webhook: Webhook, cause: str) -> Transition:
     # must not overwrite "paused by owner".
     if webhook.status_code is WebhookStatus.ACTIVE and count > webhook.retry_count:
         message = shorten(f"{count} consecutive failed deliveries; last: {cause}")
-        return Transition(count, WebhookStatus.ERRORED, message, park=True)
-    return Transition(count, webhook.status_code, webhook.status_message, park=False)
+        return Transition(count, WebhookStatus.ERRORED, message, StatusReason.FAILING, park=True)
+    return Transition(
+        count, webhook.status_code, webhook.status_message, webhook.status_reason, park=False
+    )
 
 
 def after_gone(webhook: Webhook) -> Transition:
     """A 410 Gone means the partner unsubscribed: the webhook becomes Inactive."""
     leaving_active = webhook.status_code is WebhookStatus.ACTIVE
-    return Transition(webhook.failure_count, WebhookStatus.INACTIVE, GONE_MESSAGE, leaving_active)
+    return Transition(
+        webhook.failure_count,
+        WebhookStatus.INACTIVE,
+        GONE_MESSAGE,
+        StatusReason.UNSUBSCRIBED,
+        park=leaving_active,
+    )
 
 
 def is_expired(webhook: Webhook, now: datetime) -> bool:
@@ -81,31 +128,90 @@ def expired_message(expiration: datetime) -> str:
     return f"expired on {moment.isoformat()}Z"
 
 
-def effective_status(webhook: Webhook, now: datetime) -> tuple[WebhookStatus, str | None]:
-    """The status and message a reader sees: an expired Active webhook reads as Inactive."""
+def expiry(webhook: Webhook, now: datetime) -> StatusChange | None:
+    """The change the expiry sweep writes for this webhook, if it is Active and expired."""
     expiration = webhook.expiration_date
-    if webhook.status_code is WebhookStatus.ACTIVE and expiration is not None and expiration <= now:
+    if webhook.status_code is not WebhookStatus.ACTIVE or expiration is None or expiration > now:
+        return None
+    return StatusChange(
+        WebhookStatus.INACTIVE, expired_message(expiration), StatusReason.EXPIRED, Move.PARK
+    )
+
+
+def effective_status(webhook: Webhook, now: datetime) -> tuple[WebhookStatus, str | None]:
+    """The status and message a reader sees: an expired Active webhook reads as Inactive,
+    with the message the sweep will write."""
+    return shown_status(webhook.status_code, webhook.status_message, webhook.expiration_date, now)
+
+
+def shown_status(
+    status: WebhookStatus, message: str | None, expiration: datetime | None, now: datetime
+) -> tuple[WebhookStatus, str | None]:
+    """`effective_status` from the columns it reads."""
+    if status is WebhookStatus.ACTIVE and expiration is not None and expiration <= now:
         return WebhookStatus.INACTIVE, expired_message(expiration)
-    return webhook.status_code, webhook.status_message
+    return status, message
 
 
-def plan_status_change(
-    webhook: Webhook, requested: WebhookStatus, *, now: datetime, new_expiration: datetime | None
-) -> StatusChange:
-    """What an owner's PATCH of statusCode does.
+def is_active(webhook: Webhook, now: datetime) -> bool:
+    """Whether the webhook receives notifications now (Active and not expired)."""
+    return receives(webhook.status_code, webhook.expiration_date, now)
 
-    When the change releases parked notifications (a reactivation), the caller also resets the
-    webhook's failure_count to 0, so old failures do not count against the fresh start.
+
+def receives(status: WebhookStatus, expiration: datetime | None, now: datetime) -> bool:
+    """`is_active` from the columns it reads."""
+    return status is WebhookStatus.ACTIVE and (expiration is None or expiration > now)
+
+
+def parked_message(status: WebhookStatus, status_message: str | None) -> str:
+    """Why a notification waits, as its history shows it."""
+    why = f" ({status_message})" if status_message else ""
+    return shorten(f"parked: webhook is {status.value}{why}", 200)
+
+
+def plan_patch(
+    webhook: Webhook,
+    requested: WebhookStatus | None,
+    *,
+    now: datetime,
+    expiration: datetime | None,
+    renews: bool,
+    moves: bool,
+) -> PatchPlan:
+    """What an owner's PATCH does to the status.
+
+    `expiration` is the expiration date the webhook will have after the PATCH; `renews` says the
+    PATCH gives one (a date, or null for none); `moves` says it changes the callback URL or
+    method, which always needs a handshake (DESIGN §4).
+
+    - Errored cannot be requested.
+    - Inactive pauses, whatever the status.
+    - Active on an Active webhook changes nothing; on any other it reactivates: the handshake,
+      then Active, parked notifications due now, the failure count reset. An expired webhook
+      needs a future expirationDate for that.
+    - A new expirationDate (or none) on an expired webhook renews it: a reactivation too.
     """
     if requested is WebhookStatus.ERRORED:
         raise ValidationError.field("statusCode", "Errored is set by the gateway, not by a request")
     if requested is WebhookStatus.INACTIVE:
-        return StatusChange(WebhookStatus.INACTIVE, PAUSED_MESSAGE, False, False)
-    expiration = new_expiration if new_expiration is not None else webhook.expiration_date
-    if expiration is not None and expiration <= now:
-        raise ValidationError.field(
-            "expirationDate", "has passed; give a future expirationDate to reactivate"
-        )
-    if webhook.status_code is WebhookStatus.ACTIVE and not is_expired(webhook, now):
-        return StatusChange(WebhookStatus.ACTIVE, webhook.status_message, False, False)
-    return StatusChange(WebhookStatus.ACTIVE, None, needs_handshake=True, release_parked=True)
+        return PatchPlan(moves, PAUSE)
+    expired = _expired_by_date(webhook, now)
+    if requested is WebhookStatus.ACTIVE:
+        if expiration is not None and expiration <= now:
+            raise ValidationError.field(
+                "expirationDate", "has passed; give a future expirationDate to reactivate"
+            )
+        if webhook.status_code is WebhookStatus.ACTIVE and not expired:
+            return PatchPlan(moves, None)
+        return PatchPlan(True, ACTIVATE)
+    if renews and expired:
+        return PatchPlan(True, ACTIVATE)
+    return PatchPlan(moves, None)
+
+
+def _expired_by_date(webhook: Webhook, now: datetime) -> bool:
+    """Expired and not otherwise stopped: Active past its date (before the sweep), or made
+    Inactive by the sweep. A paused or Errored webhook stays so when its date is renewed."""
+    if webhook.status_code is WebhookStatus.ACTIVE:
+        return is_expired(webhook, now)
+    return webhook.status_reason is StatusReason.EXPIRED

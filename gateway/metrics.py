@@ -29,6 +29,11 @@ LEFT_UNSENT = Counter(
     "gateway_claims_left_unsent_total",
     "Claimed notifications left for a later claim because too little of their lease was left",
 )
+INVARIANT_REPAIRS = Counter(
+    "gateway_invariant_repairs_total",
+    "Notifications found breaking a lifecycle invariant by the periodic check, and repaired",
+    ["invariant"],
+)
 NOTIFICATIONS = Gauge("gateway_notifications", "Notifications by state", ["state"])
 OVERDUE = Gauge(
     "gateway_pending_overdue_seconds",

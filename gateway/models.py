@@ -40,6 +40,15 @@ class WebhookStatus(enum.StrEnum):
     ERRORED = "Errored"
 
 
+class StatusReason(enum.StrEnum):
+    """Why a webhook is not Active; kept beside the status, not on the wire."""
+
+    PAUSED = "paused"  # by its owner
+    EXPIRED = "expired"  # its expirationDate passed
+    UNSUBSCRIBED = "unsubscribed"  # the callback answered 410 Gone
+    FAILING = "failing"  # Errored: more than retryCount consecutive failures
+
+
 class ContentType(enum.StrEnum):
     FULL = "Full"
     ID = "Id"
@@ -64,7 +73,7 @@ class NotificationState(enum.StrEnum):
     PENDING = "pending"  # due at next_attempt_at
     PARKED = "parked"  # its webhook is not Active; released on reactivation
     SUCCEEDED = "succeeded"
-    FAILED = "failed"  # gave up (webhook Errored/Inactive); may be retried by hand
+    FAILED = "failed"  # can never be sent (e.g. cannot be rendered); may be retried by hand
 
 
 class Scope(enum.StrEnum):
@@ -105,6 +114,7 @@ class Webhook:
     failure_count: int = 0  # consecutive failed attempts
     previous_secret: str | None = None  # still signs until previous_secret_expires
     previous_secret_expires: datetime | None = None
+    status_reason: StatusReason | None = None  # why it is not Active
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,3 +167,17 @@ class Notification:
     request_message: str | None = None
     response_message: str | None = None
     timestamp: datetime = field(default_factory=utcnow)  # last change
+
+
+@record
+class Attempt:
+    """One failed delivery attempt of a notification, kept when a later attempt replaces it on
+    the notification's row: the history keeps why every attempt failed."""
+
+    notification_id: UUID
+    attempt: int  # 1 for the first request sent
+    timestamp: datetime
+    response_status_code: str | None
+    process_result_message: str | None
+    request_message: str | None
+    response_message: str | None

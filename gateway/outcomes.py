@@ -4,6 +4,17 @@ The worker reports an `AttemptOutcome`; the store applies `settle` inside the tr
 records it, against the webhook row as it is in that transaction. Counting consecutive
 failures there, not in the worker, keeps the count right when several sends to one webhook are
 in flight at once, or in several worker processes.
+
+    SUCCESS        2xx: succeeded; the failure count resets
+    FAILURE        any other answer, or none: retried while the webhook stays Active
+    GONE           410: the partner unsubscribed; the webhook becomes Inactive
+    NOT_SENT       the worker saw the webhook not Active: parked (or due again, if the store
+                   finds it Active after all); not an attempt, so the last attempt's record stays
+    UNDELIVERABLE  the notification cannot be rendered: a permanent failure with its reason
+
+A request that went out (SUCCESS, FAILURE, GONE) is an attempt: it replaces the previous
+attempt's fields on the notification's row, and a failed one is also kept in the attempt log, so
+a later success does not erase why earlier attempts failed.
 """
 
 from __future__ import annotations
@@ -16,14 +27,19 @@ from datetime import datetime
 from uuid import UUID
 
 from gateway import lifecycle
-from gateway.models import NotificationState, Webhook, WebhookStatus, record
+from gateway.models import NotificationState, StatusReason, Webhook, WebhookStatus, record
 
 
 class Effect(enum.StrEnum):
-    SUCCESS = "success"  # 2xx
-    FAILURE = "failure"  # any other answer, or no answer
-    GONE = "gone"  # 410: the partner unsubscribed
-    NOT_SENT = "not_sent"  # the webhook was not Active (or expired): parked, not attempted
+    SUCCESS = "success"
+    FAILURE = "failure"
+    GONE = "gone"
+    NOT_SENT = "not_sent"
+    UNDELIVERABLE = "undeliverable"
+
+
+SENT = frozenset({Effect.SUCCESS, Effect.FAILURE, Effect.GONE})
+DUE_AGAIN = "due again: the webhook is Active"
 
 
 @record
@@ -39,8 +55,8 @@ class AttemptOutcome:
 
     @property
     def request_sent(self) -> bool:
-        """Whether a request went out (parking sends nothing)."""
-        return self.effect is not Effect.NOT_SENT
+        """Whether a request went out (parking and refusing to render send nothing)."""
+        return self.effect in SENT
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,16 +70,49 @@ class Settlement:
     webhook: lifecycle.Transition | None  # None: leave the webhook row alone
     park_webhook: bool  # park the webhook's other pending notifications
 
+    @property
+    def logged(self) -> bool:
+        """Whether the attempt goes to the attempt log (every failed request that went out)."""
+        return self.attempted and not self.is_successful
+
+    attempted: bool = True  # a request went out: the row's attempt fields are replaced
+
+
+@dataclass(frozen=True, slots=True)
+class LifecycleChange:
+    """A webhook's status as a settlement changed it (for the worker and the logs)."""
+
+    webhook_id: UUID
+    group_key: UUID
+    status: WebhookStatus
+    status_message: str | None
+    reason: StatusReason | None
+
 
 def settle(hook: Webhook, outcome: AttemptOutcome, now: datetime) -> Settlement:
     """Decide the notification's new state and the webhook's lifecycle change."""
-    if outcome.effect is Effect.SUCCESS:
+    active = lifecycle.is_active(hook, now)
+    effect = outcome.effect
+    if effect is Effect.UNDELIVERABLE:
+        return Settlement(
+            NotificationState.FAILED, None, False, outcome.cause, None, False, attempted=False
+        )
+    if effect is Effect.NOT_SENT:
+        if active:
+            # The worker's view was stale: the webhook is Active again, so it goes out now.
+            return Settlement(
+                NotificationState.PENDING, now, False, DUE_AGAIN, None, False, attempted=False
+            )
+        return Settlement(
+            NotificationState.PARKED, None, False, _parked(hook, now), None, False, attempted=False
+        )
+    if effect is Effect.SUCCESS:
         change = lifecycle.after_success(hook) if hook.failure_count else None
         return Settlement(NotificationState.SUCCEEDED, None, True, outcome.cause, change, False)
-    if outcome.effect is Effect.NOT_SENT or hook.status_code is not WebhookStatus.ACTIVE:
+    if not active:
         # Left Active while this was in flight (or before): keep it for reactivation.
         return Settlement(NotificationState.PARKED, None, False, outcome.cause, None, False)
-    if outcome.effect is Effect.GONE:
+    if effect is Effect.GONE:
         return Settlement(
             NotificationState.PARKED, None, False, outcome.cause, lifecycle.after_gone(hook), True
         )
@@ -73,6 +122,11 @@ def settle(hook: Webhook, outcome: AttemptOutcome, now: datetime) -> Settlement:
             NotificationState.PENDING, outcome.retry_at or now, False, outcome.cause, change, False
         )
     return Settlement(NotificationState.PARKED, None, False, outcome.cause, change, True)
+
+
+def _parked(hook: Webhook, now: datetime) -> str:
+    status, message = lifecycle.effective_status(hook, now)
+    return lifecycle.parked_message(status, message)
 
 
 def settle_in_order(
@@ -91,6 +145,51 @@ def settle_in_order(
                 failure_count=change.failure_count,
                 status_code=change.status,
                 status_message=change.status_message,
+                status_reason=change.reason,
             )
         settled.append((outcome, hook, done))
     return settled
+
+
+def changes_of(
+    settled: Iterable[tuple[AttemptOutcome, Webhook, Settlement]],
+) -> list[LifecycleChange]:
+    """The status changes a settled batch made, in order, one per change of status."""
+    changes = []
+    for _, hook, done in settled:
+        change = done.webhook
+        if change is not None and change.status is not hook.status_code:
+            changes.append(
+                LifecycleChange(
+                    hook.webhook_id,
+                    hook.group_key,
+                    change.status,
+                    change.status_message,
+                    change.reason,
+                )
+            )
+    return changes
+
+
+def not_active(
+    settled: Iterable[tuple[AttemptOutcome, Webhook, Settlement]], now: datetime
+) -> set[UUID]:
+    """The webhooks of a settled batch that are not Active once it is written."""
+    last: dict[UUID, bool] = {}
+    for _, hook, done in settled:
+        change = done.webhook
+        status = change.status if change is not None else hook.status_code
+        expired = lifecycle.is_expired(hook, now)
+        last[hook.webhook_id] = status is WebhookStatus.ACTIVE and not expired
+    return {webhook_id for webhook_id, active in last.items() if not active}
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """What `Store.record_attempts` did: how many outcomes held their lease, the status
+    changes it made, and which of the webhooks it settled are not Active now (the worker stops
+    sending to those at once)."""
+
+    count: int
+    changes: list[LifecycleChange] = dataclasses.field(default_factory=list)
+    not_active: set[UUID] = dataclasses.field(default_factory=set)

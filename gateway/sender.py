@@ -10,17 +10,19 @@ from uuid import UUID
 
 from gateway import lifecycle, payloads, signing
 from gateway.config import Settings
-from gateway.errors import OutboundError
-from gateway.models import Notification, Webhook, WebhookStatus, record
+from gateway.errors import OutboundError, Unrenderable, ValidationError
+from gateway.models import Notification, Webhook, record
 from gateway.outbound import Outbound, OutboundResponse
 from gateway.outcomes import AttemptOutcome, Effect
 from gateway.retry import Outcome, RetryPolicy, classify
 from gateway.store.base import Store
 from gateway.wire import truncate
 
-# How long a webhook read from the store is reused: status and secret changes reach the
-# worker within this time, and a busy webhook costs one read per interval, not per send.
+# How long a webhook read from the store is reused: a busy webhook costs one read per interval,
+# not per send. Changes the worker learns of (`forget`) end the reuse at once; others (a
+# `gateway worker` started by hand on SQLite, which hears from nobody) reach it within this time.
 WEBHOOK_CACHE_SECONDS = 1.0
+NOT_ACTIVE = "not sent: the webhook is not Active"
 
 
 _EFFECTS = {
@@ -63,6 +65,10 @@ class Sender:
         self._rng = random.Random()
         self._cache: dict[UUID, tuple[float, Webhook | None]] = {}
 
+    def forget(self, webhook_id: UUID) -> None:
+        """The webhook changed: read it afresh before its next send."""
+        self._cache.pop(webhook_id, None)
+
     async def _webhook(self, webhook_id: UUID) -> Webhook | None:
         cached = self._cache.get(webhook_id)
         if cached and time.monotonic() - cached[0] < WEBHOOK_CACHE_SECONDS:
@@ -74,7 +80,12 @@ class Sender:
     async def send(self, hook: Webhook, note: Notification, now: datetime | None = None) -> Sent:
         """Render, sign (at `now`, by default the clock's time) and send one notification."""
         now = now or self.clock()
-        rendered = payloads.render(hook, note)
+        try:
+            rendered = payloads.render(hook, note)
+        except (ValueError, TypeError, RecursionError, ValidationError) as exc:
+            # Refused at the door today; rows stored before the door checked, or a record the
+            # checks missed, fail for good here instead of at every lease.
+            raise Unrenderable(f"cannot be rendered: {exc}") from exc
         headers = signing.webhook_headers(
             active_secrets(hook, now),
             str(note.notification_id),
@@ -100,11 +111,12 @@ class Sender:
         """Deliver once (or park, if the webhook is not Active) and say what happened."""
         hook = await self._webhook(note.webhook_id)
         now = self.clock()
-        if hook is None or lifecycle.effective_status(hook, now)[0] is not WebhookStatus.ACTIVE:
-            return AttemptOutcome(
-                note.notification_id, owner, Effect.NOT_SENT, "webhook is not Active", None
-            )
-        sent = await self.send(hook, note, now)
+        if hook is None or not lifecycle.is_active(hook, now):
+            return AttemptOutcome(note.notification_id, owner, Effect.NOT_SENT, NOT_ACTIVE, None)
+        try:
+            sent = await self.send(hook, note, now)
+        except Unrenderable as exc:
+            return AttemptOutcome(note.notification_id, owner, Effect.UNDELIVERABLE, str(exc), None)
         return self._outcome(note, owner, sent)
 
     def _outcome(self, note: Notification, owner: str, sent: Sent) -> AttemptOutcome:

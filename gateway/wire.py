@@ -10,13 +10,15 @@ from typing import Any
 import orjson
 
 from gateway import lifecycle
-from gateway.models import Notification, Webhook, WebhookRule
+from gateway.models import Attempt, Notification, Webhook, WebhookRule
 
+ATTEMPTS = "attempts"
 # include=... names for history rows, lowercase -> wire property.
 HISTORY_INCLUDES = {
     "records": "records",
     "requestmessage": "requestMessage",
     "responsemessage": "responseMessage",
+    "attempts": ATTEMPTS,
 }
 
 
@@ -77,9 +79,15 @@ def rule(item: WebhookRule) -> dict[str, Any]:
 
 
 def history(
-    row: Notification, include: Collection[str], select: Collection[str] | None, limit: int
+    row: Notification,
+    include: Collection[str],
+    select: Collection[str] | None,
+    limit: int,
+    logged: Sequence[Attempt] = (),
 ) -> dict[str, Any]:
-    """A WebhookHistoryTableStorageModel; large strings only with include, truncated."""
+    """A WebhookHistoryTableStorageModel; large strings only with include, truncated. With
+    include=Attempts, every attempt in order: the failed ones from the attempt log (`logged`),
+    then the successful one, which is the row's own."""
     out: dict[str, Any] = {
         "groupKey": str(row.group_key),
         "webhookId": str(row.webhook_id),
@@ -92,16 +100,44 @@ def history(
         "failureCount": row.attempts - (1 if row.is_successful else 0),
         "timestamp": timestamp(row.timestamp),
     }
-    extras = {
-        "records": orjson.dumps(list(row.records)).decode(),
-        "requestMessage": row.request_message,
-        "responseMessage": row.response_message,
-    }
     for name in include:
-        out[name] = truncate(extras[name], limit)
+        if name == ATTEMPTS:
+            out[name] = attempts(row, logged, limit)
+        elif name == "records":
+            out[name] = truncate(orjson.dumps(list(row.records)).decode(), limit)
+        else:
+            text = row.request_message if name == "requestMessage" else row.response_message
+            out[name] = truncate(text, limit)
     if select:
         out = {k: v for k, v in out.items() if k.lower() in select}
     return out
+
+
+def attempts(row: Notification, logged: Sequence[Attempt], limit: int) -> list[dict[str, Any]]:
+    """Every attempt of a notification, oldest first."""
+    out = [
+        _attempt(a.attempt, a.timestamp, False, a.response_status_code,
+                 a.process_result_message, a.request_message, a.response_message, limit)
+        for a in logged
+    ]  # fmt: skip
+    if row.is_successful:
+        out.append(
+            _attempt(row.attempts, row.timestamp, True, row.response_status_code,
+                     row.process_result_message, row.request_message, row.response_message,
+                     limit)
+        )  # fmt: skip
+    return out
+
+
+def _attempt(
+    number: int, when: datetime, ok: bool, status: str | None, message: str | None,
+    request: str | None, response: str | None, limit: int,
+) -> dict[str, Any]:  # fmt: skip
+    return {
+        "attempt": number, "timestamp": timestamp(when), "isSuccessful": ok,
+        "responseStatusCode": status, "processResultMessage": message,
+        "requestMessage": truncate(request, limit), "responseMessage": truncate(response, limit),
+    }  # fmt: skip
 
 
 def truncate(text: str | None, limit: int) -> str | None:

@@ -15,6 +15,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 
 from gateway import config, heap
@@ -44,29 +45,56 @@ async def _run(settings: Settings, *, parent_stdin: bool) -> None:
         await worker.run(stop)
 
 
-def _follow_parent(loop: asyncio.AbstractEventLoop, worker: Worker, stop: asyncio.Event) -> None:
-    """Listen to the `serve` that started this process, on standard input: it writes a byte
-    there when a publish leaves notifications for a claim, and the pipe ends when `serve` ends,
-    however it ends (SIGKILL included). A byte wakes the worker; the end stops it as SIGTERM
-    would. SQLite has no NOTIFY: without the byte, new work waits up to `poll_interval`."""
-    os.set_blocking(STDIN, False)
+# What serve writes to its worker processes: lines. An empty line: new notifications are due.
+# A webhook id (32 hex digits): that webhook changed (paused, reactivated, new secret).
+WAKE = b"\n"
+
+
+def _follow_parent(
+    loop: asyncio.AbstractEventLoop, worker: Worker, stop: asyncio.Event, fd: int = STDIN
+) -> None:
+    """Listen to the `serve` that started this process, on standard input: it writes a line
+    there when a publish leaves notifications for a claim (WAKE) or an owner changes a webhook
+    (its id), and the pipe ends when `serve` ends, however it ends (SIGKILL included). The end
+    stops the worker as SIGTERM would. SQLite has no NOTIFY: without the wake-up, new work
+    waits up to `poll_interval`, and without the id, a paused webhook's notifications held
+    here could go out until the worker's cached copy of it is a second old."""
+    os.set_blocking(fd, False)
+    pending = bytearray()
 
     def readable() -> None:
         try:
-            data = os.read(STDIN, 4096)
+            data = os.read(fd, 4096)
         except BlockingIOError:
             return
         except OSError:
             data = b""
         if data:
-            worker.wake()
+            pending.extend(data)
+            *lines, rest = pending.split(b"\n")
+            pending[:] = rest
+            _heard(worker, lines)
             return
-        loop.remove_reader(STDIN)
+        loop.remove_reader(fd)
         if not stop.is_set():
             log.warning("the serve process that started this worker has exited; stopping")
             stop.set()
 
-    loop.add_reader(STDIN, readable)
+    loop.add_reader(fd, readable)
+
+
+def _heard(worker: Worker, lines: list[bytearray]) -> None:
+    wake = False
+    for line in lines:
+        if not line:
+            wake = True
+            continue
+        try:
+            worker.webhook_changed(uuid.UUID(hex=line.decode("ascii")))
+        except ValueError:
+            log.warning("unreadable line from serve", extra={"line": line[:64].hex()})
+    if wake:
+        worker.wake()
 
 
 def run_worker(settings: Settings, *, parent_stdin: bool = False) -> int:
@@ -195,16 +223,25 @@ class WorkerPool:
                     self._procs[i] = self._spawn()
 
     def wake(self) -> None:
-        """New notifications are due: a byte to each worker process (see `_follow_parent`).
-        Called on serve's event loop while the watcher thread may replace a process: this
-        writes to the processes it saw, whose pipes stay open while it holds them."""
+        """New notifications are due: a wake-up to each worker process (`_follow_parent`)."""
+        self._tell(WAKE)
+
+    def webhook_changed(self, webhook_id: uuid.UUID) -> None:
+        """A webhook changed: each worker process reads it afresh before its next send."""
+        self._tell(webhook_id.hex.encode("ascii") + b"\n")
+
+    def _tell(self, line: bytes) -> None:
+        """Write a line to each worker process. Called on serve's event loop while the watcher
+        thread may replace a process: this writes to the processes it saw, whose pipes stay
+        open while it holds them."""
         for proc in list(self._procs):
             if proc.stdin is None:
                 continue
-            # A full pipe holds wake-ups not read yet; a closed one, a process that exited,
-            # whose replacement claims when it starts. Neither needs this byte.
+            # A full pipe holds wake-ups not read yet (a webhook's change is lost with it,
+            # and reaches the worker within its cache's second); a closed one, a process that
+            # exited, whose replacement reads every webhook afresh. Neither needs this line.
             with contextlib.suppress(OSError, ValueError):
-                os.write(proc.stdin.fileno(), b"!")
+                os.write(proc.stdin.fileno(), line)
 
     def stop(self) -> None:
         """SIGTERM every worker process, wait for them, kill those past the deadline."""

@@ -30,6 +30,7 @@ from gateway.models import (
     utcnow,
 )
 from gateway.signing import generate_secret
+from gateway.store.base import Store, WebhookEdit
 
 # A fixed moment for tests that compare times; builders default to the real clock.
 T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
@@ -123,3 +124,12 @@ def make_notification(
         timestamp=now,
     )
     return dataclasses.replace(note, **overrides)
+
+
+async def set_expiration(store: Store, webhook: Webhook, when: datetime) -> Webhook:
+    """Give a stored webhook this expiration date, past ones included (the API refuses those):
+    an edit of that one field, as the store makes it."""
+    edit = WebhookEdit({"expiration_date": when})
+    changed = await store.edit_webhook(webhook.group_key, webhook.webhook_id, edit, utcnow())
+    assert changed is not None
+    return changed

@@ -60,6 +60,15 @@ class Context:
         if self.worker_pool is not None:
             self.worker_pool.wake()
 
+    def webhook_changed(self, webhook_id: UUID) -> None:
+        """An owner (or the expiry sweep) changed this webhook's status or secret: the workers
+        this process knows read it afresh before its next send, so that a webhook that left
+        Active receives nothing beyond the requests already in flight."""
+        if self.worker is not None:
+            self.worker.webhook_changed(webhook_id)
+        if self.worker_pool is not None:
+            self.worker_pool.webhook_changed(webhook_id)
+
 
 @dataclass(frozen=True, slots=True)
 class Principal:

@@ -22,7 +22,6 @@ from gateway.models import (
     Scope,
     Webhook,
     WebhookRule,
-    WebhookStatus,
 )
 from gateway.schemas import EventIn, parse
 
@@ -47,14 +46,14 @@ async def publish(request: Request) -> Response:
     notes = await _notifications(ctx, events, now)
     worker = ctx.worker
     try:
-        sequences = await ctx.store.add_events(events, notes)
+        added = await ctx.store.add_events(events, notes)
     except BaseException:
         if worker is not None:
             worker.forgo(notes)
         raise
     if worker is not None:
-        worker.adopt(notes, sequences)
-    if any(n.state is NotificationState.PENDING and n.lease_owner is None for n in notes):
+        worker.adopt(notes, added)
+    if any(n.lease_owner is None and added.pending(n) for n in notes):
         ctx.wake_workers()  # some were left for a claim
     return json_response(
         {"eventIds": [str(e.event_id) for e in events], "notificationCount": len(notes)}, 202
@@ -89,7 +88,8 @@ async def _notifications(ctx: Context, events: list[Event], now: datetime) -> li
     owner, lease_until = (worker.owner, worker.lease_until(now)) if worker else (None, None)
     for event in events:
         for hook, records in _select(lookups[event.table_key, event.event_type], event):
-            active = lifecycle.effective_status(hook, now)[0] is WebhookStatus.ACTIVE
+            # A first guess, from the webhook as read: the store decides in its transaction.
+            active = lifecycle.is_active(hook, now)
             # Leased to this process's worker if it has room: it skips the claim.
             handed = active and worker is not None and worker.take_fresh(hook.webhook_id)
             out.append(

@@ -7,8 +7,9 @@ import uuid
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway import wire
+from gateway import lifecycle, wire
 from gateway.api.common import (
+    Context,
     authenticate,
     context,
     filter_param,
@@ -18,9 +19,9 @@ from gateway.api.common import (
     param,
     path_id,
 )
-from gateway.errors import NotFound, ValidationError
+from gateway.errors import Conflict, NotFound, ValidationError
 from gateway.models import EventType, Notification, NotificationState, Scope
-from gateway.store.base import HISTORY_FIELDS
+from gateway.store.base import HISTORY_FIELDS, Requeue
 from gateway.wire import HISTORY_INCLUDES
 
 SAMPLE_RECORD = {"id": "test-record", "note": "a test notification from the webhook gateway"}
@@ -56,23 +57,46 @@ async def query(request: Request) -> Response:
     select = _select(request)
     page = await ctx.store.query_history(group_key, webhook_id, q)
     limit = ctx.settings.history_message_limit
-    records = [wire.history(row, wanted, select, limit) for row in page.records]
+    logged = {}
+    if wire.ATTEMPTS in wanted:
+        ids = [row.notification_id for row in page.records]
+        logged = await ctx.store.attempts(group_key, webhook_id, ids)
+    records = [
+        wire.history(row, wanted, select, limit, logged.get(row.notification_id, []))
+        for row in page.records
+    ]
     return json_response(wire.fetch_result(records, page.total_count, q.page_size, q.page_number))
 
 
 async def retry(request: Request) -> Response:
-    """Queue one failed (or parked) notification to go out now."""
+    """Queue one notification that has not been delivered to go out now; refused (409) while
+    its webhook is not Active, when it stays parked and its recorded attempt unchanged."""
     group_key, webhook_id = await _webhook(request)
     ctx = context(request)
     history_id = path_id(request, "webhookHistoryId")
-    row = await ctx.store.get_notification(group_key, webhook_id, history_id)
-    if row is None:
+    found = await ctx.store.requeue_notification(group_key, webhook_id, history_id, ctx.clock())
+    if found is Requeue.NOT_FOUND:
         raise NotFound(f"no history entry {history_id}")
-    if row.state is NotificationState.SUCCEEDED:
+    if found is Requeue.SUCCEEDED:
         raise ValidationError.field("webhookHistoryId", "was delivered; only failed ones retry")
-    await ctx.store.requeue_notification(group_key, webhook_id, history_id, ctx.clock())
+    if found is Requeue.NOT_ACTIVE:
+        raise Conflict(await _not_active(ctx, group_key, webhook_id))
     ctx.wake_workers()
     return json_response({"webhookHistoryId": str(history_id), "status": "queued"})
+
+
+async def _not_active(ctx: Context, group_key: uuid.UUID, webhook_id: uuid.UUID) -> str:
+    """Why a hand retry is refused, and what to do about it."""
+    hook = await ctx.store.get_webhook(group_key, webhook_id)
+    if hook is None:
+        raise NotFound(f"no webhook {webhook_id}")
+    status, message = lifecycle.effective_status(hook, ctx.clock())
+    why = f" ({message})" if message else ""
+    return (
+        f"webhook {webhook_id} is {status.value}{why}: a hand retry is refused while it is not "
+        "Active; reactivate it with PATCH statusCode=Active (and a future expirationDate if it "
+        "expired), and its parked notifications go out"
+    )
 
 
 async def test_send(request: Request) -> Response:

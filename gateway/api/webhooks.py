@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-from datetime import timedelta
+import logging
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -27,13 +27,25 @@ from gateway.api.common import (
 from gateway.errors import HandshakeFailed, NotFound, ValidationError
 from gateway.filters import fields_of
 from gateway.handshake import verify_callback
-from gateway.models import ContentType, HttpMethod, Scope, Webhook, WebhookStatus
+from gateway.lifecycle import Move, StatusChange
+from gateway.models import ContentType, HttpMethod, Scope, StatusReason, Webhook, WebhookStatus
 from gateway.schemas import WebhookCreate, WebhookPatch, parse
-from gateway.store.base import WEBHOOK_FIELDS, Query
+from gateway.store.base import WEBHOOK_FIELDS, Query, WebhookEdit
 
+log = logging.getLogger(__name__)
 WEBHOOK_INCLUDES = {"webhookrules": "WebhookRules"}
 # PATCH may clear these with null; the others are required and cannot be null.
 NULLABLE = {"expirationDate", "partitionKey"}
+# PATCH properties that are plain columns: wire name -> Webhook field.
+PATCHABLE = {
+    "name": "name",
+    "requestContentType": "request_content_type",
+    "callbackHttpMethod": "callback_http_method",
+    "callbackUrl": "callback_url",
+    "retryCount": "retry_count",
+    "partitionKey": "partition_key",
+    "expirationDate": "expiration_date",
+}
 
 
 async def create(request: Request) -> Response:
@@ -68,8 +80,9 @@ def _new_webhook(spec: WebhookCreate, who: Principal, ctx: Context, index: int) 
         webhook_id=uuid4(),
         group_key=who.group_key,
         name=spec.name,
-        status_code=WebhookStatus.INACTIVE if paused else WebhookStatus.ACTIVE,
-        status_message="paused by owner" if paused else None,
+        status_code=lifecycle.PAUSE.status if paused else WebhookStatus.ACTIVE,
+        status_message=lifecycle.PAUSE.status_message if paused else None,
+        status_reason=StatusReason.PAUSED if paused else None,
         client_secret=signing.generate_secret(),
         request_content_type=spec.requestContentType,
         callback_http_method=spec.callbackHttpMethod,
@@ -106,12 +119,16 @@ async def _handshake_all(ctx: Context, hooks: list[Webhook]) -> None:
 
 
 async def _handshake(ctx: Context, hook: Webhook) -> None:
+    await _verify(ctx, hook.webhook_id, hook.callback_http_method, hook.callback_url)
+
+
+async def _verify(ctx: Context, webhook_id: UUID, method: HttpMethod, url: str) -> None:
     await verify_callback(
         ctx.outbound,
         ctx.codes,
-        hook.webhook_id,
-        hook.callback_http_method.value,
-        hook.callback_url,
+        webhook_id,
+        method.value,
+        url,
         timeout=ctx.settings.handshake_timeout,
     )
 
@@ -137,65 +154,70 @@ async def retrieve(request: Request) -> Response:
 
 
 async def update(request: Request) -> Response:
-    """Change the given properties; a new callback or a reactivation passes a handshake first."""
+    """Change the given properties; a new callback, a reactivation or the renewal of an expired
+    webhook passes a handshake first. Only the named properties are written, and the answer is
+    the webhook as stored after the change."""
     ctx, principal, hook = await _owned(request)
-    body = await read_json(request)
-    spec, given = parse(WebhookPatch, body)
+    spec, given = parse(WebhookPatch, await read_json(request))
     for name in given - NULLABLE:
         if getattr(spec, name) is None:
             raise ValidationError.field(name, "cannot be null")
-    changed, release = _apply_patch(ctx, hook, spec, given)
-    changed = dataclasses.replace(
-        changed, modified=ctx.clock(), modified_user_id=principal.api_key_id
+    now = ctx.clock()
+    values = _patched(spec, given, now)
+    method = values.get("callback_http_method", hook.callback_http_method)
+    url = values.get("callback_url", hook.callback_url)
+    _check_method_format(method, values.get("request_content_type", hook.request_content_type))
+    plan = lifecycle.plan_patch(
+        hook,
+        spec.statusCode,
+        now=now,
+        expiration=values.get("expiration_date", hook.expiration_date),
+        renews="expiration_date" in values,
+        moves=(url, method) != (hook.callback_url, hook.callback_http_method),
     )
-    if _needs_handshake(hook, changed, release):
-        await _handshake(ctx, changed)
-    if not await ctx.store.update_webhook(changed, release_parked=release):
+    if plan.handshake:
+        await _verify(ctx, hook.webhook_id, method, url)
+    values.update(modified=now, modified_user_id=principal.api_key_id)
+    edit = WebhookEdit(values, _relied_on(hook, values, plan.handshake), plan.change)
+    changed = await ctx.store.edit_webhook(principal.group_key, hook.webhook_id, edit, now)
+    if changed is None:
         raise NotFound(f"no webhook {hook.webhook_id}")
+    if plan.change is not None:
+        _changed_status(ctx, changed, plan.change)
     return json_response(wire.webhook(changed, ctx.clock()))
 
 
-def _apply_patch(
-    ctx: Context, hook: Webhook, spec: WebhookPatch, given: set[str]
-) -> tuple[Webhook, bool]:
-    now = ctx.clock()
-    values: dict[str, Any] = {}
-    simple = {
-        "name": "name",
-        "requestContentType": "request_content_type",
-        "callbackHttpMethod": "callback_http_method",
-        "callbackUrl": "callback_url",
-        "retryCount": "retry_count",
-        "partitionKey": "partition_key",
-    }
-    for wire_name, attr in simple.items():
-        if wire_name in given:
-            values[attr] = getattr(spec, wire_name)
-    if "expirationDate" in given:
-        if spec.expirationDate is not None and spec.expirationDate <= now:
+def _patched(spec: WebhookPatch, given: set[str], now: datetime) -> dict[str, Any]:
+    """The columns a PATCH names, with their new values."""
+    if "expirationDate" in given and spec.expirationDate is not None:
+        if spec.expirationDate <= now:
             raise ValidationError.field("expirationDate", "must be in the future")
-        values["expiration_date"] = spec.expirationDate
-    changed = dataclasses.replace(hook, **values)
-    _check_method_format(changed.callback_http_method, changed.request_content_type)
-    if spec.statusCode is None:
-        return changed, False
-    plan = lifecycle.plan_status_change(
-        hook, spec.statusCode, now=now, new_expiration=changed.expiration_date
-    )
-    changed = dataclasses.replace(
-        changed, status_code=plan.status, status_message=plan.status_message
-    )
-    if plan.release_parked:
-        changed = dataclasses.replace(changed, failure_count=0)
-    return changed, plan.release_parked
+    return {attr: getattr(spec, name) for name, attr in PATCHABLE.items() if name in given}
 
 
-def _needs_handshake(before: Webhook, after: Webhook, reactivating: bool) -> bool:
-    moved = (before.callback_url, before.callback_http_method) != (
-        after.callback_url,
-        after.callback_http_method,
-    )
-    return reactivating or moved
+def _relied_on(hook: Webhook, values: dict[str, Any], verified: bool) -> dict[str, Any]:
+    """The stored values this PATCH decided on without setting them, which must still hold
+    when it writes: the method and content type checked together, and the callback a
+    handshake verified. A concurrent change of them makes the PATCH a 409, not a webhook
+    whose callback nobody verified."""
+    relied = set()
+    if ("callback_http_method" in values) != ("request_content_type" in values):
+        relied |= {"callback_http_method", "request_content_type"}
+    if verified:
+        relied |= {"callback_url", "callback_http_method"}
+    return {name: getattr(hook, name) for name in sorted(relied - set(values))}
+
+
+def _changed_status(ctx: Context, hook: Webhook, change: StatusChange) -> None:
+    """Tell the workers and the log about an owner's change of status."""
+    ctx.webhook_changed(hook.webhook_id)
+    if change.move is Move.RELEASE:
+        ctx.wake_workers()  # its parked notifications are due now
+    verb = "reactivated" if change.move is Move.RELEASE else "paused"
+    log.info(f"webhook {verb}", extra={
+        "webhook_id": str(hook.webhook_id), "group_key": str(hook.group_key),
+        "status_code": hook.status_code.value, "reason": hook.status_message,
+    })  # fmt: skip
 
 
 async def delete(request: Request) -> Response:
@@ -211,17 +233,35 @@ async def regenerate_secret(request: Request) -> Response:
     ctx, principal, hook = await _owned(request)
     now = ctx.clock()
     grace = timedelta(seconds=ctx.settings.secret_grace_period)
-    changed = dataclasses.replace(
-        hook,
-        client_secret=signing.generate_secret(),
-        previous_secret=hook.client_secret,
-        previous_secret_expires=now + grace,
-        modified=now,
-        modified_user_id=principal.api_key_id,
+    changed = await ctx.store.regenerate_secret(
+        principal.group_key,
+        hook.webhook_id,
+        signing.generate_secret(),
+        now + grace,
+        now,
+        principal.api_key_id,
     )
-    if not await ctx.store.update_webhook(changed):
+    if changed is None:
         raise NotFound(f"no webhook {hook.webhook_id}")
+    ctx.webhook_changed(hook.webhook_id)
+    log.info("client secret regenerated", extra={
+        "webhook_id": str(hook.webhook_id), "group_key": str(hook.group_key),
+        "previous_secret_until": (now + grace).isoformat(),
+    })  # fmt: skip
     return json_response(wire.webhook(changed, now))
+
+
+async def expire_due(ctx: Context) -> list[Webhook]:
+    """Make the webhooks whose expirationDate has passed Inactive (the status readers already
+    see), park their notifications, and log each."""
+    expired = await ctx.store.expire_webhooks(ctx.clock())
+    for hook in expired:
+        ctx.webhook_changed(hook.webhook_id)
+        log.info("webhook expired", extra={
+            "webhook_id": str(hook.webhook_id), "group_key": str(hook.group_key),
+            "status_code": hook.status_code.value, "reason": hook.status_message,
+        })  # fmt: skip
+    return expired
 
 
 async def query(request: Request) -> Response:
@@ -234,7 +274,7 @@ async def query(request: Request) -> Response:
     if _reads_status(q):
         # Rows are swept to Inactive only periodically, but every reader must see an expired
         # webhook as Inactive: sweep now, so the filter and order agree with the records.
-        await ctx.store.expire_webhooks(ctx.clock(), "expired")
+        await expire_due(ctx)
     page = await ctx.store.query_webhooks(principal.group_key, q)
     rules: dict[UUID, Any] = {}
     if wanted:

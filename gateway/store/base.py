@@ -14,16 +14,18 @@ the whitelists below, never by pasting user text into SQL.
 from __future__ import annotations
 
 import abc
+import enum
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
-from typing import Generic, Self, TypeVar
+from typing import Any, Generic, Self, TypeVar
 from uuid import UUID
 
 from gateway.filters import FieldType, Node
-from gateway.models import ApiKey, Event, Notification, Webhook, WebhookRule
-from gateway.outcomes import AttemptOutcome
+from gateway.lifecycle import StatusChange
+from gateway.models import ApiKey, Attempt, Event, Notification, Webhook, WebhookRule
+from gateway.outcomes import AttemptOutcome, Recorded
 
 # Queryable fields per resource: wire name (lowercase) -> type. Stores map them to columns.
 WEBHOOK_FIELDS: Mapping[str, FieldType] = {
@@ -70,6 +72,60 @@ HISTORY_FIELDS: Mapping[str, FieldType] = {
 WEBHOOK_DEFAULT_ORDER = "created ASC, webhookId ASC"
 RULE_DEFAULT_ORDER = "created ASC, webhookRuleId ASC"
 HISTORY_DEFAULT_ORDER = "timestamp DESC"
+
+
+# The fields of a webhook an owner's request may write (`WebhookEdit.values`), and those whose
+# value it may rely on (`WebhookEdit.expect`). Status fields change only through a StatusChange.
+EDITABLE = frozenset({
+    "name", "request_content_type", "callback_http_method", "callback_url", "expiration_date",
+    "retry_count", "partition_key", "modified", "modified_user_id",
+})  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookEdit:
+    """One owner request's writes to one webhook, applied in one transaction: only the fields
+    in `values` change; only while the fields in `expect` still have the values the request
+    decided on (else `Conflict`); and the status change, if any, with the parking or release
+    of the webhook's notifications that it implies."""
+
+    values: Mapping[str, Any]
+    expect: Mapping[str, Any] = field(default_factory=dict)
+    status: StatusChange | None = None
+
+    def __post_init__(self) -> None:
+        unknown = (set(self.values) | set(self.expect)) - EDITABLE
+        if unknown:
+            raise ValueError(f"not editable: {', '.join(sorted(unknown))}")
+
+
+class Requeue(enum.Enum):
+    """What a hand retry of one notification found."""
+
+    QUEUED = "queued"
+    NOT_FOUND = "not found"
+    SUCCEEDED = "succeeded"  # delivered already: nothing to retry
+    NOT_ACTIVE = "not active"  # its webhook is not Active: it stays as it is
+
+
+@dataclass(frozen=True, slots=True)
+class Added:
+    """What `add_events` stored: each notification's sequence number, in the order given, and
+    for each webhook whether it was Active in that transaction (its notifications are pending)
+    or not (they are parked, whatever the caller proposed)."""
+
+    sequences: list[int]
+    active: dict[UUID, bool]
+
+    def pending(self, note: Notification) -> bool:
+        """Whether this notification was stored pending."""
+        return self.active[note.webhook_id]
+
+
+INVARIANTS = {
+    "parked_of_active": "parked notifications of an Active webhook (released)",
+    "pending_of_inactive": "unleased pending notifications of a webhook not Active (parked)",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,15 +216,30 @@ class Store(abc.ABC):
         """One webhook whatever its group (for the delivery worker only)."""
 
     @abc.abstractmethod
-    async def update_webhook(self, webhook: Webhook, *, release_parked: bool = False) -> bool:
-        """Replace the stored webhook with this one (same id and group); False if gone.
+    async def edit_webhook(
+        self, group_key: UUID, webhook_id: UUID, edit: WebhookEdit, now: datetime
+    ) -> Webhook | None:
+        """Apply an owner's edit in one transaction (see WebhookEdit); the webhook as it is
+        after it, None if there is no such webhook, `Conflict` if an expectation failed.
 
-        The failure count is not taken from `webhook`: it belongs to record_attempts, and an
-        update that read the webhook earlier must not write back an older count.
+        A status change to Active releases the parked notifications (due `now`, their leases
+        cleared) and, with `reset_failures`, zeroes the failure count; a change away from
+        Active parks the pending ones (their leases kept, so that sends in flight are
+        recorded)."""
 
-        With `release_parked` (reactivation), the count resets to 0 and its parked
-        notifications become pending again, due now, in the same transaction.
-        """
+    @abc.abstractmethod
+    async def regenerate_secret(
+        self,
+        group_key: UUID,
+        webhook_id: UUID,
+        secret: str,
+        previous_until: datetime,
+        now: datetime,
+        user_id: UUID,
+    ) -> Webhook | None:
+        """Make `secret` the client secret and the current one the previous secret, signing
+        until `previous_until`, in one statement (two at once chain, neither is lost); the
+        webhook after it, or None."""
 
     @abc.abstractmethod
     async def delete_webhook(self, group_key: UUID, webhook_id: UUID) -> bool:
@@ -179,8 +250,10 @@ class Store(abc.ABC):
         """Filter, order and page this group's webhooks."""
 
     @abc.abstractmethod
-    async def expire_webhooks(self, now: datetime, message: str) -> int:
-        """Make Active webhooks whose expirationDate has passed Inactive; return how many."""
+    async def expire_webhooks(self, now: datetime) -> list[Webhook]:
+        """Make Active webhooks whose expirationDate has passed Inactive (`lifecycle.expiry`:
+        the status and message readers already see) and park their pending notifications, in
+        one transaction; return them as they are now."""
 
     # -- Rules ------------------------------------------------------------------------------
     @abc.abstractmethod
@@ -219,13 +292,16 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def add_events(
         self, events: Sequence[Event], notifications: Sequence[Notification]
-    ) -> list[int]:
+    ) -> Added:
         """Store events and their notifications in one transaction.
 
         Each notification's `sequence` is assigned here from its webhook's counter, in the order
-        given; the value passed in is ignored. Returns the sequence numbers assigned, in the
-        order of `notifications`. A notification may come leased already (`lease_owner`,
-        `lease_until`): a worker in this process took it, and claims leave it alone.
+        given; the value passed in is ignored. Whether it waits pending or parked is decided
+        here too, from its webhook as this transaction sees it: pending if the webhook is
+        Active (and not expired), else parked with the reason, and then not leased. (A row in
+        a finished state, seeded by tests or imports, is stored as it is.) A pending notification may come leased
+        already (`lease_owner`, `lease_until`): a worker in this process took it, and claims
+        leave it alone.
         """
 
     @abc.abstractmethod
@@ -248,9 +324,11 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def record_attempts(self, outcomes: Sequence[AttemptOutcome]) -> int:
+    async def record_attempts(self, outcomes: Sequence[AttemptOutcome]) -> Recorded:
         """Settle attempt outcomes (gateway.outcomes.settle) against the webhook row as it is in
-        the same transaction; return how many held their lease (a lost lease is dropped)."""
+        the same transaction, log the failed attempts, change the webhooks' lifecycles and park
+        what that implies; say how many held their lease (a lost lease is dropped), the status
+        changes made, and which of the webhooks are not Active now."""
 
     @abc.abstractmethod
     async def release_leases(self, lease_owner: str) -> int:
@@ -265,8 +343,17 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def requeue_notification(
         self, group_key: UUID, webhook_id: UUID, notification_id: UUID, now: datetime
-    ) -> bool:
-        """Make a failed or parked notification pending and due now; False if not found."""
+    ) -> Requeue:
+        """Make a notification that has not succeeded pending and due now, in one statement
+        guarded by its webhook being Active (and not expired); what was found. Nothing of its
+        recorded attempt changes."""
+
+    @abc.abstractmethod
+    async def attempts(
+        self, group_key: UUID, webhook_id: UUID, notification_ids: Sequence[UUID]
+    ) -> dict[UUID, list[Attempt]]:
+        """The logged failed attempts of these notifications of this group's webhook, in order
+        (every id is a key)."""
 
     @abc.abstractmethod
     async def query_history(
@@ -277,6 +364,11 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def prune_history(self, succeeded_before: datetime) -> int:
         """Delete successful notifications older than this; return how many."""
+
+    @abc.abstractmethod
+    async def check_invariants(self, now: datetime, *, repair: bool) -> dict[str, int]:
+        """Count the notifications that break an invariant of `lifecycle` (INVARIANTS names
+        them) and, with `repair`, set them right in the same transaction; by invariant."""
 
     @abc.abstractmethod
     async def delivery_stats(self, now: datetime) -> dict[str, float]:

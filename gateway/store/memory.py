@@ -13,7 +13,8 @@ from datetime import datetime
 from typing import Any, TypeVar
 from uuid import UUID
 
-from gateway.errors import StoreError
+from gateway import lifecycle
+from gateway.errors import Conflict, StoreError
 from gateway.filter_sql import as_bool
 from gateway.filters import (
     And,
@@ -26,8 +27,10 @@ from gateway.filters import (
     compile_order,
     evaluate,
 )
+from gateway.lifecycle import Move, StatusChange
 from gateway.models import (
     ApiKey,
+    Attempt,
     Event,
     Notification,
     NotificationState,
@@ -36,7 +39,14 @@ from gateway.models import (
     WebhookStatus,
     utcnow,
 )
-from gateway.outcomes import AttemptOutcome, settle
+from gateway.outcomes import (
+    AttemptOutcome,
+    Recorded,
+    Settlement,
+    changes_of,
+    not_active,
+    settle_in_order,
+)
 from gateway.store.base import (
     HISTORY_DEFAULT_ORDER,
     HISTORY_FIELDS,
@@ -44,9 +54,12 @@ from gateway.store.base import (
     RULE_FIELDS,
     WEBHOOK_DEFAULT_ORDER,
     WEBHOOK_FIELDS,
+    Added,
     Page,
     Query,
+    Requeue,
     Store,
+    WebhookEdit,
 )
 
 T = TypeVar("T")
@@ -166,6 +179,7 @@ class MemoryStore(Store):
         self.rules: dict[UUID, WebhookRule] = {}
         self.events: dict[UUID, Event] = {}
         self.notifications: dict[UUID, Notification] = {}
+        self.attempt_log: dict[UUID, list[Attempt]] = {}  # by notification
         self._last_sequence: dict[UUID, int] = {}
 
     async def open(self) -> None:
@@ -223,23 +237,76 @@ class MemoryStore(Store):
         """One webhook whatever its group (for the delivery worker only)."""
         return self.webhooks.get(webhook_id)
 
-    async def update_webhook(self, webhook: Webhook, *, release_parked: bool = False) -> bool:
-        """Replace the stored webhook, except its failure count (the worker's); with
-        `release_parked` the count resets and parked notifications become due at
-        `webhook.modified` (the reactivation time)."""
-        stored = await self.get_webhook(webhook.group_key, webhook.webhook_id)
-        if stored is None:
-            return False
-        # The failure count is the worker's; only a reactivation resets it.
-        count = 0 if release_parked else stored.failure_count
-        self.webhooks[webhook.webhook_id] = dataclasses.replace(webhook, failure_count=count)
-        if release_parked:
-            now = webhook.modified
+    async def edit_webhook(
+        self, group_key: UUID, webhook_id: UUID, edit: WebhookEdit, now: datetime
+    ) -> Webhook | None:
+        """Apply an owner's edit; the webhook after it, None if not found, Conflict if an
+        expectation failed."""
+        hook = await self.get_webhook(group_key, webhook_id)
+        if hook is None:
+            return None
+        stale = sorted(name for name, value in edit.expect.items() if getattr(hook, name) != value)
+        if stale:
+            raise conflict(webhook_id, stale)
+        hook = dataclasses.replace(hook, **edit.values)
+        if edit.status is not None:
+            hook = self._change_status(hook, edit.status, now)
+        self.webhooks[webhook_id] = hook
+        return hook
+
+    def _change_status(self, hook: Webhook, change: StatusChange, now: datetime) -> Webhook:
+        """The webhook with this status, its notifications parked or released to match."""
+        count = 0 if change.reset_failures else hook.failure_count
+        hook = dataclasses.replace(
+            hook, status_code=change.status, status_message=change.status_message,
+            status_reason=change.reason, failure_count=count,
+        )  # fmt: skip
+        if change.move is Move.PARK:
+            self._park(hook.webhook_id, change.status, change.status_message, now)
+        else:
             self._change(
-                lambda n: n.webhook_id == webhook.webhook_id and n.state is PARKED,
-                state=PENDING, next_attempt_at=now, timestamp=now,
+                lambda n: n.webhook_id == hook.webhook_id and n.state is PARKED,
+                state=PENDING, next_attempt_at=now, timestamp=now, lease_owner=None,
+                lease_until=None, process_result_message=lifecycle.RELEASED_MESSAGE,
             )  # fmt: skip
-        return True
+        return hook
+
+    def _park(
+        self,
+        webhook_id: UUID,
+        status: WebhookStatus,
+        message: str | None,
+        now: datetime,
+        keep: UUID | None = None,
+    ) -> None:
+        """Park the webhook's pending notifications (but `keep`), leases kept."""
+        self._change(
+            lambda n: (
+                n.webhook_id == webhook_id and n.state is PENDING and n.notification_id != keep
+            ),
+            state=PARKED,
+            timestamp=now,
+            process_result_message=lifecycle.parked_message(status, message),
+        )
+
+    async def regenerate_secret(
+        self,
+        group_key: UUID,
+        webhook_id: UUID,
+        secret: str,
+        previous_until: datetime,
+        now: datetime,
+        user_id: UUID,
+    ) -> Webhook | None:
+        """A new client secret; the current one signs until `previous_until`."""
+        hook = await self.get_webhook(group_key, webhook_id)
+        if hook is None:
+            return None
+        hook = self.webhooks[webhook_id] = dataclasses.replace(
+            hook, client_secret=secret, previous_secret=hook.client_secret,
+            previous_secret_expires=previous_until, modified=now, modified_user_id=user_id,
+        )  # fmt: skip
+        return hook
 
     async def delete_webhook(self, group_key: UUID, webhook_id: UUID) -> bool:
         """Delete a webhook with its rules and notifications; False if not found."""
@@ -250,6 +317,7 @@ class MemoryStore(Store):
         self.notifications = {
             k: n for k, n in self.notifications.items() if n.webhook_id != webhook_id
         }
+        self.attempt_log = {k: a for k, a in self.attempt_log.items() if k in self.notifications}
         return True
 
     async def query_webhooks(self, group_key: UUID, query: Query) -> Page[Webhook]:
@@ -257,18 +325,16 @@ class MemoryStore(Store):
         mine = [h for h in self.webhooks.values() if h.group_key == group_key]
         return _page(mine, webhook_fields, WEBHOOK_COLUMNS, WEBHOOK_DEFAULT_ORDER, query)
 
-    async def expire_webhooks(self, now: datetime, message: str) -> int:
-        """Make Active webhooks whose expirationDate has passed Inactive; return how many."""
-        expired = [
-            h for h in self.webhooks.values()
-            if h.status_code is WebhookStatus.ACTIVE and h.expiration_date is not None
-            and h.expiration_date <= now
-        ]  # fmt: skip
-        for hook in expired:
-            self.webhooks[hook.webhook_id] = dataclasses.replace(
-                hook, status_code=WebhookStatus.INACTIVE, status_message=message, modified=now
-            )
-        return len(expired)
+    async def expire_webhooks(self, now: datetime) -> list[Webhook]:
+        """Make expired Active webhooks Inactive and park their notifications."""
+        expired = []
+        for hook in list(self.webhooks.values()):
+            change = lifecycle.expiry(hook, now)
+            if change is not None:
+                hook = dataclasses.replace(self._change_status(hook, change, now), modified=now)
+                self.webhooks[hook.webhook_id] = hook
+                expired.append(hook)
+        return expired
 
     # -- Rules --------------------------------------------------------------------------------
     async def add_rules(self, rules: Sequence[WebhookRule]) -> None:
@@ -331,18 +397,24 @@ class MemoryStore(Store):
     # -- Events and notifications -------------------------------------------------------------
     async def add_events(
         self, events: Sequence[Event], notifications: Sequence[Notification]
-    ) -> list[int]:
+    ) -> Added:
         """Store events and their notifications, all or none, numbering each webhook's
-        notifications from its counter in the order given; return the numbers."""
+        notifications from its counter in the order given, pending or parked as its webhook
+        is now."""
         self._check_events(events, notifications)
         self.events.update((e.event_id, e) for e in events)
         given = []
+        active: dict[UUID, bool] = {}
         for note in notifications:
+            hook = self.webhooks[note.webhook_id]
+            pending = active.setdefault(hook.webhook_id, lifecycle.is_active(hook, note.created))
             sequence = self._last_sequence[note.webhook_id] + 1
             self._last_sequence[note.webhook_id] = sequence
-            self.notifications[note.notification_id] = dataclasses.replace(note, sequence=sequence)
+            self.notifications[note.notification_id] = dataclasses.replace(
+                note, sequence=sequence, **_publish_state(hook, note, pending)
+            )
             given.append(sequence)
-        return given
+        return Added(given, active)
 
     def _check_events(self, events: Sequence[Event], notes: Sequence[Notification]) -> None:
         _check_new(self.events, [e.event_id for e in events], "event")
@@ -379,52 +451,62 @@ class MemoryStore(Store):
             claimed.append(note)
         return sorted(claimed, key=lambda n: (n.webhook_id, n.sequence))
 
-    async def record_attempts(self, outcomes: Sequence[AttemptOutcome]) -> int:
-        """Write attempt outcomes and lifecycle changes; return how many held their lease."""
+    async def record_attempts(self, outcomes: Sequence[AttemptOutcome]) -> Recorded:
+        """Settle attempt outcomes whose lease holds, in order, with their lifecycle changes."""
         now = utcnow()
-        return sum(self._record(outcome, now) for outcome in outcomes)
+        held = []
+        for outcome in outcomes:
+            note = self.notifications.get(outcome.notification_id)
+            hook = self.webhooks.get(note.webhook_id) if note else None
+            if note is None or hook is None or note.lease_owner != outcome.lease_owner:
+                continue  # the lease was lost: someone else owns this notification now
+            # A second outcome for the same notification finds no lease.
+            self.notifications[note.notification_id] = dataclasses.replace(note, lease_owner=None)
+            held.append((outcome, hook))
+        settled = settle_in_order(held, now)
+        for outcome, hook, done in settled:
+            self._settle(outcome, done, now)
+            if (change := done.webhook) is not None:
+                moved = change.status is not hook.status_code
+                self.webhooks[hook.webhook_id] = dataclasses.replace(
+                    self.webhooks[hook.webhook_id], failure_count=change.failure_count,
+                    status_code=change.status, status_message=change.status_message,
+                    status_reason=change.reason,
+                    modified=now if moved else self.webhooks[hook.webhook_id].modified,
+                )  # fmt: skip
+            if done.park_webhook and done.webhook is not None:
+                self._park(hook.webhook_id, done.webhook.status, done.webhook.status_message,
+                           now, keep=outcome.notification_id)  # fmt: skip
+        return Recorded(len(settled), changes_of(settled), not_active(settled, now))
 
-    def _record(self, outcome: AttemptOutcome, now: datetime) -> bool:
-        note = self.notifications.get(outcome.notification_id)
-        hook = self.webhooks.get(note.webhook_id) if note else None
-        if note is None or hook is None or note.lease_owner != outcome.lease_owner:
-            return False  # the lease was lost: someone else owns this notification now
-        done = settle(hook, outcome, now)
-        self.notifications[note.notification_id] = dataclasses.replace(
-            note,
-            state=done.state,
-            next_attempt_at=done.next_attempt_at or note.next_attempt_at,
-            attempts=note.attempts + int(outcome.request_sent),
-            request_sent=outcome.request_sent,
-            is_successful=done.is_successful,
-            response_status_code=outcome.response_status_code,
-            process_result_message=done.process_result_message,
-            request_message=outcome.request_message,
-            response_message=outcome.response_message,
-            timestamp=now,
-            lease_owner=None,
-            lease_until=None,
-        )
-        if done.webhook is not None:
-            changed = done.webhook.status is not hook.status_code
-            self.webhooks[hook.webhook_id] = dataclasses.replace(
-                hook,
-                failure_count=done.webhook.failure_count,
-                status_code=done.webhook.status,
-                status_message=done.webhook.status_message,
-                modified=now if changed else hook.modified,
+    def _settle(self, outcome: AttemptOutcome, done: Settlement, now: datetime) -> None:
+        note = self.notifications[outcome.notification_id]
+        fields: dict[str, Any] = {
+            "state": done.state, "next_attempt_at": done.next_attempt_at or note.next_attempt_at,
+            "is_successful": done.is_successful,
+            "process_result_message": done.process_result_message, "timestamp": now,
+            "lease_owner": None, "lease_until": None,
+        }  # fmt: skip
+        if done.attempted:
+            fields.update(
+                attempts=note.attempts + 1, request_sent=True,
+                response_status_code=outcome.response_status_code,
+                request_message=outcome.request_message,
+                response_message=outcome.response_message,
+            )  # fmt: skip
+        note = self.notifications[note.notification_id] = dataclasses.replace(note, **fields)
+        if done.logged:
+            self.attempt_log.setdefault(note.notification_id, []).append(
+                Attempt(
+                    note.notification_id,
+                    note.attempts,
+                    now,
+                    note.response_status_code,
+                    note.process_result_message,
+                    note.request_message,
+                    note.response_message,
+                )
             )
-        if done.park_webhook:
-            self._change(
-                lambda n: (
-                    n.webhook_id == note.webhook_id
-                    and n.state is PENDING
-                    and n.notification_id != note.notification_id
-                ),
-                state=PARKED,
-                timestamp=now,
-            )
-        return True
 
     def _change(self, which: Callable[[Notification], bool], **changes: Any) -> int:
         """Apply `changes` to every notification `which` selects; return how many."""
@@ -451,16 +533,31 @@ class MemoryStore(Store):
 
     async def requeue_notification(
         self, group_key: UUID, webhook_id: UUID, notification_id: UUID, now: datetime
-    ) -> bool:
-        """Make a failed or parked notification pending and due now; False if not found."""
+    ) -> Requeue:
+        """Make a notification that has not succeeded pending and due now, if its webhook is
+        Active."""
         note = await self.get_notification(group_key, webhook_id, notification_id)
-        if note is None or note.state is NotificationState.SUCCEEDED:
-            return False
+        if note is None:
+            return Requeue.NOT_FOUND
+        if note.state is NotificationState.SUCCEEDED:
+            return Requeue.SUCCEEDED
+        if not lifecycle.is_active(self.webhooks[webhook_id], now):
+            return Requeue.NOT_ACTIVE
         self.notifications[notification_id] = dataclasses.replace(
             note, state=PENDING, next_attempt_at=now, timestamp=now,
             lease_owner=None, lease_until=None,
         )  # fmt: skip
-        return True
+        return Requeue.QUEUED
+
+    async def attempts(
+        self, group_key: UUID, webhook_id: UUID, notification_ids: Sequence[UUID]
+    ) -> dict[UUID, list[Attempt]]:
+        """The logged failed attempts of these notifications, in order."""
+        found: dict[UUID, list[Attempt]] = {}
+        for notification_id in notification_ids:
+            note = await self.get_notification(group_key, webhook_id, notification_id)
+            found[notification_id] = list(self.attempt_log.get(notification_id, [])) if note else []
+        return found
 
     async def query_history(
         self, group_key: UUID, webhook_id: UUID, query: Query
@@ -480,11 +577,38 @@ class MemoryStore(Store):
         ]  # fmt: skip
         for notification_id in old:
             del self.notifications[notification_id]
+            self.attempt_log.pop(notification_id, None)
         used = {n.event_id for n in self.notifications.values()}
         self.events = {
             k: e for k, e in self.events.items() if k in used or e.created >= succeeded_before
         }
         return len(old)
+
+    async def check_invariants(self, now: datetime, *, repair: bool) -> dict[str, int]:
+        """Count (and with `repair`, set right) notifications that break an invariant."""
+        active = {w for w, hook in self.webhooks.items() if lifecycle.is_active(hook, now)}
+        parked = [
+            n for n in self.notifications.values() if n.state is PARKED and n.webhook_id in active
+        ]
+        stray = [
+            n for n in self.notifications.values()
+            if n.state is PENDING and n.webhook_id not in active
+            and (n.lease_until is None or n.lease_until <= now)
+        ]  # fmt: skip
+        if repair:
+            for note in parked:
+                self.notifications[note.notification_id] = dataclasses.replace(
+                    note, state=PENDING, next_attempt_at=now, timestamp=now, lease_owner=None,
+                    lease_until=None, process_result_message=lifecycle.RELEASED_MESSAGE,
+                )  # fmt: skip
+            for note in stray:
+                hook = self.webhooks[note.webhook_id]
+                status, message = lifecycle.effective_status(hook, now)
+                self.notifications[note.notification_id] = dataclasses.replace(
+                    note, state=PARKED, timestamp=now,
+                    process_result_message=lifecycle.parked_message(status, message),
+                )  # fmt: skip
+        return {"parked_of_active": len(parked), "pending_of_inactive": len(stray)}
 
     async def delivery_stats(self, now: datetime) -> dict[str, float]:
         """Queue depth by state, and for how many seconds the longest-waiting due notification
@@ -495,6 +619,28 @@ class MemoryStore(Store):
         due = [n.next_attempt_at for n in self.notifications.values() if n.state is PENDING]
         overdue = (now - min(due)).total_seconds() if due else 0.0
         return {**stats, "overdue_seconds": max(overdue, 0.0)}
+
+
+def conflict(webhook_id: UUID, fields: Sequence[str]) -> Conflict:
+    """The answer to an edit whose expectations no longer hold."""
+    return Conflict(
+        f"webhook {webhook_id} changed while this request was handled "
+        f"({', '.join(fields)}); send the request again"
+    )
+
+
+def _publish_state(hook: Webhook, note: Notification, pending: bool) -> dict[str, Any]:
+    """The state fields of a new notification of this webhook: pending, or parked saying why;
+    a finished row (seeded by tests or imports) as it is."""
+    if note.state not in (PENDING, PARKED):
+        return {}
+    if pending:
+        return {"state": PENDING}
+    status, message = lifecycle.effective_status(hook, note.created)
+    return {
+        "state": PARKED, "lease_owner": None, "lease_until": None,
+        "process_result_message": lifecycle.parked_message(status, message),
+    }  # fmt: skip
 
 
 def _check_new(existing: Mapping[UUID, object], ids: Sequence[UUID], what: str) -> None:

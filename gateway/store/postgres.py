@@ -11,29 +11,40 @@ wakes the workers of every process at once.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
-from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 import asyncpg
 
+from gateway import lifecycle
 from gateway.errors import StoreError
 from gateway.filters import compile_order
+from gateway.lifecycle import Move, StatusChange
 from gateway.models import (
     ApiKey,
+    Attempt,
     Event,
     Notification,
     NotificationState,
     Webhook,
     WebhookRule,
+    WebhookStatus,
     utcnow,
 )
-from gateway.outcomes import AttemptOutcome, settle
+from gateway.outcomes import (
+    AttemptOutcome,
+    Recorded,
+    Settlement,
+    changes_of,
+    not_active,
+    settle_in_order,
+)
 from gateway.store import postgres_queries as q
-from gateway.store.base import Page, Query, Store
+from gateway.store.base import Added, Page, Query, Requeue, Store, WebhookEdit
+from gateway.store.memory import conflict
 from gateway.store.postgres_queries import MIGRATIONS, Listing, Params, R, Sql, decode, encode
 
 __all__ = ["MIGRATIONS", "PostgresStore"]
@@ -204,18 +215,46 @@ class PostgresStore(Store):
         """One webhook whatever its group (for the delivery worker only)."""
         return await self._one(Webhook, q.GET_WEBHOOK_ANY_GROUP, {"webhook_id": webhook_id})
 
-    async def update_webhook(self, webhook: Webhook, *, release_parked: bool = False) -> bool:
-        """Replace the stored webhook, except its failure count (the worker's); with
-        `release_parked` the count resets and its parked notifications become due at
-        `webhook.modified` (the reactivation time) in the same transaction."""
+    async def edit_webhook(
+        self, group_key: UUID, webhook_id: UUID, edit: WebhookEdit, now: datetime
+    ) -> Webhook | None:
+        """Apply an owner's edit in one transaction; the webhook after it, None if not found,
+        Conflict if an expectation failed."""
+        ids = {"webhook_id": webhook_id, "group_key": group_key}
+        params = {
+            **ids,
+            **{f"v_{name}": q.to_sql(value) for name, value in edit.values.items()},
+            **{f"e_{name}": q.to_sql(value) for name, value in edit.expect.items()},
+        }
+        query = q.edit_webhook(tuple(edit.values), tuple(edit.expect))
         async with self._transaction() as conn:
-            if not await _execute(conn, q.UPDATE_WEBHOOK, encode(webhook, release=release_parked)):
-                return False
-            if release_parked:
-                params = {"webhook_id": webhook.webhook_id, "now": webhook.modified}
-                if await _execute(conn, q.RELEASE_PARKED, params):
-                    await _notify(conn)
-        return True
+            rows = await _fetch(conn, query, params)
+            if not rows:
+                if not await _fetch(conn, q.WEBHOOK_EXISTS, ids):
+                    return None
+                raise conflict(webhook_id, sorted(edit.expect))
+            hook = decode(Webhook, rows[0])
+            if edit.status is not None:
+                hook = await _change_status(conn, webhook_id, edit.status, now)
+        return hook
+
+    async def regenerate_secret(
+        self,
+        group_key: UUID,
+        webhook_id: UUID,
+        secret: str,
+        previous_until: datetime,
+        now: datetime,
+        user_id: UUID,
+    ) -> Webhook | None:
+        """A new client secret; the one it replaces signs until `previous_until`."""
+        params = {"webhook_id": webhook_id, "group_key": group_key, "secret": secret,
+                  "previous_until": previous_until, "now": now, "user_id": user_id}  # fmt: skip
+        async with self._transaction() as conn:
+            rows = await _fetch(conn, q.REGENERATE_SECRET, params)
+            if rows:
+                await _webhook_changed(conn, webhook_id)
+        return decode(Webhook, rows[0]) if rows else None
 
     async def delete_webhook(self, group_key: UUID, webhook_id: UUID) -> bool:
         """Delete a webhook with its rules and notifications; False if not found."""
@@ -228,9 +267,21 @@ class PostgresStore(Store):
         rows, total = await self._page(q.WEBHOOKS, where, params, query)
         return Page([decode(Webhook, row) for row in rows], total)
 
-    async def expire_webhooks(self, now: datetime, message: str) -> int:
-        """Make Active webhooks whose expirationDate has passed Inactive; return how many."""
-        return await self._write(q.EXPIRE_WEBHOOKS, {"now": now, "message": message})
+    async def expire_webhooks(self, now: datetime) -> list[Webhook]:
+        """Make expired Active webhooks Inactive and park their notifications."""
+        expired = []
+        async with self._transaction() as conn:
+            for row in await _fetch(conn, q.EXPIRING, {"now": now}):
+                hook = decode(Webhook, row)
+                change = lifecycle.expiry(hook, now)
+                if change is None:
+                    continue
+                await _change_status(conn, hook.webhook_id, change, now)
+                touched = await _fetch(
+                    conn, q.TOUCH_WEBHOOK, {"webhook_id": hook.webhook_id, "now": now}
+                )
+                expired.append(decode(Webhook, touched[0]))
+        return expired
 
     # -- Rules --------------------------------------------------------------------------------
     async def add_rules(self, rules: Sequence[WebhookRule]) -> None:
@@ -280,24 +331,27 @@ class PostgresStore(Store):
     # -- Events and notifications -------------------------------------------------------------
     async def add_events(
         self, events: Sequence[Event], notifications: Sequence[Notification]
-    ) -> list[int]:
+    ) -> Added:
         """Store events and their notifications in one transaction, numbering each webhook's
-        notifications from its counter in the order given (returned); NOTIFY the workers on
-        commit when some are left for them to claim."""
+        notifications from its counter in the order given, pending or parked as the webhook
+        is in that transaction; NOTIFY the workers on commit when some are left for them to
+        claim."""
+        now = notifications[0].created if notifications else utcnow()
         async with self._transaction() as conn:
             await _execute_many(conn, q.INSERT_EVENT, [encode(e) for e in events])
-            sequences = await _reserve(conn, notifications)
+            sequences, parked = await _reserve(conn, notifications, now)
             rows, given = [], []
             for note in notifications:
                 sequence = sequences[note.webhook_id]
                 sequences[note.webhook_id] += 1
                 given.append(sequence)
                 label = f"{note.table_key}.{note.event_type.value}"
-                rows.append(encode(note, sequence=sequence, event_type_label=label))
+                state = _publish_state(note, parked.get(note.webhook_id))
+                rows.append(encode(note, sequence=sequence, event_type_label=label, **state))
             await _execute_many(conn, q.INSERT_NOTIFICATION, rows)
-            if any(_claimable(n) for n in notifications):
+            if any(_claimable(row) for row in rows):
                 await _notify(conn)
-        return given
+        return Added(given, {webhook_id: webhook_id not in parked for webhook_id in sequences})
 
     async def claim_due(
         self,
@@ -319,23 +373,27 @@ class PostgresStore(Store):
         # RETURNING follows no ORDER BY; restore the claim order.
         return sorted(notes, key=lambda n: (n.webhook_id, n.sequence))
 
-    async def record_attempts(self, outcomes: Sequence[AttemptOutcome]) -> int:
-        """Write attempt outcomes and lifecycle changes; return how many held their lease."""
+    async def record_attempts(self, outcomes: Sequence[AttemptOutcome]) -> Recorded:
+        """Write attempt outcomes and lifecycle changes; say how many held their lease, the
+        changes made, and which of the webhooks are not Active now."""
         if not outcomes:
-            return 0
+            return Recorded(0)
         ids = [o.notification_id for o in outcomes]
+        now = utcnow()
         async with self._transaction() as conn:
             webhooks = await _fetch(conn, q.WEBHOOKS_OF, {"notification_ids": ids})
             hooks = await _lock_webhooks(conn, [row[0] for row in webhooks])
             leased = {"notification_ids": ids, "owners": [o.lease_owner for o in outcomes]}
             rows = await _fetch(conn, q.LEASED, leased)
             held = {q.plain_uuid(row[0]): q.plain_uuid(row[1]) for row in rows}
-            batch = _Settling(hooks, utcnow())
+            batch = []
             for outcome in outcomes:
-                if (webhook_id := held.pop(outcome.notification_id, None)) is not None:
-                    batch.add(outcome, webhook_id)
-            await batch.write(conn)
-        return len(batch.notes)
+                webhook_id = held.pop(outcome.notification_id, None)
+                if webhook_id is not None and webhook_id in hooks:
+                    batch.append((outcome, hooks[webhook_id]))
+            settled = settle_in_order(batch, now)
+            await _write_settled(conn, settled, now)
+        return Recorded(len(settled), changes_of(settled), not_active(settled, now))
 
     async def release_leases(self, lease_owner: str) -> int:
         """Give back every lease this owner holds (graceful shutdown)."""
@@ -356,15 +414,34 @@ class PostgresStore(Store):
 
     async def requeue_notification(
         self, group_key: UUID, webhook_id: UUID, notification_id: UUID, now: datetime
-    ) -> bool:
-        """Make a failed or parked notification pending and due now; False if not found."""
-        params = {"group_key": group_key, "webhook_id": webhook_id,
-                  "notification_id": notification_id, "now": now}  # fmt: skip
+    ) -> Requeue:
+        """Make a notification that has not succeeded pending and due now, if its webhook is
+        Active; what was found."""
+        ids = {"group_key": group_key, "webhook_id": webhook_id,
+               "notification_id": notification_id}  # fmt: skip
         async with self._transaction() as conn:
-            if not await _execute(conn, q.REQUEUE_NOTIFICATION, params):
-                return False
-            await _notify(conn)
-        return True
+            active = await _fetch(conn, q.LOCK_ACTIVE_WEBHOOK, {**ids, "now": now})
+            if active and await _execute(conn, q.REQUEUE_NOTIFICATION, {**ids, "now": now}):
+                await _notify(conn)
+                return Requeue.QUEUED
+            row = await _fetch(conn, q.NOTIFICATION_STATE, ids)
+        if not row:
+            return Requeue.NOT_FOUND
+        if row[0][0] == NotificationState.SUCCEEDED.value:
+            return Requeue.SUCCEEDED
+        return Requeue.NOT_ACTIVE
+
+    async def attempts(
+        self, group_key: UUID, webhook_id: UUID, notification_ids: Sequence[UUID]
+    ) -> dict[UUID, list[Attempt]]:
+        """The logged failed attempts of these notifications, in order."""
+        found: dict[UUID, list[Attempt]] = {n: [] for n in notification_ids}
+        params = {"group_key": group_key, "webhook_id": webhook_id,
+                  "ids": list(notification_ids)}  # fmt: skip
+        for row in await self._rows(q.ATTEMPTS, params):
+            attempt = decode(Attempt, row)
+            found[attempt.notification_id].append(attempt)
+        return found
 
     async def query_history(
         self, group_key: UUID, webhook_id: UUID, query: Query
@@ -383,6 +460,20 @@ class PostgresStore(Store):
             await _execute(conn, q.PRUNE_EVENTS, params)
         return pruned
 
+    async def check_invariants(self, now: datetime, *, repair: bool) -> dict[str, int]:
+        """Count (and with `repair`, set right) notifications that break an invariant. The
+        webhooks involved are locked first, as every change of their state locks them, so a
+        repair never acts on a state that a concurrent transition is changing."""
+        async with self._transaction() as conn:
+            parked = await _fetch(conn, q.PARKED_OF_ACTIVE, {"now": now})
+            stray = await _fetch(conn, q.PENDING_OF_INACTIVE, {"now": now})
+            if repair and (parked or stray):
+                await _lock_webhooks(conn, sorted({row[1] for row in [*parked, *stray]}))
+                parked = await _fetch(conn, q.PARKED_OF_ACTIVE, {"now": now})
+                stray = await _fetch(conn, q.PENDING_OF_INACTIVE, {"now": now})
+                await _repair(conn, parked, stray, now)
+        return {"parked_of_active": len(parked), "pending_of_inactive": len(stray)}
+
     async def delivery_stats(self, now: datetime) -> dict[str, float]:
         """Queue depth by state, and for how many seconds the longest-waiting due notification
         has been due."""
@@ -393,70 +484,120 @@ class PostgresStore(Store):
         return {**stats, "overdue_seconds": max(overdue, 0.0)}
 
 
-class _Settling:
-    """One batch of outcomes settled in order against the locked webhook rows, as if each were
-    written before the next was settled (what the SQLite store does statement by statement)."""
-
-    def __init__(self, hooks: dict[UUID, Webhook], now: datetime) -> None:
-        self.hooks = hooks
-        self.now = now
-        self.notes: dict[UUID, dict[str, Any]] = {}  # notification id -> SETTLE_NOTIFICATION
-        self.changed: set[UUID] = set()
-        self.parked: set[UUID] = set()
-
-    def add(self, outcome: AttemptOutcome, webhook_id: UUID) -> None:
-        """Settle one outcome whose lease held, against its webhook as it stands now."""
-        hook = self.hooks[webhook_id]
-        done = settle(hook, outcome, self.now)
-        if done.park_webhook:
-            # Parking reaches the earlier outcomes of this batch that were left pending.
-            for row in self.notes.values():
-                if row["webhook_id"] == webhook_id and row["state"] == "pending":
-                    row["state"] = NotificationState.PARKED.value
-            self.parked.add(webhook_id)
-        self.notes[outcome.notification_id] = {
-            "notification_id": outcome.notification_id, "webhook_id": webhook_id,
-            "state": done.state.value, "next_attempt_at": done.next_attempt_at,
-            "sent": outcome.request_sent, "is_successful": done.is_successful,
-            "response_status_code": outcome.response_status_code,
-            "process_result_message": done.process_result_message,
-            "request_message": outcome.request_message,
-            "response_message": outcome.response_message, "now": self.now,
+async def _write_settled(
+    conn: asyncpg.Connection,
+    settled: list[tuple[AttemptOutcome, Webhook, Settlement]],
+    now: datetime,
+) -> None:
+    """A settled batch's writes, set-wise in this order, which ends as one-by-one would: a
+    webhook that leaves Active never comes back within a batch, so no later outcome needs a
+    parked row."""
+    attempts, unsent, logged, changes, parks = [], [], [], [], []
+    for outcome, hook, done in settled:
+        row = {
+            "notification_id": outcome.notification_id, "state": done.state.value,
+            "next_attempt_at": done.next_attempt_at,
+            "process_result_message": done.process_result_message, "now": now,
         }  # fmt: skip
+        if done.attempted:
+            attempts.append({
+                **row, "is_successful": done.is_successful,
+                "response_status_code": outcome.response_status_code,
+                "request_message": outcome.request_message,
+                "response_message": outcome.response_message,
+            })  # fmt: skip
+        else:
+            unsent.append(row)
+        if done.logged:
+            logged.append({"notification_id": outcome.notification_id})
         if (change := done.webhook) is not None:
-            moved = change.status is not hook.status_code
-            self.hooks[webhook_id] = dataclasses.replace(
-                hook, failure_count=change.failure_count, status_code=change.status,
-                status_message=change.status_message, modified=self.now if moved else hook.modified,
-            )  # fmt: skip
-            self.changed.add(webhook_id)
-
-    async def write(self, conn: asyncpg.Connection) -> None:
-        """The batch's writes: notifications, then webhooks, then parking the rest."""
-        await _execute_many(conn, q.SETTLE_NOTIFICATION, list(self.notes.values()))
-        lifecycle = [encode(self.hooks[w]) for w in sorted(self.changed)]
-        await _execute_many(conn, q.SETTLE_LIFECYCLE, lifecycle)
-        if self.parked:
-            params = {"webhook_ids": sorted(self.parked), "settled": list(self.notes),
-                      "now": self.now}  # fmt: skip
-            await _execute(conn, q.PARK_PENDING, params)
+            changes.append({
+                "webhook_id": hook.webhook_id, "now": now, "failure_count": change.failure_count,
+                "status_code": change.status.value, "status_message": change.status_message,
+                "status_reason": None if change.reason is None else change.reason.value,
+            })  # fmt: skip
+            if done.park_webhook:
+                parks.append({
+                    "webhook_id": hook.webhook_id, "now": now, "keep": outcome.notification_id,
+                    "message": lifecycle.parked_message(change.status, change.status_message),
+                })  # fmt: skip
+    for query, rows in ((q.SETTLE_ATTEMPT, attempts), (q.SETTLE_UNSENT, unsent),
+                        (q.LOG_ATTEMPT, logged), (q.SETTLE_LIFECYCLE, changes),
+                        (q.PARK_PENDING, parks)):  # fmt: skip
+        await _execute_many(conn, query, rows)
 
 
-def _claimable(note: Notification) -> bool:
+async def _change_status(
+    conn: asyncpg.Connection, webhook_id: UUID, change: StatusChange, now: datetime
+) -> Webhook:
+    """Set a webhook's status, park or release its notifications to match, and tell the
+    workers of every process; the webhook after it."""
+    rows = await _fetch(conn, q.SET_STATUS, {
+        "webhook_id": webhook_id, "status_code": change.status.value,
+        "status_message": change.status_message,
+        "status_reason": None if change.reason is None else change.reason.value,
+        "reset_failures": change.reset_failures,
+    })  # fmt: skip
+    if change.move is Move.PARK:
+        message = lifecycle.parked_message(change.status, change.status_message)
+        await _execute(conn, q.PARK_PENDING, {"webhook_id": webhook_id, "now": now,
+                                              "message": message, "keep": None})  # fmt: skip
+    else:
+        params = {"webhook_id": webhook_id, "now": now, "message": lifecycle.RELEASED_MESSAGE}
+        if await _execute(conn, q.RELEASE_PARKED, params):
+            await _notify(conn)
+    await _webhook_changed(conn, webhook_id)
+    return decode(Webhook, rows[0])
+
+
+async def _repair(
+    conn: asyncpg.Connection,
+    parked: list[asyncpg.Record],
+    stray: list[asyncpg.Record],
+    now: datetime,
+) -> None:
+    """Release parked notifications of Active webhooks; park pending ones of the others."""
+    released = [{"notification_id": row[0], "now": now, "message": lifecycle.RELEASED_MESSAGE}
+                for row in parked]  # fmt: skip
+    await _execute_many(conn, q.RELEASE_ONE, released)
+    hooks = await _lock_webhooks(conn, sorted({row[1] for row in stray}))
+    rows = []
+    for notification_id, webhook_id in stray:
+        status, message = lifecycle.effective_status(hooks[q.plain_uuid(webhook_id)], now)
+        rows.append({"notification_id": notification_id, "now": now,
+                     "message": lifecycle.parked_message(status, message)})  # fmt: skip
+    await _execute_many(conn, q.PARK_ONE, rows)
+    if released:
+        await _notify(conn)
+
+
+def _publish_state(note: Notification, parked: str | None) -> dict[str, Any]:
+    """A new notification's state fields: pending, or parked saying why; a finished row
+    (seeded by tests or imports) as it is."""
+    if note.state not in (NotificationState.PENDING, NotificationState.PARKED):
+        return {}
+    if parked is None:
+        return {"state": NotificationState.PENDING.value, "process_result_message": None}
+    return {"state": NotificationState.PARKED.value, "lease_owner": None, "lease_until": None,
+            "process_result_message": parked}  # fmt: skip
+
+
+def _claimable(row: Mapping[str, Any]) -> bool:
     """Pending and not leased already (a worker in the publishing process took it)."""
-    return note.state is NotificationState.PENDING and note.lease_owner is None
+    return row["state"] == NotificationState.PENDING.value and row["lease_owner"] is None
 
 
 async def _reserve(
-    conn: asyncpg.Connection, notifications: Sequence[Notification]
-) -> dict[UUID, int]:
-    """Reserve sequence numbers atomically across processes; return each webhook's first."""
+    conn: asyncpg.Connection, notifications: Sequence[Notification], now: datetime
+) -> tuple[dict[UUID, int], dict[UUID, str]]:
+    """Reserve sequence numbers atomically across processes; return each webhook's first, and
+    for each webhook that is not Active in this transaction, why its notifications park."""
     counts: dict[tuple[UUID, UUID], int] = {}
     for note in notifications:
         key = (note.webhook_id, note.group_key)
         counts[key] = counts.get(key, 0) + 1
     if not counts:
-        return {}
+        return {}, {}
     await _lock_webhooks(conn, [webhook_id for webhook_id, _ in counts])
     params = {
         "webhook_ids": [w for w, _ in counts], "group_keys": [g for _, g in counts],
@@ -464,13 +605,19 @@ async def _reserve(
     }  # fmt: skip
     rows = await _fetch(conn, q.RESERVE_SEQUENCES, params)
     last = {(q.plain_uuid(r[0]), q.plain_uuid(r[1])): r[2] for r in rows}
+    parked = {}
+    for row in rows:
+        status, expiration = WebhookStatus(row[3]), row[5]
+        if not lifecycle.receives(status, expiration, now):
+            shown = lifecycle.shown_status(status, row[4], expiration, now)
+            parked[q.plain_uuid(row[0])] = lifecycle.parked_message(*shown)
     first: dict[UUID, int] = {}
     for (webhook_id, group_key), count in counts.items():
         # Keyed by group too: a notification naming another group's webhook is refused.
         if (webhook_id, group_key) not in last:
             raise StoreError(f"no webhook {webhook_id} in group {group_key}")
         first[webhook_id] = last[webhook_id, group_key] - count + 1
-    return first
+    return first, parked
 
 
 async def _lock_webhooks(
@@ -490,6 +637,12 @@ def _listener_lost(_conn: asyncpg.Connection) -> None:
 async def _notify(conn: asyncpg.Connection) -> None:
     """Tell every listening worker that work is due, once this transaction commits."""
     await _execute(conn, q.NOTIFY_NEW_WORK, {"channel": q.NEW_WORK_CHANNEL})
+
+
+async def _webhook_changed(conn: asyncpg.Connection, webhook_id: UUID) -> None:
+    """Tell every listening worker that this webhook changed, once this transaction commits."""
+    params = {"channel": q.WEBHOOK_CHANGED_CHANNEL, "webhook_id": str(webhook_id)}
+    await _execute(conn, q.NOTIFY_WEBHOOK_CHANGED, params)
 
 
 async def _fetch(conn: asyncpg.Connection, query: Sql, params: Params) -> list[asyncpg.Record]:

@@ -12,6 +12,7 @@ Values are native: uuid, timestamptz (aware datetimes), boolean, bigint, text[] 
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
@@ -25,12 +26,14 @@ import orjson
 from gateway.filters import Column, FieldType, Node, compile_filter
 from gateway.models import (
     ApiKey,
+    Attempt,
     ContentType,
     EventType,
     HttpMethod,
     Notification,
     NotificationState,
     Scope,
+    StatusReason,
     Webhook,
     WebhookRule,
     WebhookStatus,
@@ -45,12 +48,14 @@ from gateway.store.base import (
 )
 
 MIGRATIONS = Path(__file__).parent / "migrations" / "postgres"
-R = TypeVar("R", ApiKey, Webhook, WebhookRule, Notification)
+R = TypeVar("R", ApiKey, Webhook, WebhookRule, Notification, Attempt)
 Params = Mapping[str, Any]
 # `:name`, but not the second colon of a `::type` cast.
 _NAMED = re.compile(r"(?<![:\w]):([a-z_][a-z0-9_]*)")
 # LISTEN/NOTIFY channel: add_events (and requeues, releases) tell every worker process.
 NEW_WORK_CHANNEL = "gateway_new_work"
+# An owner changed a webhook (paused, reactivated, new secret): the payload is its id.
+WEBHOOK_CHANGED_CHANNEL = "gateway_webhook_changed"
 # Any constant: the advisory lock that lets one process at a time apply migrations.
 MIGRATION_LOCK = 0x6761_7465_7761_79
 
@@ -99,6 +104,8 @@ RECORD_MIGRATION = sql(
 )
 PING = sql("SELECT 1")
 NOTIFY_NEW_WORK = sql("SELECT pg_notify(:channel, '')")
+# An owner's change of a webhook (its id as the payload), for the workers of every process.
+NOTIFY_WEBHOOK_CHANGED = sql("SELECT pg_notify(:channel, :webhook_id)")
 
 # -- API keys -------------------------------------------------------------------------------
 _KEY_COLS, _KEY_VALUES = _columns(
@@ -117,7 +124,7 @@ _HOOK_NAMES = (
     "webhook_id, group_key, name, status_code, status_message, client_secret, "
     "request_content_type, callback_http_method, callback_url, expiration_date, retry_count, "
     "created, created_user_id, modified, modified_user_id, partition_key, failure_count, "
-    "previous_secret, previous_secret_expires"
+    "previous_secret, previous_secret_expires, status_reason"
 )
 HOOK_COLS, _HOOK_VALUES = _columns(_HOOK_NAMES)
 INSERT_WEBHOOK = sql(f"INSERT INTO webhooks ({HOOK_COLS}) VALUES ({_HOOK_VALUES})")
@@ -125,12 +132,40 @@ GET_WEBHOOK = sql(
     f"SELECT {HOOK_COLS} FROM webhooks WHERE webhook_id = :webhook_id AND group_key = :group_key"
 )
 GET_WEBHOOK_ANY_GROUP = sql(f"SELECT {HOOK_COLS} FROM webhooks WHERE webhook_id = :webhook_id")
-# As in SQLite: the failure count is the worker's; only a reactivation (release) resets it.
-UPDATE_WEBHOOK = sql(
-    "UPDATE webhooks SET "
-    f"{_assignments(_HOOK_NAMES, skip=('webhook_id', 'group_key', 'failure_count'))}, "
-    "failure_count = CASE WHEN :release THEN 0 ELSE failure_count END "
-    "WHERE webhook_id = :webhook_id AND group_key = :group_key"
+WEBHOOK_EXISTS = sql(
+    "SELECT 1 FROM webhooks WHERE webhook_id = :webhook_id AND group_key = :group_key"
+)
+
+
+@functools.lru_cache(maxsize=256)
+def edit_webhook(values: tuple[str, ...], expect: tuple[str, ...]) -> Sql:
+    """An owner's edit: set only the named columns (`:v_<name>`), only while the expected ones
+    still hold their values (`:e_<name>`); the row after it. Names come from
+    store.base.EDITABLE, never from a request."""
+    # With nothing to set, the row is still matched, locked and its expectations checked.
+    sets = ", ".join(f"{name} = :v_{name}" for name in values) or "modified = modified"
+    guards = "".join(f" AND {name} IS NOT DISTINCT FROM :e_{name}" for name in expect)
+    return sql(
+        f"UPDATE webhooks SET {sets} "
+        f"WHERE webhook_id = :webhook_id AND group_key = :group_key{guards} "
+        f"RETURNING {HOOK_COLS}"
+    )
+
+
+# A status change of an owner or of the expiry sweep; PARK_PENDING or RELEASE_PARKED follows in
+# the same transaction.
+SET_STATUS = sql(
+    "UPDATE webhooks SET status_code = :status_code, status_message = :status_message, "
+    "status_reason = :status_reason, "
+    "failure_count = CASE WHEN :reset_failures::boolean THEN 0 ELSE failure_count END "
+    f"WHERE webhook_id = :webhook_id RETURNING {HOOK_COLS}"
+)
+# previous_secret takes the secret as it was before this statement: two regenerations at once
+# chain (each answers a secret that signs), where two read-modify-writes lost one.
+REGENERATE_SECRET = sql(
+    "UPDATE webhooks SET previous_secret = client_secret, client_secret = :secret, "
+    "previous_secret_expires = :previous_until, modified = :now, modified_user_id = :user_id "
+    f"WHERE webhook_id = :webhook_id AND group_key = :group_key RETURNING {HOOK_COLS}"
 )
 DELETE_WEBHOOK = sql(
     "DELETE FROM webhooks WHERE webhook_id = :webhook_id AND group_key = :group_key"
@@ -140,13 +175,14 @@ QUERY_WEBHOOKS = (
     "LIMIT :limit OFFSET :offset"
 )
 COUNT_WEBHOOKS = "SELECT count(*) FROM webhooks WHERE {where}"
-# The rows are locked in id order first, like every other writer of several webhooks.
-EXPIRE_WEBHOOKS = sql(
-    "UPDATE webhooks SET status_code = 'Inactive', status_message = :message, modified = :now "
-    "WHERE status_code = 'Active' AND webhook_id IN ("
-    "SELECT webhook_id FROM webhooks WHERE status_code = 'Active' "
+# The rows are locked in id order, like every other writer of several webhooks.
+EXPIRING = sql(
+    f"SELECT {HOOK_COLS} FROM webhooks WHERE status_code = 'Active' "
     "AND expiration_date IS NOT NULL AND expiration_date <= :now "
-    "ORDER BY webhook_id FOR NO KEY UPDATE)"
+    "ORDER BY webhook_id FOR NO KEY UPDATE"
+)
+TOUCH_WEBHOOK = sql(
+    f"UPDATE webhooks SET modified = :now WHERE webhook_id = :webhook_id RETURNING {HOOK_COLS}"
 )
 # Lock the webhooks a transaction is about to change, always in id order, so that two
 # processes settling or numbering notifications of the same webhooks queue instead of
@@ -162,7 +198,8 @@ RESERVE_SEQUENCES = sql(
     "FROM unnest(:webhook_ids::uuid[], :group_keys::uuid[], :counts::bigint[]) "
     "AS c (webhook_id, group_key, count) "
     "WHERE w.webhook_id = c.webhook_id AND w.group_key = c.group_key "
-    "RETURNING w.webhook_id, w.group_key, w.last_sequence"
+    "RETURNING w.webhook_id, w.group_key, w.last_sequence, w.status_code, w.status_message, "
+    "w.expiration_date"
 )
 
 # -- Rules ----------------------------------------------------------------------------------
@@ -244,27 +281,50 @@ WEBHOOKS_OF = sql(
 LEASED_WEBHOOKS = sql(
     "SELECT DISTINCT webhook_id FROM notifications WHERE lease_owner = :owner AND state = 'pending'"
 )
-SETTLE_NOTIFICATION = sql(
+# An attempt replaces the last attempt's fields on the row.
+SETTLE_ATTEMPT = sql(
     "UPDATE notifications SET state = :state, "
     "next_attempt_at = coalesce(:next_attempt_at, next_attempt_at), "
-    "attempts = attempts + CASE WHEN :sent THEN 1 ELSE 0 END, request_sent = :sent, "
-    "is_successful = :is_successful, response_status_code = :response_status_code, "
+    "attempts = attempts + 1, request_sent = true, is_successful = :is_successful, "
+    "response_status_code = :response_status_code, "
     "process_result_message = :process_result_message, request_message = :request_message, "
     "response_message = :response_message, timestamp = :now, "
     "lease_owner = NULL, lease_until = NULL "
     "WHERE notification_id = :notification_id"
 )
+# No request went out (parked, due again, or cannot be rendered): the last attempt's fields stay.
+SETTLE_UNSENT = sql(
+    "UPDATE notifications SET state = :state, "
+    "next_attempt_at = coalesce(:next_attempt_at, next_attempt_at), "
+    "process_result_message = :process_result_message, timestamp = :now, "
+    "lease_owner = NULL, lease_until = NULL "
+    "WHERE notification_id = :notification_id"
+)
+# Failed attempts go to the log too, numbered by the row's count (already increased).
+LOG_ATTEMPT = sql(
+    "INSERT INTO attempts (notification_id, attempt, timestamp, response_status_code, "
+    "process_result_message, request_message, response_message) "
+    "SELECT notification_id, attempts, timestamp, response_status_code, process_result_message, "
+    "request_message, response_message FROM notifications WHERE notification_id = :notification_id"
+)
 SETTLE_LIFECYCLE = sql(
     "UPDATE webhooks SET failure_count = :failure_count, status_code = :status_code, "
-    "status_message = :status_message, modified = :modified WHERE webhook_id = :webhook_id"
+    "status_message = :status_message, status_reason = :status_reason, "
+    "modified = CASE WHEN status_code <> :status_code THEN :now ELSE modified END "
+    "WHERE webhook_id = :webhook_id"
 )
+# Parking keeps leases: a send in flight is still recorded by its worker.
 PARK_PENDING = sql(
-    "UPDATE notifications SET state = 'parked', timestamp = :now "
-    "WHERE webhook_id = ANY(:webhook_ids::uuid[]) AND state = 'pending' "
-    "AND notification_id <> ALL(:settled::uuid[])"
+    "UPDATE notifications SET state = 'parked', timestamp = :now, "
+    "process_result_message = :message "
+    "WHERE webhook_id = :webhook_id AND state = 'pending' "
+    "AND notification_id IS DISTINCT FROM :keep::uuid"
 )
+# Releasing clears leases: a worker that still holds one of them dropped it when it learned the
+# webhook left Active; if it did not, its outcome is refused and the notification goes again.
 RELEASE_PARKED = sql(
-    "UPDATE notifications SET state = 'pending', next_attempt_at = :now, timestamp = :now "
+    "UPDATE notifications SET state = 'pending', next_attempt_at = :now, timestamp = :now, "
+    "process_result_message = :message, lease_owner = NULL, lease_until = NULL "
     "WHERE webhook_id = :webhook_id AND state = 'parked'"
 )
 RELEASE_LEASES = sql(
@@ -275,11 +335,53 @@ GET_NOTIFICATION = sql(
     f"SELECT {NOTE_COLS} FROM notifications WHERE notification_id = :notification_id "
     "AND webhook_id = :webhook_id AND group_key = :group_key"
 )
+# Guarded by the webhook being Active, whose row is locked first (FOR SHARE: a concurrent
+# pause waits): a hand retry never sends to a webhook that is not, and never touches the
+# recorded attempt.
+LOCK_ACTIVE_WEBHOOK = sql(
+    "SELECT 1 FROM webhooks WHERE webhook_id = :webhook_id AND group_key = :group_key "
+    "AND status_code = 'Active' AND (expiration_date IS NULL OR expiration_date > :now) "
+    "FOR SHARE"
+)
 REQUEUE_NOTIFICATION = sql(
     "UPDATE notifications SET state = 'pending', next_attempt_at = :now, timestamp = :now, "
     "lease_owner = NULL, lease_until = NULL "
     "WHERE notification_id = :notification_id AND webhook_id = :webhook_id "
     "AND group_key = :group_key AND state IN ('pending', 'parked', 'failed')"
+)
+NOTIFICATION_STATE = sql(
+    "SELECT state FROM notifications WHERE notification_id = :notification_id "
+    "AND webhook_id = :webhook_id AND group_key = :group_key"
+)
+ATTEMPTS = sql(
+    "SELECT a.notification_id, a.attempt, a.timestamp, a.response_status_code, "
+    "a.process_result_message, a.request_message, a.response_message FROM attempts a "
+    "JOIN notifications n ON n.notification_id = a.notification_id "
+    "WHERE n.group_key = :group_key AND n.webhook_id = :webhook_id "
+    "AND a.notification_id = ANY(:ids::uuid[]) ORDER BY a.notification_id, a.attempt"
+)
+# The invariants of gateway.lifecycle, counted and repaired by store.check_invariants.
+_ACTIVE = (
+    "SELECT webhook_id FROM webhooks WHERE status_code = 'Active' "
+    "AND (expiration_date IS NULL OR expiration_date > :now)"
+)
+PARKED_OF_ACTIVE = sql(
+    "SELECT notification_id, webhook_id FROM notifications WHERE state = 'parked' "
+    f"AND webhook_id IN ({_ACTIVE})"
+)
+PENDING_OF_INACTIVE = sql(
+    "SELECT notification_id, webhook_id FROM notifications WHERE state = 'pending' "
+    f"AND (lease_until IS NULL OR lease_until <= :now) AND webhook_id NOT IN ({_ACTIVE})"
+)
+RELEASE_ONE = sql(
+    "UPDATE notifications SET state = 'pending', next_attempt_at = :now, timestamp = :now, "
+    "process_result_message = :message, lease_owner = NULL, lease_until = NULL "
+    "WHERE notification_id = :notification_id AND state = 'parked'"
+)
+PARK_ONE = sql(
+    "UPDATE notifications SET state = 'parked', timestamp = :now, "
+    "process_result_message = :message "
+    "WHERE notification_id = :notification_id AND state = 'pending'"
 )
 QUERY_HISTORY = (
     f"SELECT {NOTE_COLS} FROM notifications WHERE {{where}} ORDER BY {{order}} "
@@ -370,11 +472,13 @@ _DECODE: dict[type, dict[str, Callable[[Any], Any]]] = {
     ApiKey: {"api_key_id": _u, "group_key": _u,
              "scopes": lambda names: frozenset(Scope(s) for s in names)},
     Webhook: {"webhook_id": _u, "group_key": _u, "status_code": WebhookStatus,
-              "request_content_type": ContentType, "callback_http_method": HttpMethod, **_AUDIT},
+              "request_content_type": ContentType, "callback_http_method": HttpMethod,
+              "status_reason": StatusReason, **_AUDIT},
     WebhookRule: {"webhook_rule_id": _u, "webhook_id": _u, "group_key": _u,
                   "event_type": EventType, **_AUDIT},
     Notification: {"notification_id": _u, "group_key": _u, "webhook_id": _u, "event_id": _u,
                    "event_type": EventType, "records": _records, "state": NotificationState},
+    Attempt: {"notification_id": _u},
 }  # fmt: skip
 
 

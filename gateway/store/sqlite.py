@@ -30,13 +30,32 @@ from uuid import UUID
 import aiosqlite
 import orjson
 
+from gateway import lifecycle
 from gateway.errors import StoreError
 from gateway.filters import compile_order
-from gateway.lifecycle import Transition
-from gateway.models import ApiKey, Event, Notification, Webhook, WebhookRule, utcnow
-from gateway.outcomes import AttemptOutcome, Settlement, settle_in_order
+from gateway.lifecycle import Move, StatusChange
+from gateway.models import (
+    ApiKey,
+    Attempt,
+    Event,
+    Notification,
+    NotificationState,
+    Webhook,
+    WebhookRule,
+    WebhookStatus,
+    utcnow,
+)
+from gateway.outcomes import (
+    AttemptOutcome,
+    Recorded,
+    Settlement,
+    changes_of,
+    not_active,
+    settle_in_order,
+)
 from gateway.store import sqlite_queries as q
-from gateway.store.base import Page, Query, Store
+from gateway.store.base import Added, Page, Query, Requeue, Store, WebhookEdit
+from gateway.store.memory import conflict
 from gateway.store.sqlite_queries import (
     MIGRATIONS,
     Listing,
@@ -256,18 +275,50 @@ class SqliteStore(Store):
         """One webhook whatever its group (for the delivery worker only)."""
         return await self._one(Webhook, q.GET_WEBHOOK_ANY_GROUP, {"webhook_id": str(webhook_id)})
 
-    async def update_webhook(self, webhook: Webhook, *, release_parked: bool = False) -> bool:
-        """Replace the stored webhook, except its failure count (the worker's); with
-        `release_parked` the count resets and its parked notifications become due at
-        `webhook.modified` (the reactivation time) in the same transaction."""
-        async with self._transaction() as conn:
-            params = encode(webhook, release=int(release_parked))
-            if not (await conn.execute(q.UPDATE_WEBHOOK, params)).rowcount:
-                return False
-            if release_parked:
-                params = {"webhook_id": str(webhook.webhook_id), "now": stamp(webhook.modified)}
-                await conn.execute(q.RELEASE_PARKED, params)
-        return True
+    async def edit_webhook(
+        self, group_key: UUID, webhook_id: UUID, edit: WebhookEdit, now: datetime
+    ) -> Webhook | None:
+        """Apply an owner's edit in one transaction; the webhook after it, None if not found,
+        Conflict if an expectation failed."""
+        ids = {"webhook_id": str(webhook_id), "group_key": str(group_key)}
+        params = {
+            **ids,
+            **{f"v_{name}": q.to_sql(value) for name, value in edit.values.items()},
+            **{f"e_{name}": q.to_sql(value) for name, value in edit.expect.items()},
+        }
+        sql = q.edit_webhook(edit.values, edit.expect)
+
+        def apply(conn: sqlite3.Connection) -> Webhook | None:
+            if not conn.execute(sql, params).rowcount:
+                if conn.execute(q.WEBHOOK_EXISTS, ids).fetchone() is None:
+                    return None
+                raise conflict(webhook_id, sorted(edit.expect))
+            if edit.status is not None:
+                _change_status(conn, str(webhook_id), edit.status, stamp(now))
+            return decode(Webhook, conn.execute(q.GET_WEBHOOK, ids).fetchone())
+
+        return await self._atomically(apply)
+
+    async def regenerate_secret(
+        self,
+        group_key: UUID,
+        webhook_id: UUID,
+        secret: str,
+        previous_until: datetime,
+        now: datetime,
+        user_id: UUID,
+    ) -> Webhook | None:
+        """A new client secret; the one it replaces signs until `previous_until`."""
+        ids = {"webhook_id": str(webhook_id), "group_key": str(group_key)}
+        params = {**ids, "secret": secret, "previous_until": stamp(previous_until),
+                  "now": stamp(now), "user_id": str(user_id)}  # fmt: skip
+
+        def apply(conn: sqlite3.Connection) -> Webhook | None:
+            if not conn.execute(q.REGENERATE_SECRET, params).rowcount:
+                return None
+            return decode(Webhook, conn.execute(q.GET_WEBHOOK, ids).fetchone())
+
+        return await self._atomically(apply)
 
     async def delete_webhook(self, group_key: UUID, webhook_id: UUID) -> bool:
         """Delete a webhook with its rules and notifications; False if not found."""
@@ -280,9 +331,23 @@ class SqliteStore(Store):
         rows, total = await self._page(q.WEBHOOKS, "group_key = :group_key", params, query)
         return Page(decode_rows(Webhook, rows), total)
 
-    async def expire_webhooks(self, now: datetime, message: str) -> int:
-        """Make Active webhooks whose expirationDate has passed Inactive; return how many."""
-        return await self._write(q.EXPIRE_WEBHOOKS, {"now": stamp(now), "message": message})
+    async def expire_webhooks(self, now: datetime) -> list[Webhook]:
+        """Make expired Active webhooks Inactive and park their notifications."""
+        at = stamp(now)
+
+        def apply(conn: sqlite3.Connection) -> list[Webhook]:
+            expired = []
+            for hook in decode_rows(Webhook, conn.execute(q.EXPIRING, {"now": at}).fetchall()):
+                change = lifecycle.expiry(hook, now)
+                if change is None:  # the text comparison and the rule disagree: trust the rule
+                    continue
+                _change_status(conn, str(hook.webhook_id), change, at)
+                conn.execute(q.TOUCH_WEBHOOK, {"webhook_id": str(hook.webhook_id), "now": at})
+                ids = {"webhook_id": str(hook.webhook_id), "group_key": str(hook.group_key)}
+                expired.append(decode(Webhook, conn.execute(q.GET_WEBHOOK, ids).fetchone()))
+            return expired
+
+        return await self._atomically(apply)
 
     # -- Rules --------------------------------------------------------------------------------
     async def add_rules(self, rules: Sequence[WebhookRule]) -> None:
@@ -333,24 +398,37 @@ class SqliteStore(Store):
     # -- Events and notifications -------------------------------------------------------------
     async def add_events(
         self, events: Sequence[Event], notifications: Sequence[Notification]
-    ) -> list[int]:
+    ) -> Added:
         """Store events and their notifications in one transaction, numbering each webhook's
-        notifications from its counter in the order given; return the numbers."""
+        notifications from its counter in the order given, pending or parked as the webhook
+        is in that transaction."""
         # Encoded before the writer is taken: another request's rows can be written meanwhile.
         event_rows = [q.event_row(e) for e in events]
         note_rows = [q.notification_row(n) for n in notifications]
+        now = notifications[0].created if notifications else utcnow()
 
-        def insert(conn: sqlite3.Connection) -> None:
+        def insert(conn: sqlite3.Connection) -> dict[str, bool]:
             conn.executemany(q.INSERT_EVENT, event_rows)
-            sequences = _reserve(conn, note_rows)
+            sequences, parked = _reserve(conn, note_rows, now)
             for row in note_rows:
                 webhook_id = row[q.ROW_WEBHOOK]
                 row[q.ROW_SEQUENCE] = sequences[webhook_id]
                 sequences[webhook_id] += 1
+                if row[q.ROW_STATE] not in _WAITING:
+                    continue  # a finished row, seeded as it is (tests, imports)
+                if webhook_id in parked:
+                    _park_row(row, parked[webhook_id])
+                elif row[q.ROW_STATE] != NotificationState.PENDING.value:
+                    row[q.ROW_STATE] = NotificationState.PENDING.value
+                    row[q.ROW_MESSAGE] = None
             conn.executemany(q.INSERT_NOTIFICATION, note_rows)
+            return {webhook_id: webhook_id not in parked for webhook_id in sequences}
 
-        await self._atomically(insert)
-        return [row[q.ROW_SEQUENCE] for row in note_rows]
+        active = await self._atomically(insert)
+        return Added(
+            [row[q.ROW_SEQUENCE] for row in note_rows],
+            {n.webhook_id: active[str(n.webhook_id)] for n in notifications},
+        )
 
     async def claim_due(
         self,
@@ -371,8 +449,9 @@ class SqliteStore(Store):
         # RETURNING follows no ORDER BY; restore the claim order.
         return sorted(notes, key=lambda n: (n.webhook_id, n.sequence))
 
-    async def record_attempts(self, outcomes: Sequence[AttemptOutcome]) -> int:
-        """Write attempt outcomes and lifecycle changes; return how many held their lease."""
+    async def record_attempts(self, outcomes: Sequence[AttemptOutcome]) -> Recorded:
+        """Write attempt outcomes and lifecycle changes; say how many held their lease, the
+        changes made, and which of the webhooks are not Active now."""
         now = _now()
         return await self._atomically(lambda conn: _record(conn, outcomes, now))
 
@@ -389,10 +468,34 @@ class SqliteStore(Store):
 
     async def requeue_notification(
         self, group_key: UUID, webhook_id: UUID, notification_id: UUID, now: datetime
-    ) -> bool:
-        """Make a failed or parked notification pending and due now; False if not found."""
-        params = {**_ids(group_key, webhook_id, notification_id), "now": stamp(now)}
-        return await self._write(q.REQUEUE_NOTIFICATION, params) > 0
+    ) -> Requeue:
+        """Make a notification that has not succeeded pending and due now, if its webhook is
+        Active; what was found."""
+        ids = _ids(group_key, webhook_id, notification_id)
+        params = {**ids, "now": stamp(now)}
+
+        def apply(conn: sqlite3.Connection) -> Requeue:
+            if conn.execute(q.REQUEUE_NOTIFICATION, params).rowcount:
+                return Requeue.QUEUED
+            row = conn.execute(q.NOTIFICATION_STATE, ids).fetchone()
+            if row is None:
+                return Requeue.NOT_FOUND
+            if row[0] == NotificationState.SUCCEEDED.value:
+                return Requeue.SUCCEEDED
+            return Requeue.NOT_ACTIVE
+
+        return await self._atomically(apply)
+
+    async def attempts(
+        self, group_key: UUID, webhook_id: UUID, notification_ids: Sequence[UUID]
+    ) -> dict[UUID, list[Attempt]]:
+        """The logged failed attempts of these notifications, in order."""
+        found: dict[UUID, list[Attempt]] = {n: [] for n in notification_ids}
+        params = {"group_key": str(group_key), "webhook_id": str(webhook_id),
+                  "ids": _json_ids(notification_ids)}  # fmt: skip
+        for attempt in decode_rows(Attempt, await self._rows(q.ATTEMPTS, params)):
+            found[attempt.notification_id].append(attempt)
+        return found
 
     async def query_history(
         self, group_key: UUID, webhook_id: UUID, query: Query
@@ -411,6 +514,19 @@ class SqliteStore(Store):
             await conn.execute(q.PRUNE_EVENTS, params)
         return pruned
 
+    async def check_invariants(self, now: datetime, *, repair: bool) -> dict[str, int]:
+        """Count (and with `repair`, set right) notifications that break an invariant."""
+        at = stamp(now)
+
+        def check(conn: sqlite3.Connection) -> dict[str, int]:
+            parked = conn.execute(q.PARKED_OF_ACTIVE, {"now": at}).fetchall()
+            stray = conn.execute(q.PENDING_OF_INACTIVE, {"now": at}).fetchall()
+            if repair:
+                _repair(conn, [row[0] for row in parked], [row[1] for row in stray], stray, now)
+            return {"parked_of_active": len(parked), "pending_of_inactive": len(stray)}
+
+        return await self._atomically(check)
+
     async def delivery_stats(self, now: datetime) -> dict[str, float]:
         """Queue depth by state, and for how many seconds the longest-waiting due notification
         has been due."""
@@ -419,6 +535,9 @@ class SqliteStore(Store):
         overdue = (now - datetime.fromisoformat(due)).total_seconds() if due else 0.0
         stats = {state: float(row[state]) for state in ("pending", "parked", "failed", "succeeded")}
         return {**stats, "overdue_seconds": max(overdue, 0.0)}
+
+
+_WAITING = (NotificationState.PENDING.value, NotificationState.PARKED.value)
 
 
 def _now() -> str:
@@ -462,42 +581,80 @@ def _run_atomically(
     return done
 
 
-def _reserve(conn: sqlite3.Connection, note_rows: list[list[Any]]) -> dict[str, int]:
-    """Reserve sequence numbers in one statement; return the first one for each webhook."""
+def _reserve(
+    conn: sqlite3.Connection, note_rows: list[list[Any]], now: datetime
+) -> tuple[dict[str, int], dict[str, str]]:
+    """Reserve sequence numbers in one statement; return the first one for each webhook, and
+    for each webhook that is not Active now, why its notifications are parked."""
     counts: dict[tuple[str, str], int] = {}
     for row in note_rows:
         key = (row[q.ROW_WEBHOOK], row[q.ROW_GROUP])
         counts[key] = counts.get(key, 0) + 1
     if not counts:
-        return {}
+        return {}, {}
     wanted = orjson.dumps([[w, g, n] for (w, g), n in counts.items()]).decode()
     rows = conn.execute(q.RESERVE_SEQUENCES, {"counts": wanted}).fetchall()
     last = {(row[0], row[1]): row[2] for row in rows}
+    parked = {}
+    for row in rows:
+        status = WebhookStatus(row[3])
+        expiration = None if row[5] is None else datetime.fromisoformat(row[5])
+        if not lifecycle.receives(status, expiration, now):
+            shown = lifecycle.shown_status(status, row[4], expiration, now)
+            parked[row[0]] = lifecycle.parked_message(*shown)
     first: dict[str, int] = {}
     for (webhook_id, group_key), count in counts.items():
         if (webhook_id, group_key) not in last:
             raise StoreError(f"no webhook {webhook_id} in group {group_key}")
         first[webhook_id] = last[webhook_id, group_key] - count + 1
-    return first
+    return first, parked
 
 
-def _record(conn: sqlite3.Connection, outcomes: Sequence[AttemptOutcome], now: str) -> int:
+def _park_row(row: list[Any], message: str) -> None:
+    """A new notification row, parked: not pending, not leased, saying why."""
+    row[q.ROW_STATE] = NotificationState.PARKED.value
+    row[q.ROW_LEASE_UNTIL] = row[q.ROW_LEASE_OWNER] = None
+    row[q.ROW_MESSAGE] = message
+
+
+def _change_status(
+    conn: sqlite3.Connection, webhook_id: str, change: StatusChange, now: str
+) -> None:
+    """Set a webhook's status, and park or release its notifications to match."""
+    conn.execute(q.SET_STATUS, {
+        "webhook_id": webhook_id, "status_code": change.status.value,
+        "status_message": change.status_message,
+        "status_reason": None if change.reason is None else change.reason.value,
+        "reset_failures": change.reset_failures,
+    })  # fmt: skip
+    if change.move is Move.PARK:
+        message = lifecycle.parked_message(change.status, change.status_message)
+        conn.execute(q.PARK_PENDING, {"webhook_id": webhook_id, "now": now,
+                                      "message": message, "keep": None})  # fmt: skip
+    else:
+        conn.execute(q.RELEASE_PARKED, {"webhook_id": webhook_id, "now": now,
+                                        "message": lifecycle.RELEASED_MESSAGE})  # fmt: skip
+
+
+def _record(conn: sqlite3.Connection, outcomes: Sequence[AttemptOutcome], now: str) -> Recorded:
     """record_attempts' transaction: settle the outcomes whose lease holds, in order."""
     held = _leased(conn, outcomes)
-    settled = settle_in_order(held, datetime.fromisoformat(now))
+    at = datetime.fromisoformat(now)
+    settled = settle_in_order(held, at)
     # Set-wise in this order, the writes end as one-by-one would: a webhook that leaves
     # Active never comes back within a batch, so no later outcome needs a parked row.
-    notes = [_settled_note(outcome, done, now) for outcome, _, done in settled]
-    changes = [_lifecycle(hook, done.webhook, now)
-               for _, hook, done in settled if done.webhook]  # fmt: skip
-    parks = [{"notification_id": str(outcome.notification_id),
-              "webhook_id": str(hook.webhook_id), "now": now}
+    attempts = [_settled_note(o, done, now) for o, _, done in settled if done.attempted]
+    unsent = [_unsent_note(o, done, now) for o, _, done in settled if not done.attempted]
+    logged = [{"notification_id": str(o.notification_id)} for o, _, done in settled if done.logged]
+    changes = [_lifecycle(hook, done, now) for _, hook, done in settled if done.webhook]
+    parks = [_park_others(outcome, hook, done, now)
              for outcome, hook, done in settled if done.park_webhook]  # fmt: skip
-    for sql, rows in ((q.SETTLE_NOTIFICATION, notes), (q.SETTLE_LIFECYCLE, changes),
+    for sql, rows in ((q.SETTLE_ATTEMPT, attempts), (q.SETTLE_UNSENT, unsent),
+                      (q.LOG_ATTEMPT, logged), (q.SETTLE_LIFECYCLE, changes),
                       (q.PARK_PENDING, parks)):  # fmt: skip
         if rows:
             conn.executemany(sql, rows)
-    return len(settled)
+    return Recorded(len(settled), changes_of(settled), not_active(settled, at))
 
 
 def _leased(
@@ -523,20 +680,65 @@ def _leased(
 
 
 def _settled_note(outcome: AttemptOutcome, done: Settlement, now: str) -> tuple[Any, ...]:
-    """SETTLE_NOTIFICATION's parameters, in q.SETTLE_COLUMNS order."""
+    """SETTLE_ATTEMPT's parameters, in q.SETTLE_COLUMNS order."""
     return (
         done.state.value, stamp(done.next_attempt_at) if done.next_attempt_at else None,
-        outcome.request_sent, done.is_successful, outcome.response_status_code,
-        done.process_result_message, outcome.request_message, outcome.response_message, now,
-        str(outcome.notification_id), outcome.lease_owner,
+        done.is_successful, outcome.response_status_code, done.process_result_message,
+        outcome.request_message, outcome.response_message, now, str(outcome.notification_id),
+        outcome.lease_owner,
     )  # fmt: skip
 
 
-def _lifecycle(hook: Webhook, change: Transition, now: str) -> Params:
+def _unsent_note(outcome: AttemptOutcome, done: Settlement, now: str) -> Params:
+    return {
+        "state": done.state.value,
+        "next_attempt_at": stamp(done.next_attempt_at) if done.next_attempt_at else None,
+        "process_result_message": done.process_result_message, "now": now,
+        "notification_id": str(outcome.notification_id), "lease_owner": outcome.lease_owner,
+    }  # fmt: skip
+
+
+def _lifecycle(hook: Webhook, done: Settlement, now: str) -> Params:
+    change = done.webhook
+    assert change is not None
     return {
         "webhook_id": str(hook.webhook_id), "now": now, "failure_count": change.failure_count,
         "status_code": change.status.value, "status_message": change.status_message,
+        "status_reason": None if change.reason is None else change.reason.value,
     }  # fmt: skip
+
+
+def _park_others(outcome: AttemptOutcome, hook: Webhook, done: Settlement, now: str) -> Params:
+    change = done.webhook
+    assert change is not None
+    return {
+        "webhook_id": str(hook.webhook_id), "now": now,
+        "message": lifecycle.parked_message(change.status, change.status_message),
+        "keep": str(outcome.notification_id),
+    }  # fmt: skip
+
+
+def _repair(
+    conn: sqlite3.Connection,
+    parked: list[str],
+    stray_webhooks: list[str],
+    stray: list[sqlite3.Row],
+    now: datetime,
+) -> None:
+    """Release parked notifications of Active webhooks; park pending ones of the others."""
+    at = stamp(now)
+    conn.executemany(q.RELEASE_ONE, [
+        {"notification_id": n, "now": at, "message": lifecycle.RELEASED_MESSAGE} for n in parked
+    ])  # fmt: skip
+    wanted = {"ids": _json_ids(set(stray_webhooks))}
+    found = decode_rows(Webhook, conn.execute(q.WEBHOOKS_BY_ID, wanted).fetchall())
+    hooks = {str(hook.webhook_id): hook for hook in found}
+    rows = []
+    for notification_id, webhook_id in stray:
+        status, message = lifecycle.effective_status(hooks[webhook_id], now)
+        rows.append({"notification_id": notification_id, "now": at,
+                     "message": lifecycle.parked_message(status, message)})  # fmt: skip
+    conn.executemany(q.PARK_ONE, rows)
 
 
 def _ids(group_key: UUID, webhook_id: UUID, notification_id: UUID) -> Params:

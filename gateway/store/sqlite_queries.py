@@ -29,6 +29,7 @@ from gateway.filters import Column, FieldType, Node, compile_filter
 from gateway.ids import from_text as _uuid
 from gateway.models import (
     ApiKey,
+    Attempt,
     ContentType,
     Event,
     EventType,
@@ -36,6 +37,7 @@ from gateway.models import (
     Notification,
     NotificationState,
     Scope,
+    StatusReason,
     Webhook,
     WebhookRule,
     WebhookStatus,
@@ -50,7 +52,7 @@ from gateway.store.base import (
 )
 
 MIGRATIONS = Path(__file__).parent / "migrations" / "sqlite"
-R = TypeVar("R", ApiKey, Webhook, WebhookRule, Notification)
+R = TypeVar("R", ApiKey, Webhook, WebhookRule, Notification, Attempt)
 E = TypeVar("E", bound=enum.Enum)
 Params = dict[str, Any]
 
@@ -119,7 +121,7 @@ _HOOK_NAMES = (
     "webhook_id, group_key, name, status_code, status_message, client_secret, "
     "request_content_type, callback_http_method, callback_url, expiration_date, retry_count, "
     "created, created_user_id, modified, modified_user_id, partition_key, failure_count, "
-    "previous_secret, previous_secret_expires"
+    "previous_secret, previous_secret_expires, status_reason"
 )
 HOOK_COLS, _HOOK_VALUES = _columns(_HOOK_NAMES)
 INSERT_WEBHOOK = f"INSERT INTO webhooks ({HOOK_COLS}) VALUES ({_HOOK_VALUES})"
@@ -127,13 +129,35 @@ GET_WEBHOOK = (
     f"SELECT {HOOK_COLS} FROM webhooks WHERE webhook_id = :webhook_id AND group_key = :group_key"
 )
 GET_WEBHOOK_ANY_GROUP = f"SELECT {HOOK_COLS} FROM webhooks WHERE webhook_id = :webhook_id"
-# The failure count belongs to the delivery worker (record_attempts): an API update that read
-# the webhook before a failure was recorded must not write the older count back. Only a
-# reactivation (release) resets it.
-UPDATE_WEBHOOK = (
-    "UPDATE webhooks SET "
-    f"{_assignments(_HOOK_NAMES, skip=('webhook_id', 'group_key', 'failure_count'))}, "
-    "failure_count = CASE WHEN :release THEN 0 ELSE failure_count END "
+WEBHOOK_EXISTS = "SELECT 1 FROM webhooks WHERE webhook_id = :webhook_id AND group_key = :group_key"
+
+
+def edit_webhook(values: Iterable[str], expect: Iterable[str]) -> str:
+    """An owner's edit: set only the named columns (`:v_<name>`), only while the expected ones
+    still hold their values (`:e_<name>`). Names come from store.base.EDITABLE, never from a
+    request."""
+    # With nothing to set, the row is still matched (and its expectations checked).
+    sets = ", ".join(f"{name} = :v_{name}" for name in values) or "modified = modified"
+    guards = "".join(f" AND {name} IS :e_{name}" for name in expect)
+    return (
+        f"UPDATE webhooks SET {sets} "
+        f"WHERE webhook_id = :webhook_id AND group_key = :group_key{guards}"
+    )
+
+
+# A status change of an owner or of the expiry sweep; PARK_PENDING or RELEASE_PARKED follows in
+# the same transaction.
+SET_STATUS = (
+    "UPDATE webhooks SET status_code = :status_code, status_message = :status_message, "
+    "status_reason = :status_reason, "
+    "failure_count = CASE WHEN :reset_failures THEN 0 ELSE failure_count END "
+    "WHERE webhook_id = :webhook_id"
+)
+# previous_secret takes the secret as it was before this statement: two regenerations at once
+# chain (each answers a secret that signs), where two read-modify-writes lost one.
+REGENERATE_SECRET = (
+    "UPDATE webhooks SET previous_secret = client_secret, client_secret = :secret, "
+    "previous_secret_expires = :previous_until, modified = :now, modified_user_id = :user_id "
     "WHERE webhook_id = :webhook_id AND group_key = :group_key"
 )
 DELETE_WEBHOOK = "DELETE FROM webhooks WHERE webhook_id = :webhook_id AND group_key = :group_key"
@@ -142,12 +166,14 @@ QUERY_WEBHOOKS = (
     "LIMIT :limit OFFSET :offset"
 )
 COUNT_WEBHOOKS = "SELECT count(*) FROM webhooks WHERE {where}"
-EXPIRE_WEBHOOKS = (
-    "UPDATE webhooks SET status_code = 'Inactive', status_message = :message, modified = :now "
+EXPIRING = (
+    f"SELECT {HOOK_COLS} FROM webhooks "
     "WHERE status_code = 'Active' AND expiration_date IS NOT NULL AND expiration_date <= :now"
 )
+TOUCH_WEBHOOK = "UPDATE webhooks SET modified = :now WHERE webhook_id = :webhook_id"
 # Reserves sequence numbers for many webhooks in one statement: :counts is a JSON array of
-# [webhook_id, group_key, count]; RETURNING gives each webhook's last number. Checks the group
+# [webhook_id, group_key, count]; RETURNING gives each webhook's last number, and its status as
+# this transaction sees it (the notifications' state is decided from it). Checks the group
 # too, so a notification can never be filed under another group's webhook.
 RESERVE_SEQUENCES = (
     "UPDATE webhooks SET last_sequence = last_sequence + r.count "
@@ -155,7 +181,8 @@ RESERVE_SEQUENCES = (
     "json_extract(value, '$[1]') AS group_key, json_extract(value, '$[2]') AS count "
     "FROM json_each(:counts)) AS r "
     "WHERE webhooks.webhook_id = r.webhook_id AND webhooks.group_key = r.group_key "
-    "RETURNING webhooks.webhook_id, webhooks.group_key, webhooks.last_sequence"
+    "RETURNING webhooks.webhook_id, webhooks.group_key, webhooks.last_sequence, "
+    "webhooks.status_code, webhooks.status_message, webhooks.expiration_date"
 )
 
 # -- Rules ----------------------------------------------------------------------------------
@@ -215,6 +242,10 @@ INSERT_NOTIFICATION = f"INSERT INTO notifications ({NOTE_COLS}) VALUES ({_positi
 ROW_GROUP = NOTE_COLUMNS.index("group_key")
 ROW_WEBHOOK = NOTE_COLUMNS.index("webhook_id")
 ROW_SEQUENCE = NOTE_COLUMNS.index("sequence")
+ROW_STATE = NOTE_COLUMNS.index("state")
+ROW_LEASE_UNTIL = NOTE_COLUMNS.index("lease_until")
+ROW_LEASE_OWNER = NOTE_COLUMNS.index("lease_owner")
+ROW_MESSAGE = NOTE_COLUMNS.index("process_result_message")
 # The literal state = 'pending' lets SQLite use the partial index notifications_due.
 CLAIM_DUE = (
     "UPDATE notifications SET lease_owner = :owner, lease_until = :lease_until "
@@ -236,35 +267,56 @@ LEASES = (
 WEBHOOKS_BY_ID = (
     f"SELECT {HOOK_COLS} FROM webhooks WHERE webhook_id IN (SELECT value FROM json_each(:ids))"
 )
-# Bound by position, one row per settled notification (settled_row), like the inserts above.
+# Bound by position, one row per settled notification (settled_row), like the inserts above:
+# an attempt replaces the last attempt's fields on the row.
 SETTLE_COLUMNS = (
-    "state", "next_attempt_at", "sent", "is_successful", "response_status_code",
+    "state", "next_attempt_at", "is_successful", "response_status_code",
     "process_result_message", "request_message", "response_message", "now", "notification_id",
     "lease_owner",
 )  # fmt: skip
-SETTLE_NOTIFICATION = _numbered(
+SETTLE_ATTEMPT = _numbered(
     SETTLE_COLUMNS,
     "UPDATE notifications SET state = :state, "
     "next_attempt_at = coalesce(:next_attempt_at, next_attempt_at), "
-    "attempts = attempts + :sent, request_sent = :sent, is_successful = :is_successful, "
+    "attempts = attempts + 1, request_sent = 1, is_successful = :is_successful, "
     "response_status_code = :response_status_code, "
     "process_result_message = :process_result_message, request_message = :request_message, "
     "response_message = :response_message, timestamp = :now, "
     "lease_owner = NULL, lease_until = NULL "
     "WHERE notification_id = :notification_id AND lease_owner = :lease_owner",
 )
+# No request went out (parked, due again, or cannot be rendered): the last attempt's fields stay.
+SETTLE_UNSENT = (
+    "UPDATE notifications SET state = :state, "
+    "next_attempt_at = coalesce(:next_attempt_at, next_attempt_at), "
+    "process_result_message = :process_result_message, timestamp = :now, "
+    "lease_owner = NULL, lease_until = NULL "
+    "WHERE notification_id = :notification_id AND lease_owner = :lease_owner"
+)
+# Failed attempts go to the log too, numbered by the row's count (already increased).
+LOG_ATTEMPT = (
+    "INSERT INTO attempts (notification_id, attempt, timestamp, response_status_code, "
+    "process_result_message, request_message, response_message) "
+    "SELECT notification_id, attempts, timestamp, response_status_code, process_result_message, "
+    "request_message, response_message FROM notifications WHERE notification_id = :notification_id"
+)
 SETTLE_LIFECYCLE = (
     "UPDATE webhooks SET failure_count = :failure_count, status_code = :status_code, "
-    "status_message = :status_message, "
+    "status_message = :status_message, status_reason = :status_reason, "
     "modified = CASE WHEN status_code != :status_code THEN :now ELSE modified END "
     "WHERE webhook_id = :webhook_id"
 )
+# Parking keeps leases: a send in flight is still recorded by its worker.
 PARK_PENDING = (
-    "UPDATE notifications SET state = 'parked', timestamp = :now "
-    "WHERE webhook_id = :webhook_id AND state = 'pending' AND notification_id != :notification_id"
+    "UPDATE notifications SET state = 'parked', timestamp = :now, "
+    "process_result_message = :message "
+    "WHERE webhook_id = :webhook_id AND state = 'pending' AND notification_id IS NOT :keep"
 )
+# Releasing clears leases: a worker that still holds one of them dropped it when it learned the
+# webhook left Active; if it did not, its outcome is refused and the notification goes again.
 RELEASE_PARKED = (
-    "UPDATE notifications SET state = 'pending', next_attempt_at = :now, timestamp = :now "
+    "UPDATE notifications SET state = 'pending', next_attempt_at = :now, timestamp = :now, "
+    "process_result_message = :message, lease_owner = NULL, lease_until = NULL "
     "WHERE webhook_id = :webhook_id AND state = 'parked'"
 )
 RELEASE_LEASES = (
@@ -275,11 +327,50 @@ GET_NOTIFICATION = (
     f"SELECT {NOTE_COLS} FROM notifications WHERE notification_id = :notification_id "
     "AND webhook_id = :webhook_id AND group_key = :group_key"
 )
+# Guarded by the webhook being Active in the same statement: a hand retry never sends to a
+# webhook that is not, and never touches the recorded attempt.
 REQUEUE_NOTIFICATION = (
     "UPDATE notifications SET state = 'pending', next_attempt_at = :now, timestamp = :now, "
     "lease_owner = NULL, lease_until = NULL "
     "WHERE notification_id = :notification_id AND webhook_id = :webhook_id "
-    "AND group_key = :group_key AND state IN ('pending', 'parked', 'failed')"
+    "AND group_key = :group_key AND state IN ('pending', 'parked', 'failed') "
+    "AND EXISTS (SELECT 1 FROM webhooks w WHERE w.webhook_id = :webhook_id "
+    "AND w.status_code = 'Active' AND (w.expiration_date IS NULL OR w.expiration_date > :now))"
+)
+NOTIFICATION_STATE = (
+    "SELECT state FROM notifications WHERE notification_id = :notification_id "
+    "AND webhook_id = :webhook_id AND group_key = :group_key"
+)
+ATTEMPTS = (
+    "SELECT a.notification_id, a.attempt, a.timestamp, a.response_status_code, "
+    "a.process_result_message, a.request_message, a.response_message FROM attempts a "
+    "JOIN notifications n ON n.notification_id = a.notification_id "
+    "WHERE n.group_key = :group_key AND n.webhook_id = :webhook_id "
+    "AND a.notification_id IN (SELECT value FROM json_each(:ids)) "
+    "ORDER BY a.notification_id, a.attempt"
+)
+# The invariants of gateway.lifecycle, counted and repaired by store.check_invariants.
+_ACTIVE = (
+    "SELECT webhook_id FROM webhooks WHERE status_code = 'Active' "
+    "AND (expiration_date IS NULL OR expiration_date > :now)"
+)
+PARKED_OF_ACTIVE = (
+    "SELECT notification_id FROM notifications WHERE state = 'parked' "
+    f"AND webhook_id IN ({_ACTIVE})"
+)
+PENDING_OF_INACTIVE = (
+    "SELECT notification_id, webhook_id FROM notifications WHERE state = 'pending' "
+    f"AND (lease_until IS NULL OR lease_until <= :now) AND webhook_id NOT IN ({_ACTIVE})"
+)
+RELEASE_ONE = (
+    "UPDATE notifications SET state = 'pending', next_attempt_at = :now, timestamp = :now, "
+    "process_result_message = :message, lease_owner = NULL, lease_until = NULL "
+    "WHERE notification_id = :notification_id AND state = 'parked'"
+)
+PARK_ONE = (
+    "UPDATE notifications SET state = 'parked', timestamp = :now, "
+    "process_result_message = :message "
+    "WHERE notification_id = :notification_id AND state = 'pending'"
 )
 QUERY_HISTORY = (
     f"SELECT {NOTE_COLS} FROM notifications WHERE {{where}} ORDER BY {{order}} "
@@ -499,7 +590,8 @@ _DECODE: dict[type, dict[str, Callable[[Any], Any]]] = {
               "status_code": _member(WebhookStatus),
               "request_content_type": _member(ContentType),
               "callback_http_method": _member(HttpMethod),
-              "expiration_date": _opt(_time), "previous_secret_expires": _opt(_time), **_AUDIT},
+              "expiration_date": _opt(_time), "previous_secret_expires": _opt(_time),
+              "status_reason": _member(StatusReason), **_AUDIT},
     WebhookRule: {"webhook_rule_id": _uuid, "webhook_id": _uuid, "group_key": _uuid,
                   "event_type": _member(EventType), **_AUDIT},
     Notification: {"notification_id": _uuid, "group_key": _shared_uuid, "webhook_id": _shared_uuid,
@@ -507,6 +599,7 @@ _DECODE: dict[type, dict[str, Callable[[Any], Any]]] = {
                    "triggered_at": _time, "state": _member(NotificationState),
                    "next_attempt_at": _time, "created": _time, "lease_until": _opt(_time),
                    "request_sent": bool, "is_successful": bool, "timestamp": _time},
+    Attempt: {"notification_id": _uuid, "timestamp": _time},
 }  # fmt: skip
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -23,6 +24,7 @@ from tests.acceptance.processes import (
     stop,
     subscribe_receiver,
 )
+from tests.receiver import Answer, run_receiver
 
 pytestmark = pytest.mark.timeout(120)
 EVENTS = 300
@@ -188,3 +190,41 @@ def _attempts(url: str, outcome: str, wanted: int, timeout: float) -> float:
         if found >= wanted or time.monotonic() > deadline:
             return found
         time.sleep(0.1)
+
+
+async def test_a_pause_reaches_serves_worker_processes_before_their_next_send(
+    tmp_path: Path,
+) -> None:
+    """serve tells its worker processes of an owner's change on their standard input: once
+    the sends in flight are answered, a paused webhook receives nothing more, where each
+    worker's copy of it (kept for a second) and the notifications it held would have let the
+    next ones go out before any settlement."""
+    database = "sqlite:///data/gateway.db"
+    key = create_key(tmp_path, database, "pause")["apiKey"]
+    env = {"GATEWAY_WORKER_PROCESSES": "2", "GATEWAY_PER_WEBHOOK_CONCURRENCY": "2"}
+    async with run_receiver() as receiver:
+        serve, url = await asyncio.to_thread(start_gateway, tmp_path, database, env)
+        try:
+            async with httpx.AsyncClient(base_url=url, headers={"Api-Key": key}) as api:
+                # Answered in half a second: well within the second a worker keeps its copy.
+                receiver.plan("/slow", Answer(delay=0.5))
+                body = {"name": "slow", "requestContentType": "Id", "callbackHttpMethod": "POST",
+                        "callbackUrl": f"{receiver.url}/slow"}  # fmt: skip
+                hook = (await api.post("/api/v1/Webhooks", json=[body])).json()[0]
+                rule = {"webhookId": hook["webhookId"], "tableKey": "Invoice", "eventType": "I"}
+                assert (await api.post("/api/v1/WebhookRules", json=[rule])).status_code == 200
+                events = [{"tableKey": "Invoice", "eventType": "I", "records": [{"id": str(i)}]}
+                          for i in range(40)]  # fmt: skip
+                assert (await api.post("/api/v1/Events", json=events)).status_code == 202
+                await receiver.wait_for(2, "/slow", timeout=15)
+                await asyncio.sleep(0.1)  # the other worker process's sends, if it has some
+                paused = await api.patch(
+                    f"/api/v1/Webhooks/{hook['webhookId']}", json={"statusCode": "Inactive"}
+                )
+                assert paused.json()["statusCode"] == "Inactive"
+                in_flight = len(receiver.notifications("/slow"))
+                await asyncio.sleep(1.5)  # the sends in flight are answered, then nothing more
+                assert 2 <= in_flight <= 4  # two worker processes, two each at most
+                assert len(receiver.notifications("/slow")) == in_flight
+        finally:
+            await asyncio.to_thread(stop, serve)

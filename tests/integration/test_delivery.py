@@ -20,6 +20,7 @@ from standardwebhooks.webhooks import Webhook as Verifier
 
 from gateway.delivery import Worker
 from gateway.models import Notification, NotificationState, WebhookStatus, utcnow
+from tests.factories import set_expiration
 from tests.gateway_server import RunningGateway, gateway_settings, run_gateway
 from tests.receiver import Answer, Receiver, Seen
 
@@ -289,7 +290,7 @@ async def test_an_expired_webhook_receives_nothing_and_keeps_its_notifications(
     partner = await subscribe(gateway, receiver)
     hook = await partner.stored()
     past = utcnow() - timedelta(seconds=1)
-    await gateway.ctx.store.update_webhook(dataclasses.replace(hook, expiration_date=past))
+    await set_expiration(gateway.ctx.store, hook, past)
     await partner.publish(invoice_update())
     await gateway.worker().drain()
     assert receiver.notifications("/hook") == []
@@ -338,22 +339,47 @@ async def test_history_filters_and_includes_return_what_the_receiver_saw(
 async def test_retry_queues_a_failed_notification_at_once(
     gateway: RunningGateway, receiver: Receiver
 ) -> None:
-    partner = await subscribe(gateway, receiver, retry_count=0)
-    receiver.plan("/hook", Answer(status=500))
+    partner = await subscribe(gateway, receiver, retry_count=5)
+    receiver.plan("/hook", Answer(status=429, headers={"retry-after": "3600"}), Answer())
     await partner.publish(invoice_update())
     worker = gateway.worker()
-    await worker.drain()
+    await worker.drain()  # one failure; its retry is an hour away
     [row] = (await partner.history())["records"]
-    receiver.plan("/hook", Answer())
-    await gateway.ctx.store.update_webhook(
-        dataclasses.replace(await partner.stored(), status_code=WebhookStatus.ACTIVE)
-    )
+    assert (row["isSuccessful"], row["responseStatusCode"]) == (False, "429")
     async with gateway.client(partner.key) as api:
         path = f"/api/v1/Webhooks/{partner.id}/history/{row['webhookHistoryId']}/retry"
-        assert (await api.get(path)).json()["status"] == "queued"
+        answer = await api.get(path)
+    assert answer.json() == {"webhookHistoryId": row["webhookHistoryId"], "status": "queued"}
     await worker.drain()
     assert len(receiver.notifications("/hook")) == 2
     assert (await partner.history())["records"][0]["isSuccessful"] is True
+
+
+async def test_a_hand_retry_of_a_webhook_that_is_not_active_is_refused_and_changes_nothing(
+    gateway: RunningGateway, receiver: Receiver
+) -> None:
+    """Issue 17 §3: it used to answer 200 queued, send nothing, and overwrite the recorded
+    attempt with "webhook is not Active"."""
+    partner = await subscribe(gateway, receiver, retry_count=0)
+    receiver.plan("/hook", Answer(status=500, body="database down"))
+    await partner.publish(invoice_update())
+    worker = gateway.worker()
+    await worker.drain()
+    assert (await partner.stored()).status_code is WebhookStatus.ERRORED
+    before = await partner.history(include="RequestMessage,ResponseMessage,Attempts")
+    [row] = before["records"]
+    async with gateway.client(partner.key) as api:
+        path = f"/api/v1/Webhooks/{partner.id}/history/{row['webhookHistoryId']}/retry"
+        answer = await api.get(path)
+    assert answer.status_code == 409
+    assert answer.headers["content-type"] == "application/problem+json"
+    detail = answer.json()["detail"]
+    assert "is Errored (1 consecutive failed deliveries; last: HTTP 500)" in detail
+    assert "PATCH statusCode=Active" in detail
+    await worker.drain()
+    assert len(receiver.notifications("/hook")) == 1
+    assert await partner.history(include="RequestMessage,ResponseMessage,Attempts") == before
+    assert row["responseMessage"].endswith("database down")
 
 
 async def test_test_send_reports_what_the_receiver_said(

@@ -14,16 +14,20 @@ import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
 
-from gateway.errors import FilterError, StoreError
+from gateway import lifecycle
+from gateway.errors import Conflict, FilterError, StoreError
 from gateway.filters import parse_filter
 from gateway.models import (
     EventType,
+    HttpMethod,
     Notification,
     NotificationState,
+    StatusReason,
     Webhook,
     WebhookStatus,
 )
@@ -34,7 +38,9 @@ from gateway.store.base import (
     RULE_FIELDS,
     WEBHOOK_FIELDS,
     Query,
+    Requeue,
     Store,
+    WebhookEdit,
 )
 from gateway.store.memory import MemoryStore
 from gateway.store.postgres import PostgresStore
@@ -61,6 +67,7 @@ STORE_MARKS: dict[str, list[pytest.MarkDecorator]] = {"postgres": [pytest.mark.p
 PENDING, PARKED = NotificationState.PENDING, NotificationState.PARKED
 SUCCEEDED, FAILED = NotificationState.SUCCEEDED, NotificationState.FAILED
 LEASE = timedelta(minutes=5)
+PAUSE, ACTIVATE = lifecycle.PAUSE, lifecycle.ACTIVATE
 
 
 @pytest.fixture(params=[pytest.param(name, marks=STORE_MARKS.get(name, [])) for name in STORES])
@@ -78,6 +85,13 @@ async def add_hook(store: Store, group_key: UUID | None = None, **overrides: obj
     hook = make_webhook(group_key or uuid4(), **overrides)
     await store.add_webhooks([hook])
     return hook
+
+
+async def add_paused(store: Store, group_key: UUID | None = None, **overrides: object) -> Webhook:
+    """A webhook its owner paused."""
+    paused = {"status_code": WebhookStatus.INACTIVE, "status_message": "paused by owner",
+              "status_reason": StatusReason.PAUSED}  # fmt: skip
+    return await add_hook(store, group_key, **{**paused, **overrides})
 
 
 async def publish(store: Store, hook: Webhook, count: int = 1, **overrides: object) -> list[UUID]:
@@ -155,7 +169,7 @@ async def test_webhook_round_trips_every_field(store: Store) -> None:
     hook = make_webhook(
         expiration_date=T0, partition_key="p1", failure_count=2, previous_secret="whsec_old",
         previous_secret_expires=T0 + LEASE, status_code=WebhookStatus.ERRORED,
-        status_message="HTTP 500",
+        status_message="HTTP 500", status_reason=StatusReason.FAILING,
     )  # fmt: skip
     await store.add_webhooks([hook])
     assert await store.get_webhook(hook.group_key, hook.webhook_id) == hook
@@ -172,12 +186,97 @@ async def test_add_webhooks_is_all_or_nothing(store: Store) -> None:
     assert await store.get_webhook(existing.group_key, existing.webhook_id) == existing
 
 
-async def test_update_and_delete_webhook(store: Store) -> None:
+async def test_an_edit_writes_only_the_fields_it_names(store: Store) -> None:
+    hook = await add_hook(store, failure_count=2)
+    edit = WebhookEdit({"name": "renamed", "retry_count": 0, "modified": T0})
+    changed = await store.edit_webhook(hook.group_key, hook.webhook_id, edit, T0)
+    expected = dataclasses.replace(hook, name="renamed", retry_count=0, modified=T0)
+    assert changed == expected
+    assert await store.get_webhook(hook.group_key, hook.webhook_id) == expected
+    assert await store.edit_webhook(hook.group_key, uuid4(), edit, T0) is None
+
+
+async def test_an_edit_leaves_alone_what_others_changed_since_it_read(store: Store) -> None:
+    """The race of issue 17 §1: a PATCH of the name must not write back a status, a failure
+    count or a secret that the worker or another request changed after the PATCH read."""
+    hook = await add_hook(store, retry_count=0)
+    [notification_id] = await publish(store, hook)
+    await store.claim_due(T0, 10, "w", T0 + LEASE)
+    await store.record_attempts([failure(notification_id, "w")])  # Errored now
+    renewed = await store.regenerate_secret(
+        hook.group_key, hook.webhook_id, "whsec_bmV3", T0 + LEASE, T0, uuid4()
+    )
+    assert renewed is not None
+    edit = WebhookEdit({"name": "renamed", "modified": T0})
+    after = await store.edit_webhook(hook.group_key, hook.webhook_id, edit, T0)
+    assert after is not None
+    assert (after.name, after.status_code, after.failure_count, after.client_secret) == (
+        "renamed", WebhookStatus.ERRORED, 1, "whsec_bmV3",
+    )  # fmt: skip
+    assert (await note(store, hook, notification_id)).state is PARKED
+
+
+async def test_an_edit_whose_expectation_no_longer_holds_is_a_conflict(store: Store) -> None:
     hook = await add_hook(store)
-    changed = dataclasses.replace(hook, name="renamed", retry_count=0, modified=T0)
-    assert await store.update_webhook(changed)
-    assert await store.get_webhook(hook.group_key, hook.webhook_id) == changed
-    assert not await store.update_webhook(make_webhook(hook.group_key))
+    moved = WebhookEdit({"callback_url": "http://127.0.0.1:9/moved"})
+    await store.edit_webhook(hook.group_key, hook.webhook_id, moved, T0)
+    stale = WebhookEdit(
+        {"callback_http_method": HttpMethod.PUT}, expect={"callback_url": hook.callback_url}
+    )
+    with pytest.raises(Conflict, match="callback_url"):
+        await store.edit_webhook(hook.group_key, hook.webhook_id, stale, T0)
+    after = await store.get_webhook(hook.group_key, hook.webhook_id)
+    assert after is not None and after.callback_http_method is hook.callback_http_method
+    fresh = WebhookEdit(stale.values, expect={"callback_url": "http://127.0.0.1:9/moved"})
+    assert await store.edit_webhook(hook.group_key, hook.webhook_id, fresh, T0) is not None
+
+
+def test_an_edit_names_only_editable_fields() -> None:
+    for field in ("status_code", "failure_count", "client_secret", "group_key", "x; DROP"):
+        with pytest.raises(ValueError, match="not editable"):
+            WebhookEdit({field: None})
+        with pytest.raises(ValueError, match="not editable"):
+            WebhookEdit({}, expect={field: None})
+
+
+async def test_pausing_parks_pending_notifications_in_the_same_transaction(store: Store) -> None:
+    hook = await add_hook(store)
+    pending, leased = await publish(store, hook, 2)
+    await store.claim_due(T0, 1, "w", T0 + LEASE)  # the first: a send in flight
+    paused = await store.edit_webhook(
+        hook.group_key, hook.webhook_id, WebhookEdit({}, status=lifecycle.PAUSE), T0
+    )
+    assert paused is not None
+    assert (paused.status_code, paused.status_message, paused.status_reason) == (
+        WebhookStatus.INACTIVE, "paused by owner", StatusReason.PAUSED,
+    )  # fmt: skip
+    for notification_id in (pending, leased):
+        parked = await note(store, hook, notification_id)
+        assert parked.state is PARKED
+        assert parked.process_result_message == "parked: webhook is Inactive (paused by owner)"
+    # The send in flight keeps its lease, so its outcome is still recorded (and parked).
+    assert (await note(store, hook, pending)).lease_owner == "w"
+    recorded = await store.record_attempts([outcome(pending, "w")])
+    assert recorded.count == 1 and recorded.not_active == {hook.webhook_id}
+    assert await store.claim_due(T0 + LEASE * 2, 10, "x", T0 + LEASE * 3) == []
+
+
+async def test_regenerations_at_once_chain_and_neither_is_lost(store: Store) -> None:
+    hook = await add_hook(store)
+    first, second = await asyncio.gather(*(
+        store.regenerate_secret(hook.group_key, hook.webhook_id, secret, T0 + LEASE, T0, uuid4())
+        for secret in ("whsec_b25l", "whsec_dHdv")
+    ))  # fmt: skip
+    assert first is not None and second is not None
+    after = await store.get_webhook(hook.group_key, hook.webhook_id)
+    assert after is not None
+    # Whichever went last holds the current secret and the other's as the previous one.
+    assert {after.client_secret, after.previous_secret} == {"whsec_b25l", "whsec_dHdv"}
+    assert await store.regenerate_secret(uuid4(), hook.webhook_id, "x", T0, T0, uuid4()) is None
+
+
+async def test_delete_webhook(store: Store) -> None:
+    hook = await add_hook(store)
     assert await store.delete_webhook(hook.group_key, hook.webhook_id)
     assert await store.get_webhook(hook.group_key, hook.webhook_id) is None
     assert not await store.delete_webhook(hook.group_key, hook.webhook_id)
@@ -198,7 +297,9 @@ async def test_another_groups_webhook_is_not_found_and_not_changed(store: Store)
     hook = await add_hook(store)
     intruder = uuid4()
     assert await store.get_webhook(intruder, hook.webhook_id) is None
-    assert not await store.update_webhook(dataclasses.replace(hook, group_key=intruder, name="x"))
+    edit = WebhookEdit({"name": "x"})
+    assert await store.edit_webhook(intruder, hook.webhook_id, edit, T0) is None
+    assert await store.regenerate_secret(intruder, hook.webhook_id, "x", T0, T0, uuid4()) is None
     assert not await store.delete_webhook(intruder, hook.webhook_id)
     assert (await store.query_webhooks(intruder, Query())).total_count == 0
     assert await store.get_webhook(hook.group_key, hook.webhook_id) == hook
@@ -249,16 +350,23 @@ async def test_expire_webhooks_makes_only_expired_active_ones_inactive(store: St
     future = await add_hook(store, expiration_date=T0 + LEASE)
     paused = await add_hook(store, expiration_date=T0 - LEASE, status_code=WebhookStatus.INACTIVE)
     never = await add_hook(store)
+    [waiting] = await publish(store, expired, next_attempt_at=T0 - LEASE)
 
-    assert await store.expire_webhooks(T0, "expired") == 2
+    swept = await store.expire_webhooks(T0)
+    assert sorted(h.webhook_id for h in swept) == sorted([expired.webhook_id, due_now.webhook_id])
     for hook in (expired, due_now):
         after = await store.get_webhook(hook.group_key, hook.webhook_id)
+        assert after is not None and after in swept
+        # The status and message readers saw before the sweep: one rule, one message.
+        seen = lifecycle.effective_status(hook, T0)
         assert after == dataclasses.replace(
-            hook, status_code=WebhookStatus.INACTIVE, status_message="expired", modified=T0
-        )
+            hook, status_code=seen[0], status_message=seen[1], modified=T0,
+            status_reason=StatusReason.EXPIRED,
+        )  # fmt: skip
+    assert (await note(store, expired, waiting)).state is PARKED
     for hook in (future, paused, never):
         assert await store.get_webhook(hook.group_key, hook.webhook_id) == hook
-    assert await store.expire_webhooks(T0, "expired") == 0
+    assert await store.expire_webhooks(T0) == []
 
 
 # -- Rules ------------------------------------------------------------------------------------
@@ -330,7 +438,9 @@ async def test_add_events_numbers_each_webhooks_notifications_in_order(store: St
     two = await add_hook(store, one.group_key)
     event = make_event(one.group_key)
     notes = [make_notification(hook, event, sequence=99) for hook in (one, two, one, one)]
-    assert await store.add_events([event], notes) == [1, 1, 2, 3]
+    added = await store.add_events([event], notes)
+    assert added.sequences == [1, 1, 2, 3]
+    assert added.active == {one.webhook_id: True, two.webhook_id: True}
     later = await publish(store, one)
     sequences = [(await note(store, one, n.notification_id)).sequence for n in notes[::2]]
     assert sequences == [1, 2]
@@ -342,9 +452,41 @@ async def test_add_events_numbers_each_webhooks_notifications_in_order(store: St
 async def test_add_events_round_trips_a_notification(store: Store) -> None:
     hook = await add_hook(store)
     event = make_event(hook.group_key, records=({"id": "7", "lines": [{"n": 1.5}], "x": None},))
-    sent = make_notification(hook, event, state=PARKED, sequence=1)
+    sent = make_notification(hook, event, sequence=1, lease_owner="w", lease_until=T0)
     await store.add_events([event], [sent])
     assert await note(store, hook, sent.notification_id) == sent
+
+
+@pytest.mark.parametrize("proposed", [PENDING, PARKED])
+async def test_add_events_decides_the_state_from_the_webhook_in_its_transaction(
+    store: Store, proposed: NotificationState
+) -> None:
+    """A publish reads the webhooks before it writes; a pause (or a reactivation) in between
+    must not leave a pending notification of a paused webhook, nor a parked one of an Active
+    webhook. The store decides, from the webhook as its transaction sees it."""
+    active = await add_hook(store)
+    paused = await add_paused(store, active.group_key)
+    expired = await add_hook(store, active.group_key, expiration_date=T0)
+    event = make_event(active.group_key, created=T0)
+    notes = [
+        make_notification(h, event, state=proposed, created=T0, lease_owner="w", lease_until=T0)
+        for h in (active, paused, expired)
+    ]
+    added = await store.add_events([event], notes)
+    assert added.active == {active.webhook_id: True, paused.webhook_id: False,
+                            expired.webhook_id: False}  # fmt: skip
+    stored = [
+        await note(store, h, n.notification_id)
+        for h, n in zip((active, paused, expired), notes, strict=True)
+    ]
+    assert [n.state for n in stored] == [PENDING, PARKED, PARKED]
+    assert [n.process_result_message for n in stored] == [
+        None,
+        "parked: webhook is Inactive (paused by owner)",
+        "parked: webhook is Inactive (expired on 2030-01-01T12:00:00Z)",
+    ]
+    # Pending as the store decided, it keeps the lease its publisher's worker took.
+    assert [n.lease_owner for n in stored] == ["w", None, None]
 
 
 async def test_add_events_is_all_or_nothing(store: Store) -> None:
@@ -385,8 +527,8 @@ async def test_claim_due_leases_due_pending_notifications_in_order(store: Store)
     second = await publish(store, hooks[1], 2)
     first = await publish(store, hooks[0], 2)
     await publish(store, hooks[0], next_attempt_at=T0 + LEASE)  # not due yet
-    await publish(store, hooks[0], state=PARKED)
     await publish(store, hooks[0], state=FAILED)
+    await publish(store, await add_hook(store, status_code=WebhookStatus.INACTIVE))  # parked
 
     claimed = await store.claim_due(T0, 3, "worker-a", T0 + LEASE)
     assert [n.notification_id for n in claimed] == [*first, second[0]]
@@ -441,7 +583,9 @@ async def test_record_attempts_writes_the_outcome_and_clears_the_lease(store: St
     hook = await add_hook(store)
     ok, retry = await publish(store, hook, 2)
     await store.claim_due(T0, 10, "w", T0 + LEASE)
-    assert await store.record_attempts([outcome(ok, "w"), failure(retry, "w", "HTTP 503")]) == 2
+    assert (
+        await store.record_attempts([outcome(ok, "w"), failure(retry, "w", "HTTP 503")])
+    ).count == 2
 
     done = await note(store, hook, ok)
     assert (done.state, done.attempts, done.is_successful, done.request_sent) == (
@@ -464,11 +608,11 @@ async def test_record_attempts_drops_an_outcome_whose_lease_was_lost(store: Stor
     [notification_id] = await publish(store, hook)
     await store.claim_due(T0, 10, "slow", T0 + LEASE)
     await store.claim_due(T0 + LEASE, 10, "fast", T0 + 2 * LEASE)
-    assert await store.record_attempts([failure(notification_id, "slow")]) == 0
+    assert (await store.record_attempts([failure(notification_id, "slow")])).count == 0
     kept = await note(store, hook, notification_id)
     assert (kept.state, kept.attempts, kept.lease_owner) == (PENDING, 0, "fast")
     assert await store.get_webhook(hook.group_key, hook.webhook_id) == hook
-    assert await store.record_attempts([outcome(uuid4(), "fast")]) == 0
+    assert (await store.record_attempts([outcome(uuid4(), "fast")])).count == 0
 
 
 async def test_failures_count_in_the_store_until_the_webhook_errors(store: Store) -> None:
@@ -476,10 +620,10 @@ async def test_failures_count_in_the_store_until_the_webhook_errors(store: Store
     first, second, third = await publish(store, hook, 3)
     # Two sends in flight at once: each failure counts, though both saw failure_count 0.
     await store.claim_due(T0, 2, "w", T0 + LEASE)
-    assert await store.record_attempts([failure(first, "w")]) == 1
+    assert (await store.record_attempts([failure(first, "w")])).count == 1
     counted = await store.get_webhook(hook.group_key, hook.webhook_id)
     assert counted == dataclasses.replace(hook, failure_count=1)
-    assert await store.record_attempts([failure(second, "w", "HTTP 502")]) == 1
+    assert (await store.record_attempts([failure(second, "w", "HTTP 502")])).count == 1
     after = await store.get_webhook(hook.group_key, hook.webhook_id)
     assert after is not None
     assert (after.status_code, after.failure_count) == (WebhookStatus.ERRORED, 2)
@@ -495,7 +639,7 @@ async def test_one_batch_settles_as_one_outcome_after_another(store: Store) -> N
     await store.claim_due(T0, 4, "w", T0 + LEASE)
     batch = [failure(first, "w"), failure(second, "w", "HTTP 502"), failure(third, "w")]
     batch += [outcome(fourth, "w"), failure(first, "w")]  # the repeat finds no lease
-    assert await store.record_attempts(batch) == 4
+    assert (await store.record_attempts(batch)).count == 4
     after = await store.get_webhook(hook.group_key, hook.webhook_id)
     assert after is not None
     # The second failure errs the webhook; the third then parks without counting, and the
@@ -512,7 +656,7 @@ async def test_one_batch_settles_in_order_as_if_recorded_one_by_one(store: Store
     first, second, third, waiting = await publish(store, hook, 4)
     await store.claim_due(T0, 3, "w", T0 + LEASE)
     batch = [failure(first, "w"), failure(second, "w"), outcome(third, "w")]
-    assert await store.record_attempts(batch) == 3
+    assert (await store.record_attempts(batch)).count == 3
     # The second failure errors the webhook and parks what was pending, the first's retry too;
     # the success after it still counts as delivered and resets the count.
     states = [(await note(store, hook, n)).state for n in (first, second, third, waiting)]
@@ -544,7 +688,7 @@ async def test_gone_makes_the_webhook_inactive_and_parks_the_rest(store: Store) 
     await store.claim_due(T0, 1, "w", T0 + LEASE)
     [unrelated] = await publish(store, neighbour)
     gone = outcome(sent, "w", effect=Effect.GONE, cause="HTTP 410", response_status_code="410")
-    assert await store.record_attempts([gone]) == 1
+    assert (await store.record_attempts([gone])).count == 1
     after = await store.get_webhook(hook.group_key, hook.webhook_id)
     assert after is not None and after.status_code is WebhookStatus.INACTIVE
     assert (await note(store, hook, sent)).state is PARKED
@@ -557,27 +701,121 @@ async def test_a_webhook_that_is_not_active_parks_without_counting(store: Store)
     hook = await add_hook(store)
     [notification_id] = await publish(store, hook)
     await store.claim_due(T0, 1, "w", T0 + LEASE)
-    skipped = outcome(notification_id, "w", effect=Effect.NOT_SENT, cause="webhook is not Active")
-    assert await store.record_attempts([skipped]) == 1
+    await store.edit_webhook(hook.group_key, hook.webhook_id, WebhookEdit({}, status=PAUSE), T0)
+    skipped = outcome(notification_id, "w", effect=Effect.NOT_SENT, cause="not sent")
+    recorded = await store.record_attempts([skipped])
+    assert (recorded.count, recorded.not_active, recorded.changes) == (1, {hook.webhook_id}, [])
     parked = await note(store, hook, notification_id)
     assert (parked.state, parked.attempts, parked.request_sent) == (PARKED, 0, False)
+    assert parked.process_result_message == "parked: webhook is Inactive (paused by owner)"
+    after = await store.get_webhook(hook.group_key, hook.webhook_id)
+    assert after is not None and after.failure_count == 0
+
+
+async def test_not_sent_to_an_active_webhook_is_due_again_not_parked(store: Store) -> None:
+    """The worker's copy of the webhook said it was not Active, but the store's says it is:
+    parking it would strand it (no parked notification belongs to an Active webhook)."""
+    hook = await add_hook(store)
+    [notification_id] = await publish(store, hook)
+    await store.claim_due(T0, 1, "w", T0 + LEASE)
+    skipped = outcome(notification_id, "w", effect=Effect.NOT_SENT, cause="not sent")
+    recorded = await store.record_attempts([skipped])
+    assert (recorded.count, recorded.not_active) == (1, set())
+    again = await note(store, hook, notification_id)
+    assert (again.state, again.attempts, again.lease_owner) == (PENDING, 0, None)
+    assert again.process_result_message == "due again: the webhook is Active"
+    assert [n.notification_id for n in await store.claim_due(T0, 10, "x", T0)] == [notification_id]
+
+
+async def test_not_sent_keeps_the_last_attempts_record(store: Store) -> None:
+    hook = await add_hook(store, retry_count=5)
+    [notification_id] = await publish(store, hook)
+    await store.claim_due(T0, 1, "w", T0 + LEASE)
+    await store.record_attempts([failure(notification_id, "w", "HTTP 503")])
+    await store.edit_webhook(hook.group_key, hook.webhook_id, WebhookEdit({}, status=PAUSE), T0)
+    await store.edit_webhook(hook.group_key, hook.webhook_id, WebhookEdit({}, status=ACTIVATE), T0)
+    await store.claim_due(T0 + LEASE, 1, "w", T0 + LEASE * 2)
+    await store.edit_webhook(hook.group_key, hook.webhook_id, WebhookEdit({}, status=PAUSE), T0)
+    skipped = outcome(notification_id, "w", effect=Effect.NOT_SENT, cause="not sent")
+    assert (await store.record_attempts([skipped])).count == 1
+    kept = await note(store, hook, notification_id)
+    assert (kept.state, kept.attempts, kept.request_sent) == (PARKED, 1, True)
+    assert (kept.response_status_code, kept.request_message) == ("503", "POST /hook")
+
+
+async def test_every_failed_attempt_is_logged_and_a_success_stays_on_the_row(store: Store) -> None:
+    hook = await add_hook(store, retry_count=5)
+    [notification_id] = await publish(store, hook)
+    for at, cause in enumerate(["HTTP 500", "timed out after 10 s"]):
+        await store.claim_due(T0 + LEASE * at * 2, 1, "w", T0 + LEASE * (at * 2 + 1))
+        await store.record_attempts([failure(notification_id, "w", cause)])
+    await store.claim_due(T0 + LEASE * 4, 1, "w", T0 + LEASE * 5)
+    await store.record_attempts([outcome(notification_id, "w")])
+    logged = await store.attempts(hook.group_key, hook.webhook_id, [notification_id, uuid4()])
+    attempts = logged[notification_id]
+    assert [(a.attempt, a.response_status_code, a.process_result_message) for a in attempts] == [
+        (1, "500", "HTTP 500"),
+        (2, "timed out after 10 s".removeprefix("HTTP "), "timed out after 10 s"),
+    ]
+    assert all(a.request_message == "POST /hook" and a.response_message == "ok" for a in attempts)
+    assert attempts[0].timestamp <= attempts[1].timestamp
+    done = await note(store, hook, notification_id)
+    assert (done.attempts, done.is_successful, done.process_result_message) == (3, True, "HTTP 200")
+    # Another group sees none of them.
+    assert (await store.attempts(uuid4(), hook.webhook_id, [notification_id])) == {
+        notification_id: []
+    }
+
+
+async def test_an_undeliverable_notification_fails_for_good_without_counting(store: Store) -> None:
+    hook = await add_hook(store, retry_count=0)
+    [notification_id] = await publish(store, hook)
+    await store.claim_due(T0, 1, "w", T0 + LEASE)
+    broken = outcome(notification_id, "w", effect=Effect.UNDELIVERABLE,
+                     cause="cannot be rendered: Recursion limit reached")  # fmt: skip
+    recorded = await store.record_attempts([broken])
+    assert (recorded.count, recorded.not_active) == (1, set())
+    failed = await note(store, hook, notification_id)
+    assert (failed.state, failed.attempts, failed.request_sent) == (FAILED, 0, False)
+    assert failed.process_result_message == "cannot be rendered: Recursion limit reached"
+    after = await store.get_webhook(hook.group_key, hook.webhook_id)
+    assert after == hook
+    assert await store.claim_due(T0 + LEASE * 2, 10, "w", T0 + LEASE * 3) == []
 
 
 async def test_reactivation_releases_parked_notifications(store: Store) -> None:
-    hook = await add_hook(store, status_code=WebhookStatus.INACTIVE)
-    parked = await publish(store, hook, 2, state=PARKED)
+    hook = await add_paused(store, failure_count=4)
+    parked = await publish(store, hook, 2)
     [done] = await publish(store, hook, state=SUCCEEDED)
-    assert await store.update_webhook(dataclasses.replace(hook, name="still off"))
+    await store.edit_webhook(hook.group_key, hook.webhook_id, WebhookEdit({"name": "off"}), T0)
     assert await store.claim_due(T0 + LEASE, 10, "w", T0 + 2 * LEASE) == []
 
-    active = dataclasses.replace(hook, status_code=WebhookStatus.ACTIVE, modified=T0 + LEASE)
-    assert await store.update_webhook(active, release_parked=True)
+    edit = WebhookEdit({"modified": T0 + LEASE}, status=ACTIVATE)
+    active = await store.edit_webhook(hook.group_key, hook.webhook_id, edit, T0 + LEASE)
+    assert active is not None
+    assert (active.status_code, active.status_message, active.status_reason) == (
+        WebhookStatus.ACTIVE, None, None,
+    )  # fmt: skip
+    assert (active.failure_count, active.name, active.modified) == (0, "off", T0 + LEASE)
     for notification_id in parked:
         released = await note(store, hook, notification_id)
         assert (released.state, released.next_attempt_at) == (PENDING, T0 + LEASE)
+        assert released.process_result_message == lifecycle.RELEASED_MESSAGE
     assert (await note(store, hook, done)).state is SUCCEEDED
     claimed = await store.claim_due(T0 + LEASE, 10, "w", T0 + 2 * LEASE)
     assert [n.notification_id for n in claimed] == parked
+
+
+async def test_release_clears_the_leases_of_what_a_pause_parked(store: Store) -> None:
+    """A worker held these when the webhook was paused; once it is Active again they are due
+    at once, not when that worker's lease would have ended."""
+    hook = await add_hook(store)
+    held = await publish(store, hook, 2)
+    await store.claim_due(T0, 10, "gone-worker", T0 + LEASE)
+    await store.edit_webhook(hook.group_key, hook.webhook_id, WebhookEdit({}, status=PAUSE), T0)
+    await store.edit_webhook(hook.group_key, hook.webhook_id, WebhookEdit({}, status=ACTIVATE), T0)
+    claimed = await store.claim_due(T0, 10, "new-worker", T0 + LEASE)
+    assert sorted(n.notification_id for n in claimed) == sorted(held)
 
 
 async def test_release_leases_frees_only_that_owners_claims(store: Store) -> None:
@@ -596,17 +834,79 @@ async def test_release_leases_frees_only_that_owners_claims(store: Store) -> Non
 async def test_requeue_notification(store: Store) -> None:
     hook = await add_hook(store)
     [failed] = await publish(store, hook, state=FAILED, next_attempt_at=T0 + 2 * LEASE)
-    [parked] = await publish(store, hook, state=PARKED)
     [done] = await publish(store, hook, state=SUCCEEDED)
-    assert await store.requeue_notification(hook.group_key, hook.webhook_id, failed, T0 + LEASE)
-    assert await store.requeue_notification(hook.group_key, hook.webhook_id, parked, T0 + LEASE)
-    assert not await store.requeue_notification(hook.group_key, hook.webhook_id, done, T0)
-    assert not await store.requeue_notification(uuid4(), hook.webhook_id, failed, T0)
-    assert not await store.requeue_notification(hook.group_key, hook.webhook_id, uuid4(), T0)
+    paused = await add_hook(store, hook.group_key, status_code=WebhookStatus.INACTIVE)
+    [parked] = await publish(store, paused)
+
+    def requeue(webhook: Webhook, notification_id: UUID, group: UUID | None = None) -> Any:
+        return store.requeue_notification(
+            group or webhook.group_key, webhook.webhook_id, notification_id, T0 + LEASE
+        )
+
+    assert await requeue(hook, failed) is Requeue.QUEUED
+    assert await requeue(hook, done) is Requeue.SUCCEEDED
+    assert await requeue(hook, failed, uuid4()) is Requeue.NOT_FOUND
+    assert await requeue(hook, uuid4()) is Requeue.NOT_FOUND
+    # Refused while its webhook is not Active: it stays parked, its record untouched.
+    before = await note(store, paused, parked)
+    assert await requeue(paused, parked) is Requeue.NOT_ACTIVE
+    assert await note(store, paused, parked) == before
     requeued = await note(store, hook, failed)
     assert (requeued.state, requeued.next_attempt_at) == (PENDING, T0 + LEASE)
     claimed = await store.claim_due(T0 + LEASE, 10, "w", T0 + 2 * LEASE)
-    assert {n.notification_id for n in claimed} == {failed, parked}
+    assert [n.notification_id for n in claimed] == [failed]
+    await store.edit_webhook(
+        paused.group_key, paused.webhook_id, WebhookEdit({}, status=ACTIVATE), T0
+    )
+    assert await requeue(paused, parked) is Requeue.QUEUED
+    expiring = await add_hook(store, hook.group_key, expiration_date=T0)
+    [late] = await publish(store, expiring, state=FAILED)
+    assert await requeue(expiring, late) is Requeue.NOT_ACTIVE  # expired: not Active
+
+
+# -- Invariants -------------------------------------------------------------------------------
+async def force_state(store: Store, notification_id: UUID, state: NotificationState) -> None:
+    """Break an invariant behind the store's back, as a bug would."""
+    if isinstance(store, MemoryStore):
+        note = store.notifications[notification_id]
+        store.notifications[notification_id] = dataclasses.replace(note, state=state)
+    elif isinstance(store, SqliteStore):
+        sql = "UPDATE notifications SET state = ? WHERE notification_id = ?"
+        await store._atomically(lambda conn: conn.execute(sql, (state.value, str(notification_id))))
+    else:
+        assert isinstance(store, PostgresStore)
+        sql = "UPDATE notifications SET state = $1 WHERE notification_id = $2"
+        async with store._transaction() as conn:
+            await conn.execute(sql, state.value, notification_id)
+
+
+async def test_check_invariants_finds_and_repairs_what_slipped_through(store: Store) -> None:
+    active = await add_hook(store)
+    paused = await add_paused(store)
+    stranded, fine = await publish(store, active, 2)
+    in_flight, stray, parked = await publish(store, paused, 3)
+    await force_state(store, stranded, PARKED)
+    await force_state(store, stray, PENDING)
+    await force_state(store, in_flight, PENDING)
+    await store.claim_due(T0, 1, "w", T0 + LEASE, exclude_webhooks=[active.webhook_id])
+    assert (await note(store, paused, in_flight)).lease_owner == "w"  # possibly being sent
+
+    expected = {"parked_of_active": 1, "pending_of_inactive": 1}
+    assert await store.check_invariants(T0, repair=False) == expected
+    assert (await note(store, active, stranded)).state is PARKED  # counted, not touched
+    assert await store.check_invariants(T0, repair=True) == expected
+    assert (await note(store, active, stranded)).state is PENDING
+    repaired = await note(store, paused, stray)
+    assert repaired.state is PARKED
+    assert repaired.process_result_message == "parked: webhook is Inactive (paused by owner)"
+    assert (await note(store, paused, in_flight)).state is PENDING  # its lease runs
+    assert (await note(store, paused, parked)).state is PARKED
+    assert (await note(store, active, fine)).state is PENDING
+    assert await store.check_invariants(T0, repair=True) == {
+        "parked_of_active": 0, "pending_of_inactive": 0,
+    }  # fmt: skip
+    # Once the lease has run out, the one that was in flight is parked too.
+    assert (await store.check_invariants(T0 + LEASE, repair=True))["pending_of_inactive"] == 1
 
 
 # -- History ----------------------------------------------------------------------------------
@@ -668,7 +968,7 @@ async def test_delivery_stats(store: Store) -> None:
     await publish(store, hook, next_attempt_at=T0)
     # Older, but its retry is not due yet: it is not overdue.
     await publish(store, hook, created=T0 - timedelta(hours=2), next_attempt_at=T0 + LEASE)
-    await publish(store, hook, state=PARKED, next_attempt_at=T0 - timedelta(hours=1))
+    await publish(store, await add_paused(store), next_attempt_at=T0 - timedelta(hours=1))
     await publish(store, hook, 3, state=SUCCEEDED)
     assert await store.delivery_stats(T0) == {
         "pending": 4, "parked": 1, "failed": 0, "succeeded": 3, "overdue_seconds": 30,
@@ -781,16 +1081,15 @@ def test_store_for_url(tmp_path: Path) -> None:
             store_for_url(bad)
 
 
-async def test_an_update_keeps_a_failure_count_recorded_after_it_read(store: Store) -> None:
+async def test_an_edit_keeps_a_failure_count_recorded_after_it_read(store: Store) -> None:
     hook = await add_hook(store, retry_count=5)
     [notification_id] = await publish(store, hook)
-    read_by_api = await store.get_webhook(hook.group_key, hook.webhook_id)
-    assert read_by_api is not None
     await store.claim_due(T0, 1, "w", T0 + LEASE)
     await store.record_attempts([failure(notification_id, "w")])
-    assert await store.update_webhook(dataclasses.replace(read_by_api, name="renamed"))
-    after = await store.get_webhook(hook.group_key, hook.webhook_id)
+    after = await store.edit_webhook(
+        hook.group_key, hook.webhook_id, WebhookEdit({"name": "renamed"}), T0
+    )
     assert after is not None and (after.name, after.failure_count) == ("renamed", 1)
-    assert await store.update_webhook(after, release_parked=True)
-    reset = await store.get_webhook(hook.group_key, hook.webhook_id)
+    edit = WebhookEdit({}, status=ACTIVATE)
+    reset = await store.edit_webhook(hook.group_key, hook.webhook_id, edit, T0)
     assert reset is not None and reset.failure_count == 0

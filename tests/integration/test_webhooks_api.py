@@ -10,6 +10,7 @@ from uuid import UUID
 import pytest
 
 from gateway.models import WebhookStatus, utcnow
+from tests.factories import set_expiration
 from tests.gateway_server import RunningGateway
 from tests.receiver import Answer, Receiver
 
@@ -143,7 +144,7 @@ async def test_a_status_filter_sees_an_expired_webhook_as_inactive(
     stored = await gateway.ctx.store.get_webhook_any_group(UUID(made[0]["webhookId"]))
     assert stored is not None
     past = utcnow() - timedelta(minutes=1)
-    await gateway.ctx.store.update_webhook(dataclasses.replace(stored, expiration_date=past))
+    await set_expiration(gateway.ctx.store, stored, past)
 
     async def names(**params: str) -> list[tuple[str, str]]:
         async with gateway.client(key) as api:
@@ -163,12 +164,13 @@ async def test_an_expired_webhook_never_reads_as_active(
     stored = await gateway.ctx.store.get_webhook_any_group(UUID(hook["webhookId"]))
     assert stored is not None
     past = utcnow() - timedelta(minutes=1)
-    await gateway.ctx.store.update_webhook(dataclasses.replace(stored, expiration_date=past))
+    await set_expiration(gateway.ctx.store, stored, past)
     async with gateway.client(key) as api:
         read = (await api.get(f"/api/v1/Webhooks/{hook['webhookId']}")).json()
         assert read["statusCode"] == "Inactive" and read["statusMessage"].startswith("expired")
-        swept = await gateway.ctx.store.expire_webhooks(utcnow(), "expired")
-        assert swept == 1
+        swept = await gateway.ctx.store.expire_webhooks(utcnow())
+        assert [h.webhook_id for h in swept] == [stored.webhook_id]
+        assert swept[0].status_message == read["statusMessage"]  # one rule, one message
         again = await api.patch(
             f"/api/v1/Webhooks/{hook['webhookId']}", json={"statusCode": "Active"}
         )

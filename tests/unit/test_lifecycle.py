@@ -9,7 +9,7 @@ import pytest
 
 from gateway import lifecycle
 from gateway.errors import ValidationError
-from gateway.models import Webhook, WebhookStatus
+from gateway.models import StatusReason, Webhook, WebhookStatus
 from tests.factories import make_webhook
 
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
@@ -106,39 +106,63 @@ def test_expired_message_is_utc_whole_seconds() -> None:
     assert lifecycle.expired_message(moment) == "expired on 2026-01-31T00:00:00Z"
 
 
-# (from status, expired?) x requested -> (status, message, needs_handshake, release_parked)
-REACTIVATE = (ACTIVE, None, True, True)
-PAUSE = (INACTIVE, "paused by owner", False, False)
-UNCHANGED = (ACTIVE, None, False, False)
+# (status, reason, expired?, requested, renews?) -> (handshake?, change); `moves` is False here.
+P, A = lifecycle.PAUSE, lifecycle.ACTIVATE
+PAUSED, EXPIRED = StatusReason.PAUSED, StatusReason.EXPIRED
+FAILING, GONE = StatusReason.FAILING, StatusReason.UNSUBSCRIBED
 PLANS = [
-    (ACTIVE, False, ACTIVE, UNCHANGED),
-    (ACTIVE, False, INACTIVE, PAUSE),
-    (ACTIVE, True, ACTIVE, REACTIVATE),  # with a future expirationDate (below)
-    (ACTIVE, True, INACTIVE, PAUSE),
-    (INACTIVE, False, ACTIVE, REACTIVATE),
-    (INACTIVE, False, INACTIVE, PAUSE),
-    (INACTIVE, True, ACTIVE, REACTIVATE),
-    (INACTIVE, True, INACTIVE, PAUSE),
-    (ERRORED, False, ACTIVE, REACTIVATE),
-    (ERRORED, False, INACTIVE, PAUSE),
-    (ERRORED, True, ACTIVE, REACTIVATE),
-    (ERRORED, True, INACTIVE, PAUSE),
+    # Active and current: a request for Active changes nothing, Inactive pauses.
+    (ACTIVE, None, False, ACTIVE, False, (False, None)),
+    (ACTIVE, None, False, INACTIVE, False, (False, P)),
+    (ACTIVE, None, False, None, True, (False, None)),  # a new date alone changes nothing
+    # Active past its date (the sweep has not run yet): reads as expired.
+    (ACTIVE, None, True, ACTIVE, True, (True, A)),
+    (ACTIVE, None, True, None, True, (True, A)),  # renewing is reactivating
+    (ACTIVE, None, True, INACTIVE, False, (False, P)),
+    (ACTIVE, None, True, None, False, (False, None)),
+    # Swept: Inactive because it expired.
+    (INACTIVE, EXPIRED, True, None, True, (True, A)),
+    (INACTIVE, EXPIRED, True, ACTIVE, True, (True, A)),
+    (INACTIVE, EXPIRED, True, INACTIVE, True, (False, P)),
+    # Paused, unsubscribed, Errored: only a request for Active reactivates; a date does not.
+    (INACTIVE, PAUSED, False, ACTIVE, False, (True, A)),
+    (INACTIVE, PAUSED, False, None, True, (False, None)),
+    (INACTIVE, PAUSED, True, None, True, (False, None)),
+    (INACTIVE, GONE, False, ACTIVE, False, (True, A)),
+    (INACTIVE, GONE, False, None, True, (False, None)),
+    (ERRORED, FAILING, False, ACTIVE, False, (True, A)),
+    (ERRORED, FAILING, False, INACTIVE, False, (False, P)),
+    (ERRORED, FAILING, True, None, True, (False, None)),
+    (ERRORED, FAILING, True, ACTIVE, True, (True, A)),
 ]
 
 
-@pytest.mark.parametrize(("current", "expired", "requested", "expected"), PLANS)
-def test_plan_status_change(
-    current: WebhookStatus, expired: bool, requested: WebhookStatus, expected: tuple[object, ...]
+@pytest.mark.parametrize(("current", "reason", "expired", "requested", "renews", "expected"), PLANS)
+def test_plan_patch(
+    current: WebhookStatus,
+    reason: StatusReason | None,
+    expired: bool,
+    requested: WebhookStatus | None,
+    renews: bool,
+    expected: tuple[bool, lifecycle.StatusChange | None],
 ) -> None:
     hook = make_webhook(
-        status_code=current, status_message=None if current is ACTIVE else "some reason",
-        expiration_date=PAST if expired else FUTURE,
+        status_code=current, status_reason=reason, expiration_date=PAST if expired else FUTURE,
+        status_message=None if current is ACTIVE else "some reason",
     )  # fmt: skip
-    # An expired webhook can only come back with a new, future expiration date.
-    plan = lifecycle.plan_status_change(
-        hook, requested, now=NOW, new_expiration=FUTURE if expired else None
+    after = FUTURE if renews else hook.expiration_date
+    plan = lifecycle.plan_patch(
+        hook, requested, now=NOW, expiration=after, renews=renews, moves=False
     )
-    assert (plan.status, plan.status_message, plan.needs_handshake, plan.release_parked) == expected
+    assert (plan.handshake, plan.change) == expected
+
+
+@pytest.mark.parametrize("requested", [None, ACTIVE, INACTIVE])
+def test_a_new_callback_always_needs_the_handshake(requested: WebhookStatus | None) -> None:
+    plan = lifecycle.plan_patch(
+        make_webhook(), requested, now=NOW, expiration=None, renews=False, moves=True
+    )
+    assert plan.handshake
 
 
 @pytest.mark.parametrize("current", list(WebhookStatus))
@@ -146,7 +170,7 @@ def test_plan_status_change(
 def test_nobody_may_request_errored(current: WebhookStatus, expired: bool) -> None:
     hook = make_webhook(status_code=current, expiration_date=PAST if expired else None)
     with pytest.raises(ValidationError) as caught:
-        lifecycle.plan_status_change(hook, ERRORED, now=NOW, new_expiration=None)
+        lifecycle.plan_patch(hook, ERRORED, now=NOW, expiration=None, renews=False, moves=False)
     assert caught.value.errors == {
         "statusCode": ["Errored is set by the gateway, not by a request"]
     }
@@ -155,23 +179,47 @@ def test_nobody_may_request_errored(current: WebhookStatus, expired: bool) -> No
 @pytest.mark.parametrize("current", list(WebhookStatus))
 def test_reactivating_an_expired_webhook_needs_a_future_date(current: WebhookStatus) -> None:
     hook = make_webhook(status_code=current, expiration_date=PAST)
-    for new_expiration in (None, PAST, NOW):
+    for expiration in (PAST, NOW):
         with pytest.raises(ValidationError) as caught:
-            lifecycle.plan_status_change(hook, ACTIVE, now=NOW, new_expiration=new_expiration)
+            lifecycle.plan_patch(
+                hook, ACTIVE, now=NOW, expiration=expiration, renews=False, moves=False
+            )
         assert caught.value.errors == {
             "expirationDate": ["has passed; give a future expirationDate to reactivate"]
         }
 
 
-def test_a_past_new_expiration_cannot_come_with_a_request_for_active() -> None:
-    with pytest.raises(ValidationError):
-        lifecycle.plan_status_change(
-            make_webhook(status_code=INACTIVE), ACTIVE, now=NOW, new_expiration=PAST
-        )
-
-
 @pytest.mark.parametrize("current", list(WebhookStatus))
 def test_pausing_works_even_when_expired(current: WebhookStatus) -> None:
     hook = make_webhook(status_code=current, expiration_date=PAST)
-    plan = lifecycle.plan_status_change(hook, INACTIVE, now=NOW, new_expiration=None)
-    assert plan.status is INACTIVE and not plan.needs_handshake
+    plan = lifecycle.plan_patch(hook, INACTIVE, now=NOW, expiration=PAST, renews=False, moves=False)
+    assert plan == lifecycle.PatchPlan(False, lifecycle.PAUSE)
+
+
+def test_the_changes_say_what_they_do_to_notifications() -> None:
+    assert lifecycle.PAUSE == lifecycle.StatusChange(
+        INACTIVE, "paused by owner", StatusReason.PAUSED, lifecycle.Move.PARK
+    )
+    assert lifecycle.ACTIVATE == lifecycle.StatusChange(
+        ACTIVE, None, None, lifecycle.Move.RELEASE, reset_failures=True
+    )
+
+
+def test_expiry_is_the_change_readers_already_see() -> None:
+    expiry = datetime(2026, 1, 31, tzinfo=UTC)
+    hook = make_webhook(expiration_date=expiry)
+    assert lifecycle.expiry(hook, expiry - timedelta(microseconds=1)) is None
+    change = lifecycle.expiry(hook, expiry)
+    assert change == lifecycle.StatusChange(
+        INACTIVE, "expired on 2026-01-31T00:00:00Z", StatusReason.EXPIRED, lifecycle.Move.PARK
+    )
+    assert lifecycle.effective_status(hook, expiry) == (change.status, change.status_message)
+    for status in (INACTIVE, ERRORED):
+        assert lifecycle.expiry(make_webhook(status_code=status, expiration_date=PAST), NOW) is None
+
+
+def test_a_parked_notification_says_why() -> None:
+    assert lifecycle.parked_message(ERRORED, "3 consecutive failed deliveries; last: HTTP 500") == (
+        "parked: webhook is Errored (3 consecutive failed deliveries; last: HTTP 500)"
+    )
+    assert lifecycle.parked_message(INACTIVE, None) == "parked: webhook is Inactive"

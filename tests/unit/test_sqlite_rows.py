@@ -81,7 +81,7 @@ def test_numbered_sql_binds_by_place_and_refuses_a_name_it_was_not_given() -> No
 
 
 def test_the_settle_statement_uses_every_column_of_its_row_and_no_other() -> None:
-    places = {int(n) for n in re.findall(r"\?(\d+)", q.SETTLE_NOTIFICATION)}
+    places = {int(n) for n in re.findall(r"\?(\d+)", q.SETTLE_ATTEMPT)}
     assert places == set(range(1, len(q.SETTLE_COLUMNS) + 1))
 
 
