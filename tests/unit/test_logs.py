@@ -177,6 +177,24 @@ def test_secrets_are_hidden_in_the_message_the_fields_and_the_traceback(
 
 
 @pytest.mark.parametrize(
+    ("text", "secret"),
+    [
+        ("whsec_c2VjcmV0LWJ5dGVzLWhlcmU=", "c2VjcmV0LWJ5dGVzLWhlcmU="),
+        ("gwk_Zm9vYmFyYmF6cXV4", "Zm9vYmFyYmF6cXV4"),
+        (CODE, CODE),
+        ("echo;code=plain-code-value", "plain-code-value"),
+        ("see pg://gw:hunter2@db", "hunter2"),
+    ],
+)
+def test_each_kind_of_secret_is_hidden_on_its_own(
+    lines: tuple[logging.Logger, io.StringIO], fmt: str, text: str, secret: str
+) -> None:
+    """Each alone in a value: no other secret in the same text makes the check look."""
+    written = "\n".join(render(*lines, fmt, (text, {"value": text})))
+    assert secret not in written and written.count("***") == 2
+
+
+@pytest.mark.parametrize(
     ("url", "shown"),
     [
         ("postgresql://gw:pw@db:5432/gw", "postgresql://gw:***@db:5432/gw"),
