@@ -13,7 +13,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 from uuid import UUID, uuid4, uuid5
 
-from gateway import config, heap
+from gateway import config, heap, logs
 from gateway.api.common import hash_key
 from gateway.errors import GatewayError
 from gateway.models import ApiKey, Scope, utcnow
@@ -52,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     _flag(serve, "--secret-key", "key signing handshake codes (default: generated, kept)")
     _flag(serve, "--allowed-callback-networks", "comma-separated CIDRs callbacks may reach")
     _flag(serve, "--log-level", "debug, info, warning or error")
+    _flag(serve, "--log-format", "text (key=value) or json (one object a line)")
     _flag(serve, "--worker-processes", "delivery processes to run beside the API: a count, or "
           "auto (the default: one per core, at most 4; on one core the worker runs inside "
           "serve); 0 runs the worker inside serve")  # fmt: skip
@@ -59,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(worker)
     _flag(worker, "--allowed-callback-networks", "comma-separated CIDRs callbacks may reach")
     _flag(worker, "--log-level", "debug, info, warning or error")
+    _flag(worker, "--log-format", "text (key=value) or json (one object a line)")
     worker.add_argument(
         "--parent-stdin",
         action="store_true",
@@ -87,10 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     overrides = {k: v for k, v in vars(args).items() if k in _setting_names()}
     try:
         settings = config.load(overrides)
-        logging.basicConfig(
-            level=settings.log_level.upper(),
-            format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        )
+        logs.configure(settings.log_level, settings.log_format)
         return _dispatch(args, settings)
     except GatewayError as exc:
         print(f"gateway: {exc.detail}", file=sys.stderr)
@@ -126,6 +125,7 @@ def _serve(settings: config.Settings) -> int:
     from gateway.app import create_app
     from gateway.worker_main import worker_processes
 
+    _serve_summary(settings)
     with worker_processes(settings) as (serving, pool):
         app = create_app(serving, worker_pool=pool)
         heap.freeze_startup()  # after the imports: they are most of what lives this long
@@ -134,15 +134,36 @@ def _serve(settings: config.Settings) -> int:
             host=serving.host,
             port=serving.port,
             log_level=serving.log_level,
+            log_config=None,  # uvicorn's records go to our handler, in our format
             access_log=False,
         )
     return 0
 
 
+def _serve_summary(settings: config.Settings) -> None:
+    """The start-up line of `gateway serve`, before it opens the database: an operator sees
+    which one it tries even when that fails."""
+    from gateway.worker_main import process_count
+
+    count = process_count(settings)
+    if count:
+        delivery = f"{count} worker process{'es' if count > 1 else ''}"
+    else:
+        delivery = "in serve" if settings.run_worker else "off (API only)"
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    logs.startup_summary(
+        "serve",
+        settings,
+        listen=f"http://{host}:{settings.port}",
+        worker_processes=count,
+        delivery=delivery,
+    )
+
+
 async def _migrate(settings: config.Settings) -> dict[str, Any]:
     async with store_for_url(settings.database_url) as store:
         applied = list(getattr(store, "applied_migrations", []))
-    return {"database": _redacted(settings.database_url), "applied": applied}
+    return {"database": logs.redact_url(settings.database_url), "applied": applied}
 
 
 async def _create_key(settings: config.Settings, group: str, scopes_text: str) -> dict[str, Any]:
@@ -183,15 +204,6 @@ def _key_view(key: ApiKey) -> dict[str, Any]:
         "created": key.created.isoformat(),
         "revoked": key.revoked.isoformat() if key.revoked else None,
     }
-
-
-def _redacted(url: str) -> str:
-    """The URL without a password, for printing."""
-    scheme, sep, rest = url.partition("://")
-    creds, at, host = rest.rpartition("@")
-    if not at or ":" not in creds:
-        return url
-    return f"{scheme}{sep}{creds.split(':')[0]}:***@{host}"
 
 
 if __name__ == "__main__":

@@ -19,6 +19,11 @@ from gateway.errors import GatewayError
 
 ENV_PREFIX = "GATEWAY_"
 DEFAULT_CONFIG_FILE = Path("config/gateway.toml")
+# Settings that take one of a few words.
+CHOICES = {
+    "log_level": ("debug", "info", "warning", "error", "critical"),
+    "log_format": ("text", "json"),
+}
 
 
 @dataclass(frozen=True)
@@ -31,6 +36,7 @@ class Settings:
     secret_key: str | None = None
     allowed_callback_networks: tuple[str, ...] = ()
     log_level: str = "info"
+    log_format: str = "text"  # or "json": one JSON object a line, for log shippers
     # API
     max_body_bytes: int = 1_048_576
     max_batch_size: int = 100
@@ -153,6 +159,8 @@ def _convert(name: str, spec: dataclasses.Field[Any], value: Any) -> Any:
     try:
         if name == "worker_processes":
             return _to_process_count(value)
+        if name in CHOICES:
+            return _to_choice(value, CHOICES[name])
         if isinstance(default, bool):
             return _to_bool(value)
         if isinstance(default, tuple) or name in ("allowed_callback_networks", "retry_schedule"):
@@ -166,6 +174,13 @@ def _convert(name: str, spec: dataclasses.Field[Any], value: Any) -> Any:
         return None if value is None else str(value)
     except (TypeError, ValueError) as exc:
         raise GatewayError(f"setting {name}: cannot use {value!r} ({exc})") from exc
+
+
+def _to_choice(value: Any, choices: tuple[str, ...]) -> str:
+    text = str(value).strip().lower()
+    if text not in choices:
+        raise ValueError(f"expected one of {', '.join(choices)}")
+    return text
 
 
 def _to_process_count(value: Any) -> int | None:

@@ -18,7 +18,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 
-from gateway import config, heap
+from gateway import config, heap, logs
 from gateway.config import Settings
 from gateway.delivery import Worker
 from gateway.errors import GatewayError
@@ -40,6 +40,9 @@ async def _run(settings: Settings, *, parent_stdin: bool) -> None:
     async with store_for_url(settings.database_url) as store, Outbound(policy=policy) as outbound:
         heap.freeze_startup()
         worker = Worker(settings, store, outbound)
+        logs.startup_summary(
+            "worker", settings, lease_owner=worker.owner, started_by_serve=parent_stdin
+        )
         if parent_stdin:
             _follow_parent(loop, worker, stop)
         await worker.run(stop)
@@ -118,7 +121,7 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 # 2 cores (2 processes beat 1 and 3 there, bench.s1_throughput); SQLite writes one at a time.
 AUTO_MOST = 4
 # What serve's own flags can set and its workers need; the rest they read as serve did.
-PASSED_ON = ("database_url", "allowed_callback_networks", "log_level")
+PASSED_ON = ("database_url", "allowed_callback_networks", "log_level", "log_format")
 WATCH_INTERVAL = 1.0  # seconds between looks for a worker process that has exited
 STOP_MARGIN = 5.0  # seconds past the shutdown deadline before a stopping worker is killed
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)

@@ -1,8 +1,9 @@
-"""Secrets stay secret: API keys and client secrets never reach a log, keys are stored hashed,
-and a client secret is shown only to its own group.
+"""Secrets stay secret: API keys, client secrets and handshake codes never reach a log, keys
+are stored hashed, and a client secret is shown only to its own group.
 
 The scenario runs with every logger at DEBUG, so a secret logged at any level by the gateway
-or by a library it drives (aiosqlite, aiohttp, uvicorn) is caught.
+or by a library it drives (aiosqlite, aiohttp, uvicorn) is caught, in the records and in the
+lines both log formats (gateway.logs) write from them.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from uuid import UUID
 import pytest
 from standardwebhooks.webhooks import Webhook as Verifier
 
-from gateway import cli
+from gateway import cli, logs
 from gateway.signing import PREFIX
 from tests.gateway_server import RunningGateway, gateway_settings, run_gateway
 from tests.receiver import Answer, Receiver, run_receiver
@@ -60,6 +61,19 @@ def logged_text(records: list[logging.LogRecord]) -> str:
         if record.exc_info:
             parts.append(logging.Formatter().formatException(record.exc_info))
     return "\n".join(parts)
+
+
+def rendered(records: list[logging.LogRecord], fmt: str) -> str:
+    """The lines the gateway would write for these records in this log format."""
+    formatter = logs.formatter(fmt)
+    return "\n".join(formatter.format(record) for record in records)
+
+
+def partners_own(record: logging.LogRecord) -> bool:
+    """An access line of the test's receiver (it runs uvicorn in this process): the URL the
+    partner was called at, handshake code included, as the partner's own log shows it."""
+    args = record.args if isinstance(record.args, tuple) else ()
+    return record.name == "uvicorn.access" and len(args) > 2 and str(args[2]).startswith("/hook")
 
 
 def secret_forms(secret: str) -> list[str]:
@@ -111,6 +125,9 @@ async def run_scenario(
         made = await api.post("/api/v1/Webhooks", json=[body])
         assert made.status_code == 200, made.text
         hook = made.json()[0]
+        # A handshake that fails is logged with what came back, never with the code sent.
+        refused = {**body, "callbackUrl": receiver.plan("/hook-refuses", Answer(status=500))}
+        assert (await api.post("/api/v1/Webhooks", json=[refused])).status_code == 400
         # The first notification fails once, so the failure path is logged too.
         receiver.plan("/hook", Answer(status=500, body="try later"), Answer())
         hook_path = f"/api/v1/Webhooks/{hook['webhookId']}"
@@ -189,6 +206,45 @@ async def test_no_key_or_client_secret_is_ever_logged(scenario: Scenario) -> Non
         if form in text
     }
     assert leaked == {}, f"secrets in the logs: {sorted(leaked)}"
+
+
+def handshake_codes(receiver: Receiver) -> list[str]:
+    """Every code the gateway sent in a handshake, as the receiver got it."""
+    return [seen.params["code"][0] for seen in receiver.seen if seen.is_handshake]
+
+
+async def test_no_handshake_code_is_logged_by_the_gateway(scenario: Scenario) -> None:
+    codes = handshake_codes(scenario.receiver)
+    assert len(codes) == 2, "one handshake passed, one failed"
+    names = {record.name for record in scenario.records}
+    assert "gateway.handshake" in names, names
+    ours = [record for record in scenario.records if not partners_own(record)]
+    text = logged_text(ours)
+    assert [code for code in codes if code in text] == []
+
+
+@pytest.mark.parametrize("fmt", logs.FORMATS)
+async def test_no_secret_reaches_a_line_of_either_log_format(scenario: Scenario, fmt: str) -> None:
+    """What a log line is made from holds no secret (above); the formats must not add one, and
+    must hide a URL carrying a code wherever one is logged: the receiver's access lines do."""
+    codes = handshake_codes(scenario.receiver)
+    assert all(code in logged_text(scenario.records) for code in codes), "no code to hide"
+    text = rendered(scenario.records, fmt)
+    assert "handshake passed" in text and "handshake failed" in text
+    assert len(text.splitlines()) == len(scenario.records), "one line per record"
+    leaked = [
+        label
+        for label, secret in [
+            ("API key", scenario.api_key),
+            ("other group's API key", scenario.other_key),
+            ("old client secret", scenario.old_secret),
+            ("new client secret", scenario.new_secret),
+            *(("handshake code", code) for code in codes),
+        ]
+        for form in secret_forms(secret)
+        if form in text
+    ]
+    assert leaked == [], f"secrets in the {fmt} log: {leaked}"
 
 
 async def test_deliveries_were_signed_with_both_secrets_during_the_grace_period(
