@@ -299,9 +299,9 @@ class Store(abc.ABC):
         given; the value passed in is ignored. Whether it waits pending or parked is decided
         here too, from its webhook as this transaction sees it: pending if the webhook is
         Active (and not expired), else parked with the reason, and then not leased. (A row in
-        a finished state, seeded by tests or imports, is stored as it is.) A pending notification may come leased
-        already (`lease_owner`, `lease_until`): a worker in this process took it, and claims
-        leave it alone.
+        a finished state, seeded by tests or imports, is stored as it is.) A pending
+        notification may come leased already (`lease_owner`, `lease_until`): a worker in this
+        process took it, and claims leave it alone.
         """
 
     @abc.abstractmethod
