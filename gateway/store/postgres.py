@@ -462,16 +462,24 @@ class PostgresStore(Store):
 
     async def check_invariants(self, now: datetime, *, repair: bool) -> dict[str, int]:
         """Count (and with `repair`, set right) notifications that break an invariant. The
-        webhooks involved are locked first, as every change of their state locks them, so a
-        repair never acts on a state that a concurrent transition is changing."""
-        async with self._transaction() as conn:
-            parked = await _fetch(conn, q.PARKED_OF_ACTIVE, {"now": now})
-            stray = await _fetch(conn, q.PENDING_OF_INACTIVE, {"now": now})
-            if repair and (parked or stray):
-                await _lock_webhooks(conn, sorted({row[1] for row in [*parked, *stray]}))
-                parked = await _fetch(conn, q.PARKED_OF_ACTIVE, {"now": now})
-                stray = await _fetch(conn, q.PENDING_OF_INACTIVE, {"now": now})
-                await _repair(conn, parked, stray, now)
+        repair locks the webhooks involved first, as every change of their state does, and
+        checks each row again as it writes."""
+        parked = await self._rows(q.PARKED_OF_ACTIVE, {"now": now})
+        stray = await self._rows(q.PENDING_OF_INACTIVE, {"now": now})
+        if repair and (parked or stray):
+            async with self._transaction() as conn:
+                hooks = await _lock_webhooks(conn, sorted({row[1] for row in [*parked, *stray]}))
+                released = [{"notification_id": row[0], "now": now,
+                             "message": lifecycle.RELEASED_MESSAGE} for row in parked]  # fmt: skip
+                parking = [
+                    {"notification_id": row[0], "now": now, "message": lifecycle.parked_message(
+                        *lifecycle.effective_status(hooks[q.plain_uuid(row[1])], now))}
+                    for row in stray if q.plain_uuid(row[1]) in hooks
+                ]  # fmt: skip
+                await _execute_many(conn, q.RELEASE_ONE, released)
+                await _execute_many(conn, q.PARK_ONE, parking)
+                if released:
+                    await _notify(conn)
         return {"parked_of_active": len(parked), "pending_of_inactive": len(stray)}
 
     async def delivery_stats(self, now: datetime) -> dict[str, float]:
@@ -548,27 +556,6 @@ async def _change_status(
             await _notify(conn)
     await _webhook_changed(conn, webhook_id)
     return decode(Webhook, rows[0])
-
-
-async def _repair(
-    conn: asyncpg.Connection,
-    parked: list[asyncpg.Record],
-    stray: list[asyncpg.Record],
-    now: datetime,
-) -> None:
-    """Release parked notifications of Active webhooks; park pending ones of the others."""
-    released = [{"notification_id": row[0], "now": now, "message": lifecycle.RELEASED_MESSAGE}
-                for row in parked]  # fmt: skip
-    await _execute_many(conn, q.RELEASE_ONE, released)
-    hooks = await _lock_webhooks(conn, sorted({row[1] for row in stray}))
-    rows = []
-    for notification_id, webhook_id in stray:
-        status, message = lifecycle.effective_status(hooks[q.plain_uuid(webhook_id)], now)
-        rows.append({"notification_id": notification_id, "now": now,
-                     "message": lifecycle.parked_message(status, message)})  # fmt: skip
-    await _execute_many(conn, q.PARK_ONE, rows)
-    if released:
-        await _notify(conn)
 
 
 def _publish_state(note: Notification, parked: str | None) -> dict[str, Any]:

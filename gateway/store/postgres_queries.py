@@ -360,28 +360,34 @@ ATTEMPTS = sql(
     "WHERE n.group_key = :group_key AND n.webhook_id = :webhook_id "
     "AND a.notification_id = ANY(:ids::uuid[]) ORDER BY a.notification_id, a.attempt"
 )
-# The invariants of gateway.lifecycle, counted and repaired by store.check_invariants.
-_ACTIVE = (
-    "SELECT webhook_id FROM webhooks WHERE status_code = 'Active' "
-    "AND (expiration_date IS NULL OR expiration_date > :now)"
-)
+# The invariants of gateway.lifecycle, counted and repaired by store.check_invariants, read
+# from the webhooks' side (the parked ones of each Active webhook, the pending ones of each
+# webhook that is not Active); each repair checks its row again as it writes.
+_IS_ACTIVE = "w.status_code = 'Active' AND (w.expiration_date IS NULL OR w.expiration_date > :now)"
 PARKED_OF_ACTIVE = sql(
-    "SELECT notification_id, webhook_id FROM notifications WHERE state = 'parked' "
-    f"AND webhook_id IN ({_ACTIVE})"
+    "SELECT n.notification_id, n.webhook_id FROM webhooks w "
+    "JOIN notifications n ON n.webhook_id = w.webhook_id AND n.state = 'parked' "
+    f"WHERE {_IS_ACTIVE}"
 )
 PENDING_OF_INACTIVE = sql(
-    "SELECT notification_id, webhook_id FROM notifications WHERE state = 'pending' "
-    f"AND (lease_until IS NULL OR lease_until <= :now) AND webhook_id NOT IN ({_ACTIVE})"
+    "SELECT n.notification_id, n.webhook_id FROM webhooks w "
+    "JOIN notifications n ON n.webhook_id = w.webhook_id AND n.state = 'pending' "
+    f"WHERE NOT ({_IS_ACTIVE}) AND (n.lease_until IS NULL OR n.lease_until <= :now)"
+)
+_ACTIVE_OWNER = (
+    "EXISTS (SELECT 1 FROM webhooks w WHERE w.webhook_id = notifications.webhook_id "
+    f"AND {_IS_ACTIVE})"
 )
 RELEASE_ONE = sql(
     "UPDATE notifications SET state = 'pending', next_attempt_at = :now, timestamp = :now, "
     "process_result_message = :message, lease_owner = NULL, lease_until = NULL "
-    "WHERE notification_id = :notification_id AND state = 'parked'"
+    f"WHERE notification_id = :notification_id AND state = 'parked' AND {_ACTIVE_OWNER}"
 )
 PARK_ONE = sql(
     "UPDATE notifications SET state = 'parked', timestamp = :now, "
     "process_result_message = :message "
-    "WHERE notification_id = :notification_id AND state = 'pending'"
+    "WHERE notification_id = :notification_id AND state = 'pending' "
+    f"AND (lease_until IS NULL OR lease_until <= :now) AND NOT {_ACTIVE_OWNER}"
 )
 QUERY_HISTORY = (
     f"SELECT {NOTE_COLS} FROM notifications WHERE {{where}} ORDER BY {{order}} "

@@ -515,17 +515,26 @@ class SqliteStore(Store):
         return pruned
 
     async def check_invariants(self, now: datetime, *, repair: bool) -> dict[str, int]:
-        """Count (and with `repair`, set right) notifications that break an invariant."""
+        """Count (and with `repair`, set right) notifications that break an invariant. They
+        are read without the write lock; each repair checks its row again as it writes."""
         at = stamp(now)
+        parked = await self._rows(q.PARKED_OF_ACTIVE, {"now": at})
+        stray = await self._rows(q.PENDING_OF_INACTIVE, {"now": at})
+        if repair and (parked or stray):
+            ids = {"ids": _json_ids({row[1] for row in stray})}
+            hooks = decode_rows(Webhook, await self._rows(q.WEBHOOKS_BY_ID, ids))
+            why = {str(hook.webhook_id): _parked_why(hook, now) for hook in hooks}
+            released = [{"notification_id": row[0], "now": at,
+                         "message": lifecycle.RELEASED_MESSAGE} for row in parked]  # fmt: skip
+            parking = [{"notification_id": row[0], "now": at, "message": why[row[1]]}
+                       for row in stray if row[1] in why]  # fmt: skip
 
-        def check(conn: sqlite3.Connection) -> dict[str, int]:
-            parked = conn.execute(q.PARKED_OF_ACTIVE, {"now": at}).fetchall()
-            stray = conn.execute(q.PENDING_OF_INACTIVE, {"now": at}).fetchall()
-            if repair:
-                _repair(conn, [row[0] for row in parked], [row[1] for row in stray], stray, now)
-            return {"parked_of_active": len(parked), "pending_of_inactive": len(stray)}
+            def apply(conn: sqlite3.Connection) -> None:
+                conn.executemany(q.RELEASE_ONE, released)
+                conn.executemany(q.PARK_ONE, parking)
 
-        return await self._atomically(check)
+            await self._atomically(apply)
+        return {"parked_of_active": len(parked), "pending_of_inactive": len(stray)}
 
     async def delivery_stats(self, now: datetime) -> dict[str, float]:
         """Queue depth by state, and for how many seconds the longest-waiting due notification
@@ -718,27 +727,8 @@ def _park_others(outcome: AttemptOutcome, hook: Webhook, done: Settlement, now: 
     }  # fmt: skip
 
 
-def _repair(
-    conn: sqlite3.Connection,
-    parked: list[str],
-    stray_webhooks: list[str],
-    stray: list[sqlite3.Row],
-    now: datetime,
-) -> None:
-    """Release parked notifications of Active webhooks; park pending ones of the others."""
-    at = stamp(now)
-    conn.executemany(q.RELEASE_ONE, [
-        {"notification_id": n, "now": at, "message": lifecycle.RELEASED_MESSAGE} for n in parked
-    ])  # fmt: skip
-    wanted = {"ids": _json_ids(set(stray_webhooks))}
-    found = decode_rows(Webhook, conn.execute(q.WEBHOOKS_BY_ID, wanted).fetchall())
-    hooks = {str(hook.webhook_id): hook for hook in found}
-    rows = []
-    for notification_id, webhook_id in stray:
-        status, message = lifecycle.effective_status(hooks[webhook_id], now)
-        rows.append({"notification_id": notification_id, "now": at,
-                     "message": lifecycle.parked_message(status, message)})  # fmt: skip
-    conn.executemany(q.PARK_ONE, rows)
+def _parked_why(hook: Webhook, now: datetime) -> str:
+    return lifecycle.parked_message(*lifecycle.effective_status(hook, now))
 
 
 def _ids(group_key: UUID, webhook_id: UUID, notification_id: UUID) -> Params:

@@ -349,28 +349,37 @@ ATTEMPTS = (
     "AND a.notification_id IN (SELECT value FROM json_each(:ids)) "
     "ORDER BY a.notification_id, a.attempt"
 )
-# The invariants of gateway.lifecycle, counted and repaired by store.check_invariants.
-_ACTIVE = (
-    "SELECT webhook_id FROM webhooks WHERE status_code = 'Active' "
-    "AND (expiration_date IS NULL OR expiration_date > :now)"
-)
+# The invariants of gateway.lifecycle, counted and repaired by store.check_invariants. Both
+# are read from the webhooks' side: the parked ones of each Active webhook (an index probe
+# each), the pending ones of each webhook that is not Active (usually none). A scan of every
+# pending row would read a whole backlog once a minute. The repairs check again, row by row.
+_IS_ACTIVE = "w.status_code = 'Active' AND (w.expiration_date IS NULL OR w.expiration_date > :now)"
+# CROSS JOIN: SQLite then reads the webhooks first, as written, rather than a partial index of
+# every parked or pending row.
 PARKED_OF_ACTIVE = (
-    "SELECT notification_id FROM notifications WHERE state = 'parked' "
-    f"AND webhook_id IN ({_ACTIVE})"
+    "SELECT n.notification_id, n.webhook_id FROM webhooks w "
+    "CROSS JOIN notifications n ON n.webhook_id = w.webhook_id AND n.state = 'parked' "
+    f"WHERE {_IS_ACTIVE}"
 )
 PENDING_OF_INACTIVE = (
-    "SELECT notification_id, webhook_id FROM notifications WHERE state = 'pending' "
-    f"AND (lease_until IS NULL OR lease_until <= :now) AND webhook_id NOT IN ({_ACTIVE})"
+    "SELECT n.notification_id, n.webhook_id FROM webhooks w "
+    "CROSS JOIN notifications n ON n.webhook_id = w.webhook_id AND n.state = 'pending' "
+    f"WHERE NOT ({_IS_ACTIVE}) AND (n.lease_until IS NULL OR n.lease_until <= :now)"
+)
+_ACTIVE_OWNER = (
+    "EXISTS (SELECT 1 FROM webhooks w WHERE w.webhook_id = notifications.webhook_id "
+    f"AND {_IS_ACTIVE})"
 )
 RELEASE_ONE = (
     "UPDATE notifications SET state = 'pending', next_attempt_at = :now, timestamp = :now, "
     "process_result_message = :message, lease_owner = NULL, lease_until = NULL "
-    "WHERE notification_id = :notification_id AND state = 'parked'"
+    f"WHERE notification_id = :notification_id AND state = 'parked' AND {_ACTIVE_OWNER}"
 )
 PARK_ONE = (
     "UPDATE notifications SET state = 'parked', timestamp = :now, "
     "process_result_message = :message "
-    "WHERE notification_id = :notification_id AND state = 'pending'"
+    "WHERE notification_id = :notification_id AND state = 'pending' "
+    f"AND (lease_until IS NULL OR lease_until <= :now) AND NOT {_ACTIVE_OWNER}"
 )
 QUERY_HISTORY = (
     f"SELECT {NOTE_COLS} FROM notifications WHERE {{where}} ORDER BY {{order}} "
