@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.errors import GatewayError
+from gateway.netguard import AddressPolicy
 
 ENV_PREFIX = "GATEWAY_"
 DEFAULT_CONFIG_FILE = Path("config/gateway.toml")
@@ -144,6 +145,10 @@ def _build(values: Mapping[str, Any]) -> Settings:
         raise GatewayError(f"unknown setting(s): {', '.join(unknown)}")
     converted = {name: _convert(name, known[name], value) for name, value in values.items()}
     settings = Settings(**converted)
+    try:
+        AddressPolicy(settings.allowed_callback_networks)  # a bad entry stops the start, named
+    except GatewayError as exc:
+        raise GatewayError(f"setting allowed_callback_networks: {exc.detail}") from exc
     if settings.lease_seconds < 3 * settings.delivery_timeout:
         # A claim is sent only while twice the timeout is left of its lease (gateway.delivery);
         # a third is the time it may wait behind its webhook's other notifications.

@@ -1,10 +1,30 @@
 """The outbound address policy (DESIGN §7): only globally routable addresses, unless allowed.
 
 Callback URLs are chosen by strangers, so every outbound call resolves the host once, judges
-every address it got, and connects only to an address that passed. IPv6 forms that embed an
-IPv4 address (mapped, compatible, NAT64, 6to4, Teredo) are judged by the embedded address, and
-hosts spelled as IPs in any form a resolver accepts (127.1, 2130706433, 0x7f.0.0.1) are judged
-as the address they mean, without being resolved.
+every address it got, and connects only to an address that passed. An address passes only if
+the address actually dialled passes, so the guard first decides what will be dialled:
+
+- IPv4-mapped (`::ffff:a.b.c.d`): dialled as the IPv4 address it carries (the kernel would send
+  it over IPv4 anyway) and judged as that address, allow-list included.
+- IPv4-compatible (`::a.b.c.d`, deprecated by RFC 4291): refused, whatever the allow-list says.
+- NAT64 (`64:ff9b::/96`; local-use `64:ff9b:1::/48`, RFC 8215), 6to4 (`2002::/16`) and Teredo
+  (`2001::/32`): dialled as IPv6. The IPv6 address must pass (well-known NAT64 and 6to4 are
+  global; local-use NAT64 and Teredo pass only if the allow-list opens them), and every IPv4
+  address it carries (Teredo: server and client) must be globally routable, allow-list or not:
+  a translator or relay elsewhere dials it, and opening 127.0.0.0/8 for local development
+  opens no other machine's loopback. RFC 6052 puts the IPv4 address of a local-use NAT64
+  address after the translator's prefix, of /48, /56, /64 or /96: it is read after the length
+  of the allow-list entry that opened the address (`64:ff9b:1:ab::/96`: the last 32 bits), or
+  after each of the four when that entry has another length.
+- Every other address is dialled as it is.
+
+The allow-list (`allowed_callback_networks`) opens addresses of its own IP version only: an
+IPv4 network never opens an IPv6 address. An entry must name a network exactly: `10.0.0.1/8`
+(host bits set) or an IPv4-mapped range is a configuration error that says what to write,
+since what it was meant to open is a guess. The rule table below is the whole policy, so the
+answers do not depend on the Python version's `is_global`. Hosts spelled as IPs in any form a
+resolver accepts (127.1, 2130706433, 0x7f.0.0.1) are judged as the address they mean, without
+being resolved.
 """
 
 from __future__ import annotations
@@ -12,14 +32,14 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import re
-import socket
 from collections.abc import Iterable
+from ipaddress import IPv4Address, IPv6Address, IPv6Network
 from typing import Protocol, TypeAlias
 
-from gateway.errors import AddressNotAllowed
+from gateway.errors import AddressNotAllowed, GatewayError
 
-IP: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
-Network: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
+IP: TypeAlias = IPv4Address | IPv6Address
+Network: TypeAlias = ipaddress.IPv4Network | IPv6Network
 
 # Specific ranges first: the first matching rule names the reason.
 _RULES: list[tuple[Network, str]] = [
@@ -48,6 +68,7 @@ _RULES: list[tuple[Network, str]] = [
         ("240.0.0.0/4", "reserved"),
         ("::/128", "unspecified"),
         ("::1/128", "loopback"),
+        ("64:ff9b:1::/48", "local-use NAT64"),
         ("fc00::/7", "private network"),
         ("fe80::/10", "link-local"),
         ("fec0::/10", "site-local"),
@@ -55,71 +76,130 @@ _RULES: list[tuple[Network, str]] = [
         ("2001:db8::/32", "documentation"),
         ("3fff::/20", "documentation"),
         ("2001:2::/48", "benchmarking"),
+        ("2001::/32", "Teredo"),
+        ("2001::/23", "reserved"),  # IETF protocol assignments: anycast services, ORCHID
     ]
 ]
-# Only this IPv6 block is global unicast; the rest is special-purpose or unassigned.
-_GLOBAL_UNICAST = ipaddress.IPv6Network("2000::/3")
-_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
-_NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")
-_6TO4 = ipaddress.IPv6Network("2002::/16")
-_TEREDO = ipaddress.IPv6Network("2001::/32")
+# IPv6 outside these blocks is special-purpose or unassigned. The NAT64 well-known prefix is
+# globally reachable (RFC 6052) though it lies outside 2000::/3.
+_GLOBAL_IPV6 = [IPv6Network("2000::/3"), IPv6Network("64:ff9b::/96")]
+_NAT64 = IPv6Network("64:ff9b::/96")
+_NAT64_LOCAL = IPv6Network("64:ff9b:1::/48")
+_NAT64_LENGTHS = (48, 56, 64, 96)  # the RFC 6052 prefix lengths that fit in the local-use /48
+_6TO4 = IPv6Network("2002::/16")
+_TEREDO = IPv6Network("2001::/32")
+_MAPPED = IPv6Network("::ffff:0:0/96")
 _V4 = 0xFFFFFFFF
 
 
-def embedded_ipv4(ip: IP) -> list[tuple[ipaddress.IPv4Address, str]]:
-    """The IPv4 addresses an IPv6 address may carry, each with the name of the wrapping."""
-    if isinstance(ip, ipaddress.IPv4Address):
-        return []
-    value, v4 = int(ip), ipaddress.IPv4Address
-    if ip.ipv4_mapped is not None:
-        return [(ip.ipv4_mapped, "IPv4-mapped")]
+def embedded_ipv4(
+    ip: IPv6Address, nat64_lengths: Iterable[int] = _NAT64_LENGTHS
+) -> list[tuple[IPv4Address, str]]:
+    """The IPv4 addresses a NAT64, 6to4 or Teredo address carries, each with its form's name;
+    `nat64_lengths` are the prefix lengths a local-use NAT64 address may have been made with."""
+    value = int(ip)
     if ip in _NAT64:
-        return [(v4(value & _V4), "NAT64")]
+        return [(_rfc6052(value, 96), "NAT64")]
     if ip in _NAT64_LOCAL:
-        # RFC 6052 puts the address after the /48 prefix, skipping bits 64-71; operators often
-        # carve a /96 out of it instead. Either may be what the translator does: judge both.
-        rfc6052 = ((value >> 48) & 0xFFFF0000) | ((value >> 40) & 0xFFFF)
-        return [(v4(value & _V4), "NAT64"), (v4(rfc6052), "NAT64")]
+        return [(_rfc6052(value, length), "NAT64") for length in nat64_lengths]
     if ip in _6TO4:
-        return [(v4((value >> 80) & _V4), "6to4")]
+        return [(IPv4Address(value >> 80 & _V4), "6to4")]
     if ip in _TEREDO:
         # The server, and the client's public address (stored inverted).
-        return [(v4((value >> 64) & _V4), "Teredo"), (v4(~value & _V4), "Teredo")]
-    if value >> 32 == 0 and value > 1:
-        return [(v4(value), "IPv4-compatible")]
+        return [(IPv4Address(value >> 64 & _V4), "Teredo"), (IPv4Address(~value & _V4), "Teredo")]
     return []
 
 
+def _rfc6052(value: int, length: int) -> IPv4Address:
+    """The IPv4 address in a NAT64 address whose prefix has `length` bits (RFC 6052 §2.2)."""
+    if length == 96:
+        return IPv4Address(value & _V4)
+    # Shorter prefixes: bits 64-71 never hold any of the address; squeeze them out, then read
+    # the 32 bits after the prefix.
+    squeezed = (value >> 64) << 56 | value & (1 << 56) - 1
+    return IPv4Address(squeezed >> 88 - length & _V4)
+
+
 def _judge(ip: IP) -> str | None:
+    """Why `ip` is not globally routable, by the rules alone; None if it is."""
     for net, why in _RULES:
-        if ip.version == net.version and ip in net:
+        if ip in net:
             return why
-    if isinstance(ip, ipaddress.IPv6Address) and ip not in _GLOBAL_UNICAST:
+    if ip.version == 6 and not any(ip in net for net in _GLOBAL_IPV6):
         return "reserved"
-    return None if ip.is_global else "reserved"
+    return None
+
+
+def allowed_network(entry: str | Network) -> Network:
+    """An allow-list entry as the network it names; GatewayError if it names none exactly."""
+    try:
+        net = ipaddress.ip_network(entry)
+    except ValueError:
+        raise GatewayError(_not_a_network(entry)) from None
+    if isinstance(net, IPv6Network) and net.subnet_of(_MAPPED):
+        ipv4 = ipaddress.ip_network(f"{net.network_address.ipv4_mapped}/{net.prefixlen - 96}")
+        raise GatewayError(
+            f"allowed network {entry} is IPv4-mapped, and such addresses are dialled as IPv4: "
+            f"write {ipv4}"
+        )
+    return net
+
+
+def _not_a_network(entry: str | Network) -> str:
+    try:
+        interface = ipaddress.ip_interface(entry)
+    except ValueError:
+        return f"allowed network {entry!r} is not a network (such as 10.0.0.0/8 or fd00::/8)"
+    return (
+        f"allowed network {entry} has host bits set: write {interface.network} for the whole "
+        f"network, or {interface.ip}/{interface.max_prefixlen} for the one address"
+    )
 
 
 class AddressPolicy:
-    """Decides which addresses outbound calls may reach."""
+    """Decides which addresses outbound calls may reach, and what they dial to reach them."""
 
     def __init__(self, allowed_networks: Iterable[str | Network] | None = ()) -> None:
-        self.allowed = [ipaddress.ip_network(n, strict=False) for n in allowed_networks or ()]
+        self.allowed = [allowed_network(n) for n in allowed_networks or ()]
 
-    def _allowed(self, ip: IP) -> bool:
-        return any(ip.version == n.version and ip in n for n in self.allowed)
+    def dial(self, ip: IP) -> IP:
+        """The address a connection to `ip` goes to; AddressNotAllowed if it is refused."""
+        reason = self.refusal(ip)
+        if reason is not None:
+            raise AddressNotAllowed(message(ip, reason))
+        return dialled(ip)
 
     def refusal(self, ip: IP) -> str | None:
         """None if `ip` may be reached, else why not ("private network", ...)."""
-        if self._allowed(ip):
-            return None
-        inner = embedded_ipv4(ip)
-        if not inner:
-            return _judge(ip)
-        for v4, wrapping in inner:
-            why = None if self._allowed(v4) else _judge(v4)
-            if why is not None:
-                return f"{why} (via {wrapping})"
+        if isinstance(ip, IPv4Address):
+            return self._refuse_ipv4(ip)
+        if ip.ipv4_mapped is not None:
+            why = self._refuse_ipv4(ip.ipv4_mapped)
+            return None if why is None else f"{why} (via IPv4-mapped)"
+        return self._refuse_ipv6(ip)
+
+    def _refuse_ipv4(self, ip: IPv4Address) -> str | None:
+        return None if any(ip in net for net in self.allowed) else _judge(ip)
+
+    def _refuse_ipv6(self, ip: IPv6Address) -> str | None:
+        if int(ip) >> 32 == 0 and int(ip) > 1:
+            return "deprecated IPv4-compatible form"
+        opened_by = [net for net in self.allowed if ip in net]
+        why = None if opened_by else _judge(ip)
+        if why is not None:
+            return why
+        lengths = [n.prefixlen for n in opened_by if n.prefixlen in _NAT64_LENGTHS]
+        for ipv4, form in embedded_ipv4(ip, lengths or _NAT64_LENGTHS):
+            inner = _judge(ipv4)
+            if inner is not None:
+                return f"{inner} (via {form})"
         return None
+
+
+def dialled(ip: IP) -> IP:
+    """The address a connection to `ip` goes to: the IPv4 address an IPv4-mapped one carries."""
+    mapped = ip.ipv4_mapped if isinstance(ip, IPv6Address) else None
+    return ip if mapped is None else mapped
 
 
 def message(ip: IP, reason: str) -> str:
@@ -127,9 +207,11 @@ def message(ip: IP, reason: str) -> str:
     return f"callback address {ip} is not allowed ({reason})"
 
 
-_DECIMAL = re.compile(r"0|[1-9][0-9]*", re.ASCII)
-_OCTAL = re.compile(r"0[0-7]+", re.ASCII)
-_HEX = re.compile(r"0[xX][0-9a-fA-F]*", re.ASCII)
+# inet_aton's spellings of a part, no longer than the largest value a part holds (0xffffffff)
+# needs: a longer part is no IP, and int() is never handed thousands of digits.
+_DECIMAL = re.compile(r"0|[1-9][0-9]{0,9}", re.ASCII)
+_OCTAL = re.compile(r"0[0-7]{1,11}", re.ASCII)
+_HEX = re.compile(r"0[xX][0-9a-fA-F]{0,8}", re.ASCII)
 
 
 def parse_ip_literal(host: str) -> IP | None:
@@ -138,7 +220,7 @@ def parse_ip_literal(host: str) -> IP | None:
     if text.startswith("[") and text.endswith("]"):
         text = text[1:-1]
     if ":" in text:
-        text = text.split("%", 1)[0]  # the zone id names an interface, not an address
+        text = text.partition("%")[0]  # the zone id names an interface, not an address
     try:
         return ipaddress.ip_address(text)
     except ValueError:
@@ -154,22 +236,22 @@ def parse_ip_literal(host: str) -> IP | None:
 
 def _number(part: str) -> int | None:
     if _DECIMAL.fullmatch(part):
-        return int(part) if len(part) <= 12 else None
+        return int(part)
     if _OCTAL.fullmatch(part):
-        return int(part, 8) if len(part) <= 13 else None
+        return int(part, 8)
     if _HEX.fullmatch(part):
-        return int(part[2:] or "0", 16) if len(part) <= 10 else None
+        return int(part[2:] or "0", 16)
     return None
 
 
-def _inet_aton(numbers: list[int]) -> ipaddress.IPv4Address | None:
+def _inet_aton(numbers: list[int]) -> IPv4Address | None:
     *head, last = numbers
     if any(n > 255 for n in head) or last >= 256 ** (4 - len(head)):
         return None
     value = 0
     for n in head:
         value = value * 256 + n
-    return ipaddress.IPv4Address(value * 256 ** (4 - len(head)) + last)
+    return IPv4Address(value * 256 ** (4 - len(head)) + last)
 
 
 def _malformed(host: str) -> bool:
@@ -178,22 +260,19 @@ def _malformed(host: str) -> bool:
     Connectors and resolvers take such hosts for addresses and parse them their own way (or
     look them up by name): the guard judges only what it understands.
     """
-    last = host.removesuffix(".").rsplit(".", 1)[-1]
+    last = host.removesuffix(".").rpartition(".")[2]
     ends_in_number = bool(last) and (last.isdigit() or last[:2].lower() == "0x")
     return ends_in_number or ":" in host or "%" in host or not host.strip(" .[]")
 
 
 def check_literal(host: str, policy: AddressPolicy) -> IP | None:
-    """The judged address if `host` is an IP in any spelling, None if it is a name to resolve."""
+    """The address to dial if `host` is an IP in any spelling, None if it is a name to resolve."""
     ip = parse_ip_literal(host)
     if ip is None:
         if _malformed(host):
             raise AddressNotAllowed(f"callback host {host!r} is not a valid host name or address")
         return None
-    reason = policy.refusal(ip)
-    if reason is not None:
-        raise AddressNotAllowed(message(ip, reason))
-    return ip
+    return policy.dial(ip)
 
 
 class Resolver(Protocol):
@@ -208,21 +287,20 @@ class SystemResolver:
     """getaddrinfo through the event loop."""
 
     async def resolve(self, host: str, port: int) -> list[IP]:
-        """Every address the system resolver gives for `host`, in its order."""
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        """Every address the system resolver gives for `host`, in its order, each once."""
+        # The port plays no part in which addresses come back, and each address comes once
+        # per socket type: asked without either, counted once.
+        infos = await asyncio.get_running_loop().getaddrinfo(host, None)
         return list(dict.fromkeys(ipaddress.ip_address(info[4][0]) for info in infos))
 
 
 async def check_host(host: str, port: int, policy: AddressPolicy, resolver: Resolver) -> list[IP]:
-    """The addresses to connect to; AddressNotAllowed if any address of the host is refused."""
+    """The addresses to dial for `host`; AddressNotAllowed if any address it has is refused."""
     literal = check_literal(host, policy)
     if literal is not None:
         return [literal]
     addresses = await resolver.resolve(host, port)
     if not addresses:
         raise AddressNotAllowed(f"callback host {host} has no address")
-    for ip in addresses:
-        reason = policy.refusal(ip)
-        if reason is not None:
-            raise AddressNotAllowed(message(ip, reason))
-    return addresses
+    # A name with both 127.0.0.1 and ::ffff:127.0.0.1 is dialled at 127.0.0.1 once.
+    return list(dict.fromkeys(policy.dial(ip) for ip in addresses))

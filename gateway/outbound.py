@@ -2,10 +2,12 @@
 
 aiohttp, chosen by measurement (DESIGN §9), with one pooled session. Its resolver is replaced
 by the address guard, so a new connection goes to exactly the address that was checked for it:
-the guard resolves the name once and hands aiohttp only checked IPs, and aiohttp's DNS cache is
-off. Hosts spelled as IPs never reach a resolver, so `send` judges them itself and rewrites any
-unusual spelling (2130706433, 127.1) to the address it judged. Redirects are never followed and
-at most `max_body` bytes of an answer are read.
+the guard resolves the name once and hands aiohttp only the addresses to dial as it decided them
+(an IPv4-mapped answer as the IPv4 address it carries), and aiohttp's DNS cache is off. Hosts
+spelled as IPs never reach a resolver, so `send` judges them itself and rewrites the host to
+the address dialled (2130706433 and 127.1 as 127.0.0.1, [::ffff:127.0.0.1] as 127.0.0.1), so
+both paths dial what the guard judged. Redirects are never followed and at most `max_body`
+bytes of an answer are read.
 """
 
 from __future__ import annotations
@@ -52,8 +54,8 @@ class GuardedResolver(AbstractResolver):
     ) -> list[ResolveResult]:
         """Resolve once; refuse the whole host if any of its addresses is refused."""
         addresses = await check_host(host, port, self.policy, self.resolver)
-        # `host` is the checked IP the socket connects to; `hostname` stays the URL's name,
-        # and aiohttp takes the Host header and TLS server name from the URL.
+        # `host` is the IP the socket connects to, as the guard decided it; `hostname` stays the
+        # URL's name, and aiohttp takes the Host header and TLS server name from the URL.
         return [
             ResolveResult(
                 hostname=host,
@@ -169,7 +171,7 @@ class Outbound:
         return target
 
     def _pin_literal(self, target: URL) -> URL:
-        """Judge a host spelled as an IP, and spell it the way it was judged."""
+        """Judge a host spelled as an IP, and spell it as the address the guard dials."""
         host = target.raw_host or ""
         ip = check_literal(host, self.policy)
         if ip is None or host == str(ip):

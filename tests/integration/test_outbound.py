@@ -163,6 +163,22 @@ async def tripwire(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[list[object
     assert strays == [], "something tried to leave loopback"
 
 
+@pytest.fixture
+async def dialled(tripwire: list[object], monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
+    """Every address a socket connected to (after the tripwire let it through), as the kernel
+    was given it: (host, port) for IPv4, (host, port, flow, scope) for IPv6."""
+    loop = asyncio.get_running_loop()
+    guarded = loop.sock_connect
+    seen: list[tuple[Any, ...]] = []
+
+    async def sock_connect(sock: socket.socket, address: Any) -> None:
+        seen.append(tuple(address))
+        await guarded(sock, address)
+
+    monkeypatch.setattr(loop, "sock_connect", sock_connect)
+    return seen
+
+
 class MapResolver:
     """A fake resolver: the only way names resolve in these tests. Answers are used in turn."""
 
@@ -347,3 +363,52 @@ async def test_a_name_resolving_to_a_private_address_is_refused(
             await strict.send("POST", "http://evil.example/hook", timeout=2)
     assert caught.value.detail == "callback address 10.0.0.1 is not allowed (private network)"
     assert resolver.calls == ["evil.example"] and tripwire == []
+
+
+# --- IPv6 forms that carry an IPv4 address: the address dialled is the address judged -------
+
+DEV = AddressPolicy(["127.0.0.0/8"])  # opens IPv4 loopback, and nothing else
+
+
+async def test_a_mapped_literal_is_dialled_as_the_ipv4_address_it_carries(
+    partner: Partner, dialled: list[tuple[Any, ...]]
+) -> None:
+    async with Outbound(policy=DEV, resolver=MapResolver({})) as client:
+        response = await client.send("GET", partner.url("[::ffff:127.0.0.1]"), timeout=2)
+    assert response.status == 200 and partner.hits[0].local == "127.0.0.1"
+    assert dialled == [("127.0.0.1", partner.port)], "over IPv4, as the allow-list judged it"
+
+
+async def test_a_name_answering_a_mapped_address_is_dialled_over_ipv4(
+    partner: Partner, dialled: list[tuple[Any, ...]]
+) -> None:
+    resolver = MapResolver({"mapped.example": [["::ffff:127.0.0.1"]]})
+    async with Outbound(policy=DEV, resolver=resolver) as client:
+        response = await client.send("GET", partner.url("mapped.example"), timeout=2)
+    assert response.status == 200
+    assert partner.hits[0].headers["host"] == f"mapped.example:{partner.port}"
+    assert dialled == [("127.0.0.1", partner.port)]
+
+
+WRAPPED_LOOPBACK = [
+    ("::127.0.0.1", "::7f00:1", "deprecated IPv4-compatible form"),
+    ("64:ff9b::7f00:1", "64:ff9b::7f00:1", "loopback (via NAT64)"),
+    ("64:ff9b:1::7f00:1", "64:ff9b:1::7f00:1", "local-use NAT64"),
+    ("2002:7f00:1::", "2002:7f00:1::", "loopback (via 6to4)"),
+    ("2001:0:7f00:1::f7f7:f7f7", "2001:0:7f00:1::f7f7:f7f7", "Teredo"),
+]
+
+
+@pytest.mark.parametrize(("address", "shown", "reason"), WRAPPED_LOOPBACK)
+async def test_ipv6_wrappers_of_an_allowed_ipv4_address_are_refused_before_connecting(
+    partner: Partner, dialled: list[tuple[Any, ...]], address: str, shown: str, reason: str
+) -> None:
+    # 127.0.0.0/8 is allowed, yet these would be dialled as IPv6, which may leave the host.
+    resolver = MapResolver({"wrapped.example": [[address]]})
+    expected = f"callback address {shown} is not allowed ({reason})"
+    async with Outbound(policy=DEV, resolver=resolver) as client:
+        for url in (partner.url(f"[{address}]"), partner.url("wrapped.example")):
+            with pytest.raises(AddressNotAllowed) as caught:
+                await client.send("POST", url, body=b"{}", timeout=2)
+            assert caught.value.detail == expected
+    assert partner.hits == [] and dialled == []
