@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.errors import GatewayError
+from gateway.payloads import MAX_RECORD_DEPTH
 
 ENV_PREFIX = "GATEWAY_"
 DEFAULT_CONFIG_FILE = Path("config/gateway.toml")
@@ -36,6 +37,7 @@ class Settings:
     max_batch_size: int = 100
     max_events_per_request: int = 1000
     max_records_per_event: int = 1000
+    max_record_depth: int = 32
     max_filter_length: int = 2000
     max_filter_depth: int = 10
     rate_limit_per_second: float = 100.0
@@ -138,6 +140,11 @@ def _build(values: Mapping[str, Any]) -> Settings:
         raise GatewayError(f"unknown setting(s): {', '.join(unknown)}")
     converted = {name: _convert(name, known[name], value) for name, value in values.items()}
     settings = Settings(**converted)
+    if not 1 <= settings.max_record_depth <= MAX_RECORD_DEPTH:
+        raise GatewayError(
+            f"setting max_record_depth: {settings.max_record_depth} is not between 1 and "
+            f"{MAX_RECORD_DEPTH} (deeper records could not be encoded in a notification)"
+        )
     if settings.lease_seconds < 3 * settings.delivery_timeout:
         # A claim is sent only while twice the timeout is left of its lease (gateway.delivery);
         # a third is the time it may wait behind its webhook's other notifications.
