@@ -16,9 +16,10 @@ from urllib.parse import urlsplit
 from uuid import UUID
 
 import pydantic
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from gateway.errors import ValidationError
+from gateway.filters import MAX_FILTER_LENGTH
 from gateway.models import ContentType, EventType, HttpMethod, WebhookStatus
 
 READ_ONLY = {
@@ -36,7 +37,26 @@ READ_ONLY = {
 ALIASES = {"emitformat": "requestContentType"}
 EVENT_TYPE_NAMES = {"i": "I", "u": "U", "d": "D", "insert": "I", "update": "U", "delete": "D"}
 
-Name = Annotated[str, Field(min_length=1, max_length=100)]
+
+def _no_nul(value: str) -> str:
+    # PostgreSQL's text cannot hold U+0000 where SQLite's can: refused alike on every store,
+    # before it reaches either.
+    if "\x00" in value:
+        raise ValueError("must not contain the NUL character (U+0000)")
+    return value
+
+
+# For the schema only (and so for clients and fuzzers): _no_nul checks it, with its own message.
+NO_NUL = {"pattern": "^[^\\u0000]*$"}
+Name = Annotated[
+    str, Field(min_length=1, max_length=100, json_schema_extra=NO_NUL), AfterValidator(_no_nul)
+]
+PartitionKey = Annotated[
+    str, Field(max_length=100, json_schema_extra=NO_NUL), AfterValidator(_no_nul)
+]
+FilterText = Annotated[
+    str, Field(max_length=MAX_FILTER_LENGTH, json_schema_extra=NO_NUL), AfterValidator(_no_nul)
+]
 # Checked by _callback_url (its messages are friendlier); the schema tells clients and fuzzers.
 CallbackUrl = Annotated[str, Field(json_schema_extra={"format": "uri", "maxLength": 250})]
 TableKey = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[A-Za-z][A-Za-z0-9_]*$")]
@@ -95,7 +115,7 @@ class WebhookCreate(_Body):
     expirationDate: datetime | None = None
     retryCount: int = Field(default=3, ge=0, le=5)
     statusCode: WebhookStatus | None = None
-    partitionKey: str | None = Field(default=None, max_length=100)
+    partitionKey: PartitionKey | None = None
 
     _url = field_validator("callbackUrl")(_callback_url)
     _method = field_validator("callbackHttpMethod", mode="before")(_upper)
@@ -113,7 +133,7 @@ class WebhookPatch(_Body):
     expirationDate: datetime | None = None
     retryCount: int | None = Field(default=None, ge=0, le=5)
     statusCode: WebhookStatus | None = None
-    partitionKey: str | None = Field(default=None, max_length=100)
+    partitionKey: PartitionKey | None = None
 
     _url = field_validator("callbackUrl")(lambda v: v and _callback_url(v))
     _method = field_validator("callbackHttpMethod", mode="before")(_upper)
@@ -127,7 +147,7 @@ class RuleCreate(_Body):
     webhookId: UUID
     tableKey: TableKey
     eventType: EventType
-    filter: str | None = Field(default=None, max_length=2000)
+    filter: FilterText | None = None
 
     _etype = field_validator("eventType", mode="before")(_event_type)
 
@@ -137,7 +157,7 @@ class RulePatch(_Body):
 
     tableKey: TableKey | None = None
     eventType: EventType | None = None
-    filter: str | None = Field(default=None, max_length=2000)
+    filter: FilterText | None = None
 
     _etype = field_validator("eventType", mode="before")(_event_type)
 
