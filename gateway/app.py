@@ -104,7 +104,7 @@ async def metrics_text(request: Request) -> Response:
 
 async def openapi_json(request: Request) -> Response:
     """The OpenAPI document describing every endpoint and model."""
-    return json_response(openapi.document(__version__))
+    return json_response(openapi.document(__version__, request.app.state.ctx.settings))
 
 
 def problem(request: Request, status: int, title: str, detail: str, **extra: Any) -> Response:

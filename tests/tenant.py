@@ -49,18 +49,25 @@ class Tenant:
         return hooks.records, rules.records, history.records
 
 
+async def add_tenant(
+    gateway: RunningGateway, group: str = "acme", callback_url: str | None = None
+) -> Tenant:
+    """A key of this group and an Active webhook with a rule, seeded straight into the store."""
+    key, record = await gateway.add_key(group)
+    hook = make_webhook(record.group_key)
+    if callback_url is not None:
+        hook = dataclasses.replace(hook, callback_url=callback_url)
+    rule = make_rule(hook)
+    await gateway.ctx.store.add_webhooks([hook])
+    await gateway.ctx.store.add_rules([rule])
+    return Tenant(gateway, key, record, str(hook.webhook_id), str(rule.webhook_rule_id))
+
+
 @contextlib.asynccontextmanager
 async def open_tenant(settings: Settings, callback_url: str | None = None) -> AsyncIterator[Tenant]:
     """A gateway on these settings with one tenant seeded straight into the store."""
     async with run_gateway(settings) as gateway:
-        key, record = await gateway.add_key("acme")
-        hook = make_webhook(record.group_key)
-        if callback_url is not None:
-            hook = dataclasses.replace(hook, callback_url=callback_url)
-        rule = make_rule(hook)
-        await gateway.ctx.store.add_webhooks([hook])
-        await gateway.ctx.store.add_rules([rule])
-        yield Tenant(gateway, key, record, str(hook.webhook_id), str(rule.webhook_rule_id))
+        yield await add_tenant(gateway, callback_url=callback_url)
 
 
 def settings_for(request: pytest.FixtureRequest, tmp_path: Path, **overrides: Any) -> Settings:
