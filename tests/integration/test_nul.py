@@ -145,9 +145,12 @@ CASES = {
     # Rules have nothing to include, and their query declares no include.
     if (path, name) != ("/api/v1/WebhookRules/query", "include")
 }
+CASES["retrieve-include"] = ("retrieve", "include", f"webhookrules{NUL}")
 
 
 async def query_parameter_refused(tenant: Tenant, path: str, name: str, value: str) -> None:
+    if path == "retrieve":
+        path = f"/api/v1/Webhooks/{tenant.hook_id}"
     if path == "history":
         path = f"/api/v1/Webhooks/{tenant.hook_id}/history/query"
         value = value.replace("name", "eventType").replace("created", "timestamp")
