@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -36,32 +36,48 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 PROBLEM = "application/problem+json"
 
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def _route(path: str, **handlers: Endpoint) -> Route:
+    """One route for a path and all its methods, dispatching by method: Starlette answers a
+    method a path does not serve with a 405 whose Allow names the methods of the first route
+    that matched the path, so a path split over several routes would list only some."""
+
+    async def dispatch(request: Request) -> Response:
+        # Starlette serves HEAD wherever GET is served.
+        method = "GET" if request.method == "HEAD" else request.method
+        return await handlers[method](request)
+
+    return Route(path, dispatch, methods=list(handlers))
+
+
 # The API's routes. Every tenant route is here, so the isolation tests are generated from it.
 API_ROUTES = [
-    Route("/api/v1/Webhooks", webhooks.create, methods=["POST"]),
-    Route("/api/v1/Webhooks/query", webhooks.query, methods=["GET"]),
-    Route("/api/v1/Webhooks/{webhookId}", webhooks.retrieve, methods=["GET"]),
-    Route("/api/v1/Webhooks/{webhookId}", webhooks.update, methods=["PATCH"]),
-    Route("/api/v1/Webhooks/{webhookId}", webhooks.delete, methods=["DELETE"]),
-    Route(
-        "/api/v1/Webhooks/{webhookId}/regenerate-client-secret",
-        webhooks.regenerate_secret,
-        methods=["PATCH"],
+    _route("/api/v1/Webhooks", POST=webhooks.create),
+    _route("/api/v1/Webhooks/query", GET=webhooks.query),
+    _route(
+        "/api/v1/Webhooks/{webhookId}",
+        GET=webhooks.retrieve,
+        PATCH=webhooks.update,
+        DELETE=webhooks.delete,
     ),
-    Route("/api/v1/WebhookRules", rules.create, methods=["POST"]),
-    Route("/api/v1/WebhookRules/query", rules.query, methods=["GET"]),
-    Route("/api/v1/WebhookRules/{webhookRuleId}", rules.retrieve, methods=["GET"]),
-    Route("/api/v1/WebhookRules/{webhookRuleId}", rules.update, methods=["PATCH"]),
-    Route("/api/v1/WebhookRules/{webhookRuleId}", rules.delete, methods=["DELETE"]),
-    Route("/api/v1/Webhooks/{webhookId}/history/query", history.query, methods=["GET"]),
-    Route(
-        "/api/v1/Webhooks/{webhookId}/history/{webhookHistoryId}/retry",
-        history.retry,
-        methods=["GET"],
+    _route(
+        "/api/v1/Webhooks/{webhookId}/regenerate-client-secret", PATCH=webhooks.regenerate_secret
     ),
-    Route("/api/v1/Webhooks/{webhookId}/test", history.test_send, methods=["POST"]),
-    Route("/api/v1/Events", events.publish, methods=["POST"]),
-    Route("/api/v1/Status", status.status, methods=["GET"]),
+    _route("/api/v1/WebhookRules", POST=rules.create),
+    _route("/api/v1/WebhookRules/query", GET=rules.query),
+    _route(
+        "/api/v1/WebhookRules/{webhookRuleId}",
+        GET=rules.retrieve,
+        PATCH=rules.update,
+        DELETE=rules.delete,
+    ),
+    _route("/api/v1/Webhooks/{webhookId}/history/query", GET=history.query),
+    _route("/api/v1/Webhooks/{webhookId}/history/{webhookHistoryId}/retry", GET=history.retry),
+    _route("/api/v1/Webhooks/{webhookId}/test", POST=history.test_send),
+    _route("/api/v1/Events", POST=events.publish),
+    _route("/api/v1/Status", GET=status.status),
 ]
 
 
@@ -88,7 +104,7 @@ async def metrics_text(request: Request) -> Response:
 
 async def openapi_json(request: Request) -> Response:
     """The OpenAPI document describing every endpoint and model."""
-    return json_response(openapi.document(__version__))
+    return json_response(openapi.document(__version__, request.app.state.ctx.settings))
 
 
 def problem(request: Request, status: int, title: str, detail: str, **extra: Any) -> Response:

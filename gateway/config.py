@@ -17,6 +17,7 @@ from typing import Any
 
 from gateway.errors import GatewayError
 from gateway.netguard import AddressPolicy
+from gateway.payloads import MAX_RECORD_DEPTH
 
 ENV_PREFIX = "GATEWAY_"
 DEFAULT_CONFIG_FILE = Path("config/gateway.toml")
@@ -43,6 +44,7 @@ class Settings:
     max_batch_size: int = 100
     max_events_per_request: int = 1000
     max_records_per_event: int = 1000
+    max_record_depth: int = 32
     max_filter_length: int = 2000
     max_filter_depth: int = 10
     rate_limit_per_second: float = 100.0
@@ -149,6 +151,11 @@ def _build(values: Mapping[str, Any]) -> Settings:
         AddressPolicy(settings.allowed_callback_networks)  # a bad entry stops the start, named
     except GatewayError as exc:
         raise GatewayError(f"setting allowed_callback_networks: {exc.detail}") from exc
+    if not 1 <= settings.max_record_depth <= MAX_RECORD_DEPTH:
+        raise GatewayError(
+            f"setting max_record_depth: {settings.max_record_depth} is not between 1 and "
+            f"{MAX_RECORD_DEPTH} (deeper records could not be encoded in a notification)"
+        )
     if settings.lease_seconds < 3 * settings.delivery_timeout:
         # A claim is sent only while twice the timeout is left of its lease (gateway.delivery);
         # a third is the time it may wait behind its webhook's other notifications.

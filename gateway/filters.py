@@ -294,6 +294,10 @@ def parse_filter(
     """Parse a filter (None for empty text); unknown fields are errors when `fields` is given."""
     if len(text) > max_length:
         raise FilterError(f"filter is longer than {max_length} characters", max_length)
+    if (nul := text.find("\x00")) >= 0:
+        # PostgreSQL cannot hold it in a stored rule filter or bind it as a query value, where
+        # SQLite can: refused alike on every store, before either sees it.
+        raise FilterError("the NUL character (U+0000) is not allowed", nul)
     if not text.strip():
         return None
     allowed = None if fields is None else {name.lower(): name for name in fields}

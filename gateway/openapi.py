@@ -1,23 +1,71 @@
-"""The OpenAPI 3.1 document: request schemas come from gateway.schemas, responses are below."""
+"""The OpenAPI 3.1 document: request schemas come from gateway.schemas, responses are below.
+
+It says what this server does: every response schema is closed (additionalProperties: false)
+and names each field the server sends, every query parameter a handler reads is declared (and
+none it ignores), and the limits that are settings (batch sizes, records per event, filter
+length) are those the server runs with. tests/integration/test_openapi.py and schemathesis
+(test_fuzz.py) hold it to that.
+"""
 
 from __future__ import annotations
 
 import copy
 import functools
+import re
+from collections.abc import Iterable
 from typing import Any
 
 from gateway import schemas
+from gateway.api.common import DEFAULT_PAGE_SIZE, MAX_PAGE_NUMBER, MAX_PAGE_SIZE
+from gateway.api.webhooks import WEBHOOK_INCLUDES
+from gateway.config import Settings
+from gateway.models import Scope
+from gateway.store.base import HISTORY_FIELDS
+from gateway.wire import HISTORY_INCLUDES
 
 _STR = {"type": "string"}
 _NSTR = {"type": ["string", "null"]}
-_DATE = {"type": ["string", "null"], "format": "date-time"}
+_DATE = {"type": "string", "format": "date-time"}
+_NDATE = {"type": ["string", "null"], "format": "date-time"}
 _UUID = {"type": "string", "format": "uuid"}
-_RULE_REF = {"$ref": "#/components/schemas/WebhookRuleModel"}
+_INT = {"type": "integer"}
+_BOOL = {"type": "boolean"}
 
-RESPONSE_SCHEMAS: dict[str, Any] = {
-    "WebhookModel": {
+
+def _ref(name: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _closed(properties: dict[str, Any], *optional: str) -> dict[str, Any]:
+    """An object with exactly these properties, each always sent unless named optional."""
+    required = [name for name in properties if name not in optional]
+    return {
         "type": "object",
-        "properties": {
+        "properties": properties,
+        "required": required,
+        "additionalProperties": False,
+    }
+
+
+_AUDIT = {"created": _DATE, "createdUserId": _UUID, "modified": _DATE, "modifiedUserId": _UUID}
+_HISTORY = {
+    "groupKey": _UUID,
+    "webhookId": _UUID,
+    "webhookHistoryId": _UUID,
+    "eventType": _STR,
+    "requestSent": _BOOL,
+    "isSuccessful": _BOOL,
+    "responseStatusCode": _NSTR,
+    "processResultMessage": _NSTR,
+    "failureCount": _INT,
+    "timestamp": _DATE,
+    "records": _STR,
+    "requestMessage": _NSTR,
+    "responseMessage": _NSTR,
+}
+RESPONSE_SCHEMAS: dict[str, Any] = {
+    "WebhookModel": _closed(
+        {
             "webhookId": _UUID,
             "groupKey": _UUID,
             "name": _STR,
@@ -27,122 +75,77 @@ RESPONSE_SCHEMAS: dict[str, Any] = {
             "requestContentType": {"enum": ["Full", "Id"]},
             "callbackHttpMethod": {"enum": ["GET", "POST", "PATCH", "PUT"]},
             "callbackUrl": _STR,
-            "expirationDate": _DATE,
+            "expirationDate": _NDATE,
             "retryCount": {"type": "integer", "minimum": 0, "maximum": 5},
-            "created": _DATE,
-            "createdUserId": _UUID,
-            "modified": _DATE,
-            "modifiedUserId": _UUID,
+            **_AUDIT,
             "partitionKey": _NSTR,
-            "webhookRules": {"type": "array", "items": _RULE_REF},
+            "webhookRules": {"type": "array", "items": _ref("WebhookRuleModel")},
         },
-        "required": ["webhookId", "groupKey", "name", "statusCode", "callbackUrl"],
-    },
-    "WebhookRuleModel": {
-        "type": "object",
-        "properties": {
+        "webhookRules",  # with include=WebhookRules
+    ),
+    "WebhookRuleModel": _closed(
+        {
             "webhookRuleId": _UUID,
             "webhookId": _UUID,
             "groupKey": _UUID,
             "tableKey": _STR,
             "eventType": {"enum": ["I", "U", "D"]},
             "filter": _NSTR,
-            "created": _DATE,
-            "createdUserId": _UUID,
-            "modified": _DATE,
-            "modifiedUserId": _UUID,
-        },
-        "required": ["webhookRuleId", "webhookId", "tableKey", "eventType"],
-    },
-    "WebhookHistoryTableStorageModel": {
-        "type": "object",
-        "properties": {
-            "groupKey": _UUID,
-            "webhookId": _UUID,
-            "webhookHistoryId": _UUID,
-            "eventType": _STR,
-            "requestSent": {"type": "boolean"},
-            "isSuccessful": {"type": "boolean"},
-            "responseStatusCode": _NSTR,
-            "processResultMessage": _NSTR,
-            "failureCount": {"type": "integer"},
-            "timestamp": _DATE,
-            "records": _NSTR,
-            "requestMessage": _NSTR,
-            "responseMessage": _NSTR,
-        },
-    },
-    "ActionResultModel": {
-        "type": "object",
-        "properties": {"messages": {"type": "array", "items": _STR}},
-        "required": ["messages"],
-    },
-    "StatusModel": {
-        "type": "object",
-        "properties": {
+            **_AUDIT,
+        }
+    ),
+    # Every property is optional: `select` picks which are sent, `include` adds the last three.
+    "WebhookHistoryTableStorageModel": _closed(_HISTORY, *_HISTORY),
+    "ActionResultModel": _closed({"messages": {"type": "array", "items": _STR}}),
+    "StatusModel": _closed(
+        {
             "groupKey": _UUID,
             "apiKeyId": _UUID,
-            "loggedIn": {"type": "boolean"},
+            "loggedIn": _BOOL,
+            "userName": _STR,
+            "roles": {"type": "array", "items": {"enum": [s.value for s in Scope]}},
+            "environment": _STR,
             "version": _STR,
-        },
-        "required": ["groupKey", "apiKeyId", "loggedIn"],
-    },
-    "RetryResult": {
-        "type": "object",
-        "properties": {"webhookHistoryId": _UUID, "status": _STR},
-        "required": ["webhookHistoryId", "status"],
-    },
-    "TestResult": {
-        "type": "object",
-        "properties": {
+        }
+    ),
+    "RetryResult": _closed({"webhookHistoryId": _UUID, "status": _STR}),
+    "TestResult": _closed(
+        {
             "webhookId": _UUID,
             "webhookHistoryId": _UUID,
-            "delivered": {"type": "boolean"},
+            "delivered": _BOOL,
             "statusCode": {"type": ["integer", "null"]},
             "latencyMs": {"type": ["number", "null"]},
             "body": _NSTR,
             "error": _NSTR,
-        },
-        "required": ["webhookId", "delivered"],
-    },
-    "EventsAccepted": {
-        "type": "object",
-        "properties": {
-            "eventIds": {"type": "array", "items": _UUID},
-            "notificationCount": {"type": "integer"},
-        },
-        "required": ["eventIds"],
-    },
-    "Problem": {
-        "type": "object",
-        "properties": {
+        }
+    ),
+    "EventsAccepted": _closed(
+        {"eventIds": {"type": "array", "items": _UUID}, "notificationCount": _INT}
+    ),
+    "Problem": _closed(
+        {
             "type": _STR,
             "title": _STR,
-            "status": {"type": "integer"},
+            "status": _INT,
             "detail": _STR,
             "instance": _STR,
             "errors": {"type": "object", "additionalProperties": {"type": "array", "items": _STR}},
         },
-        "required": ["title", "status"],
-    },
+        "errors",  # validation problems only
+    ),
 }
 
 
 def _fetch(model: str) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "properties": {
-            "records": {"type": "array", "items": {"$ref": f"#/components/schemas/{model}"}},
-            "totalCount": {"type": "integer"},
-            "pageSize": {"type": "integer"},
-            "pageNumber": {"type": "integer"},
-        },
-        "required": ["records", "totalCount", "pageSize", "pageNumber"],
-    }
-
-
-def _ref(name: str) -> dict[str, Any]:
-    return {"$ref": f"#/components/schemas/{name}"}
+    return _closed(
+        {
+            "records": {"type": "array", "items": _ref(model)},
+            "totalCount": _INT,
+            "pageSize": _INT,
+            "pageNumber": _INT,
+        }
+    )
 
 
 def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
@@ -155,20 +158,55 @@ def _errors(*codes: int) -> dict[str, Any]:
 
 
 def _path_param(name: str) -> dict[str, Any]:
-    return {"name": name, "in": "path", "required": True, "schema": _STR}
+    # Any other text names nothing: gateway.api.common.path_id answers it with a 404.
+    return {"name": name, "in": "path", "required": True, "schema": _UUID}
+
+
+def _any_case(word: str) -> str:
+    return "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else re.escape(c) for c in word)
 
 
 # A query parameter left empty or spelled None or null counts as absent (gateway.api.common.param):
 # lockstep-sdk sends "None" for a parameter its caller left unset.
-_ABSENT = {"type": "string", "pattern": r"^\s*([Nn][Oo][Nn][Ee]|[Nn][Uu][Ll][Ll])?\s*$"}
-_WHOLE_NUMBER = {"anyOf": [{"type": "integer"}, _ABSENT]}
+_ABSENT_RE = rf"^\s*(({_any_case('none')}|{_any_case('null')})\s*)?$"
+_ABSENT = {"type": "string", "pattern": _ABSENT_RE}
 
 
-def _query(*names: str) -> list[dict[str, Any]]:
-    types = {"pageSize": _WHOLE_NUMBER, "pageNumber": _WHOLE_NUMBER}
-    return [
-        {"name": n, "in": "query", "required": False, "schema": types.get(n, _STR)} for n in names
-    ]
+def _names(names: Iterable[str]) -> dict[str, Any]:
+    """A comma-separated list of these names, in any case (gateway.api.common.includes)."""
+    item = "(" + "|".join(_any_case(n) for n in sorted(names)) + ")"
+    # Names are letters only, so no two parts can match the same text: a string that does not
+    # match fails in polynomial time (a nested "\s*(,\s*x?\s*)*" took exponential time in
+    # Python's re, which hypothesis-jsonschema uses to generate and check strings).
+    listed = rf"^[\s,]*({item}(\s*,[\s,]*{item})*)?[\s,]*$"
+    return {"type": "string", "pattern": f"{listed}|{_ABSENT_RE}"}
+
+
+def _whole(low: int, high: int, default: int) -> dict[str, Any]:
+    number = {"type": "integer", "minimum": low, "maximum": high, "default": default}
+    return {"anyOf": [number, _ABSENT]}
+
+
+def _parameters(settings: Settings, includes: Iterable[str] = ()) -> dict[str, dict[str, Any]]:
+    """Every query parameter's schema, by name."""
+    text = {"type": "string", **schemas.NO_NUL}
+    return {
+        "filter": {
+            **text,
+            "maxLength": settings.max_filter_length,
+            "description": "A filter (DESIGN §3): field op value, AND/OR, parentheses",
+        },
+        "order": {**text, "description": "field [ASC|DESC], ..."},
+        "include": _names(includes),
+        "select": _names({*HISTORY_FIELDS, *HISTORY_INCLUDES}),  # gateway.api.history._select
+        "pageSize": _whole(1, MAX_PAGE_SIZE, DEFAULT_PAGE_SIZE),
+        "pageNumber": _whole(0, MAX_PAGE_NUMBER, 0),
+    }
+
+
+def _query(settings: Settings, *names: str, includes: Iterable[str] = ()) -> list[dict[str, Any]]:
+    known = _parameters(settings, includes)
+    return [{"name": n, "in": "query", "required": False, "schema": known[n]} for n in names]
 
 
 def _body(schema: dict[str, Any]) -> dict[str, Any]:
@@ -179,20 +217,28 @@ def _op(summary: str, ok: dict[str, Any], *errors: int, **extra: Any) -> dict[st
     return {"summary": summary, "responses": {"200": ok, **_errors(*errors)}, **extra}
 
 
-def _array(name: str) -> dict[str, Any]:
-    return {"type": "array", "items": _ref(name), "minItems": 1}
+def _array(name: str, most: int | None = None) -> dict[str, Any]:
+    limit = {} if most is None else {"maxItems": most}
+    return {"type": "array", "items": _ref(name), "minItems": 1, **limit}
 
 
-def _paths() -> dict[str, Any]:
+def _one_or_many(name: str, most: int) -> dict[str, Any]:
+    """One object, or an array of them (the handlers take either)."""
+    return {"oneOf": [_ref(name), _array(name, most)]}
+
+
+def _paths(settings: Settings) -> dict[str, Any]:
     hook_id = [_path_param("webhookId")]
     rule_id = [_path_param("webhookRuleId")]
+    batch = settings.max_batch_size
+    paging = ("filter", "order", "pageSize", "pageNumber")
     return {
         "/api/v1/Webhooks": {
             "post": _op(
                 "Create webhooks (each passes the handshake)",
                 _json(_array("WebhookModel")),
                 400,
-                requestBody=_body(_array("WebhookCreate")),
+                requestBody=_body(_one_or_many("WebhookCreate", batch)),
             )
         },
         "/api/v1/Webhooks/query": {
@@ -200,7 +246,7 @@ def _paths() -> dict[str, Any]:
                 "Query webhooks",
                 _json(_fetch("WebhookModel")),
                 400,
-                parameters=_query("filter", "include", "order", "pageSize", "pageNumber"),
+                parameters=_query(settings, "include", *paging, includes=WEBHOOK_INCLUDES),
             )
         },
         "/api/v1/Webhooks/{webhookId}": {
@@ -209,7 +255,7 @@ def _paths() -> dict[str, Any]:
                 _json(_ref("WebhookModel")),
                 400,
                 404,
-                parameters=hook_id + _query("include"),
+                parameters=hook_id + _query(settings, "include", includes=WEBHOOK_INCLUDES),
             ),
             "patch": _op(
                 "Update a webhook",
@@ -231,7 +277,7 @@ def _paths() -> dict[str, Any]:
                 "Create rules",
                 _json(_array("WebhookRuleModel")),
                 400,
-                requestBody=_body(_array("RuleCreate")),
+                requestBody=_body(_one_or_many("RuleCreate", batch)),
             )
         },
         "/api/v1/WebhookRules/query": {
@@ -239,7 +285,7 @@ def _paths() -> dict[str, Any]:
                 "Query rules",
                 _json(_fetch("WebhookRuleModel")),
                 400,
-                parameters=_query("filter", "include", "order", "pageSize", "pageNumber"),
+                parameters=_query(settings, *paging),
             )
         },
         "/api/v1/WebhookRules/{webhookRuleId}": {
@@ -263,7 +309,7 @@ def _paths() -> dict[str, Any]:
                 400,
                 404,
                 parameters=hook_id
-                + _query("filter", "select", "include", "pageSize", "pageNumber"),
+                + _query(settings, "select", "include", *paging, includes=HISTORY_INCLUDES),
             )
         },
         "/api/v1/Webhooks/{webhookId}/history/{webhookHistoryId}/retry": {
@@ -286,7 +332,7 @@ def _paths() -> dict[str, Any]:
         "/api/v1/Events": {
             "post": {
                 "summary": "Publish record changes (scope events)",
-                "requestBody": _body({"oneOf": [_ref("EventIn"), _array("EventIn")]}),
+                "requestBody": _body(_one_or_many("EventIn", settings.max_events_per_request)),
                 "responses": {"202": _json(_ref("EventsAccepted"), "Accepted"), **_errors(400)},
             }
         },
@@ -294,9 +340,19 @@ def _paths() -> dict[str, Any]:
     }
 
 
+def _request_schemas(settings: Settings) -> dict[str, Any]:
+    """The request bodies' schemas, with the limits these settings set."""
+    components = schemas.openapi_schemas()
+    components["EventIn"]["properties"]["records"]["maxItems"] = settings.max_records_per_event
+    for rule in ("RuleCreate", "RulePatch"):
+        text = components[rule]["properties"]["filter"]["anyOf"][0]
+        text["maxLength"] = min(text["maxLength"], settings.max_filter_length)
+    return components
+
+
 @functools.cache
-def _cached(version: str) -> dict[str, Any]:
-    components = {**schemas.openapi_schemas(), **RESPONSE_SCHEMAS}
+def _cached(version: str, settings: Settings) -> dict[str, Any]:
+    components = {**_request_schemas(settings), **copy.deepcopy(RESPONSE_SCHEMAS)}
     # pydantic nests enum definitions under $defs; lift them to components.
     nested = [schema.pop("$defs", {}) for schema in components.values()]
     for defs in nested:
@@ -304,7 +360,7 @@ def _cached(version: str) -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {"title": "Webhook gateway", "version": version},
-        "paths": _paths(),
+        "paths": _paths(settings),
         "components": {
             "schemas": components,
             "securitySchemes": {"ApiKey": {"type": "apiKey", "in": "header", "name": "Api-Key"}},
@@ -313,6 +369,6 @@ def _cached(version: str) -> dict[str, Any]:
     }
 
 
-def document(version: str) -> dict[str, Any]:
-    """The OpenAPI document (a fresh copy each call)."""
-    return copy.deepcopy(_cached(version))
+def document(version: str, settings: Settings) -> dict[str, Any]:
+    """The OpenAPI document of a server with these settings (a fresh copy each call)."""
+    return copy.deepcopy(_cached(version, settings))

@@ -16,6 +16,12 @@ from gateway.errors import ValidationError
 from gateway.models import ContentType, HttpMethod, Notification, Webhook, record
 from gateway.wire import timestamp
 
+# orjson refuses to encode more than 254 nested objects and arrays, and a notification's body
+# holds its records two levels down (the envelope, then its records array), so no record may
+# nest deeper than this; the max_record_depth setting keeps them well below it.
+ENCODER_DEPTH = 254
+MAX_RECORD_DEPTH = ENCODER_DEPTH - 2
+
 
 @record
 class Rendered:
@@ -34,6 +40,19 @@ def record_id(record: Mapping[str, Any], table_key: str) -> str:
         if key.lower() in wanted and value is not None and not isinstance(value, dict | list):
             return str(value)
     raise ValidationError.field("records", f"each record needs an 'id' or '{table_key}Id'")
+
+
+def nests_deeper(value: dict[str, Any] | list[Any], levels: int) -> bool:
+    """Whether an object or array nests more than `levels` levels, itself counting as one.
+
+    Looks into containers only: a flat record costs one pass over its values.
+    """
+    if levels < 1:
+        return True
+    for item in value.values() if isinstance(value, dict) else value:
+        if isinstance(item, dict | list) and nests_deeper(item, levels - 1):
+            return True
+    return False
 
 
 def envelope(hook: Webhook, note: Notification) -> dict[str, Any]:

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 MAX_PAGE_SIZE = 500
 DEFAULT_PAGE_SIZE = 250
+MAX_PAGE_NUMBER = 1_000_000
 ABSENT = ("", "none", "null")
 
 
@@ -165,7 +166,7 @@ def int_param(request: Request, name: str, default: int, low: int, high: int) ->
 def page_query(request: Request, filter_node: Any) -> Query:
     """The order and page parameters with an already parsed filter."""
     size = int_param(request, "pageSize", DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
-    number = int_param(request, "pageNumber", 0, 0, 1_000_000)
+    number = int_param(request, "pageNumber", 0, 0, MAX_PAGE_NUMBER)
     return Query(filter_node, param(request, "order"), size, number)
 
 

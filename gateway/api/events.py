@@ -66,11 +66,16 @@ def _event(ctx: Context, group_key: UUID, item: Any, index: int, now: datetime) 
         raise ValidationError.field(
             f"[{index}].records", f"at most {ctx.settings.max_records_per_event} records"
         )
-    for record in spec.records:
+    depth = ctx.settings.max_record_depth
+    for number, record in enumerate(spec.records):
         try:
             payloads.record_id(record, spec.tableKey)
         except ValidationError as exc:
             raise ValidationError.field(f"[{index}].records", exc.errors["records"][0]) from exc
+        # What cannot be rendered must not be accepted: it would stay pending for good.
+        if payloads.nests_deeper(record, depth):
+            message = f"record {number} is nested deeper than {depth} levels"
+            raise ValidationError.field(f"[{index}].records", message)
     return Event(new_id(), group_key, spec.tableKey, spec.eventType, tuple(spec.records), now)
 
 

@@ -9,22 +9,29 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
 import pytest
 
-from gateway.models import ApiKey
+from gateway.config import Settings
 from gateway.netguard import IP
-from gateway.store.base import Query
-from tests.factories import make_rule, make_webhook
-from tests.gateway_server import RunningGateway, gateway_settings, run_gateway
+from tests.factories import make_webhook
+from tests.gateway_server import gateway_settings, run_gateway
 from tests.receiver import Receiver
+from tests.tenant import (
+    STORES,
+    Tenant,
+    event_body,
+    hook_body,
+    open_tenant,
+    problem,
+    refused,
+    rule_body,
+    settings_for,
+)
 
-PROBLEM = "application/problem+json"
 TIGHT = {
     "max_body_bytes": 4096,
     "max_batch_size": 2,
@@ -32,76 +39,14 @@ TIGHT = {
     "max_records_per_event": 3,
     "max_filter_length": 60,
     "max_filter_depth": 3,
+    "max_record_depth": 4,
 }
-
-
-@dataclass
-class Tenant:
-    """A gateway with tight limits, one key, and one Active webhook with an Invoice.U rule."""
-
-    gateway: RunningGateway
-    key: str
-    record: ApiKey
-    hook_id: str
-    rule_id: str
-
-    async def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        async with self.gateway.client(self.key) as api:
-            return await api.request(method, path, **kwargs)
-
-    async def state(self) -> tuple[Any, ...]:
-        """All the group's webhooks, rules and history, as stored."""
-        store, group = self.gateway.ctx.store, self.record.group_key
-        hooks = await store.query_webhooks(group, Query())
-        rules = await store.query_rules(group, Query())
-        history = await store.query_history(group, hooks.records[0].webhook_id, Query())
-        return hooks.records, rules.records, history.records
 
 
 @pytest.fixture
 async def tenant(tmp_path: Path) -> AsyncIterator[Tenant]:
-    async with run_gateway(gateway_settings(tmp_path, **TIGHT)) as gateway:
-        key, record = await gateway.add_key("acme")
-        hook = make_webhook(record.group_key)
-        rule = make_rule(hook)
-        await gateway.ctx.store.add_webhooks([hook])
-        await gateway.ctx.store.add_rules([rule])
-        yield Tenant(gateway, key, record, str(hook.webhook_id), str(rule.webhook_rule_id))
-
-
-def hook_body(**extra: Any) -> dict[str, Any]:
-    return {
-        "name": "n",
-        "requestContentType": "Full",
-        "callbackHttpMethod": "POST",
-        "callbackUrl": "http://127.0.0.1:9/hook",
-        **extra,
-    }
-
-
-def rule_body(webhook_id: str, **extra: Any) -> dict[str, Any]:
-    return {"webhookId": webhook_id, "tableKey": "Invoice", "eventType": "U", **extra}
-
-
-def event_body(count: int = 1, **extra: Any) -> dict[str, Any]:
-    rows = [{"id": str(i)} for i in range(count)]
-    return {"tableKey": "Invoice", "eventType": "U", "records": rows, **extra}
-
-
-def problem(response: httpx.Response, status: int = 400) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == PROBLEM
-    body: dict[str, Any] = response.json()
-    assert body["status"] == status and body["detail"]
-    return body
-
-
-async def refused(tenant: Tenant, method: str, path: str, status: int, **kwargs: Any) -> Any:
-    """Send a bad request; check it is refused with `status` and changed nothing."""
-    before = await tenant.state()
-    answer = problem(await tenant.call(method, path, **kwargs), status)
-    assert await tenant.state() == before
-    return answer
+    async with open_tenant(gateway_settings(tmp_path, **TIGHT)) as opened:
+        yield opened
 
 
 # -- Body size --------------------------------------------------------------------------------
@@ -183,6 +128,116 @@ async def test_too_many_records_in_one_event(tenant: Tenant) -> None:
     assert answer["errors"] == {"[1].records": ["at most 3 records"]}
     accepted = await tenant.call("POST", "/api/v1/Events", json=event_body(3))
     assert accepted.status_code == 202 and accepted.json()["notificationCount"] == 1
+
+
+# -- Records the renderer could not encode ---------------------------------------------------------
+
+
+def nested_record(depth: int) -> dict[str, Any]:
+    """A record `depth` levels deep (a flat record is 1), nesting arrays and objects in turn."""
+    value: Any = "leaf"
+    for level in range(depth - 1):
+        value = {"n": value} if level % 2 else [value]
+    return {"id": "1", "n": value}
+
+
+async def test_a_record_deeper_than_the_limit_is_400(tenant: Tenant) -> None:
+    deep = event_body()
+    deep["records"] = [{"id": "2"}, nested_record(TIGHT["max_record_depth"] + 1)]
+    answer = await refused(tenant, "POST", "/api/v1/Events", 400, json=[event_body(), deep])
+    assert answer["errors"] == {"[1].records": ["record 1 is nested deeper than 4 levels"]}
+    # The control: a record at the limit is accepted.
+    at_limit = event_body()
+    at_limit["records"] = [nested_record(TIGHT["max_record_depth"])]
+    accepted = await tenant.call("POST", "/api/v1/Events", json=at_limit)
+    assert accepted.status_code == 202, accepted.text
+
+
+@pytest.fixture(params=STORES)
+async def partner(
+    request: pytest.FixtureRequest, tmp_path: Path, receiver: Receiver
+) -> AsyncIterator[Tenant]:
+    """A tenant with the default limits whose webhook delivers to the receiver, on each store."""
+    settings = settings_for(request, tmp_path)
+    async with open_tenant(settings, callback_url=receiver.url + "/hook") as opened:
+        yield opened
+
+
+async def delivered_records(tenant: Tenant, receiver: Receiver) -> list[Any]:
+    """Deliver what is due; the records of the one notification the receiver got."""
+    await tenant.gateway.worker().drain()
+    (seen,) = receiver.notifications()
+    records: list[Any] = orjson.loads(seen.body)["records"]
+    return records
+
+
+async def test_records_too_deep_to_render_are_refused_on_each_store(
+    partner: Tenant, receiver: Receiver
+) -> None:
+    """The encoder refuses more than 254 levels and a notification wraps its records in two
+    (the envelope and its records array): 253 was accepted and never sent, 254 and more were
+    a 500. Now all are a 400, and a record at the limit is delivered."""
+    for depth in [33, 251, 252, 253, 254, 255, 300]:
+        body = event_body()
+        body["records"] = [nested_record(depth)]
+        answer = await refused(partner, "POST", "/api/v1/Events", 400, json=body)
+        expected = {"[0].records": ["record 0 is nested deeper than 32 levels"]}
+        assert answer["errors"] == expected, depth
+    record = nested_record(Settings().max_record_depth)
+    body = event_body()
+    body["records"] = [record]
+    accepted = await partner.call("POST", "/api/v1/Events", json=body)
+    assert accepted.status_code == 202, accepted.text
+    assert await delivered_records(partner, receiver) == [record]
+
+
+# What orjson.loads makes of numbers and strings at JSON's edges, and so what is delivered: an
+# integer beyond 64 bits becomes a double (as in JavaScript), one too large for a double or a
+# lone surrogate is malformed JSON; everything loads accepts here, dumps encodes.
+EDGES = {
+    "u64-max": (b"18446744073709551615", 18446744073709551615),
+    "i64-min": (b"-9223372036854775808", -9223372036854775808),
+    "beyond-u64": (b"18446744073709551616", 1.8446744073709552e19),
+    "beyond-i64": (b"-9223372036854775809", -9.223372036854776e18),
+    "long-integer": (b"1" + b"0" * 40, 1e40),
+    "underflow": (b"1e-400", 0.0),
+    "escaped-astral": (b'"\\ud83d\\ude00"', "\U0001f600"),
+}
+
+
+def event_with_values(*raws: bytes) -> bytes:
+    """An event whose record i has id i and the raw JSON value `raws[i]` as its `v`."""
+    records = b", ".join(b'{"id": "%d", "v": %s}' % (i, raw) for i, raw in enumerate(raws))
+    return b'{"tableKey": "Invoice", "eventType": "U", "records": [' + records + b"]}"
+
+
+async def test_json_edges_are_delivered_as_parsed(partner: Tenant, receiver: Receiver) -> None:
+    body = event_with_values(*(raw for raw, _ in EDGES.values()))
+    accepted = await partner.call("POST", "/api/v1/Events", content=body)
+    assert accepted.status_code == 202, accepted.text
+    records = await delivered_records(partner, receiver)
+    delivered = {name: r["v"] for name, r in zip(EDGES, records, strict=True)}
+    expected = {name: value for name, (_, value) in EDGES.items()}
+    assert delivered == expected
+    assert [type(v) for v in delivered.values()] == [type(v) for v in expected.values()]
+
+
+MALFORMED_EDGES = {
+    "overflow": b"1e400",
+    "negative-overflow": b"-1e400",
+    "lone-high-surrogate": b'"\\ud800"',
+    "lone-low-surrogate": b'"\\udc00"',
+    "surrogate-key": b'{"\\ud800": 1}',
+    "nan": b"NaN",
+}
+
+
+async def test_json_the_decoder_refuses_is_400(partner: Tenant) -> None:
+    for name, raw in MALFORMED_EDGES.items():
+        answer = await refused(
+            partner, "POST", "/api/v1/Events", 400, content=event_with_values(raw)
+        )
+        assert list(answer["errors"]) == ["body"], name
 
 
 # -- Filters and paging -------------------------------------------------------------------------

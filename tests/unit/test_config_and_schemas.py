@@ -62,6 +62,8 @@ def test_the_shipped_config_file_matches_the_defaults() -> None:
         ({"GATEWAY_LEASE_SECONDS": "29"}, "lease_seconds: 29.0 is too short"),
         ({"GATEWAY_WORKER_PROCESSES": "-1"}, "setting worker_processes"),
         ({"GATEWAY_WORKER_PROCESSES": "many"}, "setting worker_processes"),
+        ({"GATEWAY_MAX_RECORD_DEPTH": "253"}, "max_record_depth: 253 is not between 1 and 252"),
+        ({"GATEWAY_MAX_RECORD_DEPTH": "0"}, "max_record_depth: 0 is not between 1 and 252"),
     ],
 )
 def test_bad_settings_say_which(env: dict[str, str], message: str) -> None:
