@@ -6,16 +6,21 @@ webhooks lock their rows first, in id order, and only then their notifications; 
 transaction takes locks in that order, so concurrent processes queue instead of deadlocking.
 `add_events` sends a NOTIFY on commit; `watch_new_work` LISTENs on a connection of its own and
 wakes the workers of every process at once.
+
+Every transaction runs through `postgres_retry.atomically`, which runs it again after a
+deadlock, a serialization failure or a connection lost before COMMIT; so each transaction here is
+a function of its connection (`work`) that may run more than once, and keeps its state inside.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
-from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 import asyncpg
@@ -34,23 +39,26 @@ from gateway.models import (
 from gateway.outcomes import AttemptOutcome, settle
 from gateway.store import postgres_queries as q
 from gateway.store.base import Page, Query, Store
+from gateway.store.postgres_listen import Listener
 from gateway.store.postgres_queries import MIGRATIONS, Listing, Params, R, Sql, decode, encode
+from gateway.store.postgres_retry import DRIVER_ERRORS, Work, atomically, reading
 
 __all__ = ["MIGRATIONS", "PostgresStore"]
 
 log = logging.getLogger(__name__)
-_DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
-POOL_MAX_SIZE = 10
+T = TypeVar("T")
+POOL_SIZE = 10  # connections per store (per process), besides the LISTEN one
 
 
 class PostgresStore(Store):
     """The store on one PostgreSQL database, shared by any number of processes."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, pool_size: int = POOL_SIZE) -> None:
         self.url = url
+        self.pool_size = pool_size  # most connections open at once (the LISTEN one aside)
         self.applied_migrations: list[int] = []  # by the last open()
         self._pool: asyncpg.Pool | None = None
-        self._listener: asyncpg.Connection | None = None
+        self._listener: Listener | None = None
         self._watchers: list[Callable[[], None]] = []
 
     # -- Connections and transactions ---------------------------------------------------------
@@ -59,9 +67,9 @@ class PostgresStore(Store):
         if self._pool is not None:
             return
         try:
-            self._pool = await asyncpg.create_pool(self.url, min_size=1, max_size=POOL_MAX_SIZE)
+            self._pool = await asyncpg.create_pool(self.url, min_size=1, max_size=self.pool_size)
             self.applied_migrations = await self._migrate()
-        except _DRIVER_ERRORS as exc:
+        except DRIVER_ERRORS as exc:
             await self.close()
             raise StoreError(f"cannot open PostgreSQL database: {exc}") from exc
         except BaseException:
@@ -72,11 +80,9 @@ class PostgresStore(Store):
         """Stop listening and close the pool."""
         listener, pool, self._listener, self._pool = self._listener, self._pool, None, None
         self._watchers.clear()
-        with contextlib.suppress(*_DRIVER_ERRORS):
-            if listener is not None:
-                listener.remove_termination_listener(_listener_lost)
-                await listener.close()
-        with contextlib.suppress(*_DRIVER_ERRORS):
+        if listener is not None:
+            await listener.close()
+        with contextlib.suppress(*DRIVER_ERRORS):
             if pool is not None:
                 await pool.close()
 
@@ -90,15 +96,8 @@ class PostgresStore(Store):
     async def _migrate(self) -> list[int]:
         applied = []
         for version, script in q.migration_files():
-            async with self._transaction() as conn:
-                # One process at a time: the others wait here, then find the version applied.
-                await _execute(conn, q.LOCK_MIGRATIONS, {"key": q.MIGRATION_LOCK})
-                await conn.execute(q.CREATE_MIGRATIONS)
-                if await _fetch(conn, q.IS_APPLIED, {"version": version}):
-                    continue
-                await conn.execute(script)
-                await _execute(conn, q.RECORD_MIGRATION, {"version": version, "now": utcnow()})
-            applied.append(version)
+            if await self._atomically(functools.partial(_apply, version=version, script=script)):
+                applied.append(version)
         return applied
 
     def _open(self) -> asyncpg.Pool:
@@ -106,19 +105,13 @@ class PostgresStore(Store):
             raise StoreError("the store is not open")
         return self._pool
 
-    @contextlib.asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[asyncpg.Connection]:
-        try:
-            async with self._open().acquire() as conn, conn.transaction():
-                yield conn
-        except _DRIVER_ERRORS as exc:
-            raise StoreError(f"PostgreSQL error: {exc}") from exc
+    async def _atomically(self, work: Work[T]) -> T:
+        """`work(connection)` in one transaction, run again after a deadlock, a serialization
+        failure, or a connection lost before COMMIT (postgres_retry.atomically)."""
+        return await atomically(self._open(), work)
 
     async def _rows(self, query: Sql, params: Params | None = None) -> list[asyncpg.Record]:
-        try:
-            return list(await self._open().fetch(query.text, *query.args(params or {})))
-        except _DRIVER_ERRORS as exc:
-            raise StoreError(f"PostgreSQL error: {exc}") from exc
+        return await reading(self._open(), lambda conn: _fetch(conn, query, params or {}))
 
     async def _one(self, cls: type[R], query: Sql, params: Params) -> R | None:
         rows = await self._rows(query, params)
@@ -126,8 +119,7 @@ class PostgresStore(Store):
 
     async def _write(self, query: Sql, params: Params) -> int:
         """Run one statement in its own transaction; return how many rows it changed."""
-        async with self._transaction() as conn:
-            return await _execute(conn, query, params)
+        return await self._atomically(lambda conn: _execute(conn, query, params))
 
     async def _page(
         self, listing: Listing, where: str, params: Params, query: Query
@@ -152,18 +144,12 @@ class PostgresStore(Store):
         if self._listener is not None:
             return
         self._open()
-        try:
-            listener = await asyncpg.connect(self.url)
-            await listener.add_listener(q.NEW_WORK_CHANNEL, self._notified)
-        except _DRIVER_ERRORS as exc:
-            # Not fatal: workers still find new work at their next poll.
-            log.warning("cannot LISTEN for new work (%s); workers will poll", exc)
-            return
-        # Losing this connection later costs latency only, for the same reason.
-        listener.add_termination_listener(_listener_lost)
-        self._listener = listener
+        # Losing this connection costs latency only: workers find new work at their polls
+        # until it is back (postgres_listen.Listener reconnects with backoff).
+        self._listener = Listener(self.url, q.NEW_WORK_CHANNEL, self._notified)
+        await self._listener.start()
 
-    def _notified(self, *_args: Any) -> None:
+    def _notified(self) -> None:
         for callback in self._watchers:
             callback()
 
@@ -192,8 +178,8 @@ class PostgresStore(Store):
     # -- Webhooks -----------------------------------------------------------------------------
     async def add_webhooks(self, webhooks: Sequence[Webhook]) -> None:
         """Insert all or none."""
-        async with self._transaction() as conn:
-            await _execute_many(conn, q.INSERT_WEBHOOK, [encode(w) for w in webhooks])
+        rows = [encode(w) for w in webhooks]
+        await self._atomically(lambda conn: _execute_many(conn, q.INSERT_WEBHOOK, rows))
 
     async def get_webhook(self, group_key: UUID, webhook_id: UUID) -> Webhook | None:
         """One webhook of this group."""
@@ -208,14 +194,17 @@ class PostgresStore(Store):
         """Replace the stored webhook, except its failure count (the worker's); with
         `release_parked` the count resets and its parked notifications become due at
         `webhook.modified` (the reactivation time) in the same transaction."""
-        async with self._transaction() as conn:
+
+        async def work(conn: asyncpg.Connection) -> bool:
             if not await _execute(conn, q.UPDATE_WEBHOOK, encode(webhook, release=release_parked)):
                 return False
             if release_parked:
                 params = {"webhook_id": webhook.webhook_id, "now": webhook.modified}
                 if await _execute(conn, q.RELEASE_PARKED, params):
                     await _notify(conn)
-        return True
+            return True
+
+        return await self._atomically(work)
 
     async def delete_webhook(self, group_key: UUID, webhook_id: UUID) -> bool:
         """Delete a webhook with its rules and notifications; False if not found."""
@@ -235,8 +224,8 @@ class PostgresStore(Store):
     # -- Rules --------------------------------------------------------------------------------
     async def add_rules(self, rules: Sequence[WebhookRule]) -> None:
         """Insert all or none."""
-        async with self._transaction() as conn:
-            await _execute_many(conn, q.INSERT_RULE, [encode(r) for r in rules])
+        rows = [encode(r) for r in rules]
+        await self._atomically(lambda conn: _execute_many(conn, q.INSERT_RULE, rows))
 
     async def get_rule(self, group_key: UUID, rule_id: UUID) -> WebhookRule | None:
         """One rule of this group."""
@@ -284,7 +273,8 @@ class PostgresStore(Store):
         """Store events and their notifications in one transaction, numbering each webhook's
         notifications from its counter in the order given (returned); NOTIFY the workers on
         commit when some are left for them to claim."""
-        async with self._transaction() as conn:
+
+        async def work(conn: asyncpg.Connection) -> list[int]:
             await _execute_many(conn, q.INSERT_EVENT, [encode(e) for e in events])
             sequences = await _reserve(conn, notifications)
             rows, given = [], []
@@ -297,7 +287,9 @@ class PostgresStore(Store):
             await _execute_many(conn, q.INSERT_NOTIFICATION, rows)
             if any(_claimable(n) for n in notifications):
                 await _notify(conn)
-        return given
+            return given
+
+        return await self._atomically(work)
 
     async def claim_due(
         self,
@@ -313,8 +305,7 @@ class PostgresStore(Store):
             "now": now, "limit": limit, "owner": lease_owner, "lease_until": lease_until,
             "exclude": list(exclude_webhooks),
         }  # fmt: skip
-        async with self._transaction() as conn:
-            rows = await _fetch(conn, q.CLAIM_DUE, params)
+        rows = await self._atomically(lambda conn: _fetch(conn, q.CLAIM_DUE, params))
         notes = [decode(Notification, row) for row in rows]
         # RETURNING follows no ORDER BY; restore the claim order.
         return sorted(notes, key=lambda n: (n.webhook_id, n.sequence))
@@ -324,7 +315,8 @@ class PostgresStore(Store):
         if not outcomes:
             return 0
         ids = [o.notification_id for o in outcomes]
-        async with self._transaction() as conn:
+
+        async def work(conn: asyncpg.Connection) -> int:
             webhooks = await _fetch(conn, q.WEBHOOKS_OF, {"notification_ids": ids})
             hooks = await _lock_webhooks(conn, [row[0] for row in webhooks])
             leased = {"notification_ids": ids, "owners": [o.lease_owner for o in outcomes]}
@@ -335,16 +327,21 @@ class PostgresStore(Store):
                 if (webhook_id := held.pop(outcome.notification_id, None)) is not None:
                     batch.add(outcome, webhook_id)
             await batch.write(conn)
-        return len(batch.notes)
+            return len(batch.notes)
+
+        return await self._atomically(work)
 
     async def release_leases(self, lease_owner: str) -> int:
         """Give back every lease this owner holds (graceful shutdown)."""
-        async with self._transaction() as conn:
+
+        async def work(conn: asyncpg.Connection) -> int:
             # Webhooks first, as every other writer locks them, so this cannot deadlock with a
             # worker settling (and parking) notifications of the same webhooks.
             leased = await _fetch(conn, q.LEASED_WEBHOOKS, {"owner": lease_owner})
             await _lock_webhooks(conn, [row[0] for row in leased])
             return await _execute(conn, q.RELEASE_LEASES, {"owner": lease_owner})
+
+        return await self._atomically(work)
 
     async def get_notification(
         self, group_key: UUID, webhook_id: UUID, notification_id: UUID
@@ -360,11 +357,14 @@ class PostgresStore(Store):
         """Make a failed or parked notification pending and due now; False if not found."""
         params = {"group_key": group_key, "webhook_id": webhook_id,
                   "notification_id": notification_id, "now": now}  # fmt: skip
-        async with self._transaction() as conn:
+
+        async def work(conn: asyncpg.Connection) -> bool:
             if not await _execute(conn, q.REQUEUE_NOTIFICATION, params):
                 return False
             await _notify(conn)
-        return True
+            return True
+
+        return await self._atomically(work)
 
     async def query_history(
         self, group_key: UUID, webhook_id: UUID, query: Query
@@ -378,10 +378,13 @@ class PostgresStore(Store):
     async def prune_history(self, succeeded_before: datetime) -> int:
         """Delete successful notifications older than this (and events left with none)."""
         params = {"before": succeeded_before}
-        async with self._transaction() as conn:
+
+        async def work(conn: asyncpg.Connection) -> int:
             pruned = await _execute(conn, q.PRUNE_HISTORY, params)
             await _execute(conn, q.PRUNE_EVENTS, params)
-        return pruned
+            return pruned
+
+        return await self._atomically(work)
 
     async def delivery_stats(self, now: datetime) -> dict[str, float]:
         """Queue depth by state, and for how many seconds the longest-waiting due notification
@@ -483,8 +486,16 @@ async def _lock_webhooks(
     return {hook.webhook_id: hook for hook in (decode(Webhook, row) for row in rows)}
 
 
-def _listener_lost(_conn: asyncpg.Connection) -> None:
-    log.warning("LISTEN connection lost; workers will poll for new work")
+async def _apply(conn: asyncpg.Connection, *, version: int, script: str) -> bool:
+    """Apply one migration unless another process did; whether this one did."""
+    # One process at a time: the others wait here, then find the version applied.
+    await _execute(conn, q.LOCK_MIGRATIONS, {"key": q.MIGRATION_LOCK})
+    await conn.execute(q.CREATE_MIGRATIONS)
+    if await _fetch(conn, q.IS_APPLIED, {"version": version}):
+        return False
+    await conn.execute(script)
+    await _execute(conn, q.RECORD_MIGRATION, {"version": version, "now": utcnow()})
+    return True
 
 
 async def _notify(conn: asyncpg.Connection) -> None:
