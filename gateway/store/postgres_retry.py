@@ -4,9 +4,10 @@
 deadlock or a serialization conflict, and after its connection was lost before COMMIT was sent
 (the server rolls back what a lost connection held). A connection lost while COMMIT was in
 flight is different: the transaction may have been applied and only the answer lost. It is never
-simply run again: the transaction's id, taken when it began, is looked up on another connection
-(`pg_xact_status`): committed, the result stands; aborted, it runs again; undecidable, the
-caller gets a StoreError saying the outcome is unknown. `reading` runs reads outside a
+simply run again: the transaction's id, asked for just before COMMIT (one round trip more per
+transaction), is looked up on another connection (`pg_xact_status`): committed, the result
+stands; aborted, it runs again; undecidable, the caller gets a StoreError saying the outcome is
+unknown. `reading` runs reads outside a
 transaction and tries them again after a lost connection. Tries are bounded, with short
 jittered pauses between them.
 """
@@ -46,7 +47,10 @@ LOST = (
 TRIES = 5  # of one transaction or read, the first included
 FIRST_PAUSE = 0.02  # seconds before the second try; each later pause may be twice as long
 STATUS_WAIT = 5.0  # seconds to wait for a dying server process to finish its transaction
-XACT_ID = "SELECT pg_current_xact_id()"
+# Asked after the work, before COMMIT: a transaction that wrote nothing has no id (and needs
+# none: it had nothing to commit), and asking does not give it one, which would cost a commit
+# record in the WAL for every claim that finds nothing.
+XACT_ID = "SELECT pg_current_xact_id_if_assigned()"
 XACT_STATUS = "SELECT pg_xact_status($1)"
 
 
@@ -157,8 +161,8 @@ async def _transaction(conn: asyncpg.Connection, work: Work[T], state: _Try) -> 
     tx = conn.transaction()
     await tx.start()
     try:
-        state.xact = await conn.fetchval(XACT_ID)
         state.done = await work(conn)
+        state.xact = await conn.fetchval(XACT_ID)
     except BaseException:
         await _roll_back(conn, tx)
         raise
@@ -184,6 +188,8 @@ async def _committed(pool: asyncpg.Pool, unanswered: _CommitUnanswered) -> bool:
     """Whether the transaction whose COMMIT went unanswered was committed (else it was rolled
     back); a StoreError when the server cannot say."""
     xact, cause = unanswered.state.xact, unanswered.cause
+    if xact is None:
+        return True  # it wrote nothing, so there was nothing to commit: its reads stand
     unknown = f"PostgreSQL connection lost during COMMIT ({cause}); the transaction may or " \
               "may not have been applied"  # fmt: skip
     deadline = asyncio.get_running_loop().time() + STATUS_WAIT

@@ -222,3 +222,21 @@ async def test_a_connection_refused_as_it_opens_is_tried_again(postgres_url: str
         proxy.refuse = 2
         assert await reading(pool, lambda conn: conn.fetchval("SELECT n FROM t")) == 7
         assert proxy.refuse == 0
+
+
+async def test_an_unanswered_commit_of_a_transaction_that_wrote_nothing_keeps_its_reads(
+    postgres_url: str,
+) -> None:
+    async with Proxy(postgres_url) as proxy, pool_on(proxy.url, size=1) as pool:
+        tries = 0
+
+        async def work(conn: asyncpg.Connection) -> int:
+            nonlocal tries
+            tries += 1
+            proxy.armed = tries == 1
+            found: int = await conn.fetchval("SELECT count(*) FROM t")
+            return found
+
+        assert await atomically(pool, work) == 0
+        assert proxy.cut.is_set()
+        assert tries == 1  # it had no transaction id: nothing was left to commit
