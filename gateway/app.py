@@ -162,7 +162,10 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         policy = AddressPolicy(settings.allowed_callback_networks)
         async with contextlib.AsyncExitStack() as stack:
-            opened = await stack.enter_async_context(store or store_for_url(settings.database_url))
+            chosen = store or store_for_url(
+                settings.database_url, pool_size=settings.database_pool_size
+            )
+            opened = await stack.enter_async_context(chosen)
             outbound = await stack.enter_async_context(Outbound(policy=policy, resolver=resolver))
             ctx = Context(
                 settings=settings,

@@ -26,6 +26,7 @@ class Settings:
     """Every tunable of the gateway; see config/gateway.toml for what each one means."""
 
     database_url: str = "sqlite:///data/gateway.db"
+    database_pool_size: int = 10
     host: str = "127.0.0.1"
     port: int = 8080
     secret_key: str | None = None
@@ -138,6 +139,11 @@ def _build(values: Mapping[str, Any]) -> Settings:
         raise GatewayError(f"unknown setting(s): {', '.join(unknown)}")
     converted = {name: _convert(name, known[name], value) for name, value in values.items()}
     settings = Settings(**converted)
+    if settings.database_pool_size < 1:
+        raise GatewayError(
+            f"setting database_pool_size: {settings.database_pool_size} is too small; a store "
+            "needs at least one connection"
+        )
     if settings.lease_seconds < 3 * settings.delivery_timeout:
         # A claim is sent only while twice the timeout is left of its lease (gateway.delivery);
         # a third is the time it may wait behind its webhook's other notifications.

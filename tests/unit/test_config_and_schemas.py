@@ -48,6 +48,11 @@ def test_a_child_process_reads_the_settings_it_is_handed(monkeypatch: pytest.Mon
     assert child.log_level == "debug"
 
 
+def test_the_database_pool_size_is_a_setting() -> None:
+    assert config.Settings().database_pool_size == 10
+    assert config.load(env={"GATEWAY_DATABASE_POOL_SIZE": "3"}).database_pool_size == 3
+
+
 def test_the_shipped_config_file_matches_the_defaults() -> None:
     shipped = config.load(env={"GATEWAY_CONFIG": "config/gateway.toml"})
     assert shipped == config.Settings()
@@ -62,6 +67,8 @@ def test_the_shipped_config_file_matches_the_defaults() -> None:
         ({"GATEWAY_LEASE_SECONDS": "29"}, "lease_seconds: 29.0 is too short"),
         ({"GATEWAY_WORKER_PROCESSES": "-1"}, "setting worker_processes"),
         ({"GATEWAY_WORKER_PROCESSES": "many"}, "setting worker_processes"),
+        ({"GATEWAY_DATABASE_POOL_SIZE": "0"}, "database_pool_size: 0 is too small"),
+        ({"GATEWAY_DATABASE_POOL_SIZE": "ten"}, "setting database_pool_size"),
     ],
 )
 def test_bad_settings_say_which(env: dict[str, str], message: str) -> None:
