@@ -134,15 +134,18 @@ async def on_unexpected(request: Request, exc: Exception) -> Response:
 
 
 async def _housekeeping(ctx: Context) -> None:
-    """Periodically make expired webhooks Inactive and prune old successful history."""
+    """Periodically make expired webhooks Inactive, prune old successful history, and forget
+    the nonces of handshake codes that have expired."""
     retention = timedelta(days=ctx.settings.history_retention_days)
     while True:
         try:
             now = ctx.clock()
             expired = await ctx.store.expire_webhooks(now, "expired")
             pruned = await ctx.store.prune_history(now - retention)
-            if expired or pruned:
-                log.info("housekeeping", extra={"expired": expired, "pruned": pruned})
+            nonces = await ctx.store.prune_handshake_nonces(now)
+            if expired or pruned or nonces:
+                extra = {"expired": expired, "pruned": pruned, "nonces_pruned": nonces}
+                log.info("housekeeping", extra=extra)
         except GatewayError:
             log.exception("housekeeping failed; trying again next interval")
         await asyncio.sleep(ctx.settings.expiry_sweep_interval)
@@ -171,7 +174,7 @@ def create_app(
                 settings=settings,
                 store=opened,
                 outbound=outbound,
-                codes=HandshakeCodes(settings.secret_key or ""),
+                codes=HandshakeCodes(settings.secret_key or "", opened),
                 limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
                 sender=Sender(settings, outbound, opened, utcnow),
                 worker_pool=worker_pool,
