@@ -150,8 +150,8 @@ async def on_unexpected(request: Request, exc: Exception) -> Response:
 
 
 async def _housekeeping(ctx: Context) -> None:
-    """Periodically make expired webhooks Inactive, check the lifecycle invariants, and prune
-    old successful history."""
+    """Periodically make expired webhooks Inactive, check the lifecycle invariants, prune old
+    successful history, and forget the nonces of handshake codes that have expired."""
     while True:
         try:
             await housekeeping_once(ctx)
@@ -173,9 +173,10 @@ async def housekeeping_once(ctx: Context) -> dict[str, int]:
             })  # fmt: skip
     retention = timedelta(days=ctx.settings.history_retention_days)
     pruned = await ctx.store.prune_history(ctx.clock() - retention)
-    if pruned:
-        log.info("history pruned", extra={"pruned": pruned})
-    return {**broken, "pruned": pruned}
+    nonces = await ctx.store.prune_handshake_nonces(ctx.clock())
+    if pruned or nonces:
+        log.info("history pruned", extra={"pruned": pruned, "nonces_pruned": nonces})
+    return {**broken, "pruned": pruned, "nonces_pruned": nonces}
 
 
 def create_app(
@@ -192,13 +193,16 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         policy = AddressPolicy(settings.allowed_callback_networks)
         async with contextlib.AsyncExitStack() as stack:
-            opened = await stack.enter_async_context(store or store_for_url(settings.database_url))
+            chosen = store or store_for_url(
+                settings.database_url, pool_size=settings.database_pool_size
+            )
+            opened = await stack.enter_async_context(chosen)
             outbound = await stack.enter_async_context(Outbound(policy=policy, resolver=resolver))
             ctx = Context(
                 settings=settings,
                 store=opened,
                 outbound=outbound,
-                codes=HandshakeCodes(settings.secret_key or ""),
+                codes=HandshakeCodes(settings.secret_key or "", opened),
                 limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
                 sender=Sender(settings, outbound, opened, utcnow),
                 worker_pool=worker_pool,

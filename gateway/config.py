@@ -33,6 +33,7 @@ class Settings:
     """Every tunable of the gateway; see config/gateway.toml for what each one means."""
 
     database_url: str = "sqlite:///data/gateway.db"
+    database_pool_size: int = 10
     host: str = "127.0.0.1"
     port: int = 8080
     secret_key: str | None = None
@@ -155,6 +156,11 @@ def _build(values: Mapping[str, Any]) -> Settings:
         raise GatewayError(
             f"setting max_record_depth: {settings.max_record_depth} is not between 1 and "
             f"{MAX_RECORD_DEPTH} (deeper records could not be encoded in a notification)"
+        )
+    if settings.database_pool_size < 1:
+        raise GatewayError(
+            f"setting database_pool_size: {settings.database_pool_size} is too small; a store "
+            "needs at least one connection"
         )
     if settings.lease_seconds < 3 * settings.delivery_timeout:
         # A claim is sent only while twice the timeout is left of its lease (gateway.delivery);

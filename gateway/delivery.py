@@ -115,6 +115,12 @@ class Worker:
         of it reads it afresh."""
         self.sender.forget(webhook_id)
 
+    def _changed_elsewhere(self, webhook_id: UUID | None) -> None:
+        if webhook_id is None:
+            self.sender.forget_all()  # we were not listening: any may have changed
+        else:
+            self.sender.forget(webhook_id)
+
     def take_fresh(self, webhook_id: UUID) -> bool:
         """Whether a new pending notification for this webhook, about to be stored, should be
         leased to this worker (`lease_until`) rather than wait for a claim. Each yes is a
@@ -394,6 +400,7 @@ class Worker:
         """Deliver until `stop` is set, then finish or release what is in flight."""
         log.info("delivery worker started", extra={"owner": self.owner})
         await self.store.watch_new_work(self.wake)
+        await self.store.watch_webhook_changes(self._changed_elsewhere)
         self._start(flusher=True)
         self._running = True
         try:

@@ -4,6 +4,8 @@ The gateway calls the callback with the webhook's own HTTP method and a `code` q
 the callback passes only by answering 2xx, in time, with exactly that code as plain text.
 Codes are itsdangerous-signed, time-limited and single-use, and name the webhook they were
 issued for, so an echo can be neither forged, replayed later, nor borrowed from another webhook.
+Single use holds across processes: the nonce of an accepted code is taken in the store, which
+every `serve` sharing the database asks.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, unquote_plus, urlsplit, urlunsplit
 from uuid import UUID
@@ -27,11 +30,14 @@ from gateway.errors import (
     OutboundTimeout,
 )
 from gateway.outbound import Outbound
+from gateway.store.base import Store
 
 log = logging.getLogger(__name__)
 
 SALT = "webhook-handshake"
-MAX_REMEMBERED = 100_000  # used nonces kept; bounds memory under a flood of handshakes
+# Seconds a used nonce is kept beyond its code's life, so that a process whose clock runs ahead
+# cannot prune it while one whose clock lags would still accept the code.
+CLOCK_MARGIN = 60
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
@@ -48,23 +54,29 @@ class _ClockedSigner(TimestampSigner):
 
 
 class HandshakeCodes:
-    """Issues handshake codes and accepts each one once, for its webhook, before it expires."""
+    """Issues handshake codes and accepts each one once, for its webhook, before it expires;
+    used nonces are kept in `store`, so that a code accepted by one process is refused by all."""
 
     def __init__(
-        self, secret_key: str, *, max_age: float = 600, clock: Callable[[], float] = time.time
+        self,
+        secret_key: str,
+        store: Store,
+        *,
+        max_age: float = 600,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.max_age = max_age
+        self.store = store
         self._clock = clock
         self._serializer = URLSafeTimedSerializer(
             secret_key, salt=SALT, signer=_ClockedSigner, signer_kwargs={"clock": clock}
         )
-        self._used: dict[str, float] = {}  # nonce -> when its code expires; insertion-ordered
 
     def issue(self, webhook_id: UUID) -> str:
         """A new code for this webhook."""
         return self._serializer.dumps({"w": str(webhook_id), "n": secrets.token_urlsafe(16)})
 
-    def verify(self, code: str, webhook_id: UUID) -> None:
+    async def verify(self, code: str, webhook_id: UUID) -> None:
         """Accept the code once for this webhook, or raise HandshakeFailed saying why not."""
         try:
             data, issued = self._serializer.loads(code, return_timestamp=True)
@@ -77,26 +89,10 @@ class HandshakeCodes:
             raise HandshakeFailed("code expired")
         if data.get("w") != str(webhook_id):
             raise HandshakeFailed("code was issued for another webhook")
-        self._use(data["n"])
-
-    def _use(self, nonce: str) -> None:
-        now = self._clock()
-        self._forget_expired(now)
-        if nonce in self._used:
+        # The code passes until max_age + 1 s after it was issued (whole seconds, above).
+        expires = datetime.fromtimestamp(issued.timestamp() + self.max_age + 1 + CLOCK_MARGIN, UTC)
+        if not await self.store.take_handshake_nonce(data["n"], expires):
             raise HandshakeFailed("code was already used")
-        if len(self._used) >= MAX_REMEMBERED:
-            # Forgetting the oldest re-opens only its last minutes of validity; the code also
-            # had to come back from the very callback it was sent to.
-            del self._used[next(iter(self._used))]
-        self._used[nonce] = now + self.max_age + 1
-
-    def _forget_expired(self, now: float) -> None:
-        # Insertion order is expiry order (one max_age for all), so expired ones lead.
-        while self._used:
-            oldest, expires = next(iter(self._used.items()))
-            if expires > now:
-                return
-            del self._used[oldest]
 
 
 def with_code(url: str, code: str) -> str:
@@ -155,7 +151,7 @@ async def _exchange(
         raise HandshakeFailed(f"callback answered HTTP {response.status}")
     if response.body.decode("utf-8", errors="replace").strip() != code:
         raise HandshakeFailed("body did not match the code")
-    codes.verify(code, webhook_id)
+    await codes.verify(code, webhook_id)
 
 
 def _describe(exc: OutboundError) -> str:

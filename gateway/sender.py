@@ -69,6 +69,10 @@ class Sender:
         """The webhook changed: read it afresh before its next send."""
         self._cache.pop(webhook_id, None)
 
+    def forget_all(self) -> None:
+        """Any webhook may have changed: read each afresh before its next send."""
+        self._cache.clear()
+
     async def _webhook(self, webhook_id: UUID) -> Webhook | None:
         cached = self._cache.get(webhook_id)
         if cached and time.monotonic() - cached[0] < WEBHOOK_CACHE_SECONDS:

@@ -37,7 +37,8 @@ async def _run(settings: Settings, *, parent_stdin: bool) -> None:
         # SIGTERM: stop claiming, finish or release what is in flight, exit.
         loop.add_signal_handler(signum, stop.set)
     policy = AddressPolicy(settings.allowed_callback_networks)
-    async with store_for_url(settings.database_url) as store, Outbound(policy=policy) as outbound:
+    store = store_for_url(settings.database_url, pool_size=settings.database_pool_size)
+    async with store, Outbound(policy=policy) as outbound:
         heap.freeze_startup()
         worker = Worker(settings, store, outbound)
         logs.startup_summary(

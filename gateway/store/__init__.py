@@ -17,9 +17,10 @@ def in_one_process(url: str) -> bool:
     return urlsplit(url).scheme.lower() == "memory"
 
 
-def store_for_url(url: str) -> Store:
+def store_for_url(url: str, *, pool_size: int | None = None) -> Store:
     """The store a database URL names: sqlite:///relative.db, sqlite:////absolute.db,
-    memory://, or postgresql://... (postgres://...). Nothing connects until `open()`."""
+    memory://, or postgresql://... (postgres://...), with at most `pool_size` connections
+    (PostgreSQL; its default when None). Nothing connects until `open()`."""
     scheme = urlsplit(url).scheme.lower()
     if scheme == "sqlite":
         from gateway.store.sqlite import SqliteStore
@@ -38,7 +39,11 @@ def store_for_url(url: str) -> Store:
             postgres = importlib.import_module("gateway.store.postgres")
         except ImportError as exc:
             raise StoreError("PostgreSQL store not available") from exc
-        store: Store = postgres.PostgresStore(url)
+        store: Store = (
+            postgres.PostgresStore(url)
+            if pool_size is None
+            else postgres.PostgresStore(url, pool_size=pool_size)
+        )
         return store
     raise StoreError(
         f"unsupported database URL scheme {scheme!r} (use sqlite, postgresql or memory)"

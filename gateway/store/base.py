@@ -181,6 +181,14 @@ class Store(abc.ABC):
         runs in the worker's own process and wakes it directly.
         """
 
+    async def watch_webhook_changes(  # noqa: B027
+        self, callback: Callable[[UUID | None], None]
+    ) -> None:
+        """Call `callback` with a webhook's id when another process changes its status or
+        secret (None: any may have changed), until `close()`. By default there is nothing to
+        watch: the API of the same process tells its worker directly, and `serve` its worker
+        processes."""
+
     # -- API keys ---------------------------------------------------------------------------
     @abc.abstractmethod
     async def add_api_key(self, key: ApiKey) -> None:
@@ -374,3 +382,14 @@ class Store(abc.ABC):
     async def delivery_stats(self, now: datetime) -> dict[str, float]:
         """Queue depth by state, and for how many seconds the longest-waiting due notification
         has been due."""
+
+    # -- Handshake codes ----------------------------------------------------------------------
+    @abc.abstractmethod
+    async def take_handshake_nonce(self, nonce: str, expires: datetime) -> bool:
+        """Mark the nonce of an accepted handshake code used: True the first time, False ever
+        after, in every process sharing the store (atomically: of two takes at once, one
+        wins). Kept at least until `expires`, when its code can no longer pass anyway."""
+
+    @abc.abstractmethod
+    async def prune_handshake_nonces(self, now: datetime) -> int:
+        """Forget the nonces that expired by `now` (housekeeping); return how many."""

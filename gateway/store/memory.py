@@ -181,6 +181,7 @@ class MemoryStore(Store):
         self.notifications: dict[UUID, Notification] = {}
         self.attempt_log: dict[UUID, list[Attempt]] = {}  # by notification
         self._last_sequence: dict[UUID, int] = {}
+        self.handshake_nonces: dict[str, datetime] = {}  # nonce -> when its code expires
 
     async def open(self) -> None:
         """Nothing to connect."""
@@ -619,6 +620,20 @@ class MemoryStore(Store):
         due = [n.next_attempt_at for n in self.notifications.values() if n.state is PENDING]
         overdue = (now - min(due)).total_seconds() if due else 0.0
         return {**stats, "overdue_seconds": max(overdue, 0.0)}
+
+    async def take_handshake_nonce(self, nonce: str, expires: datetime) -> bool:
+        """Mark the nonce used: True the first time, False after."""
+        if nonce in self.handshake_nonces:
+            return False
+        self.handshake_nonces[nonce] = expires
+        return True
+
+    async def prune_handshake_nonces(self, now: datetime) -> int:
+        """Forget the nonces that expired by `now`; return how many."""
+        expired = [nonce for nonce, expires in self.handshake_nonces.items() if expires <= now]
+        for nonce in expired:
+            del self.handshake_nonces[nonce]
+        return len(expired)
 
 
 def conflict(webhook_id: UUID, fields: Sequence[str]) -> Conflict:

@@ -6,15 +6,20 @@ webhooks lock their rows first, in id order, and only then their notifications; 
 transaction takes locks in that order, so concurrent processes queue instead of deadlocking.
 `add_events` sends a NOTIFY on commit; `watch_new_work` LISTENs on a connection of its own and
 wakes the workers of every process at once.
+
+Every transaction runs through `postgres_retry.atomically`, which runs it again after a
+deadlock, a serialization failure or a connection lost before COMMIT; so each transaction here is
+a function of its connection (`work`) that may run more than once, and keeps its state inside.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
-from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 import asyncpg
@@ -45,24 +50,28 @@ from gateway.outcomes import (
 from gateway.store import postgres_queries as q
 from gateway.store.base import Added, Page, Query, Requeue, Store, WebhookEdit
 from gateway.store.memory import conflict
+from gateway.store.postgres_listen import Listener
 from gateway.store.postgres_queries import MIGRATIONS, Listing, Params, R, Sql, decode, encode
+from gateway.store.postgres_retry import DRIVER_ERRORS, Work, atomically, reading
 
 __all__ = ["MIGRATIONS", "PostgresStore"]
 
 log = logging.getLogger(__name__)
-_DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
-POOL_MAX_SIZE = 10
+T = TypeVar("T")
+POOL_SIZE = 10  # connections per store (per process), besides the LISTEN one
 
 
 class PostgresStore(Store):
     """The store on one PostgreSQL database, shared by any number of processes."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, pool_size: int = POOL_SIZE) -> None:
         self.url = url
+        self.pool_size = pool_size  # most connections open at once (the LISTEN one aside)
         self.applied_migrations: list[int] = []  # by the last open()
         self._pool: asyncpg.Pool | None = None
-        self._listener: asyncpg.Connection | None = None
+        self._listener: Listener | None = None
         self._watchers: list[Callable[[], None]] = []
+        self._change_watchers: list[Callable[[UUID | None], None]] = []
 
     # -- Connections and transactions ---------------------------------------------------------
     async def open(self) -> None:
@@ -70,9 +79,9 @@ class PostgresStore(Store):
         if self._pool is not None:
             return
         try:
-            self._pool = await asyncpg.create_pool(self.url, min_size=1, max_size=POOL_MAX_SIZE)
+            self._pool = await asyncpg.create_pool(self.url, min_size=1, max_size=self.pool_size)
             self.applied_migrations = await self._migrate()
-        except _DRIVER_ERRORS as exc:
+        except DRIVER_ERRORS as exc:
             await self.close()
             raise StoreError(f"cannot open PostgreSQL database: {exc}") from exc
         except BaseException:
@@ -83,11 +92,10 @@ class PostgresStore(Store):
         """Stop listening and close the pool."""
         listener, pool, self._listener, self._pool = self._listener, self._pool, None, None
         self._watchers.clear()
-        with contextlib.suppress(*_DRIVER_ERRORS):
-            if listener is not None:
-                listener.remove_termination_listener(_listener_lost)
-                await listener.close()
-        with contextlib.suppress(*_DRIVER_ERRORS):
+        self._change_watchers.clear()
+        if listener is not None:
+            await listener.close()
+        with contextlib.suppress(*DRIVER_ERRORS):
             if pool is not None:
                 await pool.close()
 
@@ -101,15 +109,8 @@ class PostgresStore(Store):
     async def _migrate(self) -> list[int]:
         applied = []
         for version, script in q.migration_files():
-            async with self._transaction() as conn:
-                # One process at a time: the others wait here, then find the version applied.
-                await _execute(conn, q.LOCK_MIGRATIONS, {"key": q.MIGRATION_LOCK})
-                await conn.execute(q.CREATE_MIGRATIONS)
-                if await _fetch(conn, q.IS_APPLIED, {"version": version}):
-                    continue
-                await conn.execute(script)
-                await _execute(conn, q.RECORD_MIGRATION, {"version": version, "now": utcnow()})
-            applied.append(version)
+            if await self._atomically(functools.partial(_apply, version=version, script=script)):
+                applied.append(version)
         return applied
 
     def _open(self) -> asyncpg.Pool:
@@ -117,19 +118,13 @@ class PostgresStore(Store):
             raise StoreError("the store is not open")
         return self._pool
 
-    @contextlib.asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[asyncpg.Connection]:
-        try:
-            async with self._open().acquire() as conn, conn.transaction():
-                yield conn
-        except _DRIVER_ERRORS as exc:
-            raise StoreError(f"PostgreSQL error: {exc}") from exc
+    async def _atomically(self, work: Work[T]) -> T:
+        """`work(connection)` in one transaction, run again after a deadlock, a serialization
+        failure, or a connection lost before COMMIT (postgres_retry.atomically)."""
+        return await atomically(self._open(), work)
 
     async def _rows(self, query: Sql, params: Params | None = None) -> list[asyncpg.Record]:
-        try:
-            return list(await self._open().fetch(query.text, *query.args(params or {})))
-        except _DRIVER_ERRORS as exc:
-            raise StoreError(f"PostgreSQL error: {exc}") from exc
+        return await reading(self._open(), lambda conn: _fetch(conn, query, params or {}))
 
     async def _one(self, cls: type[R], query: Sql, params: Params) -> R | None:
         rows = await self._rows(query, params)
@@ -137,8 +132,7 @@ class PostgresStore(Store):
 
     async def _write(self, query: Sql, params: Params) -> int:
         """Run one statement in its own transaction; return how many rows it changed."""
-        async with self._transaction() as conn:
-            return await _execute(conn, query, params)
+        return await self._atomically(lambda conn: _execute(conn, query, params))
 
     async def _page(
         self, listing: Listing, where: str, params: Params, query: Query
@@ -160,23 +154,39 @@ class PostgresStore(Store):
     async def watch_new_work(self, callback: Callable[[], None]) -> None:
         """Call `callback` whenever any process commits new due notifications (LISTEN)."""
         self._watchers.append(callback)
+        await self._listen()
+
+    async def watch_webhook_changes(self, callback: Callable[[UUID | None], None]) -> None:
+        """Call `callback` with a webhook's id whenever any process commits a change of its
+        status or secret (LISTEN); with None after the connection was lost and is back."""
+        self._change_watchers.append(callback)
+        await self._listen()
+
+    async def _listen(self) -> None:
         if self._listener is not None:
             return
         self._open()
-        try:
-            listener = await asyncpg.connect(self.url)
-            await listener.add_listener(q.NEW_WORK_CHANNEL, self._notified)
-        except _DRIVER_ERRORS as exc:
-            # Not fatal: workers still find new work at their next poll.
-            log.warning("cannot LISTEN for new work (%s); workers will poll", exc)
-            return
-        # Losing this connection later costs latency only, for the same reason.
-        listener.add_termination_listener(_listener_lost)
-        self._listener = listener
+        # Losing this connection costs latency only: workers find new work at their polls,
+        # and re-read webhooks after a second, until it is back (postgres_listen.Listener
+        # reconnects with backoff).
+        self._listener = Listener(
+            self.url, q.NEW_WORK_CHANNEL, self._notified,
+            others={q.WEBHOOK_CHANGED_CHANNEL: self._webhook_changed},
+        )  # fmt: skip
+        await self._listener.start()
 
-    def _notified(self, *_args: Any) -> None:
+    def _notified(self) -> None:
         for callback in self._watchers:
             callback()
+
+    def _webhook_changed(self, payload: str | None) -> None:
+        try:
+            webhook_id = None if payload is None else UUID(payload)
+        except ValueError:
+            log.warning("unreadable webhook change notice", extra={"payload": str(payload)[:64]})
+            return
+        for callback in self._change_watchers:
+            callback(webhook_id)
 
     # -- API keys -----------------------------------------------------------------------------
     async def add_api_key(self, key: ApiKey) -> None:
@@ -203,8 +213,8 @@ class PostgresStore(Store):
     # -- Webhooks -----------------------------------------------------------------------------
     async def add_webhooks(self, webhooks: Sequence[Webhook]) -> None:
         """Insert all or none."""
-        async with self._transaction() as conn:
-            await _execute_many(conn, q.INSERT_WEBHOOK, [encode(w) for w in webhooks])
+        rows = [encode(w) for w in webhooks]
+        await self._atomically(lambda conn: _execute_many(conn, q.INSERT_WEBHOOK, rows))
 
     async def get_webhook(self, group_key: UUID, webhook_id: UUID) -> Webhook | None:
         """One webhook of this group."""
@@ -227,7 +237,8 @@ class PostgresStore(Store):
             **{f"e_{name}": q.to_sql(value) for name, value in edit.expect.items()},
         }
         query = q.edit_webhook(tuple(edit.values), tuple(edit.expect))
-        async with self._transaction() as conn:
+
+        async def work(conn: asyncpg.Connection) -> Webhook | None:
             rows = await _fetch(conn, query, params)
             if not rows:
                 if not await _fetch(conn, q.WEBHOOK_EXISTS, ids):
@@ -236,7 +247,9 @@ class PostgresStore(Store):
             hook = decode(Webhook, rows[0])
             if edit.status is not None:
                 hook = await _change_status(conn, webhook_id, edit.status, now)
-        return hook
+            return hook
+
+        return await self._atomically(work)
 
     async def regenerate_secret(
         self,
@@ -250,11 +263,15 @@ class PostgresStore(Store):
         """A new client secret; the one it replaces signs until `previous_until`."""
         params = {"webhook_id": webhook_id, "group_key": group_key, "secret": secret,
                   "previous_until": previous_until, "now": now, "user_id": user_id}  # fmt: skip
-        async with self._transaction() as conn:
+
+        async def work(conn: asyncpg.Connection) -> Webhook | None:
             rows = await _fetch(conn, q.REGENERATE_SECRET, params)
-            if rows:
-                await _webhook_changed(conn, webhook_id)
-        return decode(Webhook, rows[0]) if rows else None
+            if not rows:
+                return None
+            await _webhook_changed(conn, webhook_id)
+            return decode(Webhook, rows[0])
+
+        return await self._atomically(work)
 
     async def delete_webhook(self, group_key: UUID, webhook_id: UUID) -> bool:
         """Delete a webhook with its rules and notifications; False if not found."""
@@ -269,8 +286,9 @@ class PostgresStore(Store):
 
     async def expire_webhooks(self, now: datetime) -> list[Webhook]:
         """Make expired Active webhooks Inactive and park their notifications."""
-        expired = []
-        async with self._transaction() as conn:
+
+        async def work(conn: asyncpg.Connection) -> list[Webhook]:
+            expired = []
             for row in await _fetch(conn, q.EXPIRING, {"now": now}):
                 hook = decode(Webhook, row)
                 change = lifecycle.expiry(hook, now)
@@ -281,13 +299,15 @@ class PostgresStore(Store):
                     conn, q.TOUCH_WEBHOOK, {"webhook_id": hook.webhook_id, "now": now}
                 )
                 expired.append(decode(Webhook, touched[0]))
-        return expired
+            return expired
+
+        return await self._atomically(work)
 
     # -- Rules --------------------------------------------------------------------------------
     async def add_rules(self, rules: Sequence[WebhookRule]) -> None:
         """Insert all or none."""
-        async with self._transaction() as conn:
-            await _execute_many(conn, q.INSERT_RULE, [encode(r) for r in rules])
+        rows = [encode(r) for r in rules]
+        await self._atomically(lambda conn: _execute_many(conn, q.INSERT_RULE, rows))
 
     async def get_rule(self, group_key: UUID, rule_id: UUID) -> WebhookRule | None:
         """One rule of this group."""
@@ -337,7 +357,8 @@ class PostgresStore(Store):
         is in that transaction; NOTIFY the workers on commit when some are left for them to
         claim."""
         now = notifications[0].created if notifications else utcnow()
-        async with self._transaction() as conn:
+
+        async def work(conn: asyncpg.Connection) -> Added:
             await _execute_many(conn, q.INSERT_EVENT, [encode(e) for e in events])
             sequences, parked = await _reserve(conn, notifications, now)
             rows, given = [], []
@@ -351,7 +372,9 @@ class PostgresStore(Store):
             await _execute_many(conn, q.INSERT_NOTIFICATION, rows)
             if any(_claimable(row) for row in rows):
                 await _notify(conn)
-        return Added(given, {webhook_id: webhook_id not in parked for webhook_id in sequences})
+            return Added(given, {w: w not in parked for w in sequences})
+
+        return await self._atomically(work)
 
     async def claim_due(
         self,
@@ -367,8 +390,7 @@ class PostgresStore(Store):
             "now": now, "limit": limit, "owner": lease_owner, "lease_until": lease_until,
             "exclude": list(exclude_webhooks),
         }  # fmt: skip
-        async with self._transaction() as conn:
-            rows = await _fetch(conn, q.CLAIM_DUE, params)
+        rows = await self._atomically(lambda conn: _fetch(conn, q.CLAIM_DUE, params))
         notes = [decode(Notification, row) for row in rows]
         # RETURNING follows no ORDER BY; restore the claim order.
         return sorted(notes, key=lambda n: (n.webhook_id, n.sequence))
@@ -380,7 +402,8 @@ class PostgresStore(Store):
             return Recorded(0)
         ids = [o.notification_id for o in outcomes]
         now = utcnow()
-        async with self._transaction() as conn:
+
+        async def work(conn: asyncpg.Connection) -> Recorded:
             webhooks = await _fetch(conn, q.WEBHOOKS_OF, {"notification_ids": ids})
             hooks = await _lock_webhooks(conn, [row[0] for row in webhooks])
             leased = {"notification_ids": ids, "owners": [o.lease_owner for o in outcomes]}
@@ -393,16 +416,21 @@ class PostgresStore(Store):
                     batch.append((outcome, hooks[webhook_id]))
             settled = settle_in_order(batch, now)
             await _write_settled(conn, settled, now)
-        return Recorded(len(settled), changes_of(settled), not_active(settled, now))
+            return Recorded(len(settled), changes_of(settled), not_active(settled, now))
+
+        return await self._atomically(work)
 
     async def release_leases(self, lease_owner: str) -> int:
         """Give back every lease this owner holds (graceful shutdown)."""
-        async with self._transaction() as conn:
+
+        async def work(conn: asyncpg.Connection) -> int:
             # Webhooks first, as every other writer locks them, so this cannot deadlock with a
             # worker settling (and parking) notifications of the same webhooks.
             leased = await _fetch(conn, q.LEASED_WEBHOOKS, {"owner": lease_owner})
             await _lock_webhooks(conn, [row[0] for row in leased])
             return await _execute(conn, q.RELEASE_LEASES, {"owner": lease_owner})
+
+        return await self._atomically(work)
 
     async def get_notification(
         self, group_key: UUID, webhook_id: UUID, notification_id: UUID
@@ -419,17 +447,20 @@ class PostgresStore(Store):
         Active; what was found."""
         ids = {"group_key": group_key, "webhook_id": webhook_id,
                "notification_id": notification_id}  # fmt: skip
-        async with self._transaction() as conn:
+
+        async def work(conn: asyncpg.Connection) -> Requeue:
             active = await _fetch(conn, q.LOCK_ACTIVE_WEBHOOK, {**ids, "now": now})
             if active and await _execute(conn, q.REQUEUE_NOTIFICATION, {**ids, "now": now}):
                 await _notify(conn)
                 return Requeue.QUEUED
             row = await _fetch(conn, q.NOTIFICATION_STATE, ids)
-        if not row:
-            return Requeue.NOT_FOUND
-        if row[0][0] == NotificationState.SUCCEEDED.value:
-            return Requeue.SUCCEEDED
-        return Requeue.NOT_ACTIVE
+            if not row:
+                return Requeue.NOT_FOUND
+            if row[0][0] == NotificationState.SUCCEEDED.value:
+                return Requeue.SUCCEEDED
+            return Requeue.NOT_ACTIVE
+
+        return await self._atomically(work)
 
     async def attempts(
         self, group_key: UUID, webhook_id: UUID, notification_ids: Sequence[UUID]
@@ -455,10 +486,13 @@ class PostgresStore(Store):
     async def prune_history(self, succeeded_before: datetime) -> int:
         """Delete successful notifications older than this (and events left with none)."""
         params = {"before": succeeded_before}
-        async with self._transaction() as conn:
+
+        async def work(conn: asyncpg.Connection) -> int:
             pruned = await _execute(conn, q.PRUNE_HISTORY, params)
             await _execute(conn, q.PRUNE_EVENTS, params)
-        return pruned
+            return pruned
+
+        return await self._atomically(work)
 
     async def check_invariants(self, now: datetime, *, repair: bool) -> dict[str, int]:
         """Count (and with `repair`, set right) notifications that break an invariant. The
@@ -467,19 +501,7 @@ class PostgresStore(Store):
         parked = await self._rows(q.PARKED_OF_ACTIVE, {"now": now})
         stray = await self._rows(q.PENDING_OF_INACTIVE, {"now": now})
         if repair and (parked or stray):
-            async with self._transaction() as conn:
-                hooks = await _lock_webhooks(conn, sorted({row[1] for row in [*parked, *stray]}))
-                released = [{"notification_id": row[0], "now": now,
-                             "message": lifecycle.RELEASED_MESSAGE} for row in parked]  # fmt: skip
-                parking = [
-                    {"notification_id": row[0], "now": now, "message": lifecycle.parked_message(
-                        *lifecycle.effective_status(hooks[q.plain_uuid(row[1])], now))}
-                    for row in stray if q.plain_uuid(row[1]) in hooks
-                ]  # fmt: skip
-                await _execute_many(conn, q.RELEASE_ONE, released)
-                await _execute_many(conn, q.PARK_ONE, parking)
-                if released:
-                    await _notify(conn)
+            await self._atomically(functools.partial(_repair, parked=parked, stray=stray, now=now))
         return {"parked_of_active": len(parked), "pending_of_inactive": len(stray)}
 
     async def delivery_stats(self, now: datetime) -> dict[str, float]:
@@ -490,6 +512,16 @@ class PostgresStore(Store):
         overdue = (now - due).total_seconds() if due else 0.0
         stats = {state: float(row[state]) for state in ("pending", "parked", "failed", "succeeded")}
         return {**stats, "overdue_seconds": max(overdue, 0.0)}
+
+    # -- Handshake codes ----------------------------------------------------------------------
+    async def take_handshake_nonce(self, nonce: str, expires: datetime) -> bool:
+        """Mark the nonce used: True the first time, False after (the insert finds it)."""
+        params = {"nonce": nonce, "expires": expires}
+        return await self._write(q.TAKE_HANDSHAKE_NONCE, params) == 1
+
+    async def prune_handshake_nonces(self, now: datetime) -> int:
+        """Forget the nonces that expired by `now`; return how many."""
+        return await self._write(q.PRUNE_HANDSHAKE_NONCES, {"now": now})
 
 
 async def _write_settled(
@@ -558,6 +590,28 @@ async def _change_status(
     return decode(Webhook, rows[0])
 
 
+async def _repair(
+    conn: asyncpg.Connection,
+    *,
+    parked: list[asyncpg.Record],
+    stray: list[asyncpg.Record],
+    now: datetime,
+) -> None:
+    """check_invariants' repairs, with the webhooks involved locked first."""
+    hooks = await _lock_webhooks(conn, sorted({row[1] for row in [*parked, *stray]}))
+    released = [{"notification_id": row[0], "now": now, "message": lifecycle.RELEASED_MESSAGE}
+                for row in parked]  # fmt: skip
+    parking = [
+        {"notification_id": row[0], "now": now, "message": lifecycle.parked_message(
+            *lifecycle.effective_status(hooks[q.plain_uuid(row[1])], now))}
+        for row in stray if q.plain_uuid(row[1]) in hooks
+    ]  # fmt: skip
+    await _execute_many(conn, q.RELEASE_ONE, released)
+    await _execute_many(conn, q.PARK_ONE, parking)
+    if released:
+        await _notify(conn)
+
+
 def _publish_state(note: Notification, parked: str | None) -> dict[str, Any]:
     """A new notification's state fields: pending, or parked saying why; a finished row
     (seeded by tests or imports) as it is."""
@@ -617,8 +671,16 @@ async def _lock_webhooks(
     return {hook.webhook_id: hook for hook in (decode(Webhook, row) for row in rows)}
 
 
-def _listener_lost(_conn: asyncpg.Connection) -> None:
-    log.warning("LISTEN connection lost; workers will poll for new work")
+async def _apply(conn: asyncpg.Connection, *, version: int, script: str) -> bool:
+    """Apply one migration unless another process did; whether this one did."""
+    # One process at a time: the others wait here, then find the version applied.
+    await _execute(conn, q.LOCK_MIGRATIONS, {"key": q.MIGRATION_LOCK})
+    await conn.execute(q.CREATE_MIGRATIONS)
+    if await _fetch(conn, q.IS_APPLIED, {"version": version}):
+        return False
+    await conn.execute(script)
+    await _execute(conn, q.RECORD_MIGRATION, {"version": version, "now": utcnow()})
+    return True
 
 
 async def _notify(conn: asyncpg.Connection) -> None:

@@ -407,6 +407,13 @@ DELIVERY_STATS = sql(
     "(SELECT min(next_attempt_at) FROM notifications WHERE state = 'pending') AS first_due"
 )
 
+# -- Handshake nonces ------------------------------------------------------------------------
+TAKE_HANDSHAKE_NONCE = sql(
+    "INSERT INTO handshake_nonces (nonce, expires) VALUES (:nonce, :expires) "
+    "ON CONFLICT (nonce) DO NOTHING"
+)
+PRUNE_HANDSHAKE_NONCES = sql("DELETE FROM handshake_nonces WHERE expires <= :now")
+
 # -- Filterable columns: lowercase wire name -> SQL -------------------------------------------
 _WEBHOOK_SQL = {
     "webhookid": "webhook_id", "groupkey": "group_key", "name": "name",

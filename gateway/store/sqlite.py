@@ -545,6 +545,16 @@ class SqliteStore(Store):
         stats = {state: float(row[state]) for state in ("pending", "parked", "failed", "succeeded")}
         return {**stats, "overdue_seconds": max(overdue, 0.0)}
 
+    # -- Handshake codes ----------------------------------------------------------------------
+    async def take_handshake_nonce(self, nonce: str, expires: datetime) -> bool:
+        """Mark the nonce used: True the first time, False after (the insert finds it)."""
+        params = {"nonce": nonce, "expires": stamp(expires)}
+        return await self._write(q.TAKE_HANDSHAKE_NONCE, params) == 1
+
+    async def prune_handshake_nonces(self, now: datetime) -> int:
+        """Forget the nonces that expired by `now`; return how many."""
+        return await self._write(q.PRUNE_HANDSHAKE_NONCES, {"now": stamp(now)})
+
 
 _WAITING = (NotificationState.PENDING.value, NotificationState.PARKED.value)
 

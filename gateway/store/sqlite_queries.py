@@ -400,6 +400,13 @@ DELIVERY_STATS = (
     "(SELECT min(next_attempt_at) FROM notifications WHERE state = 'pending') AS first_due"
 )
 
+# -- Handshake nonces ------------------------------------------------------------------------
+TAKE_HANDSHAKE_NONCE = (
+    "INSERT INTO handshake_nonces (nonce, expires) VALUES (:nonce, :expires) "
+    "ON CONFLICT (nonce) DO NOTHING"
+)
+PRUNE_HANDSHAKE_NONCES = "DELETE FROM handshake_nonces WHERE expires <= :now"
+
 # -- Filterable columns: lowercase wire name -> SQL -------------------------------------------
 _WEBHOOK_SQL = {
     "webhookid": "webhook_id", "groupkey": "group_key", "name": "name",

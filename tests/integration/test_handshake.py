@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
+import sys
 from collections.abc import AsyncIterator
-from uuid import uuid4
+from datetime import timedelta
+from pathlib import Path
+from uuid import UUID, uuid4
 
 import pytest
+from itsdangerous import URLSafeTimedSerializer
 from prometheus_client import REGISTRY
 
 from gateway.errors import HandshakeFailed
-from gateway.handshake import HandshakeCodes, verify_callback
+from gateway.handshake import SALT, HandshakeCodes, verify_callback
+from gateway.models import utcnow
 from gateway.netguard import AddressPolicy
 from gateway.outbound import Outbound
+from gateway.store import store_for_url
+from gateway.store.memory import MemoryStore
+from tests.gateway_server import gateway_settings, run_gateway
 from tests.receiver import Answer, Receiver
 
 LOOPBACK = AddressPolicy(allowed_networks=["127.0.0.0/8"])
+KEY = "test-secret-key"
 
 
 @pytest.fixture
@@ -26,7 +36,7 @@ async def outbound() -> AsyncIterator[Outbound]:
 
 @pytest.fixture
 def codes() -> HandshakeCodes:
-    return HandshakeCodes("test-secret-key")
+    return HandshakeCodes(KEY, MemoryStore())
 
 
 def handshakes(outcome: str) -> float:
@@ -74,7 +84,7 @@ async def test_each_handshake_sends_a_fresh_single_use_code(
     first, second = (s.params["code"][0] for s in receiver.seen)
     assert first != second
     with pytest.raises(HandshakeFailed, match="already used"):
-        codes.verify(first, hook)
+        await codes.verify(first, hook)
 
 
 async def test_fails_on_404(outbound: Outbound, codes: HandshakeCodes, receiver: Receiver) -> None:
@@ -123,3 +133,112 @@ async def test_fails_when_nothing_listens(outbound: Outbound, codes: HandshakeCo
         port = probe.getsockname()[1]
     detail = await fails(outbound, codes, f"http://127.0.0.1:{port}/hook")
     assert detail == "could not connect: connection refused"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """One database that several stores (as several processes would) open."""
+    if request.param == "postgres":
+        url: str = request.getfixturevalue("postgres_url")
+        return url
+    return f"sqlite:///{tmp_path}/shared.db"
+
+
+async def refused(codes: HandshakeCodes, code: str, hook: UUID) -> str:
+    with pytest.raises(HandshakeFailed) as caught:
+        await codes.verify(code, hook)
+    return caught.value.detail
+
+
+async def test_a_code_accepted_through_one_store_is_refused_through_another(
+    database_url: str,
+) -> None:
+    async with store_for_url(database_url) as one, store_for_url(database_url) as two:
+        first, second = HandshakeCodes(KEY, one), HandshakeCodes(KEY, two)
+        hook = uuid4()
+        code = first.issue(hook)
+        await second.verify(code, hook)  # any process knows the key, so any may accept it
+        assert await refused(first, code, hook) == "code was already used"
+        assert await refused(second, code, hook) == "code was already used"
+        await first.verify(first.issue(hook), hook)  # other codes still pass
+
+
+async def test_of_one_code_verified_at_once_through_several_stores_one_passes(
+    database_url: str,
+) -> None:
+    stores = [store_for_url(database_url) for _ in range(4)]
+    for store in stores:
+        await store.open()
+    try:
+        hook = uuid4()
+        code = HandshakeCodes(KEY, stores[0]).issue(hook)
+        results = await asyncio.gather(
+            *(HandshakeCodes(KEY, store).verify(code, hook) for store in stores),
+            return_exceptions=True,
+        )
+        passed = [r for r in results if r is None]
+        assert len(passed) == 1
+        assert {str(r) for r in results if r is not None} == {"code was already used"}
+    finally:
+        for store in stores:
+            await store.close()
+
+
+VERIFY_IN_ANOTHER_PROCESS = """
+import asyncio, sys
+from uuid import UUID
+from gateway.errors import HandshakeFailed
+from gateway.handshake import HandshakeCodes
+from gateway.store import store_for_url
+
+async def verify(url, key, code, hook):
+    async with store_for_url(url) as store:
+        try:
+            await HandshakeCodes(key, store).verify(code, UUID(hook))
+        except HandshakeFailed as exc:
+            return exc.detail
+    return "accepted"
+
+print(asyncio.run(verify(*sys.argv[1:])))
+"""
+
+
+async def verify_in_another_process(database_url: str, code: str, hook: UUID) -> str:
+    """Verify the code in a new Python process on the same database; what it answered."""
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", VERIFY_IN_ANOTHER_PROCESS, database_url, KEY, code, str(hook),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(child.communicate(), 30)
+    assert child.returncode == 0, err.decode()
+    return out.decode().strip()
+
+
+async def test_a_code_accepted_in_another_process_is_refused_in_this_one(
+    database_url: str,
+) -> None:
+    async with store_for_url(database_url) as store:
+        codes, hook = HandshakeCodes(KEY, store), uuid4()
+        code = codes.issue(hook)
+        assert await verify_in_another_process(database_url, code, hook) == "accepted"
+        assert await refused(codes, code, hook) == "code was already used"
+
+
+async def test_the_gateway_keeps_used_nonces_in_its_store_and_prunes_expired_ones(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    store = MemoryStore()
+    await store.take_handshake_nonce("expired", utcnow() - timedelta(seconds=1))
+    async with run_gateway(gateway_settings(tmp_path), store=store) as gateway:
+        # Housekeeping runs as the gateway starts.
+        async with asyncio.timeout(10):
+            while "expired" in store.handshake_nonces:
+                await asyncio.sleep(0.01)
+        key, _ = await gateway.add_key()
+        body = {"name": "n", "requestContentType": "Full", "callbackHttpMethod": "POST",
+                "callbackUrl": receiver.plan("/hook")}  # fmt: skip
+        async with gateway.client(key) as api:
+            assert (await api.post("/api/v1/Webhooks", json=[body])).status_code == 200
+    [code] = [seen.params["code"][0] for seen in receiver.seen]
+    [nonce] = store.handshake_nonces
+    assert nonce == URLSafeTimedSerializer(KEY, salt=SALT).loads(code)["n"]  # the code's own

@@ -25,6 +25,7 @@ from gateway.api.webhooks import expire_due
 from gateway.delivery import Worker
 from gateway.models import EventType, NotificationState, WebhookStatus, utcnow
 from gateway.store.base import Query
+from gateway.store.postgres import PostgresStore
 from tests.factories import make_event, make_notification, set_expiration
 from tests.gateway_server import RunningGateway, gateway_settings, run_gateway
 from tests.integration.test_delivery import (
@@ -396,3 +397,31 @@ async def test_owners_workers_and_publishers_at_once_strand_nothing(
     }
     assert set(accepted) <= delivered
     assert await invariants(gateway) == NO_VIOLATIONS
+
+
+@pytest.mark.postgres
+async def test_a_pause_reaches_a_worker_of_another_process_through_postgres(
+    tmp_path: Path, receiver: Receiver, postgres_url: str
+) -> None:
+    """A worker with a store of its own (as in another process or machine) learns of the pause
+    from PostgreSQL's NOTIFY: once its sends in flight are answered, it sends nothing more."""
+    settings = gateway_settings(tmp_path, database_url=postgres_url)
+    async with run_gateway(settings) as gateway, PostgresStore(postgres_url) as other:
+        partner = await subscribe(gateway, receiver)
+        receiver.plan("/hook", Answer(delay=0.5))
+        cap = 2
+        worker_settings = dataclasses.replace(settings, per_webhook_concurrency=cap)
+        worker = Worker(worker_settings, other, gateway.ctx.outbound)
+        stop = asyncio.Event()
+        running = asyncio.create_task(worker.run(stop))
+        try:
+            await partner.publish(*[invoice_update([{"id": str(i)}]) for i in range(20)])
+            await receiver.wait_for(cap, "/hook")  # in flight: answered in half a second
+            await partner.patch(statusCode="Inactive")
+            at_pause = len(receiver.notifications("/hook"))
+            await asyncio.sleep(0.8)  # the sends in flight are answered, then nothing more
+        finally:
+            stop.set()
+            await running
+    assert at_pause == cap
+    assert len(receiver.notifications("/hook")) == at_pause

@@ -7,14 +7,17 @@ they run concurrently in one event loop, so their transactions really interleave
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from uuid import UUID
 
 import asyncpg
 import pytest
 
 from gateway.errors import StoreError
-from gateway.store.postgres import MIGRATIONS, PostgresStore
+from gateway.store import store_for_url
+from gateway.store.postgres import MIGRATIONS, POOL_SIZE, PostgresStore
 from tests.factories import T0, make_event, make_notification
+from tests.gateway_server import gateway_settings, run_gateway
 from tests.integration.test_store_contract import LEASE, add_hook, publish
 from tests.migrations import declared_objects, migration_versions
 
@@ -125,3 +128,46 @@ async def test_new_work_in_one_process_wakes_the_workers_of_another(postgres_url
         await publish(api, hook)
         async with asyncio.timeout(10):
             await woken.wait()
+
+
+async def count(url: str, where: str) -> int:
+    """How many of the database's connections (the test's own aside) match `where`."""
+    conn = await asyncpg.connect(url)
+    try:
+        found: int = await conn.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            f"AND pid <> pg_backend_pid() AND {where}"
+        )
+        return found
+    finally:
+        await conn.close()
+
+
+def test_store_for_url_sizes_the_pool(postgres_url: str) -> None:
+    default, sized = store_for_url(postgres_url), store_for_url(postgres_url, pool_size=3)
+    assert isinstance(default, PostgresStore) and isinstance(sized, PostgresStore)
+    assert (default.pool_size, sized.pool_size) == (POOL_SIZE, 3)
+
+
+async def test_the_pool_opens_at_most_database_pool_size_connections(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    settings = gateway_settings(tmp_path, database_url=postgres_url, database_pool_size=2)
+    async with run_gateway(settings) as gateway:
+        store = gateway.ctx.store
+        hook = await add_hook(store)
+        blocker = await asyncpg.connect(postgres_url)
+        try:
+            async with blocker.transaction():
+                await blocker.execute("LOCK TABLE webhooks IN ACCESS EXCLUSIVE MODE")
+                # Four reads at once, each needing a connection, all held up by the lock.
+                reads = [asyncio.create_task(store.get_webhook(hook.group_key, hook.webhook_id))
+                         for _ in range(4)]  # fmt: skip
+                async with asyncio.timeout(10):
+                    while await count(postgres_url, "wait_event_type = 'Lock'") < 2:
+                        await asyncio.sleep(0.02)
+            assert await asyncio.gather(*reads) == [hook] * 4
+        finally:
+            await blocker.close()
+        # A pool of 10 would have opened one connection per read; this one shared two.
+        assert await count(postgres_url, "backend_type = 'client backend'") == 2

@@ -1093,3 +1093,18 @@ async def test_an_edit_keeps_a_failure_count_recorded_after_it_read(store: Store
     edit = WebhookEdit({}, status=ACTIVATE)
     reset = await store.edit_webhook(hook.group_key, hook.webhook_id, edit, T0)
     assert reset is not None and reset.failure_count == 0
+
+
+async def test_a_handshake_nonce_is_taken_once(store: Store) -> None:
+    assert await store.take_handshake_nonce("n1", T0)
+    assert not await store.take_handshake_nonce("n1", T0 + LEASE)
+    assert await store.take_handshake_nonce("n2", T0)
+
+
+async def test_prune_handshake_nonces_forgets_only_the_expired(store: Store) -> None:
+    assert await store.take_handshake_nonce("old", T0)
+    assert await store.take_handshake_nonce("new", T0 + LEASE)
+    assert await store.prune_handshake_nonces(T0 - timedelta(microseconds=1)) == 0
+    assert await store.prune_handshake_nonces(T0) == 1  # expired at T0, so gone by T0
+    assert await store.take_handshake_nonce("old", T0 + LEASE)  # forgotten
+    assert not await store.take_handshake_nonce("new", T0 + LEASE)  # kept

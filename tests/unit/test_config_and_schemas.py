@@ -48,6 +48,11 @@ def test_a_child_process_reads_the_settings_it_is_handed(monkeypatch: pytest.Mon
     assert child.log_level == "debug"
 
 
+def test_the_database_pool_size_is_a_setting() -> None:
+    assert config.Settings().database_pool_size == 10
+    assert config.load(env={"GATEWAY_DATABASE_POOL_SIZE": "3"}).database_pool_size == 3
+
+
 def test_the_shipped_config_file_matches_the_defaults() -> None:
     shipped = config.load(env={"GATEWAY_CONFIG": "config/gateway.toml"})
     assert shipped == config.Settings()
@@ -64,6 +69,8 @@ def test_the_shipped_config_file_matches_the_defaults() -> None:
         ({"GATEWAY_WORKER_PROCESSES": "many"}, "setting worker_processes"),
         ({"GATEWAY_MAX_RECORD_DEPTH": "253"}, "max_record_depth: 253 is not between 1 and 252"),
         ({"GATEWAY_MAX_RECORD_DEPTH": "0"}, "max_record_depth: 0 is not between 1 and 252"),
+        ({"GATEWAY_DATABASE_POOL_SIZE": "0"}, "database_pool_size: 0 is too small"),
+        ({"GATEWAY_DATABASE_POOL_SIZE": "ten"}, "setting database_pool_size"),
     ],
 )
 def test_bad_settings_say_which(env: dict[str, str], message: str) -> None:

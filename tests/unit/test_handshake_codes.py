@@ -1,8 +1,10 @@
-"""Handshake codes: signed, time-limited, single-use, bound to one webhook."""
+"""Handshake codes: signed, time-limited, single-use, bound to one webhook (used nonces kept in
+the in-memory store here; tests/integration/test_handshake.py shares them between processes)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import cast
 from urllib.parse import parse_qs, parse_qsl, urlsplit
 from uuid import UUID, uuid4
@@ -11,8 +13,9 @@ import pytest
 
 from gateway import handshake
 from gateway.errors import HandshakeFailed
-from gateway.handshake import HandshakeCodes, with_code
+from gateway.handshake import CLOCK_MARGIN, HandshakeCodes, with_code
 from gateway.outbound import Outbound, OutboundResponse
+from gateway.store.memory import MemoryStore
 
 
 class Clock:
@@ -25,28 +28,32 @@ class Clock:
         return self.now
 
 
-def rejects(codes: HandshakeCodes, code: str, webhook_id: UUID, detail: str) -> None:
+def new_codes(key: str = "key", **kwargs: object) -> HandshakeCodes:
+    return HandshakeCodes(key, MemoryStore(), **kwargs)  # type: ignore[arg-type]
+
+
+async def rejects(codes: HandshakeCodes, code: str, webhook_id: UUID, detail: str) -> None:
     with pytest.raises(HandshakeFailed) as caught:
-        codes.verify(code, webhook_id)
+        await codes.verify(code, webhook_id)
     assert caught.value.detail == detail
     assert caught.value.status == 400
 
 
-def test_valid_code_passes_once() -> None:
-    codes = HandshakeCodes("key")
+async def test_valid_code_passes_once() -> None:
+    codes = new_codes()
     hook = uuid4()
     code = codes.issue(hook)
-    codes.verify(code, hook)
-    rejects(codes, code, hook, "code was already used")
+    await codes.verify(code, hook)
+    await rejects(codes, code, hook, "code was already used")
 
 
 def test_every_code_is_different() -> None:
-    codes, hook = HandshakeCodes("key"), uuid4()
+    codes, hook = new_codes(), uuid4()
     assert codes.issue(hook) != codes.issue(hook)
 
 
 def test_code_is_safe_in_a_query_string() -> None:
-    code = HandshakeCodes("key").issue(uuid4())
+    code = new_codes().issue(uuid4())
     assert with_code("http://h/p", code) == f"http://h/p?code={code}"
 
 
@@ -66,61 +73,57 @@ def flip(code: str, index: int) -> str:
         lambda code: "not a code",
     ],
 )
-def test_forged_or_tampered_code_is_invalid(forge: Callable[[str], str]) -> None:
-    codes, hook = HandshakeCodes("key"), uuid4()
-    rejects(codes, forge(codes.issue(hook)), hook, "code signature is invalid")
+async def test_forged_or_tampered_code_is_invalid(forge: Callable[[str], str]) -> None:
+    codes, hook = new_codes(), uuid4()
+    await rejects(codes, forge(codes.issue(hook)), hook, "code signature is invalid")
 
 
-def test_code_signed_with_another_key_is_invalid() -> None:
+async def test_code_signed_with_another_key_is_invalid() -> None:
     hook = uuid4()
-    rejects(HandshakeCodes("key"), HandshakeCodes("other").issue(hook), hook,
-            "code signature is invalid")  # fmt: skip
+    await rejects(new_codes("key"), new_codes("other").issue(hook), hook,
+                  "code signature is invalid")  # fmt: skip
 
 
-def test_code_expires_after_max_age() -> None:
+async def test_code_expires_after_max_age() -> None:
     clock = Clock()
-    codes, hook = HandshakeCodes("key", max_age=600, clock=clock), uuid4()
+    codes, hook = new_codes(max_age=600, clock=clock), uuid4()
     fresh, stale = codes.issue(hook), codes.issue(hook)
     clock.now += 600
-    codes.verify(fresh, hook)
+    await codes.verify(fresh, hook)
     clock.now += 1
-    rejects(codes, stale, hook, "code expired")
+    await rejects(codes, stale, hook, "code expired")
 
 
-def test_code_for_another_webhook_is_refused() -> None:
-    codes = HandshakeCodes("key")
+async def test_code_for_another_webhook_is_refused() -> None:
+    codes = new_codes()
     hook = uuid4()
     code = codes.issue(uuid4())
-    rejects(codes, code, hook, "code was issued for another webhook")
+    await rejects(codes, code, hook, "code was issued for another webhook")
 
 
-def test_refused_code_is_not_used_up() -> None:
-    codes = HandshakeCodes("key")
+async def test_refused_code_is_not_used_up() -> None:
+    codes = new_codes()
     mine, theirs = uuid4(), uuid4()
     code = codes.issue(theirs)
-    rejects(codes, code, mine, "code was issued for another webhook")
-    codes.verify(code, theirs)
+    await rejects(codes, code, mine, "code was issued for another webhook")
+    await codes.verify(code, theirs)
 
 
-def test_used_nonces_are_forgotten_once_their_code_could_not_pass_anyway() -> None:
+async def test_a_used_nonce_is_kept_while_its_code_could_pass_and_then_pruned() -> None:
     clock = Clock()
-    codes, hook = HandshakeCodes("key", max_age=10, clock=clock), uuid4()
+    store = MemoryStore()
+    codes, hook = HandshakeCodes("key", store, max_age=10, clock=clock), uuid4()
     code = codes.issue(hook)
-    codes.verify(code, hook)
+    clock.now += 5
+    await codes.verify(code, hook)
+    # Kept for the code's whole life (max_age + 1 s from issue), and a margin for other clocks.
+    [expires] = store.handshake_nonces.values()
+    assert expires == datetime.fromtimestamp(1_900_000_000 + 10 + 1 + CLOCK_MARGIN, UTC)
+    assert await store.prune_handshake_nonces(expires - timedelta(microseconds=1)) == 0
+    await rejects(codes, code, hook, "code was already used")
+    assert await store.prune_handshake_nonces(expires) == 1
     clock.now += 12
-    codes.verify(codes.issue(hook), hook)  # the insert prunes the expired nonce
-    assert len(codes._used) == 1
-    rejects(codes, code, hook, "code expired")  # and the old code still cannot pass
-
-
-def test_memory_of_used_nonces_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(handshake, "MAX_REMEMBERED", 3)
-    codes, hook = HandshakeCodes("key"), uuid4()
-    issued = [codes.issue(hook) for _ in range(5)]
-    for code in issued:
-        codes.verify(code, hook)
-    assert len(codes._used) == 3
-    rejects(codes, issued[-1], hook, "code was already used")
+    await rejects(codes, code, hook, "code expired")  # forgotten, and still it cannot pass
 
 
 @pytest.mark.parametrize(
@@ -160,7 +163,7 @@ class Echo:
 
 async def run_echo(reply: Callable[[str], bytes]) -> None:
     outbound = cast(Outbound, Echo(reply))
-    await handshake.verify_callback(outbound, HandshakeCodes("key"), uuid4(), "POST", "http://h/")
+    await handshake.verify_callback(outbound, new_codes(), uuid4(), "POST", "http://h/")
 
 
 async def test_whitespace_around_the_echoed_code_is_ignored() -> None:
