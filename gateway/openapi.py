@@ -62,6 +62,7 @@ _HISTORY = {
     "records": _STR,
     "requestMessage": _NSTR,
     "responseMessage": _NSTR,
+    "attempts": {"type": "array", "items": _ref("AttemptModel")},
 }
 RESPONSE_SCHEMAS: dict[str, Any] = {
     "WebhookModel": _closed(
@@ -94,8 +95,21 @@ RESPONSE_SCHEMAS: dict[str, Any] = {
             **_AUDIT,
         }
     ),
-    # Every property is optional: `select` picks which are sent, `include` adds the last three.
+    # Every property is optional: `select` picks which are sent, `include` adds the last four.
     "WebhookHistoryTableStorageModel": _closed(_HISTORY, *_HISTORY),
+    # One attempt of a notification (history include=Attempts): the failed ones, then the
+    # success, oldest first.
+    "AttemptModel": _closed(
+        {
+            "attempt": {"type": "integer", "minimum": 1},
+            "timestamp": _DATE,
+            "isSuccessful": _BOOL,
+            "responseStatusCode": _NSTR,
+            "processResultMessage": _NSTR,
+            "requestMessage": _NSTR,
+            "responseMessage": _NSTR,
+        }
+    ),
     "ActionResultModel": _closed({"messages": {"type": "array", "items": _STR}}),
     "StatusModel": _closed(
         {
@@ -258,10 +272,11 @@ def _paths(settings: Settings) -> dict[str, Any]:
                 parameters=hook_id + _query(settings, "include", includes=WEBHOOK_INCLUDES),
             ),
             "patch": _op(
-                "Update a webhook",
+                "Update a webhook (409 when a value it relied on changed meanwhile)",
                 _json(_ref("WebhookModel")),
                 400,
                 404,
+                409,
                 parameters=hook_id,
                 requestBody=_body(_ref("WebhookPatch")),
             ),
@@ -314,10 +329,12 @@ def _paths(settings: Settings) -> dict[str, Any]:
         },
         "/api/v1/Webhooks/{webhookId}/history/{webhookHistoryId}/retry": {
             "get": _op(
-                "Queue a failed notification again now",
+                "Queue a notification that was not delivered to go out now (409 while its "
+                "webhook is not Active)",
                 _json(_ref("RetryResult")),
                 400,
                 404,
+                409,
                 parameters=[*hook_id, _path_param("webhookHistoryId")],
             )
         },

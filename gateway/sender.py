@@ -23,6 +23,7 @@ from gateway.wire import truncate
 # `gateway worker` started by hand on SQLite, which hears from nobody) reach it within this time.
 WEBHOOK_CACHE_SECONDS = 1.0
 NOT_ACTIVE = "not sent: the webhook is not Active"
+NUL, REPLACEMENT = "\x00", "\ufffd"
 
 
 _EFFECTS = {
@@ -139,7 +140,9 @@ class Sender:
             retry_at = self.clock() + timedelta(seconds=delay)
         response_text = None
         if response is not None:
-            response_text = f"HTTP {response.status}\n\n{response.body.decode(errors='replace')}"
+            body = response.body.decode(errors="replace")
+            # NUL cannot be kept in PostgreSQL text; both stores keep the same replacement.
+            response_text = f"HTTP {response.status}\n\n{body.replace(NUL, REPLACEMENT)}"
         return AttemptOutcome(
             notification_id=note.notification_id,
             lease_owner=owner,

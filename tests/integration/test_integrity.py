@@ -335,6 +335,20 @@ async def test_history_keeps_why_earlier_attempts_failed(
     assert row["failureCount"] == 2 and row["isSuccessful"] is True
 
 
+async def test_an_answer_with_nul_is_recorded_alike_on_both_stores(
+    gateway: RunningGateway, receiver: Receiver
+) -> None:
+    """PostgreSQL text cannot hold NUL: recording such an answer failed there, leaving the
+    notification unrecorded, while SQLite kept it. Both keep the answer with U+FFFD now."""
+    partner = await subscribe(gateway, receiver)
+    receiver.plan("/hook", Answer(body="ok\x00done"))
+    await partner.publish(invoice_update())
+    await gateway.worker().drain()
+    [row] = (await partner.history(include="ResponseMessage"))["records"]
+    assert row["isSuccessful"] is True
+    assert row["responseMessage"] == "HTTP 200\n\nok\ufffddone"
+
+
 # -- Everything at once ---------------------------------------------------------------------
 async def test_owners_workers_and_publishers_at_once_strand_nothing(
     gateway: RunningGateway, receiver: Receiver
