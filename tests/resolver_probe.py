@@ -18,6 +18,7 @@ from gateway.errors import GatewayError
 from gateway.handshake import HandshakeCodes, verify_callback
 from gateway.netguard import AddressPolicy, SystemResolver
 from gateway.outbound import Outbound
+from gateway.store.memory import MemoryStore
 from tests.receiver import run_receiver
 
 
@@ -49,7 +50,9 @@ async def probe(names: list[str]) -> dict[str, Any]:
             except GatewayError as exc:
                 report["sent"][name] = f"{type(exc).__name__}: {exc.detail}"
         url = f"http://{names[0]}:{port}/handshake"
-        await verify_callback(outbound, HandshakeCodes("probe"), uuid4(), "POST", url)
+        await verify_callback(
+            outbound, HandshakeCodes("probe", MemoryStore()), uuid4(), "POST", url
+        )
         report["seen"] = [[s.path, s.headers["host"]] for s in receiver.seen]
     report["dialled"] = dialled
     return report

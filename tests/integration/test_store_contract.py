@@ -876,8 +876,7 @@ async def force_state(store: Store, notification_id: UUID, state: NotificationSt
     else:
         assert isinstance(store, PostgresStore)
         sql = "UPDATE notifications SET state = $1 WHERE notification_id = $2"
-        async with store._transaction() as conn:
-            await conn.execute(sql, state.value, notification_id)
+        await store._atomically(lambda conn: conn.execute(sql, state.value, notification_id))
 
 
 async def test_check_invariants_finds_and_repairs_what_slipped_through(store: Store) -> None:

@@ -21,6 +21,7 @@ from gateway.errors import AddressNotAllowed
 from gateway.handshake import HandshakeCodes, verify_callback
 from gateway.netguard import AddressPolicy, SystemResolver
 from gateway.outbound import Outbound
+from gateway.store.memory import MemoryStore
 from tests.receiver import Receiver
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,7 +47,11 @@ async def test_a_delivery_and_a_handshake_reach_a_receiver_named_localhost(
             "POST", _by_name(receiver, "/hook"), body=b'{"a":1}', timeout=5
         )
         await verify_callback(
-            outbound, HandshakeCodes("k"), uuid4(), "POST", _by_name(receiver, "/verify")
+            outbound,
+            HandshakeCodes("k", MemoryStore()),
+            uuid4(),
+            "POST",
+            _by_name(receiver, "/verify"),
         )
     assert (response.status, response.body) == (200, b"ok")
     port = receiver.url.rsplit(":", 1)[1]
