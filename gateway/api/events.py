@@ -91,7 +91,9 @@ async def _notifications(ctx: Context, events: list[Event], now: datetime) -> li
         for hook, records in _select(lookups[event.table_key, event.event_type], event):
             active = lifecycle.effective_status(hook, now)[0] is WebhookStatus.ACTIVE
             # Leased to this process's worker if it has room: it skips the claim.
-            handed = active and worker is not None and worker.take_fresh(hook.webhook_id)
+            handed = (
+                active and worker is not None and worker.take_fresh(hook.webhook_id, hook.group_key)
+            )
             out.append(
                 Notification(
                     notification_id=new_id(),
