@@ -112,6 +112,7 @@ async def _handshake(ctx: Context, hook: Webhook) -> None:
         hook.webhook_id,
         hook.callback_http_method.value,
         hook.callback_url,
+        group=hook.group_key,
         timeout=ctx.settings.handshake_timeout,
     )
 
