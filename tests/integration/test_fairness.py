@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import dataclasses
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
@@ -21,6 +22,7 @@ import pytest
 from gateway.config import Settings
 from gateway.delivery import Worker
 from gateway.errors import OutboundBusy
+from gateway.models import utcnow
 from gateway.netguard import AddressPolicy
 from gateway.outbound import Outbound
 from tests.gateway_server import RunningGateway, gateway_settings, run_gateway
@@ -28,6 +30,7 @@ from tests.receiver import Answer, Receiver
 
 HANG = 60.0  # seconds a hanging callback takes to answer: longer than any wait here
 WAIT = 20.0  # the most any wait of these tests lasts
+LEASE = timedelta(minutes=5)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -150,12 +153,13 @@ def worker_settings(tmp_path: Path, database_url: str, **overrides: Any) -> Sett
 
 
 async def deliveries_hang_beside_a_healthy_group(
-    settings: Settings, receiver: Receiver, noisy_events: int
+    settings: Settings, receiver: Receiver, noisy_events: int, *, left_for_others: int = 0
 ) -> None:
     """The noisy group publishes first to 10 webhooks that hang, then the healthy group
     publishes one event; a worker (its own, outside the API) runs. The healthy notification
     arrives, is recorded delivered and leaves its webhook Active, while the noisy group still
-    has exactly its share of the worker's senders (4 of 8) hanging."""
+    has exactly its share of the worker's senders (4 of 8) hanging; and at least
+    `left_for_others` of the noisy notifications were left for other workers to claim."""
     async with tenants(settings) as t:
         urls = [hanging_delivery(receiver, f"/noisy/{i}") for i in range(10)]
         assert (await create(t.noisy, urls)).status_code == 200
@@ -168,6 +172,9 @@ async def deliveries_hang_beside_a_healthy_group(
                 await wait_until(lambda: in_flight(receiver, "/noisy/") >= 4)
                 await receiver.wait_for(1, "/healthy", timeout=WAIT)
                 assert in_flight(receiver, "/noisy/") == 4, "the noisy group holds its share"
+                now = utcnow()
+                spare = await t.gateway.ctx.store.claim_due(now, 100, "other", now + LEASE)
+                assert len(spare) >= left_for_others
         # Stopped: the hanging sends were cancelled and the healthy outcome was recorded.
         [row] = await history(t.healthy, healthy["webhookId"])
         assert row["isSuccessful"] is True
@@ -187,9 +194,13 @@ async def test_a_claim_passes_over_a_group_holding_its_share(
     tmp_path: Path, database_url: str, receiver: Receiver
 ) -> None:
     # Claims of 8: the noisy group's 50 notifications, published first, would fill every
-    # claim; a claim must skip a group that holds its share, or the healthy one is never read.
+    # claim; a claim must skip a group that holds its share (8: twice its 4 senders), or the
+    # healthy one is read only once the worker holds the noisy group's whole backlog. Held at
+    # most its share and one claim, so 34 or more of them are left for other workers.
     settings = worker_settings(tmp_path, database_url, claim_batch_size=8)
-    await deliveries_hang_beside_a_healthy_group(settings, receiver, noisy_events=5)
+    await deliveries_hang_beside_a_healthy_group(
+        settings, receiver, noisy_events=5, left_for_others=50 - 2 * 8
+    )
 
 
 def spy_on_sends(outbound: Outbound) -> list[str]:
@@ -281,9 +292,9 @@ async def test_test_sends_of_one_group_hold_at_most_its_share_of_connections(
 async def test_a_group_over_its_slots_waits_then_fails_naming_the_reason(
     receiver: Receiver,
 ) -> None:
-    """One request slot per group: a second request of the group waits for the slot and,
+    """One request slot per group: another request of the group waits for the slot and,
     none freeing within its timeout, fails saying so; another group's request goes at once;
-    the slot is free again once its holder ends (here, cancelled)."""
+    the slot passes to the next in line once its holder ends (here, cancelled)."""
     hang = receiver.plan("/hang", Answer(delay=HANG))
     ok = receiver.plan("/ok")
     first, second = uuid4(), uuid4()
@@ -291,6 +302,7 @@ async def test_a_group_over_its_slots_waits_then_fails_naming_the_reason(
     async with Outbound(policy=policy, per_group=1) as outbound:
         holder = asyncio.create_task(outbound.send("POST", hang, timeout=WAIT, group=first))
         await wait_until(lambda: in_flight(receiver, "/hang") == 1)
+        patient = asyncio.create_task(outbound.send("POST", ok, timeout=WAIT, group=first))
         with pytest.raises(OutboundBusy) as refused:
             await outbound.send("POST", ok, timeout=0.5, group=first)
         assert (
@@ -298,8 +310,9 @@ async def test_a_group_over_its_slots_waits_then_fails_naming_the_reason(
         )
         assert (await outbound.send("POST", ok, timeout=WAIT, group=second)).status == 200
         assert (await outbound.send("POST", ok, timeout=WAIT)).status == 200  # no group: no cap
+        assert not patient.done()
         holder.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await holder
-        assert (await outbound.send("POST", ok, timeout=WAIT, group=first)).status == 200
+        assert (await patient).status == 200
     assert len(receiver.notifications("/ok")) == 3

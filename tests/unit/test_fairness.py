@@ -4,8 +4,13 @@ and which groups claims pass over."""
 from __future__ import annotations
 
 import asyncio
+import re
 from uuid import UUID, uuid4
 
+import pytest
+
+from gateway import config
+from gateway.errors import GatewayError
 from gateway.fairness import Holdings, ReadyQueue
 from gateway.models import Notification
 from tests.factories import make_notification, make_webhook
@@ -114,3 +119,26 @@ def test_holdings_count_toward_a_batch_only_for_groups_below_the_limit() -> None
     assert held.full() == frozenset() and held.counted(4) == 4
     held.remove(A, 2)
     assert held.of(A) == 0 and held.of(B) == 2
+
+
+def test_a_groups_cap_is_half_the_senders_unless_set() -> None:
+    assert config.load(env={}).group_concurrency() == 32
+    env = {"GATEWAY_WORKER_CONCURRENCY": "9"}
+    assert config.load(env=env).group_concurrency() == 4
+    assert config.load(env={**env, "GATEWAY_PER_GROUP_CONCURRENCY": "7"}).group_concurrency() == 7
+    assert config.load(env={"GATEWAY_WORKER_CONCURRENCY": "1"}).group_concurrency() == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("PER_GROUP_CONCURRENCY", "0", "per_group_concurrency: must be auto or at least 1"),
+        ("PER_GROUP_CONCURRENCY", "many", "per_group_concurrency: cannot use 'many'"),
+        ("PER_GROUP_HANDSHAKES", "0", "per_group_handshakes: 0 is out of range"),
+        ("PER_GROUP_HANDSHAKES", "129", "between 1 and 128, half of an API process's 256"),
+    ],
+)
+def test_group_limits_out_of_range_are_refused(name: str, value: str, message: str) -> None:
+    with pytest.raises(GatewayError, match=re.escape(message)):
+        config.load(env={f"GATEWAY_{name}": value})
+    config.load(env={"GATEWAY_PER_GROUP_HANDSHAKES": "128"})  # the largest allowed
