@@ -250,7 +250,8 @@ class Worker:
     def _next_after(self, sent: Notification) -> Notification | None:
         """After a send: this webhook's next notification, for the sender that finished to
         take in the slot it holds, when no other is waiting to be sent and its group is
-        within its share; else None, the slot given back (`_finished`).
+        within its share; else the slot is given back (`_finished`) and the sender takes the
+        next ready notification in turn, if any.
 
         Through the ready queue, the next one would wake an idle sender, and the sender that
         finished would take it first: the woken one found the queue empty and waited again,
@@ -258,8 +259,8 @@ class Worker:
         webhook_id = sent.webhook_id
         queue = self._queues.get(webhook_id)
         if not queue or not self._ready.keeps_slot(sent.group_key):
-            self._finished(sent)
-            return None
+            self._finished(sent, returning=True)
+            return self._ready.take_returning()  # the next group's in turn, if any
         note = queue.popleft()
         if not queue:
             del self._queues[webhook_id]
@@ -276,9 +277,10 @@ class Worker:
         left = (note.lease_until - self.clock()).total_seconds()
         return left < 2 * self.settings.delivery_timeout
 
-    def _finished(self, note: Notification) -> None:
-        """A sender is done with this held notification: give its slots back."""
-        self._ready.done(note.group_key)
+    def _finished(self, note: Notification, *, returning: bool = False) -> None:
+        """A sender is done with this held notification: give its slots back (`returning`:
+        the sender takes its next notification itself, ReadyQueue.take_returning)."""
+        self._ready.done(note.group_key, returning=returning)
         self._let_go(note)
 
     def _let_go(self, note: Notification) -> None:

@@ -25,7 +25,13 @@ from gateway.models import Notification
 
 class ReadyQueue:
     """Notifications ready to send, by group, handed to senders in turn within each group's
-    share; `get` takes one, `done` gives its group's slot back."""
+    share; `get` takes one, `done` gives its group's slot back.
+
+    Idle senders are woken only for a notification they may take: one woken for nothing (its
+    group at its share) finds nothing and waits again, a future and a task switch spent for
+    nothing. A sender that finished a send takes its next notification itself
+    (`done(returning=True)`, then `take_returning`), without waking another.
+    """
 
     def __init__(self, senders: int, cap: int) -> None:
         self._senders = senders
@@ -36,6 +42,7 @@ class ReadyQueue:
         self._load: dict[UUID, int] = {}  # ready or being sent, by group: the busy groups
         self._count = 0  # ready, all groups
         self._idle: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._returning = 0  # senders that finished a send and will take their next themselves
 
     def __len__(self) -> int:
         """Notifications ready and not yet taken."""
@@ -55,7 +62,8 @@ class ReadyQueue:
         queue.append(note)
         self._load[group] = self._load.get(group, 0) + 1
         self._count += 1
-        self._wake(1)
+        if not self._returning and self._out.get(group, 0) < self.share():
+            self._wake(1)
 
     def get_nowait(self) -> Notification | None:
         """The next group's next ready notification, counted out; None if no group with
@@ -98,16 +106,32 @@ class ReadyQueue:
         share (which shrinks as other groups turn up)."""
         return not self._count and self._out.get(group, 0) <= self.share()
 
-    def done(self, group: UUID) -> None:
-        """A sender finished one of `group`'s notifications: its slot is free."""
+    def done(self, group: UUID, *, returning: bool = False) -> None:
+        """A sender finished one of `group`'s notifications: its slot is free. `returning`:
+        that sender calls `take_returning` next, before any other await."""
         out = self._out[group] - 1
         if out:
             self._out[group] = out
         else:
             del self._out[group]
+        if returning:
+            self._returning += 1
         self._unload(group)
-        if self._count:
+        if not returning and self._count:
             self._wake(1)  # the slot may be what a ready notification of this group waits for
+
+    def take_returning(self) -> Notification | None:
+        """For the sender that called `done(returning=True)`: its next notification (the next
+        group's in turn), if any; an idle sender is woken if more could be taken."""
+        self._returning -= 1
+        note = self.get_nowait()
+        if note is not None and self._takeable():
+            self._wake(1)
+        return note
+
+    def _takeable(self) -> bool:
+        share = self.share()
+        return any(self._out.get(group, 0) < share for group in self._turns)
 
     def clear(self) -> list[Notification]:
         """Take every ready notification away (stopping); those being sent stay counted."""
@@ -126,7 +150,8 @@ class ReadyQueue:
         else:
             del self._load[group]
             # One busy group fewer: every share may have grown, so more senders may find work.
-            self._wake(self._count)
+            if not self._returning:
+                self._wake(self._count)
 
     def _wake(self, count: int) -> None:
         """Wake up to `count` idle senders to look again."""
