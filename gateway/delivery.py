@@ -48,6 +48,7 @@ from gateway.sender import Sender
 from gateway.store.base import Store
 
 log = logging.getLogger(__name__)
+SEARCH_GAP = 10  # a search claim waits at least this many times its own duration (see _claim)
 # One counter child per outcome, looked up once: labels() takes a lock and builds a key.
 _ATTEMPTS = {effect: metrics.ATTEMPTS.labels(outcome=effect.value) for effect in Effect}
 
@@ -86,6 +87,13 @@ class Worker:
         # pending for one webhook, such a claim took 38 ms (bench.store_ops), after every batch.
         # The same holds for the groups it excluded.
         self._others_drained: tuple[frozenset[UUID], frozenset[UUID], float] | None = None
+        # A claim while every group held here is at its holding limit passes over all of
+        # them: it can only find a group that holds nothing here yet, and reads past every due
+        # row of theirs to learn whether there is one (with S1's backlog of one group, 150 ms
+        # a claim, after every batch and every publish). Such searches run at most once a
+        # poll interval, and take at most 1/SEARCH_GAP of the time: a group that turns up
+        # then is claimed that much later, like new work a worker is not woken for.
+        self._next_search = 0.0
         self._closing = False
         self._running = False  # run() is delivering: only then does it take fresh notifications
         # Fresh notifications leased here by publishes whose transaction has not ended yet, by
@@ -172,8 +180,12 @@ class Worker:
             return 0
         excluded = frozenset(self._saturated())
         groups = self._holdings.full()
+        searching = self._holdings.all_full()
         if self._nothing_else_due(excluded, groups):
             return 0
+        if searching and time.monotonic() < self._next_search:
+            return 0
+        started = time.monotonic()
         now = self.clock()
         batch = await self.store.claim_due(
             now,
@@ -185,6 +197,10 @@ class Worker:
         )
         if (excluded or groups) and len(batch) < self.settings.claim_batch_size:
             self._others_drained = (excluded, groups, time.monotonic())
+        if searching:
+            took = time.monotonic() - started
+            gap = max(self.settings.poll_interval, SEARCH_GAP * took)
+            self._next_search = time.monotonic() + gap
         self._hold(batch)
         return len(batch)
 

@@ -171,6 +171,7 @@ class Holdings:
         self.limit = limit
         self._by_group: dict[UUID, int] = {}
         self._over = 0  # held by groups at or over the limit
+        self._full = 0  # groups at or over the limit
 
     def add(self, group: UUID, count: int = 1) -> None:
         """`count` more held for `group`."""
@@ -192,6 +193,10 @@ class Holdings:
         """Of `total` held, those that count toward a claim batch: the groups' under the limit."""
         return total - self._over
 
+    def all_full(self) -> bool:
+        """Whether something is held and every group holding it is at or over the limit."""
+        return bool(self._by_group) and self._full == len(self._by_group)
+
     def full(self) -> frozenset[UUID]:
         """The groups at or over the limit."""
         if not self._over:
@@ -201,8 +206,10 @@ class Holdings:
     def _set(self, group: UUID, before: int, after: int) -> None:
         if before >= self.limit:
             self._over -= before
+            self._full -= 1
         if after >= self.limit:
             self._over += after
+            self._full += 1
         if after:
             self._by_group[group] = after
         else:

@@ -110,9 +110,11 @@ def test_clear_takes_what_is_ready_and_frees_the_shares() -> None:
 
 def test_holdings_count_toward_a_batch_only_for_groups_below_the_limit() -> None:
     held = Holdings(limit=3)
-    held.add(A, 2)
+    assert not held.all_full()  # nothing held
     held.add(B, 5)
-    assert held.full() == {B}
+    assert held.all_full()  # a claim now could only find another group
+    held.add(A, 2)
+    assert held.full() == {B} and not held.all_full()
     assert held.counted(7) == 2  # B's 5 do not count
     assert not held.remove(B, 2)  # 3: still at the limit
     assert held.remove(B)  # 2: below it, claims take B again
