@@ -67,6 +67,14 @@ def test_the_senders_are_split_equally_between_busy_groups() -> None:
     assert [n.group_key for n in take_all(ready)] == [A, B, A, B]
 
 
+def test_every_busy_group_may_send_one_when_they_outnumber_the_senders() -> None:
+    ready = ReadyQueue(senders=2, cap=1)
+    for group in (A, B, C):
+        ready.put(note(group))
+    assert ready.share() == 1
+    assert [n.group_key for n in take_all(ready)] == [A, B, C]
+
+
 def test_a_finished_sender_keeps_its_slot_only_when_nothing_else_waits() -> None:
     ready = ReadyQueue(senders=4, cap=2)
     ready.put(note(A))
