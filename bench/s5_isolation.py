@@ -15,7 +15,9 @@ same events published in each. Two scenarios, each a measured run beside its bas
    least 90% of the baseline.
 2. A noisy tenant. A healthy group publishes to 10 webhooks (S1's shape) and, meanwhile,
    creates one webhook at a time (a handshake each) with a pause of 0.25 s between creates.
-   Baseline: that group alone. Measured run: the same beside a noisy group with
+   Baseline: that group alone, run before and again after the measured run and taken
+   together (a shared machine's speed moves within minutes). Measured run: the same beside a
+   noisy group with
    `--noisy-webhooks` webhooks whose deliveries hang (two events published to them before the
    clock starts, so their sends hang throughout) and as many whose handshakes hang: creates of
    100 in a loop, as many at once as make that number, each answered only when its handshakes
@@ -86,6 +88,7 @@ class TenantRun:
     notifications: int
     seconds: float
     create_seconds: list[float]
+    gateway_cpu: float  # seconds, serve and its worker processes
     noisy_creates: list[float] = field(default_factory=list)  # answer times, all refused
     failed_deliveries: int = 0  # the noisy group's: the healthy group's all succeed
     failed_handshakes: int = 0  # the same
@@ -166,19 +169,23 @@ async def tenant_run(
                 asyncio.create_task(create_loop(api, [created], CREATE_PAUSE, create_times))
             )
             expected = events_count * HEALTHY
+            cpu = gw.cpu_seconds()
             start = time.perf_counter()
             try:
                 await publish(gw, event_batches(events_count))
                 await receiver.wait_for(expected, WAIT_TIMEOUT, prefix=healthy)
                 await wait_delivered(api, expected, WAIT_TIMEOUT)
                 seconds = time.perf_counter() - start
+                cpu = gw.cpu_seconds() - cpu
             finally:
                 for loop in loops:
                     loop.cancel()
                 await asyncio.gather(*loops, return_exceptions=True)
             failures = await metric(api, 'gateway_delivery_attempts_total{outcome="failure"}')
             refused = await metric(api, 'gateway_handshakes_total{outcome="failed"}')
-    return TenantRun(expected, seconds, create_times, noisy_creates, int(failures), int(refused))
+    return TenantRun(
+        expected, seconds, create_times, cpu, noisy_creates, int(failures), int(refused)
+    )
 
 
 def noisy_client(gw: Gateway, key: str) -> httpx.AsyncClient:
@@ -209,9 +216,29 @@ def create_times(run: TenantRun) -> str:
     return f"median {run.create_median * 1000:.0f} ms, max {slowest * 1000:.0f} ms"
 
 
-def add_tenant_rows(report: Report, alone: TenantRun, beside: TenantRun, noisy: int) -> None:
+def together(first: TenantRun, second: TenantRun) -> TenantRun:
+    """Two runs of the healthy group alone as one."""
+    return TenantRun(
+        first.notifications + second.notifications,
+        first.seconds + second.seconds,
+        first.create_seconds + second.create_seconds,
+        first.gateway_cpu + second.gateway_cpu,
+    )
+
+
+def cpu_per_notification(run: TenantRun) -> float:
+    return run.gateway_cpu / run.notifications * 1e6
+
+
+def add_tenant_rows(
+    report: Report, alone_runs: tuple[TenantRun, TenantRun], beside: TenantRun, noisy: int
+) -> None:
+    first, second = alone_runs
+    alone = together(first, second)
     ratio = beside.rate / alone.rate
-    report.add("healthy group alone: delivery rate", f"{alone.rate:,.0f}/s")
+    report.add("healthy group alone, before the noisy run: delivery rate", f"{first.rate:,.0f}/s")
+    report.add("healthy group alone, after the noisy run: delivery rate", f"{second.rate:,.0f}/s")
+    report.add("healthy group alone (baseline: both runs): delivery rate", f"{alone.rate:,.0f}/s")
     report.add(
         f"healthy group beside a noisy one ({noisy} + {noisy} hanging): delivery rate",
         f"{beside.rate:,.0f}/s",
@@ -219,6 +246,13 @@ def add_tenant_rows(report: Report, alone: TenantRun, beside: TenantRun, noisy: 
         f"{ratio:.1%}",
         f"≥ {TARGET:.0%}",
         ratio >= TARGET,
+    )
+    spent, normal = cpu_per_notification(beside), cpu_per_notification(alone)
+    report.add(
+        "gateway CPU (serve and workers) per healthy notification, beside the noisy group",
+        f"{spent:.0f} µs",
+        f"{normal:.0f} µs",
+        f"{spent / normal:.1f}x",
     )
     report.add(
         f"healthy creates alone ({len(alone.create_seconds)}): answer time", create_times(alone)
@@ -258,6 +292,7 @@ async def main() -> None:
         )
         alone = await tenant_run(receiver, args.events, args.concurrency, env, 0)
         beside = await tenant_run(receiver, args.events, args.concurrency, env, args.noisy_webhooks)
+        again = await tenant_run(receiver, args.events, args.concurrency, env, 0)
     ratio = run.rate / base.rate
     report.add("S1, 10 healthy webhooks (baseline)", f"{base.rate:,.0f}/s")
     report.add(
@@ -269,7 +304,7 @@ async def main() -> None:
         ratio >= TARGET,
     )
     report.add("hanging webhook: failed attempts during the run", str(run.failed_attempts))
-    add_tenant_rows(report, alone, beside, args.noisy_webhooks)
+    add_tenant_rows(report, (alone, again), beside, args.noisy_webhooks)
     report.print()
 
 
