@@ -4,7 +4,8 @@
 
 - A request with a `code` query parameter (the gateway's handshake) gets the code back.
 - Any path under `/hang/` answers handshakes but never answers a notification: the
-  unresponsive partner of the isolation benchmark.
+  unresponsive partner of the isolation benchmark. Under `/hang-all/` it answers nothing,
+  handshakes included.
 - Every other request is counted under its path. `GET /count` answers the total;
   `GET /count?prefix=/hook/3` the total under that prefix.
 - A body holding `"sentAt": <unix seconds>` adds `now - sentAt` to the latencies that
@@ -50,6 +51,9 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         more = message.get("more_body", False)
     path: str = scope["path"]
     query = parse_qs(scope["query_string"].decode())
+    if path.startswith("/hang-all/"):
+        await never.wait()
+        return
     if "code" in query:
         body = query["code"][0].encode()
     elif path == "/count":

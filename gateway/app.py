@@ -18,7 +18,7 @@ from starlette.routing import Route
 from gateway import __version__, metrics, openapi
 from gateway.api import events, history, rules, status, webhooks
 from gateway.api.common import Context, json_response
-from gateway.config import Settings
+from gateway.config import API_MAX_CONNECTIONS, Settings
 from gateway.delivery import Worker
 from gateway.errors import GatewayError, RateLimited
 from gateway.handshake import HandshakeCodes
@@ -197,7 +197,15 @@ def create_app(
                 settings.database_url, pool_size=settings.database_pool_size
             )
             opened = await stack.enter_async_context(chosen)
-            outbound = await stack.enter_async_context(Outbound(policy=policy, resolver=resolver))
+            # Handshakes and test sends: one pool, a few slots of it per group.
+            outbound = await stack.enter_async_context(
+                Outbound(
+                    policy=policy,
+                    resolver=resolver,
+                    max_connections=API_MAX_CONNECTIONS,
+                    per_group=settings.per_group_handshakes,
+                )
+            )
             ctx = Context(
                 settings=settings,
                 store=opened,
@@ -211,7 +219,11 @@ def create_app(
             stop = asyncio.Event()
             background = [asyncio.create_task(_housekeeping(ctx))]
             if settings.run_worker:
-                ctx.worker = Worker(settings, opened, outbound)
+                # Its own pool: hanging handshakes must not hold the connections it sends on.
+                sending = await stack.enter_async_context(
+                    Outbound(policy=policy, resolver=resolver)
+                )
+                ctx.worker = Worker(settings, opened, sending)
                 background.append(asyncio.create_task(ctx.worker.run(stop)))
             try:
                 yield

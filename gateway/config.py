@@ -63,6 +63,8 @@ class Settings:
     retry_after_cap: float = 3600.0
     worker_concurrency: int = 64
     per_webhook_concurrency: int = 8
+    per_group_concurrency: int | None = None  # None: "auto", see group_concurrency()
+    per_group_handshakes: int = 16
     claim_batch_size: int = 256
     poll_interval: float = 0.5
     lease_seconds: float = 60.0
@@ -70,6 +72,14 @@ class Settings:
     history_message_limit: int = 4096
     history_retention_days: float = 30.0
     max_response_bytes: int = 65_536
+
+    def group_concurrency(self) -> int:
+        """The most sends one group may have in flight in one worker: per_group_concurrency,
+        or with "auto" half the worker's senders (at least 1), so a group whose callbacks all
+        hang leaves the other half to the other groups."""
+        if self.per_group_concurrency is not None:
+            return self.per_group_concurrency
+        return max(1, self.worker_concurrency // 2)
 
     def with_secret_key(self) -> Settings:
         """A copy whose secret key is set, generated and kept beside the database if needed."""
@@ -169,14 +179,31 @@ def _build(values: Mapping[str, Any]) -> Settings:
             f"setting lease_seconds: {settings.lease_seconds} is too short; it must be at least "
             f"three times delivery_timeout ({settings.delivery_timeout})"
         )
+    _check_group_limits(settings)
     return settings
+
+
+# Connections an API process's outbound client (handshakes, test sends) keeps at most: the pool
+# every group shares, which per_group_handshakes keeps any one group from filling.
+API_MAX_CONNECTIONS = 256
+
+
+def _check_group_limits(settings: Settings) -> None:
+    if settings.per_group_concurrency is not None and settings.per_group_concurrency < 1:
+        raise GatewayError("setting per_group_concurrency: must be auto or at least 1")
+    if not 1 <= settings.per_group_handshakes <= API_MAX_CONNECTIONS // 2:
+        raise GatewayError(
+            f"setting per_group_handshakes: {settings.per_group_handshakes} is out of range; "
+            f"it must be between 1 and {API_MAX_CONNECTIONS // 2}, half of an API process's "
+            f"{API_MAX_CONNECTIONS} outbound connections, so one group never holds them all"
+        )
 
 
 def _convert(name: str, spec: dataclasses.Field[Any], value: Any) -> Any:
     default = spec.default if spec.default is not dataclasses.MISSING else None
     try:
-        if name == "worker_processes":
-            return _to_process_count(value)
+        if name in ("worker_processes", "per_group_concurrency"):
+            return _to_count_or_auto(value)
         if name in CHOICES:
             return _to_choice(value, CHOICES[name])
         if isinstance(default, bool):
@@ -201,7 +228,7 @@ def _to_choice(value: Any, choices: tuple[str, ...]) -> str:
     return text
 
 
-def _to_process_count(value: Any) -> int | None:
+def _to_count_or_auto(value: Any) -> int | None:
     if value is None or str(value).strip().lower() == "auto":
         return None
     count = int(value)

@@ -1,8 +1,8 @@
 """The delivery worker: claim due notifications, send them, record what happened.
 
     store.claim_due (leased) -> per-webhook queue -> ready queue (per-webhook cap)
-        -> a fixed pool of senders (the global cap) -> outcomes
-        -> store.record_attempts (batched; settles lifecycle atomically)
+        -> a fixed pool of senders (the global cap; groups in turn, each within its share)
+        -> outcomes -> store.record_attempts (batched; settles lifecycle atomically)
 
 Three kinds of loop run side by side. The claimer leases a batch whenever the notifications held
 here run low, so the next batch is on hand before the senders run dry. Each sender takes a ready
@@ -12,6 +12,10 @@ during its last write in the next one: one transaction per outcome when idle, hu
 A publish in the same process hands its new notifications straight to the worker when it has
 room for them (`take_fresh`, `adopt`): they are stored already leased to it and queued without a
 claim, which saves the claim's write and the decoding of its rows.
+
+Groups (tenants) share the senders fairly (gateway.fairness): a free sender serves the groups
+in turn, each group within its share of the senders, and claims pass over a group that holds
+enough already, so one tenant's hanging callbacks cannot starve another's.
 
 A lease at least twice the delivery timeout, and senders that leave a notification whose lease
 has run low (held behind a slow webhook's cap), mean a live send never loses its claim; a crashed
@@ -45,6 +49,7 @@ from uuid import UUID
 from gateway import metrics
 from gateway.config import Settings
 from gateway.errors import GatewayError
+from gateway.fairness import Holdings, ReadyQueue
 from gateway.models import Notification, utcnow
 from gateway.outbound import Outbound
 from gateway.outcomes import AttemptOutcome, Effect, Recorded
@@ -52,6 +57,7 @@ from gateway.sender import Sender
 from gateway.store.base import Added, Store
 
 log = logging.getLogger(__name__)
+SEARCH_GAP = 30  # a search claim waits at least this many times its own duration (see _claim)
 # One counter child per outcome, looked up once: labels() takes a lock and builds a key.
 _ATTEMPTS = {effect: metrics.ATTEMPTS.labels(outcome=effect.value) for effect in Effect}
 # Outcomes after which the webhook may leave Active: its next sends wait until they are recorded.
@@ -84,8 +90,9 @@ class Worker:
         # Failures (and 410s) not yet recorded, by webhook: its next sends wait for them.
         self._settling: dict[UUID, int] = {}
         self._webhook_of: dict[UUID, UUID] = {}  # notification -> webhook, while settling
-        self._ready: asyncio.Queue[Notification] = asyncio.Queue()
+        self._ready = ReadyQueue(settings.worker_concurrency, settings.group_concurrency())
         self._held = 0  # claimed and not yet attempted: queued, ready or being sent
+        self._holdings = Holdings(2 * settings.group_concurrency())  # the same, by group
         self._none_held = asyncio.Event()
         self._none_held.set()
         self._outcomes: list[AttemptOutcome] = []
@@ -96,12 +103,26 @@ class Worker:
         # has passed (retries come due), a claim excluding at least those webhooks would find
         # nothing more, and would read past every due row of theirs to find it: with 200,000
         # pending for one webhook, such a claim took 38 ms (bench.store_ops), after every batch.
-        self._others_drained: tuple[frozenset[UUID], float] | None = None
+        # The same holds for the groups it excluded, and a group's backlog costs more: 130 ms
+        # a claim behind S5's healthy group, twice a second as the noisy group's sends ended,
+        # took a quarter of the workers' time. So the wait is also at least SEARCH_GAP times
+        # the claim that found the others drained. The third item: until when.
+        self._others_drained: tuple[frozenset[UUID], frozenset[UUID], float] | None = None
+        # A claim while every group held here is at its holding limit passes over all of
+        # them: it can only find a group that holds nothing here yet, and reads past every due
+        # row of theirs to learn whether there is one (with S1's backlog of one group, 150 ms
+        # a claim, after every batch and every publish). Such searches run at most once a
+        # poll interval, and take at most 1/SEARCH_GAP of the time (at 1/10, S1's workers
+        # still spent 17 µs a notification on them): a group that turns up then is claimed
+        # that much later (4.5 s behind a 150 ms search), like work a worker is not woken for.
+        self._next_search = 0.0
         self._closing = False
         self._running = False  # run() is delivering: only then does it take fresh notifications
         # Fresh notifications leased here by publishes whose transaction has not ended yet, by
-        # webhook, and their sum (kept, not summed: take_fresh asks for it per notification).
+        # webhook and by group, and their sum (kept, not summed: take_fresh asks for it per
+        # notification).
         self._promised: dict[UUID, int] = {}
+        self._promised_groups: dict[UUID, int] = {}
         self._promised_total = 0
         self._loops: list[asyncio.Task[None]] = []
 
@@ -121,18 +142,24 @@ class Worker:
         else:
             self.sender.forget(webhook_id)
 
-    def take_fresh(self, webhook_id: UUID) -> bool:
-        """Whether a new pending notification for this webhook, about to be stored, should be
-        leased to this worker (`lease_until`) rather than wait for a claim. Each yes is a
-        promise, kept by `adopt` or withdrawn by `forgo` once the store has answered."""
+    def take_fresh(self, webhook_id: UUID, group_key: UUID) -> bool:
+        """Whether a new pending notification for this webhook (of this group), about to be
+        stored, should be leased to this worker (`lease_until`) rather than wait for a claim.
+        Each yes is a promise, kept by `adopt` or withdrawn by `forgo` once the store has
+        answered."""
         if not self._running:
             return False
-        if self._held + self._promised_total >= self.settings.claim_batch_size:
+        counted = self._holdings.counted(self._held)
+        if counted + self._promised_total >= self.settings.claim_batch_size:
             return False
         held = self._held_for(webhook_id) + self._promised.get(webhook_id, 0)
         if held >= 2 * self.settings.per_webhook_concurrency:
             return False  # as for claims: one slow partner must not fill the worker
+        group_held = self._holdings.of(group_key) + self._promised_groups.get(group_key, 0)
+        if group_held >= self._holdings.limit:
+            return False  # nor one tenant
         self._promised[webhook_id] = self._promised.get(webhook_id, 0) + 1
+        self._promised_groups[group_key] = self._promised_groups.get(group_key, 0) + 1
         self._promised_total += 1
         return True
 
@@ -161,9 +188,13 @@ class Worker:
 
     def _unpromise(self, notes: Sequence[Notification]) -> None:
         for note in notes:
-            self._promised[note.webhook_id] -= 1
-            if not self._promised[note.webhook_id]:
-                del self._promised[note.webhook_id]
+            for promised, key in (
+                (self._promised, note.webhook_id),
+                (self._promised_groups, note.group_key),
+            ):
+                promised[key] -= 1
+                if not promised[key]:
+                    del promised[key]
         self._promised_total -= len(notes)
 
     def _held_for(self, webhook_id: UUID) -> int:
@@ -177,12 +208,18 @@ class Worker:
         return [wid for wid, q in self._queues.items() if len(q) + self._active[wid] >= 2 * cap]
 
     async def _claim(self) -> int:
-        """Lease a batch if less than one is held here; return how many were claimed."""
-        if self._held >= self.settings.claim_batch_size:
+        """Lease a batch if less than one is held here (not counting what groups over their
+        holding limit hold); return how many were claimed."""
+        if self._holdings.counted(self._held) >= self.settings.claim_batch_size:
             return 0
         excluded = frozenset(self._saturated())
-        if self._nothing_else_due(excluded):
+        groups = self._holdings.full()
+        searching = self._holdings.all_full()
+        if self._nothing_else_due(excluded, groups):
             return 0
+        if searching and time.monotonic() < self._next_search:
+            return 0
+        started = time.monotonic()
         now = self.clock()
         batch = await self.store.claim_due(
             now,
@@ -190,9 +227,14 @@ class Worker:
             self.owner,
             self.lease_until(now),
             exclude_webhooks=excluded,
+            exclude_groups=groups,
         )
-        if excluded and len(batch) < self.settings.claim_batch_size:
-            self._others_drained = (excluded, time.monotonic())
+        ended = time.monotonic()
+        gap = max(self.settings.poll_interval, SEARCH_GAP * (ended - started))
+        if (excluded or groups) and len(batch) < self.settings.claim_batch_size:
+            self._others_drained = (excluded, groups, ended + gap)
+        if searching:
+            self._next_search = ended + gap
         self._hold(batch)
         return len(batch)
 
@@ -203,14 +245,17 @@ class Worker:
             self._none_held.clear()
         for note in notes:
             self._queues.setdefault(note.webhook_id, collections.deque()).append(note)
+            self._holdings.add(note.group_key)
         for webhook_id in {note.webhook_id for note in notes}:
             self._dispatch(webhook_id)
 
-    def _nothing_else_due(self, excluded: frozenset[UUID]) -> bool:
+    def _nothing_else_due(self, excluded: frozenset[UUID], groups: frozenset[UUID]) -> bool:
         if self._others_drained is None:
             return False
-        drained, since = self._others_drained
-        return drained <= excluded and time.monotonic() - since < self.settings.poll_interval
+        drained, drained_groups, until = self._others_drained
+        if not (drained <= excluded and drained_groups <= groups):
+            return False
+        return time.monotonic() < until
 
     def _dispatch(self, webhook_id: UUID) -> None:
         """Hand this webhook's next notifications to the senders, up to its cap (none while
@@ -222,7 +267,7 @@ class Worker:
             self._active[webhook_id] += 1
             self._active_total += 1
             self._none_active.clear()
-            self._ready.put_nowait(queue.popleft())
+            self._ready.put(queue.popleft())
         if not queue:
             del self._queues[webhook_id]
 
@@ -234,9 +279,9 @@ class Worker:
                 try:
                     await self._attempt(note)
                 except BaseException:  # cancelled: stopping
-                    self._finished(note.webhook_id)
+                    self._finished(note)
                     raise
-                note = self._next_after(note.webhook_id)
+                note = self._next_after(note)
 
     async def _attempt(self, note: Notification) -> None:
         try:
@@ -268,23 +313,26 @@ class Worker:
         self._outcomes.append(outcome)
         self._have_outcomes.set()
 
-    def _next_after(self, webhook_id: UUID) -> Notification | None:
+    def _next_after(self, sent: Notification) -> Notification | None:
         """After a send: this webhook's next notification, for the sender that finished to
-        take in the slot it holds, when no other is waiting to be sent; else None, the slot
-        given back (`_finished`).
+        take in the slot it holds, when no other is waiting to be sent and its group is
+        within its share; else the slot is given back (`_finished`) and the sender takes the
+        next ready notification in turn, if any.
 
         Through the ready queue, the next one would wake an idle sender, and the sender that
         finished would take it first: the woken one found the queue empty and waited again,
         a future and a task switch spent per notification (one webhook, S1's shape)."""
+        webhook_id = sent.webhook_id
         queue = self._queues.get(webhook_id)
-        if not queue or not self._ready.empty() or webhook_id in self._settling:
-            self._finished(webhook_id)
-            return None
+        if not queue or webhook_id in self._settling or not self._ready.keeps_slot(sent.group_key):
+            self._finished(sent, returning=True)
+            return self._ready.take_returning()  # the next group's in turn, if any
         note = queue.popleft()
         if not queue:
             del self._queues[webhook_id]
-        self._held -= 1  # the one sent; its slot (`_active`) goes to the next
-        self._wake_claimer(webhook_id)
+        self._held -= 1  # the one sent; its slots (`_active`, the group's) go to the next
+        group_freed = self._holdings.remove(sent.group_key)
+        self._wake_claimer(webhook_id, group_freed)
         return note
 
     def _lease_too_short(self, note: Notification) -> bool:
@@ -295,9 +343,16 @@ class Worker:
         left = (note.lease_until - self.clock()).total_seconds()
         return left < 2 * self.settings.delivery_timeout
 
-    def _finished(self, webhook_id: UUID) -> None:
+    def _finished(self, note: Notification, *, returning: bool = False) -> None:
+        """A sender is done with this held notification: give its slots back (`returning`:
+        the sender takes its next notification itself, ReadyQueue.take_returning)."""
+        self._ready.done(note.group_key, returning=returning)
+        self._let_go(note)
+
+    def _let_go(self, note: Notification) -> None:
         """One held notification is done with; refill the senders, and wake the claimer when
         this makes a claim worth its round trip."""
+        webhook_id = note.webhook_id
         self._active[webhook_id] -= 1
         if not self._active[webhook_id]:
             del self._active[webhook_id]
@@ -305,19 +360,22 @@ class Worker:
         if not self._active_total:
             self._none_active.set()
         self._held -= 1
+        group_freed = self._holdings.remove(note.group_key)
         self._dispatch(webhook_id)
         if not self._held:
             self._none_held.set()
-        self._wake_claimer(webhook_id)
+        self._wake_claimer(webhook_id, group_freed)
 
-    def _wake_claimer(self, webhook_id: UUID) -> None:
-        """After one held notification of this webhook is done with: wake the claimer when
-        that makes a claim worth its round trip."""
+    def _wake_claimer(self, webhook_id: UUID, group_freed: bool) -> None:
+        """After one held notification of this webhook is done with (`group_freed`: its group
+        fell below its holding limit): wake the claimer when that makes a claim worth its
+        round trip."""
         # Only when a threshold is crossed: a claim per finished send would cost more than it
-        # brings when the only due notifications belong to a saturated webhook.
-        below_batch = self._held == self.settings.claim_batch_size - 1
+        # brings when the only due notifications belong to a saturated webhook or group.
+        counted = self._holdings.counted(self._held)
+        below_batch = counted == self.settings.claim_batch_size - 1
         unsaturated = self._held_for(webhook_id) == 2 * self.settings.per_webhook_concurrency - 1
-        if below_batch or unsaturated:
+        if below_batch or unsaturated or group_freed:
             self._wake.set()
 
     async def _flush(self) -> None:
@@ -352,9 +410,11 @@ class Worker:
                 # Given back as not sent: the store parks them (or finds them due again).
                 for note in queue:
                     self._report(self._unsent(note))
+                    self._holdings.remove(note.group_key)
                 self._held -= len(queue)
                 if not self._held:
                     self._none_held.set()
+                self._wake.set()  # room for others' notifications
 
     def _unsent(self, note: Notification) -> AttemptOutcome:
         return AttemptOutcome(note.notification_id, self.owner, Effect.NOT_SENT, LEFT_ACTIVE, None)
@@ -438,10 +498,13 @@ class Worker:
 
     def _forget_unsent(self) -> None:
         """Drop what is held but not being sent; release_leases gives it back."""
+        for queue in self._queues.values():
+            for note in queue:
+                self._holdings.remove(note.group_key)
         self._held -= sum(len(queue) for queue in self._queues.values())
         self._queues.clear()
-        while not self._ready.empty():
-            self._finished(self._ready.get_nowait().webhook_id)
+        for note in self._ready.clear():
+            self._let_go(note)
         if not self._held:
             self._none_held.set()
 

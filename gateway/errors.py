@@ -16,6 +16,7 @@
     └── OutboundError                      an outbound call failed (never an HTTP answer itself)
         ├── AddressNotAllowed              the callback resolves to a refused address
         ├── OutboundTimeout                no complete answer within the timeout
+        │   └── OutboundBusy               no request slot of its group freed within it
         └── OutboundConnectionError        could not connect, or the connection broke
 
 The API layer turns any GatewayError into RFC 7807 problem+json from `status`, `title` and
@@ -119,6 +120,10 @@ class AddressNotAllowed(OutboundError):
 
 class OutboundTimeout(OutboundError):
     """No complete answer within the timeout."""
+
+
+class OutboundBusy(OutboundTimeout):
+    """Every request slot of the caller's group stayed taken for the whole timeout."""
 
 
 class OutboundConnectionError(OutboundError):

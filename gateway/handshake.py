@@ -112,12 +112,15 @@ async def verify_callback(
     method: str,
     url: str,
     *,
+    group: UUID | None = None,
     timeout: float = 10.0,
     max_body: int = 4096,
 ) -> None:
-    """Run the handshake against the callback; raise HandshakeFailed saying what came back."""
+    """Run the handshake against the callback; raise HandshakeFailed saying what came back.
+    With `group` (the API always gives it), the request takes one of that group's outbound
+    slots (Outbound `per_group`), waited for within `timeout`."""
     try:
-        await _exchange(outbound, codes, webhook_id, method.upper(), url, timeout, max_body)
+        await _exchange(outbound, codes, webhook_id, group, method.upper(), url, timeout, max_body)
     except HandshakeFailed as exc:
         metrics.HANDSHAKES.labels(outcome="failed").inc()
         log.info("handshake failed", extra={"webhook_id": str(webhook_id), "detail": exc.detail})
@@ -130,6 +133,7 @@ async def _exchange(
     outbound: Outbound,
     codes: HandshakeCodes,
     webhook_id: UUID,
+    group: UUID | None,
     method: str,
     url: str,
     timeout: float,
@@ -139,7 +143,12 @@ async def _exchange(
     body = b"" if method in BODY_METHODS else None
     try:
         response = await outbound.send(
-            method, with_code(url, code), body=body, timeout=timeout, max_body=max_body
+            method,
+            with_code(url, code),
+            body=body,
+            timeout=timeout,
+            max_body=max_body,
+            group=group,
         )
     except OutboundError as exc:
         raise HandshakeFailed(_describe(exc)) from exc

@@ -8,21 +8,30 @@ spelled as IPs never reach a resolver, so `send` judges them itself and rewrites
 the address dialled (2130706433 and 127.1 as 127.0.0.1, [::ffff:127.0.0.1] as 127.0.0.1), so
 both paths dial what the guard judged. Redirects are never followed and at most `max_body`
 bytes of an answer are read.
+
+A client made with `per_group` (the API's: handshakes and test sends) lets each group have at
+most that many requests in flight, so one tenant's hanging callbacks cannot fill the pool that
+every tenant's requests share. A request of a group over it waits for a slot within its own
+timeout (which counts the wait), then fails with OutboundBusy saying so. The worker's client has
+no such cap: the worker schedules its sends by group itself (gateway.fairness).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
 from typing import Self
+from uuid import UUID
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
-from gateway.errors import OutboundConnectionError, OutboundError, OutboundTimeout
+from gateway.errors import OutboundBusy, OutboundConnectionError, OutboundError, OutboundTimeout
 from gateway.models import record
 from gateway.netguard import AddressPolicy, Resolver, SystemResolver, check_host, check_literal
 
@@ -72,8 +81,52 @@ class GuardedResolver(AbstractResolver):
         """Nothing to release."""
 
 
+class GroupSlots:
+    """At most `limit` requests in flight per group; a request over it waits for a slot."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        # Per group with a request in flight or waiting: its slots and how many use them;
+        # dropped when none does, so idle groups cost nothing.
+        self._groups: dict[UUID, tuple[asyncio.Semaphore, list[int]]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, group: UUID, timeout: float) -> AsyncIterator[float]:
+        """A slot of `group`, waited for at most `timeout` seconds; yields the seconds left
+        of the timeout. OutboundBusy if none frees up in time."""
+        slots, users = self._groups.setdefault(group, (asyncio.Semaphore(self.limit), [0]))
+        users[0] += 1
+        try:
+            left = await self._acquire(slots, timeout)
+            try:
+                yield left
+            finally:
+                slots.release()
+        finally:
+            users[0] -= 1
+            if not users[0]:
+                del self._groups[group]
+
+    async def _acquire(self, slots: asyncio.Semaphore, timeout: float) -> float:
+        if not slots.locked():
+            await slots.acquire()  # a slot is free: taken without waiting
+            return timeout
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(timeout):
+                await slots.acquire()
+        except TimeoutError as exc:
+            raise OutboundBusy(
+                f"timed out after {timeout:g} s waiting for one of this group's {self.limit} "
+                "outbound request slots (all in flight)"
+            ) from exc
+        # A slot got at the deadline's edge still leaves aiohttp a positive deadline to miss.
+        return max(timeout - (time.monotonic() - started), 1e-3)
+
+
 class Outbound:
-    """A pooled, guarded HTTP client; open it with `async with`."""
+    """A pooled, guarded HTTP client; open it with `async with`. With `per_group`, each group
+    (`send(group=...)`) has at most that many requests in flight."""
 
     def __init__(
         self,
@@ -82,11 +135,13 @@ class Outbound:
         resolver: Resolver | None = None,
         max_connections: int = 256,
         max_per_host: int = 0,
+        per_group: int = 0,
         user_agent: str = "webhook-gateway",
     ) -> None:
         self.policy = policy
         self.resolver = resolver or SystemResolver()
         self._limits = (max_connections, max_per_host)
+        self._slots = GroupSlots(per_group) if per_group else None
         self._user_agent = user_agent
         self._session: aiohttp.ClientSession | None = None
         self._targets: dict[str, URL] = {}
@@ -133,14 +188,35 @@ class Outbound:
         body: bytes | None = None,
         timeout: float,
         max_body: int = 65536,
+        group: UUID | None = None,
     ) -> OutboundResponse:
-        """One request, never redirected; OutboundError subclasses when no answer came."""
+        """One request, never redirected; OutboundError subclasses when no answer came. With
+        `group`, it first takes one of the group's slots, within `timeout`."""
         if self._session is None:
             raise RuntimeError("Outbound is not open")
         target = self._target(url)
-        deadline = self._deadlines.get(timeout)
+        if group is None or self._slots is None:
+            return await self._send(method, target, headers, body, timeout, timeout, max_body)
+        async with self._slots.hold(group, timeout) as left:
+            return await self._send(method, target, headers, body, timeout, left, max_body)
+
+    async def _send(
+        self,
+        method: str,
+        target: URL,
+        headers: Mapping[str, str] | None,
+        body: bytes | None,
+        timeout: float,
+        left: float,
+        max_body: int,
+    ) -> OutboundResponse:
+        """The request, with `left` of its `timeout` seconds still to run."""
+        assert self._session is not None
+        deadline = self._deadlines.get(left)
         if deadline is None:
-            deadline = self._deadlines[timeout] = aiohttp.ClientTimeout(total=timeout)
+            deadline = aiohttp.ClientTimeout(total=left)
+            if left == timeout:  # a few values; a time left after waiting is one of a kind
+                self._deadlines[left] = deadline
         started = time.perf_counter()
         try:
             # aiohttp's total deadline covers connecting, sending and reading the answer.

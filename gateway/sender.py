@@ -107,6 +107,7 @@ class Sender:
                 body=rendered.body,
                 timeout=self.settings.delivery_timeout,
                 max_body=self.settings.max_response_bytes,
+                group=hook.group_key,  # capped per group by the API's client (test sends) only
             )
         except OutboundError as exc:
             return Sent(None, exc, request_text)

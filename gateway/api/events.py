@@ -96,7 +96,9 @@ async def _notifications(ctx: Context, events: list[Event], now: datetime) -> li
             # A first guess, from the webhook as read: the store decides in its transaction.
             active = lifecycle.is_active(hook, now)
             # Leased to this process's worker if it has room: it skips the claim.
-            handed = active and worker is not None and worker.take_fresh(hook.webhook_id)
+            handed = (
+                active and worker is not None and worker.take_fresh(hook.webhook_id, hook.group_key)
+            )
             out.append(
                 Notification(
                     notification_id=new_id(),

@@ -119,16 +119,18 @@ async def _handshake_all(ctx: Context, hooks: list[Webhook]) -> None:
 
 
 async def _handshake(ctx: Context, hook: Webhook) -> None:
-    await _verify(ctx, hook.webhook_id, hook.callback_http_method, hook.callback_url)
+    await _verify(ctx, hook, hook.callback_http_method, hook.callback_url)
 
 
-async def _verify(ctx: Context, webhook_id: UUID, method: HttpMethod, url: str) -> None:
+async def _verify(ctx: Context, hook: Webhook, method: HttpMethod, url: str) -> None:
+    """The handshake against this callback for this webhook, within its group's slots."""
     await verify_callback(
         ctx.outbound,
         ctx.codes,
-        webhook_id,
+        hook.webhook_id,
         method.value,
         url,
+        group=hook.group_key,
         timeout=ctx.settings.handshake_timeout,
     )
 
@@ -176,7 +178,7 @@ async def update(request: Request) -> Response:
         moves=(url, method) != (hook.callback_url, hook.callback_http_method),
     )
     if plan.handshake:
-        await _verify(ctx, hook.webhook_id, method, url)
+        await _verify(ctx, hook, method, url)
     values.update(modified=now, modified_user_id=principal.api_key_id)
     edit = WebhookEdit(values, _relied_on(hook, values, plan.handshake), plan.change)
     changed = await ctx.store.edit_webhook(principal.group_key, hook.webhook_id, edit, now)

@@ -321,14 +321,15 @@ class Store(abc.ABC):
         lease_until: datetime,
         *,
         exclude_webhooks: Collection[UUID] = (),
+        exclude_groups: Collection[UUID] = (),
     ) -> list[Notification]:
         """Lease up to `limit` pending notifications due by `now` (or whose lease expired).
 
         The longest-due are leased first (by due time, then webhook, then sequence, so a webhook
         with a deep backlog cannot hold the others back); the batch comes back ordered by webhook
         then sequence. A claimed notification is invisible to other claims
-        until its lease ends. Notifications of `exclude_webhooks` are skipped (the caller has
-        enough of theirs queued already).
+        until its lease ends. Notifications of `exclude_webhooks` and of `exclude_groups` are
+        skipped (the caller has enough of theirs queued already).
         """
 
     @abc.abstractmethod

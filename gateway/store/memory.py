@@ -436,13 +436,15 @@ class MemoryStore(Store):
         lease_until: datetime,
         *,
         exclude_webhooks: Collection[UUID] = (),
+        exclude_groups: Collection[UUID] = (),
     ) -> list[Notification]:
         """Lease up to `limit` pending notifications due by `now` (or whose lease expired)."""
-        excluded = set(exclude_webhooks)
+        excluded, groups = set(exclude_webhooks), set(exclude_groups)
         due = [
             n for n in self.notifications.values()
             if n.state is PENDING and n.next_attempt_at <= now
             and (n.lease_until is None or n.lease_until <= now) and n.webhook_id not in excluded
+            and n.group_key not in groups
         ]  # fmt: skip
         due.sort(key=lambda n: (n.next_attempt_at, n.webhook_id, n.sequence))
         claimed = []

@@ -384,11 +384,12 @@ class PostgresStore(Store):
         lease_until: datetime,
         *,
         exclude_webhooks: Collection[UUID] = (),
+        exclude_groups: Collection[UUID] = (),
     ) -> list[Notification]:
         """Lease up to `limit` pending notifications due by `now` (or whose lease expired)."""
         params = {
             "now": now, "limit": limit, "owner": lease_owner, "lease_until": lease_until,
-            "exclude": list(exclude_webhooks),
+            "exclude": list(exclude_webhooks), "exclude_groups": list(exclude_groups),
         }  # fmt: skip
         rows = await self._atomically(lambda conn: _fetch(conn, q.CLAIM_DUE, params))
         notes = [decode(Notification, row) for row in rows]

@@ -261,7 +261,7 @@ CLAIM_DUE = sql(
     "SELECT notification_id FROM notifications "
     "WHERE state = 'pending' AND next_attempt_at <= :now "
     "AND (lease_until IS NULL OR lease_until <= :now) "
-    "AND webhook_id <> ALL(:exclude::uuid[]) "
+    "AND webhook_id <> ALL(:exclude::uuid[]) AND group_key <> ALL(:exclude_groups::uuid[]) "
     "ORDER BY next_attempt_at, webhook_id, sequence LIMIT :limit FOR UPDATE SKIP LOCKED) "
     "UPDATE notifications n SET lease_owner = :owner, lease_until = :lease_until "
     f"FROM due WHERE n.notification_id = due.notification_id RETURNING {_NOTE_COLS_N}"

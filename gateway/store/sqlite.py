@@ -438,11 +438,13 @@ class SqliteStore(Store):
         lease_until: datetime,
         *,
         exclude_webhooks: Collection[UUID] = (),
+        exclude_groups: Collection[UUID] = (),
     ) -> list[Notification]:
         """Lease up to `limit` pending notifications due by `now` (or whose lease expired)."""
         params = {
             "now": stamp(now), "limit": limit, "owner": lease_owner,
             "lease_until": stamp(lease_until), "exclude": _json_ids(exclude_webhooks),
+            "exclude_groups": _json_ids(exclude_groups),
         }  # fmt: skip
         rows = await self._atomically(lambda conn: conn.execute(q.CLAIM_DUE, params).fetchall())
         notes = q.notifications(rows)

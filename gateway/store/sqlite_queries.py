@@ -254,6 +254,7 @@ CLAIM_DUE = (
     "WHERE state = 'pending' AND next_attempt_at <= :now "
     "AND (lease_until IS NULL OR lease_until <= :now) "
     "AND webhook_id NOT IN (SELECT value FROM json_each(:exclude)) "
+    "AND group_key NOT IN (SELECT value FROM json_each(:exclude_groups)) "
     "ORDER BY next_attempt_at, webhook_id, sequence LIMIT :limit"
     f") RETURNING {NOTE_COLS}"
 )

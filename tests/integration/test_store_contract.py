@@ -557,6 +557,16 @@ async def test_claim_due_skips_excluded_webhooks(store: Store) -> None:
     assert [n.notification_id for n in claimed] == [waiting]
 
 
+async def test_claim_due_skips_excluded_groups(store: Store) -> None:
+    noisy, quiet = uuid4(), uuid4()
+    for hook in [await add_hook(store, noisy), await add_hook(store, noisy)]:
+        await publish(store, hook)
+    [waiting] = await publish(store, await add_hook(store, quiet))
+    claimed = await store.claim_due(T0, 10, "w", T0 + LEASE, exclude_groups=[noisy])
+    assert [n.notification_id for n in claimed] == [waiting]
+    assert len(await store.claim_due(T0, 10, "w", T0 + LEASE)) == 2  # left for other claims
+
+
 async def test_an_expired_lease_can_be_claimed_again(store: Store) -> None:
     hook = await add_hook(store)
     [notification_id] = await publish(store, hook)

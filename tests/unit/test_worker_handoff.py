@@ -1,9 +1,10 @@
 """How much of a publish the worker of the same process takes straight from it (`take_fresh`):
-never more than a claim would give it, in all or for one webhook."""
+never more than a claim would give it, in all, for one webhook or for one group."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 from collections.abc import AsyncIterator
 
@@ -21,11 +22,11 @@ SETTINGS = dataclasses.replace(
 )
 
 
-@pytest.fixture
-async def worker() -> AsyncIterator[Worker]:
+@contextlib.asynccontextmanager
+async def running_worker(settings: Settings) -> AsyncIterator[Worker]:
     """A running worker on an empty in-memory store (it never sends anything here)."""
     async with Outbound(policy=AddressPolicy()) as outbound:
-        running = Worker(SETTINGS, MemoryStore(), outbound)
+        running = Worker(settings, MemoryStore(), outbound)
         stop = asyncio.Event()
         task = asyncio.create_task(running.run(stop))
         await asyncio.sleep(0)  # run() starts delivering
@@ -34,25 +35,52 @@ async def worker() -> AsyncIterator[Worker]:
         await task
 
 
+@pytest.fixture
+async def worker() -> AsyncIterator[Worker]:
+    async with running_worker(SETTINGS) as running:
+        yield running
+
+
 async def test_a_worker_that_is_not_running_takes_nothing() -> None:
     async with Outbound(policy=AddressPolicy()) as outbound:
         idle = Worker(SETTINGS, MemoryStore(), outbound)
-        assert not idle.take_fresh(make_webhook().webhook_id)
+        hook = make_webhook()
+        assert not idle.take_fresh(hook.webhook_id, hook.group_key)
 
 
 async def test_take_fresh_stops_at_a_webhooks_share_and_at_a_claims_worth(worker: Worker) -> None:
-    one, two, three = (make_webhook().webhook_id for _ in range(3))
+    one, two, three = (make_webhook() for _ in range(3))
     # Twice a webhook's concurrency, as claims leave a saturated webhook out.
-    assert [worker.take_fresh(one) for _ in range(3)] == [True, True, False]
-    assert worker.take_fresh(two)
-    assert not worker.take_fresh(three)  # claim_batch_size promised in all
+    assert [worker.take_fresh(one.webhook_id, one.group_key) for _ in range(3)] == [
+        True,
+        True,
+        False,
+    ]
+    assert worker.take_fresh(two.webhook_id, two.group_key)
+    assert not worker.take_fresh(three.webhook_id, three.group_key)  # a claim's worth in all
+
+
+async def test_take_fresh_stops_at_a_groups_holding_limit() -> None:
+    # One send per group at a time, so a group holds at most 2, as claims leave it out then.
+    settings = dataclasses.replace(
+        SETTINGS, claim_batch_size=10, per_webhook_concurrency=5, per_group_concurrency=1
+    )
+    group = make_webhook().group_key
+    hooks = [make_webhook(group) for _ in range(3)]
+    async with running_worker(settings) as worker:
+        taken = [worker.take_fresh(hook.webhook_id, group) for hook in hooks]
+        assert taken == [True, True, False]
+        other = make_webhook()
+        assert worker.take_fresh(other.webhook_id, other.group_key)
+        worker.forgo([make_notification(hooks[0], lease_owner=worker.owner)])
+        assert worker.take_fresh(hooks[2].webhook_id, group)
 
 
 async def test_forgo_gives_the_room_back(worker: Worker) -> None:
     hook = make_webhook()
-    assert all(worker.take_fresh(hook.webhook_id) for _ in range(2))
+    assert all(worker.take_fresh(hook.webhook_id, hook.group_key) for _ in range(2))
     leased = make_notification(hook, lease_owner=worker.owner)
     unleased = make_notification(hook)
     worker.forgo([leased, unleased])  # the store refused the publish
-    assert worker.take_fresh(hook.webhook_id)
-    assert not worker.take_fresh(hook.webhook_id)
+    assert worker.take_fresh(hook.webhook_id, hook.group_key)
+    assert not worker.take_fresh(hook.webhook_id, hook.group_key)

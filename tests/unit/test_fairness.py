@@ -1,0 +1,154 @@
+"""The worker's fair shares (gateway.fairness): which ready notification a free sender takes,
+and which groups claims pass over."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from uuid import UUID, uuid4
+
+import pytest
+
+from gateway import config
+from gateway.errors import GatewayError
+from gateway.fairness import Holdings, ReadyQueue
+from gateway.models import Notification
+from tests.factories import make_notification, make_webhook
+
+A, B, C = uuid4(), uuid4(), uuid4()
+
+
+def note(group: UUID) -> Notification:
+    return make_notification(make_webhook(group))
+
+
+def take_all(ready: ReadyQueue) -> list[Notification]:
+    taken = []
+    while (got := ready.get_nowait()) is not None:
+        taken.append(got)
+    return taken
+
+
+def test_groups_take_turns_whatever_order_their_notifications_came_in() -> None:
+    ready = ReadyQueue(senders=10, cap=10)
+    a1, a2, a3, b1, b2, c1 = note(A), note(A), note(A), note(B), note(B), note(C)
+    for each in (a1, a2, a3, b1, b2, c1):
+        ready.put(each)
+    assert take_all(ready) == [a1, b1, c1, a2, b2, a3]
+    assert len(ready) == 0
+
+
+def test_a_group_at_its_cap_waits_while_another_group_is_served() -> None:
+    ready = ReadyQueue(senders=8, cap=2)
+    a1, a2, a3, b1 = note(A), note(A), note(A), note(B)
+    for each in (a1, a2, a3):
+        ready.put(each)
+    assert take_all(ready) == [a1, a2]  # two of A out: its cap
+    ready.put(b1)
+    assert take_all(ready) == [b1]
+    ready.done(A)
+    assert take_all(ready) == [a3]
+
+
+def test_the_senders_are_split_equally_between_busy_groups() -> None:
+    ready = ReadyQueue(senders=4, cap=3)
+    assert ready.share() == 3  # one group alone: its cap
+    for group in (A, B):
+        for _ in range(4):
+            ready.put(note(group))
+    assert ready.share() == 2  # 4 senders, 2 groups busy
+    assert [n.group_key for n in take_all(ready)] == [A, B, A, B]
+    ready.put(note(C))
+    assert ready.share() == 1  # 3 groups busy: A and B are over their share now
+    assert [n.group_key for n in take_all(ready)] == [C]
+    for group in (A, A, B, B, C):
+        ready.done(group)
+    assert ready.share() == 2  # C is idle again: A and B may have 2 out
+    assert [n.group_key for n in take_all(ready)] == [A, B, A, B]
+
+
+def test_every_busy_group_may_send_one_when_they_outnumber_the_senders() -> None:
+    ready = ReadyQueue(senders=2, cap=1)
+    for group in (A, B, C):
+        ready.put(note(group))
+    assert ready.share() == 1
+    assert [n.group_key for n in take_all(ready)] == [A, B, C]
+
+
+def test_a_finished_sender_keeps_its_slot_only_when_nothing_else_waits() -> None:
+    ready = ReadyQueue(senders=4, cap=2)
+    ready.put(note(A))
+    assert ready.get_nowait() is not None
+    assert ready.keeps_slot(A)
+    ready.put(note(A))
+    assert not ready.keeps_slot(A)  # another ready notification takes the free sender
+    ready.get_nowait()
+    for group in (B, C, C):
+        ready.put(note(group))
+    take_all(ready)
+    # A has 2 out, but with 3 groups busy its share is 1: the slot goes back.
+    assert not ready.keeps_slot(A)
+
+
+async def test_an_idle_sender_wakes_for_a_notification_of_a_group_below_its_share() -> None:
+    ready = ReadyQueue(senders=4, cap=1)
+    first = note(A)
+    ready.put(first)
+    assert await ready.get() is first
+    waiting = asyncio.create_task(ready.get())
+    second = note(A)
+    ready.put(second)  # A is at its cap: the sender keeps waiting
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    ready.done(A)
+    assert await asyncio.wait_for(waiting, 5) is second
+
+
+def test_clear_takes_what_is_ready_and_frees_the_shares() -> None:
+    ready = ReadyQueue(senders=4, cap=4)
+    notes = [note(A), note(B), note(B)]
+    for each in notes:
+        ready.put(each)
+    ready.get_nowait()  # A's, out
+    assert sorted(map(id, ready.clear())) == sorted(map(id, notes[1:]))
+    assert len(ready) == 0 and ready.share() == 4  # only A busy (out)
+    ready.done(A)
+    assert ready.get_nowait() is None
+
+
+def test_holdings_count_toward_a_batch_only_for_groups_below_the_limit() -> None:
+    held = Holdings(limit=3)
+    assert not held.all_full()  # nothing held
+    held.add(B, 5)
+    assert held.all_full()  # a claim now could only find another group
+    held.add(A, 2)
+    assert held.full() == {B} and not held.all_full()
+    assert held.counted(7) == 2  # B's 5 do not count
+    assert not held.remove(B, 2)  # 3: still at the limit
+    assert held.remove(B)  # 2: below it, claims take B again
+    assert held.full() == frozenset() and held.counted(4) == 4
+    held.remove(A, 2)
+    assert held.of(A) == 0 and held.of(B) == 2
+
+
+def test_a_groups_cap_is_half_the_senders_unless_set() -> None:
+    assert config.load(env={}).group_concurrency() == 32
+    env = {"GATEWAY_WORKER_CONCURRENCY": "9"}
+    assert config.load(env=env).group_concurrency() == 4
+    assert config.load(env={**env, "GATEWAY_PER_GROUP_CONCURRENCY": "7"}).group_concurrency() == 7
+    assert config.load(env={"GATEWAY_WORKER_CONCURRENCY": "1"}).group_concurrency() == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("PER_GROUP_CONCURRENCY", "0", "per_group_concurrency: must be auto or at least 1"),
+        ("PER_GROUP_CONCURRENCY", "many", "per_group_concurrency: cannot use 'many'"),
+        ("PER_GROUP_HANDSHAKES", "0", "per_group_handshakes: 0 is out of range"),
+        ("PER_GROUP_HANDSHAKES", "129", "between 1 and 128, half of an API process's 256"),
+    ],
+)
+def test_group_limits_out_of_range_are_refused(name: str, value: str, message: str) -> None:
+    with pytest.raises(GatewayError, match=re.escape(message)):
+        config.load(env={f"GATEWAY_{name}": value})
+    config.load(env={"GATEWAY_PER_GROUP_HANDSHAKES": "128"})  # the largest allowed
