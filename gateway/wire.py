@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
@@ -11,6 +12,9 @@ import orjson
 
 from gateway import lifecycle
 from gateway.models import Notification, Webhook, WebhookRule
+
+# How `truncate` marks a cut text, after its first `limit` characters.
+_CUT_MARK = re.compile(r"…\[truncated [0-9]+ characters\]")
 
 # include=... names for history rows, lowercase -> wire property.
 HISTORY_INCLUDES = {
@@ -105,8 +109,12 @@ def history(
 
 
 def truncate(text: str | None, limit: int) -> str | None:
-    """At most `limit` characters, marked when cut."""
-    if text is None or len(text) <= limit:
+    """At most `limit` characters, marked when cut; a text already cut at `limit` stays as it is.
+
+    History keeps request and response messages cut (the sender cuts them) and cuts again
+    when it shows them: cutting the kept text anew would mark only the marker as cut.
+    """
+    if text is None or len(text) <= limit or _CUT_MARK.fullmatch(text, limit):
         return text
     return text[:limit] + f"…[truncated {len(text) - limit} characters]"
 
