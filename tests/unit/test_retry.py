@@ -101,7 +101,8 @@ def test_policies_at_the_edges_are_accepted(schedule: tuple[float, ...], jitter:
         ("-5", None),
         ("1.5", None),
         ("²", None),
-        ("Tue, 01 Jan 2030 11:59:00 GMT", None),  # already past
+        ("Tue, 01 Jan 2030 12:00:00 GMT", 0.0),  # now: no wait asked, but a usable answer
+        ("Tue, 01 Jan 2030 11:59:59 GMT", None),  # already past
         ("Tue, 01 Jan 2030 99:00:00 GMT", None),
     ],
 )
@@ -112,6 +113,9 @@ def test_parse_retry_after(value: str | None, expected: float | None) -> None:
 def test_parse_retry_after_date_is_relative_to_now() -> None:
     later = NOW + timedelta(seconds=20)
     assert RetryPolicy.parse_retry_after("Tue, 01 Jan 2030 12:02:00 GMT", later) == 100.0
+    # Less than a second ahead still counts: HTTP-dates are whole seconds, clocks are not.
+    just_before = NOW - timedelta(seconds=0.5)
+    assert RetryPolicy.parse_retry_after("Tue, 01 Jan 2030 12:00:00 GMT", just_before) == 0.5
 
 
 @pytest.mark.parametrize(
