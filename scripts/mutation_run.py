@@ -49,9 +49,11 @@ MODULES: dict[str, list[str]] = {
     ],
     "gateway/signing.py": [
         "tests/unit/test_signing.py",
+        "tests/unit/test_signing_headers.py",
     ],
     "gateway/payloads.py": [
         "tests/unit/test_payloads.py",
+        "tests/unit/test_payload_fields.py",
     ],
     "gateway/filters.py": [
         "tests/unit/test_filters.py",
