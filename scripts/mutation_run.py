@@ -57,6 +57,7 @@ MODULES: dict[str, list[str]] = {
     ],
     "gateway/filters.py": [
         "tests/unit/test_filters.py",
+        "tests/unit/test_filter_edges.py",
     ],
     "gateway/handshake.py": [
         "tests/unit/test_handshake_codes.py",
@@ -266,6 +267,9 @@ def report(results: list[Result], seconds: float, show: bool) -> None:
             print(f"{r.module}: survived {name}")
             if show:
                 print(r.diffs[name])
+        for name, verdict in sorted(r.verdicts.items()):
+            if verdict in UNTESTED:
+                print(f"{r.module}: untested ({verdict}) {name}")
 
 
 def main(argv: list[str] | None = None) -> int:
