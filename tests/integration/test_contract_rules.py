@@ -391,3 +391,61 @@ async def test_the_failure_that_errors_a_webhook_parks_the_rest_as_not_delivered
     assert all(row["isSuccessful"] is False for row in rows)
     assert sorted(row["requestSent"] for row in rows) == [False, False, True]
     assert (await partner.history(filter="isSuccessful eq true"))["totalCount"] == 0
+
+
+async def test_history_says_what_the_last_attempt_got(
+    gateway: RunningGateway, receiver: Receiver
+) -> None:
+    partner = await subscribe(gateway, receiver, retry_count=5)
+    receiver.plan("/hook", Answer(status=500), Answer(status=204))
+    await partner.publish(invoice_update())
+    worker = gateway.worker()
+    await worker.drain()
+    [failed] = (await partner.history())["records"]
+    assert (failed["isSuccessful"], failed["responseStatusCode"]) == (False, "500")
+    assert "HTTP 500" in failed["processResultMessage"]
+    await drain_until(worker, lambda: len(receiver.notifications("/hook")) >= 2)
+    [delivered] = (await partner.history())["records"]
+    assert (delivered["isSuccessful"], delivered["responseStatusCode"]) == (True, "204")
+    assert "204" in delivered["processResultMessage"]
+
+
+async def test_gone_unsubscribes_and_keeps_the_rest_until_reactivation(
+    gateway: RunningGateway, receiver: Receiver
+) -> None:
+    partner = await subscribe(gateway, receiver, retry_count=5)
+    receiver.plan("/hook", Answer(status=410))
+    await partner.publish(*[invoice_update([{"id": str(i)}]) for i in range(3)])
+    await one_at_a_time(gateway).drain()
+    assert len(receiver.notifications("/hook")) == 1
+    async with gateway.client(partner.key) as api:
+        hook = (await api.get(f"/api/v1/Webhooks/{partner.id}")).json()
+    assert hook["statusCode"] == "Inactive" and "410" in hook["statusMessage"]
+    rows = (await partner.history())["records"]
+    assert [row["isSuccessful"] for row in rows] == [False, False, False]
+    assert sorted(row["requestSent"] for row in rows) == [False, False, True]
+    [gone] = [row for row in rows if row["requestSent"]]
+    assert gone["responseStatusCode"] == "410" and "410" in gone["processResultMessage"]
+
+    receiver.plan("/hook", Answer())
+    assert (await partner.patch(statusCode="Active")).status_code == 200
+    await gateway.worker().drain()
+    ids = [partner.verify(s)["records"][0]["id"] for s in receiver.notifications("/hook")[1:]]
+    assert sorted(ids) == ["0", "1", "2"]
+    assert (await partner.history(filter="isSuccessful eq true"))["totalCount"] == 3
+
+
+async def test_failures_in_flight_together_each_count(
+    gateway: RunningGateway, receiver: Receiver
+) -> None:
+    """Two notifications fail at the same time: that is two consecutive failures, so with
+    retryCount 1 the webhook is Errored after exactly those two requests."""
+    partner = await subscribe(gateway, receiver, retry_count=1)
+    receiver.plan("/hook", Answer(status=500))
+    await partner.publish(invoice_update([{"id": "a"}]), invoice_update([{"id": "b"}]))
+    await gateway.worker().drain()
+    assert len(receiver.notifications("/hook")) == 2
+    async with gateway.client(partner.key) as api:
+        hook = (await api.get(f"/api/v1/Webhooks/{partner.id}")).json()
+    assert hook["statusCode"] == "Errored"
+    assert hook["statusMessage"] == "2 consecutive failed deliveries; last: HTTP 500"
