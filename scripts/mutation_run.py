@@ -62,6 +62,7 @@ MODULES: dict[str, list[str]] = {
     "gateway/handshake.py": [
         "tests/unit/test_handshake_codes.py",
         "tests/integration/test_handshake.py",
+        "tests/integration/test_handshake_answers.py",
     ],
     "gateway/lifecycle.py": [
         "tests/unit/test_lifecycle.py",
