@@ -13,9 +13,6 @@ import orjson
 from gateway import lifecycle
 from gateway.models import Notification, Webhook, WebhookRule
 
-# How `truncate` marks a cut text, after its first `limit` characters.
-_CUT_MARK = re.compile(r"…\[truncated [0-9]+ characters\]")
-
 # include=... names for history rows, lowercase -> wire property.
 HISTORY_INCLUDES = {
     "records": "records",
@@ -117,6 +114,10 @@ def truncate(text: str | None, limit: int) -> str | None:
     if text is None or len(text) <= limit or _CUT_MARK.fullmatch(text, limit):
         return text
     return text[:limit] + f"…[truncated {len(text) - limit} characters]"
+
+
+# How `truncate` marks a cut text, after its first `limit` characters.
+_CUT_MARK = re.compile(r"…\[truncated [0-9]+ characters\]")
 
 
 def fetch_result(
