@@ -58,11 +58,22 @@ def test_a_text_already_cut_at_the_limit_is_not_cut_again() -> None:
 @pytest.mark.parametrize(
     "text",
     [
-        "x" * 9 + "…[truncated 40 characters]",  # the marker, but one character early
-        "x" * 11 + "…[truncated 40 characters]",  # the marker, one character late
-        "x" * 10 + "…[truncated 40 characters] and more",  # more after the marker
+        "x" * 9 + "…[truncated 40 characters]",  # the mark, but before the limit
+        "x" * 10 + "…[truncated 40 characters] and more",  # more after the mark
         "x" * 10 + "…[truncated forty characters]",
     ],
 )
 def test_a_text_that_only_looks_cut_is_cut(text: str) -> None:
     assert wire.truncate(text, 10) == text[:10] + f"…[truncated {len(text) - 10} characters]"
+
+
+@pytest.mark.parametrize(("kept_at", "shown_at"), [(20, 10), (11, 10), (1000, 1)])
+def test_a_text_cut_at_a_larger_limit_counts_what_the_original_lost(
+    kept_at: int, shown_at: int
+) -> None:
+    original = "".join(str(i % 10) for i in range(2000))
+    kept = wire.truncate(original, kept_at)
+    assert wire.truncate(kept, shown_at) == wire.truncate(original, shown_at)
+    assert wire.truncate(kept, shown_at) == (
+        original[:shown_at] + f"…[truncated {2000 - shown_at} characters]"
+    )
