@@ -8,10 +8,12 @@ for what the API does not show: when a retry is due, and what history keeps.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import re
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -208,6 +210,27 @@ async def test_history_messages_within_the_limit_are_kept_whole(
         await gateway.worker().drain()
         [row] = (await partner.history(include="ResponseMessage"))["records"]
     assert row["responseMessage"] == "HTTP 200\n\n" + "x" * (LIMIT - 10)
+
+
+async def test_history_is_cut_to_the_limit_in_force_when_it_is_read(
+    launch: Launch, receiver: Receiver
+) -> None:
+    """An operator who lowers history_message_limit sees kept messages cut to the new limit,
+    each saying how much of the original is missing."""
+    answer = "a long answer " * 100
+    async with launch(history_message_limit=5 * LIMIT) as gateway:
+        partner = await subscribe(gateway, receiver)
+        receiver.plan("/hook", Answer(body=answer))
+        await partner.publish(invoice_update([{"id": "1", "note": "n" * 2000}]))
+        await gateway.worker().drain()
+        [seen] = receiver.notifications("/hook")
+    async with launch(history_message_limit=LIMIT) as gateway:
+        partner.gateway = gateway
+        [row] = (await partner.history(include="RequestMessage,ResponseMessage"))["records"]
+    cut_at_limit(
+        row["requestMessage"], f"POST {partner.hook['callbackUrl']}\n\n{seen.body.decode()}"
+    )
+    cut_at_limit(row["responseMessage"], f"HTTP 200\n\n{answer}")
 
 
 # -- Handshakes on change -----------------------------------------------------------------------
@@ -449,3 +472,28 @@ async def test_failures_in_flight_together_each_count(
         hook = (await api.get(f"/api/v1/Webhooks/{partner.id}")).json()
     assert hook["statusCode"] == "Errored"
     assert hook["statusMessage"] == "2 consecutive failed deliveries; last: HTTP 500"
+
+
+async def test_notifications_waiting_when_the_webhook_expires_are_kept_as_not_delivered(
+    gateway: RunningGateway, receiver: Receiver
+) -> None:
+    """Expiry is read, not written: nothing parks these when the date passes, so the worker
+    finds them pending and must keep them, recorded as not sent, until a renewal."""
+    partner = await subscribe(gateway, receiver)
+    soon = datetime.now(UTC) + timedelta(seconds=1)
+    assert (await partner.patch(expirationDate=soon.isoformat())).status_code == 200
+    await partner.publish(invoice_update())
+    async with asyncio.timeout(5):
+        while datetime.now(UTC) <= soon:
+            await asyncio.sleep(0.05)
+    await gateway.worker().drain()
+    assert receiver.notifications("/hook") == []
+    [row] = (await partner.history())["records"]
+    assert (row["requestSent"], row["isSuccessful"]) == (False, False)
+    assert row["processResultMessage"], "a parked row says why it was not sent"
+
+    later = (datetime.now(UTC) + timedelta(days=1)).isoformat()
+    renewed = await partner.patch(statusCode="Active", expirationDate=later)
+    assert renewed.status_code == 200, renewed.text
+    await gateway.worker().drain()
+    assert len(receiver.notifications("/hook")) == 1
