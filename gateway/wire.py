@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
@@ -141,10 +142,25 @@ def _attempt(
 
 
 def truncate(text: str | None, limit: int) -> str | None:
-    """At most `limit` characters, marked when cut."""
+    """At most `limit` characters, marked with how many were cut.
+
+    History keeps request and response messages cut (the sender cuts them) and cuts again when
+    it shows them, in case the limit has been lowered since: a text that ends in our mark and
+    is cut again says how many characters the original lost, not how many the kept text lost.
+    """
     if text is None or len(text) <= limit:
         return text
+    cut = _CUT_MARK.search(text)
+    if cut is not None and cut.start() >= limit:
+        if cut.start() == limit:
+            return text  # already cut at this limit
+        dropped = cut.start() - limit + int(cut.group(1))
+        return text[:limit] + f"…[truncated {dropped} characters]"
     return text[:limit] + f"…[truncated {len(text) - limit} characters]"
+
+
+# How `truncate` marks a cut text, after its first `limit` characters.
+_CUT_MARK = re.compile(r"…\[truncated ([0-9]+) characters\]\Z")
 
 
 def fetch_result(

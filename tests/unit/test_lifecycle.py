@@ -46,8 +46,16 @@ def test_errored_exactly_when_failures_exceed_retry_count(retry_count: int) -> N
 def test_the_failure_that_errors_parks_the_rest(retry_count: int) -> None:
     hook = make_webhook(retry_count=retry_count, failure_count=retry_count)
     assert lifecycle.after_failure(hook, "HTTP 500").park
-    if retry_count:
-        assert not lifecycle.after_failure(make_webhook(retry_count=retry_count), "x").park
+
+
+@pytest.mark.parametrize(
+    ("retry_count", "failures_before"), [(1, 0), (2, 0), (2, 1), (5, 0), (5, 4)]
+)
+def test_a_failure_within_retry_count_parks_nothing(retry_count: int, failures_before: int) -> None:
+    # Down to the last failure tolerated: the webhook stays Active, so nothing may be parked.
+    hook = make_webhook(retry_count=retry_count, failure_count=failures_before)
+    t = lifecycle.after_failure(hook, "HTTP 500")
+    assert (t.status, t.park) == (ACTIVE, False)
 
 
 @pytest.mark.parametrize("retry_count", [0, 2, 5])

@@ -54,17 +54,37 @@ def test_retry_after_is_capped() -> None:
     assert policy.delay(1, retry_after=86_400, rng=random.Random(1)) == 600
 
 
-def test_attempt_numbers_start_at_one() -> None:
-    with pytest.raises(ValueError):
-        POLICY.delay(0)
+@pytest.mark.parametrize("attempt", [0, -1])
+def test_attempt_numbers_start_at_one(attempt: int) -> None:
+    with pytest.raises(ValueError, match=r"^attempt numbers start at 1$"):
+        POLICY.delay(attempt)
+
+
+SCHEDULE_REFUSED = r"^schedule needs at least one delay, none negative$"
+JITTER_REFUSED = r"^jitter is a fraction in \[0, 1\)$"
 
 
 @pytest.mark.parametrize(
-    ("schedule", "jitter"), [((), 0.2), ((5, -1), 0.2), ((5,), 1.0), ((5,), -0.1)]
+    ("schedule", "jitter", "message"),
+    [
+        ((), 0.2, SCHEDULE_REFUSED),
+        ((5, -1), 0.2, SCHEDULE_REFUSED),
+        ((-0.5,), 0.2, SCHEDULE_REFUSED),
+        ((5,), 1.0, JITTER_REFUSED),
+        ((5,), -0.1, JITTER_REFUSED),
+    ],
 )
-def test_nonsense_policies_are_refused(schedule: tuple[float, ...], jitter: float) -> None:
-    with pytest.raises(ValueError):
+def test_nonsense_policies_are_refused(
+    schedule: tuple[float, ...], jitter: float, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
         RetryPolicy(schedule=schedule, jitter=jitter)
+
+
+@pytest.mark.parametrize(("schedule", "jitter"), [((0,), 0.2), ((5, 0), 0.0), ((5,), 0.99)])
+def test_policies_at_the_edges_are_accepted(schedule: tuple[float, ...], jitter: float) -> None:
+    policy = RetryPolicy(schedule=schedule, jitter=jitter)
+    assert (policy.schedule, policy.jitter) == (schedule, jitter)
 
 
 @pytest.mark.parametrize(
@@ -81,7 +101,8 @@ def test_nonsense_policies_are_refused(schedule: tuple[float, ...], jitter: floa
         ("-5", None),
         ("1.5", None),
         ("²", None),
-        ("Tue, 01 Jan 2030 11:59:00 GMT", None),  # already past
+        ("Tue, 01 Jan 2030 12:00:00 GMT", 0.0),  # now: no wait asked, but a usable answer
+        ("Tue, 01 Jan 2030 11:59:59 GMT", None),  # already past
         ("Tue, 01 Jan 2030 99:00:00 GMT", None),
     ],
 )
@@ -92,6 +113,9 @@ def test_parse_retry_after(value: str | None, expected: float | None) -> None:
 def test_parse_retry_after_date_is_relative_to_now() -> None:
     later = NOW + timedelta(seconds=20)
     assert RetryPolicy.parse_retry_after("Tue, 01 Jan 2030 12:02:00 GMT", later) == 100.0
+    # Less than a second ahead still counts: HTTP-dates are whole seconds, clocks are not.
+    just_before = NOW - timedelta(seconds=0.5)
+    assert RetryPolicy.parse_retry_after("Tue, 01 Jan 2030 12:00:00 GMT", just_before) == 0.5
 
 
 @pytest.mark.parametrize(
@@ -102,10 +126,14 @@ def test_parse_retry_after_date_is_relative_to_now() -> None:
         (299, Outcome.SUCCESS),
         (410, Outcome.GONE),
         (100, Outcome.FAILURE),
+        (199, Outcome.FAILURE),
+        (300, Outcome.FAILURE),
         (301, Outcome.FAILURE),
         (304, Outcome.FAILURE),
         (400, Outcome.FAILURE),
         (404, Outcome.FAILURE),
+        (409, Outcome.FAILURE),
+        (411, Outcome.FAILURE),
         (429, Outcome.FAILURE),
         (500, Outcome.FAILURE),
         (503, Outcome.FAILURE),
@@ -130,12 +158,17 @@ def test_every_outbound_error_is_a_failed_attempt(error: Exception) -> None:
 def test_classification_is_by_type_not_message() -> None:
     # A message that reads like success changes nothing; a non-outbound error is our bug.
     assert classify(None, OutboundTimeout("200 OK")) is Outcome.FAILURE
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match=r"^not an outbound failure: ValidationError$") as caught:
         classify(None, ValidationError("timed out after 10 s"))
-    with pytest.raises(TypeError):
+    assert isinstance(caught.value.__cause__, ValidationError)
+    with pytest.raises(TypeError, match=r"^not an outbound failure: KeyError$"):
         classify(None, KeyError("x"))
 
 
+def test_an_error_decides_even_with_a_status() -> None:
+    assert classify(200, OutboundTimeout("timed out after 10 s")) is Outcome.FAILURE
+
+
 def test_classify_needs_something_to_classify() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"^classify needs a status or an error$"):
         classify(None, None)
