@@ -186,3 +186,10 @@ def test_values_that_only_one_side_can_read_as_a_date_or_number_compare_as_text(
     value: Any, text: str, passes: bool
 ) -> None:
     assert evaluate(parse_filter(text), {"ref": value}) is passes
+
+
+@pytest.mark.parametrize(
+    ("text", "position"), [("\x00", 0), ("name eq 'a\x00b'", 10), ("name eq a\x00", 9)]
+)
+def test_a_nul_is_refused_where_it_stands(text: str, position: int) -> None:
+    assert parse_error(text) == f"the NUL character (U+0000) is not allowed at position {position}"
