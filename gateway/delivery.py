@@ -111,11 +111,14 @@ class Worker:
         # A claim while every group held here is at its holding limit passes over all of
         # them: it can only find a group that holds nothing here yet, and reads past every due
         # row of theirs to learn whether there is one (with S1's backlog of one group, 150 ms
-        # a claim, after every batch and every publish). Such searches run at most once a
-        # poll interval, and take at most 1/SEARCH_GAP of the time (at 1/10, S1's workers
-        # still spent 17 µs a notification on them): a group that turns up then is claimed
-        # that much later (4.5 s behind a 150 ms search), like work a worker is not woken for.
-        self._next_search = 0.0
+        # a claim, after every batch and every publish). A search passing over at least the
+        # same groups waits SEARCH_GAP times the last one's duration (at 1/10 of the time,
+        # S1's workers still spent 17 µs a notification on them): a group that turns up then is
+        # claimed that much later (4.5 s behind a 150 ms search), like work a worker is not
+        # woken for. A search passing over fewer groups does not wait: in S5, a worker whose
+        # healthy group had just drained held only the noisy group's notifications, and waited
+        # out the gap of a search past the healthy group's backlog while that backlog grew.
+        self._searched: tuple[frozenset[UUID], float] | None = None  # groups, until when
         self._closing = False
         self._running = False  # run() is delivering: only then does it take fresh notifications
         # Fresh notifications leased here by publishes whose transaction has not ended yet, by
@@ -217,7 +220,7 @@ class Worker:
         searching = self._holdings.all_full()
         if self._nothing_else_due(excluded, groups):
             return 0
-        if searching and time.monotonic() < self._next_search:
+        if searching and self._searched_lately(groups):
             return 0
         started = time.monotonic()
         now = self.clock()
@@ -233,8 +236,9 @@ class Worker:
         gap = max(self.settings.poll_interval, SEARCH_GAP * (ended - started))
         if (excluded or groups) and len(batch) < self.settings.claim_batch_size:
             self._others_drained = (excluded, groups, ended + gap)
-        if searching:
-            self._next_search = ended + gap
+        if searching and len(batch) < self.settings.claim_batch_size:
+            # A search that found a batch found work, and the next may too.
+            self._searched = (groups, ended + gap)
         self._hold(batch)
         return len(batch)
 
@@ -248,6 +252,13 @@ class Worker:
             self._holdings.add(note.group_key)
         for webhook_id in {note.webhook_id for note in notes}:
             self._dispatch(webhook_id)
+
+    def _searched_lately(self, groups: frozenset[UUID]) -> bool:
+        """Whether a search passing over at least these groups ran too lately to repeat."""
+        if self._searched is None:
+            return False
+        searched, until = self._searched
+        return searched <= groups and time.monotonic() < until
 
     def _nothing_else_due(self, excluded: frozenset[UUID], groups: frozenset[UUID]) -> bool:
         if self._others_drained is None:

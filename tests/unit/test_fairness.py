@@ -4,18 +4,26 @@ and which groups claims pass over."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
+import time
+from datetime import timedelta
 from uuid import UUID, uuid4
 
 import pytest
 
 from gateway import config
+from gateway.delivery import Worker
 from gateway.errors import GatewayError
 from gateway.fairness import Holdings, ReadyQueue
 from gateway.models import Notification
-from tests.factories import make_notification, make_webhook
+from gateway.netguard import AddressPolicy
+from gateway.outbound import Outbound
+from gateway.store.memory import MemoryStore
+from tests.factories import T0, make_event, make_notification, make_webhook
 
 A, B, C = uuid4(), uuid4(), uuid4()
+LATER = timedelta(seconds=1)
 
 
 def note(group: UUID) -> Notification:
@@ -152,3 +160,31 @@ def test_group_limits_out_of_range_are_refused(name: str, value: str, message: s
     with pytest.raises(GatewayError, match=re.escape(message)):
         config.load(env={f"GATEWAY_{name}": value})
     config.load(env={"GATEWAY_PER_GROUP_HANDSHAKES": "128"})  # the largest allowed
+
+
+async def test_a_search_past_more_groups_does_not_hold_back_a_claim_past_fewer() -> None:
+    """A worker holding only a noisy group's notifications (at its limit) must claim a healthy
+    group's at once, though a search past both groups' rows ran a moment ago: in S5 the
+    healthy group waited out that search's gap whenever it drained here (58% of its rate). A
+    search past the same groups does wait."""
+    settings = dataclasses.replace(
+        config.Settings(), worker_concurrency=4, claim_batch_size=8, poll_interval=30.0
+    )
+    store = MemoryStore()
+    noisy, healthy = make_webhook(), make_webhook()
+    await store.add_webhooks([noisy, healthy])
+    for hook, due in ((noisy, T0), (healthy, T0 + timedelta(seconds=1))):
+        event = make_event(hook.group_key)
+        notes = [make_notification(hook, event, next_attempt_at=due) for _ in range(16)]
+        await store.add_events([event], notes)
+    everyone = frozenset({noisy.group_key, healthy.group_key})
+    async with Outbound(policy=AddressPolicy()) as outbound:
+        one, two = (Worker(settings, store, outbound, clock=lambda: T0 + LATER) for _ in "12")
+        assert await one._claim() == 8  # the noisy group's, due first: at its limit now
+        one._searched = (everyone, time.monotonic() + 100)
+        assert await one._claim() == 8  # the healthy group's: passing over fewer groups
+        assert await two._claim() == 8  # the rest of the noisy group's
+        two._searched = (frozenset({noisy.group_key}), time.monotonic() + 100)
+        assert await two._claim() == 0  # a search past the same groups, too lately: it waits
+        two._searched = None
+        assert await two._claim() == 8  # the healthy group's rest was there all along
