@@ -272,7 +272,7 @@ class Worker:
         """Hand this webhook's next notifications to the senders, up to its cap (none while
         one of its failures is being recorded)."""
         queue = self._queues.get(webhook_id)
-        if queue is None or webhook_id in self._settling:
+        if queue is None or (self._settling and webhook_id in self._settling):
             return
         while queue and self._active[webhook_id] < self.settings.per_webhook_concurrency:
             self._active[webhook_id] += 1
@@ -318,7 +318,8 @@ class Worker:
                     "webhook_id": str(note.webhook_id), "group_key": str(note.group_key),
                     "reason": outcome.cause,
                 })  # fmt: skip
-            self._report(outcome)
+            self._outcomes.append(outcome)  # _report, written out: once per notification
+            self._have_outcomes.set()
 
     def _report(self, outcome: AttemptOutcome) -> None:
         self._outcomes.append(outcome)
@@ -335,7 +336,8 @@ class Worker:
         a future and a task switch spent per notification (one webhook, S1's shape)."""
         webhook_id = sent.webhook_id
         queue = self._queues.get(webhook_id)
-        if not queue or webhook_id in self._settling or not self._ready.keeps_slot(sent.group_key):
+        settling = self._settling and webhook_id in self._settling  # empty: no hash at all
+        if not queue or settling or not self._ready.keeps_slot(sent.group_key):
             self._finished(sent, returning=True)
             return self._ready.take_returning()  # the next group's in turn, if any
         note = queue.popleft()
@@ -364,8 +366,10 @@ class Worker:
         """One held notification is done with; refill the senders, and wake the claimer when
         this makes a claim worth its round trip."""
         webhook_id = note.webhook_id
-        self._active[webhook_id] -= 1
-        if not self._active[webhook_id]:
+        active = self._active[webhook_id] - 1
+        if active:
+            self._active[webhook_id] = active
+        else:
             del self._active[webhook_id]
         self._active_total -= 1
         if not self._active_total:

@@ -36,10 +36,13 @@ class ReadyQueue:
     def __init__(self, senders: int, cap: int) -> None:
         self._senders = senders
         self._cap = cap
-        self._ready: dict[UUID, collections.deque[Notification]] = {}
-        self._turns: collections.deque[UUID] = collections.deque()  # groups with any ready
-        self._out: dict[UUID, int] = {}  # being sent, by group
-        self._load: dict[UUID, int] = {}  # ready or being sent, by group: the busy groups
+        # Groups are keyed by their UUID's integer: hashing a uuid.UUID runs Python code, an
+        # int's does not, and these dicts are read several times per notification.
+        self._ready: dict[int, collections.deque[Notification]] = {}
+        self._turns: collections.deque[int] = collections.deque()  # groups with any ready
+        self._out: dict[int, int] = {}  # being sent, by group
+        self._load: dict[int, int] = {}  # ready or being sent, by group: the busy groups
+        self._share = cap  # share(), kept as the number of busy groups changes
         self._count = 0  # ready, all groups
         self._idle: collections.deque[asyncio.Future[None]] = collections.deque()
         self._returning = 0  # senders that finished a send and will take their next themselves
@@ -50,25 +53,31 @@ class ReadyQueue:
 
     def share(self) -> int:
         """The most sends a group may have in flight now."""
-        return min(self._cap, max(1, self._senders // max(1, len(self._load))))
+        return self._share
+
+    def _reshare(self) -> None:
+        self._share = min(self._cap, max(1, self._senders // max(1, len(self._load))))
 
     def put(self, note: Notification) -> None:
         """`note` is ready: a free sender will take it in its group's turn."""
-        group = note.group_key
+        group = note.group_key.int
         queue = self._ready.get(group)
         if queue is None:
             queue = self._ready[group] = collections.deque()
             self._turns.append(group)
         queue.append(note)
-        self._load[group] = self._load.get(group, 0) + 1
+        load = self._load.get(group, 0)
+        self._load[group] = load + 1
+        if not load:
+            self._reshare()
         self._count += 1
-        if not self._returning and self._out.get(group, 0) < self.share():
+        if not self._returning and self._out.get(group, 0) < self._share:
             self._wake(1)
 
     def get_nowait(self) -> Notification | None:
         """The next group's next ready notification, counted out; None if no group with
         ready notifications is below its share."""
-        share = self.share()
+        share = self._share
         turns = self._turns
         for _ in range(len(turns)):
             group = turns[0]
@@ -100,15 +109,16 @@ class ReadyQueue:
                 raise
         return note
 
-    def keeps_slot(self, group: UUID) -> bool:
-        """Whether a sender that finished a send of `group` may send another of its
+    def keeps_slot(self, group_key: UUID) -> bool:
+        """Whether a sender that finished a send of this group may send another of its
         notifications in the same slot: nothing else is ready, and the group is within its
         share (which shrinks as other groups turn up)."""
-        return not self._count and self._out.get(group, 0) <= self.share()
+        return not self._count and self._out.get(group_key.int, 0) <= self._share
 
-    def done(self, group: UUID, *, returning: bool = False) -> None:
-        """A sender finished one of `group`'s notifications: its slot is free. `returning`:
+    def done(self, group_key: UUID, *, returning: bool = False) -> None:
+        """A sender finished one of this group's notifications: its slot is free. `returning`:
         that sender calls `take_returning` next, before any other await."""
+        group = group_key.int
         out = self._out[group] - 1
         if out:
             self._out[group] = out
@@ -125,30 +135,33 @@ class ReadyQueue:
         group's in turn), if any; an idle sender is woken if more could be taken."""
         self._returning -= 1
         note = self.get_nowait()
-        if note is not None and self._takeable():
+        if note is not None and self._count and self._takeable():
             self._wake(1)
         return note
 
     def _takeable(self) -> bool:
-        share = self.share()
-        return any(self._out.get(group, 0) < share for group in self._turns)
+        share, out, turns = self._share, self._out, self._turns
+        if len(turns) == 1:  # one group (S1's shape): no generator
+            return out.get(turns[0], 0) < share
+        return any(out.get(group, 0) < share for group in turns)
 
     def clear(self) -> list[Notification]:
         """Take every ready notification away (stopping); those being sent stay counted."""
         taken = [note for queue in self._ready.values() for note in queue]
         for note in taken:
-            self._unload(note.group_key)
+            self._unload(note.group_key.int)
         self._ready.clear()
         self._turns.clear()
         self._count = 0
         return taken
 
-    def _unload(self, group: UUID) -> None:
+    def _unload(self, group: int) -> None:
         load = self._load[group] - 1
         if load:
             self._load[group] = load
         else:
             del self._load[group]
+            self._reshare()
             # One busy group fewer: every share may have grown, so more senders may find work.
             if not self._returning:
                 self._wake(self._count)
@@ -169,25 +182,50 @@ class Holdings:
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self._by_group: dict[UUID, int] = {}
+        self._by_group: dict[int, int] = {}  # by the group's UUID's integer, as ReadyQueue
+        self._keys: dict[int, UUID] = {}  # the groups themselves, for `full`
         self._over = 0  # held by groups at or over the limit
         self._full = 0  # groups at or over the limit
 
     def add(self, group: UUID, count: int = 1) -> None:
         """`count` more held for `group`."""
-        before = self._by_group.get(group, 0)
-        self._set(group, before, before + count)
+        key = group.int
+        before = self._by_group.get(key, 0)
+        after = before + count
+        # The common cases written out: no limit crossed, below it or over it.
+        if after < self.limit:
+            self._by_group[key] = after
+            if not before:
+                self._keys[key] = group
+            return
+        if before >= self.limit:
+            self._by_group[key] = after
+            self._over += count
+            return
+        if not before:
+            self._keys[key] = group
+        self._set(key, before, after)
 
     def remove(self, group: UUID, count: int = 1) -> bool:
         """`count` fewer held for `group`; whether that took it below the limit (a claim that
         passed it over would now take it)."""
-        before = self._by_group[group]
-        self._set(group, before, before - count)
-        return before >= self.limit > before - count
+        key = group.int
+        before = self._by_group[key]
+        after = before - count
+        # The common cases written out: no limit crossed, below it or over it.
+        if before < self.limit and after:
+            self._by_group[key] = after
+            return False
+        if after >= self.limit:
+            self._by_group[key] = after
+            self._over -= count
+            return False
+        self._set(key, before, after)
+        return before >= self.limit > after
 
     def of(self, group: UUID) -> int:
         """Held for `group`."""
-        return self._by_group.get(group, 0)
+        return self._by_group.get(group.int, 0)
 
     def counted(self, total: int) -> int:
         """Of `total` held, those that count toward a claim batch: the groups' under the limit."""
@@ -201,9 +239,9 @@ class Holdings:
         """The groups at or over the limit."""
         if not self._over:
             return frozenset()
-        return frozenset(g for g, held in self._by_group.items() if held >= self.limit)
+        return frozenset(self._keys[g] for g, held in self._by_group.items() if held >= self.limit)
 
-    def _set(self, group: UUID, before: int, after: int) -> None:
+    def _set(self, group: int, before: int, after: int) -> None:
         if before >= self.limit:
             self._over -= before
             self._full -= 1
@@ -214,3 +252,4 @@ class Holdings:
             self._by_group[group] = after
         else:
             del self._by_group[group]
+            del self._keys[group]

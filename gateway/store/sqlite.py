@@ -425,9 +425,14 @@ class SqliteStore(Store):
             return {webhook_id: webhook_id not in parked for webhook_id in sequences}
 
         active = await self._atomically(insert)
+        # Each webhook once, matched by its text (a str hashes in C, a uuid.UUID in Python).
+        ids = {
+            row[q.ROW_WEBHOOK]: note.webhook_id
+            for row, note in zip(note_rows, notifications, strict=True)
+        }
         return Added(
             [row[q.ROW_SEQUENCE] for row in note_rows],
-            {n.webhook_id: active[str(n.webhook_id)] for n in notifications},
+            {webhook_id: active[text] for text, webhook_id in ids.items()},
         )
 
     async def claim_due(
