@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -231,3 +232,101 @@ def test_a_parked_notification_says_why() -> None:
         "parked: webhook is Errored (3 consecutive failed deliveries; last: HTTP 500)"
     )
     assert lifecycle.parked_message(INACTIVE, None) == "parked: webhook is Inactive"
+
+
+def test_the_failure_that_errors_says_failing_and_a_tolerated_one_keeps_the_reason() -> None:
+    errored = lifecycle.after_failure(make_webhook(retry_count=0), "HTTP 500")
+    assert (errored.status, errored.reason) == (ERRORED, StatusReason.FAILING)
+    hook = make_webhook(
+        status_code=INACTIVE, status_message="paused by owner", status_reason=StatusReason.PAUSED
+    )
+    kept = lifecycle.after_failure(hook, "HTTP 500")
+    assert kept == lifecycle.Transition(
+        1, INACTIVE, "paused by owner", StatusReason.PAUSED, park=False
+    )
+
+
+@pytest.mark.parametrize(
+    ("status", "message", "reason"),
+    [
+        (ACTIVE, None, None),
+        (INACTIVE, "paused by owner", StatusReason.PAUSED),
+        (ERRORED, "4 consecutive failed deliveries; last: HTTP 500", StatusReason.FAILING),
+    ],
+)
+def test_a_success_resets_the_count_and_nothing_else(
+    status: WebhookStatus, message: str | None, reason: StatusReason | None
+) -> None:
+    # A request in flight when the webhook left Active must not undo why it left.
+    hook = make_webhook(
+        status_code=status, status_message=message, status_reason=reason, failure_count=4
+    )
+    assert lifecycle.after_success(hook) == lifecycle.Transition(0, status, message, reason, False)
+
+
+def test_410_keeps_the_failure_count_and_says_unsubscribed() -> None:
+    t = lifecycle.after_gone(make_webhook(failure_count=2))
+    assert t == lifecycle.Transition(
+        2, INACTIVE, "callback answered 410 Gone (unsubscribed)", StatusReason.UNSUBSCRIBED, True
+    )
+
+
+def test_410_on_a_webhook_already_not_active_parks_nothing_more() -> None:
+    # Its notifications were parked when it left Active; only the reason changes.
+    hook = make_webhook(status_code=ERRORED, status_message="x", failure_count=5)
+    t = lifecycle.after_gone(hook)
+    assert (t.status, t.reason, t.park) == (INACTIVE, StatusReason.UNSUBSCRIBED, False)
+
+
+@pytest.mark.parametrize("status", list(WebhookStatus))
+def test_only_an_active_webhook_before_its_expiration_receives(status: WebhookStatus) -> None:
+    expiration = datetime(2026, 1, 31, tzinfo=UTC)
+    just_before = expiration - timedelta(microseconds=1)
+    cases = [(None, NOW), (expiration, just_before), (expiration, expiration), (PAST, NOW)]
+    expected = [status is ACTIVE, status is ACTIVE, False, False]
+    hooks = [(make_webhook(status_code=status, expiration_date=e), now) for e, now in cases]
+    assert [lifecycle.is_active(hook, now) for hook, now in hooks] == expected
+    assert [lifecycle.receives(status, e, now) for e, now in cases] == expected
+
+
+def test_shown_status_reads_the_columns_as_effective_status_reads_the_webhook() -> None:
+    expiration = datetime(2026, 1, 31, tzinfo=UTC)
+    assert lifecycle.shown_status(ACTIVE, None, expiration, expiration) == (
+        INACTIVE, "expired on 2026-01-31T00:00:00Z"
+    )  # fmt: skip
+    assert lifecycle.shown_status(ACTIVE, None, expiration, expiration - timedelta(seconds=1)) == (
+        ACTIVE, None
+    )  # fmt: skip
+    assert lifecycle.shown_status(ACTIVE, None, None, NOW) == (ACTIVE, None)
+    assert lifecycle.shown_status(INACTIVE, "paused by owner", PAST, NOW) == (
+        INACTIVE, "paused by owner"
+    )  # fmt: skip
+
+
+def test_the_expired_message_is_in_utc_whatever_the_servers_time_zone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # POSIX zone string (no tz database needed): local time is UTC+05:30.
+    monkeypatch.setenv("TZ", "IST-05:30")
+    time.tzset()
+    try:
+        expiration = datetime(2026, 1, 31, tzinfo=UTC)
+        assert lifecycle.expired_message(expiration) == "expired on 2026-01-31T00:00:00Z"
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+def test_a_parked_notification_quotes_the_longest_status_message_whole() -> None:
+    message = lifecycle.shorten("99 consecutive failed deliveries; last: " + "x" * 200)
+    assert len(message) == lifecycle.MESSAGE_LIMIT
+    assert lifecycle.parked_message(ERRORED, message) == f"parked: webhook is Errored ({message})"
+
+
+@pytest.mark.parametrize(("length", "kept"), [(170, True), (171, False), (300, False)])
+def test_a_parked_notifications_message_is_at_most_200_characters(length: int, kept: bool) -> None:
+    # "parked: webhook is Inactive (" and ")" take 30 characters around the status message.
+    message = "m" * length
+    whole = f"parked: webhook is Inactive ({message})"
+    shown = lifecycle.parked_message(INACTIVE, message)
+    assert shown == (whole if kept else whole[:199] + "…")
