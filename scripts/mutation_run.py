@@ -66,6 +66,7 @@ MODULES: dict[str, list[str]] = {
     ],
     "gateway/handshake.py": [
         "tests/unit/test_handshake_codes.py",
+        "tests/integration/test_handshake_requests.py",
         "tests/integration/test_handshake.py",
         "tests/integration/test_handshake_answers.py",
     ],
@@ -81,9 +82,9 @@ MODULES: dict[str, list[str]] = {
     # it stops at the first failure); the integration tests then only run for a mutant the unit
     # tests let through (about 0.7 s a test).
     "gateway/outcomes.py": ["tests/unit/test_outcomes.py", CONTRACT, INTEGRITY, *NO_CHAOS],
-    # sender runs in every delivery, so each surviving mutant runs its whole selection: one
-    # file of rules besides the contract's.
-    "gateway/sender.py": [CONTRACT, DELIVERY],
+    # sender runs in every delivery, so each surviving mutant runs its whole selection. The
+    # sender's own tests (one attempt against a loopback receiver, no gateway) come first.
+    "gateway/sender.py": ["tests/integration/test_sender.py", CONTRACT, DELIVERY],
     "gateway/netguard.py": [
         "tests/unit/test_netguard.py",
         "tests/unit/test_netguard_rules.py",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs
 
@@ -27,6 +27,8 @@ class Answer:
 
     status: int = 200
     body: str | None = None  # None: echo the handshake code, or "ok"
+    raw: bytes | None = None  # these exact bytes instead of `body`, e.g. ones that are not UTF-8
+    echo: Callable[[str], str] | None = None  # the body made from the handshake's code
     delay: float = 0.0
     headers: dict[str, str] = field(default_factory=dict)
 
@@ -118,9 +120,12 @@ class Receiver:
         finally:
             self.in_flight[seen.path] -= 1
         text = answer.body
-        if text is None:
+        if answer.echo is not None:
+            text = answer.echo(seen.params["code"][0])
+        elif text is None:
             text = seen.params["code"][0] if seen.is_handshake else "ok"
-        response: Response = PlainTextResponse(text, answer.status, headers=answer.headers)
+        content = text.encode() if answer.raw is None else answer.raw
+        response: Response = PlainTextResponse(content, answer.status, headers=answer.headers)
         await response(scope, receive, send)
 
 

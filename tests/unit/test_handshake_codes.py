@@ -3,17 +3,19 @@ the in-memory store here; tests/integration/test_handshake.py shares them betwee
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import cast
+from typing import Any, cast
 from urllib.parse import parse_qs, parse_qsl, urlsplit
 from uuid import UUID, uuid4
 
 import pytest
+from itsdangerous import URLSafeTimedSerializer
 
 from gateway import handshake
 from gateway.errors import HandshakeFailed
-from gateway.handshake import CLOCK_MARGIN, HandshakeCodes, with_code
+from gateway.handshake import CLOCK_MARGIN, SALT, HandshakeCodes, with_code
 from gateway.outbound import Outbound, OutboundResponse
 from gateway.store.memory import MemoryStore
 
@@ -94,6 +96,34 @@ async def test_code_expires_after_max_age() -> None:
     await rejects(codes, stale, hook, "code expired")
 
 
+async def test_a_code_lives_ten_minutes_by_default() -> None:
+    clock = Clock()
+    codes, hook = new_codes(clock=clock), uuid4()
+    fresh, stale = codes.issue(hook), codes.issue(hook)
+    clock.now += 600
+    await codes.verify(fresh, hook)
+    clock.now += 1
+    await rejects(codes, stale, hook, "code expired")
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        lambda hook: {"w": hook},  # no nonce
+        lambda hook: {"w": hook, "n": 7},
+        lambda hook: [hook, "nonce"],
+        lambda hook: None,
+    ],
+)
+async def test_a_code_signed_with_our_key_but_not_one_we_issue_is_invalid(
+    payload: Callable[[str], object],
+) -> None:
+    # Whatever else the key may ever sign under this salt, only our own shape of code passes.
+    hook = uuid4()
+    forged = URLSafeTimedSerializer("key", salt=SALT).dumps(payload(str(hook)))
+    await rejects(new_codes("key"), forged, hook, "code signature is invalid")
+
+
 async def test_code_for_another_webhook_is_refused() -> None:
     codes = new_codes()
     hook = uuid4()
@@ -145,6 +175,10 @@ def test_with_code_keeps_existing_parameters(
     assert (result.scheme, result.netloc, result.path) == urlsplit(url)[:3]
 
 
+def test_with_code_sends_any_code_as_one_query_value() -> None:
+    assert with_code("http://h/p?a=1", "a/b&c=d+e f") == "http://h/p?a=1&code=a%2Fb%26c%3Dd%2Be%20f"
+
+
 def test_with_code_keeps_the_partners_query_byte_for_byte() -> None:
     url = "http://127.0.0.1:8000/cb/?x=a%2Fb&y=%7E#frag"
     assert with_code(url, "C") == "http://127.0.0.1:8000/cb/?x=a%2Fb&y=%7E&code=C#frag"
@@ -183,3 +217,53 @@ async def test_whitespace_around_the_echoed_code_is_ignored() -> None:
 async def test_anything_but_the_code_fails(reply: Callable[[str], bytes]) -> None:
     with pytest.raises(HandshakeFailed, match=r"^body did not match the code$"):
         await run_echo(reply)
+
+
+class Recording:
+    """Stands in for Outbound: echoes the code and keeps the options each request went with."""
+
+    def __init__(self) -> None:
+        self.options: list[dict[str, Any]] = []
+
+    async def send(self, method: str, url: str, **options: Any) -> OutboundResponse:
+        self.options.append(options)
+        code = parse_qs(urlsplit(url).query)["code"][0]
+        return OutboundResponse(200, {}, code.encode(), 0.01, False)
+
+
+async def test_a_callback_has_ten_seconds_to_answer_by_default() -> None:
+    outbound = Recording()
+    await handshake.verify_callback(
+        cast(Outbound, outbound), new_codes(), uuid4(), "GET", "http://h/"
+    )
+    [options] = outbound.options
+    assert options["timeout"] == 10.0
+
+
+def handshake_logs(caplog: pytest.LogCaptureFixture) -> list[tuple[str, dict[str, Any]]]:
+    fields = ("webhook_id", "detail")
+    return [
+        (r.getMessage(), {f: getattr(r, f) for f in fields if hasattr(r, f)})
+        for r in caplog.records
+        if r.name == "gateway.handshake"
+    ]
+
+
+async def test_the_operator_log_says_which_webhook_passed(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="gateway.handshake")
+    hook = uuid4()
+    outbound = cast(Outbound, Echo(lambda code: code.encode()))
+    await handshake.verify_callback(outbound, new_codes(), hook, "POST", "http://h/")
+    assert handshake_logs(caplog) == [("handshake passed", {"webhook_id": str(hook)})]
+
+
+async def test_the_operator_log_says_which_webhook_failed_and_why(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="gateway.handshake")
+    hook = uuid4()
+    outbound = cast(Outbound, Echo(lambda code: b"nope"))
+    with pytest.raises(HandshakeFailed):
+        await handshake.verify_callback(outbound, new_codes(), hook, "POST", "http://h/")
+    expected = {"webhook_id": str(hook), "detail": "body did not match the code"}
+    assert handshake_logs(caplog) == [("handshake failed", expected)]
