@@ -150,17 +150,19 @@ class Result:
 
 def read_equivalents(path: Path = EQUIVALENTS) -> list[Equivalent]:
     """Entries: `<mutant name> <module> <reason...>` on one line, then `    + <mutated line>`
-    (one or more) for each line the mutant changes. Lines starting with # are comments."""
+    (one or more) for each line the mutant changes, or `    - <deleted line>` for a mutant
+    that only deletes lines. Lines starting with # are comments."""
     entries: list[Equivalent] = []
     for number, line in enumerate(path.read_text().splitlines(), 1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         if line.startswith((" ", "\t")):
             text = line.strip()
-            if not entries or not text.startswith("+"):
+            if not entries or not text.startswith(("+", "-")):
                 raise SystemExit(f"{path}:{number}: expected '+ <mutated line>' under an entry")
             entry = entries[-1]
-            entry.mutated = "\n".join(filter(None, [entry.mutated, text[1:].strip()]))
+            changed = text[1:].strip() if text[0] == "+" else "- " + text[1:].strip()
+            entry.mutated = "\n".join(filter(None, [entry.mutated, changed]))
             continue
         parts = line.split(maxsplit=2)
         if len(parts) < 3:
@@ -236,9 +238,16 @@ def verdicts(work: Path) -> dict[str, str]:
 
 
 def mutated_lines(diff: str) -> str:
-    """The lines a mutant adds, as in equivalent.txt."""
-    added = [line[1:].strip() for line in diff.splitlines() if line.startswith("+")]
-    return "\n".join(line for line in added if line and not line.startswith("++"))
+    """The lines a mutant adds, as in equivalent.txt; `- <line>` for each it deletes when it
+    adds none."""
+    added = _changed(diff, "+")
+    return "\n".join(added or ["- " + line for line in _changed(diff, "-")])
+
+
+def _changed(diff: str, sign: str) -> list[str]:
+    """The diff's lines with that sign, without it and the file header."""
+    lines = [line[1:].strip() for line in diff.splitlines() if line.startswith(sign)]
+    return [line for line in lines if line and not line.startswith(sign * 2)]
 
 
 def run(module: str, jobs: int, equivalents: list[Equivalent]) -> Result:
