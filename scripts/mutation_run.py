@@ -89,6 +89,7 @@ MODULES: dict[str, list[str]] = {
         "tests/unit/test_netguard.py",
         "tests/unit/test_netguard_rules.py",
         "tests/integration/test_outbound.py",
+        "tests/integration/test_system_resolver.py",  # the system resolver, on loopback names
     ],
 }
 # Added to every module's selection: PostgreSQL runs the same rules as SQLite, only slower.

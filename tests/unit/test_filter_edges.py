@@ -189,7 +189,13 @@ def test_values_that_only_one_side_can_read_as_a_date_or_number_compare_as_text(
 
 
 @pytest.mark.parametrize(
-    ("text", "position"), [("\x00", 0), ("name eq 'a\x00b'", 10), ("name eq a\x00", 9)]
+    ("text", "position"),
+    [
+        ("\x00", 0),
+        ("name eq 'a\x00b'", 10),
+        ("name eq a\x00", 9),
+        ("name eq '\x00\x00'", 9),  # the first of several
+    ],
 )
 def test_a_nul_is_refused_where_it_stands(text: str, position: int) -> None:
     assert parse_error(text) == f"the NUL character (U+0000) is not allowed at position {position}"
