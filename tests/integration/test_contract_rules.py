@@ -25,7 +25,7 @@ from standardwebhooks.webhooks import WebhookVerificationError
 from gateway.delivery import Worker
 from gateway.models import Notification
 from tests.gateway_server import RunningGateway, gateway_settings, run_gateway
-from tests.integration.test_delivery import (
+from tests.partner import (
     Partner,
     drain_until,
     invoice_update,

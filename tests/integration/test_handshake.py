@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import sys
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from uuid import UUID, uuid4
@@ -22,21 +21,8 @@ from gateway.outbound import Outbound
 from gateway.store import store_for_url
 from gateway.store.memory import MemoryStore
 from tests.gateway_server import gateway_settings, run_gateway
+from tests.integration.conftest import HANDSHAKE_KEY as KEY
 from tests.receiver import Answer, Receiver
-
-LOOPBACK = AddressPolicy(allowed_networks=["127.0.0.0/8"])
-KEY = "test-secret-key"
-
-
-@pytest.fixture
-async def outbound() -> AsyncIterator[Outbound]:
-    async with Outbound(policy=LOOPBACK) as client:
-        yield client
-
-
-@pytest.fixture
-def codes() -> HandshakeCodes:
-    return HandshakeCodes(KEY, MemoryStore())
 
 
 def handshakes(outcome: str) -> float:

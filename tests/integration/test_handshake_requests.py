@@ -6,31 +6,17 @@ handshakes wait for that group's outbound slots without holding up other groups.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from uuid import uuid4
 
 import pytest
 
 from gateway.errors import HandshakeFailed
 from gateway.handshake import HandshakeCodes, verify_callback
-from gateway.netguard import AddressPolicy
 from gateway.outbound import Outbound
-from gateway.store.memory import MemoryStore
+from tests.integration.conftest import LOOPBACK
 from tests.receiver import Answer, Receiver
 
-LOOPBACK = AddressPolicy(allowed_networks=["127.0.0.0/8"])
 MAX_BODY = 4096  # DESIGN §4: "at most a few KiB of the body is read"
-
-
-@pytest.fixture
-async def outbound() -> AsyncIterator[Outbound]:
-    async with Outbound(policy=LOOPBACK) as client:
-        yield client
-
-
-@pytest.fixture
-def codes() -> HandshakeCodes:
-    return HandshakeCodes("test-secret-key", MemoryStore())
 
 
 async def test_a_get_handshake_announces_no_body(

@@ -28,7 +28,7 @@ from gateway.store.base import Query
 from gateway.store.postgres import PostgresStore
 from tests.factories import make_event, make_notification, set_expiration
 from tests.gateway_server import RunningGateway, gateway_settings, run_gateway
-from tests.integration.test_delivery import (
+from tests.partner import (
     Partner,
     drain_until,
     invoice_update,
@@ -39,16 +39,9 @@ from tests.receiver import Answer, Receiver
 NO_VIOLATIONS = {"parked_of_active": 0, "pending_of_inactive": 0}
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-async def gateway(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[RunningGateway]:
-    """A gateway on SQLite, and on PostgreSQL (the same tests); no worker of its own."""
-    settings = gateway_settings(tmp_path)
-    if request.param == "postgres":
-        settings = dataclasses.replace(
-            settings, database_url=request.getfixturevalue("postgres_url")
-        )
-    async with run_gateway(settings) as running:
-        yield running
+@pytest.fixture
+def gateway(gateway_on_each_store: RunningGateway) -> RunningGateway:
+    return gateway_on_each_store
 
 
 @contextlib.asynccontextmanager

@@ -20,7 +20,7 @@ import pytest
 from gateway.delivery import Worker
 from gateway.store.postgres import PostgresStore
 from tests.gateway_server import RunningGateway, gateway_settings, run_gateway
-from tests.integration.test_delivery import Partner, invoice_update, subscribe
+from tests.partner import Partner, invoice_update, subscribe
 from tests.receiver import Answer, Receiver
 
 pytestmark = pytest.mark.postgres

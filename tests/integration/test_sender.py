@@ -9,7 +9,6 @@ import asyncio
 import dataclasses
 import socket
 import types
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
@@ -21,7 +20,6 @@ import standardwebhooks
 from gateway import sender as sender_module
 from gateway.config import Settings
 from gateway.models import ContentType, HttpMethod, Notification, Webhook, WebhookStatus, utcnow
-from gateway.netguard import AddressPolicy
 from gateway.outbound import Outbound
 from gateway.outcomes import AttemptOutcome, Effect
 from gateway.sender import NOT_ACTIVE, Sender
@@ -29,9 +27,9 @@ from gateway.signing import generate_secret
 from gateway.store.memory import MemoryStore
 from gateway.wire import truncate
 from tests.factories import make_notification, make_webhook, set_expiration
+from tests.integration.conftest import LOOPBACK
 from tests.receiver import Answer, Receiver, Seen
 
-LOOPBACK = AddressPolicy(allowed_networks=["127.0.0.0/8"])
 OWNER = "worker-1"
 SCHEDULE = (5.0, 30.0, 120.0)
 
@@ -56,12 +54,6 @@ def settings(**overrides: Any) -> Settings:
         max_response_bytes=65_536,
     )
     return dataclasses.replace(base, **overrides)
-
-
-@pytest.fixture
-async def outbound() -> AsyncIterator[Outbound]:
-    async with Outbound(policy=LOOPBACK) as client:
-        yield client
 
 
 @pytest.fixture
