@@ -12,11 +12,11 @@ beside it. Each gateway phase starts `gateway serve` on a fresh database (SQLite
 publishes the events through aiohttp, 100 per request (encoded before the clock starts), 4
 requests at a time, and stops the clock when the receiver has counted all events x N
 notifications and the store records every one as delivered. Each webhook may have
-`--concurrency` in flight, the worker as a whole max(--concurrency, 64). `--workers` lists the
-layouts, as `serve --worker-processes` takes them: auto is serve's default (one `gateway
-worker` process per core, at most 4; the worker inside serve on one core), 0 the worker inside
-`serve`, N that many worker processes; by default auto and 0. Target: the gateway at 50% or
-more of bare aiohttp's rate, to 1 and to 10 webhooks.
+`--concurrency` in flight, the group max(--concurrency, 64): half the worker's senders.
+`--workers` lists the layouts, as `serve --worker-processes` takes them: auto is serve's
+default (one `gateway worker` process per core, at most 4; the worker inside serve on one
+core), 0 the worker inside `serve`, N that many worker processes; by default auto and 0.
+Target: the gateway at 50% or more of bare aiohttp's rate, to 1 and to 10 webhooks.
 
 CPU seconds per notification are printed too: for the gateway serve, its worker processes
 (together), the receiver, this script (the publisher) and, with a PostgreSQL server on this
@@ -89,10 +89,11 @@ class Run:
 
 
 def delivery_env(inflight: int) -> dict[str, str]:
-    """Gateway settings that allow each webhook the baseline's number in flight."""
+    """Gateway settings that allow each webhook the baseline's number in flight, and the one
+    group max(that, 64): half the worker's senders (per_group_concurrency "auto")."""
     return {
         "GATEWAY_PER_WEBHOOK_CONCURRENCY": str(inflight),
-        "GATEWAY_WORKER_CONCURRENCY": str(max(inflight, 64)),
+        "GATEWAY_WORKER_CONCURRENCY": str(2 * max(inflight, 64)),
     }
 
 

@@ -7,7 +7,8 @@ Active POST webhooks of the benchmark's group, each on its own path of the loopb
 (`/fan/<i>`) with a rule for every Invoice update. Each round publishes one Invoice update event
 and stops two clocks: when the receiver has counted one request on every path ("received"), and
 when /metrics says the store recorded every one of them as delivered ("recorded", the figure).
-The worker runs in `gateway serve` with GATEWAY_WORKER_CONCURRENCY=`--concurrency`.
+The worker runs in `gateway serve` with GATEWAY_WORKER_CONCURRENCY=2 x `--concurrency`, so
+its one group has `--concurrency` in flight (half the senders).
 
 Baseline: one pooled aiohttp session POSTing as many signed bodies to as many distinct paths of
 the same receiver (`/base/<i>`), `--concurrency` in flight, persisting nothing. Both figures are
@@ -43,7 +44,8 @@ async def gateway_rounds(
     async def prepare(url: str) -> None:
         await asyncio.to_thread(seed_fanout, url, receiver.url, webhooks)
 
-    env = {"GATEWAY_WORKER_CONCURRENCY": str(inflight)}
+    # The group may have half the senders in flight (per_group_concurrency "auto").
+    env = {"GATEWAY_WORKER_CONCURRENCY": str(2 * inflight)}
     out = []
     async with gateway(env=env, prepare=prepare) as gw, gw.client() as api:
         for r in range(1, rounds + 1):

@@ -61,7 +61,7 @@ class Settings:
     retry_schedule: tuple[float, ...] = (5.0, 30.0, 120.0, 600.0, 1800.0, 3600.0)
     retry_jitter: float = 0.2
     retry_after_cap: float = 3600.0
-    worker_concurrency: int = 64
+    worker_concurrency: int = 128
     per_webhook_concurrency: int = 8
     per_group_concurrency: int | None = None  # None: "auto", see group_concurrency()
     per_group_handshakes: int = 16
@@ -76,7 +76,8 @@ class Settings:
     def group_concurrency(self) -> int:
         """The most sends one group may have in flight in one worker: per_group_concurrency,
         or with "auto" half the worker's senders (at least 1), so a group whose callbacks all
-        hang leaves the other half to the other groups."""
+        hang leaves the other half to the other groups. The default senders (128) give a lone
+        group the 64 that the whole worker had before groups shared it."""
         if self.per_group_concurrency is not None:
             return self.per_group_concurrency
         return max(1, self.worker_concurrency // 2)

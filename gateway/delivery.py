@@ -82,14 +82,17 @@ class Worker:
         self.owner = f"worker-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:12]}"
         self.clock = clock
         self.sender = Sender(settings, outbound, store, clock)
-        self._queues: dict[UUID, collections.deque[Notification]] = {}  # over the webhook's cap
-        self._active: dict[UUID, int] = collections.defaultdict(int)  # ready or being sent
+        # Webhooks and groups are keyed by their UUID's integer, as in gateway.fairness: hashing
+        # a uuid.UUID runs Python code, an int's does not, and these are read several times per
+        # notification.
+        self._queues: dict[int, collections.deque[Notification]] = {}  # over the webhook's cap
+        self._active: dict[int, int] = collections.defaultdict(int)  # ready or being sent
         self._active_total = 0
         self._none_active = asyncio.Event()  # nothing ready, nothing being sent
         self._none_active.set()
         # Failures (and 410s) not yet recorded, by webhook: its next sends wait for them.
-        self._settling: dict[UUID, int] = {}
-        self._webhook_of: dict[UUID, UUID] = {}  # notification -> webhook, while settling
+        self._settling: dict[int, int] = {}
+        self._webhook_of: dict[UUID, int] = {}  # notification -> webhook, while settling
         self._ready = ReadyQueue(settings.worker_concurrency, settings.group_concurrency())
         self._held = 0  # claimed and not yet attempted: queued, ready or being sent
         self._holdings = Holdings(2 * settings.group_concurrency())  # the same, by group
@@ -124,8 +127,8 @@ class Worker:
         # Fresh notifications leased here by publishes whose transaction has not ended yet, by
         # webhook and by group, and their sum (kept, not summed: take_fresh asks for it per
         # notification).
-        self._promised: dict[UUID, int] = {}
-        self._promised_groups: dict[UUID, int] = {}
+        self._promised: dict[int, int] = {}
+        self._promised_groups: dict[int, int] = {}
         self._promised_total = 0
         self._loops: list[asyncio.Task[None]] = []
 
@@ -155,14 +158,15 @@ class Worker:
         counted = self._holdings.counted(self._held)
         if counted + self._promised_total >= self.settings.claim_batch_size:
             return False
-        held = self._held_for(webhook_id) + self._promised.get(webhook_id, 0)
+        webhook, group = webhook_id.int, group_key.int
+        held = self._held_for(webhook) + self._promised.get(webhook, 0)
         if held >= 2 * self.settings.per_webhook_concurrency:
             return False  # as for claims: one slow partner must not fill the worker
-        group_held = self._holdings.of(group_key) + self._promised_groups.get(group_key, 0)
+        group_held = self._holdings.of(group_key) + self._promised_groups.get(group, 0)
         if group_held >= self._holdings.limit:
             return False  # nor one tenant
-        self._promised[webhook_id] = self._promised.get(webhook_id, 0) + 1
-        self._promised_groups[group_key] = self._promised_groups.get(group_key, 0) + 1
+        self._promised[webhook] = self._promised.get(webhook, 0) + 1
+        self._promised_groups[group] = self._promised_groups.get(group, 0) + 1
         self._promised_total += 1
         return True
 
@@ -192,23 +196,27 @@ class Worker:
     def _unpromise(self, notes: Sequence[Notification]) -> None:
         for note in notes:
             for promised, key in (
-                (self._promised, note.webhook_id),
-                (self._promised_groups, note.group_key),
+                (self._promised, note.webhook_id.int),
+                (self._promised_groups, note.group_key.int),
             ):
                 promised[key] -= 1
                 if not promised[key]:
                     del promised[key]
         self._promised_total -= len(notes)
 
-    def _held_for(self, webhook_id: UUID) -> int:
-        queue = self._queues.get(webhook_id)
-        return (len(queue) if queue else 0) + self._active.get(webhook_id, 0)
+    def _held_for(self, webhook: int) -> int:
+        queue = self._queues.get(webhook)
+        return (len(queue) if queue else 0) + self._active.get(webhook, 0)
 
     def _saturated(self) -> list[UUID]:
         """Webhooks with enough held here; claims skip them so one slow partner cannot hold
         every lease."""
         cap = self.settings.per_webhook_concurrency
-        return [wid for wid, q in self._queues.items() if len(q) + self._active[wid] >= 2 * cap]
+        return [
+            queue[0].webhook_id  # a queue is dropped once empty
+            for webhook, queue in self._queues.items()
+            if len(queue) + self._active[webhook] >= 2 * cap
+        ]
 
     async def _claim(self) -> int:
         """Lease a batch if less than one is held here (not counting what groups over their
@@ -248,10 +256,10 @@ class Worker:
             self._held += len(notes)
             self._none_held.clear()
         for note in notes:
-            self._queues.setdefault(note.webhook_id, collections.deque()).append(note)
+            self._queues.setdefault(note.webhook_id.int, collections.deque()).append(note)
             self._holdings.add(note.group_key)
-        for webhook_id in {note.webhook_id for note in notes}:
-            self._dispatch(webhook_id)
+        for webhook in {note.webhook_id.int for note in notes}:
+            self._dispatch(webhook)
 
     def _searched_lately(self, groups: frozenset[UUID]) -> bool:
         """Whether a search passing over at least these groups ran too lately to repeat."""
@@ -268,19 +276,19 @@ class Worker:
             return False
         return time.monotonic() < until
 
-    def _dispatch(self, webhook_id: UUID) -> None:
+    def _dispatch(self, webhook: int) -> None:
         """Hand this webhook's next notifications to the senders, up to its cap (none while
         one of its failures is being recorded)."""
-        queue = self._queues.get(webhook_id)
-        if queue is None or (self._settling and webhook_id in self._settling):
+        queue = self._queues.get(webhook)
+        if queue is None or (self._settling and webhook in self._settling):
             return
-        while queue and self._active[webhook_id] < self.settings.per_webhook_concurrency:
-            self._active[webhook_id] += 1
+        while queue and self._active[webhook] < self.settings.per_webhook_concurrency:
+            self._active[webhook] += 1
             self._active_total += 1
             self._none_active.clear()
             self._ready.put(queue.popleft())
         if not queue:
-            del self._queues[webhook_id]
+            del self._queues[webhook]
 
     async def _send_forever(self) -> None:
         """One sender of the pool: attempt ready notifications one at a time."""
@@ -309,8 +317,9 @@ class Worker:
             log.exception("delivery attempt failed", extra={"id": str(note.notification_id)})
         else:
             if outcome.effect in _MAY_STOP:
-                self._settling[note.webhook_id] = self._settling.get(note.webhook_id, 0) + 1
-                self._webhook_of[note.notification_id] = note.webhook_id
+                webhook = note.webhook_id.int
+                self._settling[webhook] = self._settling.get(webhook, 0) + 1
+                self._webhook_of[note.notification_id] = webhook
                 _log_failure(note, outcome)
             elif outcome.effect is Effect.UNDELIVERABLE:
                 log.error("notification cannot be rendered; recorded as failed", extra={
@@ -334,18 +343,18 @@ class Worker:
         Through the ready queue, the next one would wake an idle sender, and the sender that
         finished would take it first: the woken one found the queue empty and waited again,
         a future and a task switch spent per notification (one webhook, S1's shape)."""
-        webhook_id = sent.webhook_id
-        queue = self._queues.get(webhook_id)
-        settling = self._settling and webhook_id in self._settling  # empty: no hash at all
+        webhook = sent.webhook_id.int
+        queue = self._queues.get(webhook)
+        settling = self._settling and webhook in self._settling
         if not queue or settling or not self._ready.keeps_slot(sent.group_key):
             self._finished(sent, returning=True)
             return self._ready.take_returning()  # the next group's in turn, if any
         note = queue.popleft()
         if not queue:
-            del self._queues[webhook_id]
+            del self._queues[webhook]
         self._held -= 1  # the one sent; its slots (`_active`, the group's) go to the next
         group_freed = self._holdings.remove(sent.group_key)
-        self._wake_claimer(webhook_id, group_freed)
+        self._wake_claimer(webhook, group_freed)
         return note
 
     def _lease_too_short(self, note: Notification) -> bool:
@@ -365,23 +374,23 @@ class Worker:
     def _let_go(self, note: Notification) -> None:
         """One held notification is done with; refill the senders, and wake the claimer when
         this makes a claim worth its round trip."""
-        webhook_id = note.webhook_id
-        active = self._active[webhook_id] - 1
+        webhook = note.webhook_id.int
+        active = self._active[webhook] - 1
         if active:
-            self._active[webhook_id] = active
+            self._active[webhook] = active
         else:
-            del self._active[webhook_id]
+            del self._active[webhook]
         self._active_total -= 1
         if not self._active_total:
             self._none_active.set()
         self._held -= 1
         group_freed = self._holdings.remove(note.group_key)
-        self._dispatch(webhook_id)
+        self._dispatch(webhook)
         if not self._held:
             self._none_held.set()
-        self._wake_claimer(webhook_id, group_freed)
+        self._wake_claimer(webhook, group_freed)
 
-    def _wake_claimer(self, webhook_id: UUID, group_freed: bool) -> None:
+    def _wake_claimer(self, webhook: int, group_freed: bool) -> None:
         """After one held notification of this webhook is done with (`group_freed`: its group
         fell below its holding limit): wake the claimer when that makes a claim worth its
         round trip."""
@@ -389,7 +398,7 @@ class Worker:
         # brings when the only due notifications belong to a saturated webhook or group.
         counted = self._holdings.counted(self._held)
         below_batch = counted == self.settings.claim_batch_size - 1
-        unsaturated = self._held_for(webhook_id) == 2 * self.settings.per_webhook_concurrency - 1
+        unsaturated = self._held_for(webhook) == 2 * self.settings.per_webhook_concurrency - 1
         if below_batch or unsaturated or group_freed:
             self._wake.set()
 
@@ -420,7 +429,7 @@ class Worker:
             })  # fmt: skip
         for webhook_id in recorded.not_active:
             self.sender.forget(webhook_id)
-            queue = self._queues.pop(webhook_id, None)
+            queue = self._queues.pop(webhook_id.int, None)
             if queue:
                 # Given back as not sent: the store parks them (or finds them due again).
                 for note in queue:
@@ -439,15 +448,15 @@ class Worker:
         for outcome in batch:
             if outcome.effect not in _MAY_STOP:
                 continue
-            webhook_id = self._webhook_of.pop(outcome.notification_id, None)
-            if webhook_id is None:
+            webhook = self._webhook_of.pop(outcome.notification_id, None)
+            if webhook is None:
                 continue
-            left = self._settling[webhook_id] - 1
+            left = self._settling[webhook] - 1
             if left:
-                self._settling[webhook_id] = left
+                self._settling[webhook] = left
             else:
-                del self._settling[webhook_id]
-                self._dispatch(webhook_id)
+                del self._settling[webhook]
+                self._dispatch(webhook)
 
     async def _flush_forever(self) -> None:
         """Record outcomes as they come: those that arrive during a write go in the next."""

@@ -140,7 +140,8 @@ def test_holdings_count_toward_a_batch_only_for_groups_below_the_limit() -> None
 
 
 def test_a_groups_cap_is_half_the_senders_unless_set() -> None:
-    assert config.load(env={}).group_concurrency() == 32
+    # Half the default 128 senders: what the whole worker had before groups shared it.
+    assert config.load(env={}).group_concurrency() == 64
     env = {"GATEWAY_WORKER_CONCURRENCY": "9"}
     assert config.load(env=env).group_concurrency() == 4
     assert config.load(env={**env, "GATEWAY_PER_GROUP_CONCURRENCY": "7"}).group_concurrency() == 7
