@@ -1,4 +1,4 @@
-"""The filter language (DESIGN §3, a Searchlight subset): parse, compile to SQL, evaluate.
+"""The filter language (DESIGN §3, a Searchlight subset): parse, check, evaluate.
 
     filter     := terms
     terms      := term (AND term)* | term (OR term)*      mixing AND and OR needs parentheses
@@ -9,8 +9,10 @@
                 | datetime'...' | guid'...'              (these two with azure_literals=True)
 
 Keywords and field names are case-insensitive; the AST holds field names in lowercase. Query
-filters compile to parameterized SQL over a whitelist of columns (the SQL side lives in
-`gateway.filter_sql`); rule filters are evaluated in Python against each record of an event.
+filters are checked against the listing's field types (`typed_values`) and compiled to
+parameterized SQL by the SQL stores (`gateway.store.filter_sql`); rule filters, and the memory
+store's queries, are evaluated in Python (`evaluate`). What a literal means for a field type is
+in `gateway.filter_values`.
 """
 
 from __future__ import annotations
@@ -26,26 +28,22 @@ from typing import Any, TypeAlias
 from uuid import UUID
 
 from gateway.errors import FilterError
-from gateway.filter_sql import (
+from gateway.filter_values import (
     LIKE_OPS,
-    Column,
     FieldType,
     Literal,
     as_bool,
     as_datetime,
     as_number,
     as_uuid,
-    bind_value,
-    column_for,
-    comparison_sql,
-    compile_order,
-    like_pattern,
+    field_value,
     parse_datetime,
+    unknown_field,
 )
 
 __all__ = [
-    "MAX_DEPTH", "MAX_FILTER_LENGTH", "And", "Column", "Comparison", "FieldType", "Literal",
-    "Node", "Or", "compile_filter", "compile_order", "evaluate", "parse_filter",
+    "MAX_DEPTH", "MAX_FILTER_LENGTH", "And", "Comparison", "FieldType", "Literal", "Node", "Or",
+    "check_filter", "evaluate", "fields_of", "parse_filter", "typed_values",
 ]  # fmt: skip
 
 MAX_FILTER_LENGTH = 2000
@@ -318,37 +316,32 @@ def fields_of(node: Node | None) -> set[str]:
     return set().union(*(fields_of(item) for item in node.items))
 
 
-# -- SQL ------------------------------------------------------------------------------------
+# -- Field types ----------------------------------------------------------------------------
 
 
-def compile_filter(
-    node: Node | None, columns: Mapping[str, Column], placeholder: Callable[[int], str]
-) -> tuple[str, list[Any]]:
-    """A SQL WHERE fragment and its parameters; user text travels only as parameters."""
-    if node is None:
-        return "1=1", []
-    params: list[Any] = []
-
-    def bind(value: Any) -> str:
-        params.append(value)
-        return placeholder(len(params))
-
-    return _sql(node, columns, bind), params
-
-
-def _sql(node: Node, columns: Mapping[str, Column], bind: Callable[[Any], str]) -> str:
-    if isinstance(node, And | Or):
-        glue = " AND " if isinstance(node, And) else " OR "
-        return "(" + glue.join(_sql(item, columns, bind) for item in node.items) + ")"
-    column = column_for(columns, node.field, node.position)
+def typed_values(node: Comparison, kind: FieldType | None, fields: Collection[str]) -> list[Any]:
+    """A comparison's values as its field's type (`kind`, None when the field is not among
+    `fields`); a LIKE operator's is its text. A FilterError says what does not fit."""
+    if kind is None:
+        raise unknown_field(node.field, fields, node.position)
     if node.op not in LIKE_OPS:
-        values = [bind_value(value, column, node.field) for value in node.values]
-    elif column.type is FieldType.TEXT:
-        values = [like_pattern(node.op, node.values[0].source)]
-    else:
-        message = f"{node.op.upper()} needs a text field; '{node.field}' is {column.type.value}"
-        raise FilterError(message, node.position)
-    return comparison_sql(column, node.op, values, node.negated, bind)
+        return [field_value(value, kind, node.field) for value in node.values]
+    if kind is FieldType.TEXT:
+        return [node.values[0].source]
+    message = f"{node.op.upper()} needs a text field; '{node.field}' is {kind.value}"
+    raise FilterError(message, node.position)
+
+
+def check_filter(node: Node | None, types: Mapping[str, FieldType]) -> None:
+    """Refuse what the SQL stores refuse: unknown fields and values that do not fit a field's
+    type (`types`: by lowercase field name)."""
+    if node is None:
+        return
+    if isinstance(node, Comparison):
+        typed_values(node, types.get(node.field), types)
+        return
+    for item in node.items:
+        check_filter(item, types)
 
 
 # -- Evaluation against records ---------------------------------------------------------------

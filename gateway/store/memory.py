@@ -1,8 +1,8 @@
 """`MemoryStore`: the store contract over plain dicts, for unit tests.
 
 Every method runs without awaiting anything in between, so each is atomic on the event loop.
-Filters are evaluated on each record's wire shape; orders are validated by the same
-`compile_order` the SQL stores use.
+Filters are checked as the SQL stores check them and evaluated on each record's wire shape;
+orders are read by the same `parse_order`. No SQL here.
 """
 
 from __future__ import annotations
@@ -15,18 +15,8 @@ from uuid import UUID
 
 from gateway import lifecycle
 from gateway.errors import Conflict, StoreError
-from gateway.filter_sql import as_bool
-from gateway.filters import (
-    And,
-    Column,
-    FieldType,
-    Literal,
-    Node,
-    Or,
-    compile_filter,
-    compile_order,
-    evaluate,
-)
+from gateway.filter_values import as_bool, parse_order
+from gateway.filters import And, FieldType, Literal, Node, Or, check_filter, evaluate
 from gateway.lifecycle import Move, StatusChange
 from gateway.models import (
     ApiKey,
@@ -64,17 +54,6 @@ from gateway.store.base import (
 
 T = TypeVar("T")
 PENDING, PARKED = NotificationState.PENDING, NotificationState.PARKED
-
-
-def _columns(types: Mapping[str, FieldType]) -> dict[str, Column]:
-    # The "SQL" of each column is its lowercase wire name, so compile_order's result names the
-    # keys of the lowercased wire dicts below.
-    return {name: Column(name, kind) for name, kind in types.items()}
-
-
-WEBHOOK_COLUMNS = _columns(WEBHOOK_FIELDS)
-RULE_COLUMNS = _columns(RULE_FIELDS)
-HISTORY_COLUMNS = _columns(HISTORY_FIELDS)
 
 
 def _text(value: UUID | None) -> str | None:
@@ -119,20 +98,20 @@ def history_fields(note: Notification) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _prepare(node: Node | None, columns: Mapping[str, Column]) -> Node | None:
+def _prepare(node: Node | None, types: Mapping[str, FieldType]) -> Node | None:
     """Refuse what the SQL stores refuse, and compare ids and booleans as they bind them."""
     if node is None:
         return None
-    compile_filter(node, columns, str)  # the same FilterError for a bad value
-    return _canonical(node, columns)
+    check_filter(node, types)  # the same FilterError for a bad value
+    return _canonical(node, types)
 
 
-def _canonical(node: Node, columns: Mapping[str, Column]) -> Node:
+def _canonical(node: Node, types: Mapping[str, FieldType]) -> Node:
     if isinstance(node, And):
-        return And(tuple(_canonical(item, columns) for item in node.items))
+        return And(tuple(_canonical(item, types) for item in node.items))
     if isinstance(node, Or):
-        return Or(tuple(_canonical(item, columns) for item in node.items))
-    kind = columns[node.field].type
+        return Or(tuple(_canonical(item, types) for item in node.items))
+    kind = types[node.field]
     if kind is FieldType.UUID:
         values = tuple(Literal(str(UUID(str(v.value))), True) for v in node.values)
     elif kind is FieldType.BOOLEAN:
@@ -150,22 +129,21 @@ def _sort_key(name: str) -> Callable[[dict[str, Any]], tuple[bool, Any]]:
 def _page(
     items: Iterable[T],
     shape: Callable[[T], dict[str, Any]],
-    columns: Mapping[str, Column],
+    types: Mapping[str, FieldType],
     default_order: str,
     query: Query,
 ) -> Page[T]:
-    """Filter, order (the first wire field, the id, breaks ties) and page records."""
-    node = _prepare(query.filter, columns)
+    """Filter, order (the first field, the id, breaks ties) and page records; `types` are the
+    filterable fields by lowercase wire name."""
+    node = _prepare(query.filter, types)
     rows = [(item, shape(item)) for item in items]
     rows = [(item, wire) for item, wire in rows if evaluate(node, wire)]
     lowered = [(item, {k.lower(): v for k, v in wire.items()}) for item, wire in rows]
-    order = compile_order(query.order or default_order, columns, default=default_order)
-    tiebreak = next(iter(columns))
+    tiebreak = next(iter(types))
     lowered.sort(key=lambda pair: pair[1][tiebreak])
-    for term in reversed(order.split(",")):
-        name, _, direction = term.strip().partition(" ")
-        key = _sort_key(name)
-        lowered.sort(key=lambda pair: key(pair[1]), reverse=direction.strip().upper() == "DESC")
+    for term in reversed(parse_order(query.order, types, default=default_order)):
+        key = _sort_key(term.field)
+        lowered.sort(key=lambda pair: key(pair[1]), reverse=term.descending)
     start = query.page_size * query.page_number
     return Page([item for item, _ in lowered[start : start + query.page_size]], len(lowered))
 
@@ -324,7 +302,7 @@ class MemoryStore(Store):
     async def query_webhooks(self, group_key: UUID, query: Query) -> Page[Webhook]:
         """Filter, order and page this group's webhooks."""
         mine = [h for h in self.webhooks.values() if h.group_key == group_key]
-        return _page(mine, webhook_fields, WEBHOOK_COLUMNS, WEBHOOK_DEFAULT_ORDER, query)
+        return _page(mine, webhook_fields, WEBHOOK_FIELDS, WEBHOOK_DEFAULT_ORDER, query)
 
     async def expire_webhooks(self, now: datetime) -> list[Webhook]:
         """Make expired Active webhooks Inactive and park their notifications."""
@@ -370,7 +348,7 @@ class MemoryStore(Store):
     async def query_rules(self, group_key: UUID, query: Query) -> Page[WebhookRule]:
         """Filter, order and page this group's rules."""
         mine = [r for r in self.rules.values() if r.group_key == group_key]
-        return _page(mine, rule_fields, RULE_COLUMNS, RULE_DEFAULT_ORDER, query)
+        return _page(mine, rule_fields, RULE_FIELDS, RULE_DEFAULT_ORDER, query)
 
     def _rules_in_order(self, group_key: UUID) -> list[WebhookRule]:
         mine = [r for r in self.rules.values() if r.group_key == group_key]
@@ -570,7 +548,7 @@ class MemoryStore(Store):
             n for n in self.notifications.values()
             if n.group_key == group_key and n.webhook_id == webhook_id
         ]  # fmt: skip
-        return _page(mine, history_fields, HISTORY_COLUMNS, HISTORY_DEFAULT_ORDER, query)
+        return _page(mine, history_fields, HISTORY_FIELDS, HISTORY_DEFAULT_ORDER, query)
 
     async def prune_history(self, succeeded_before: datetime) -> int:
         """Delete successful notifications older than this (and events left with none)."""

@@ -26,7 +26,6 @@ import asyncpg
 
 from gateway import lifecycle
 from gateway.errors import StoreError
-from gateway.filters import compile_order
 from gateway.lifecycle import Move, StatusChange
 from gateway.models import (
     ApiKey,
@@ -49,9 +48,10 @@ from gateway.outcomes import (
 )
 from gateway.store import postgres_queries as q
 from gateway.store.base import Added, Page, Query, Requeue, Store, WebhookEdit
+from gateway.store.filter_sql import Listing, order_by, where_filter
 from gateway.store.memory import conflict
 from gateway.store.postgres_listen import Listener
-from gateway.store.postgres_queries import MIGRATIONS, Listing, Params, R, Sql, decode, encode
+from gateway.store.postgres_queries import MIGRATIONS, Params, R, Sql, decode, encode
 from gateway.store.postgres_retry import DRIVER_ERRORS, Work, atomically, reading
 
 __all__ = ["MIGRATIONS", "PostgresStore"]
@@ -137,13 +137,11 @@ class PostgresStore(Store):
     async def _page(
         self, listing: Listing, where: str, params: Params, query: Query
     ) -> tuple[list[asyncpg.Record], int]:
-        extra, values = q.where_filter(listing.columns, query.filter)
+        extra, values = where_filter(listing.columns, query.filter, q.to_sql)
         where, params = where + extra, {**params, **values}
-        order = compile_order(
-            query.order or listing.default_order, listing.columns, default=listing.default_order
-        )
+        order = order_by(listing, query.order)
         total = (await self._rows(q.sql(listing.count.format(where=where)), params))[0][0]
-        select = listing.select.format(where=where, order=f"{order}, {listing.tiebreak}")
+        select = listing.select.format(where=where, order=order)
         page = {"limit": query.page_size, "offset": query.page_size * query.page_number}
         return await self._rows(q.sql(select), {**params, **page}), total
 

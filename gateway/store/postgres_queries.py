@@ -3,7 +3,7 @@
 Queries are written with named parameters (`:name`), like the SQLite set, and `Sql` turns them
 into asyncpg's numbered ones (`$1`) once, when this module loads; that translation is the only
 dialect step, so the filter compiler's output goes through it too. Query templates take
-`{where}` and `{order}` only from `gateway.filters.compile_filter`/`compile_order`.
+`{where}` and `{order}` only from `gateway.store.filter_sql` (`where_filter`, `order_by`).
 
 Values are native: uuid, timestamptz (aware datetimes), boolean, bigint, text[] for scopes, and
 `json` text for records.
@@ -23,7 +23,6 @@ from uuid import UUID
 
 import orjson
 
-from gateway.filters import Column, FieldType, Node, compile_filter
 from gateway.models import (
     ApiKey,
     Attempt,
@@ -46,6 +45,7 @@ from gateway.store.base import (
     WEBHOOK_DEFAULT_ORDER,
     WEBHOOK_FIELDS,
 )
+from gateway.store.filter_sql import Listing, whitelist
 
 MIGRATIONS = Path(__file__).parent / "migrations" / "postgres"
 R = TypeVar("R", ApiKey, Webhook, WebhookRule, Notification, Attempt)
@@ -439,13 +439,9 @@ _HISTORY_SQL = {
 }  # fmt: skip
 
 
-def _whitelist(names: Mapping[str, str], types: Mapping[str, FieldType]) -> dict[str, Column]:
-    return {name: Column(names[name], kind) for name, kind in types.items()}
-
-
-WEBHOOK_COLUMNS = _whitelist(_WEBHOOK_SQL, WEBHOOK_FIELDS)
-RULE_COLUMNS = _whitelist(_RULE_SQL, RULE_FIELDS)
-HISTORY_COLUMNS = _whitelist(_HISTORY_SQL, HISTORY_FIELDS)
+WEBHOOK_COLUMNS = whitelist(_WEBHOOK_SQL, WEBHOOK_FIELDS)
+RULE_COLUMNS = whitelist(_RULE_SQL, RULE_FIELDS)
+HISTORY_COLUMNS = whitelist(_HISTORY_SQL, HISTORY_FIELDS)
 
 
 # -- Values and rows --------------------------------------------------------------------------
@@ -501,25 +497,6 @@ def decode(cls: type[R], row: Mapping[str, Any], prefix: str = "") -> R:
     values = {f.name: row[prefix + f.name] for f in fields(cls)}
     return cls(**{k: convert[k](v) if k in convert and v is not None else v
                   for k, v in values.items()})  # fmt: skip
-
-
-def where_filter(columns: Mapping[str, Column], node: Node | None) -> tuple[str, dict[str, Any]]:
-    """The extra WHERE condition for a parsed filter, with its named parameters."""
-    if node is None:
-        return "", {}
-    fragment, values = compile_filter(node, columns, lambda i: f":f{i}")
-    return f" AND ({fragment})", {f"f{i}": to_sql(v) for i, v in enumerate(values, start=1)}
-
-
-@dataclass(frozen=True, slots=True)
-class Listing:
-    """What a paged query over one table needs."""
-
-    select: str
-    count: str
-    columns: Mapping[str, Column]
-    default_order: str  # wire names, compiled through the whitelist like a caller's order
-    tiebreak: str  # the primary key, so that pages never overlap or skip
 
 
 WEBHOOKS = Listing(QUERY_WEBHOOKS, COUNT_WEBHOOKS, WEBHOOK_COLUMNS,

@@ -32,7 +32,6 @@ import orjson
 
 from gateway import lifecycle
 from gateway.errors import StoreError
-from gateway.filters import compile_order
 from gateway.lifecycle import Move, StatusChange
 from gateway.models import (
     ApiKey,
@@ -55,10 +54,10 @@ from gateway.outcomes import (
 )
 from gateway.store import sqlite_queries as q
 from gateway.store.base import Added, Page, Query, Requeue, Store, WebhookEdit
+from gateway.store.filter_sql import Listing, order_by, where_filter
 from gateway.store.memory import conflict
 from gateway.store.sqlite_queries import (
     MIGRATIONS,
-    Listing,
     Params,
     R,
     decode,
@@ -221,14 +220,12 @@ class SqliteStore(Store):
     async def _page(
         self, listing: Listing, where: str, params: Params, query: Query
     ) -> tuple[list[sqlite3.Row], int]:
-        extra, values = q.where_filter(listing.columns, query.filter)
+        extra, values = where_filter(listing.columns, query.filter, q.to_sql)
         where, params = where + extra, {**params, **values}
-        order = compile_order(
-            query.order or listing.default_order, listing.columns, default=listing.default_order
-        )
+        order = order_by(listing, query.order)
         total = (await self._rows(listing.count.format(where=where), params))[0][0]
         rows = await self._rows(
-            listing.select.format(where=where, order=f"{order}, {listing.tiebreak}"),
+            listing.select.format(where=where, order=order),
             {**params, "limit": query.page_size, "offset": query.page_size * query.page_number},
         )
         return rows, total

@@ -1,8 +1,8 @@
 """The SQLite store's SQL, by name, and how records map to rows.
 
 Parameters are named (`:name`); column names are the record field names. Query templates take
-`{where}` and `{order}` only from `gateway.filters.compile_filter`/`compile_order`, which emit
-whitelisted columns and placeholders, never user text.
+`{where}` and `{order}` only from `gateway.store.filter_sql` (`where_filter`, `order_by`),
+which emit whitelisted columns and placeholders, never user text.
 
 Values: datetimes are fixed-width ISO-8601 UTC text (so text order is time order), UUIDs lowercase
 text, booleans 0/1, records JSON text.
@@ -15,8 +15,8 @@ import functools
 import operator
 import re
 import sqlite3
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -25,7 +25,6 @@ from uuid import UUID
 import orjson
 
 from gateway.errors import StoreError
-from gateway.filters import Column, FieldType, Node, compile_filter
 from gateway.ids import from_text as _uuid
 from gateway.models import (
     ApiKey,
@@ -50,6 +49,7 @@ from gateway.store.base import (
     WEBHOOK_DEFAULT_ORDER,
     WEBHOOK_FIELDS,
 )
+from gateway.store.filter_sql import Listing, whitelist
 
 MIGRATIONS = Path(__file__).parent / "migrations" / "sqlite"
 R = TypeVar("R", ApiKey, Webhook, WebhookRule, Notification, Attempt)
@@ -433,13 +433,9 @@ _HISTORY_SQL = {
 }  # fmt: skip
 
 
-def _whitelist(sql: Mapping[str, str], types: Mapping[str, FieldType]) -> dict[str, Column]:
-    return {name: Column(sql[name], kind) for name, kind in types.items()}
-
-
-WEBHOOK_COLUMNS = _whitelist(_WEBHOOK_SQL, WEBHOOK_FIELDS)
-RULE_COLUMNS = _whitelist(_RULE_SQL, RULE_FIELDS)
-HISTORY_COLUMNS = _whitelist(_HISTORY_SQL, HISTORY_FIELDS)
+WEBHOOK_COLUMNS = whitelist(_WEBHOOK_SQL, WEBHOOK_FIELDS)
+RULE_COLUMNS = whitelist(_RULE_SQL, RULE_FIELDS)
+HISTORY_COLUMNS = whitelist(_HISTORY_SQL, HISTORY_FIELDS)
 
 
 # -- Values and rows --------------------------------------------------------------------------
@@ -674,25 +670,6 @@ def decode_rows(cls: type[R], rows: Sequence[sqlite3.Row], prefix: str = "") -> 
               for i, convert in plan])
         for row in rows
     ]  # fmt: skip
-
-
-def where_filter(columns: Mapping[str, Column], node: Node | None) -> tuple[str, Params]:
-    """The extra WHERE condition for a parsed filter, with its named parameters."""
-    if node is None:
-        return "", {}
-    fragment, values = compile_filter(node, columns, lambda i: f":f{i}")
-    return f" AND ({fragment})", {f"f{i}": to_sql(v) for i, v in enumerate(values, start=1)}
-
-
-@dataclass(frozen=True, slots=True)
-class Listing:
-    """What a paged query over one table needs."""
-
-    select: str
-    count: str
-    columns: Mapping[str, Column]
-    default_order: str  # wire names, compiled through the whitelist like a caller's order
-    tiebreak: str  # the primary key, so that pages never overlap or skip
 
 
 WEBHOOKS = Listing(QUERY_WEBHOOKS, COUNT_WEBHOOKS, WEBHOOK_COLUMNS,

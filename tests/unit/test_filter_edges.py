@@ -13,16 +13,8 @@ from uuid import UUID
 import pytest
 
 from gateway.errors import FilterError
-from gateway.filters import (
-    Column,
-    Comparison,
-    FieldType,
-    Literal,
-    compile_filter,
-    evaluate,
-    fields_of,
-    parse_filter,
-)
+from gateway.filters import Comparison, FieldType, Literal, evaluate, fields_of, parse_filter
+from gateway.store.filter_sql import Column, compile_filter
 
 GUID = "0a1b2c3d-0000-4000-8000-00000000000a"
 COLUMNS = {

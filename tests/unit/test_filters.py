@@ -13,20 +13,20 @@ from uuid import UUID
 import pytest
 
 from gateway.errors import FilterError
+from gateway.filter_values import parse_order
 from gateway.filters import (
     MAX_DEPTH,
     MAX_FILTER_LENGTH,
     And,
-    Column,
     Comparison,
     FieldType,
     Literal,
     Or,
-    compile_filter,
-    compile_order,
+    check_filter,
     evaluate,
     parse_filter,
 )
+from gateway.store.filter_sql import Column, compile_filter, compile_order
 
 FIELDS = {"name", "total", "created", "active", "id"}
 COLUMNS = {
@@ -36,6 +36,7 @@ COLUMNS = {
     "active": Column("active", FieldType.BOOLEAN),
     "id": Column("id", FieldType.UUID),
 }
+TYPES = {name: column.type for name, column in COLUMNS.items()}
 GUID = "0a1b2c3d-0000-4000-8000-00000000000a"
 QMARK: Callable[[int], str] = lambda n: "?"  # noqa: E731
 DOLLAR: Callable[[int], str] = lambda n: f"${n}"  # noqa: E731
@@ -453,14 +454,27 @@ def test_values_that_do_not_fit_the_column_are_refused(text: str, detail: str) -
     with pytest.raises(FilterError) as caught:
         compiled(text)
     assert caught.value.detail == detail
+    # The in-memory store checks without SQL, and must refuse alike.
+    with pytest.raises(FilterError) as checked:
+        check_filter(parse_filter(text), TYPES)
+    assert checked.value.detail == detail
 
 
 def test_a_field_without_a_column_is_refused_at_compile_time() -> None:
+    node = parse_filter("total gt 1 and colour eq red")
+    detail = "unknown field 'colour'; allowed: active, created, id, name, total at position 15"
     with pytest.raises(FilterError) as caught:
-        compile_filter(parse_filter("total gt 1 and colour eq red"), COLUMNS, QMARK)
-    assert caught.value.detail == (
-        "unknown field 'colour'; allowed: active, created, id, name, total at position 15"
-    )
+        compile_filter(node, COLUMNS, QMARK)
+    assert caught.value.detail == detail
+    with pytest.raises(FilterError) as checked:
+        check_filter(node, TYPES)
+    assert checked.value.detail == detail
+
+
+def test_a_filter_that_fits_passes_the_check() -> None:
+    text = "(name startswith a or total in (1, 2)) and created not gt 2024-01-01"
+    check_filter(parse_filter(text), TYPES)
+    check_filter(None, TYPES)
 
 
 def test_literals_built_by_hand_bind_too() -> None:
@@ -528,7 +542,8 @@ ORDER_COLUMNS = {**COLUMNS, "createdat": Column("created_at", FieldType.DATETIME
     ],
 )
 def test_order(text: str | None, sql: str) -> None:
-    assert compile_order(text, ORDER_COLUMNS, default="createdAt DESC, id") == sql
+    terms = parse_order(text, ORDER_COLUMNS, default="createdAt DESC, id")
+    assert compile_order(terms, ORDER_COLUMNS) == sql
 
 
 @pytest.mark.parametrize(
@@ -557,7 +572,7 @@ def test_order(text: str | None, sql: str) -> None:
 )
 def test_bad_order_says_where_and_why(text: str, detail: str) -> None:
     with pytest.raises(FilterError) as caught:
-        compile_order(text, ORDER_COLUMNS, default="name")
+        parse_order(text, ORDER_COLUMNS, default="name")
     assert caught.value.detail == detail
     assert caught.value.errors == {"order": [detail]}
 

@@ -1,16 +1,15 @@
-"""The typed side of the filter language: columns, literals, value coercion, SQL pieces.
+"""What a value in the filter language means: field types, literals, coercion, `order` terms.
 
-`gateway.filters` parses, walks and evaluates expressions; this module says what a value means
-for a field type (shared by SQL binding and record evaluation) and turns one comparison and one
-`order` parameter into SQL. Only column expressions from the caller's whitelist and bind markers
-ever reach the SQL text; every value the user wrote travels as a parameter.
+`gateway.filters` parses and evaluates expressions; this module says what a literal means for a
+field of a given type, which SQL binding (`gateway.store.filter_sql`) and the in-memory store's
+evaluation share, and reads the `order` parameter into terms. Nothing here writes SQL.
 """
 
 from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -20,7 +19,6 @@ from uuid import UUID
 from gateway.errors import FilterError
 
 LIKE_OPS = ("contains", "startswith", "endswith")
-SQL_OPS = {"eq": "=", "ne": "<>", "gt": ">", "ge": ">=", "lt": "<", "le": "<="}
 _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}(?:[T ].+)?", re.ASCII)
 _INTEGER = re.compile(r"-?\d{1,19}", re.ASCII)  # longer cannot fit in 64 bits
 _NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?", re.ASCII)
@@ -33,12 +31,6 @@ class FieldType(enum.Enum):
     BOOLEAN = "boolean"
     DATETIME = "datetime"
     UUID = "uuid"
-
-
-@dataclass(frozen=True)
-class Column:
-    sql: str  # a trusted column expression, never user text
-    type: FieldType
 
 
 @dataclass(frozen=True)
@@ -133,11 +125,12 @@ _BIND: dict[FieldType, tuple[Callable[[Any], Any], str]] = {
 }
 
 
-def bind_value(lit: Literal, column: Column, field_name: str) -> Any:
-    """The literal as the column's Python type; a FilterError naming the field if it is not."""
-    if column.type is FieldType.TEXT:
+def field_value(lit: Literal, kind: FieldType, field_name: str) -> Any:
+    """The literal as the field type's Python value; a FilterError naming the field if it is
+    not one."""
+    if kind is FieldType.TEXT:
         return lit.source
-    convert, expected = _BIND[column.type]
+    convert, expected = _BIND[kind]
     value = convert(lit.value)
     if value is None:
         message = f"field '{field_name}' needs {expected}, not '{lit.source}'"
@@ -145,52 +138,36 @@ def bind_value(lit: Literal, column: Column, field_name: str) -> Any:
     return value
 
 
-def like_pattern(op: str, text: str) -> str:
-    """A LIKE pattern in which the user's % and _ are literal (escaped with a backslash)."""
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return {"contains": f"%{escaped}%", "startswith": f"{escaped}%"}.get(op, f"%{escaped}")
+def unknown_field(
+    name: str, allowed: Collection[str], position: int | None, *, parameter: str = "filter"
+) -> FilterError:
+    """The error for a field that is not among those allowed, listing them."""
+    message = f"unknown field '{name}'; allowed: {', '.join(sorted(allowed))}"
+    return FilterError(message, position, field=parameter)
 
 
-def column_for(columns: Mapping[str, Column], name: str, position: int | None) -> Column:
-    """The whitelisted column for a field, or a FilterError listing the allowed ones."""
-    column = columns.get(name)
-    if column is None:
-        allowed = ", ".join(sorted(columns))
-        raise FilterError(f"unknown field '{name}'; allowed: {allowed}", position)
-    return column
+@dataclass(frozen=True, slots=True)
+class OrderTerm:
+    """One term of an `order` parameter: a field (lowercase) and its direction."""
+
+    field: str
+    descending: bool
 
 
-def comparison_sql(
-    column: Column, op: str, values: Sequence[Any], negated: bool, bind: Callable[[Any], str]
-) -> str:
-    """One comparison over a column; `values` are already bound to the column's type."""
-    col, not_ = column.sql, "NOT " if negated else ""
-    if op == "null":
-        return f"{col} IS {not_}NULL"
-    if op in LIKE_OPS:
-        # LOWER on both sides: case-insensitive on SQLite and PostgreSQL alike (no ILIKE there).
-        return f"LOWER({col}) {not_}LIKE LOWER({bind(values[0])}) ESCAPE '\\'"
-    if op == "in":
-        return f"{col} {not_}IN ({', '.join(bind(v) for v in values)})"
-    if op == "between":
-        return f"{col} {not_}BETWEEN {bind(values[0])} AND {bind(values[1])}"
-    sql = f"{col} {SQL_OPS[op]} {bind(values[0])}"
-    return f"NOT ({sql})" if negated else sql
-
-
-def compile_order(text: str | None, columns: Mapping[str, Column], *, default: str) -> str:
-    """`field [ASC|DESC], ...` as an ORDER BY body; empty text compiles `default` instead."""
+def parse_order(text: str | None, fields: Collection[str], *, default: str) -> list[OrderTerm]:
+    """`field [ASC|DESC], ...` over `fields` (lowercase names) as terms; empty text reads
+    `default` instead. A FilterError (for the `order` parameter) names what is wrong."""
     source = text if text and text.strip() else default
-    terms: list[str] = []
+    terms: list[OrderTerm] = []
     seen: set[str] = set()
     offset = 0
     for item in source.split(","):
-        terms.append(_order_term(item, offset, columns, seen))
+        terms.append(_order_term(item, offset, fields, seen))
         offset += len(item) + 1
-    return ", ".join(terms)
+    return terms
 
 
-def _order_term(item: str, offset: int, columns: Mapping[str, Column], seen: set[str]) -> str:
+def _order_term(item: str, offset: int, fields: Collection[str], seen: set[str]) -> OrderTerm:
     match = _ORDER_TERM.fullmatch(item)
     if match is None:
         where = offset + len(item) - len(item.lstrip())
@@ -198,14 +175,12 @@ def _order_term(item: str, offset: int, columns: Mapping[str, Column], seen: set
         raise FilterError(message, where, field="order")
     name, direction = match.group(2), (match.group(3) or "ASC").upper()
     where = offset + len(match.group(1))
-    if name.lower() not in columns:
-        allowed = ", ".join(sorted(columns))
-        message = f"unknown field '{name}'; allowed: {allowed}"
-        raise FilterError(message, where, field="order")
+    if name.lower() not in fields:
+        raise unknown_field(name, fields, where, parameter="order")
     if direction not in ("ASC", "DESC"):
         message = f"order direction must be ASC or DESC, not '{match.group(3)}'"
         raise FilterError(message, offset + match.start(3), field="order")
     if name.lower() in seen:
         raise FilterError(f"field '{name}' appears twice in order", where, field="order")
     seen.add(name.lower())
-    return f"{columns[name.lower()].sql} {direction}"
+    return OrderTerm(name.lower(), direction == "DESC")
