@@ -19,7 +19,8 @@ import functools
 import logging
 from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from types import ModuleType
+from typing import Any, ClassVar, TypeVar
 from uuid import UUID
 
 import asyncpg
@@ -28,13 +29,10 @@ from gateway import lifecycle
 from gateway.errors import StoreError
 from gateway.lifecycle import Move, StatusChange
 from gateway.models import (
-    ApiKey,
-    Attempt,
     Event,
     Notification,
     NotificationState,
     Webhook,
-    WebhookRule,
     WebhookStatus,
     utcnow,
 )
@@ -47,12 +45,13 @@ from gateway.outcomes import (
     settle_in_order,
 )
 from gateway.store import postgres_queries as q
-from gateway.store.base import Added, Page, Query, Requeue, Store, WebhookEdit
-from gateway.store.filter_sql import Listing, order_by, where_filter
+from gateway.store import queries as shared
+from gateway.store.base import Added, Requeue, WebhookEdit
 from gateway.store.memory import conflict
 from gateway.store.postgres_listen import Listener
 from gateway.store.postgres_queries import MIGRATIONS, Params, R, Sql, decode, encode
 from gateway.store.postgres_retry import DRIVER_ERRORS, Work, atomically, reading
+from gateway.store.sql import SqlStore
 
 __all__ = ["MIGRATIONS", "PostgresStore"]
 
@@ -61,8 +60,10 @@ T = TypeVar("T")
 POOL_SIZE = 10  # connections per store (per process), besides the LISTEN one
 
 
-class PostgresStore(Store):
+class PostgresStore(SqlStore):
     """The store on one PostgreSQL database, shared by any number of processes."""
+
+    q: ClassVar[ModuleType] = q
 
     def __init__(self, url: str, *, pool_size: int = POOL_SIZE) -> None:
         self.url = url
@@ -123,31 +124,38 @@ class PostgresStore(Store):
         failure, or a connection lost before COMMIT (postgres_retry.atomically)."""
         return await atomically(self._open(), work)
 
-    async def _rows(self, query: Sql, params: Params | None = None) -> list[asyncpg.Record]:
+    async def _rows(self, query: Sql | str, params: Params | None = None) -> list[asyncpg.Record]:
         return await reading(self._open(), lambda conn: _fetch(conn, query, params or {}))
 
-    async def _one(self, cls: type[R], query: Sql, params: Params) -> R | None:
-        rows = await self._rows(query, params)
-        return decode(cls, rows[0]) if rows else None
-
-    async def _write(self, query: Sql, params: Params) -> int:
+    async def _write(self, query: Sql | str, params: Params) -> int:
         """Run one statement in its own transaction; return how many rows it changed."""
         return await self._atomically(lambda conn: _execute(conn, query, params))
 
-    async def _page(
-        self, listing: Listing, where: str, params: Params, query: Query
-    ) -> tuple[list[asyncpg.Record], int]:
-        extra, values = where_filter(listing.columns, query.filter, q.to_sql)
-        where, params = where + extra, {**params, **values}
-        order = order_by(listing, query.order)
-        total = (await self._rows(q.sql(listing.count.format(where=where)), params))[0][0]
-        select = listing.select.format(where=where, order=order)
-        page = {"limit": query.page_size, "offset": query.page_size * query.page_number}
-        return await self._rows(q.sql(select), {**params, **page}), total
+    async def _write_in_one(self, statements: Sequence[tuple[Sql | str, Params]]) -> list[int]:
+        async def work(conn: asyncpg.Connection) -> list[int]:
+            return [await _execute(conn, query, params) for query, params in statements]
 
-    async def ping(self) -> None:
-        """Raise StoreError if the database does not answer."""
-        await self._rows(q.PING)
+        return await self._atomically(work)
+
+    async def _insert_all(self, query: Sql | str, rows: Sequence[Params]) -> None:
+        await self._atomically(lambda conn: _execute_many(conn, query, rows))
+
+    def _decode_rows(
+        self, cls: type[R], rows: Sequence[asyncpg.Record], prefix: str = ""
+    ) -> list[R]:
+        return [decode(cls, row, prefix) for row in rows]
+
+    def _encode(self, record: Any) -> Params:
+        return encode(record)
+
+    def _ids(self, ids: Collection[UUID]) -> list[UUID]:
+        return list(ids)
+
+    def _read_uuid(self, value: Any) -> UUID:
+        return q.plain_uuid(value)
+
+    def _read_time(self, value: datetime) -> datetime:
+        return value
 
     async def watch_new_work(self, callback: Callable[[], None]) -> None:
         """Call `callback` whenever any process commits new due notifications (LISTEN)."""
@@ -186,43 +194,7 @@ class PostgresStore(Store):
         for callback in self._change_watchers:
             callback(webhook_id)
 
-    # -- API keys -----------------------------------------------------------------------------
-    async def add_api_key(self, key: ApiKey) -> None:
-        """Store a new key (hashed)."""
-        await self._write(q.INSERT_API_KEY, encode(key))
-
-    async def api_key_by_hash(self, key_hash: str) -> ApiKey | None:
-        """The key with this hash, revoked or not."""
-        return await self._one(ApiKey, q.API_KEY_BY_HASH, {"key_hash": key_hash})
-
-    async def list_api_keys(self) -> list[ApiKey]:
-        """Every key, oldest first."""
-        return [decode(ApiKey, row) for row in await self._rows(q.LIST_API_KEYS)]
-
-    async def revoke_api_key(self, api_key_id: UUID, when: datetime) -> bool:
-        """Mark a key revoked; False if there is no such key."""
-        return await self._write(q.REVOKE_API_KEY, {"api_key_id": api_key_id, "revoked": when}) > 0
-
-    async def group_key_for_name(self, group_name: str) -> UUID | None:
-        """The group key already used for this group name, if any."""
-        rows = await self._rows(q.GROUP_KEY_FOR_NAME, {"group_name": group_name})
-        return q.plain_uuid(rows[0][0]) if rows else None
-
     # -- Webhooks -----------------------------------------------------------------------------
-    async def add_webhooks(self, webhooks: Sequence[Webhook]) -> None:
-        """Insert all or none."""
-        rows = [encode(w) for w in webhooks]
-        await self._atomically(lambda conn: _execute_many(conn, q.INSERT_WEBHOOK, rows))
-
-    async def get_webhook(self, group_key: UUID, webhook_id: UUID) -> Webhook | None:
-        """One webhook of this group."""
-        params = {"group_key": group_key, "webhook_id": webhook_id}
-        return await self._one(Webhook, q.GET_WEBHOOK, params)
-
-    async def get_webhook_any_group(self, webhook_id: UUID) -> Webhook | None:
-        """One webhook whatever its group (for the delivery worker only)."""
-        return await self._one(Webhook, q.GET_WEBHOOK_ANY_GROUP, {"webhook_id": webhook_id})
-
     async def edit_webhook(
         self, group_key: UUID, webhook_id: UUID, edit: WebhookEdit, now: datetime
     ) -> Webhook | None:
@@ -239,7 +211,7 @@ class PostgresStore(Store):
         async def work(conn: asyncpg.Connection) -> Webhook | None:
             rows = await _fetch(conn, query, params)
             if not rows:
-                if not await _fetch(conn, q.WEBHOOK_EXISTS, ids):
+                if not await _fetch(conn, shared.WEBHOOK_EXISTS, ids):
                     return None
                 raise conflict(webhook_id, sorted(edit.expect))
             hook = decode(Webhook, rows[0])
@@ -271,17 +243,6 @@ class PostgresStore(Store):
 
         return await self._atomically(work)
 
-    async def delete_webhook(self, group_key: UUID, webhook_id: UUID) -> bool:
-        """Delete a webhook with its rules and notifications; False if not found."""
-        params = {"group_key": group_key, "webhook_id": webhook_id}
-        return await self._write(q.DELETE_WEBHOOK, params) > 0
-
-    async def query_webhooks(self, group_key: UUID, query: Query) -> Page[Webhook]:
-        """Filter, order and page this group's webhooks."""
-        where, params = "group_key = :group_key", {"group_key": group_key}
-        rows, total = await self._page(q.WEBHOOKS, where, params, query)
-        return Page([decode(Webhook, row) for row in rows], total)
-
     async def expire_webhooks(self, now: datetime) -> list[Webhook]:
         """Make expired Active webhooks Inactive and park their notifications."""
 
@@ -300,51 +261,6 @@ class PostgresStore(Store):
             return expired
 
         return await self._atomically(work)
-
-    # -- Rules --------------------------------------------------------------------------------
-    async def add_rules(self, rules: Sequence[WebhookRule]) -> None:
-        """Insert all or none."""
-        rows = [encode(r) for r in rules]
-        await self._atomically(lambda conn: _execute_many(conn, q.INSERT_RULE, rows))
-
-    async def get_rule(self, group_key: UUID, rule_id: UUID) -> WebhookRule | None:
-        """One rule of this group."""
-        params = {"group_key": group_key, "webhook_rule_id": rule_id}
-        return await self._one(WebhookRule, q.GET_RULE, params)
-
-    async def update_rule(self, rule: WebhookRule) -> bool:
-        """Replace the stored rule; False if gone."""
-        return await self._write(q.UPDATE_RULE, encode(rule)) > 0
-
-    async def delete_rule(self, group_key: UUID, rule_id: UUID) -> bool:
-        """Delete a rule; False if not found."""
-        params = {"group_key": group_key, "webhook_rule_id": rule_id}
-        return await self._write(q.DELETE_RULE, params) > 0
-
-    async def query_rules(self, group_key: UUID, query: Query) -> Page[WebhookRule]:
-        """Filter, order and page this group's rules."""
-        where, params = "group_key = :group_key", {"group_key": group_key}
-        rows, total = await self._page(q.RULES, where, params, query)
-        return Page([decode(WebhookRule, row) for row in rows], total)
-
-    async def rules_for_webhooks(
-        self, group_key: UUID, webhook_ids: Sequence[UUID]
-    ) -> dict[UUID, list[WebhookRule]]:
-        """The rules of each of these webhooks (every id is a key, possibly with no rules)."""
-        found: dict[UUID, list[WebhookRule]] = {w: [] for w in webhook_ids}
-        params = {"group_key": group_key, "webhook_ids": list(webhook_ids)}
-        for row in await self._rows(q.RULES_FOR_WEBHOOKS, params):
-            rule = decode(WebhookRule, row)
-            found[rule.webhook_id].append(rule)
-        return found
-
-    async def matching_rules(
-        self, group_key: UUID, table_key: str, event_type: str
-    ) -> list[tuple[WebhookRule, Webhook]]:
-        """Rules (with their webhooks) for this table and event type, by index lookup."""
-        params = {"group_key": group_key, "table_key": table_key, "event_type": event_type}
-        rows = await self._rows(q.MATCHING_RULES, params)
-        return [(decode(WebhookRule, row), decode(Webhook, row, "w_")) for row in rows]
 
     # -- Events and notifications -------------------------------------------------------------
     async def add_events(
@@ -427,17 +343,9 @@ class PostgresStore(Store):
             # worker settling (and parking) notifications of the same webhooks.
             leased = await _fetch(conn, q.LEASED_WEBHOOKS, {"owner": lease_owner})
             await _lock_webhooks(conn, [row[0] for row in leased])
-            return await _execute(conn, q.RELEASE_LEASES, {"owner": lease_owner})
+            return await _execute(conn, shared.RELEASE_LEASES, {"owner": lease_owner})
 
         return await self._atomically(work)
-
-    async def get_notification(
-        self, group_key: UUID, webhook_id: UUID, notification_id: UUID
-    ) -> Notification | None:
-        """One history row of this group's webhook."""
-        params = {"group_key": group_key, "webhook_id": webhook_id,
-                  "notification_id": notification_id}  # fmt: skip
-        return await self._one(Notification, q.GET_NOTIFICATION, params)
 
     async def requeue_notification(
         self, group_key: UUID, webhook_id: UUID, notification_id: UUID, now: datetime
@@ -452,44 +360,12 @@ class PostgresStore(Store):
             if active and await _execute(conn, q.REQUEUE_NOTIFICATION, {**ids, "now": now}):
                 await _notify(conn)
                 return Requeue.QUEUED
-            row = await _fetch(conn, q.NOTIFICATION_STATE, ids)
+            row = await _fetch(conn, shared.NOTIFICATION_STATE, ids)
             if not row:
                 return Requeue.NOT_FOUND
             if row[0][0] == NotificationState.SUCCEEDED.value:
                 return Requeue.SUCCEEDED
             return Requeue.NOT_ACTIVE
-
-        return await self._atomically(work)
-
-    async def attempts(
-        self, group_key: UUID, webhook_id: UUID, notification_ids: Sequence[UUID]
-    ) -> dict[UUID, list[Attempt]]:
-        """The logged failed attempts of these notifications, in order."""
-        found: dict[UUID, list[Attempt]] = {n: [] for n in notification_ids}
-        params = {"group_key": group_key, "webhook_id": webhook_id,
-                  "ids": list(notification_ids)}  # fmt: skip
-        for row in await self._rows(q.ATTEMPTS, params):
-            attempt = decode(Attempt, row)
-            found[attempt.notification_id].append(attempt)
-        return found
-
-    async def query_history(
-        self, group_key: UUID, webhook_id: UUID, query: Query
-    ) -> Page[Notification]:
-        """Filter and page one webhook's history (HISTORY_FIELDS)."""
-        where = "group_key = :group_key AND webhook_id = :webhook_id"
-        params = {"group_key": group_key, "webhook_id": webhook_id}
-        rows, total = await self._page(q.HISTORY, where, params, query)
-        return Page([decode(Notification, row) for row in rows], total)
-
-    async def prune_history(self, succeeded_before: datetime) -> int:
-        """Delete successful notifications older than this (and events left with none)."""
-        params = {"before": succeeded_before}
-
-        async def work(conn: asyncpg.Connection) -> int:
-            pruned = await _execute(conn, q.PRUNE_HISTORY, params)
-            await _execute(conn, q.PRUNE_EVENTS, params)
-            return pruned
 
         return await self._atomically(work)
 
@@ -502,25 +378,6 @@ class PostgresStore(Store):
         if repair and (parked or stray):
             await self._atomically(functools.partial(_repair, parked=parked, stray=stray, now=now))
         return {"parked_of_active": len(parked), "pending_of_inactive": len(stray)}
-
-    async def delivery_stats(self, now: datetime) -> dict[str, float]:
-        """Queue depth by state, and for how many seconds the longest-waiting due notification
-        has been due."""
-        row = (await self._rows(q.DELIVERY_STATS))[0]
-        due = row["first_due"]
-        overdue = (now - due).total_seconds() if due else 0.0
-        stats = {state: float(row[state]) for state in ("pending", "parked", "failed", "succeeded")}
-        return {**stats, "overdue_seconds": max(overdue, 0.0)}
-
-    # -- Handshake codes ----------------------------------------------------------------------
-    async def take_handshake_nonce(self, nonce: str, expires: datetime) -> bool:
-        """Mark the nonce used: True the first time, False after (the insert finds it)."""
-        params = {"nonce": nonce, "expires": expires}
-        return await self._write(q.TAKE_HANDSHAKE_NONCE, params) == 1
-
-    async def prune_handshake_nonces(self, now: datetime) -> int:
-        """Forget the nonces that expired by `now`; return how many."""
-        return await self._write(q.PRUNE_HANDSHAKE_NONCES, {"now": now})
 
 
 async def _write_settled(
@@ -561,7 +418,7 @@ async def _write_settled(
                     "message": lifecycle.parked_message(change.status, change.status_message),
                 })  # fmt: skip
     for query, rows in ((q.SETTLE_ATTEMPT, attempts), (q.SETTLE_UNSENT, unsent),
-                        (q.LOG_ATTEMPT, logged), (q.SETTLE_LIFECYCLE, changes),
+                        (shared.LOG_ATTEMPT, logged), (q.SETTLE_LIFECYCLE, changes),
                         (q.PARK_PENDING, parks)):  # fmt: skip
         await _execute_many(conn, query, rows)
 
@@ -583,7 +440,7 @@ async def _change_status(
                                               "message": message, "keep": None})  # fmt: skip
     else:
         params = {"webhook_id": webhook_id, "now": now, "message": lifecycle.RELEASED_MESSAGE}
-        if await _execute(conn, q.RELEASE_PARKED, params):
+        if await _execute(conn, shared.RELEASE_PARKED, params):
             await _notify(conn)
     await _webhook_changed(conn, webhook_id)
     return decode(Webhook, rows[0])
@@ -605,8 +462,8 @@ async def _repair(
             *lifecycle.effective_status(hooks[q.plain_uuid(row[1])], now))}
         for row in stray if q.plain_uuid(row[1]) in hooks
     ]  # fmt: skip
-    await _execute_many(conn, q.RELEASE_ONE, released)
-    await _execute_many(conn, q.PARK_ONE, parking)
+    await _execute_many(conn, shared.RELEASE_ONE, released)
+    await _execute_many(conn, shared.PARK_ONE, parking)
     if released:
         await _notify(conn)
 
@@ -675,10 +532,10 @@ async def _apply(conn: asyncpg.Connection, *, version: int, script: str) -> bool
     # One process at a time: the others wait here, then find the version applied.
     await _execute(conn, q.LOCK_MIGRATIONS, {"key": q.MIGRATION_LOCK})
     await conn.execute(q.CREATE_MIGRATIONS)
-    if await _fetch(conn, q.IS_APPLIED, {"version": version}):
+    if await _fetch(conn, shared.IS_APPLIED, {"version": version}):
         return False
     await conn.execute(script)
-    await _execute(conn, q.RECORD_MIGRATION, {"version": version, "now": utcnow()})
+    await _execute(conn, shared.RECORD_MIGRATION, {"version": version, "now": utcnow()})
     return True
 
 
@@ -693,17 +550,23 @@ async def _webhook_changed(conn: asyncpg.Connection, webhook_id: UUID) -> None:
     await _execute(conn, q.NOTIFY_WEBHOOK_CHANGED, params)
 
 
-async def _fetch(conn: asyncpg.Connection, query: Sql, params: Params) -> list[asyncpg.Record]:
-    return list(await conn.fetch(query.text, *query.args(params)))
+async def _fetch(
+    conn: asyncpg.Connection, query: Sql | str, params: Params
+) -> list[asyncpg.Record]:
+    prepared = q.sql(query) if isinstance(query, str) else query
+    return list(await conn.fetch(prepared.text, *prepared.args(params)))
 
 
-async def _execute(conn: asyncpg.Connection, query: Sql, params: Params) -> int:
-    """Run one statement; return how many rows it changed (from the command tag)."""
-    status: str = await conn.execute(query.text, *query.args(params))
+async def _execute(conn: asyncpg.Connection, query: Sql | str, params: Params) -> int:
+    """Run one statement (a shared one's text is numbered on first use, then cached); return
+    how many rows it changed (from the command tag)."""
+    prepared = q.sql(query) if isinstance(query, str) else query
+    status: str = await conn.execute(prepared.text, *prepared.args(params))
     count = status.rsplit(" ", 1)[-1]
     return int(count) if count.isdigit() else 0
 
 
-async def _execute_many(conn: asyncpg.Connection, query: Sql, rows: Sequence[Params]) -> None:
+async def _execute_many(conn: asyncpg.Connection, query: Sql | str, rows: Sequence[Params]) -> None:
+    prepared = q.sql(query) if isinstance(query, str) else query
     if rows:
-        await conn.executemany(query.text, [query.args(row) for row in rows])
+        await conn.executemany(prepared.text, [prepared.args(row) for row in rows])

@@ -24,7 +24,8 @@ import time
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from types import ModuleType
+from typing import Any, ClassVar, TypeVar
 from uuid import UUID
 
 import aiosqlite
@@ -34,13 +35,10 @@ from gateway import lifecycle
 from gateway.errors import StoreError
 from gateway.lifecycle import Move, StatusChange
 from gateway.models import (
-    ApiKey,
-    Attempt,
     Event,
     Notification,
     NotificationState,
     Webhook,
-    WebhookRule,
     WebhookStatus,
     utcnow,
 )
@@ -52,10 +50,11 @@ from gateway.outcomes import (
     not_active,
     settle_in_order,
 )
+from gateway.store import queries as shared
 from gateway.store import sqlite_queries as q
-from gateway.store.base import Added, Page, Query, Requeue, Store, WebhookEdit
-from gateway.store.filter_sql import Listing, order_by, where_filter
+from gateway.store.base import Added, Requeue, WebhookEdit
 from gateway.store.memory import conflict
+from gateway.store.sql import SqlStore
 from gateway.store.sqlite_queries import (
     MIGRATIONS,
     Params,
@@ -96,8 +95,10 @@ def _call_name(arg: object) -> object:
 _HIDE_SQL_PARAMETERS = _HideSqlParameters()
 
 
-class SqliteStore(Store):
+class SqliteStore(SqlStore):
     """The store on one SQLite file."""
+
+    q: ClassVar[ModuleType] = q
 
     def __init__(self, path: str | Path, *, busy_timeout: float = 5.0) -> None:
         self.path = Path(path)
@@ -159,11 +160,11 @@ class SqliteStore(Store):
         for version, script in q.migration_files():
             async with self._transaction() as conn:
                 # Checked inside the transaction: another process may have just applied it.
-                if await conn.execute_fetchall(q.IS_APPLIED, {"version": version}):
+                if await conn.execute_fetchall(shared.IS_APPLIED, {"version": version}):
                     continue
                 for statement in q.statements(script):
                     await conn.execute(statement)
-                await conn.execute(q.RECORD_MIGRATION, {"version": version, "now": _now()})
+                await conn.execute(shared.RECORD_MIGRATION, {"version": version, "now": _now()})
             applied.append(version)
         return applied
 
@@ -202,76 +203,45 @@ class SqliteStore(Store):
             raise StoreError("the store is not open")
         return conn
 
+    # -- SqlStore's primitives -----------------------------------------------------------------
     async def _rows(self, sql: str, params: Params | None = None) -> list[sqlite3.Row]:
         try:
-            return list(await self._open(self._reader).execute_fetchall(sql, params or {}))
+            reader = self._open(self._reader)
+            return list(await reader.execute_fetchall(sql, _values(params or {})))
         except sqlite3.Error as exc:
             raise StoreError(f"SQLite error: {exc}") from exc
-
-    async def _one(self, cls: type[R], sql: str, params: Params) -> R | None:
-        rows = await self._rows(sql, params)
-        return decode(cls, rows[0]) if rows else None
 
     async def _write(self, sql: str, params: Params) -> int:
         """Run one statement in its own transaction; return how many rows it changed."""
         async with self._transaction() as conn:
-            return (await conn.execute(sql, params)).rowcount
+            return (await conn.execute(sql, _values(params))).rowcount
 
-    async def _page(
-        self, listing: Listing, where: str, params: Params, query: Query
-    ) -> tuple[list[sqlite3.Row], int]:
-        extra, values = where_filter(listing.columns, query.filter, q.to_sql)
-        where, params = where + extra, {**params, **values}
-        order = order_by(listing, query.order)
-        total = (await self._rows(listing.count.format(where=where), params))[0][0]
-        rows = await self._rows(
-            listing.select.format(where=where, order=order),
-            {**params, "limit": query.page_size, "offset": query.page_size * query.page_number},
-        )
-        return rows, total
+    async def _write_in_one(self, statements: Sequence[tuple[str, Params]]) -> list[int]:
+        async with self._transaction() as conn:
+            return [
+                (await conn.execute(sql, _values(params))).rowcount for sql, params in statements
+            ]
 
-    async def ping(self) -> None:
-        """Raise StoreError if the database does not answer."""
-        await self._rows(q.PING)
+    async def _insert_all(self, sql: str, rows: Sequence[Params]) -> None:
+        async with self._transaction() as conn:
+            await conn.executemany(sql, rows)
 
-    # -- API keys -----------------------------------------------------------------------------
-    async def add_api_key(self, key: ApiKey) -> None:
-        """Store a new key (hashed)."""
-        await self._write(q.INSERT_API_KEY, encode(key))
+    def _decode_rows(self, cls: type[R], rows: Sequence[sqlite3.Row], prefix: str = "") -> list[R]:
+        return decode_rows(cls, rows, prefix)
 
-    async def api_key_by_hash(self, key_hash: str) -> ApiKey | None:
-        """The key with this hash, revoked or not."""
-        return await self._one(ApiKey, q.API_KEY_BY_HASH, {"key_hash": key_hash})
+    def _encode(self, record: Any) -> Params:
+        return encode(record)
 
-    async def list_api_keys(self) -> list[ApiKey]:
-        """Every key, oldest first."""
-        return decode_rows(ApiKey, await self._rows(q.LIST_API_KEYS))
+    def _ids(self, ids: Collection[UUID]) -> str:
+        return _json_ids(ids)
 
-    async def revoke_api_key(self, api_key_id: UUID, when: datetime) -> bool:
-        """Mark a key revoked; False if there is no such key."""
-        params = {"api_key_id": str(api_key_id), "revoked": stamp(when)}
-        return await self._write(q.REVOKE_API_KEY, params) > 0
+    def _read_uuid(self, value: str) -> UUID:
+        return UUID(value)
 
-    async def group_key_for_name(self, group_name: str) -> UUID | None:
-        """The group key already used for this group name, if any."""
-        rows = await self._rows(q.GROUP_KEY_FOR_NAME, {"group_name": group_name})
-        return UUID(rows[0][0]) if rows else None
+    def _read_time(self, value: str) -> datetime:
+        return datetime.fromisoformat(value)
 
     # -- Webhooks -----------------------------------------------------------------------------
-    async def add_webhooks(self, webhooks: Sequence[Webhook]) -> None:
-        """Insert all or none."""
-        async with self._transaction() as conn:
-            await conn.executemany(q.INSERT_WEBHOOK, [encode(w) for w in webhooks])
-
-    async def get_webhook(self, group_key: UUID, webhook_id: UUID) -> Webhook | None:
-        """One webhook of this group."""
-        params = {"group_key": str(group_key), "webhook_id": str(webhook_id)}
-        return await self._one(Webhook, q.GET_WEBHOOK, params)
-
-    async def get_webhook_any_group(self, webhook_id: UUID) -> Webhook | None:
-        """One webhook whatever its group (for the delivery worker only)."""
-        return await self._one(Webhook, q.GET_WEBHOOK_ANY_GROUP, {"webhook_id": str(webhook_id)})
-
     async def edit_webhook(
         self, group_key: UUID, webhook_id: UUID, edit: WebhookEdit, now: datetime
     ) -> Webhook | None:
@@ -287,12 +257,12 @@ class SqliteStore(Store):
 
         def apply(conn: sqlite3.Connection) -> Webhook | None:
             if not conn.execute(sql, params).rowcount:
-                if conn.execute(q.WEBHOOK_EXISTS, ids).fetchone() is None:
+                if conn.execute(shared.WEBHOOK_EXISTS, ids).fetchone() is None:
                     return None
                 raise conflict(webhook_id, sorted(edit.expect))
             if edit.status is not None:
                 _change_status(conn, str(webhook_id), edit.status, stamp(now))
-            return decode(Webhook, conn.execute(q.GET_WEBHOOK, ids).fetchone())
+            return decode(Webhook, conn.execute(shared.GET_WEBHOOK, ids).fetchone())
 
         return await self._atomically(apply)
 
@@ -313,20 +283,9 @@ class SqliteStore(Store):
         def apply(conn: sqlite3.Connection) -> Webhook | None:
             if not conn.execute(q.REGENERATE_SECRET, params).rowcount:
                 return None
-            return decode(Webhook, conn.execute(q.GET_WEBHOOK, ids).fetchone())
+            return decode(Webhook, conn.execute(shared.GET_WEBHOOK, ids).fetchone())
 
         return await self._atomically(apply)
-
-    async def delete_webhook(self, group_key: UUID, webhook_id: UUID) -> bool:
-        """Delete a webhook with its rules and notifications; False if not found."""
-        params = {"group_key": str(group_key), "webhook_id": str(webhook_id)}
-        return await self._write(q.DELETE_WEBHOOK, params) > 0
-
-    async def query_webhooks(self, group_key: UUID, query: Query) -> Page[Webhook]:
-        """Filter, order and page this group's webhooks."""
-        params = {"group_key": str(group_key)}
-        rows, total = await self._page(q.WEBHOOKS, "group_key = :group_key", params, query)
-        return Page(decode_rows(Webhook, rows), total)
 
     async def expire_webhooks(self, now: datetime) -> list[Webhook]:
         """Make expired Active webhooks Inactive and park their notifications."""
@@ -341,56 +300,10 @@ class SqliteStore(Store):
                 _change_status(conn, str(hook.webhook_id), change, at)
                 conn.execute(q.TOUCH_WEBHOOK, {"webhook_id": str(hook.webhook_id), "now": at})
                 ids = {"webhook_id": str(hook.webhook_id), "group_key": str(hook.group_key)}
-                expired.append(decode(Webhook, conn.execute(q.GET_WEBHOOK, ids).fetchone()))
+                expired.append(decode(Webhook, conn.execute(shared.GET_WEBHOOK, ids).fetchone()))
             return expired
 
         return await self._atomically(apply)
-
-    # -- Rules --------------------------------------------------------------------------------
-    async def add_rules(self, rules: Sequence[WebhookRule]) -> None:
-        """Insert all or none."""
-        async with self._transaction() as conn:
-            await conn.executemany(q.INSERT_RULE, [encode(r) for r in rules])
-
-    async def get_rule(self, group_key: UUID, rule_id: UUID) -> WebhookRule | None:
-        """One rule of this group."""
-        params = {"group_key": str(group_key), "webhook_rule_id": str(rule_id)}
-        return await self._one(WebhookRule, q.GET_RULE, params)
-
-    async def update_rule(self, rule: WebhookRule) -> bool:
-        """Replace the stored rule; False if gone."""
-        return await self._write(q.UPDATE_RULE, encode(rule)) > 0
-
-    async def delete_rule(self, group_key: UUID, rule_id: UUID) -> bool:
-        """Delete a rule; False if not found."""
-        params = {"group_key": str(group_key), "webhook_rule_id": str(rule_id)}
-        return await self._write(q.DELETE_RULE, params) > 0
-
-    async def query_rules(self, group_key: UUID, query: Query) -> Page[WebhookRule]:
-        """Filter, order and page this group's rules."""
-        params = {"group_key": str(group_key)}
-        rows, total = await self._page(q.RULES, "group_key = :group_key", params, query)
-        return Page(decode_rows(WebhookRule, rows), total)
-
-    async def rules_for_webhooks(
-        self, group_key: UUID, webhook_ids: Sequence[UUID]
-    ) -> dict[UUID, list[WebhookRule]]:
-        """The rules of each of these webhooks (every id is a key, possibly with no rules)."""
-        found: dict[UUID, list[WebhookRule]] = {w: [] for w in webhook_ids}
-        params = {"group_key": str(group_key), "webhook_ids": _json_ids(webhook_ids)}
-        for row in await self._rows(q.RULES_FOR_WEBHOOKS, params):
-            rule = decode(WebhookRule, row)
-            found[rule.webhook_id].append(rule)
-        return found
-
-    async def matching_rules(
-        self, group_key: UUID, table_key: str, event_type: str
-    ) -> list[tuple[WebhookRule, Webhook]]:
-        """Rules (with their webhooks) for this table and event type, by index lookup."""
-        params = {"group_key": str(group_key), "table_key": table_key, "event_type": event_type}
-        rows = await self._rows(q.MATCHING_RULES, params)
-        rules, hooks = decode_rows(WebhookRule, rows), decode_rows(Webhook, rows, "w_")
-        return list(zip(rules, hooks, strict=True))
 
     # -- Events and notifications -------------------------------------------------------------
     async def add_events(
@@ -461,14 +374,7 @@ class SqliteStore(Store):
 
     async def release_leases(self, lease_owner: str) -> int:
         """Give back every lease this owner holds (graceful shutdown)."""
-        return await self._write(q.RELEASE_LEASES, {"owner": lease_owner})
-
-    async def get_notification(
-        self, group_key: UUID, webhook_id: UUID, notification_id: UUID
-    ) -> Notification | None:
-        """One history row of this group's webhook."""
-        return await self._one(Notification, q.GET_NOTIFICATION,
-                               _ids(group_key, webhook_id, notification_id))  # fmt: skip
+        return await self._write(shared.RELEASE_LEASES, {"owner": lease_owner})
 
     async def requeue_notification(
         self, group_key: UUID, webhook_id: UUID, notification_id: UUID, now: datetime
@@ -481,7 +387,7 @@ class SqliteStore(Store):
         def apply(conn: sqlite3.Connection) -> Requeue:
             if conn.execute(q.REQUEUE_NOTIFICATION, params).rowcount:
                 return Requeue.QUEUED
-            row = conn.execute(q.NOTIFICATION_STATE, ids).fetchone()
+            row = conn.execute(shared.NOTIFICATION_STATE, ids).fetchone()
             if row is None:
                 return Requeue.NOT_FOUND
             if row[0] == NotificationState.SUCCEEDED.value:
@@ -489,34 +395,6 @@ class SqliteStore(Store):
             return Requeue.NOT_ACTIVE
 
         return await self._atomically(apply)
-
-    async def attempts(
-        self, group_key: UUID, webhook_id: UUID, notification_ids: Sequence[UUID]
-    ) -> dict[UUID, list[Attempt]]:
-        """The logged failed attempts of these notifications, in order."""
-        found: dict[UUID, list[Attempt]] = {n: [] for n in notification_ids}
-        params = {"group_key": str(group_key), "webhook_id": str(webhook_id),
-                  "ids": _json_ids(notification_ids)}  # fmt: skip
-        for attempt in decode_rows(Attempt, await self._rows(q.ATTEMPTS, params)):
-            found[attempt.notification_id].append(attempt)
-        return found
-
-    async def query_history(
-        self, group_key: UUID, webhook_id: UUID, query: Query
-    ) -> Page[Notification]:
-        """Filter and page one webhook's history (HISTORY_FIELDS)."""
-        where = "group_key = :group_key AND webhook_id = :webhook_id"
-        params = {"group_key": str(group_key), "webhook_id": str(webhook_id)}
-        rows, total = await self._page(q.HISTORY, where, params, query)
-        return Page(decode_rows(Notification, rows), total)
-
-    async def prune_history(self, succeeded_before: datetime) -> int:
-        """Delete successful notifications older than this (and events left with none)."""
-        params = {"before": stamp(succeeded_before)}
-        async with self._transaction() as conn:
-            pruned = (await conn.execute(q.PRUNE_HISTORY, params)).rowcount
-            await conn.execute(q.PRUNE_EVENTS, params)
-        return pruned
 
     async def check_invariants(self, now: datetime, *, repair: bool) -> dict[str, int]:
         """Count (and with `repair`, set right) notifications that break an invariant. They
@@ -534,33 +412,19 @@ class SqliteStore(Store):
                        for row in stray if row[1] in why]  # fmt: skip
 
             def apply(conn: sqlite3.Connection) -> None:
-                conn.executemany(q.RELEASE_ONE, released)
-                conn.executemany(q.PARK_ONE, parking)
+                conn.executemany(shared.RELEASE_ONE, released)
+                conn.executemany(shared.PARK_ONE, parking)
 
             await self._atomically(apply)
         return {"parked_of_active": len(parked), "pending_of_inactive": len(stray)}
 
-    async def delivery_stats(self, now: datetime) -> dict[str, float]:
-        """Queue depth by state, and for how many seconds the longest-waiting due notification
-        has been due."""
-        row = (await self._rows(q.DELIVERY_STATS))[0]
-        due = row["first_due"]
-        overdue = (now - datetime.fromisoformat(due)).total_seconds() if due else 0.0
-        stats = {state: float(row[state]) for state in ("pending", "parked", "failed", "succeeded")}
-        return {**stats, "overdue_seconds": max(overdue, 0.0)}
-
-    # -- Handshake codes ----------------------------------------------------------------------
-    async def take_handshake_nonce(self, nonce: str, expires: datetime) -> bool:
-        """Mark the nonce used: True the first time, False after (the insert finds it)."""
-        params = {"nonce": nonce, "expires": stamp(expires)}
-        return await self._write(q.TAKE_HANDSHAKE_NONCE, params) == 1
-
-    async def prune_handshake_nonces(self, now: datetime) -> int:
-        """Forget the nonces that expired by `now`; return how many."""
-        return await self._write(q.PRUNE_HANDSHAKE_NONCES, {"now": stamp(now)})
-
 
 _WAITING = (NotificationState.PENDING.value, NotificationState.PARKED.value)
+
+
+def _values(params: Params) -> Params:
+    """Parameters as SQLite stores their values (those already stored so pass unchanged)."""
+    return {name: q.to_sql(value) for name, value in params.items()}
 
 
 def _now() -> str:
@@ -655,7 +519,7 @@ def _change_status(
         conn.execute(q.PARK_PENDING, {"webhook_id": webhook_id, "now": now,
                                       "message": message, "keep": None})  # fmt: skip
     else:
-        conn.execute(q.RELEASE_PARKED, {"webhook_id": webhook_id, "now": now,
+        conn.execute(shared.RELEASE_PARKED, {"webhook_id": webhook_id, "now": now,
                                         "message": lifecycle.RELEASED_MESSAGE})  # fmt: skip
 
 
@@ -673,7 +537,7 @@ def _record(conn: sqlite3.Connection, outcomes: Sequence[AttemptOutcome], now: s
     parks = [_park_others(outcome, hook, done, now)
              for outcome, hook, done in settled if done.park_webhook]  # fmt: skip
     for sql, rows in ((q.SETTLE_ATTEMPT, attempts), (q.SETTLE_UNSENT, unsent),
-                      (q.LOG_ATTEMPT, logged), (q.SETTLE_LIFECYCLE, changes),
+                      (shared.LOG_ATTEMPT, logged), (q.SETTLE_LIFECYCLE, changes),
                       (q.PARK_PENDING, parks)):  # fmt: skip
         if rows:
             conn.executemany(sql, rows)

@@ -1,8 +1,8 @@
-"""The SQLite store's SQL, by name, and how records map to rows.
+"""The SQLite store's own SQL, by name, and how records map to rows.
 
-Parameters are named (`:name`); column names are the record field names. Query templates take
-`{where}` and `{order}` only from `gateway.store.filter_sql` (`where_filter`, `order_by`),
-which emit whitelisted columns and placeholders, never user text.
+The statements both dialects share are in `gateway.store.queries`; here are the ones that
+differ (JSON id lists, the delivery path's positional batches, pragmas). Parameters are named
+(`:name`); column names are the record field names.
 
 Values: datetimes are fixed-width ISO-8601 UTC text (so text order is time order), UUIDs lowercase
 text, booleans 0/1, records JSON text.
@@ -15,7 +15,7 @@ import functools
 import operator
 import re
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,20 +41,12 @@ from gateway.models import (
     WebhookRule,
     WebhookStatus,
 )
-from gateway.store.base import (
-    HISTORY_DEFAULT_ORDER,
-    HISTORY_FIELDS,
-    RULE_DEFAULT_ORDER,
-    RULE_FIELDS,
-    WEBHOOK_DEFAULT_ORDER,
-    WEBHOOK_FIELDS,
-)
-from gateway.store.filter_sql import Listing, whitelist
+from gateway.store import queries as shared
 
 MIGRATIONS = Path(__file__).parent / "migrations" / "sqlite"
 R = TypeVar("R", ApiKey, Webhook, WebhookRule, Notification, Attempt)
 E = TypeVar("E", bound=enum.Enum)
-Params = dict[str, Any]
+Params = Mapping[str, Any]
 
 # The writer's: journal_mode waits out another process (sqlite3.connect's 5 s timeout) before
 # busy_timeout drops to 0, after which SqliteStore._begin does the waiting itself.
@@ -75,15 +67,6 @@ CREATE_MIGRATIONS = (
     "(version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
 )
 APPLIED_VERSIONS = "SELECT version FROM schema_migrations ORDER BY version"
-IS_APPLIED = "SELECT 1 FROM schema_migrations WHERE version = :version"
-RECORD_MIGRATION = "INSERT INTO schema_migrations (version, applied_at) VALUES (:version, :now)"
-PING = "SELECT 1"
-
-
-def _columns(names: str) -> tuple[str, str]:
-    """A column list and its matching named-placeholder list."""
-    cols = [c.strip() for c in names.split(",")]
-    return ", ".join(cols), ", ".join(f":{c}" for c in cols)
 
 
 def _positions(columns: Sequence[str]) -> str:
@@ -100,36 +83,7 @@ def _numbered(names: Sequence[str], sql: str) -> str:
     return sql
 
 
-def _assignments(names: str, *, skip: tuple[str, ...]) -> str:
-    return ", ".join(f"{c} = :{c}" for c in (c.strip() for c in names.split(",")) if c not in skip)
-
-
-# -- API keys -------------------------------------------------------------------------------
-_KEY_COLS, _KEY_VALUES = _columns(
-    "api_key_id, group_key, group_name, key_hash, scopes, created, revoked"
-)
-INSERT_API_KEY = f"INSERT INTO api_keys ({_KEY_COLS}) VALUES ({_KEY_VALUES})"
-API_KEY_BY_HASH = f"SELECT {_KEY_COLS} FROM api_keys WHERE key_hash = :key_hash"
-LIST_API_KEYS = f"SELECT {_KEY_COLS} FROM api_keys ORDER BY created, api_key_id"
-REVOKE_API_KEY = "UPDATE api_keys SET revoked = :revoked WHERE api_key_id = :api_key_id"
-GROUP_KEY_FOR_NAME = (
-    "SELECT group_key FROM api_keys WHERE group_name = :group_name ORDER BY created LIMIT 1"
-)
-
 # -- Webhooks -------------------------------------------------------------------------------
-_HOOK_NAMES = (
-    "webhook_id, group_key, name, status_code, status_message, client_secret, "
-    "request_content_type, callback_http_method, callback_url, expiration_date, retry_count, "
-    "created, created_user_id, modified, modified_user_id, partition_key, failure_count, "
-    "previous_secret, previous_secret_expires, status_reason"
-)
-HOOK_COLS, _HOOK_VALUES = _columns(_HOOK_NAMES)
-INSERT_WEBHOOK = f"INSERT INTO webhooks ({HOOK_COLS}) VALUES ({_HOOK_VALUES})"
-GET_WEBHOOK = (
-    f"SELECT {HOOK_COLS} FROM webhooks WHERE webhook_id = :webhook_id AND group_key = :group_key"
-)
-GET_WEBHOOK_ANY_GROUP = f"SELECT {HOOK_COLS} FROM webhooks WHERE webhook_id = :webhook_id"
-WEBHOOK_EXISTS = "SELECT 1 FROM webhooks WHERE webhook_id = :webhook_id AND group_key = :group_key"
 
 
 def edit_webhook(values: Iterable[str], expect: Iterable[str]) -> str:
@@ -160,14 +114,8 @@ REGENERATE_SECRET = (
     "previous_secret_expires = :previous_until, modified = :now, modified_user_id = :user_id "
     "WHERE webhook_id = :webhook_id AND group_key = :group_key"
 )
-DELETE_WEBHOOK = "DELETE FROM webhooks WHERE webhook_id = :webhook_id AND group_key = :group_key"
-QUERY_WEBHOOKS = (
-    f"SELECT {HOOK_COLS} FROM webhooks WHERE {{where}} ORDER BY {{order}} "
-    "LIMIT :limit OFFSET :offset"
-)
-COUNT_WEBHOOKS = "SELECT count(*) FROM webhooks WHERE {where}"
 EXPIRING = (
-    f"SELECT {HOOK_COLS} FROM webhooks "
+    f"SELECT {shared.HOOK_COLS} FROM webhooks "
     "WHERE status_code = 'Active' AND expiration_date IS NOT NULL AND expiration_date <= :now"
 )
 TOUCH_WEBHOOK = "UPDATE webhooks SET modified = :now WHERE webhook_id = :webhook_id"
@@ -186,40 +134,10 @@ RESERVE_SEQUENCES = (
 )
 
 # -- Rules ----------------------------------------------------------------------------------
-_RULE_NAMES = (
-    "webhook_rule_id, webhook_id, group_key, table_key, event_type, filter, created, "
-    "created_user_id, modified, modified_user_id"
-)
-RULE_COLS, _RULE_VALUES = _columns(_RULE_NAMES)
-_RULE_COLS_R = ", ".join(f"r.{c}" for c in RULE_COLS.split(", "))
-_HOOK_COLS_W = ", ".join(f"w.{c} AS w_{c}" for c in HOOK_COLS.split(", "))
-INSERT_RULE = f"INSERT INTO webhook_rules ({RULE_COLS}) VALUES ({_RULE_VALUES})"
-GET_RULE = (
-    f"SELECT {RULE_COLS} FROM webhook_rules "
-    "WHERE webhook_rule_id = :webhook_rule_id AND group_key = :group_key"
-)
-UPDATE_RULE = (
-    f"UPDATE webhook_rules SET {_assignments(_RULE_NAMES, skip=('webhook_rule_id', 'group_key'))} "
-    "WHERE webhook_rule_id = :webhook_rule_id AND group_key = :group_key"
-)
-DELETE_RULE = (
-    "DELETE FROM webhook_rules WHERE webhook_rule_id = :webhook_rule_id AND group_key = :group_key"
-)
-QUERY_RULES = (
-    f"SELECT {RULE_COLS} FROM webhook_rules WHERE {{where}} ORDER BY {{order}} "
-    "LIMIT :limit OFFSET :offset"
-)
-COUNT_RULES = "SELECT count(*) FROM webhook_rules WHERE {where}"
 RULES_FOR_WEBHOOKS = (
-    f"SELECT {RULE_COLS} FROM webhook_rules WHERE group_key = :group_key "
+    f"SELECT {shared.RULE_COLS} FROM webhook_rules WHERE group_key = :group_key "
     "AND webhook_id IN (SELECT value FROM json_each(:webhook_ids)) "
     "ORDER BY created, webhook_rule_id"
-)
-MATCHING_RULES = (
-    f"SELECT {_RULE_COLS_R}, {_HOOK_COLS_W} FROM webhook_rules r "
-    "JOIN webhooks w ON w.webhook_id = r.webhook_id "
-    "WHERE r.group_key = :group_key AND r.table_key = :table_key AND r.event_type = :event_type "
-    "ORDER BY r.created, r.webhook_rule_id"
 )
 
 # -- Events and notifications ---------------------------------------------------------------
@@ -229,14 +147,7 @@ EVENT_COLUMNS = ("event_id", "group_key", "table_key", "event_type", "records", 
 INSERT_EVENT = (
     f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) VALUES ({_positions(EVENT_COLUMNS)})"
 )
-_NOTE_NAMES = (
-    "notification_id, group_key, webhook_id, event_id, table_key, event_type, event_type_label, "
-    "records, sequence, triggered_at, state, next_attempt_at, created, attempts, lease_until, "
-    "lease_owner, request_sent, is_successful, response_status_code, process_result_message, "
-    "request_message, response_message, timestamp"
-)
-NOTE_COLUMNS = tuple(c.strip() for c in _NOTE_NAMES.split(","))
-NOTE_COLS = ", ".join(NOTE_COLUMNS)
+NOTE_COLUMNS, NOTE_COLS = shared.NOTE_COLUMNS, shared.NOTE_COLS
 INSERT_NOTIFICATION = f"INSERT INTO notifications ({NOTE_COLS}) VALUES ({_positions(NOTE_COLUMNS)})"
 # Where add_events reads and numbers a notification row.
 ROW_GROUP = NOTE_COLUMNS.index("group_key")
@@ -266,7 +177,8 @@ LEASES = (
     "WHERE notification_id IN (SELECT value FROM json_each(:ids))"
 )
 WEBHOOKS_BY_ID = (
-    f"SELECT {HOOK_COLS} FROM webhooks WHERE webhook_id IN (SELECT value FROM json_each(:ids))"
+    f"SELECT {shared.HOOK_COLS} FROM webhooks "
+    "WHERE webhook_id IN (SELECT value FROM json_each(:ids))"
 )
 # Bound by position, one row per settled notification (settled_row), like the inserts above:
 # an attempt replaces the last attempt's fields on the row.
@@ -294,13 +206,6 @@ SETTLE_UNSENT = (
     "lease_owner = NULL, lease_until = NULL "
     "WHERE notification_id = :notification_id AND lease_owner = :lease_owner"
 )
-# Failed attempts go to the log too, numbered by the row's count (already increased).
-LOG_ATTEMPT = (
-    "INSERT INTO attempts (notification_id, attempt, timestamp, response_status_code, "
-    "process_result_message, request_message, response_message) "
-    "SELECT notification_id, attempts, timestamp, response_status_code, process_result_message, "
-    "request_message, response_message FROM notifications WHERE notification_id = :notification_id"
-)
 SETTLE_LIFECYCLE = (
     "UPDATE webhooks SET failure_count = :failure_count, status_code = :status_code, "
     "status_message = :status_message, status_reason = :status_reason, "
@@ -313,21 +218,6 @@ PARK_PENDING = (
     "process_result_message = :message "
     "WHERE webhook_id = :webhook_id AND state = 'pending' AND notification_id IS NOT :keep"
 )
-# Releasing clears leases: a worker that still holds one of them dropped it when it learned the
-# webhook left Active; if it did not, its outcome is refused and the notification goes again.
-RELEASE_PARKED = (
-    "UPDATE notifications SET state = 'pending', next_attempt_at = :now, timestamp = :now, "
-    "process_result_message = :message, lease_owner = NULL, lease_until = NULL "
-    "WHERE webhook_id = :webhook_id AND state = 'parked'"
-)
-RELEASE_LEASES = (
-    "UPDATE notifications SET lease_owner = NULL, lease_until = NULL "
-    "WHERE state = 'pending' AND lease_owner = :owner"
-)
-GET_NOTIFICATION = (
-    f"SELECT {NOTE_COLS} FROM notifications WHERE notification_id = :notification_id "
-    "AND webhook_id = :webhook_id AND group_key = :group_key"
-)
 # Guarded by the webhook being Active in the same statement: a hand retry never sends to a
 # webhook that is not, and never touches the recorded attempt.
 REQUEUE_NOTIFICATION = (
@@ -337,10 +227,6 @@ REQUEUE_NOTIFICATION = (
     "AND group_key = :group_key AND state IN ('pending', 'parked', 'failed') "
     "AND EXISTS (SELECT 1 FROM webhooks w WHERE w.webhook_id = :webhook_id "
     "AND w.status_code = 'Active' AND (w.expiration_date IS NULL OR w.expiration_date > :now))"
-)
-NOTIFICATION_STATE = (
-    "SELECT state FROM notifications WHERE notification_id = :notification_id "
-    "AND webhook_id = :webhook_id AND group_key = :group_key"
 )
 ATTEMPTS = (
     "SELECT a.notification_id, a.attempt, a.timestamp, a.response_status_code, "
@@ -354,88 +240,18 @@ ATTEMPTS = (
 # are read from the webhooks' side: the parked ones of each Active webhook (an index probe
 # each), the pending ones of each webhook that is not Active (usually none). A scan of every
 # pending row would read a whole backlog once a minute. The repairs check again, row by row.
-_IS_ACTIVE = "w.status_code = 'Active' AND (w.expiration_date IS NULL OR w.expiration_date > :now)"
 # CROSS JOIN: SQLite then reads the webhooks first, as written, rather than a partial index of
 # every parked or pending row.
 PARKED_OF_ACTIVE = (
     "SELECT n.notification_id, n.webhook_id FROM webhooks w "
     "CROSS JOIN notifications n ON n.webhook_id = w.webhook_id AND n.state = 'parked' "
-    f"WHERE {_IS_ACTIVE}"
+    f"WHERE {shared.IS_ACTIVE}"
 )
 PENDING_OF_INACTIVE = (
     "SELECT n.notification_id, n.webhook_id FROM webhooks w "
     "CROSS JOIN notifications n ON n.webhook_id = w.webhook_id AND n.state = 'pending' "
-    f"WHERE NOT ({_IS_ACTIVE}) AND (n.lease_until IS NULL OR n.lease_until <= :now)"
+    f"WHERE NOT ({shared.IS_ACTIVE}) AND (n.lease_until IS NULL OR n.lease_until <= :now)"
 )
-_ACTIVE_OWNER = (
-    "EXISTS (SELECT 1 FROM webhooks w WHERE w.webhook_id = notifications.webhook_id "
-    f"AND {_IS_ACTIVE})"
-)
-RELEASE_ONE = (
-    "UPDATE notifications SET state = 'pending', next_attempt_at = :now, timestamp = :now, "
-    "process_result_message = :message, lease_owner = NULL, lease_until = NULL "
-    f"WHERE notification_id = :notification_id AND state = 'parked' AND {_ACTIVE_OWNER}"
-)
-PARK_ONE = (
-    "UPDATE notifications SET state = 'parked', timestamp = :now, "
-    "process_result_message = :message "
-    "WHERE notification_id = :notification_id AND state = 'pending' "
-    f"AND (lease_until IS NULL OR lease_until <= :now) AND NOT {_ACTIVE_OWNER}"
-)
-QUERY_HISTORY = (
-    f"SELECT {NOTE_COLS} FROM notifications WHERE {{where}} ORDER BY {{order}} "
-    "LIMIT :limit OFFSET :offset"
-)
-COUNT_HISTORY = "SELECT count(*) FROM notifications WHERE {where}"
-PRUNE_HISTORY = "DELETE FROM notifications WHERE state = 'succeeded' AND timestamp < :before"
-# Events whose notifications are all gone serve nobody once they are older than the cutoff.
-PRUNE_EVENTS = (
-    "DELETE FROM events WHERE created < :before "
-    "AND NOT EXISTS (SELECT 1 FROM notifications n WHERE n.event_id = events.event_id)"
-)
-DELIVERY_STATS = (
-    "SELECT (SELECT count(*) FROM notifications WHERE state = 'pending') AS pending, "
-    "(SELECT count(*) FROM notifications WHERE state = 'parked') AS parked, "
-    "(SELECT count(*) FROM notifications WHERE state = 'failed') AS failed, "
-    "(SELECT count(*) FROM notifications WHERE state = 'succeeded') AS succeeded, "
-    "(SELECT min(next_attempt_at) FROM notifications WHERE state = 'pending') AS first_due"
-)
-
-# -- Handshake nonces ------------------------------------------------------------------------
-TAKE_HANDSHAKE_NONCE = (
-    "INSERT INTO handshake_nonces (nonce, expires) VALUES (:nonce, :expires) "
-    "ON CONFLICT (nonce) DO NOTHING"
-)
-PRUNE_HANDSHAKE_NONCES = "DELETE FROM handshake_nonces WHERE expires <= :now"
-
-# -- Filterable columns: lowercase wire name -> SQL -------------------------------------------
-_WEBHOOK_SQL = {
-    "webhookid": "webhook_id", "groupkey": "group_key", "name": "name",
-    "statuscode": "status_code", "statusmessage": "status_message",
-    "requestcontenttype": "request_content_type", "callbackhttpmethod": "callback_http_method",
-    "callbackurl": "callback_url", "expirationdate": "expiration_date",
-    "retrycount": "retry_count", "created": "created", "createduserid": "created_user_id",
-    "modified": "modified", "modifieduserid": "modified_user_id", "partitionkey": "partition_key",
-}  # fmt: skip
-_RULE_SQL = {
-    "webhookruleid": "webhook_rule_id", "webhookid": "webhook_id", "groupkey": "group_key",
-    "tablekey": "table_key", "eventtype": "event_type", "filter": "filter", "created": "created",
-    "createduserid": "created_user_id", "modified": "modified",
-    "modifieduserid": "modified_user_id",
-}  # fmt: skip
-_HISTORY_SQL = {
-    "webhookhistoryid": "notification_id", "webhookid": "webhook_id", "groupkey": "group_key",
-    "eventtype": "event_type_label", "requestsent": "request_sent",
-    "issuccessful": "is_successful", "responsestatuscode": "response_status_code",
-    "processresultmessage": "process_result_message",
-    # As the wire shows it: every attempt but a final successful one counts as a failure.
-    "failurecount": "(attempts - is_successful)", "timestamp": "timestamp",
-}  # fmt: skip
-
-
-WEBHOOK_COLUMNS = whitelist(_WEBHOOK_SQL, WEBHOOK_FIELDS)
-RULE_COLUMNS = whitelist(_RULE_SQL, RULE_FIELDS)
-HISTORY_COLUMNS = whitelist(_HISTORY_SQL, HISTORY_FIELDS)
 
 
 # -- Values and rows --------------------------------------------------------------------------
@@ -672,18 +488,13 @@ def decode_rows(cls: type[R], rows: Sequence[sqlite3.Row], prefix: str = "") -> 
     ]  # fmt: skip
 
 
-WEBHOOKS = Listing(QUERY_WEBHOOKS, COUNT_WEBHOOKS, WEBHOOK_COLUMNS,
-                     WEBHOOK_DEFAULT_ORDER, "webhook_id")  # fmt: skip
-RULES = Listing(QUERY_RULES, COUNT_RULES, RULE_COLUMNS, RULE_DEFAULT_ORDER,
-                  "webhook_rule_id")  # fmt: skip
-HISTORY = Listing(QUERY_HISTORY, COUNT_HISTORY, HISTORY_COLUMNS, HISTORY_DEFAULT_ORDER,
-                    "notification_id")  # fmt: skip
+WEBHOOKS, RULES = shared.WEBHOOKS, shared.RULES
+HISTORY = shared.history("is_successful")
 
 
 def migration_files() -> list[tuple[int, str]]:
-    """(version, SQL) of every migration file, in order: 0001_initial.sql is version 1."""
-    files = sorted(MIGRATIONS.glob("[0-9][0-9][0-9][0-9]_*.sql"))
-    return [(int(f.name[:4]), f.read_text(encoding="utf-8")) for f in files]
+    """(version, SQL) of every migration of this dialect, in order."""
+    return shared.migration_files(MIGRATIONS)
 
 
 def statements(script: str) -> Iterable[str]:

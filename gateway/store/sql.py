@@ -1,0 +1,239 @@
+"""`SqlStore`: the store's domain methods written once for both SQL dialects.
+
+A method whose statements are the same on SQLite and PostgreSQL once each dialect's query
+module has named them (`gateway.store.sqlite_queries`, `gateway.store.postgres_queries`: the
+same names, `:name` parameters) lives here, over a few primitives each dialect provides: read
+rows, write one statement or several in one transaction, encode a record, decode rows, and the
+values a driver differs on (a list of ids, a UUID or a time read back). Parameters are passed
+as Python values (UUID, datetime, enums); each dialect makes them its driver's.
+
+What stays in `SqliteStore` and `PostgresStore` is what differs: connections, migrations,
+transactions and their retries, and the delivery path, where SQLite runs each transaction
+whole on the writer's thread and PostgreSQL locks webhooks first and notifies other processes.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Collection, Mapping, Sequence
+from datetime import datetime
+from types import ModuleType
+from typing import Any, ClassVar, TypeVar
+from uuid import UUID
+
+from gateway.models import ApiKey, Attempt, Notification, Webhook, WebhookRule
+from gateway.store import queries as shared
+from gateway.store.base import Page, Query, Store
+from gateway.store.filter_sql import Listing, order_by, where_filter
+
+R = TypeVar("R", ApiKey, Webhook, WebhookRule, Notification, Attempt)
+Params = Mapping[str, Any]
+_DELIVERY_STATES = ("pending", "parked", "failed", "succeeded")
+
+
+class SqlStore(Store, abc.ABC):
+    """The domain methods both SQL stores share; subclasses give the primitives below."""
+
+    q: ClassVar[ModuleType]  # the dialect's named queries
+
+    # -- Primitives, one implementation per dialect --------------------------------------------
+    # A statement is the text of a shared one (gateway.store.queries) or the dialect's own.
+    @abc.abstractmethod
+    async def _rows(self, sql: Any, params: Params | None = None) -> Sequence[Any]:
+        """The rows one statement reads, outside any write transaction."""
+
+    @abc.abstractmethod
+    async def _write(self, sql: Any, params: Params) -> int:
+        """Run one statement in its own transaction; how many rows it changed."""
+
+    @abc.abstractmethod
+    async def _write_in_one(self, statements: Sequence[tuple[Any, Params]]) -> list[int]:
+        """Run these statements in one transaction; how many rows each changed."""
+
+    @abc.abstractmethod
+    async def _insert_all(self, sql: Any, rows: Sequence[Params]) -> None:
+        """Run one statement for each set of parameters, all in one transaction."""
+
+    @abc.abstractmethod
+    def _decode_rows(self, cls: type[R], rows: Sequence[Any], prefix: str = "") -> list[R]:
+        """The records of this type in `rows` (columns named `prefix` + field name)."""
+
+    @abc.abstractmethod
+    def _encode(self, record: Any) -> Params:
+        """A record's fields as named parameters."""
+
+    @abc.abstractmethod
+    def _ids(self, ids: Collection[UUID]) -> Any:
+        """A list of ids as one parameter (`ids IN ...` in the dialect's queries)."""
+
+    @abc.abstractmethod
+    def _read_uuid(self, value: Any) -> UUID:
+        """A UUID column's value as read."""
+
+    @abc.abstractmethod
+    def _read_time(self, value: Any) -> datetime:
+        """A timestamp column's value as read (not null)."""
+
+    async def _one(self, cls: type[R], sql: Any, params: Params) -> R | None:
+        rows = await self._rows(sql, params)
+        return self._decode_rows(cls, rows[:1])[0] if rows else None
+
+    async def _page(
+        self, cls: type[R], listing: Listing, where: str, params: Params, query: Query
+    ) -> Page[R]:
+        extra, values = where_filter(listing.columns, query.filter, self.q.to_sql)
+        where, params = where + extra, {**params, **values}
+        total = (await self._rows(listing.count.format(where=where), params))[0][0]
+        select = listing.select.format(where=where, order=order_by(listing, query.order))
+        page = {"limit": query.page_size, "offset": query.page_size * query.page_number}
+        rows = await self._rows(select, {**params, **page})
+        return Page(self._decode_rows(cls, rows), total)
+
+    async def ping(self) -> None:
+        """Raise StoreError if the database does not answer."""
+        await self._rows(shared.PING)
+
+    # -- API keys -----------------------------------------------------------------------------
+    async def add_api_key(self, key: ApiKey) -> None:
+        """Store a new key (hashed)."""
+        await self._write(shared.INSERT_API_KEY, self._encode(key))
+
+    async def api_key_by_hash(self, key_hash: str) -> ApiKey | None:
+        """The key with this hash, revoked or not."""
+        return await self._one(ApiKey, shared.API_KEY_BY_HASH, {"key_hash": key_hash})
+
+    async def list_api_keys(self) -> list[ApiKey]:
+        """Every key, oldest first."""
+        return self._decode_rows(ApiKey, await self._rows(shared.LIST_API_KEYS))
+
+    async def revoke_api_key(self, api_key_id: UUID, when: datetime) -> bool:
+        """Mark a key revoked; False if there is no such key."""
+        params = {"api_key_id": api_key_id, "revoked": when}
+        return await self._write(shared.REVOKE_API_KEY, params) > 0
+
+    async def group_key_for_name(self, group_name: str) -> UUID | None:
+        """The group key already used for this group name, if any."""
+        rows = await self._rows(shared.GROUP_KEY_FOR_NAME, {"group_name": group_name})
+        return self._read_uuid(rows[0][0]) if rows else None
+
+    # -- Webhooks -----------------------------------------------------------------------------
+    async def add_webhooks(self, webhooks: Sequence[Webhook]) -> None:
+        """Insert all or none."""
+        await self._insert_all(shared.INSERT_WEBHOOK, [self._encode(w) for w in webhooks])
+
+    async def get_webhook(self, group_key: UUID, webhook_id: UUID) -> Webhook | None:
+        """One webhook of this group."""
+        params = {"group_key": group_key, "webhook_id": webhook_id}
+        return await self._one(Webhook, shared.GET_WEBHOOK, params)
+
+    async def get_webhook_any_group(self, webhook_id: UUID) -> Webhook | None:
+        """One webhook whatever its group (for the delivery worker only)."""
+        return await self._one(Webhook, shared.GET_WEBHOOK_ANY_GROUP, {"webhook_id": webhook_id})
+
+    async def delete_webhook(self, group_key: UUID, webhook_id: UUID) -> bool:
+        """Delete a webhook with its rules and notifications; False if not found."""
+        params = {"group_key": group_key, "webhook_id": webhook_id}
+        return await self._write(shared.DELETE_WEBHOOK, params) > 0
+
+    async def query_webhooks(self, group_key: UUID, query: Query) -> Page[Webhook]:
+        """Filter, order and page this group's webhooks."""
+        where, params = "group_key = :group_key", {"group_key": group_key}
+        return await self._page(Webhook, self.q.WEBHOOKS, where, params, query)
+
+    # -- Rules --------------------------------------------------------------------------------
+    async def add_rules(self, rules: Sequence[WebhookRule]) -> None:
+        """Insert all or none."""
+        await self._insert_all(shared.INSERT_RULE, [self._encode(r) for r in rules])
+
+    async def get_rule(self, group_key: UUID, rule_id: UUID) -> WebhookRule | None:
+        """One rule of this group."""
+        params = {"group_key": group_key, "webhook_rule_id": rule_id}
+        return await self._one(WebhookRule, shared.GET_RULE, params)
+
+    async def update_rule(self, rule: WebhookRule) -> bool:
+        """Replace the stored rule; False if gone."""
+        return await self._write(shared.UPDATE_RULE, self._encode(rule)) > 0
+
+    async def delete_rule(self, group_key: UUID, rule_id: UUID) -> bool:
+        """Delete a rule; False if not found."""
+        params = {"group_key": group_key, "webhook_rule_id": rule_id}
+        return await self._write(shared.DELETE_RULE, params) > 0
+
+    async def query_rules(self, group_key: UUID, query: Query) -> Page[WebhookRule]:
+        """Filter, order and page this group's rules."""
+        where, params = "group_key = :group_key", {"group_key": group_key}
+        return await self._page(WebhookRule, self.q.RULES, where, params, query)
+
+    async def rules_for_webhooks(
+        self, group_key: UUID, webhook_ids: Sequence[UUID]
+    ) -> dict[UUID, list[WebhookRule]]:
+        """The rules of each of these webhooks (every id is a key, possibly with no rules)."""
+        found: dict[UUID, list[WebhookRule]] = {w: [] for w in webhook_ids}
+        params = {"group_key": group_key, "webhook_ids": self._ids(webhook_ids)}
+        rows = await self._rows(self.q.RULES_FOR_WEBHOOKS, params)
+        for rule in self._decode_rows(WebhookRule, rows):
+            found[rule.webhook_id].append(rule)
+        return found
+
+    async def matching_rules(
+        self, group_key: UUID, table_key: str, event_type: str
+    ) -> list[tuple[WebhookRule, Webhook]]:
+        """Rules (with their webhooks) for this table and event type, by index lookup."""
+        params = {"group_key": group_key, "table_key": table_key, "event_type": event_type}
+        rows = await self._rows(shared.MATCHING_RULES, params)
+        rules, hooks = self._decode_rows(WebhookRule, rows), self._decode_rows(Webhook, rows, "w_")
+        return list(zip(rules, hooks, strict=True))
+
+    # -- History ------------------------------------------------------------------------------
+    async def get_notification(
+        self, group_key: UUID, webhook_id: UUID, notification_id: UUID
+    ) -> Notification | None:
+        """One history row of this group's webhook."""
+        params = {"group_key": group_key, "webhook_id": webhook_id,
+                  "notification_id": notification_id}  # fmt: skip
+        return await self._one(Notification, shared.GET_NOTIFICATION, params)
+
+    async def attempts(
+        self, group_key: UUID, webhook_id: UUID, notification_ids: Sequence[UUID]
+    ) -> dict[UUID, list[Attempt]]:
+        """The logged failed attempts of these notifications, in order."""
+        found: dict[UUID, list[Attempt]] = {n: [] for n in notification_ids}
+        params = {"group_key": group_key, "webhook_id": webhook_id,
+                  "ids": self._ids(notification_ids)}  # fmt: skip
+        for attempt in self._decode_rows(Attempt, await self._rows(self.q.ATTEMPTS, params)):
+            found[attempt.notification_id].append(attempt)
+        return found
+
+    async def query_history(
+        self, group_key: UUID, webhook_id: UUID, query: Query
+    ) -> Page[Notification]:
+        """Filter and page one webhook's history (HISTORY_FIELDS)."""
+        where = "group_key = :group_key AND webhook_id = :webhook_id"
+        params = {"group_key": group_key, "webhook_id": webhook_id}
+        return await self._page(Notification, self.q.HISTORY, where, params, query)
+
+    async def prune_history(self, succeeded_before: datetime) -> int:
+        """Delete successful notifications older than this (and events left with none)."""
+        params = {"before": succeeded_before}
+        statements = [(shared.PRUNE_HISTORY, params), (shared.PRUNE_EVENTS, params)]
+        pruned, _ = await self._write_in_one(statements)
+        return pruned
+
+    async def delivery_stats(self, now: datetime) -> dict[str, float]:
+        """Queue depth by state, and for how many seconds the longest-waiting due notification
+        has been due."""
+        row = (await self._rows(shared.DELIVERY_STATS))[0]
+        due = row["first_due"]
+        overdue = (now - self._read_time(due)).total_seconds() if due else 0.0
+        stats = {state: float(row[state]) for state in _DELIVERY_STATES}
+        return {**stats, "overdue_seconds": max(overdue, 0.0)}
+
+    # -- Handshake codes ----------------------------------------------------------------------
+    async def take_handshake_nonce(self, nonce: str, expires: datetime) -> bool:
+        """Mark the nonce used: True the first time, False after (the insert finds it)."""
+        params = {"nonce": nonce, "expires": expires}
+        return await self._write(shared.TAKE_HANDSHAKE_NONCE, params) == 1
+
+    async def prune_handshake_nonces(self, now: datetime) -> int:
+        """Forget the nonces that expired by `now`; return how many."""
+        return await self._write(shared.PRUNE_HANDSHAKE_NONCES, {"now": now})
