@@ -44,6 +44,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 from uuid import UUID
 
 from gateway import metrics
@@ -255,9 +256,16 @@ class Worker:
         if notes:
             self._held += len(notes)
             self._none_held.clear()
+        by_group: dict[int, list[Any]] = {}  # the group, and how many of its: one add each
         for note in notes:
             self._queues.setdefault(note.webhook_id.int, collections.deque()).append(note)
-            self._holdings.add(note.group_key)
+            counted = by_group.get(note.group_key.int)
+            if counted is None:
+                by_group[note.group_key.int] = [note.group_key, 1]
+            else:
+                counted[1] += 1
+        for group, count in by_group.values():
+            self._holdings.add(group, count)
         for webhook in {note.webhook_id.int for note in notes}:
             self._dispatch(webhook)
 
@@ -398,7 +406,9 @@ class Worker:
         # brings when the only due notifications belong to a saturated webhook or group.
         counted = self._holdings.counted(self._held)
         below_batch = counted == self.settings.claim_batch_size - 1
-        unsaturated = self._held_for(webhook) == 2 * self.settings.per_webhook_concurrency - 1
+        queue = self._queues.get(webhook)  # _held_for, written out: once per notification
+        held = (len(queue) if queue else 0) + self._active.get(webhook, 0)
+        unsaturated = held == 2 * self.settings.per_webhook_concurrency - 1
         if below_batch or unsaturated or group_freed:
             self._wake.set()
 

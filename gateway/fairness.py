@@ -45,6 +45,7 @@ class ReadyQueue:
         self._share = cap  # share(), kept as the number of busy groups changes
         self._count = 0  # ready, all groups
         self._idle: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._woken = 0  # idle senders woken that have not looked yet
         self._returning = 0  # senders that finished a send and will take their next themselves
 
     def __len__(self) -> int:
@@ -105,8 +106,10 @@ class ReadyQueue:
                 await waiter
             except asyncio.CancelledError:
                 if waiter.done() and not waiter.cancelled():
+                    self._woken -= 1
                     self._wake(1)  # woken and cancelled at once: pass the wake on
                 raise
+            self._woken -= 1
         return note
 
     def keeps_slot(self, group_key: UUID) -> bool:
@@ -135,7 +138,9 @@ class ReadyQueue:
         group's in turn), if any; an idle sender is woken if more could be taken."""
         self._returning -= 1
         note = self.get_nowait()
-        if note is not None and self._count and self._takeable():
+        # Not when the senders already woken could take all that is ready: one woken for
+        # nothing finds nothing and waits again, a future and a task switch spent.
+        if note is not None and self._count > self._woken and self._takeable():
             self._wake(1)
         return note
 
@@ -172,6 +177,7 @@ class ReadyQueue:
             waiter = self._idle.popleft()
             if not waiter.done():
                 waiter.set_result(None)
+                self._woken += 1
                 count -= 1
 
 

@@ -112,6 +112,22 @@ async def test_an_idle_sender_wakes_for_a_notification_of_a_group_below_its_shar
     assert await asyncio.wait_for(waiting, 5) is second
 
 
+async def test_a_returning_sender_wakes_an_idle_one_for_what_it_leaves_ready() -> None:
+    ready = ReadyQueue(senders=4, cap=4)
+    ready.put(note(A))
+    assert ready.get_nowait() is not None  # one sender sends
+    for _ in range(2):  # twice: a wake is counted until the woken sender looks, then no more
+        idle = asyncio.create_task(ready.get())
+        await asyncio.sleep(0)
+        ready.done(A, returning=True)  # it finished, and takes its next itself...
+        mine, left = note(A), note(A)
+        ready.put(mine)
+        ready.put(left)
+        assert ready.take_returning() is mine  # ...and wakes the idle one for the other
+        assert await asyncio.wait_for(idle, 1) is left
+        ready.done(A)
+
+
 def test_clear_takes_what_is_ready_and_frees_the_shares() -> None:
     ready = ReadyQueue(senders=4, cap=4)
     notes = [note(A), note(B), note(B)]
