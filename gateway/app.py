@@ -25,10 +25,12 @@ from gateway.handshake import HandshakeCodes
 from gateway.models import utcnow
 from gateway.netguard import AddressPolicy, Resolver
 from gateway.outbound import Outbound
+from gateway.publishing import Publishing
 from gateway.ratelimit import RateLimiter
 from gateway.sender import Sender
 from gateway.store import store_for_url
 from gateway.store.base import INVARIANTS, Store
+from gateway.wakeup import Wakeup
 
 if TYPE_CHECKING:
     from gateway.worker_main import WorkerPool
@@ -97,8 +99,7 @@ async def metrics_text(request: Request) -> Response:
     """Prometheus metrics, with queue figures read from the store at scrape time."""
     ctx: Context = request.app.state.ctx
     metrics.observe_queue(await ctx.store.delivery_stats(ctx.clock()))
-    pool = ctx.worker_pool
-    body, content_type = metrics.exposition(pool.metrics_dir if pool else None)
+    body, content_type = metrics.exposition(ctx.metrics_dir)
     return Response(body, media_type=content_type)
 
 
@@ -206,6 +207,7 @@ def create_app(
                     per_group=settings.per_group_handshakes,
                 )
             )
+            wakeup = Wakeup(*([worker_pool] if worker_pool is not None else []))
             ctx = Context(
                 settings=settings,
                 store=opened,
@@ -213,7 +215,9 @@ def create_app(
                 codes=HandshakeCodes(settings.secret_key or "", opened),
                 limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
                 sender=Sender(settings, outbound, opened, utcnow),
-                worker_pool=worker_pool,
+                wakeup=wakeup,
+                publishing=Publishing(opened, wakeup),
+                metrics_dir=worker_pool.metrics_dir if worker_pool is not None else None,
             )
             app.state.ctx = ctx
             stop = asyncio.Event()
@@ -223,8 +227,9 @@ def create_app(
                 sending = await stack.enter_async_context(
                     Outbound(policy=policy, resolver=resolver)
                 )
-                ctx.worker = Worker(settings, opened, sending)
-                background.append(asyncio.create_task(ctx.worker.run(stop)))
+                worker = Worker(settings, opened, sending)
+                ctx.worker = worker
+                background.append(asyncio.create_task(worker.run(stop)))
             try:
                 yield
             finally:

@@ -18,7 +18,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 
-from gateway import config, heap, logs
+from gateway import config, heap, logs, wakeup
 from gateway.config import Settings
 from gateway.delivery import Worker
 from gateway.errors import GatewayError
@@ -49,11 +49,6 @@ async def _run(settings: Settings, *, parent_stdin: bool) -> None:
         await worker.run(stop)
 
 
-# What serve writes to its worker processes: lines. An empty line: new notifications are due.
-# A webhook id (32 hex digits): that webhook changed (paused, reactivated, new secret).
-WAKE = b"\n"
-
-
 def _follow_parent(
     loop: asyncio.AbstractEventLoop, worker: Worker, stop: asyncio.Event, fd: int = STDIN
 ) -> None:
@@ -77,7 +72,7 @@ def _follow_parent(
             pending.extend(data)
             *lines, rest = pending.split(b"\n")
             pending[:] = rest
-            _heard(worker, lines)
+            wakeup.heard(worker, lines)
             return
         loop.remove_reader(fd)
         if not stop.is_set():
@@ -85,20 +80,6 @@ def _follow_parent(
             stop.set()
 
     loop.add_reader(fd, readable)
-
-
-def _heard(worker: Worker, lines: list[bytearray]) -> None:
-    wake = False
-    for line in lines:
-        if not line:
-            wake = True
-            continue
-        try:
-            worker.webhook_changed(uuid.UUID(hex=line.decode("ascii")))
-        except ValueError:
-            log.warning("unreadable line from serve", extra={"line": line[:64].hex()})
-    if wake:
-        worker.wake()
 
 
 def run_worker(settings: Settings, *, parent_stdin: bool = False) -> int:
@@ -228,11 +209,11 @@ class WorkerPool:
 
     def wake(self) -> None:
         """New notifications are due: a wake-up to each worker process (`_follow_parent`)."""
-        self._tell(WAKE)
+        self._tell(wakeup.WAKE)
 
     def webhook_changed(self, webhook_id: uuid.UUID) -> None:
         """A webhook changed: each worker process reads it afresh before its next send."""
-        self._tell(webhook_id.hex.encode("ascii") + b"\n")
+        self._tell(wakeup.line_for(webhook_id))
 
     def _tell(self, line: bytes) -> None:
         """Write a line to each worker process. Called on serve's event loop while the watcher

@@ -81,7 +81,7 @@ async def retry(request: Request) -> Response:
         raise ValidationError.field("webhookHistoryId", "was delivered; only failed ones retry")
     if found is Requeue.NOT_ACTIVE:
         raise Conflict(await _not_active(ctx, group_key, webhook_id))
-    ctx.wake_workers()
+    ctx.wakeup.new_work()
     return json_response({"webhookHistoryId": str(history_id), "status": "queued"})
 
 

@@ -212,9 +212,9 @@ def _relied_on(hook: Webhook, values: dict[str, Any], verified: bool) -> dict[st
 
 def _changed_status(ctx: Context, hook: Webhook, change: StatusChange) -> None:
     """Tell the workers and the log about an owner's change of status."""
-    ctx.webhook_changed(hook.webhook_id)
+    ctx.wakeup.webhook_changed(hook.webhook_id)
     if change.move is Move.RELEASE:
-        ctx.wake_workers()  # its parked notifications are due now
+        ctx.wakeup.new_work()  # its parked notifications are due now
     verb = "reactivated" if change.move is Move.RELEASE else "paused"
     log.info(f"webhook {verb}", extra={
         "webhook_id": str(hook.webhook_id), "group_key": str(hook.group_key),
@@ -245,7 +245,7 @@ async def regenerate_secret(request: Request) -> Response:
     )
     if changed is None:
         raise NotFound(f"no webhook {hook.webhook_id}")
-    ctx.webhook_changed(hook.webhook_id)
+    ctx.wakeup.webhook_changed(hook.webhook_id)
     log.info("client secret regenerated", extra={
         "webhook_id": str(hook.webhook_id), "group_key": str(hook.group_key),
         "previous_secret_until": (now + grace).isoformat(),
@@ -258,7 +258,7 @@ async def expire_due(ctx: Context) -> list[Webhook]:
     see), park their notifications, and log each."""
     expired = await ctx.store.expire_webhooks(ctx.clock())
     for hook in expired:
-        ctx.webhook_changed(hook.webhook_id)
+        ctx.wakeup.webhook_changed(hook.webhook_id)
         log.info("webhook expired", extra={
             "webhook_id": str(hook.webhook_id), "group_key": str(hook.group_key),
             "status_code": hook.status_code.value, "reason": hook.status_message,

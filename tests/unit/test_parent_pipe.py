@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from gateway import worker_main
+from gateway import wakeup, worker_main
 
 
 class Heard:
@@ -48,11 +48,11 @@ async def test_lines_wake_the_worker_and_name_changed_webhooks(pipe: tuple[int, 
     heard, stop = Heard(), asyncio.Event()
     worker_main._follow_parent(asyncio.get_running_loop(), heard, stop, read)  # type: ignore[arg-type]
     changed = uuid.uuid4()
-    os.write(write, worker_main.WAKE)
+    os.write(write, wakeup.WAKE)
     os.write(write, changed.hex[:10].encode())  # a line split across reads
     await settle()
     assert (heard.wakes, heard.changed) == (1, [])
-    os.write(write, changed.hex[10:].encode() + b"\n" + worker_main.WAKE)
+    os.write(write, changed.hex[10:].encode() + b"\n" + wakeup.WAKE)
     await settle()
     assert (heard.wakes, heard.changed) == (2, [changed])
     os.write(write, b"not a webhook id\n")  # logged and skipped
