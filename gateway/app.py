@@ -22,12 +22,12 @@ from gateway.config import API_MAX_CONNECTIONS, Settings
 from gateway.delivery import Worker
 from gateway.errors import GatewayError, RateLimited
 from gateway.handshake import HandshakeCodes
+from gateway.management import Management
 from gateway.models import utcnow
 from gateway.netguard import AddressPolicy, Resolver
 from gateway.outbound import Outbound
 from gateway.publishing import Publishing
 from gateway.ratelimit import RateLimiter
-from gateway.sender import Sender
 from gateway.store import store_for_url
 from gateway.store.base import INVARIANTS, Store
 from gateway.wakeup import Wakeup
@@ -163,7 +163,7 @@ async def _housekeeping(ctx: Context) -> None:
 
 async def housekeeping_once(ctx: Context) -> dict[str, int]:
     """One round of housekeeping; what it did, by kind."""
-    await webhooks.expire_due(ctx)
+    await ctx.management.expire_due()
     # Defence in depth: the transactions keep the invariants; this finds what slipped through.
     broken = await ctx.store.check_invariants(ctx.clock(), repair=True)
     for invariant, count in broken.items():
@@ -178,6 +178,26 @@ async def housekeeping_once(ctx: Context) -> dict[str, int]:
     if pruned or nonces:
         log.info("history pruned", extra={"pruned": pruned, "nonces_pruned": nonces})
     return {**broken, "pruned": pruned, "nonces_pruned": nonces}
+
+
+def _context(
+    settings: Settings, store: Store, outbound: Outbound, worker_pool: WorkerPool | None
+) -> Context:
+    """The context over these opened resources, with the services the handlers call; the
+    wake-up tells serve's worker processes, if any (the worker of this process is attached
+    once it runs)."""
+    wakeup = Wakeup(*([worker_pool] if worker_pool is not None else []))
+    codes = HandshakeCodes(settings.secret_key or "", store)
+    return Context(
+        settings=settings,
+        store=store,
+        outbound=outbound,
+        limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
+        wakeup=wakeup,
+        publishing=Publishing(store, wakeup),
+        management=Management(settings, store, outbound, codes, wakeup, utcnow),
+        metrics_dir=worker_pool.metrics_dir if worker_pool is not None else None,
+    )
 
 
 def create_app(
@@ -207,18 +227,7 @@ def create_app(
                     per_group=settings.per_group_handshakes,
                 )
             )
-            wakeup = Wakeup(*([worker_pool] if worker_pool is not None else []))
-            ctx = Context(
-                settings=settings,
-                store=opened,
-                outbound=outbound,
-                codes=HandshakeCodes(settings.secret_key or "", opened),
-                limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
-                sender=Sender(settings, outbound, opened, utcnow),
-                wakeup=wakeup,
-                publishing=Publishing(opened, wakeup),
-                metrics_dir=worker_pool.metrics_dir if worker_pool is not None else None,
-            )
+            ctx = _context(settings, opened, outbound, worker_pool)
             app.state.ctx = ctx
             stop = asyncio.Event()
             background = [asyncio.create_task(_housekeeping(ctx))]

@@ -22,7 +22,7 @@ from gateway.errors import (
     Unauthorized,
     ValidationError,
 )
-from gateway.handshake import HandshakeCodes
+from gateway.management import Management
 from gateway.models import Scope, utcnow
 from gateway.outbound import Outbound
 from gateway.publishing import Publishing
@@ -32,7 +32,6 @@ from gateway.wakeup import Wakeup
 
 if TYPE_CHECKING:
     from gateway.delivery import Worker
-    from gateway.sender import Sender
 
 MAX_PAGE_SIZE = 500
 DEFAULT_PAGE_SIZE = 250
@@ -48,11 +47,10 @@ class Context:
     settings: Settings
     store: Store
     outbound: Outbound
-    codes: HandshakeCodes
     limiter: RateLimiter
-    sender: Sender
     wakeup: Wakeup
     publishing: Publishing
+    management: Management
     metrics_dir: str | None = None  # where serve's worker processes write theirs, if any
     clock: Callable[[], datetime] = field(default=utcnow)
     _worker: Worker | None = field(default=None, init=False, repr=False)

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Sequence
 
 import pytest
 
+from gateway import app
 from gateway.config import Settings
 from gateway.delivery import Worker
 from gateway.errors import StoreError
@@ -196,3 +197,18 @@ async def test_a_cancelled_publish_gives_the_worker_its_room_back() -> None:
         with pytest.raises(asyncio.CancelledError):
             await task
         assert room_for(worker, hook) == [True, True, False]
+
+
+async def test_the_worker_attached_to_the_context_is_handed_publishes_until_detached() -> None:
+    store, group = MemoryStore(), uuid.uuid4()
+    await subscribed(store, group)
+    async with running_worker(store) as worker, Outbound(policy=AddressPolicy()) as outbound:
+        ctx = app._context(SETTINGS, store, outbound, None)
+        wakes = Wakes()
+        worker.wake = wakes.wake  # type: ignore[method-assign]
+        ctx.worker = worker  # as the lifespan does when this process delivers
+        [attached] = await ctx.publishing.publish(invoices(group, 1), utcnow())
+        ctx.worker = None
+        [detached] = await ctx.publishing.publish(invoices(group, 1), utcnow())  # left to a claim
+    assert (attached.lease_owner, detached.lease_owner) == (worker.owner, None)
+    assert wakes.count == 0  # a detached worker is not woken
