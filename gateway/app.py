@@ -33,7 +33,7 @@ from gateway.store.base import INVARIANTS, Store
 from gateway.wakeup import Wakeup
 
 if TYPE_CHECKING:
-    from gateway.worker_main import WorkerPool
+    from gateway.supervisor import WorkerPool
 
 log = logging.getLogger(__name__)
 PROBLEM = "application/problem+json"

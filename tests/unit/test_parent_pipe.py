@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from gateway import wakeup, worker_main
+from gateway import supervisor, wakeup, worker_main
 
 
 class Heard:
@@ -72,7 +72,7 @@ class Child:
 
 async def test_what_the_pool_writes_the_worker_reads(pipe: tuple[int, int]) -> None:
     read, write = pipe
-    pool = object.__new__(worker_main.WorkerPool)  # no processes started: one pipe stands in
+    pool = object.__new__(supervisor.WorkerPool)  # no processes started: one pipe stands in
     pool._procs = [Child(os.dup(write))]  # type: ignore[list-item]
     heard, stop = Heard(), asyncio.Event()
     worker_main._follow_parent(asyncio.get_running_loop(), heard, stop, read)  # type: ignore[arg-type]
