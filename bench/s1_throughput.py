@@ -54,7 +54,7 @@ from bench.common import (
     subscribe,
     wait_delivered,
 )
-from gateway import worker_main
+from gateway import supervisor
 from gateway.config import Settings
 
 TARGET = 0.5
@@ -169,7 +169,7 @@ def database_name(database: str) -> str:
 
 def worker_label(workers: int | None) -> str:
     if workers is None:
-        return f"auto: {worker_label(worker_main.process_count(Settings()))}, the default"
+        return f"auto: {worker_label(supervisor.process_count(Settings()))}, the default"
     return f"{workers} worker process(es)" if workers else "worker in serve"
 
 

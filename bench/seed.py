@@ -35,8 +35,8 @@ from gateway.store import queries as shared
 from gateway.store import sqlite_queries as q
 
 BENCH_GROUP = "bench"  # the group of the key bench.common.gateway creates
-# Event and notification ids as gateway/api/events.py makes them (kept in step with it: the
-# kind of id decides where inserts land in the primary-key indexes).
+# Event and notification ids as gateway/api/events.py and gateway/publishing.py make them (kept
+# in step with them: the kind of id decides where inserts land in the primary-key indexes).
 row_id = new_id
 
 

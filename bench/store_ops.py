@@ -42,7 +42,7 @@ from tests.factories import make_webhook
 BATCH = 100
 CLAIM = 256
 RECORDS = ({"id": "1", "total": 10},)
-NewId = Callable[[], UUID]  # new_id as gateway/api/events.py makes them; --random-ids: uuid4
+NewId = Callable[[], UUID]  # new_id as gateway/publishing.py makes them; --random-ids: uuid4
 
 
 def batch(hook: Webhook, count: int, new_id: NewId) -> tuple[list[Event], list[Notification]]:

@@ -22,16 +22,18 @@ from gateway.config import API_MAX_CONNECTIONS, Settings
 from gateway.delivery import Worker
 from gateway.errors import GatewayError, RateLimited
 from gateway.handshake import HandshakeCodes
+from gateway.management import Management
 from gateway.models import utcnow
 from gateway.netguard import AddressPolicy, Resolver
 from gateway.outbound import Outbound
+from gateway.publishing import Publishing
 from gateway.ratelimit import RateLimiter
-from gateway.sender import Sender
 from gateway.store import store_for_url
 from gateway.store.base import INVARIANTS, Store
+from gateway.wakeup import Wakeup
 
 if TYPE_CHECKING:
-    from gateway.worker_main import WorkerPool
+    from gateway.supervisor import WorkerPool
 
 log = logging.getLogger(__name__)
 PROBLEM = "application/problem+json"
@@ -97,8 +99,7 @@ async def metrics_text(request: Request) -> Response:
     """Prometheus metrics, with queue figures read from the store at scrape time."""
     ctx: Context = request.app.state.ctx
     metrics.observe_queue(await ctx.store.delivery_stats(ctx.clock()))
-    pool = ctx.worker_pool
-    body, content_type = metrics.exposition(pool.metrics_dir if pool else None)
+    body, content_type = metrics.exposition(ctx.metrics_dir)
     return Response(body, media_type=content_type)
 
 
@@ -162,7 +163,7 @@ async def _housekeeping(ctx: Context) -> None:
 
 async def housekeeping_once(ctx: Context) -> dict[str, int]:
     """One round of housekeeping; what it did, by kind."""
-    await webhooks.expire_due(ctx)
+    await ctx.management.expire_due()
     # Defence in depth: the transactions keep the invariants; this finds what slipped through.
     broken = await ctx.store.check_invariants(ctx.clock(), repair=True)
     for invariant, count in broken.items():
@@ -177,6 +178,26 @@ async def housekeeping_once(ctx: Context) -> dict[str, int]:
     if pruned or nonces:
         log.info("history pruned", extra={"pruned": pruned, "nonces_pruned": nonces})
     return {**broken, "pruned": pruned, "nonces_pruned": nonces}
+
+
+def _context(
+    settings: Settings, store: Store, outbound: Outbound, worker_pool: WorkerPool | None
+) -> Context:
+    """The context over these opened resources, with the services the handlers call; the
+    wake-up tells serve's worker processes, if any (the worker of this process is attached
+    once it runs)."""
+    wakeup = Wakeup(*([worker_pool] if worker_pool is not None else []))
+    codes = HandshakeCodes(settings.secret_key or "", store)
+    return Context(
+        settings=settings,
+        store=store,
+        outbound=outbound,
+        limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
+        wakeup=wakeup,
+        publishing=Publishing(store, wakeup),
+        management=Management(settings, store, outbound, codes, wakeup, utcnow),
+        metrics_dir=worker_pool.metrics_dir if worker_pool is not None else None,
+    )
 
 
 def create_app(
@@ -206,15 +227,7 @@ def create_app(
                     per_group=settings.per_group_handshakes,
                 )
             )
-            ctx = Context(
-                settings=settings,
-                store=opened,
-                outbound=outbound,
-                codes=HandshakeCodes(settings.secret_key or "", opened),
-                limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
-                sender=Sender(settings, outbound, opened, utcnow),
-                worker_pool=worker_pool,
-            )
+            ctx = _context(settings, opened, outbound, worker_pool)
             app.state.ctx = ctx
             stop = asyncio.Event()
             background = [asyncio.create_task(_housekeeping(ctx))]
@@ -223,8 +236,9 @@ def create_app(
                 sending = await stack.enter_async_context(
                     Outbound(policy=policy, resolver=resolver)
                 )
-                ctx.worker = Worker(settings, opened, sending)
-                background.append(asyncio.create_task(ctx.worker.run(stop)))
+                worker = Worker(settings, opened, sending)
+                ctx.worker = worker
+                background.append(asyncio.create_task(worker.run(stop)))
             try:
                 yield
             finally:

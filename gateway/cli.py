@@ -123,7 +123,7 @@ def _serve(settings: config.Settings) -> int:
     import uvicorn
 
     from gateway.app import create_app
-    from gateway.worker_main import worker_processes
+    from gateway.supervisor import worker_processes
 
     _serve_summary(settings)
     with worker_processes(settings) as (serving, pool):
@@ -143,7 +143,7 @@ def _serve(settings: config.Settings) -> int:
 def _serve_summary(settings: config.Settings) -> None:
     """The start-up line of `gateway serve`, before it opens the database: an operator sees
     which one it tries even when that fails."""
-    from gateway.worker_main import process_count
+    from gateway.supervisor import process_count
 
     count = process_count(settings)
     if count:

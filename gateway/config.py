@@ -56,7 +56,7 @@ class Settings:
     secret_grace_period: float = 86_400.0
     # Delivery
     run_worker: bool = True
-    worker_processes: int | None = None  # None: "auto", see gateway.worker_main.process_count
+    worker_processes: int | None = None  # None: "auto", see gateway.supervisor.process_count
     delivery_timeout: float = 10.0
     retry_schedule: tuple[float, ...] = (5.0, 30.0, 120.0, 600.0, 1800.0, 3600.0)
     retry_jitter: float = 0.2

@@ -10,8 +10,8 @@ notification, sends it and reports the outcome. The flusher records the outcomes
 during its last write in the next one: one transaction per outcome when idle, hundreds when busy.
 
 A publish in the same process hands its new notifications straight to the worker when it has
-room for them (`take_fresh`, `adopt`): they are stored already leased to it and queued without a
-claim, which saves the claim's write and the decoding of its rows.
+room for them (gateway.handoff, `Worker.handoff`): they are stored already leased to it and
+queued without a claim, which saves the claim's write and the decoding of its rows.
 
 Groups (tenants) share the senders fairly (gateway.fairness): a free sender serves the groups
 in turn, each group within its share of the senders, and claims pass over a group that holds
@@ -36,13 +36,12 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import dataclasses
 import logging
 import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -51,11 +50,12 @@ from gateway import metrics
 from gateway.config import Settings
 from gateway.errors import GatewayError
 from gateway.fairness import Holdings, ReadyQueue
+from gateway.handoff import HandOff
 from gateway.models import Notification, utcnow
 from gateway.outbound import Outbound
 from gateway.outcomes import AttemptOutcome, Effect, Recorded
 from gateway.sender import Sender
-from gateway.store.base import Added, Store
+from gateway.store.base import Store
 
 log = logging.getLogger(__name__)
 SEARCH_GAP = 30  # a search claim waits at least this many times its own duration (see _claim)
@@ -125,12 +125,7 @@ class Worker:
         self._searched: tuple[frozenset[UUID], float] | None = None  # groups, until when
         self._closing = False
         self._running = False  # run() is delivering: only then does it take fresh notifications
-        # Fresh notifications leased here by publishes whose transaction has not ended yet, by
-        # webhook and by group, and their sum (kept, not summed: take_fresh asks for it per
-        # notification).
-        self._promised: dict[int, int] = {}
-        self._promised_groups: dict[int, int] = {}
-        self._promised_total = 0
+        self.handoff = HandOff(self)  # what publishes in this process lease to it
         self._loops: list[asyncio.Task[None]] = []
 
     def wake(self) -> None:
@@ -149,61 +144,20 @@ class Worker:
         else:
             self.sender.forget(webhook_id)
 
-    def take_fresh(self, webhook_id: UUID, group_key: UUID) -> bool:
-        """Whether a new pending notification for this webhook (of this group), about to be
-        stored, should be leased to this worker (`lease_until`) rather than wait for a claim.
-        Each yes is a promise, kept by `adopt` or withdrawn by `forgo` once the store has
-        answered."""
-        if not self._running:
-            return False
-        counted = self._holdings.counted(self._held)
-        if counted + self._promised_total >= self.settings.claim_batch_size:
-            return False
-        webhook, group = webhook_id.int, group_key.int
-        held = self._held_for(webhook) + self._promised.get(webhook, 0)
-        if held >= 2 * self.settings.per_webhook_concurrency:
-            return False  # as for claims: one slow partner must not fill the worker
-        group_held = self._holdings.of(group_key) + self._promised_groups.get(group, 0)
-        if group_held >= self._holdings.limit:
-            return False  # nor one tenant
-        self._promised[webhook] = self._promised.get(webhook, 0) + 1
-        self._promised_groups[group] = self._promised_groups.get(group, 0) + 1
-        self._promised_total += 1
-        return True
+    @property
+    def running(self) -> bool:
+        """Delivering (`run`): only then does it take notifications from a publish."""
+        return self._running
 
     def lease_until(self, now: datetime) -> datetime:
-        """The end of a lease taken at `now`, by a claim or by a publish (`take_fresh`)."""
+        """The end of a lease taken at `now`, by a claim or by a publish (gateway.handoff)."""
         return now + timedelta(seconds=self.settings.lease_seconds)
 
-    def adopt(self, notes: Sequence[Notification], added: Added) -> None:
-        """The stored notifications (with the sequence numbers the store gave) that were
-        leased here by `take_fresh`: queue them as if claimed, those the store kept pending."""
-        promised = [note for note in notes if note.lease_owner == self.owner]
-        self._unpromise(promised)
-        taken = [
-            dataclasses.replace(note, sequence=sequence)
-            for note, sequence in zip(notes, added.sequences, strict=True)
-            if note.lease_owner == self.owner and added.pending(note)
-        ]
-        if self._running:
-            self._hold(taken)
-        # Otherwise the worker is stopping: release_leases gives them back, or their leases
-        # expire and another claim takes them (never lost).
-
-    def forgo(self, notes: Iterable[Notification]) -> None:
-        """The store refused these notifications: withdraw the promises made for them."""
-        self._unpromise([note for note in notes if note.lease_owner == self.owner])
-
-    def _unpromise(self, notes: Sequence[Notification]) -> None:
-        for note in notes:
-            for promised, key in (
-                (self._promised, note.webhook_id.int),
-                (self._promised_groups, note.group_key.int),
-            ):
-                promised[key] -= 1
-                if not promised[key]:
-                    del promised[key]
-        self._promised_total -= len(notes)
+    def holding(self, webhook: int, group_key: UUID) -> tuple[int, int, int]:
+        """Held here: toward a claim's batch, of this webhook (by its UUID's integer), and of
+        this group; the hand-off measures its room by them as claims do."""
+        counted = self._holdings.counted(self._held)
+        return counted, self._held_for(webhook), self._holdings.of(group_key)
 
     def _held_for(self, webhook: int) -> int:
         queue = self._queues.get(webhook)
@@ -248,10 +202,10 @@ class Worker:
         if searching and len(batch) < self.settings.claim_batch_size:
             # A search that found a batch found work, and the next may too.
             self._searched = (groups, ended + gap)
-        self._hold(batch)
+        self.hold(batch)
         return len(batch)
 
-    def _hold(self, notes: Sequence[Notification]) -> None:
+    def hold(self, notes: Sequence[Notification]) -> None:
         """Queue notifications leased to this worker, and start sending what the caps allow."""
         if notes:
             self._held += len(notes)

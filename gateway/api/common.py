@@ -22,16 +22,16 @@ from gateway.errors import (
     Unauthorized,
     ValidationError,
 )
-from gateway.handshake import HandshakeCodes
+from gateway.management import Management
 from gateway.models import Scope, utcnow
 from gateway.outbound import Outbound
+from gateway.publishing import Publishing
 from gateway.ratelimit import RateLimiter
 from gateway.store.base import Query, Store
+from gateway.wakeup import Wakeup
 
 if TYPE_CHECKING:
     from gateway.delivery import Worker
-    from gateway.sender import Sender
-    from gateway.worker_main import WorkerPool
 
 MAX_PAGE_SIZE = 500
 DEFAULT_PAGE_SIZE = 250
@@ -41,34 +41,35 @@ ABSENT = ("", "none", "null")
 
 @dataclass
 class Context:
-    """The long-lived parts every request uses; opened in the app's lifespan."""
+    """The long-lived parts every request uses, and the services the handlers call; opened in
+    the app's lifespan."""
 
     settings: Settings
     store: Store
     outbound: Outbound
-    codes: HandshakeCodes
     limiter: RateLimiter
-    sender: Sender
-    worker: Worker | None = None
-    worker_pool: WorkerPool | None = None  # the worker processes serve started, if any
+    wakeup: Wakeup
+    publishing: Publishing
+    management: Management
+    metrics_dir: str | None = None  # where serve's worker processes write theirs, if any
     clock: Callable[[], datetime] = field(default=utcnow)
+    _worker: Worker | None = field(default=None, init=False, repr=False)
 
-    def wake_workers(self) -> None:
-        """New notifications are due: the workers this process knows claim them now rather
-        than at their next poll (other processes on PostgreSQL hear the store's NOTIFY)."""
-        if self.worker is not None:
-            self.worker.wake()
-        if self.worker_pool is not None:
-            self.worker_pool.wake()
+    @property
+    def worker(self) -> Worker | None:
+        """The delivery worker of this process, if it runs one."""
+        return self._worker
 
-    def webhook_changed(self, webhook_id: UUID) -> None:
-        """An owner (or the expiry sweep) changed this webhook's status or secret: the workers
-        this process knows read it afresh before its next send, so that a webhook that left
-        Active receives nothing beyond the requests already in flight."""
-        if self.worker is not None:
-            self.worker.webhook_changed(webhook_id)
-        if self.worker_pool is not None:
-            self.worker_pool.webhook_changed(webhook_id)
+    @worker.setter
+    def worker(self, worker: Worker | None) -> None:
+        """Attach the worker of this process: publishes hand it their notifications, and
+        the wake-up tells it of new work and changed webhooks."""
+        if self._worker is not None:
+            self.wakeup.detach(self._worker)
+        self._worker = worker
+        if worker is not None:
+            self.wakeup.attach(worker)
+        self.publishing.handoff = worker.handoff if worker is not None else None
 
 
 @dataclass(frozen=True, slots=True)

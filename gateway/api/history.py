@@ -20,11 +20,10 @@ from gateway.api.common import (
     path_id,
 )
 from gateway.errors import Conflict, NotFound, ValidationError
-from gateway.models import EventType, Notification, NotificationState, Scope
+from gateway.models import Scope
 from gateway.store.base import HISTORY_FIELDS, Requeue
 from gateway.wire import HISTORY_INCLUDES
 
-SAMPLE_RECORD = {"id": "test-record", "note": "a test notification from the webhook gateway"}
 TEST_BODY_BYTES = 512
 
 
@@ -74,14 +73,13 @@ async def retry(request: Request) -> Response:
     group_key, webhook_id = await _webhook(request)
     ctx = context(request)
     history_id = path_id(request, "webhookHistoryId")
-    found = await ctx.store.requeue_notification(group_key, webhook_id, history_id, ctx.clock())
+    found = await ctx.management.retry(group_key, webhook_id, history_id)
     if found is Requeue.NOT_FOUND:
         raise NotFound(f"no history entry {history_id}")
     if found is Requeue.SUCCEEDED:
         raise ValidationError.field("webhookHistoryId", "was delivered; only failed ones retry")
     if found is Requeue.NOT_ACTIVE:
         raise Conflict(await _not_active(ctx, group_key, webhook_id))
-    ctx.wake_workers()
     return json_response({"webhookHistoryId": str(history_id), "status": "queued"})
 
 
@@ -106,22 +104,7 @@ async def test_send(request: Request) -> Response:
     hook = await ctx.store.get_webhook(group_key, webhook_id)
     if hook is None:
         raise NotFound(f"no webhook {webhook_id}")
-    now = ctx.clock()
-    sample = Notification(
-        notification_id=uuid.uuid4(),
-        group_key=group_key,
-        webhook_id=webhook_id,
-        event_id=uuid.uuid4(),
-        table_key="Test",
-        event_type=EventType.UPDATE,
-        records=(SAMPLE_RECORD,),
-        sequence=0,
-        triggered_at=now,
-        state=NotificationState.PENDING,
-        next_attempt_at=now,
-        created=now,
-    )
-    sent = await ctx.sender.send(hook, sample)
+    sample, sent = await ctx.management.test_send(hook)
     response = sent.response
     return json_response(
         {

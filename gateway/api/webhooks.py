@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import logging
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -24,15 +22,12 @@ from gateway.api.common import (
     path_id,
     read_json,
 )
-from gateway.errors import HandshakeFailed, NotFound, ValidationError
+from gateway.errors import NotFound, ValidationError
 from gateway.filters import fields_of
-from gateway.handshake import verify_callback
-from gateway.lifecycle import Move, StatusChange
 from gateway.models import ContentType, HttpMethod, Scope, StatusReason, Webhook, WebhookStatus
 from gateway.schemas import WebhookCreate, WebhookPatch, parse
-from gateway.store.base import WEBHOOK_FIELDS, Query, WebhookEdit
+from gateway.store.base import WEBHOOK_FIELDS, Query
 
-log = logging.getLogger(__name__)
 WEBHOOK_INCLUDES = {"webhookrules": "WebhookRules"}
 # PATCH may clear these with null; the others are required and cannot be null.
 NULLABLE = {"expirationDate", "partitionKey"}
@@ -63,8 +58,7 @@ async def create(request: Request) -> Response:
         _new_webhook(parse(WebhookCreate, item, where=f"[{i}].")[0], principal, ctx, i)
         for i, item in enumerate(items)
     ]
-    await _handshake_all(ctx, hooks)
-    await ctx.store.add_webhooks(hooks)
+    await ctx.management.create(hooks)
     return json_response([wire.webhook(h, now) for h in hooks])
 
 
@@ -104,37 +98,6 @@ def _check_method_format(method: HttpMethod, content: ContentType, where: str = 
         )
 
 
-async def _handshake_all(ctx: Context, hooks: list[Webhook]) -> None:
-    """Run every handshake at once; any failure fails the batch, naming each failing item."""
-    results = await asyncio.gather(*(_handshake(ctx, h) for h in hooks), return_exceptions=True)
-    errors: dict[str, list[str]] = {}
-    for index, result in enumerate(results):
-        if isinstance(result, HandshakeFailed):
-            errors[f"[{index}].callbackUrl"] = [result.detail]
-        elif isinstance(result, BaseException):
-            raise result
-    if errors:
-        detail = "; ".join(f"item {k[1 : k.index(']')]}: {v[0]}" for k, v in errors.items())
-        raise HandshakeFailed(f"callback verification failed: {detail}", errors=errors)
-
-
-async def _handshake(ctx: Context, hook: Webhook) -> None:
-    await _verify(ctx, hook, hook.callback_http_method, hook.callback_url)
-
-
-async def _verify(ctx: Context, hook: Webhook, method: HttpMethod, url: str) -> None:
-    """The handshake against this callback for this webhook, within its group's slots."""
-    await verify_callback(
-        ctx.outbound,
-        ctx.codes,
-        hook.webhook_id,
-        method.value,
-        url,
-        group=hook.group_key,
-        timeout=ctx.settings.handshake_timeout,
-    )
-
-
 async def _owned(request: Request) -> tuple[Context, Principal, Webhook]:
     principal = await authenticate(request, Scope.WEBHOOKS)
     ctx = context(request)
@@ -166,26 +129,11 @@ async def update(request: Request) -> Response:
             raise ValidationError.field(name, "cannot be null")
     now = ctx.clock()
     values = _patched(spec, given, now)
-    method = values.get("callback_http_method", hook.callback_http_method)
-    url = values.get("callback_url", hook.callback_url)
-    _check_method_format(method, values.get("request_content_type", hook.request_content_type))
-    plan = lifecycle.plan_patch(
-        hook,
-        spec.statusCode,
-        now=now,
-        expiration=values.get("expiration_date", hook.expiration_date),
-        renews="expiration_date" in values,
-        moves=(url, method) != (hook.callback_url, hook.callback_http_method),
+    _check_method_format(
+        values.get("callback_http_method", hook.callback_http_method),
+        values.get("request_content_type", hook.request_content_type),
     )
-    if plan.handshake:
-        await _verify(ctx, hook, method, url)
-    values.update(modified=now, modified_user_id=principal.api_key_id)
-    edit = WebhookEdit(values, _relied_on(hook, values, plan.handshake), plan.change)
-    changed = await ctx.store.edit_webhook(principal.group_key, hook.webhook_id, edit, now)
-    if changed is None:
-        raise NotFound(f"no webhook {hook.webhook_id}")
-    if plan.change is not None:
-        _changed_status(ctx, changed, plan.change)
+    changed = await ctx.management.patch(hook, values, spec.statusCode, principal.api_key_id, now)
     return json_response(wire.webhook(changed, ctx.clock()))
 
 
@@ -195,31 +143,6 @@ def _patched(spec: WebhookPatch, given: set[str], now: datetime) -> dict[str, An
         if spec.expirationDate <= now:
             raise ValidationError.field("expirationDate", "must be in the future")
     return {attr: getattr(spec, name) for name, attr in PATCHABLE.items() if name in given}
-
-
-def _relied_on(hook: Webhook, values: dict[str, Any], verified: bool) -> dict[str, Any]:
-    """The stored values this PATCH decided on without setting them, which must still hold
-    when it writes: the method and content type checked together, and the callback a
-    handshake verified. A concurrent change of them makes the PATCH a 409, not a webhook
-    whose callback nobody verified."""
-    relied = set()
-    if ("callback_http_method" in values) != ("request_content_type" in values):
-        relied |= {"callback_http_method", "request_content_type"}
-    if verified:
-        relied |= {"callback_url", "callback_http_method"}
-    return {name: getattr(hook, name) for name in sorted(relied - set(values))}
-
-
-def _changed_status(ctx: Context, hook: Webhook, change: StatusChange) -> None:
-    """Tell the workers and the log about an owner's change of status."""
-    ctx.webhook_changed(hook.webhook_id)
-    if change.move is Move.RELEASE:
-        ctx.wake_workers()  # its parked notifications are due now
-    verb = "reactivated" if change.move is Move.RELEASE else "paused"
-    log.info(f"webhook {verb}", extra={
-        "webhook_id": str(hook.webhook_id), "group_key": str(hook.group_key),
-        "status_code": hook.status_code.value, "reason": hook.status_message,
-    })  # fmt: skip
 
 
 async def delete(request: Request) -> Response:
@@ -234,36 +157,13 @@ async def regenerate_secret(request: Request) -> Response:
     """A new client secret; the old one keeps signing for the grace period."""
     ctx, principal, hook = await _owned(request)
     now = ctx.clock()
-    grace = timedelta(seconds=ctx.settings.secret_grace_period)
-    changed = await ctx.store.regenerate_secret(
-        principal.group_key,
-        hook.webhook_id,
-        signing.generate_secret(),
-        now + grace,
-        now,
-        principal.api_key_id,
-    )
-    if changed is None:
-        raise NotFound(f"no webhook {hook.webhook_id}")
-    ctx.webhook_changed(hook.webhook_id)
-    log.info("client secret regenerated", extra={
-        "webhook_id": str(hook.webhook_id), "group_key": str(hook.group_key),
-        "previous_secret_until": (now + grace).isoformat(),
-    })  # fmt: skip
+    changed = await ctx.management.rotate_secret(hook, principal.api_key_id, now)
     return json_response(wire.webhook(changed, now))
 
 
 async def expire_due(ctx: Context) -> list[Webhook]:
-    """Make the webhooks whose expirationDate has passed Inactive (the status readers already
-    see), park their notifications, and log each."""
-    expired = await ctx.store.expire_webhooks(ctx.clock())
-    for hook in expired:
-        ctx.webhook_changed(hook.webhook_id)
-        log.info("webhook expired", extra={
-            "webhook_id": str(hook.webhook_id), "group_key": str(hook.group_key),
-            "status_code": hook.status_code.value, "reason": hook.status_message,
-        })  # fmt: skip
-    return expired
+    """Make the webhooks whose expirationDate has passed Inactive (Management.expire_due)."""
+    return await ctx.management.expire_due()
 
 
 async def query(request: Request) -> Response:

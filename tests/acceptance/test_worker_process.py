@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway import config, worker_main
+from gateway import config, supervisor
 from tests.acceptance.processes import (
     children,
     create_key,
@@ -144,7 +144,7 @@ def test_serve_by_default_delivers_from_worker_processes_woken_at_once_that_end_
     key = create_key(tmp_path, database, "auto")["apiKey"]
     record = tmp_path / "received.jsonl"
     env = {"GATEWAY_POLL_INTERVAL": "60", "GATEWAY_SHUTDOWN_DEADLINE": "5"}
-    expected = worker_main.process_count(config.load(env={}))
+    expected = supervisor.process_count(config.load(env={}))
     with example_receiver(("--record", str(record))) as receiver:
         serve, url = start_gateway(tmp_path, database, env)
         try:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway import config, worker_main
+from gateway import config, supervisor
 from gateway.errors import GatewayError, RateLimited, ValidationError
 from gateway.models import ContentType, EventType, HttpMethod
 from gateway.ratelimit import RateLimiter
@@ -83,7 +83,7 @@ def test_bad_settings_say_which(env: dict[str, str], message: str) -> None:
     [
         ("auto", True, 1, 0),  # one core: the worker runs inside serve
         ("auto", True, 2, 2),
-        ("AUTO", True, 16, worker_main.AUTO_MOST),
+        ("AUTO", True, 16, supervisor.AUTO_MOST),
         ("auto", False, 8, 0),  # an API-only serve: delivery runs elsewhere
         ("0", True, 8, 0),
         ("3", True, 1, 3),  # a count is taken as it is
@@ -95,14 +95,14 @@ def test_worker_processes_auto_follows_the_cores(
 ) -> None:
     env = {"GATEWAY_WORKER_PROCESSES": given, "GATEWAY_RUN_WORKER": str(run_worker)}
     settings = config.load(env=env)
-    assert worker_main.process_count(settings, cores=cores) == processes
+    assert supervisor.process_count(settings, cores=cores) == processes
 
 
 def test_a_memory_store_keeps_delivery_in_serve() -> None:
     memory = {"GATEWAY_DATABASE_URL": "memory://"}
-    assert worker_main.process_count(config.load(env=memory), cores=8) == 0
+    assert supervisor.process_count(config.load(env=memory), cores=8) == 0
     with pytest.raises(GatewayError, match="memory"):
-        worker_main.process_count(config.load(env={**memory, "GATEWAY_WORKER_PROCESSES": "2"}))
+        supervisor.process_count(config.load(env={**memory, "GATEWAY_WORKER_PROCESSES": "2"}))
 
 
 def test_worker_processes_default_to_auto() -> None:

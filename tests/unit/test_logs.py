@@ -233,10 +233,10 @@ def test_the_log_format_is_a_setting_with_two_choices() -> None:
 
 
 def test_serve_hands_its_log_format_to_its_worker_processes() -> None:
-    from gateway import worker_main
+    from gateway import supervisor
 
     settings = config.Settings(log_format="json", log_level="debug")
-    child = config.load(env=config.child_env(settings, worker_main.PASSED_ON))
+    child = config.load(env=config.child_env(settings, supervisor.PASSED_ON))
     assert (child.log_format, child.log_level) == ("json", "debug")
 
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from gateway import worker_main
+from gateway import supervisor, wakeup, worker_main
 
 
 class Heard:
@@ -48,11 +48,11 @@ async def test_lines_wake_the_worker_and_name_changed_webhooks(pipe: tuple[int, 
     heard, stop = Heard(), asyncio.Event()
     worker_main._follow_parent(asyncio.get_running_loop(), heard, stop, read)  # type: ignore[arg-type]
     changed = uuid.uuid4()
-    os.write(write, worker_main.WAKE)
+    os.write(write, wakeup.WAKE)
     os.write(write, changed.hex[:10].encode())  # a line split across reads
     await settle()
     assert (heard.wakes, heard.changed) == (1, [])
-    os.write(write, changed.hex[10:].encode() + b"\n" + worker_main.WAKE)
+    os.write(write, changed.hex[10:].encode() + b"\n" + wakeup.WAKE)
     await settle()
     assert (heard.wakes, heard.changed) == (2, [changed])
     os.write(write, b"not a webhook id\n")  # logged and skipped
@@ -72,7 +72,7 @@ class Child:
 
 async def test_what_the_pool_writes_the_worker_reads(pipe: tuple[int, int]) -> None:
     read, write = pipe
-    pool = object.__new__(worker_main.WorkerPool)  # no processes started: one pipe stands in
+    pool = object.__new__(supervisor.WorkerPool)  # no processes started: one pipe stands in
     pool._procs = [Child(os.dup(write))]  # type: ignore[list-item]
     heard, stop = Heard(), asyncio.Event()
     worker_main._follow_parent(asyncio.get_running_loop(), heard, stop, read)  # type: ignore[arg-type]

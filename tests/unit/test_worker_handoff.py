@@ -45,19 +45,20 @@ async def test_a_worker_that_is_not_running_takes_nothing() -> None:
     async with Outbound(policy=AddressPolicy()) as outbound:
         idle = Worker(SETTINGS, MemoryStore(), outbound)
         hook = make_webhook()
-        assert not idle.take_fresh(hook.webhook_id, hook.group_key)
+        assert not idle.handoff.take_fresh(hook.webhook_id, hook.group_key)
 
 
 async def test_take_fresh_stops_at_a_webhooks_share_and_at_a_claims_worth(worker: Worker) -> None:
     one, two, three = (make_webhook() for _ in range(3))
     # Twice a webhook's concurrency, as claims leave a saturated webhook out.
-    assert [worker.take_fresh(one.webhook_id, one.group_key) for _ in range(3)] == [
+    assert [worker.handoff.take_fresh(one.webhook_id, one.group_key) for _ in range(3)] == [
         True,
         True,
         False,
     ]
-    assert worker.take_fresh(two.webhook_id, two.group_key)
-    assert not worker.take_fresh(three.webhook_id, three.group_key)  # a claim's worth in all
+    assert worker.handoff.take_fresh(two.webhook_id, two.group_key)
+    # A claim's worth in all.
+    assert not worker.handoff.take_fresh(three.webhook_id, three.group_key)
 
 
 async def test_take_fresh_stops_at_a_groups_holding_limit() -> None:
@@ -68,19 +69,19 @@ async def test_take_fresh_stops_at_a_groups_holding_limit() -> None:
     group = make_webhook().group_key
     hooks = [make_webhook(group) for _ in range(3)]
     async with running_worker(settings) as worker:
-        taken = [worker.take_fresh(hook.webhook_id, group) for hook in hooks]
+        taken = [worker.handoff.take_fresh(hook.webhook_id, group) for hook in hooks]
         assert taken == [True, True, False]
         other = make_webhook()
-        assert worker.take_fresh(other.webhook_id, other.group_key)
-        worker.forgo([make_notification(hooks[0], lease_owner=worker.owner)])
-        assert worker.take_fresh(hooks[2].webhook_id, group)
+        assert worker.handoff.take_fresh(other.webhook_id, other.group_key)
+        worker.handoff.forgo([make_notification(hooks[0], lease_owner=worker.owner)])
+        assert worker.handoff.take_fresh(hooks[2].webhook_id, group)
 
 
 async def test_forgo_gives_the_room_back(worker: Worker) -> None:
     hook = make_webhook()
-    assert all(worker.take_fresh(hook.webhook_id, hook.group_key) for _ in range(2))
+    assert all(worker.handoff.take_fresh(hook.webhook_id, hook.group_key) for _ in range(2))
     leased = make_notification(hook, lease_owner=worker.owner)
     unleased = make_notification(hook)
-    worker.forgo([leased, unleased])  # the store refused the publish
-    assert worker.take_fresh(hook.webhook_id, hook.group_key)
-    assert not worker.take_fresh(hook.webhook_id, hook.group_key)
+    worker.handoff.forgo([leased, unleased])  # the store refused the publish
+    assert worker.handoff.take_fresh(hook.webhook_id, hook.group_key)
+    assert not worker.handoff.take_fresh(hook.webhook_id, hook.group_key)

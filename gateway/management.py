@@ -1,0 +1,210 @@
+"""Managing webhooks: what an owner's request (or the housekeeping) does to them, with the rules
+it carries, callable without HTTP.
+
+- create: every new callback passes its handshake, then all are stored, or none is;
+- patch: the status moves of a PATCH (gateway.lifecycle.plan_patch), a handshake before a new
+  callback or a reactivation is trusted, and only the named properties written;
+- rotate the secret: a new one signs, the old one too for the grace period;
+- expire: webhooks past their expirationDate become Inactive;
+- a hand retry of one notification, and a signed test notification sent now.
+
+Each change a worker must know of goes out through the wake-up (gateway.wakeup): a changed
+webhook is read afresh before its next send, and notifications due again are claimed at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from gateway import lifecycle, signing
+from gateway.config import Settings
+from gateway.errors import HandshakeFailed, NotFound
+from gateway.handshake import HandshakeCodes, verify_callback
+from gateway.lifecycle import Move, StatusChange
+from gateway.models import (
+    EventType,
+    HttpMethod,
+    Notification,
+    NotificationState,
+    Webhook,
+    WebhookStatus,
+)
+from gateway.outbound import Outbound
+from gateway.sender import Sender, Sent
+from gateway.store.base import Requeue, Store, WebhookEdit
+from gateway.wakeup import Wakeup
+
+log = logging.getLogger(__name__)
+SAMPLE_RECORD = {"id": "test-record", "note": "a test notification from the webhook gateway"}
+
+
+class Management:
+    """The operations on webhooks that reach beyond the store: handshakes, the workers."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        outbound: Outbound,
+        codes: HandshakeCodes,
+        wakeup: Wakeup,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.outbound = outbound
+        self.codes = codes
+        self.wakeup = wakeup
+        self.clock = clock
+        self.sender = Sender(settings, outbound, store, clock)  # test sends
+
+    async def create(self, hooks: Sequence[Webhook]) -> None:
+        """Store new webhooks once every callback has passed its handshake."""
+        await self._handshake_all(hooks)
+        await self.store.add_webhooks(hooks)
+
+    async def _handshake_all(self, hooks: Sequence[Webhook]) -> None:
+        """Run every handshake at once; any failure fails the batch, naming each failing item."""
+        results = await asyncio.gather(
+            *(self._verify(h, h.callback_http_method, h.callback_url) for h in hooks),
+            return_exceptions=True,
+        )
+        errors: dict[str, list[str]] = {}
+        for index, result in enumerate(results):
+            if isinstance(result, HandshakeFailed):
+                errors[f"[{index}].callbackUrl"] = [result.detail]
+            elif isinstance(result, BaseException):
+                raise result
+        if errors:
+            detail = "; ".join(f"item {k[1 : k.index(']')]}: {v[0]}" for k, v in errors.items())
+            raise HandshakeFailed(f"callback verification failed: {detail}", errors=errors)
+
+    async def _verify(self, hook: Webhook, method: HttpMethod, url: str) -> None:
+        """The handshake against this callback for this webhook, within its group's slots."""
+        await verify_callback(
+            self.outbound,
+            self.codes,
+            hook.webhook_id,
+            method.value,
+            url,
+            group=hook.group_key,
+            timeout=self.settings.handshake_timeout,
+        )
+
+    async def patch(
+        self,
+        hook: Webhook,
+        values: dict[str, Any],
+        requested: WebhookStatus | None,
+        modifier: UUID,
+        now: datetime,
+    ) -> Webhook:
+        """Write these columns (Webhook fields) and the status requested, as `modifier` at
+        `now`; the webhook as stored after the change. A new callback, a reactivation or the
+        renewal of an expired webhook passes a handshake first."""
+        method = values.get("callback_http_method", hook.callback_http_method)
+        url = values.get("callback_url", hook.callback_url)
+        plan = lifecycle.plan_patch(
+            hook,
+            requested,
+            now=now,
+            expiration=values.get("expiration_date", hook.expiration_date),
+            renews="expiration_date" in values,
+            moves=(url, method) != (hook.callback_url, hook.callback_http_method),
+        )
+        if plan.handshake:
+            await self._verify(hook, method, url)
+        values = {**values, "modified": now, "modified_user_id": modifier}
+        edit = WebhookEdit(values, _relied_on(hook, values, plan.handshake), plan.change)
+        changed = await self.store.edit_webhook(hook.group_key, hook.webhook_id, edit, now)
+        if changed is None:
+            raise NotFound(f"no webhook {hook.webhook_id}")
+        if plan.change is not None:
+            self._changed_status(changed, plan.change)
+        return changed
+
+    def _changed_status(self, hook: Webhook, change: StatusChange) -> None:
+        """Tell the workers and the log about an owner's change of status."""
+        self.wakeup.webhook_changed(hook.webhook_id)
+        if change.move is Move.RELEASE:
+            self.wakeup.new_work()  # its parked notifications are due now
+        verb = "reactivated" if change.move is Move.RELEASE else "paused"
+        log.info(f"webhook {verb}", extra={
+            "webhook_id": str(hook.webhook_id), "group_key": str(hook.group_key),
+            "status_code": hook.status_code.value, "reason": hook.status_message,
+        })  # fmt: skip
+
+    async def rotate_secret(self, hook: Webhook, modifier: UUID, now: datetime) -> Webhook:
+        """A new client secret; the old one keeps signing for the grace period."""
+        grace = timedelta(seconds=self.settings.secret_grace_period)
+        changed = await self.store.regenerate_secret(
+            hook.group_key, hook.webhook_id, signing.generate_secret(), now + grace, now, modifier
+        )
+        if changed is None:
+            raise NotFound(f"no webhook {hook.webhook_id}")
+        self.wakeup.webhook_changed(hook.webhook_id)
+        log.info("client secret regenerated", extra={
+            "webhook_id": str(hook.webhook_id), "group_key": str(hook.group_key),
+            "previous_secret_until": (now + grace).isoformat(),
+        })  # fmt: skip
+        return changed
+
+    async def expire_due(self) -> list[Webhook]:
+        """Make the webhooks whose expirationDate has passed Inactive (the status readers
+        already see), park their notifications, and log each."""
+        expired = await self.store.expire_webhooks(self.clock())
+        for hook in expired:
+            self.wakeup.webhook_changed(hook.webhook_id)
+            log.info("webhook expired", extra={
+                "webhook_id": str(hook.webhook_id), "group_key": str(hook.group_key),
+                "status_code": hook.status_code.value, "reason": hook.status_message,
+            })  # fmt: skip
+        return expired
+
+    async def retry(self, group_key: UUID, webhook_id: UUID, history_id: UUID) -> Requeue:
+        """Queue one notification that has not been delivered to go out now (the store
+        refuses while its webhook is not Active); the workers claim it at once."""
+        found = await self.store.requeue_notification(
+            group_key, webhook_id, history_id, self.clock()
+        )
+        if found is Requeue.QUEUED:
+            self.wakeup.new_work()
+        return found
+
+    async def test_send(self, hook: Webhook) -> tuple[Notification, Sent]:
+        """Send a signed sample notification to this webhook now; it and what came back."""
+        now = self.clock()
+        sample = Notification(
+            notification_id=uuid.uuid4(),
+            group_key=hook.group_key,
+            webhook_id=hook.webhook_id,
+            event_id=uuid.uuid4(),
+            table_key="Test",
+            event_type=EventType.UPDATE,
+            records=(SAMPLE_RECORD,),
+            sequence=0,
+            triggered_at=now,
+            state=NotificationState.PENDING,
+            next_attempt_at=now,
+            created=now,
+        )
+        return sample, await self.sender.send(hook, sample)
+
+
+def _relied_on(hook: Webhook, values: dict[str, Any], verified: bool) -> dict[str, Any]:
+    """The stored values this PATCH decided on without setting them, which must still hold
+    when it writes: the method and content type checked together, and the callback a
+    handshake verified. A concurrent change of them makes the PATCH a 409, not a webhook
+    whose callback nobody verified."""
+    relied = set()
+    if ("callback_http_method" in values) != ("request_content_type" in values):
+        relied |= {"callback_http_method", "request_content_type"}
+    if verified:
+        relied |= {"callback_url", "callback_http_method"}
+    return {name: getattr(hook, name) for name in sorted(relied - set(values))}
