@@ -16,7 +16,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
-from gateway.filters import FieldType
+from gateway.filter_values import FieldType
 
 # What filter and order compare a field's values as, by its type.
 _FIELD_TYPES = {UUID: FieldType.UUID, datetime: FieldType.DATETIME, bool: FieldType.BOOLEAN}
