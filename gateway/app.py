@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +17,7 @@ from starlette.routing import Route
 
 from gateway import __version__, metrics, openapi
 from gateway.api import events, history, rules, status, webhooks
-from gateway.api.common import Context, json_response
+from gateway.api.common import Context, Endpoint, json_response
 from gateway.config import API_MAX_CONNECTIONS, Settings
 from gateway.delivery import Worker
 from gateway.errors import GatewayError, RateLimited
@@ -38,10 +38,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 PROBLEM = "application/problem+json"
 
-Endpoint = Callable[[Request], Awaitable[Response]]
 
-
-def _route(path: str, **handlers: Endpoint) -> Route:
+def _route(path: str, handlers: Mapping[str, Endpoint]) -> Route:
     """One route for a path and all its methods, dispatching by method: Starlette answers a
     method a path does not serve with a 405 whose Allow names the methods of the first route
     that matched the path, so a path split over several routes would list only some."""
@@ -54,33 +52,31 @@ def _route(path: str, **handlers: Endpoint) -> Route:
     return Route(path, dispatch, methods=list(handlers))
 
 
-# The API's routes. Every tenant route is here, so the isolation tests are generated from it.
-API_ROUTES = [
-    _route("/api/v1/Webhooks", POST=webhooks.create),
-    _route("/api/v1/Webhooks/query", GET=webhooks.query),
-    _route(
-        "/api/v1/Webhooks/{webhookId}",
-        GET=webhooks.retrieve,
-        PATCH=webhooks.update,
-        DELETE=webhooks.delete,
-    ),
-    _route(
-        "/api/v1/Webhooks/{webhookId}/regenerate-client-secret", PATCH=webhooks.regenerate_secret
-    ),
-    _route("/api/v1/WebhookRules", POST=rules.create),
-    _route("/api/v1/WebhookRules/query", GET=rules.query),
-    _route(
-        "/api/v1/WebhookRules/{webhookRuleId}",
-        GET=rules.retrieve,
-        PATCH=rules.update,
-        DELETE=rules.delete,
-    ),
-    _route("/api/v1/Webhooks/{webhookId}/history/query", GET=history.query),
-    _route("/api/v1/Webhooks/{webhookId}/history/{webhookHistoryId}/retry", GET=history.retry),
-    _route("/api/v1/Webhooks/{webhookId}/test", POST=history.test_send),
-    _route("/api/v1/Events", POST=events.publish),
-    _route("/api/v1/Status", GET=status.status),
-]
+# The API: each path's handlers by method. The routes and the OpenAPI document are made from it.
+API: dict[str, dict[str, Endpoint]] = {
+    "/api/v1/Webhooks": {"POST": webhooks.create},
+    "/api/v1/Webhooks/query": {"GET": webhooks.query},
+    "/api/v1/Webhooks/{webhookId}": {
+        "GET": webhooks.retrieve,
+        "PATCH": webhooks.update,
+        "DELETE": webhooks.delete,
+    },
+    "/api/v1/Webhooks/{webhookId}/regenerate-client-secret": {"PATCH": webhooks.regenerate_secret},
+    "/api/v1/WebhookRules": {"POST": rules.create},
+    "/api/v1/WebhookRules/query": {"GET": rules.query},
+    "/api/v1/WebhookRules/{webhookRuleId}": {
+        "GET": rules.retrieve,
+        "PATCH": rules.update,
+        "DELETE": rules.delete,
+    },
+    "/api/v1/Webhooks/{webhookId}/history/query": {"GET": history.query},
+    "/api/v1/Webhooks/{webhookId}/history/{webhookHistoryId}/retry": {"GET": history.retry},
+    "/api/v1/Webhooks/{webhookId}/test": {"POST": history.test_send},
+    "/api/v1/Events": {"POST": events.publish},
+    "/api/v1/Status": {"GET": status.status},
+}
+# Every tenant route is here, so the isolation tests are generated from it.
+API_ROUTES = [_route(path, handlers) for path, handlers in API.items()]
 
 
 async def healthz(request: Request) -> Response:
@@ -105,7 +101,7 @@ async def metrics_text(request: Request) -> Response:
 
 async def openapi_json(request: Request) -> Response:
     """The OpenAPI document describing every endpoint and model."""
-    return json_response(openapi.document(__version__, request.app.state.ctx.settings))
+    return json_response(openapi.document(__version__, request.app.state.ctx.settings, API))
 
 
 def problem(request: Request, status: int, title: str, detail: str, **extra: Any) -> Response:

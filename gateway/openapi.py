@@ -1,10 +1,11 @@
-"""The OpenAPI 3.1 document: request schemas come from gateway.schemas, responses are below.
+"""The OpenAPI 3.1 document, generated from the routes and the models that define each resource.
 
-It says what this server does: every response schema is closed (additionalProperties: false)
-and names each field the server sends, every query parameter a handler reads is declared (and
-none it ignores), and the limits that are settings (batch sizes, records per event, filter
-length) are those the server runs with. tests/integration/test_openapi.py and schemathesis
-(test_fuzz.py) hold it to that.
+Each route's handlers say what they take and answer (gateway.api.common.operation); the request
+bodies' schemas come from gateway.schemas, the responses' from gateway.wire, whose models are
+closed (additionalProperties: false) and name each field the server sends. Every query
+parameter a handler reads is declared (and none it ignores), and the limits that are settings
+(batch sizes, records per event, filter length) are those the server runs with.
+tests/integration/test_openapi.py and schemathesis (test_fuzz.py) hold it to that.
 """
 
 from __future__ import annotations
@@ -12,168 +13,31 @@ from __future__ import annotations
 import copy
 import functools
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from gateway import schemas
-from gateway.api.common import DEFAULT_PAGE_SIZE, MAX_PAGE_NUMBER, MAX_PAGE_SIZE
-from gateway.api.webhooks import WEBHOOK_INCLUDES
-from gateway.config import Settings
-from gateway.models import Scope
-from gateway.store.base import HISTORY_FIELDS
-from gateway.wire import HISTORY_INCLUDES
+from pydantic import TypeAdapter
 
-_STR = {"type": "string"}
-_NSTR = {"type": ["string", "null"]}
-_DATE = {"type": "string", "format": "date-time"}
-_NDATE = {"type": ["string", "null"], "format": "date-time"}
+from gateway import schemas, wire
+from gateway.api.common import (
+    DEFAULT_PAGE_SIZE,
+    MAX_PAGE_NUMBER,
+    MAX_PAGE_SIZE,
+    OPERATIONS,
+    Endpoint,
+    Operation,
+)
+from gateway.config import Settings
+from gateway.resource import Resource
+
+# The API: each path's handlers by method (gateway.app wires the same table).
+Paths = Mapping[str, Mapping[str, Endpoint]]
 _UUID = {"type": "string", "format": "uuid"}
-_INT = {"type": "integer"}
-_BOOL = {"type": "boolean"}
+_REF = "#/components/schemas/{model}"
 
 
 def _ref(name: str) -> dict[str, Any]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _closed(properties: dict[str, Any], *optional: str) -> dict[str, Any]:
-    """An object with exactly these properties, each always sent unless named optional."""
-    required = [name for name in properties if name not in optional]
-    return {
-        "type": "object",
-        "properties": properties,
-        "required": required,
-        "additionalProperties": False,
-    }
-
-
-_AUDIT = {"created": _DATE, "createdUserId": _UUID, "modified": _DATE, "modifiedUserId": _UUID}
-_HISTORY = {
-    "groupKey": _UUID,
-    "webhookId": _UUID,
-    "webhookHistoryId": _UUID,
-    "eventType": _STR,
-    "requestSent": _BOOL,
-    "isSuccessful": _BOOL,
-    "responseStatusCode": _NSTR,
-    "processResultMessage": _NSTR,
-    "failureCount": _INT,
-    "timestamp": _DATE,
-    "records": _STR,
-    "requestMessage": _NSTR,
-    "responseMessage": _NSTR,
-    "attempts": {"type": "array", "items": _ref("AttemptModel")},
-}
-RESPONSE_SCHEMAS: dict[str, Any] = {
-    "WebhookModel": _closed(
-        {
-            "webhookId": _UUID,
-            "groupKey": _UUID,
-            "name": _STR,
-            "statusCode": {"enum": ["Active", "Inactive", "Errored"]},
-            "statusMessage": _NSTR,
-            "clientSecret": _STR,
-            "requestContentType": {"enum": ["Full", "Id"]},
-            "callbackHttpMethod": {"enum": ["GET", "POST", "PATCH", "PUT"]},
-            "callbackUrl": _STR,
-            "expirationDate": _NDATE,
-            "retryCount": {"type": "integer", "minimum": 0, "maximum": 5},
-            **_AUDIT,
-            "partitionKey": _NSTR,
-            "webhookRules": {"type": "array", "items": _ref("WebhookRuleModel")},
-        },
-        "webhookRules",  # with include=WebhookRules
-    ),
-    "WebhookRuleModel": _closed(
-        {
-            "webhookRuleId": _UUID,
-            "webhookId": _UUID,
-            "groupKey": _UUID,
-            "tableKey": _STR,
-            "eventType": {"enum": ["I", "U", "D"]},
-            "filter": _NSTR,
-            **_AUDIT,
-        }
-    ),
-    # Every property is optional: `select` picks which are sent, `include` adds the last four.
-    "WebhookHistoryTableStorageModel": _closed(_HISTORY, *_HISTORY),
-    # One attempt of a notification (history include=Attempts): the failed ones, then the
-    # success, oldest first.
-    "AttemptModel": _closed(
-        {
-            "attempt": {"type": "integer", "minimum": 1},
-            "timestamp": _DATE,
-            "isSuccessful": _BOOL,
-            "responseStatusCode": _NSTR,
-            "processResultMessage": _NSTR,
-            "requestMessage": _NSTR,
-            "responseMessage": _NSTR,
-        }
-    ),
-    "ActionResultModel": _closed({"messages": {"type": "array", "items": _STR}}),
-    "StatusModel": _closed(
-        {
-            "groupKey": _UUID,
-            "apiKeyId": _UUID,
-            "loggedIn": _BOOL,
-            "userName": _STR,
-            "roles": {"type": "array", "items": {"enum": [s.value for s in Scope]}},
-            "environment": _STR,
-            "version": _STR,
-        }
-    ),
-    "RetryResult": _closed({"webhookHistoryId": _UUID, "status": _STR}),
-    "TestResult": _closed(
-        {
-            "webhookId": _UUID,
-            "webhookHistoryId": _UUID,
-            "delivered": _BOOL,
-            "statusCode": {"type": ["integer", "null"]},
-            "latencyMs": {"type": ["number", "null"]},
-            "body": _NSTR,
-            "error": _NSTR,
-        }
-    ),
-    "EventsAccepted": _closed(
-        {"eventIds": {"type": "array", "items": _UUID}, "notificationCount": _INT}
-    ),
-    "Problem": _closed(
-        {
-            "type": _STR,
-            "title": _STR,
-            "status": _INT,
-            "detail": _STR,
-            "instance": _STR,
-            "errors": {"type": "object", "additionalProperties": {"type": "array", "items": _STR}},
-        },
-        "errors",  # validation problems only
-    ),
-}
-
-
-def _fetch(model: str) -> dict[str, Any]:
-    return _closed(
-        {
-            "records": {"type": "array", "items": _ref(model)},
-            "totalCount": _INT,
-            "pageSize": _INT,
-            "pageNumber": _INT,
-        }
-    )
-
-
-def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-def _errors(*codes: int) -> dict[str, Any]:
-    problem = {"content": {"application/problem+json": {"schema": _ref("Problem")}}}
-    return {str(c): {"description": "Problem", **problem} for c in (*codes, 401, 403, 413, 429)}
-
-
-def _path_param(name: str) -> dict[str, Any]:
-    # Any other text names nothing: gateway.api.common.path_id answers it with a 404.
-    return {"name": name, "in": "path", "required": True, "schema": _UUID}
+    return {"$ref": _REF.format(model=name)}
 
 
 def _any_case(word: str) -> str:
@@ -201,160 +65,84 @@ def _whole(low: int, high: int, default: int) -> dict[str, Any]:
     return {"anyOf": [number, _ABSENT]}
 
 
-def _parameters(settings: Settings, includes: Iterable[str] = ()) -> dict[str, dict[str, Any]]:
-    """Every query parameter's schema, by name."""
+def _parameter(name: str, op: Operation, settings: Settings) -> dict[str, Any]:
+    """One query parameter's schema."""
     text = {"type": "string", **schemas.NO_NUL}
-    return {
-        "filter": {
+    if name == "filter":
+        return {
             **text,
             "maxLength": settings.max_filter_length,
             "description": "A filter (DESIGN §3): field op value, AND/OR, parentheses",
-        },
-        "order": {**text, "description": "field [ASC|DESC], ..."},
-        "include": _names(includes),
-        "select": _names({*HISTORY_FIELDS, *HISTORY_INCLUDES}),  # gateway.api.history._select
-        "pageSize": _whole(1, MAX_PAGE_SIZE, DEFAULT_PAGE_SIZE),
-        "pageNumber": _whole(0, MAX_PAGE_NUMBER, 0),
-    }
+        }
+    if name == "order":
+        return {**text, "description": "field [ASC|DESC], ..."}
+    if name == "include":
+        return _names(op.includes)
+    if name == "select":  # gateway.api.history._select
+        return _names({*wire.WebhookHistoryTableStorageModel.queryable(), *op.includes})
+    if name == "pageSize":
+        return _whole(1, MAX_PAGE_SIZE, DEFAULT_PAGE_SIZE)
+    if name == "pageNumber":
+        return _whole(0, MAX_PAGE_NUMBER, 0)
+    raise ValueError(f"no schema for the query parameter {name!r}")
 
 
-def _query(settings: Settings, *names: str, includes: Iterable[str] = ()) -> list[dict[str, Any]]:
-    known = _parameters(settings, includes)
-    return [{"name": n, "in": "query", "required": False, "schema": known[n]} for n in names]
+def _parameters(path: str, op: Operation, settings: Settings) -> list[dict[str, Any]]:
+    # Any text but a UUID names nothing: gateway.api.common.path_id answers it with a 404.
+    ids = [
+        {"name": name, "in": "path", "required": True, "schema": _UUID}
+        for name in re.findall(r"{(\w+)}", path)
+    ]
+    asked = [
+        {"name": n, "in": "query", "required": False, "schema": _parameter(n, op, settings)}
+        for n in op.query
+    ]
+    return ids + asked
 
 
-def _body(schema: dict[str, Any]) -> dict[str, Any]:
+def _schema(model: Any, components: dict[str, Any]) -> dict[str, Any]:
+    """The schema of an answer's type; the models it names go to `components`."""
+    schema = TypeAdapter(model).json_schema(ref_template=_REF, mode="serialization")
+    components.update(schema.pop("$defs", {}))
+    if "title" in schema and schema["title"] in {m.__name__ for m in _named()}:
+        components[schema["title"]] = schema
+        return _ref(schema["title"])
+    return schema
+
+
+@functools.cache
+def _named() -> tuple[type[Any], ...]:
+    """The answers' models that the document names (the others are written inline)."""
+    return tuple(m for m in vars(wire).values() if isinstance(m, type) and issubclass(m, Resource))
+
+
+def _body(op: Operation, settings: Settings) -> dict[str, Any]:
+    """One object, or (a batch) one or an array of them, as the handlers take either."""
+    schema = _ref(op.body.__name__)
+    if op.batch is not None:
+        most = getattr(settings, op.batch)
+        array = {"type": "array", "items": schema, "minItems": 1, "maxItems": most}
+        schema = {"oneOf": [schema, array]}
     return {"required": True, "content": {"application/json": {"schema": schema}}}
 
 
-def _op(summary: str, ok: dict[str, Any], *errors: int, **extra: Any) -> dict[str, Any]:
-    return {"summary": summary, "responses": {"200": ok, **_errors(*errors)}, **extra}
+def _responses(op: Operation, components: dict[str, Any]) -> dict[str, Any]:
+    ok = {"application/json": {"schema": _schema(op.ok, components)}}
+    problem = {"application/problem+json": {"schema": _ref("Problem")}}
+    out = {str(op.status): {"description": "Accepted" if op.status == 202 else "OK", "content": ok}}
+    for code in (*op.errors, 401, 403, 413, 429):
+        out[str(code)] = {"description": "Problem", "content": problem}
+    return out
 
 
-def _array(name: str, most: int | None = None) -> dict[str, Any]:
-    limit = {} if most is None else {"maxItems": most}
-    return {"type": "array", "items": _ref(name), "minItems": 1, **limit}
-
-
-def _one_or_many(name: str, most: int) -> dict[str, Any]:
-    """One object, or an array of them (the handlers take either)."""
-    return {"oneOf": [_ref(name), _array(name, most)]}
-
-
-def _paths(settings: Settings) -> dict[str, Any]:
-    hook_id = [_path_param("webhookId")]
-    rule_id = [_path_param("webhookRuleId")]
-    batch = settings.max_batch_size
-    paging = ("filter", "order", "pageSize", "pageNumber")
-    return {
-        "/api/v1/Webhooks": {
-            "post": _op(
-                "Create webhooks (each passes the handshake)",
-                _json(_array("WebhookModel")),
-                400,
-                requestBody=_body(_one_or_many("WebhookCreate", batch)),
-            )
-        },
-        "/api/v1/Webhooks/query": {
-            "get": _op(
-                "Query webhooks",
-                _json(_fetch("WebhookModel")),
-                400,
-                parameters=_query(settings, "include", *paging, includes=WEBHOOK_INCLUDES),
-            )
-        },
-        "/api/v1/Webhooks/{webhookId}": {
-            "get": _op(
-                "Retrieve a webhook",
-                _json(_ref("WebhookModel")),
-                400,
-                404,
-                parameters=hook_id + _query(settings, "include", includes=WEBHOOK_INCLUDES),
-            ),
-            "patch": _op(
-                "Update a webhook (409 when a value it relied on changed meanwhile)",
-                _json(_ref("WebhookModel")),
-                400,
-                404,
-                409,
-                parameters=hook_id,
-                requestBody=_body(_ref("WebhookPatch")),
-            ),
-            "delete": _op(
-                "Delete a webhook", _json(_ref("ActionResultModel")), 404, parameters=hook_id
-            ),
-        },
-        "/api/v1/Webhooks/{webhookId}/regenerate-client-secret": {
-            "patch": _op("New client secret", _json(_ref("WebhookModel")), 404, parameters=hook_id)
-        },
-        "/api/v1/WebhookRules": {
-            "post": _op(
-                "Create rules",
-                _json(_array("WebhookRuleModel")),
-                400,
-                requestBody=_body(_one_or_many("RuleCreate", batch)),
-            )
-        },
-        "/api/v1/WebhookRules/query": {
-            "get": _op(
-                "Query rules",
-                _json(_fetch("WebhookRuleModel")),
-                400,
-                parameters=_query(settings, *paging),
-            )
-        },
-        "/api/v1/WebhookRules/{webhookRuleId}": {
-            "get": _op("Retrieve a rule", _json(_ref("WebhookRuleModel")), 404, parameters=rule_id),
-            "patch": _op(
-                "Update a rule",
-                _json(_ref("WebhookRuleModel")),
-                400,
-                404,
-                parameters=rule_id,
-                requestBody=_body(_ref("RulePatch")),
-            ),
-            "delete": _op(
-                "Delete a rule", _json(_ref("ActionResultModel")), 404, parameters=rule_id
-            ),
-        },
-        "/api/v1/Webhooks/{webhookId}/history/query": {
-            "get": _op(
-                "Query a webhook's delivery history",
-                _json(_fetch("WebhookHistoryTableStorageModel")),
-                400,
-                404,
-                parameters=hook_id
-                + _query(settings, "select", "include", *paging, includes=HISTORY_INCLUDES),
-            )
-        },
-        "/api/v1/Webhooks/{webhookId}/history/{webhookHistoryId}/retry": {
-            "get": _op(
-                "Queue a notification that was not delivered to go out now (409 while its "
-                "webhook is not Active)",
-                _json(_ref("RetryResult")),
-                400,
-                404,
-                409,
-                parameters=[*hook_id, _path_param("webhookHistoryId")],
-            )
-        },
-        "/api/v1/Webhooks/{webhookId}/test": {
-            "post": _op(
-                "Send a signed sample notification now",
-                _json(_ref("TestResult")),
-                404,
-                parameters=hook_id,
-            )
-        },
-        "/api/v1/Events": {
-            "post": {
-                "summary": "Publish record changes (scope events)",
-                "requestBody": _body(_one_or_many("EventIn", settings.max_events_per_request)),
-                "responses": {"202": _json(_ref("EventsAccepted"), "Accepted"), **_errors(400)},
-            }
-        },
-        "/api/v1/Status": {"get": _op("Who am I", _json(_ref("StatusModel")))},
-    }
+def _operation(path: str, op: Operation, settings: Settings, components: dict[str, Any]) -> Any:
+    out: dict[str, Any] = {"summary": op.summary}
+    if parameters := _parameters(path, op, settings):
+        out["parameters"] = parameters
+    if op.body is not None:
+        out["requestBody"] = _body(op, settings)
+    out["responses"] = _responses(op, components)
+    return out
 
 
 def _request_schemas(settings: Settings) -> dict[str, Any]:
@@ -364,20 +152,27 @@ def _request_schemas(settings: Settings) -> dict[str, Any]:
     for rule in ("RuleCreate", "RulePatch"):
         text = components[rule]["properties"]["filter"]["anyOf"][0]
         text["maxLength"] = min(text["maxLength"], settings.max_filter_length)
+    # pydantic nests enum definitions under $defs; lift them to components.
+    for schema in list(components.values()):
+        components.update(schema.pop("$defs", {}))
     return components
 
 
 @functools.cache
-def _cached(version: str, settings: Settings) -> dict[str, Any]:
-    components = {**_request_schemas(settings), **copy.deepcopy(RESPONSE_SCHEMAS)}
-    # pydantic nests enum definitions under $defs; lift them to components.
-    nested = [schema.pop("$defs", {}) for schema in components.values()]
-    for defs in nested:
-        components.update(defs)
+def _cached(version: str, settings: Settings, api: tuple[Any, ...]) -> dict[str, Any]:
+    components = _request_schemas(settings)
+    _schema(wire.Problem, components)
+    paths = {
+        path: {
+            method.lower(): _operation(path, OPERATIONS[handler], settings, components)
+            for method, handler in handlers
+        }
+        for path, handlers in api
+    }
     return {
         "openapi": "3.1.0",
         "info": {"title": "Webhook gateway", "version": version},
-        "paths": _paths(settings),
+        "paths": paths,
         "components": {
             "schemas": components,
             "securitySchemes": {"ApiKey": {"type": "apiKey", "in": "header", "name": "Api-Key"}},
@@ -386,6 +181,8 @@ def _cached(version: str, settings: Settings) -> dict[str, Any]:
     }
 
 
-def document(version: str, settings: Settings) -> dict[str, Any]:
-    """The OpenAPI document of a server with these settings (a fresh copy each call)."""
-    return copy.deepcopy(_cached(version, settings))
+def document(version: str, settings: Settings, api: Paths) -> dict[str, Any]:
+    """The OpenAPI document of a server with these settings and paths (a fresh copy each
+    call)."""
+    key = tuple((path, tuple(handlers.items())) for path, handlers in api.items())
+    return copy.deepcopy(_cached(version, settings, key))

@@ -1,26 +1,295 @@
-"""Domain records -> the camelCase JSON the ADS Platform clients expect (DESIGN §2)."""
+"""Responses, each resource defined once: its properties with their wire names (the camelCase
+of the domain records' attributes, which the ADS Platform clients expect, DESIGN §2), the ones
+it computes (`statusCode` as a reader sees it, `failureCount`, the `Invoice.U` event type), the
+ones sent only on request (include), and which ones filter and order may name. The OpenAPI
+document's response schemas are these models' (gateway.openapi); they are closed, so an answer
+cannot carry a field its schema does not declare: building it fails first.
+"""
 
 from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, Generic, Self, TypeVar
+from uuid import UUID
 
 import orjson
+from pydantic import Field
+from pydantic.alias_generators import to_camel
 
 from gateway import lifecycle
-from gateway.models import Attempt, Notification, Webhook, WebhookRule
+from gateway.models import (
+    Attempt,
+    ContentType,
+    EventType,
+    HttpMethod,
+    Notification,
+    Scope,
+    Webhook,
+    WebhookRule,
+    WebhookStatus,
+)
+from gateway.resource import Resource
+
+
+class WebhookRuleModel(Resource):
+    """A rule: which table and event type (and records, by filter) a webhook receives."""
+
+    webhook_rule_id: UUID
+    webhook_id: UUID
+    group_key: UUID
+    table_key: str
+    event_type: EventType
+    filter: str | None
+    created: datetime
+    created_user_id: UUID
+    modified: datetime
+    modified_user_id: UUID
+
+
+# include=... names of a webhook, lowercase -> what an error lists as allowed.
+WEBHOOK_INCLUDES = {"webhookrules": "WebhookRules"}
+
+
+class WebhookModel(Resource):
+    """A webhook; an expired Active webhook reads as Inactive. Its rules with
+    include=WebhookRules."""
+
+    ON_REQUEST = frozenset({"webhook_rules"})
+    UNQUERIED = frozenset({"client_secret"})
+
+    webhook_id: UUID
+    group_key: UUID
+    name: str
+    status_code: WebhookStatus
+    status_message: str | None
+    client_secret: str
+    request_content_type: ContentType
+    callback_http_method: HttpMethod
+    callback_url: str
+    expiration_date: datetime | None
+    retry_count: int = Field(ge=0, le=5)
+    created: datetime
+    created_user_id: UUID
+    modified: datetime
+    modified_user_id: UUID
+    partition_key: str | None
+    webhook_rules: list[WebhookRuleModel] = Field(default_factory=list)
+
+    @classmethod
+    def of(cls, hook: Webhook, now: datetime, rules: Sequence[WebhookRule] | None = None) -> Self:
+        """The webhook as a reader sees it at `now`, with these rules if given."""
+        status, message = lifecycle.effective_status(hook, now)
+        computed: dict[str, Any] = {"status_code": status, "status_message": message}
+        if rules is not None:
+            computed["webhook_rules"] = [WebhookRuleModel.copied(r) for r in rules]
+        return cls.copied(hook, **computed)
+
+
+def webhook(
+    hook: Webhook, now: datetime, rules: Sequence[WebhookRule] | None = None
+) -> dict[str, Any]:
+    """A WebhookModel's JSON."""
+    return WebhookModel.of(hook, now, rules).wire()
+
+
+def rule(item: WebhookRule) -> dict[str, Any]:
+    """A WebhookRuleModel's JSON."""
+    return WebhookRuleModel.copied(item).wire()
+
+
+class AttemptModel(Resource):
+    """One attempt of a notification (history include=Attempts)."""
+
+    attempt: int = Field(ge=1)
+    timestamp: datetime
+    is_successful: bool
+    response_status_code: str | None
+    process_result_message: str | None
+    request_message: str | None
+    response_message: str | None
+
 
 ATTEMPTS = "attempts"
-# include=... names for history rows, lowercase -> wire property.
+# include=... names of a history entry, lowercase -> wire property.
 HISTORY_INCLUDES = {
     "records": "records",
     "requestmessage": "requestMessage",
     "responsemessage": "responseMessage",
     "attempts": ATTEMPTS,
 }
+
+
+class WebhookHistoryTableStorageModel(Resource):
+    """A notification as its webhook's history shows it. `select` picks which properties are
+    sent, so none is required; the large ones come only with include, cut to a limit."""
+
+    ON_REQUEST = frozenset({"records", "request_message", "response_message", "attempts"})
+    SELECTABLE = True
+
+    group_key: UUID
+    webhook_id: UUID
+    webhook_history_id: UUID
+    event_type: str  # "Invoice.U"
+    request_sent: bool
+    is_successful: bool
+    response_status_code: str | None
+    process_result_message: str | None
+    failure_count: int  # the failed attempts
+    timestamp: datetime
+    records: str = ""  # the records, as JSON text
+    request_message: str | None = None
+    response_message: str | None = None
+    attempts: list[AttemptModel] = Field(default_factory=list)
+
+    @classmethod
+    def of(cls, row: Notification, include: Collection[str], limit: int,
+           logged: Sequence[Attempt] = ()) -> Self:  # fmt: skip
+        """The entry with the includes named, each large text cut at `limit`."""
+        computed: dict[str, Any] = {
+            "webhook_history_id": row.notification_id,
+            "event_type": f"{row.table_key}.{row.event_type.value}",
+            "failure_count": row.attempts - (1 if row.is_successful else 0),
+        }
+        for name in include:
+            if name == ATTEMPTS:
+                computed["attempts"] = attempts(row, logged, limit)
+            elif name == "records":
+                computed["records"] = truncate(orjson.dumps(list(row.records)).decode(), limit)
+            elif name == "requestMessage":
+                computed["request_message"] = truncate(row.request_message, limit)
+            else:
+                computed["response_message"] = truncate(row.response_message, limit)
+        return cls.copied(row, **computed)
+
+
+def history(
+    row: Notification,
+    include: Collection[str],
+    select: Collection[str] | None,
+    limit: int,
+    logged: Sequence[Attempt] = (),
+) -> dict[str, Any]:
+    """A history entry's JSON: with include=Attempts, every attempt in order: the failed ones
+    from the attempt log (`logged`), then the successful one, which is the row's own. With
+    select, only the properties named (lower-case wire names)."""
+    entry = WebhookHistoryTableStorageModel.of(row, include, limit, logged)
+    only = None if not select else {_selected()[name] for name in select if name in _selected()}
+    return entry.wire(only)
+
+
+@functools.cache
+def _selected() -> dict[str, str]:
+    """History attributes by lower-case wire name."""
+    fields = WebhookHistoryTableStorageModel.model_fields
+    return {to_camel(name).lower(): name for name in fields}
+
+
+def attempts(row: Notification, logged: Sequence[Attempt], limit: int) -> list[AttemptModel]:
+    """Every attempt of a notification, oldest first."""
+    out = [
+        AttemptModel.copied(
+            a, is_successful=False, **_cut(a.request_message, a.response_message, limit)
+        )
+        for a in logged
+    ]
+    if row.is_successful:
+        messages = _cut(row.request_message, row.response_message, limit)
+        out.append(AttemptModel.copied(row, attempt=row.attempts, **messages))
+    return out
+
+
+def _cut(request: str | None, response: str | None, limit: int) -> dict[str, str | None]:
+    return {
+        "request_message": truncate(request, limit),
+        "response_message": truncate(response, limit),
+    }
+
+
+R = TypeVar("R")
+
+
+def batch_of(model: type[Resource]) -> Any:
+    """The answer to a batch create: the objects created, in the order sent."""
+    return Annotated[list[model], Field(min_length=1)]  # type: ignore[valid-type]
+
+
+class ActionResultModel(Resource):
+    """What a delete did."""
+
+    messages: list[str]
+
+
+class StatusModel(Resource):
+    """Who is calling: any valid key may ask, whatever its scopes."""
+
+    group_key: UUID
+    api_key_id: UUID
+    logged_in: bool
+    user_name: str
+    roles: list[Scope]
+    environment: str
+    version: str
+
+
+class RetryResult(Resource):
+    """A hand retry that was queued."""
+
+    webhook_history_id: UUID
+    status: str
+
+
+class TestResult(Resource):
+    """What a receiver answered a sample notification."""
+
+    webhook_id: UUID
+    webhook_history_id: UUID
+    delivered: bool
+    status_code: int | None
+    latency_ms: float | None
+    body: str | None
+    error: str | None
+
+
+class EventsAccepted(Resource):
+    """The events a publish stored, and how many notifications they made."""
+
+    event_ids: list[UUID]
+    notification_count: int
+
+
+class Problem(Resource):
+    """An RFC 7807 problem (gateway.app answers every GatewayError with one)."""
+
+    ON_REQUEST = frozenset({"errors"})
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str
+    errors: Mapping[str, list[str]] = Field(default_factory=dict)  # validation problems only
+
+
+class FetchResult(Resource, Generic[R]):
+    """One page of a query's records."""
+
+    records: list[R]
+    total_count: int
+    page_size: int
+    page_number: int
+
+
+def fetch_result(
+    records: list[dict[str, Any]], total: int, size: int, number: int
+) -> dict[str, Any]:
+    """A FetchResult page of records already written as JSON."""
+    page = FetchResult[dict[str, Any]](
+        records=records, total_count=total, page_size=size, page_number=number
+    )
+    return page.wire()
 
 
 @functools.lru_cache(maxsize=1024)
@@ -33,112 +302,6 @@ def timestamp(value: datetime | None) -> str | None:
     if value is None:
         return None
     return value.isoformat().replace("+00:00", "Z")
-
-
-def webhook(
-    hook: Webhook, now: datetime, rules: Sequence[WebhookRule] | None = None
-) -> dict[str, Any]:
-    """A WebhookModel; an expired Active webhook reads as Inactive."""
-    status, message = lifecycle.effective_status(hook, now)
-    out: dict[str, Any] = {
-        "webhookId": str(hook.webhook_id),
-        "groupKey": str(hook.group_key),
-        "name": hook.name,
-        "statusCode": status.value,
-        "statusMessage": message,
-        "clientSecret": hook.client_secret,
-        "requestContentType": hook.request_content_type.value,
-        "callbackHttpMethod": hook.callback_http_method.value,
-        "callbackUrl": hook.callback_url,
-        "expirationDate": timestamp(hook.expiration_date),
-        "retryCount": hook.retry_count,
-        "created": timestamp(hook.created),
-        "createdUserId": str(hook.created_user_id),
-        "modified": timestamp(hook.modified),
-        "modifiedUserId": str(hook.modified_user_id),
-        "partitionKey": hook.partition_key,
-    }
-    if rules is not None:
-        out["webhookRules"] = [rule(r) for r in rules]
-    return out
-
-
-def rule(item: WebhookRule) -> dict[str, Any]:
-    """A WebhookRuleModel."""
-    return {
-        "webhookRuleId": str(item.webhook_rule_id),
-        "webhookId": str(item.webhook_id),
-        "groupKey": str(item.group_key),
-        "tableKey": item.table_key,
-        "eventType": item.event_type.value,
-        "filter": item.filter,
-        "created": timestamp(item.created),
-        "createdUserId": str(item.created_user_id),
-        "modified": timestamp(item.modified),
-        "modifiedUserId": str(item.modified_user_id),
-    }
-
-
-def history(
-    row: Notification,
-    include: Collection[str],
-    select: Collection[str] | None,
-    limit: int,
-    logged: Sequence[Attempt] = (),
-) -> dict[str, Any]:
-    """A WebhookHistoryTableStorageModel; large strings only with include, truncated. With
-    include=Attempts, every attempt in order: the failed ones from the attempt log (`logged`),
-    then the successful one, which is the row's own."""
-    out: dict[str, Any] = {
-        "groupKey": str(row.group_key),
-        "webhookId": str(row.webhook_id),
-        "webhookHistoryId": str(row.notification_id),
-        "eventType": f"{row.table_key}.{row.event_type.value}",
-        "requestSent": row.request_sent,
-        "isSuccessful": row.is_successful,
-        "responseStatusCode": row.response_status_code,
-        "processResultMessage": row.process_result_message,
-        "failureCount": row.attempts - (1 if row.is_successful else 0),
-        "timestamp": timestamp(row.timestamp),
-    }
-    for name in include:
-        if name == ATTEMPTS:
-            out[name] = attempts(row, logged, limit)
-        elif name == "records":
-            out[name] = truncate(orjson.dumps(list(row.records)).decode(), limit)
-        else:
-            text = row.request_message if name == "requestMessage" else row.response_message
-            out[name] = truncate(text, limit)
-    if select:
-        out = {k: v for k, v in out.items() if k.lower() in select}
-    return out
-
-
-def attempts(row: Notification, logged: Sequence[Attempt], limit: int) -> list[dict[str, Any]]:
-    """Every attempt of a notification, oldest first."""
-    out = [
-        _attempt(a.attempt, a.timestamp, False, a.response_status_code,
-                 a.process_result_message, a.request_message, a.response_message, limit)
-        for a in logged
-    ]  # fmt: skip
-    if row.is_successful:
-        out.append(
-            _attempt(row.attempts, row.timestamp, True, row.response_status_code,
-                     row.process_result_message, row.request_message, row.response_message,
-                     limit)
-        )  # fmt: skip
-    return out
-
-
-def _attempt(
-    number: int, when: datetime, ok: bool, status: str | None, message: str | None,
-    request: str | None, response: str | None, limit: int,
-) -> dict[str, Any]:  # fmt: skip
-    return {
-        "attempt": number, "timestamp": timestamp(when), "isSuccessful": ok,
-        "responseStatusCode": status, "processResultMessage": message,
-        "requestMessage": truncate(request, limit), "responseMessage": truncate(response, limit),
-    }  # fmt: skip
 
 
 def truncate(text: str | None, limit: int) -> str | None:
@@ -161,10 +324,3 @@ def truncate(text: str | None, limit: int) -> str | None:
 
 # How `truncate` marks a cut text, after its first `limit` characters.
 _CUT_MARK = re.compile(r"…\[truncated ([0-9]+) characters\]\Z")
-
-
-def fetch_result(
-    records: list[dict[str, Any]], total: int, size: int, number: int
-) -> dict[str, Any]:
-    """A FetchResult page."""
-    return {"records": records, "totalCount": total, "pageSize": size, "pageNumber": number}

@@ -1,9 +1,10 @@
-"""What every endpoint shares: the context, authentication, reading bodies and parameters."""
+"""What every endpoint shares: the context, authentication, reading bodies and parameters, and
+the description of each endpoint that gateway.openapi writes the document from."""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -33,10 +34,46 @@ from gateway.wakeup import Wakeup
 if TYPE_CHECKING:
     from gateway.delivery import Worker
 
+Endpoint = Callable[[Request], Awaitable[Response]]
 MAX_PAGE_SIZE = 500
 DEFAULT_PAGE_SIZE = 250
 MAX_PAGE_NUMBER = 1_000_000
 ABSENT = ("", "none", "null")
+# The query parameters of every query endpoint (page_query and filter_param read them).
+PAGING = ("filter", "order", "pageSize", "pageNumber")
+
+
+@dataclass(frozen=True)
+class Operation:
+    """What an endpoint takes and answers, for the OpenAPI document: its answer's model (a
+    pydantic type) with its status, the problems it may answer beyond those of every
+    endpoint, the query parameters it reads, the names `include` takes, and its body's model,
+    taken one at a time or, with `batch` naming the setting that bounds them, as an array
+    too. Its summary is its handler's docstring."""
+
+    summary: str
+    ok: Any
+    errors: tuple[int, ...] = ()
+    query: tuple[str, ...] = ()
+    includes: Mapping[str, str] = field(default_factory=dict)
+    body: Any = None
+    batch: str | None = None
+    status: int = 200
+
+
+# Every endpoint's Operation, by handler.
+OPERATIONS: dict[Endpoint, Operation] = {}
+
+
+def operation(ok: Any, *errors: int, **described: Any) -> Callable[[Endpoint], Endpoint]:
+    """Describe an endpoint (see Operation) for the OpenAPI document."""
+
+    def register(handler: Endpoint) -> Endpoint:
+        summary = " ".join((handler.__doc__ or "").split("\n\n")[0].split())
+        OPERATIONS[handler] = Operation(summary, ok, errors, **described)
+        return handler
+
+    return register
 
 
 @dataclass

@@ -9,20 +9,30 @@ from starlette.responses import Response
 
 from gateway import lifecycle, wire
 from gateway.api.common import (
+    PAGING,
     Context,
     authenticate,
     context,
     filter_param,
     includes,
     json_response,
+    operation,
     page_query,
     param,
     path_id,
 )
 from gateway.errors import Conflict, NotFound, ValidationError
 from gateway.models import Scope
-from gateway.store.base import HISTORY_FIELDS, Requeue
-from gateway.wire import HISTORY_INCLUDES
+from gateway.store.base import Requeue
+from gateway.wire import (
+    HISTORY_INCLUDES,
+    FetchResult,
+    RetryResult,
+    TestResult,
+    WebhookHistoryTableStorageModel,
+)
+
+FIELDS = WebhookHistoryTableStorageModel.queryable()
 
 TEST_BODY_BYTES = 512
 
@@ -39,7 +49,7 @@ def _select(request: Request) -> set[str] | None:
     raw = param(request, "select")
     if raw is None:
         return None
-    allowed = set(HISTORY_FIELDS) | set(HISTORY_INCLUDES)
+    allowed = set(FIELDS) | set(HISTORY_INCLUDES)
     chosen = {p.strip().lower() for p in raw.split(",") if p.strip()}
     unknown = sorted(chosen - allowed)
     if unknown:
@@ -47,11 +57,18 @@ def _select(request: Request) -> set[str] | None:
     return chosen
 
 
+@operation(
+    FetchResult[WebhookHistoryTableStorageModel],
+    400,
+    404,
+    query=("select", "include", *PAGING),
+    includes=HISTORY_INCLUDES,
+)
 async def query(request: Request) -> Response:
     """Filter (Azure-Table literals allowed), select, include and page one webhook's history."""
     group_key, webhook_id = await _webhook(request)
     ctx = context(request)
-    q = page_query(request, filter_param(request, HISTORY_FIELDS.keys(), azure=True))
+    q = page_query(request, filter_param(request, FIELDS.keys(), azure=True))
     wanted = includes(request, HISTORY_INCLUDES)
     select = _select(request)
     page = await ctx.store.query_history(group_key, webhook_id, q)
@@ -67,6 +84,7 @@ async def query(request: Request) -> Response:
     return json_response(wire.fetch_result(records, page.total_count, q.page_size, q.page_number))
 
 
+@operation(RetryResult, 400, 404, 409)
 async def retry(request: Request) -> Response:
     """Queue one notification that has not been delivered to go out now; refused (409) while
     its webhook is not Active, when it stays parked and its recorded attempt unchanged."""
@@ -80,7 +98,7 @@ async def retry(request: Request) -> Response:
         raise ValidationError.field("webhookHistoryId", "was delivered; only failed ones retry")
     if found is Requeue.NOT_ACTIVE:
         raise Conflict(await _not_active(ctx, group_key, webhook_id))
-    return json_response({"webhookHistoryId": str(history_id), "status": "queued"})
+    return json_response(RetryResult(webhook_history_id=history_id, status="queued").wire())
 
 
 async def _not_active(ctx: Context, group_key: uuid.UUID, webhook_id: uuid.UUID) -> str:
@@ -97,6 +115,7 @@ async def _not_active(ctx: Context, group_key: uuid.UUID, webhook_id: uuid.UUID)
     )
 
 
+@operation(TestResult, 404)
 async def test_send(request: Request) -> Response:
     """Send a signed sample notification now and answer with what the receiver said."""
     group_key, webhook_id = await _webhook(request)
@@ -106,14 +125,13 @@ async def test_send(request: Request) -> Response:
         raise NotFound(f"no webhook {webhook_id}")
     sample, sent = await ctx.management.test_send(hook)
     response = sent.response
-    return json_response(
-        {
-            "webhookId": str(webhook_id),
-            "webhookHistoryId": str(sample.notification_id),
-            "delivered": bool(response and 200 <= response.status < 300),
-            "statusCode": response.status if response else None,
-            "latencyMs": round(response.elapsed * 1000, 1) if response else None,
-            "body": response.body[:TEST_BODY_BYTES].decode(errors="replace") if response else None,
-            "error": str(sent.error) if sent.error else None,
-        }
+    answer = TestResult(
+        webhook_id=webhook_id,
+        webhook_history_id=sample.notification_id,
+        delivered=bool(response and 200 <= response.status < 300),
+        status_code=response.status if response else None,
+        latency_ms=round(response.elapsed * 1000, 1) if response else None,
+        body=response.body[:TEST_BODY_BYTES].decode(errors="replace") if response else None,
+        error=str(sent.error) if sent.error else None,
     )
+    return json_response(answer.wire())

@@ -15,6 +15,10 @@ other refusal of valid input is a disagreement between the document and the serv
 the test. The hypothesis health checks are on (all but the timed one), and an unsatisfiable
 strategy fails.
 
+Every response schema is closed (tests/unit/test_resources.py), so the response conformance
+check fails an answer that carries a field its schema does not declare; the last test makes a
+handler do that and watches the fuzzing fail.
+
 No fuzzed callback may reach the network: the address policy allows loopback only, host names
 resolve through a fake resolver to 192.0.2.1 (documentation range, always refused), and every
 address the policy let through is recorded and checked to be loopback.
@@ -37,6 +41,8 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase
 from schemathesis.checks import not_a_server_error
+from schemathesis.core.failures import FailureGroup
+from schemathesis.openapi.checks import JsonSchemaError
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     ignored_auth,
@@ -45,6 +51,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from gateway.api import status as status_api
+from gateway.api.common import json_response
 from gateway.app import API_ROUTES
 from gateway.models import NotificationState
 from gateway.netguard import IP
@@ -299,3 +307,17 @@ def test_fuzzing_finds_no_server_errors_and_no_undocumented_answers(
     assert succeeded == {op.label for op in ops}
     assert all(ip.is_loopback for ip in tally.allowed), tally.allowed
     assert no_dns == [], "a name went to the system resolver"
+
+
+@pytest.mark.slow
+def test_an_answer_with_a_field_its_schema_does_not_declare_fails_the_fuzzing(
+    fuzzer: Fuzzer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def with_an_extra_field(data: Any, code: int = 200) -> Any:
+        return json_response({**data, "undeclared": 1}, code)
+
+    monkeypatch.setattr(status_api, "json_response", with_an_extra_field)
+    (operation,) = [op for op in operations(fuzzer) if op.label == "GET /api/v1/Status"]
+    with pytest.raises((JsonSchemaError, FailureGroup)) as caught:
+        fuzzer.run(operation, seeded=False)
+    assert "undeclared" in str(caught.value)

@@ -126,9 +126,9 @@ def test_property_names_are_case_insensitive_and_emit_format_is_an_alias() -> No
         "callbackurl": "http://a.example/h",
     }
     spec, given = parse(WebhookCreate, body)
-    assert spec.requestContentType is ContentType.ID
-    assert spec.callbackHttpMethod is HttpMethod.GET
-    assert given == {"name", "requestContentType", "callbackHttpMethod", "callbackUrl"}
+    assert spec.request_content_type is ContentType.ID
+    assert spec.callback_http_method is HttpMethod.GET
+    assert given == {"name", "request_content_type", "callback_http_method", "callback_url"}
 
 
 def test_read_only_properties_are_ignored_and_unknown_ones_rejected() -> None:
@@ -170,7 +170,7 @@ def test_missing_required_fields_are_named() -> None:
 
 def test_naive_expiration_dates_are_utc() -> None:
     spec, _ = parse(WebhookPatch, {"expirationDate": "2030-01-02T03:04:05"})
-    assert spec.expirationDate == datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
+    assert spec.expiration_date == datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 
 @pytest.mark.parametrize("given", ["U", "u", "Update", "UPDATE"])
@@ -183,7 +183,7 @@ def test_event_type_names(given: str) -> None:
             "eventType": given,
         },
     )
-    assert spec.eventType is EventType.UPDATE
+    assert spec.event_type is EventType.UPDATE
 
 
 def test_an_event_needs_records() -> None:
