@@ -51,10 +51,10 @@ from gateway.config import Settings
 from gateway.errors import GatewayError
 from gateway.fairness import Holdings, ReadyQueue
 from gateway.models import Notification, utcnow
-from gateway.outbound import Outbound
 from gateway.outcomes import AttemptOutcome, Effect, Recorded
 from gateway.sender import Sender
 from gateway.store.base import Added, Store
+from gateway.transport import Transport
 
 log = logging.getLogger(__name__)
 SEARCH_GAP = 30  # a search claim waits at least this many times its own duration (see _claim)
@@ -72,7 +72,7 @@ class Worker:
         self,
         settings: Settings,
         store: Store,
-        outbound: Outbound,
+        outbound: Transport,
         *,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
