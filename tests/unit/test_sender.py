@@ -6,6 +6,7 @@ tests/integration/test_sender.py."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -13,7 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import standardwebhooks
 
-from gateway import payloads
+from gateway import payloads, signing
 from gateway.config import Settings
 from gateway.errors import (
     AddressNotAllowed,
@@ -169,6 +170,26 @@ async def test_a_send_is_signed_at_the_time_given(store: MemoryStore, clock: Clo
     [request] = transport.requests
     assert named(request)["webhook-timestamp"] == str(int(at.timestamp()))
     verified(request, hook.client_secret)
+
+
+class Stamp:
+    """A signature scheme of the test's own: one header naming the secrets it was given."""
+
+    def headers(
+        self, secrets: Sequence[str], msg_id: str, timestamp: int, payload: bytes
+    ) -> dict[str, str]:
+        return {"x-signed-by": " ".join(secrets)}
+
+
+async def test_a_delivery_is_signed_by_the_scheme_chosen_for_its_webhook(
+    store: MemoryStore, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hook = await stored(store)
+    monkeypatch.setattr(signing, "signer_for", lambda chosen: Stamp())
+    transport = answering(respond(200))
+    await attempt(transport, store, clock, make_notification(hook))
+    [request] = transport.requests
+    assert named(request) == {"x-signed-by": hook.client_secret, "content-type": "application/json"}
 
 
 # -- How each answer is classified, and what is recorded ----------------------------------------
