@@ -57,7 +57,7 @@ async def drain(directory: Path, notifications: int, webhooks: int, seed_only: b
         if seed_only:
             return
         settings = Settings(database_url=f"sqlite:///{directory}/drain.db")
-        worker = Worker(settings, store, MockTransport(answers_200))
+        worker = Worker(settings, store, MockTransport(answers_200, keep_requests=False))
         started = time.perf_counter()
         await worker.drain(timeout=600)
         elapsed = time.perf_counter() - started

@@ -93,11 +93,17 @@ class AnyCase(Mapping[str, str]):
 
 class MockTransport:
     """A Transport that sends nothing: `handler` answers each request (or raises an
-    OutboundError), and `requests` keeps every request in the order it was asked for."""
+    OutboundError), and `requests` keeps every request in the order it was asked for.
 
-    def __init__(self, handler: Handler) -> None:
+    A benchmark passes `keep_requests=False`: thousands of requests kept alive cost the cyclic
+    collector more than the rest of the mock (callgrind, 4,000 sends: 11,700 instructions a
+    send kept, 4,400 not; the stand-in it replaced cost 5,500).
+    """
+
+    def __init__(self, handler: Handler, *, keep_requests: bool = True) -> None:
         self.handler = handler
         self.requests: list[OutboundRequest] = []
+        self._keep = keep_requests
 
     async def send(
         self,
@@ -112,17 +118,18 @@ class MockTransport:
     ) -> OutboundResponse:
         """The handler's answer to this request, its body cut at `max_body`."""
         request = OutboundRequest(method, url, headers or {}, body, timeout, max_body, group)
-        self.requests.append(request)
+        if self._keep:
+            self.requests.append(request)
         answer = self.handler(request)
         if not isinstance(answer, OutboundResponse):
             answer = await answer  # an async handler
-        return _capped(answer, max_body)
+        if len(answer.body) > max_body:
+            return _cut(answer, max_body)
+        return answer
 
 
-def _capped(response: OutboundResponse, max_body: int) -> OutboundResponse:
-    """The answer as the real transport reads it: at most `max_body` bytes, marked if cut."""
-    if len(response.body) <= max_body:
-        return response
+def _cut(response: OutboundResponse, max_body: int) -> OutboundResponse:
+    """The answer as the real transport reads a longer one: `max_body` bytes, marked as cut."""
     return OutboundResponse(
         response.status, response.headers, response.body[:max_body], response.elapsed, True
     )

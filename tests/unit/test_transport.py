@@ -68,3 +68,11 @@ async def test_a_handler_raising_an_outbound_error_stands_for_no_answer() -> Non
     with pytest.raises(OutboundTimeout, match=r"^timed out after 3 s$"):
         await transport.send("POST", "http://h/", body=b"{}", timeout=3)
     assert [r.url for r in transport.requests] == ["http://h/"]  # it was still asked
+
+
+async def test_a_mock_told_not_to_keep_requests_still_answers_them() -> None:
+    transport = MockTransport(
+        lambda request: respond(200, request.url.encode()), keep_requests=False
+    )
+    response = await transport.send("GET", "http://h/x", timeout=1)
+    assert (response.status, response.body, transport.requests) == (200, b"http://h/x", [])
