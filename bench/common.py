@@ -258,7 +258,7 @@ def signed_bodies(count: int) -> list[Body]:
     stamp = int(time.time())
     for i in range(count):
         body = json.dumps({**BODY_TEMPLATE, "sequence": i}).encode()
-        headers = signing.webhook_headers([secret], f"msg_{i}", stamp, body)
+        headers = signing.STANDARD_WEBHOOKS.headers([secret], f"msg_{i}", stamp, body)
         headers["content-type"] = "application/json"
         out.append((body, headers))
     return out

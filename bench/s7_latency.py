@@ -105,7 +105,9 @@ async def bare_aiohttp_latencies(receiver: Receiver, rate: float, seconds: float
         async def send(i: int) -> None:
             record = {"id": str(i), "total": i, "sentAt": time.time()}
             body = json.dumps({**BODY_TEMPLATE, "records": [record]}).encode()
-            headers = signing.webhook_headers([secret], f"msg_{i}", int(time.time()), body)
+            headers = signing.STANDARD_WEBHOOKS.headers(
+                [secret], f"msg_{i}", int(time.time()), body
+            )
             headers["content-type"] = "application/json"
             async with session.post(f"{receiver.url}{prefix}", data=body, headers=headers) as r:
                 r.raise_for_status()

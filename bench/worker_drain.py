@@ -14,7 +14,9 @@ by the notifications:
 
 Run against an older checkout of the gateway (PYTHONPATH=that/checkout, from a directory
 outside this one) for a baseline: the script only uses what the store and worker had before
-fairness (issue 17). No targets: this explains S1's figures, it is not among them.
+fairness (issue 17), and gateway.transport's MockTransport (issue 18; for a checkout older than
+that, take this script as of e255db0, whose own stand-in did the same). No targets: this
+explains S1's figures, it is not among them.
 """
 
 from __future__ import annotations
@@ -23,37 +25,24 @@ import argparse
 import asyncio
 import tempfile
 import time
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 from uuid import uuid4
 
 from bench.store_ops import batch
 from gateway.config import Settings
 from gateway.delivery import Worker
 from gateway.ids import new_id
-from gateway.outbound import Outbound, OutboundResponse
 from gateway.store.sqlite import SqliteStore
+from gateway.transport import MockTransport, OutboundRequest, OutboundResponse, respond
 from tests.factories import make_webhook
 
 BATCH = 100
+OK = respond(200, b"ok")
 
 
-class Answers200:
-    """An outbound client whose every request is answered 200 at once, sending nothing."""
-
-    async def send(
-        self,
-        method: str,
-        url: str,
-        *,
-        headers: Mapping[str, str] | None = None,
-        body: bytes | None = None,
-        timeout: float,
-        max_body: int = 65536,
-        **_: Any,
-    ) -> OutboundResponse:
-        return OutboundResponse(200, {}, b"ok", 0.001, False)
+def answers_200(request: OutboundRequest) -> OutboundResponse:
+    """Every request is answered 200 at once, sending nothing."""
+    return OK
 
 
 async def drain(directory: Path, notifications: int, webhooks: int, seed_only: bool) -> None:
@@ -68,8 +57,7 @@ async def drain(directory: Path, notifications: int, webhooks: int, seed_only: b
         if seed_only:
             return
         settings = Settings(database_url=f"sqlite:///{directory}/drain.db")
-        outbound: Outbound = Answers200()  # type: ignore[assignment]  # send() is all it uses
-        worker = Worker(settings, store, outbound)
+        worker = Worker(settings, store, MockTransport(answers_200, keep_requests=False))
         started = time.perf_counter()
         await worker.drain(timeout=600)
         elapsed = time.perf_counter() - started

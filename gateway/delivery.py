@@ -52,10 +52,10 @@ from gateway.errors import GatewayError
 from gateway.fairness import Holdings, ReadyQueue
 from gateway.handoff import HandOff
 from gateway.models import Notification, utcnow
-from gateway.outbound import Outbound
 from gateway.outcomes import AttemptOutcome, Effect, Recorded
 from gateway.sender import Sender
 from gateway.store.base import Store
+from gateway.transport import Transport
 
 log = logging.getLogger(__name__)
 SEARCH_GAP = 30  # a search claim waits at least this many times its own duration (see _claim)
@@ -73,7 +73,7 @@ class Worker:
         self,
         settings: Settings,
         store: Store,
-        outbound: Outbound,
+        outbound: Transport,
         *,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:

@@ -29,8 +29,8 @@ from gateway.errors import (
     OutboundError,
     OutboundTimeout,
 )
-from gateway.outbound import Outbound
 from gateway.store.base import Store
+from gateway.transport import Transport
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ def with_code(url: str, code: str) -> str:
 
 
 async def verify_callback(
-    outbound: Outbound,
+    outbound: Transport,
     codes: HandshakeCodes,
     webhook_id: UUID,
     method: str,
@@ -118,7 +118,7 @@ async def verify_callback(
 ) -> None:
     """Run the handshake against the callback; raise HandshakeFailed saying what came back.
     With `group` (the API always gives it), the request takes one of that group's outbound
-    slots (Outbound `per_group`), waited for within `timeout`."""
+    slots (gateway.outbound.Outbound `per_group`), waited for within `timeout`."""
     try:
         await _exchange(outbound, codes, webhook_id, group, method.upper(), url, timeout, max_body)
     except HandshakeFailed as exc:
@@ -130,7 +130,7 @@ async def verify_callback(
 
 
 async def _exchange(
-    outbound: Outbound,
+    outbound: Transport,
     codes: HandshakeCodes,
     webhook_id: UUID,
     group: UUID | None,

@@ -1,4 +1,5 @@
-"""The one outbound HTTP client, for handshakes, test sends and deliveries (DESIGN §7, §9).
+"""The one outbound HTTP client, for handshakes, test sends and deliveries (DESIGN §7, §9): the
+real gateway.transport.Transport.
 
 aiohttp, chosen by measurement (DESIGN §9), with one pooled session. Its resolver is replaced
 by the address guard, so a new connection goes to exactly the address that was checked for it:
@@ -32,23 +33,12 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
 from gateway.errors import OutboundBusy, OutboundConnectionError, OutboundError, OutboundTimeout
-from gateway.models import record
 from gateway.netguard import AddressPolicy, Resolver, SystemResolver, check_host, check_literal
+from gateway.transport import OutboundResponse
 
 # URLs judged and parsed once each (deliveries repeat a few callback URLs many times over);
 # the cache starts over when it is this full.
 TARGET_CACHE_SIZE = 10_000
-
-
-@record
-class OutboundResponse:
-    """What came back: status, headers, at most `max_body` bytes of body, and the time taken."""
-
-    status: int
-    headers: Mapping[str, str]
-    body: bytes
-    elapsed: float
-    truncated: bool
 
 
 class GuardedResolver(AbstractResolver):

@@ -31,6 +31,9 @@ from gateway.models import NotificationState, StatusReason, Webhook, WebhookStat
 
 
 class Effect(enum.StrEnum):
+    """What an attempt came to (the table above): retry.classify gives the first three, for a
+    request that went out; the sender gives the other two, when none did."""
+
     SUCCESS = "success"
     FAILURE = "failure"
     GONE = "gone"

@@ -2,12 +2,12 @@
 
 Every non-2xx answer except 410, and every transport error, is a failed attempt that is retried;
 410 Gone is the partner unsubscribing, which the lifecycle handles. Errors are classified by
-type (the OutboundError family), never by their text.
+type (the OutboundError family), never by their text. The classification is an
+outcomes.Effect, the one enum for what an attempt came to.
 """
 
 from __future__ import annotations
 
-import enum
 import random
 import re
 from dataclasses import dataclass
@@ -15,30 +15,26 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 from gateway.errors import OutboundError
+from gateway.outcomes import Effect
 
 _DELTA_SECONDS = re.compile(r"[0-9]+")  # RFC 9110 delay-seconds: ASCII digits only
 
 
-class Outcome(enum.StrEnum):
-    SUCCESS = "success"
-    GONE = "gone"
-    FAILURE = "failure"
-
-
-def classify(status: int | None, error: BaseException | None) -> Outcome:
-    """2xx succeeds, 410 unsubscribes, any other answer or an outbound error is a failure."""
+def classify(status: int | None, error: BaseException | None) -> Effect:
+    """2xx succeeds, 410 unsubscribes, any other answer or an outbound error is a failure (the
+    three effects of a request that went out)."""
     if error is not None:
         if not isinstance(error, OutboundError):
             # Anything else is a bug on our side, not the partner's failure: don't count it.
             raise TypeError(f"not an outbound failure: {type(error).__name__}") from error
-        return Outcome.FAILURE
+        return Effect.FAILURE
     if status is None:
         raise ValueError("classify needs a status or an error")
     if 200 <= status < 300:
-        return Outcome.SUCCESS
+        return Effect.SUCCESS
     if status == 410:
-        return Outcome.GONE
-    return Outcome.FAILURE
+        return Effect.GONE
+    return Effect.FAILURE
 
 
 @dataclass(frozen=True, slots=True)

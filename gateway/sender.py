@@ -1,4 +1,9 @@
-"""One delivery attempt: render, sign, send, classify. No database writes happen here."""
+"""One delivery attempt: render, sign, send, classify. No database writes happen here.
+
+The request is signed by the webhook's scheme (gateway.signing.signer_for) and goes out through
+a gateway.transport.Transport: the guarded aiohttp client in the product, a MockTransport in
+unit tests. Deliveries and the API's test sends both come through `send`.
+"""
 
 from __future__ import annotations
 
@@ -12,10 +17,10 @@ from gateway import lifecycle, payloads, signing
 from gateway.config import Settings
 from gateway.errors import OutboundError, Unrenderable, ValidationError
 from gateway.models import Notification, Webhook, record
-from gateway.outbound import Outbound, OutboundResponse
 from gateway.outcomes import AttemptOutcome, Effect
-from gateway.retry import Outcome, RetryPolicy, classify
+from gateway.retry import RetryPolicy, classify
 from gateway.store.base import Store
+from gateway.transport import OutboundResponse, Transport
 from gateway.wire import truncate
 
 # How long a webhook read from the store is reused: a busy webhook costs one read per interval,
@@ -24,13 +29,6 @@ from gateway.wire import truncate
 WEBHOOK_CACHE_SECONDS = 1.0
 NOT_ACTIVE = "not sent: the webhook is not Active"
 NUL, REPLACEMENT = "\x00", "\ufffd"
-
-
-_EFFECTS = {
-    Outcome.SUCCESS: Effect.SUCCESS,
-    Outcome.GONE: Effect.GONE,
-    Outcome.FAILURE: Effect.FAILURE,
-}
 
 
 @record
@@ -54,7 +52,11 @@ class Sender:
     """Turns a claimed notification into an AttemptOutcome."""
 
     def __init__(
-        self, settings: Settings, outbound: Outbound, store: Store, clock: Callable[[], datetime]
+        self,
+        settings: Settings,
+        outbound: Transport,
+        store: Store,
+        clock: Callable[[], datetime],
     ) -> None:
         self.settings = settings
         self.outbound = outbound
@@ -91,7 +93,7 @@ class Sender:
             # Refused at the door today; rows stored before the door checked, or a record the
             # checks missed, fail for good here instead of at every lease.
             raise Unrenderable(f"cannot be rendered: {exc}") from exc
-        headers = signing.webhook_headers(
+        headers = signing.signer_for(hook).headers(
             active_secrets(hook, now),
             str(note.notification_id),
             int(now.timestamp()),
@@ -128,7 +130,7 @@ class Sender:
     def _outcome(self, note: Notification, owner: str, sent: Sent) -> AttemptOutcome:
         limit = self.settings.history_message_limit
         response = sent.response
-        effect = _EFFECTS[classify(response.status if response else None, sent.error)]
+        effect = classify(response.status if response else None, sent.error)
         cause = f"HTTP {response.status}" if response else str(sent.error)
         retry_at = None
         if effect is Effect.FAILURE:

@@ -65,6 +65,7 @@ MODULES: dict[str, list[str]] = {
         "tests/unit/test_filter_edges.py",
     ],
     "gateway/handshake.py": [
+        "tests/unit/test_handshake.py",
         "tests/unit/test_handshake_codes.py",
         "tests/integration/test_handshake_requests.py",
         "tests/integration/test_handshake.py",
@@ -83,8 +84,14 @@ MODULES: dict[str, list[str]] = {
     # tests let through (about 0.7 s a test).
     "gateway/outcomes.py": ["tests/unit/test_outcomes.py", CONTRACT, INTEGRITY, *NO_CHAOS],
     # sender runs in every delivery, so each surviving mutant runs its whole selection. The
-    # sender's own tests (one attempt against a loopback receiver, no gateway) come first.
-    "gateway/sender.py": ["tests/integration/test_sender.py", CONTRACT, DELIVERY],
+    # sender's own tests come first: on the mock transport, then against a loopback receiver.
+    "gateway/sender.py": [
+        "tests/unit/test_sender.py",
+        "tests/integration/test_sender.py",
+        CONTRACT,
+        DELIVERY,
+    ],
+    "gateway/transport.py": ["tests/unit/test_transport.py"],
     "gateway/netguard.py": [
         "tests/unit/test_netguard.py",
         "tests/unit/test_netguard_rules.py",

@@ -13,7 +13,8 @@ from gateway.errors import (
     OutboundTimeout,
     ValidationError,
 )
-from gateway.retry import Outcome, RetryPolicy, classify
+from gateway.outcomes import Effect
+from gateway.retry import RetryPolicy, classify
 
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 POLICY = RetryPolicy()
@@ -121,25 +122,25 @@ def test_parse_retry_after_date_is_relative_to_now() -> None:
 @pytest.mark.parametrize(
     ("status", "outcome"),
     [
-        (200, Outcome.SUCCESS),
-        (204, Outcome.SUCCESS),
-        (299, Outcome.SUCCESS),
-        (410, Outcome.GONE),
-        (100, Outcome.FAILURE),
-        (199, Outcome.FAILURE),
-        (300, Outcome.FAILURE),
-        (301, Outcome.FAILURE),
-        (304, Outcome.FAILURE),
-        (400, Outcome.FAILURE),
-        (404, Outcome.FAILURE),
-        (409, Outcome.FAILURE),
-        (411, Outcome.FAILURE),
-        (429, Outcome.FAILURE),
-        (500, Outcome.FAILURE),
-        (503, Outcome.FAILURE),
+        (200, Effect.SUCCESS),
+        (204, Effect.SUCCESS),
+        (299, Effect.SUCCESS),
+        (410, Effect.GONE),
+        (100, Effect.FAILURE),
+        (199, Effect.FAILURE),
+        (300, Effect.FAILURE),
+        (301, Effect.FAILURE),
+        (304, Effect.FAILURE),
+        (400, Effect.FAILURE),
+        (404, Effect.FAILURE),
+        (409, Effect.FAILURE),
+        (411, Effect.FAILURE),
+        (429, Effect.FAILURE),
+        (500, Effect.FAILURE),
+        (503, Effect.FAILURE),
     ],
 )
-def test_classify_status(status: int, outcome: Outcome) -> None:
+def test_classify_status(status: int, outcome: Effect) -> None:
     assert classify(status, None) is outcome
 
 
@@ -152,12 +153,12 @@ def test_classify_status(status: int, outcome: Outcome) -> None:
     ],
 )
 def test_every_outbound_error_is_a_failed_attempt(error: Exception) -> None:
-    assert classify(None, error) is Outcome.FAILURE
+    assert classify(None, error) is Effect.FAILURE
 
 
 def test_classification_is_by_type_not_message() -> None:
     # A message that reads like success changes nothing; a non-outbound error is our bug.
-    assert classify(None, OutboundTimeout("200 OK")) is Outcome.FAILURE
+    assert classify(None, OutboundTimeout("200 OK")) is Effect.FAILURE
     with pytest.raises(TypeError, match=r"^not an outbound failure: ValidationError$") as caught:
         classify(None, ValidationError("timed out after 10 s"))
     assert isinstance(caught.value.__cause__, ValidationError)
@@ -166,7 +167,7 @@ def test_classification_is_by_type_not_message() -> None:
 
 
 def test_an_error_decides_even_with_a_status() -> None:
-    assert classify(200, OutboundTimeout("timed out after 10 s")) is Outcome.FAILURE
+    assert classify(200, OutboundTimeout("timed out after 10 s")) is Effect.FAILURE
 
 
 def test_classify_needs_something_to_classify() -> None:

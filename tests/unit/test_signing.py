@@ -12,10 +12,11 @@ from gateway import signing
 
 PAYLOAD = b'{"webhookId":"w","tableKey":"Invoice","eventType":"U","records":[{"id":"42"}]}'
 MSG_ID = "0b0f4c1e-6f1b-4a55-9c53-7d1b2c3d4e5f"
+V1 = signing.STANDARD_WEBHOOKS
 
 
 def headers_for(*secrets: str, payload: bytes = PAYLOAD) -> dict[str, str]:
-    return signing.webhook_headers(secrets, MSG_ID, int(time.time()), payload)
+    return V1.headers(secrets, MSG_ID, int(time.time()), payload)
 
 
 def test_generated_secret_is_whsec_and_32_random_bytes() -> None:
@@ -56,10 +57,10 @@ def test_wrong_secret_fails() -> None:
 
 def test_signature_covers_id_and_timestamp() -> None:
     secret = signing.generate_secret()
-    signed = signing.sign(secret, MSG_ID, 1_700_000_000, PAYLOAD)
-    assert signed != signing.sign(secret, "other-id", 1_700_000_000, PAYLOAD)
-    assert signed != signing.sign(secret, MSG_ID, 1_700_000_001, PAYLOAD)
-    assert signed == signing.sign(secret, MSG_ID, 1_700_000_000, PAYLOAD)
+    signed = V1.sign(secret, MSG_ID, 1_700_000_000, PAYLOAD)
+    assert signed != V1.sign(secret, "other-id", 1_700_000_000, PAYLOAD)
+    assert signed != V1.sign(secret, MSG_ID, 1_700_000_001, PAYLOAD)
+    assert signed == V1.sign(secret, MSG_ID, 1_700_000_000, PAYLOAD)
 
 
 def test_unpadded_secret_signs_like_the_verifier_decodes_it() -> None:
@@ -69,4 +70,4 @@ def test_unpadded_secret_signs_like_the_verifier_decodes_it() -> None:
 
 def test_secret_that_is_not_base64_is_refused() -> None:
     with pytest.raises(ValueError, match="not whsec_ followed by base64"):
-        signing.sign("whsec_not-base64_at-all", MSG_ID, 1, PAYLOAD)
+        V1.sign("whsec_not-base64_at-all", MSG_ID, 1, PAYLOAD)

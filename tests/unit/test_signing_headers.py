@@ -11,6 +11,7 @@ from gateway import signing
 PAYLOAD = b'{"tableKey":"Invoice"}'
 KEY = bytes(range(32))
 SECRET = "whsec_" + base64.b64encode(KEY).decode()
+V1 = signing.STANDARD_WEBHOOKS
 
 
 def expected_signature(key: bytes, msg_id: str, timestamp: int, payload: bytes) -> str:
@@ -20,7 +21,7 @@ def expected_signature(key: bytes, msg_id: str, timestamp: int, payload: bytes) 
 
 
 def test_the_three_headers_by_their_exact_names() -> None:
-    headers = signing.webhook_headers([SECRET], "msg_1", 1_700_000_000, PAYLOAD)
+    headers = V1.headers([SECRET], "msg_1", 1_700_000_000, PAYLOAD)
     assert headers == {
         "webhook-id": "msg_1",
         "webhook-timestamp": "1700000000",
@@ -31,7 +32,7 @@ def test_the_three_headers_by_their_exact_names() -> None:
 def test_every_secret_signs_in_the_order_given() -> None:
     other = bytes(32)
     secrets = [SECRET, "whsec_" + base64.b64encode(other).decode()]
-    header = signing.signature_header(secrets, "msg_1", 5, PAYLOAD)
+    header = V1.signature(secrets, "msg_1", 5, PAYLOAD)
     assert header == " ".join(
         [
             expected_signature(KEY, "msg_1", 5, PAYLOAD),
