@@ -82,6 +82,22 @@ class Settings:
             return self.per_group_concurrency
         return max(1, self.worker_concurrency // 2)
 
+    def group_holding_limit(self) -> int:
+        """How many notifications one group may hold in one worker (claimed, not yet attempted)
+        before claims pass it over: its senders' worth and one claim batch more, so a busy
+        group is claimed for while less than a batch waits behind its sends, and that batch
+        arrives before its senders run dry. With twice its senders as the limit, and the
+        claim batch counting every group below it, a lone group's queue ran out during each
+        claim when two worker processes shared SQLite (S1 to ten webhooks)."""
+        return self.group_concurrency() + self.claim_batch_size
+
+    def holding_limit(self) -> int:
+        """How many notifications one worker may hold in all before it stops claiming: room
+        for two groups at their holding limit, so one group at its limit never stops
+        another's claims, while the worker does not lease more than it can send in a lease
+        (what one worker holds, the others cannot take)."""
+        return 2 * self.group_holding_limit()
+
     def with_secret_key(self) -> Settings:
         """A copy whose secret key is set, generated and kept beside the database if needed."""
         if self.secret_key:

@@ -96,7 +96,8 @@ class Worker:
         self._webhook_of: dict[UUID, int] = {}  # notification -> webhook, while settling
         self._ready = ReadyQueue(settings.worker_concurrency, settings.group_concurrency())
         self._held = 0  # claimed and not yet attempted: queued, ready or being sent
-        self._holdings = Holdings(2 * settings.group_concurrency())  # the same, by group
+        self._holding_limit = settings.holding_limit()
+        self._holdings = Holdings(settings.group_holding_limit())  # the same, by group
         self._none_held = asyncio.Event()
         self._none_held.set()
         self._outcomes: list[AttemptOutcome] = []
@@ -154,10 +155,9 @@ class Worker:
         return now + timedelta(seconds=self.settings.lease_seconds)
 
     def holding(self, webhook: int, group_key: UUID) -> tuple[int, int, int]:
-        """Held here: toward a claim's batch, of this webhook (by its UUID's integer), and of
-        this group; the hand-off measures its room by them as claims do."""
-        counted = self._holdings.counted(self._held)
-        return counted, self._held_for(webhook), self._holdings.of(group_key)
+        """Held here: in all, of this webhook (by its UUID's integer), and of this group; the
+        hand-off measures its room by them as claims do."""
+        return self._held, self._held_for(webhook), self._holdings.of(group_key)
 
     def _held_for(self, webhook: int) -> int:
         queue = self._queues.get(webhook)
@@ -174,9 +174,9 @@ class Worker:
         ]
 
     async def _claim(self) -> int:
-        """Lease a batch if less than one is held here (not counting what groups over their
-        holding limit hold); return how many were claimed."""
-        if self._holdings.counted(self._held) >= self.settings.claim_batch_size:
+        """Lease a batch, passing over the webhooks and groups that hold enough here, unless
+        the worker holds its limit; return how many were claimed."""
+        if self._held >= self._holding_limit:
             return 0
         excluded = frozenset(self._saturated())
         groups = self._holdings.full()
@@ -358,12 +358,11 @@ class Worker:
         round trip."""
         # Only when a threshold is crossed: a claim per finished send would cost more than it
         # brings when the only due notifications belong to a saturated webhook or group.
-        counted = self._holdings.counted(self._held)
-        below_batch = counted == self.settings.claim_batch_size - 1
+        below_limit = self._held == self._holding_limit - 1
         queue = self._queues.get(webhook)  # _held_for, written out: once per notification
         held = (len(queue) if queue else 0) + self._active.get(webhook, 0)
         unsaturated = held == 2 * self.settings.per_webhook_concurrency - 1
-        if below_batch or unsaturated or group_freed:
+        if below_limit or unsaturated or group_freed:
             self._wake.set()
 
     async def _flush(self) -> None:

@@ -9,9 +9,11 @@ the other groups need. Two rules, applied by the worker (gateway.delivery):
   each). A free sender takes the next ready notification of the next group in turn (round
   robin), passing over groups at their share (`ReadyQueue`). A share that shrinks because
   another group turned up is given back as that group's sends end, within a delivery timeout.
-- **Claims.** A group holding twice its cap here is passed over by claims, and what it holds
-  does not count toward the claim batch (`Holdings`), so one group's backlog, claimed first
-  because it came due first, never stops the other groups' notifications from being claimed.
+- **Claims.** A group holding its cap and a claim batch more here
+  (`Settings.group_holding_limit()`) is passed over by claims (`Holdings`), and the worker
+  claims while it holds less than two groups' limits (`Settings.holding_limit()`), so one
+  group's backlog, claimed first because it came due first, never stops the other groups'
+  notifications from being claimed.
 """
 
 from __future__ import annotations
@@ -183,14 +185,12 @@ class ReadyQueue:
 
 class Holdings:
     """Notifications a worker holds (claimed, not yet attempted) by group, and the groups that
-    hold `limit` or more: claims pass those over, and what they hold does not count toward a
-    claim batch (`counted`)."""
+    hold `limit` or more: claims pass those over."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self._by_group: dict[int, int] = {}  # by the group's UUID's integer, as ReadyQueue
         self._keys: dict[int, UUID] = {}  # the groups themselves, for `full`
-        self._over = 0  # held by groups at or over the limit
         self._full = 0  # groups at or over the limit
 
     def add(self, group: UUID, count: int = 1) -> None:
@@ -198,19 +198,11 @@ class Holdings:
         key = group.int
         before = self._by_group.get(key, 0)
         after = before + count
-        # The common cases written out: no limit crossed, below it or over it.
-        if after < self.limit:
-            self._by_group[key] = after
-            if not before:
-                self._keys[key] = group
-            return
-        if before >= self.limit:
-            self._by_group[key] = after
-            self._over += count
-            return
+        self._by_group[key] = after
         if not before:
             self._keys[key] = group
-        self._set(key, before, after)
+        if before < self.limit <= after:
+            self._full += 1
 
     def remove(self, group: UUID, count: int = 1) -> bool:
         """`count` fewer held for `group`; whether that took it below the limit (a claim that
@@ -218,24 +210,19 @@ class Holdings:
         key = group.int
         before = self._by_group[key]
         after = before - count
-        # The common cases written out: no limit crossed, below it or over it.
-        if before < self.limit and after:
+        if after:
             self._by_group[key] = after
-            return False
-        if after >= self.limit:
-            self._by_group[key] = after
-            self._over -= count
-            return False
-        self._set(key, before, after)
-        return before >= self.limit > after
+        else:
+            del self._by_group[key]
+            del self._keys[key]
+        if after < self.limit <= before:
+            self._full -= 1
+            return True
+        return False
 
     def of(self, group: UUID) -> int:
         """Held for `group`."""
         return self._by_group.get(group.int, 0)
-
-    def counted(self, total: int) -> int:
-        """Of `total` held, those that count toward a claim batch: the groups' under the limit."""
-        return total - self._over
 
     def all_full(self) -> bool:
         """Whether something is held and every group holding it is at or over the limit."""
@@ -243,19 +230,6 @@ class Holdings:
 
     def full(self) -> frozenset[UUID]:
         """The groups at or over the limit."""
-        if not self._over:
+        if not self._full:
             return frozenset()
         return frozenset(self._keys[g] for g, held in self._by_group.items() if held >= self.limit)
-
-    def _set(self, group: int, before: int, after: int) -> None:
-        if before >= self.limit:
-            self._over -= before
-            self._full -= 1
-        if after >= self.limit:
-            self._over += after
-            self._full += 1
-        if after:
-            self._by_group[group] = after
-        else:
-            del self._by_group[group]
-            del self._keys[group]

@@ -44,7 +44,7 @@ class Holder(Protocol):
         """The end of a lease taken at `now`."""
 
     def holding(self, webhook: int, group_key: UUID) -> tuple[int, int, int]:
-        """Held here: toward a claim's batch, of this webhook, of this group."""
+        """Held here: in all, of this webhook, of this group."""
 
     def hold(self, notes: Sequence[Notification]) -> None:
         """Queue notifications leased to it."""
@@ -58,10 +58,10 @@ class HandOff:
     def __init__(self, worker: Holder) -> None:
         self._worker = worker
         settings = worker.settings
-        self._batch = settings.claim_batch_size
+        self._limit = settings.holding_limit()
         # As for claims: one slow partner must not fill the worker, nor one tenant.
         self._per_webhook = 2 * settings.per_webhook_concurrency
-        self._per_group = 2 * settings.group_concurrency()
+        self._per_group = settings.group_holding_limit()
         self._promised: dict[int, int] = {}
         self._promised_groups: dict[int, int] = {}
         self._promised_total = 0
@@ -82,8 +82,8 @@ class HandOff:
         if not self._worker.running:
             return False
         webhook, group = webhook_id.int, group_key.int
-        counted, of_webhook, of_group = self._worker.holding(webhook, group_key)
-        if counted + self._promised_total >= self._batch:
+        held, of_webhook, of_group = self._worker.holding(webhook, group_key)
+        if held + self._promised_total >= self._limit:
             return False
         if of_webhook + self._promised.get(webhook, 0) >= self._per_webhook:
             return False

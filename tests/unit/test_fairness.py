@@ -140,19 +140,21 @@ def test_clear_takes_what_is_ready_and_frees_the_shares() -> None:
     assert ready.get_nowait() is None
 
 
-def test_holdings_count_toward_a_batch_only_for_groups_below_the_limit() -> None:
+def test_holdings_name_the_groups_at_their_limit() -> None:
     held = Holdings(limit=3)
     assert not held.all_full()  # nothing held
     held.add(B, 5)
     assert held.all_full()  # a claim now could only find another group
     held.add(A, 2)
     assert held.full() == {B} and not held.all_full()
-    assert held.counted(7) == 2  # B's 5 do not count
     assert not held.remove(B, 2)  # 3: still at the limit
     assert held.remove(B)  # 2: below it, claims take B again
-    assert held.full() == frozenset() and held.counted(4) == 4
-    held.remove(A, 2)
-    assert held.of(A) == 0 and held.of(B) == 2
+    assert held.full() == frozenset()
+    held.add(A)  # 3: A reaches the limit by one
+    assert held.full() == {A} and not held.remove(B, 2)
+    assert held.all_full()  # B holds nothing now: only A is held, at its limit
+    held.remove(A, 3)
+    assert held.of(A) == 0 and held.of(B) == 0 and not held.all_full()
 
 
 def test_a_groups_cap_is_half_the_senders_unless_set() -> None:
@@ -190,18 +192,43 @@ async def test_a_search_past_more_groups_does_not_hold_back_a_claim_past_fewer()
     store = MemoryStore()
     noisy, healthy = make_webhook(), make_webhook()
     await store.add_webhooks([noisy, healthy])
-    for hook, due in ((noisy, T0), (healthy, T0 + timedelta(seconds=1))):
+    for hook, due, count in ((noisy, T0, 32), (healthy, T0 + timedelta(seconds=1), 16)):
         event = make_event(hook.group_key)
-        notes = [make_notification(hook, event, next_attempt_at=due) for _ in range(16)]
+        notes = [make_notification(hook, event, next_attempt_at=due) for _ in range(count)]
         await store.add_events([event], notes)
     everyone = frozenset({noisy.group_key, healthy.group_key})
     async with Outbound(policy=AddressPolicy()) as outbound:
         one, two = (Worker(settings, store, outbound, clock=lambda: T0 + LATER) for _ in "12")
-        assert await one._claim() == 8  # the noisy group's, due first: at its limit now
+        # The noisy group's, due first: at its limit (its 2 senders' worth and a claim) now.
+        assert [await one._claim() for _ in "12"] == [8, 8]
         one._searched = (everyone, time.monotonic() + 100)
         assert await one._claim() == 8  # the healthy group's: passing over fewer groups
-        assert await two._claim() == 8  # the rest of the noisy group's
+        assert [await two._claim() for _ in "12"] == [8, 8]  # the rest of the noisy group's
         two._searched = (frozenset({noisy.group_key}), time.monotonic() + 100)
         assert await two._claim() == 0  # a search past the same groups, too lately: it waits
         two._searched = None
         assert await two._claim() == 8  # the healthy group's rest was there all along
+
+
+async def test_a_group_below_its_limit_never_stops_another_groups_claims() -> None:
+    """Claims go on while a group holds less than its limit, so it fills up to its limit and
+    is passed over, and the next group due is claimed; then the worker's own limit stops
+    them. (When a claim batch counted every group below its limit, a noisy group holding a
+    batch stopped every claim until its sends ended.)"""
+    # One sender per group and claims of 4: a group holds at most 5, the worker 10.
+    settings = dataclasses.replace(
+        config.Settings(), worker_concurrency=2, claim_batch_size=4, poll_interval=30.0
+    )
+    store = MemoryStore()
+    noisy, healthy = make_webhook(), make_webhook()
+    await store.add_webhooks([noisy, healthy])
+    for hook, due in ((noisy, T0), (healthy, T0 + LATER)):
+        event = make_event(hook.group_key)
+        notes = [make_notification(hook, event, next_attempt_at=due) for _ in range(20)]
+        await store.add_events([event], notes)
+    async with Outbound(policy=AddressPolicy()) as outbound:
+        worker = Worker(settings, store, outbound, clock=lambda: T0 + 2 * LATER)
+        assert [await worker._claim() for _ in range(4)] == [4, 4, 4, 0]
+        assert worker.holding(0, noisy.group_key)[2] == 8  # at its limit after two claims
+        assert worker.holding(0, healthy.group_key)[2] == 4
+        assert worker.holding(0, healthy.group_key)[0] == 12  # over the worker's 10: no more

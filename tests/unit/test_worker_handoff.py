@@ -48,33 +48,38 @@ async def test_a_worker_that_is_not_running_takes_nothing() -> None:
         assert not idle.handoff.take_fresh(hook.webhook_id, hook.group_key)
 
 
-async def test_take_fresh_stops_at_a_webhooks_share_and_at_a_claims_worth(worker: Worker) -> None:
-    one, two, three = (make_webhook() for _ in range(3))
-    # Twice a webhook's concurrency, as claims leave a saturated webhook out.
-    assert [worker.handoff.take_fresh(one.webhook_id, one.group_key) for _ in range(3)] == [
-        True,
-        True,
-        False,
-    ]
-    assert worker.handoff.take_fresh(two.webhook_id, two.group_key)
-    # A claim's worth in all.
-    assert not worker.handoff.take_fresh(three.webhook_id, three.group_key)
+async def test_take_fresh_stops_at_a_webhooks_share_and_at_the_workers_limit() -> None:
+    # A group may hold its 1 sender's worth and a claim of 3; the worker twice that: 8.
+    settings = dataclasses.replace(SETTINGS, per_group_concurrency=1)
+    hooks = [make_webhook() for _ in range(5)]  # each of its own group
+    async with running_worker(settings) as worker:
+        take = worker.handoff.take_fresh
+        # Twice a webhook's concurrency, as claims leave a saturated webhook out.
+        assert [take(hooks[0].webhook_id, hooks[0].group_key) for _ in range(3)] == [
+            True,
+            True,
+            False,
+        ]
+        assert all(take(h.webhook_id, h.group_key) for h in hooks[1:4] for _ in range(2))
+        # The worker's holding limit in all.
+        assert not take(hooks[4].webhook_id, hooks[4].group_key)
 
 
 async def test_take_fresh_stops_at_a_groups_holding_limit() -> None:
-    # One send per group at a time, so a group holds at most 2, as claims leave it out then.
+    # One send per group at a time and claims of 2: a group holds at most 3, as claims leave
+    # it out then.
     settings = dataclasses.replace(
-        SETTINGS, claim_batch_size=10, per_webhook_concurrency=5, per_group_concurrency=1
+        SETTINGS, claim_batch_size=2, per_webhook_concurrency=5, per_group_concurrency=1
     )
     group = make_webhook().group_key
-    hooks = [make_webhook(group) for _ in range(3)]
+    hooks = [make_webhook(group) for _ in range(4)]
     async with running_worker(settings) as worker:
         taken = [worker.handoff.take_fresh(hook.webhook_id, group) for hook in hooks]
-        assert taken == [True, True, False]
+        assert taken == [True, True, True, False]
         other = make_webhook()
         assert worker.handoff.take_fresh(other.webhook_id, other.group_key)
         worker.handoff.forgo([make_notification(hooks[0], lease_owner=worker.owner)])
-        assert worker.handoff.take_fresh(hooks[2].webhook_id, group)
+        assert worker.handoff.take_fresh(hooks[3].webhook_id, group)
 
 
 async def test_forgo_gives_the_room_back(worker: Worker) -> None:
