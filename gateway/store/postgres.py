@@ -10,6 +10,10 @@ wakes the workers of every process at once.
 Every transaction runs through `postgres_retry.atomically`, which runs it again after a
 deadlock, a serialization failure or a connection lost before COMMIT; so each transaction here is
 a function of its connection (`work`) that may run more than once, and keeps its state inside.
+The transactions written once in `SqlStore` are scripts (`gateway.store.steps`); `_transact`
+makes a fresh one for each try and awaits its steps, running `Lock` and `Notify` as statements.
+This module holds the pool, LISTEN, migrations, the primitives `SqlStore` runs on, and the
+delivery path.
 """
 
 from __future__ import annotations
@@ -27,7 +31,6 @@ import asyncpg
 
 from gateway import lifecycle
 from gateway.errors import StoreError
-from gateway.lifecycle import Move, StatusChange
 from gateway.models import (
     Event,
     Notification,
@@ -46,12 +49,12 @@ from gateway.outcomes import (
 )
 from gateway.store import postgres_queries as q
 from gateway.store import queries as shared
-from gateway.store.base import Added, Requeue, WebhookEdit
-from gateway.store.memory import conflict
+from gateway.store.base import Added
 from gateway.store.postgres_listen import Listener
 from gateway.store.postgres_queries import MIGRATIONS, Params, R, Sql, decode, encode
 from gateway.store.postgres_retry import DRIVER_ERRORS, Work, atomically, reading
 from gateway.store.sql import SqlStore
+from gateway.store.steps import Execute, ExecuteMany, Fetch, Lock, MakeScript, Notify, Run, Step
 
 __all__ = ["MIGRATIONS", "PostgresStore"]
 
@@ -140,6 +143,18 @@ class PostgresStore(SqlStore):
     async def _insert_all(self, query: Sql | str, rows: Sequence[Params]) -> None:
         await self._atomically(lambda conn: _execute_many(conn, query, rows))
 
+    async def _transact(self, script: MakeScript[T]) -> T:
+        """A fresh `script()` for each try of the transaction (postgres_retry.atomically)."""
+
+        async def work(conn: asyncpg.Connection) -> T:
+            run = Run(script)
+            step = run.send(None)
+            while step is not None:
+                step = run.send(await _run_step(conn, step))
+            return run.result
+
+        return await self._atomically(work)
+
     def _decode_rows(
         self, cls: type[R], rows: Sequence[asyncpg.Record], prefix: str = ""
     ) -> list[R]:
@@ -194,74 +209,6 @@ class PostgresStore(SqlStore):
         for callback in self._change_watchers:
             callback(webhook_id)
 
-    # -- Webhooks -----------------------------------------------------------------------------
-    async def edit_webhook(
-        self, group_key: UUID, webhook_id: UUID, edit: WebhookEdit, now: datetime
-    ) -> Webhook | None:
-        """Apply an owner's edit in one transaction; the webhook after it, None if not found,
-        Conflict if an expectation failed."""
-        ids = {"webhook_id": webhook_id, "group_key": group_key}
-        params = {
-            **ids,
-            **{f"v_{name}": q.to_sql(value) for name, value in edit.values.items()},
-            **{f"e_{name}": q.to_sql(value) for name, value in edit.expect.items()},
-        }
-        query = q.edit_webhook(tuple(edit.values), tuple(edit.expect))
-
-        async def work(conn: asyncpg.Connection) -> Webhook | None:
-            rows = await _fetch(conn, query, params)
-            if not rows:
-                if not await _fetch(conn, shared.WEBHOOK_EXISTS, ids):
-                    return None
-                raise conflict(webhook_id, sorted(edit.expect))
-            hook = decode(Webhook, rows[0])
-            if edit.status is not None:
-                hook = await _change_status(conn, webhook_id, edit.status, now)
-            return hook
-
-        return await self._atomically(work)
-
-    async def regenerate_secret(
-        self,
-        group_key: UUID,
-        webhook_id: UUID,
-        secret: str,
-        previous_until: datetime,
-        now: datetime,
-        user_id: UUID,
-    ) -> Webhook | None:
-        """A new client secret; the one it replaces signs until `previous_until`."""
-        params = {"webhook_id": webhook_id, "group_key": group_key, "secret": secret,
-                  "previous_until": previous_until, "now": now, "user_id": user_id}  # fmt: skip
-
-        async def work(conn: asyncpg.Connection) -> Webhook | None:
-            rows = await _fetch(conn, q.REGENERATE_SECRET, params)
-            if not rows:
-                return None
-            await _webhook_changed(conn, webhook_id)
-            return decode(Webhook, rows[0])
-
-        return await self._atomically(work)
-
-    async def expire_webhooks(self, now: datetime) -> list[Webhook]:
-        """Make expired Active webhooks Inactive and park their notifications."""
-
-        async def work(conn: asyncpg.Connection) -> list[Webhook]:
-            expired = []
-            for row in await _fetch(conn, q.EXPIRING, {"now": now}):
-                hook = decode(Webhook, row)
-                change = lifecycle.expiry(hook, now)
-                if change is None:
-                    continue
-                await _change_status(conn, hook.webhook_id, change, now)
-                touched = await _fetch(
-                    conn, q.TOUCH_WEBHOOK, {"webhook_id": hook.webhook_id, "now": now}
-                )
-                expired.append(decode(Webhook, touched[0]))
-            return expired
-
-        return await self._atomically(work)
-
     # -- Events and notifications -------------------------------------------------------------
     async def add_events(
         self, events: Sequence[Event], notifications: Sequence[Notification]
@@ -285,7 +232,7 @@ class PostgresStore(SqlStore):
                 rows.append(encode(note, sequence=sequence, event_type_label=label, **state))
             await _execute_many(conn, q.INSERT_NOTIFICATION, rows)
             if any(_claimable(row) for row in rows):
-                await _notify(conn)
+                await _notify(conn, q.NEW_WORK_CHANNEL)
             return Added(given, {w: w not in parked for w in sequences})
 
         return await self._atomically(work)
@@ -335,50 +282,6 @@ class PostgresStore(SqlStore):
 
         return await self._atomically(work)
 
-    async def release_leases(self, lease_owner: str) -> int:
-        """Give back every lease this owner holds (graceful shutdown)."""
-
-        async def work(conn: asyncpg.Connection) -> int:
-            # Webhooks first, as every other writer locks them, so this cannot deadlock with a
-            # worker settling (and parking) notifications of the same webhooks.
-            leased = await _fetch(conn, q.LEASED_WEBHOOKS, {"owner": lease_owner})
-            await _lock_webhooks(conn, [row[0] for row in leased])
-            return await _execute(conn, shared.RELEASE_LEASES, {"owner": lease_owner})
-
-        return await self._atomically(work)
-
-    async def requeue_notification(
-        self, group_key: UUID, webhook_id: UUID, notification_id: UUID, now: datetime
-    ) -> Requeue:
-        """Make a notification that has not succeeded pending and due now, if its webhook is
-        Active; what was found."""
-        ids = {"group_key": group_key, "webhook_id": webhook_id,
-               "notification_id": notification_id}  # fmt: skip
-
-        async def work(conn: asyncpg.Connection) -> Requeue:
-            active = await _fetch(conn, q.LOCK_ACTIVE_WEBHOOK, {**ids, "now": now})
-            if active and await _execute(conn, q.REQUEUE_NOTIFICATION, {**ids, "now": now}):
-                await _notify(conn)
-                return Requeue.QUEUED
-            row = await _fetch(conn, shared.NOTIFICATION_STATE, ids)
-            if not row:
-                return Requeue.NOT_FOUND
-            if row[0][0] == NotificationState.SUCCEEDED.value:
-                return Requeue.SUCCEEDED
-            return Requeue.NOT_ACTIVE
-
-        return await self._atomically(work)
-
-    async def check_invariants(self, now: datetime, *, repair: bool) -> dict[str, int]:
-        """Count (and with `repair`, set right) notifications that break an invariant. The
-        repair locks the webhooks involved first, as every change of their state does, and
-        checks each row again as it writes."""
-        parked = await self._rows(q.PARKED_OF_ACTIVE, {"now": now})
-        stray = await self._rows(q.PENDING_OF_INACTIVE, {"now": now})
-        if repair and (parked or stray):
-            await self._atomically(functools.partial(_repair, parked=parked, stray=stray, now=now))
-        return {"parked_of_active": len(parked), "pending_of_inactive": len(stray)}
-
 
 async def _write_settled(
     conn: asyncpg.Connection,
@@ -421,51 +324,6 @@ async def _write_settled(
                         (shared.LOG_ATTEMPT, logged), (q.SETTLE_LIFECYCLE, changes),
                         (q.PARK_PENDING, parks)):  # fmt: skip
         await _execute_many(conn, query, rows)
-
-
-async def _change_status(
-    conn: asyncpg.Connection, webhook_id: UUID, change: StatusChange, now: datetime
-) -> Webhook:
-    """Set a webhook's status, park or release its notifications to match, and tell the
-    workers of every process; the webhook after it."""
-    rows = await _fetch(conn, q.SET_STATUS, {
-        "webhook_id": webhook_id, "status_code": change.status.value,
-        "status_message": change.status_message,
-        "status_reason": None if change.reason is None else change.reason.value,
-        "reset_failures": change.reset_failures,
-    })  # fmt: skip
-    if change.move is Move.PARK:
-        message = lifecycle.parked_message(change.status, change.status_message)
-        await _execute(conn, q.PARK_PENDING, {"webhook_id": webhook_id, "now": now,
-                                              "message": message, "keep": None})  # fmt: skip
-    else:
-        params = {"webhook_id": webhook_id, "now": now, "message": lifecycle.RELEASED_MESSAGE}
-        if await _execute(conn, shared.RELEASE_PARKED, params):
-            await _notify(conn)
-    await _webhook_changed(conn, webhook_id)
-    return decode(Webhook, rows[0])
-
-
-async def _repair(
-    conn: asyncpg.Connection,
-    *,
-    parked: list[asyncpg.Record],
-    stray: list[asyncpg.Record],
-    now: datetime,
-) -> None:
-    """check_invariants' repairs, with the webhooks involved locked first."""
-    hooks = await _lock_webhooks(conn, sorted({row[1] for row in [*parked, *stray]}))
-    released = [{"notification_id": row[0], "now": now, "message": lifecycle.RELEASED_MESSAGE}
-                for row in parked]  # fmt: skip
-    parking = [
-        {"notification_id": row[0], "now": now, "message": lifecycle.parked_message(
-            *lifecycle.effective_status(hooks[q.plain_uuid(row[1])], now))}
-        for row in stray if q.plain_uuid(row[1]) in hooks
-    ]  # fmt: skip
-    await _execute_many(conn, shared.RELEASE_ONE, released)
-    await _execute_many(conn, shared.PARK_ONE, parking)
-    if released:
-        await _notify(conn)
 
 
 def _publish_state(note: Notification, parked: str | None) -> dict[str, Any]:
@@ -539,15 +397,24 @@ async def _apply(conn: asyncpg.Connection, *, version: int, script: str) -> bool
     return True
 
 
-async def _notify(conn: asyncpg.Connection) -> None:
-    """Tell every listening worker that work is due, once this transaction commits."""
-    await _execute(conn, q.NOTIFY_NEW_WORK, {"channel": q.NEW_WORK_CHANNEL})
+async def _notify(conn: asyncpg.Connection, channel: str, payload: str = "") -> None:
+    """Tell every process listening on `channel`, once this transaction commits."""
+    await _execute(conn, q.NOTIFY, {"channel": channel, "payload": payload})
 
 
-async def _webhook_changed(conn: asyncpg.Connection, webhook_id: UUID) -> None:
-    """Tell every listening worker that this webhook changed, once this transaction commits."""
-    params = {"channel": q.WEBHOOK_CHANGED_CHANNEL, "webhook_id": str(webhook_id)}
-    await _execute(conn, q.NOTIFY_WEBHOOK_CHANGED, params)
+async def _run_step(conn: asyncpg.Connection, step: Step) -> Any:
+    match step:
+        case Fetch(sql, params):
+            return await _fetch(conn, sql, params)
+        case Execute(sql, params):
+            return await _execute(conn, sql, params)
+        case ExecuteMany(sql, rows, _):
+            await _execute_many(conn, sql, rows)
+        case Lock(sql, params):
+            await _execute(conn, sql, params)
+        case Notify(channel, payload):
+            await _notify(conn, channel, payload)
+    return None
 
 
 async def _fetch(

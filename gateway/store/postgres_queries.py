@@ -44,10 +44,8 @@ R = TypeVar("R", ApiKey, Webhook, WebhookRule, Notification, Attempt)
 Params = Mapping[str, Any]
 # `:name`, but not the second colon of a `::type` cast.
 _NAMED = re.compile(r"(?<![:\w]):([a-z_][a-z0-9_]*)")
-# LISTEN/NOTIFY channel: add_events (and requeues, releases) tell every worker process.
-NEW_WORK_CHANNEL = "gateway_new_work"
-# An owner changed a webhook (paused, reactivated, new secret): the payload is its id.
-WEBHOOK_CHANGED_CHANNEL = "gateway_webhook_changed"
+# The LISTEN/NOTIFY channels (steps.Notify), named in queries.py.
+NEW_WORK_CHANNEL, WEBHOOK_CHANGED_CHANNEL = shared.NEW_WORK_CHANNEL, shared.WEBHOOK_CHANGED_CHANNEL
 # Any constant: the advisory lock that lets one process at a time apply migrations.
 MIGRATION_LOCK = 0x6761_7465_7761_79
 
@@ -83,52 +81,22 @@ CREATE_MIGRATIONS = (
     "(version integer PRIMARY KEY, applied_at timestamptz NOT NULL)"
 )
 LOCK_MIGRATIONS = sql("SELECT pg_advisory_xact_lock(:key)")
-NOTIFY_NEW_WORK = sql("SELECT pg_notify(:channel, '')")
-# An owner's change of a webhook (its id as the payload), for the workers of every process.
-NOTIFY_WEBHOOK_CHANGED = sql("SELECT pg_notify(:channel, :webhook_id)")
+NOTIFY = sql("SELECT pg_notify(:channel, :payload)")
 
 # -- Webhooks -------------------------------------------------------------------------------
 
 
 @functools.lru_cache(maxsize=256)
 def edit_webhook(values: tuple[str, ...], expect: tuple[str, ...]) -> Sql:
-    """An owner's edit: set only the named columns (`:v_<name>`), only while the expected ones
-    still hold their values (`:e_<name>`); the row after it. Names come from
-    store.base.EDITABLE, never from a request."""
-    # With nothing to set, the row is still matched, locked and its expectations checked.
-    sets = ", ".join(f"{name} = :v_{name}" for name in values) or "modified = modified"
-    guards = "".join(f" AND {name} IS NOT DISTINCT FROM :e_{name}" for name in expect)
-    return sql(
-        f"UPDATE webhooks SET {sets} "
-        f"WHERE webhook_id = :webhook_id AND group_key = :group_key{guards} "
-        f"RETURNING {shared.HOOK_COLS}"
-    )
+    """An owner's edit (queries.edit_webhook)."""
+    return sql(shared.edit_webhook(values, expect, same_as="IS NOT DISTINCT FROM"))
 
 
-# A status change of an owner or of the expiry sweep; PARK_PENDING or RELEASE_PARKED follows in
-# the same transaction.
-SET_STATUS = sql(
-    "UPDATE webhooks SET status_code = :status_code, status_message = :status_message, "
-    "status_reason = :status_reason, "
-    "failure_count = CASE WHEN :reset_failures::boolean THEN 0 ELSE failure_count END "
-    f"WHERE webhook_id = :webhook_id RETURNING {shared.HOOK_COLS}"
-)
-# previous_secret takes the secret as it was before this statement: two regenerations at once
-# chain (each answers a secret that signs), where two read-modify-writes lost one.
-REGENERATE_SECRET = sql(
-    "UPDATE webhooks SET previous_secret = client_secret, client_secret = :secret, "
-    "previous_secret_expires = :previous_until, modified = :now, modified_user_id = :user_id "
-    f"WHERE webhook_id = :webhook_id AND group_key = :group_key RETURNING {shared.HOOK_COLS}"
-)
 # The rows are locked in id order, like every other writer of several webhooks.
 EXPIRING = sql(
     f"SELECT {shared.HOOK_COLS} FROM webhooks WHERE status_code = 'Active' "
     "AND expiration_date IS NOT NULL AND expiration_date <= :now "
     "ORDER BY webhook_id FOR NO KEY UPDATE"
-)
-TOUCH_WEBHOOK = sql(
-    "UPDATE webhooks SET modified = :now WHERE webhook_id = :webhook_id "
-    f"RETURNING {shared.HOOK_COLS}"
 )
 # Lock the webhooks a transaction is about to change, always in id order, so that two
 # processes settling or numbering notifications of the same webhooks queue instead of
@@ -188,8 +156,10 @@ WEBHOOKS_OF = sql(
     "SELECT DISTINCT webhook_id FROM notifications "
     "WHERE notification_id = ANY(:notification_ids::uuid[])"
 )
-LEASED_WEBHOOKS = sql(
-    "SELECT DISTINCT webhook_id FROM notifications WHERE lease_owner = :owner AND state = 'pending'"
+# release_leases locks the webhooks of the leases it gives back, as every other writer does.
+LOCK_LEASED_WEBHOOKS = sql(
+    "SELECT 1 FROM webhooks WHERE webhook_id IN (SELECT webhook_id FROM notifications "
+    "WHERE lease_owner = :owner AND state = 'pending') ORDER BY webhook_id FOR NO KEY UPDATE"
 )
 # An attempt replaces the last attempt's fields on the row.
 SETTLE_ATTEMPT = sql(
@@ -223,19 +193,12 @@ PARK_PENDING = sql(
     "WHERE webhook_id = :webhook_id AND state = 'pending' "
     "AND notification_id IS DISTINCT FROM :keep::uuid"
 )
-# Guarded by the webhook being Active, whose row is locked first (FOR SHARE: a concurrent
-# pause waits): a hand retry never sends to a webhook that is not, and never touches the
-# recorded attempt.
+# A hand retry locks its webhook's row if Active (FOR SHARE: a concurrent pause waits), before
+# queries.REQUEUE_NOTIFICATION checks that it is.
 LOCK_ACTIVE_WEBHOOK = sql(
     "SELECT 1 FROM webhooks WHERE webhook_id = :webhook_id AND group_key = :group_key "
     "AND status_code = 'Active' AND (expiration_date IS NULL OR expiration_date > :now) "
     "FOR SHARE"
-)
-REQUEUE_NOTIFICATION = sql(
-    "UPDATE notifications SET state = 'pending', next_attempt_at = :now, timestamp = :now, "
-    "lease_owner = NULL, lease_until = NULL "
-    "WHERE notification_id = :notification_id AND webhook_id = :webhook_id "
-    "AND group_key = :group_key AND state IN ('pending', 'parked', 'failed')"
 )
 ATTEMPTS = sql(
     "SELECT a.notification_id, a.attempt, a.timestamp, a.response_status_code, "

@@ -2,31 +2,50 @@
 
 A method whose statements are the same on SQLite and PostgreSQL once each dialect's query
 module has named them (`gateway.store.sqlite_queries`, `gateway.store.postgres_queries`: the
-same names, `:name` parameters) lives here, over a few primitives each dialect provides: read
-rows, write one statement or several in one transaction, encode a record, decode rows, and the
-values a driver differs on (a list of ids, a UUID or a time read back). Parameters are passed
-as Python values (UUID, datetime, enums); each dialect makes them its driver's.
+same names, `:name` parameters; what both run alike is in `gateway.store.queries`) lives here,
+over a few primitives each dialect provides: read rows, write one statement or several in one
+transaction, encode a record, decode rows, and the values a driver differs on (a list of ids, a
+UUID or a time read back). Parameters are passed as Python values (UUID, datetime); each
+dialect makes them its driver's.
+
+A transaction that reads and decides between its writes is a script (`gateway.store.steps`):
+a generator yielding statements, which each dialect runs its way (`_transact`): SQLite whole on
+its writer's thread, PostgreSQL step by step, again from the start after a conflict. Where
+PostgreSQL locks webhook rows or notifies other processes, the script says so, and SQLite,
+whose writer holds the whole file and whose workers poll, skips the step.
 
 What stays in `SqliteStore` and `PostgresStore` is what differs: connections, migrations,
-transactions and their retries, and the delivery path, where SQLite runs each transaction
-whole on the writer's thread and PostgreSQL locks webhooks first and notifies other processes.
+running transactions and their retries, and the delivery path.
 """
 
 from __future__ import annotations
 
 import abc
+import functools
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from types import ModuleType
 from typing import Any, ClassVar, TypeVar
 from uuid import UUID
 
-from gateway.models import ApiKey, Attempt, Notification, Webhook, WebhookRule
+from gateway import lifecycle
+from gateway.lifecycle import Move, StatusChange
+from gateway.models import (
+    ApiKey,
+    Attempt,
+    Notification,
+    NotificationState,
+    Webhook,
+    WebhookRule,
+)
 from gateway.store import queries as shared
-from gateway.store.base import Page, Query, Store
+from gateway.store.base import Page, Query, Requeue, Store, WebhookEdit
 from gateway.store.filter_sql import Listing, order_by, where_filter
+from gateway.store.memory import conflict
+from gateway.store.steps import Execute, ExecuteMany, Fetch, Lock, MakeScript, Notify, Script
 
 R = TypeVar("R", ApiKey, Webhook, WebhookRule, Notification, Attempt)
+T = TypeVar("T")
 Params = Mapping[str, Any]
 _DELIVERY_STATES = ("pending", "parked", "failed", "succeeded")
 
@@ -73,6 +92,10 @@ class SqlStore(Store, abc.ABC):
     @abc.abstractmethod
     def _read_time(self, value: Any) -> datetime:
         """A timestamp column's value as read (not null)."""
+
+    @abc.abstractmethod
+    async def _transact(self, script: MakeScript[T]) -> T:
+        """Run a fresh `script()` in one transaction (steps.py); what it returns."""
 
     async def _one(self, cls: type[R], sql: Any, params: Params) -> R | None:
         rows = await self._rows(sql, params)
@@ -237,3 +260,161 @@ class SqlStore(Store, abc.ABC):
     async def prune_handshake_nonces(self, now: datetime) -> int:
         """Forget the nonces that expired by `now`; return how many."""
         return await self._write(shared.PRUNE_HANDSHAKE_NONCES, {"now": now})
+
+    # -- Transactions, as scripts (steps.py) ----------------------------------------------------
+    async def edit_webhook(
+        self, group_key: UUID, webhook_id: UUID, edit: WebhookEdit, now: datetime
+    ) -> Webhook | None:
+        """Apply an owner's edit in one transaction; the webhook after it, None if not found,
+        Conflict if an expectation failed."""
+        ids = {"webhook_id": webhook_id, "group_key": group_key}
+        params = {
+            **ids,
+            **{f"v_{name}": self.q.to_sql(value) for name, value in edit.values.items()},
+            **{f"e_{name}": self.q.to_sql(value) for name, value in edit.expect.items()},
+        }
+        query = self.q.edit_webhook(tuple(edit.values), tuple(edit.expect))
+
+        def script() -> Script[Webhook | None]:
+            rows = yield Fetch(query, params)
+            if not rows:
+                if not (yield Fetch(shared.WEBHOOK_EXISTS, ids)):
+                    return None
+                raise conflict(webhook_id, sorted(edit.expect))
+            if edit.status is not None:
+                return (yield from self._change_status(webhook_id, edit.status, now))
+            return self._decode_rows(Webhook, rows)[0]
+
+        return await self._transact(script)
+
+    async def regenerate_secret(
+        self,
+        group_key: UUID,
+        webhook_id: UUID,
+        secret: str,
+        previous_until: datetime,
+        now: datetime,
+        user_id: UUID,
+    ) -> Webhook | None:
+        """A new client secret; the one it replaces signs until `previous_until`."""
+        params = {"webhook_id": webhook_id, "group_key": group_key, "secret": secret,
+                  "previous_until": previous_until, "now": now, "user_id": user_id}  # fmt: skip
+
+        def script() -> Script[Webhook | None]:
+            rows = yield Fetch(shared.REGENERATE_SECRET, params)
+            if not rows:
+                return None
+            yield Notify(shared.WEBHOOK_CHANGED_CHANNEL, str(webhook_id))
+            return self._decode_rows(Webhook, rows)[0]
+
+        return await self._transact(script)
+
+    async def expire_webhooks(self, now: datetime) -> list[Webhook]:
+        """Make expired Active webhooks Inactive and park their notifications."""
+
+        def script() -> Script[list[Webhook]]:
+            expired = []
+            rows = yield Fetch(self.q.EXPIRING, {"now": now})
+            for hook in self._decode_rows(Webhook, rows):
+                change = lifecycle.expiry(hook, now)
+                if change is None:  # the SQL comparison and the rule disagree: trust the rule
+                    continue
+                yield from self._change_status(hook.webhook_id, change, now)
+                params = {"webhook_id": hook.webhook_id, "now": now}
+                touched = yield Fetch(shared.TOUCH_WEBHOOK, params)
+                expired.extend(self._decode_rows(Webhook, touched))
+            return expired
+
+        return await self._transact(script)
+
+    async def release_leases(self, lease_owner: str) -> int:
+        """Give back every lease this owner holds (graceful shutdown)."""
+        params = {"owner": lease_owner}
+
+        def script() -> Script[int]:
+            # Webhooks first, as every other writer locks them, so this cannot deadlock with a
+            # worker settling (and parking) notifications of the same webhooks.
+            yield Lock(self.q.LOCK_LEASED_WEBHOOKS, params)
+            released: int = yield Execute(shared.RELEASE_LEASES, params)
+            return released
+
+        return await self._transact(script)
+
+    async def requeue_notification(
+        self, group_key: UUID, webhook_id: UUID, notification_id: UUID, now: datetime
+    ) -> Requeue:
+        """Make a notification that has not succeeded pending and due now, if its webhook is
+        Active; what was found."""
+        ids = {"group_key": group_key, "webhook_id": webhook_id,
+               "notification_id": notification_id}  # fmt: skip
+        params = {**ids, "now": now}
+
+        def script() -> Script[Requeue]:
+            yield Lock(self.q.LOCK_ACTIVE_WEBHOOK, params)
+            if (yield Execute(shared.REQUEUE_NOTIFICATION, params)):
+                yield Notify(shared.NEW_WORK_CHANNEL)
+                return Requeue.QUEUED
+            rows = yield Fetch(shared.NOTIFICATION_STATE, ids)
+            if not rows:
+                return Requeue.NOT_FOUND
+            if rows[0][0] == NotificationState.SUCCEEDED.value:
+                return Requeue.SUCCEEDED
+            return Requeue.NOT_ACTIVE
+
+        return await self._transact(script)
+
+    async def check_invariants(self, now: datetime, *, repair: bool) -> dict[str, int]:
+        """Count (and with `repair`, set right) notifications that break an invariant. They
+        are read outside the transaction; the repair locks the webhooks involved first, as
+        every change of their state does, and checks each row again as it writes."""
+        parked = await self._rows(self.q.PARKED_OF_ACTIVE, {"now": now})
+        stray = await self._rows(self.q.PENDING_OF_INACTIVE, {"now": now})
+        if repair and (parked or stray):
+            await self._transact(functools.partial(self._repair, parked, stray, now))
+        return {"parked_of_active": len(parked), "pending_of_inactive": len(stray)}
+
+    def _repair(self, parked: Sequence[Any], stray: Sequence[Any], now: datetime) -> Script[None]:
+        """check_invariants' repairs: release the parked rows of Active webhooks, park the
+        pending rows of the others (saying why)."""
+        webhook_ids = {self._read_uuid(row[1]) for row in [*parked, *stray]}
+        hooks = yield from self._lock_webhooks(webhook_ids)
+        released = [{"notification_id": row[0], "now": now,
+                     "message": lifecycle.RELEASED_MESSAGE} for row in parked]  # fmt: skip
+        parking = []
+        for row in stray:
+            if (hook := hooks.get(self._read_uuid(row[1]))) is not None:
+                why = lifecycle.parked_message(*lifecycle.effective_status(hook, now))
+                parking.append({"notification_id": row[0], "now": now, "message": why})
+        yield ExecuteMany(shared.RELEASE_ONE, released)
+        yield ExecuteMany(shared.PARK_ONE, parking)
+        if released:
+            yield Notify(shared.NEW_WORK_CHANNEL)
+
+    def _lock_webhooks(self, webhook_ids: Collection[UUID]) -> Script[dict[UUID, Webhook]]:
+        """Lock these webhook rows (on PostgreSQL, in id order); answer them as they are now."""
+        if not webhook_ids:
+            return {}
+        rows = yield Fetch(self.q.LOCK_WEBHOOKS, {"webhook_ids": self._ids(webhook_ids)})
+        return {hook.webhook_id: hook for hook in self._decode_rows(Webhook, rows)}
+
+    def _change_status(
+        self, webhook_id: UUID, change: StatusChange, now: datetime
+    ) -> Script[Webhook]:
+        """Set a webhook's status, park or release its notifications to match, and tell the
+        workers of every process; the webhook after it."""
+        rows = yield Fetch(shared.SET_STATUS, {
+            "webhook_id": webhook_id, "status_code": change.status.value,
+            "status_message": change.status_message,
+            "status_reason": None if change.reason is None else change.reason.value,
+            "reset_failures": change.reset_failures,
+        })  # fmt: skip
+        if change.move is Move.PARK:
+            message = lifecycle.parked_message(change.status, change.status_message)
+            yield Execute(self.q.PARK_PENDING, {"webhook_id": webhook_id, "now": now,
+                                                "message": message, "keep": None})  # fmt: skip
+        else:
+            params = {"webhook_id": webhook_id, "now": now, "message": lifecycle.RELEASED_MESSAGE}
+            if (yield Execute(shared.RELEASE_PARKED, params)):
+                yield Notify(shared.NEW_WORK_CHANNEL)
+        yield Notify(shared.WEBHOOK_CHANGED_CHANNEL, str(webhook_id))
+        return self._decode_rows(Webhook, rows)[0]

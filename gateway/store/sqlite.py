@@ -8,8 +8,10 @@ Several processes may share the file (`gateway serve` and `gateway worker`). Onl
 writes at a time; the others' BEGIN IMMEDIATE finds the file busy and tries again after each of
 BUSY_PAUSES (see `_begin_immediate`), up to `busy_timeout` seconds.
 
-The writes on the delivery path (add_events, claim_due, record_attempts) run as one function on
-the writer's thread (`_atomically`), so the file stays locked only while SQLite works.
+The transactions written once in `SqlStore` as scripts (`gateway.store.steps`) run whole on the
+writer's thread (`_transact`, `_run_script`), as do the writes on the delivery path (add_events,
+claim_due, record_attempts, `_atomically`), so the file stays locked only while SQLite works.
+This module holds the connections, migrations, the primitives `SqlStore` runs on, and that path.
 """
 
 from __future__ import annotations
@@ -33,7 +35,6 @@ import orjson
 
 from gateway import lifecycle
 from gateway.errors import StoreError
-from gateway.lifecycle import Move, StatusChange
 from gateway.models import (
     Event,
     Notification,
@@ -52,18 +53,17 @@ from gateway.outcomes import (
 )
 from gateway.store import queries as shared
 from gateway.store import sqlite_queries as q
-from gateway.store.base import Added, Requeue, WebhookEdit
-from gateway.store.memory import conflict
+from gateway.store.base import Added
 from gateway.store.sql import SqlStore
 from gateway.store.sqlite_queries import (
     MIGRATIONS,
     Params,
     R,
-    decode,
     decode_rows,
     encode,
     stamp,
 )
+from gateway.store.steps import Execute, ExecuteMany, Fetch, MakeScript, Run, Step
 
 __all__ = ["MIGRATIONS", "SqliteStore"]
 
@@ -198,6 +198,10 @@ class SqliteStore(SqlStore):
             except sqlite3.Error as exc:
                 raise StoreError(f"SQLite error: {exc}") from exc
 
+    async def _transact(self, script: MakeScript[T]) -> T:
+        """A fresh `script()` run whole on the writer's thread, in one transaction."""
+        return await self._atomically(functools.partial(_run_script, script=script))
+
     def _open(self, conn: aiosqlite.Connection | None) -> aiosqlite.Connection:
         if conn is None:
             raise StoreError("the store is not open")
@@ -240,70 +244,6 @@ class SqliteStore(SqlStore):
 
     def _read_time(self, value: str) -> datetime:
         return datetime.fromisoformat(value)
-
-    # -- Webhooks -----------------------------------------------------------------------------
-    async def edit_webhook(
-        self, group_key: UUID, webhook_id: UUID, edit: WebhookEdit, now: datetime
-    ) -> Webhook | None:
-        """Apply an owner's edit in one transaction; the webhook after it, None if not found,
-        Conflict if an expectation failed."""
-        ids = {"webhook_id": str(webhook_id), "group_key": str(group_key)}
-        params = {
-            **ids,
-            **{f"v_{name}": q.to_sql(value) for name, value in edit.values.items()},
-            **{f"e_{name}": q.to_sql(value) for name, value in edit.expect.items()},
-        }
-        sql = q.edit_webhook(edit.values, edit.expect)
-
-        def apply(conn: sqlite3.Connection) -> Webhook | None:
-            if not conn.execute(sql, params).rowcount:
-                if conn.execute(shared.WEBHOOK_EXISTS, ids).fetchone() is None:
-                    return None
-                raise conflict(webhook_id, sorted(edit.expect))
-            if edit.status is not None:
-                _change_status(conn, str(webhook_id), edit.status, stamp(now))
-            return decode(Webhook, conn.execute(shared.GET_WEBHOOK, ids).fetchone())
-
-        return await self._atomically(apply)
-
-    async def regenerate_secret(
-        self,
-        group_key: UUID,
-        webhook_id: UUID,
-        secret: str,
-        previous_until: datetime,
-        now: datetime,
-        user_id: UUID,
-    ) -> Webhook | None:
-        """A new client secret; the one it replaces signs until `previous_until`."""
-        ids = {"webhook_id": str(webhook_id), "group_key": str(group_key)}
-        params = {**ids, "secret": secret, "previous_until": stamp(previous_until),
-                  "now": stamp(now), "user_id": str(user_id)}  # fmt: skip
-
-        def apply(conn: sqlite3.Connection) -> Webhook | None:
-            if not conn.execute(q.REGENERATE_SECRET, params).rowcount:
-                return None
-            return decode(Webhook, conn.execute(shared.GET_WEBHOOK, ids).fetchone())
-
-        return await self._atomically(apply)
-
-    async def expire_webhooks(self, now: datetime) -> list[Webhook]:
-        """Make expired Active webhooks Inactive and park their notifications."""
-        at = stamp(now)
-
-        def apply(conn: sqlite3.Connection) -> list[Webhook]:
-            expired = []
-            for hook in decode_rows(Webhook, conn.execute(q.EXPIRING, {"now": at}).fetchall()):
-                change = lifecycle.expiry(hook, now)
-                if change is None:  # the text comparison and the rule disagree: trust the rule
-                    continue
-                _change_status(conn, str(hook.webhook_id), change, at)
-                conn.execute(q.TOUCH_WEBHOOK, {"webhook_id": str(hook.webhook_id), "now": at})
-                ids = {"webhook_id": str(hook.webhook_id), "group_key": str(hook.group_key)}
-                expired.append(decode(Webhook, conn.execute(shared.GET_WEBHOOK, ids).fetchone()))
-            return expired
-
-        return await self._atomically(apply)
 
     # -- Events and notifications -------------------------------------------------------------
     async def add_events(
@@ -372,52 +312,6 @@ class SqliteStore(SqlStore):
         now = _now()
         return await self._atomically(lambda conn: _record(conn, outcomes, now))
 
-    async def release_leases(self, lease_owner: str) -> int:
-        """Give back every lease this owner holds (graceful shutdown)."""
-        return await self._write(shared.RELEASE_LEASES, {"owner": lease_owner})
-
-    async def requeue_notification(
-        self, group_key: UUID, webhook_id: UUID, notification_id: UUID, now: datetime
-    ) -> Requeue:
-        """Make a notification that has not succeeded pending and due now, if its webhook is
-        Active; what was found."""
-        ids = _ids(group_key, webhook_id, notification_id)
-        params = {**ids, "now": stamp(now)}
-
-        def apply(conn: sqlite3.Connection) -> Requeue:
-            if conn.execute(q.REQUEUE_NOTIFICATION, params).rowcount:
-                return Requeue.QUEUED
-            row = conn.execute(shared.NOTIFICATION_STATE, ids).fetchone()
-            if row is None:
-                return Requeue.NOT_FOUND
-            if row[0] == NotificationState.SUCCEEDED.value:
-                return Requeue.SUCCEEDED
-            return Requeue.NOT_ACTIVE
-
-        return await self._atomically(apply)
-
-    async def check_invariants(self, now: datetime, *, repair: bool) -> dict[str, int]:
-        """Count (and with `repair`, set right) notifications that break an invariant. They
-        are read without the write lock; each repair checks its row again as it writes."""
-        at = stamp(now)
-        parked = await self._rows(q.PARKED_OF_ACTIVE, {"now": at})
-        stray = await self._rows(q.PENDING_OF_INACTIVE, {"now": at})
-        if repair and (parked or stray):
-            ids = {"ids": _json_ids({row[1] for row in stray})}
-            hooks = decode_rows(Webhook, await self._rows(q.WEBHOOKS_BY_ID, ids))
-            why = {str(hook.webhook_id): _parked_why(hook, now) for hook in hooks}
-            released = [{"notification_id": row[0], "now": at,
-                         "message": lifecycle.RELEASED_MESSAGE} for row in parked]  # fmt: skip
-            parking = [{"notification_id": row[0], "now": at, "message": why[row[1]]}
-                       for row in stray if row[1] in why]  # fmt: skip
-
-            def apply(conn: sqlite3.Connection) -> None:
-                conn.executemany(shared.RELEASE_ONE, released)
-                conn.executemany(shared.PARK_ONE, parking)
-
-            await self._atomically(apply)
-        return {"parked_of_active": len(parked), "pending_of_inactive": len(stray)}
-
 
 _WAITING = (NotificationState.PENDING.value, NotificationState.PARKED.value)
 
@@ -468,6 +362,26 @@ def _run_atomically(
     return done
 
 
+def _run_script(conn: sqlite3.Connection, script: MakeScript[T]) -> T:
+    """Run each step the script yields and send back what it gave, until it returns."""
+    run = Run(script)
+    step = run.send(None)
+    while step is not None:
+        step = run.send(_run_step(conn, step))
+    return run.result
+
+
+def _run_step(conn: sqlite3.Connection, step: Step) -> Any:
+    match step:
+        case Fetch(sql, params):
+            return conn.execute(sql, _values(params)).fetchall()
+        case Execute(sql, params):
+            return conn.execute(sql, _values(params)).rowcount
+        case ExecuteMany(sql, rows, encoded):
+            conn.executemany(sql, rows if encoded else [_values(row) for row in rows])
+    return None  # Lock, Notify: the writer holds the whole file, and nobody listens
+
+
 def _reserve(
     conn: sqlite3.Connection, note_rows: list[list[Any]], now: datetime
 ) -> tuple[dict[str, int], dict[str, str]]:
@@ -504,25 +418,6 @@ def _park_row(row: list[Any], message: str) -> None:
     row[q.ROW_MESSAGE] = message
 
 
-def _change_status(
-    conn: sqlite3.Connection, webhook_id: str, change: StatusChange, now: str
-) -> None:
-    """Set a webhook's status, and park or release its notifications to match."""
-    conn.execute(q.SET_STATUS, {
-        "webhook_id": webhook_id, "status_code": change.status.value,
-        "status_message": change.status_message,
-        "status_reason": None if change.reason is None else change.reason.value,
-        "reset_failures": change.reset_failures,
-    })  # fmt: skip
-    if change.move is Move.PARK:
-        message = lifecycle.parked_message(change.status, change.status_message)
-        conn.execute(q.PARK_PENDING, {"webhook_id": webhook_id, "now": now,
-                                      "message": message, "keep": None})  # fmt: skip
-    else:
-        conn.execute(shared.RELEASE_PARKED, {"webhook_id": webhook_id, "now": now,
-                                        "message": lifecycle.RELEASED_MESSAGE})  # fmt: skip
-
-
 def _record(conn: sqlite3.Connection, outcomes: Sequence[AttemptOutcome], now: str) -> Recorded:
     """record_attempts' transaction: settle the outcomes whose lease holds, in order."""
     held = _leased(conn, outcomes)
@@ -552,8 +447,8 @@ def _leased(
     ids = {"ids": _json_ids(o.notification_id for o in outcomes)}
     # notification id -> (lease owner, webhook id), read by position
     leases = {row[0]: (row[1], row[2]) for row in conn.execute(q.LEASES, ids)}
-    wanted = {"ids": _json_ids({webhook for _, webhook in leases.values()})}
-    rows = conn.execute(q.WEBHOOKS_BY_ID, wanted).fetchall()
+    wanted = {"webhook_ids": _json_ids({webhook for _, webhook in leases.values()})}
+    rows = conn.execute(q.LOCK_WEBHOOKS, wanted).fetchall()
     hooks = {str(hook.webhook_id): hook for hook in decode_rows(Webhook, rows)}
     held = []
     for outcome in outcomes:
@@ -603,15 +498,6 @@ def _park_others(outcome: AttemptOutcome, hook: Webhook, done: Settlement, now: 
         "message": lifecycle.parked_message(change.status, change.status_message),
         "keep": str(outcome.notification_id),
     }  # fmt: skip
-
-
-def _parked_why(hook: Webhook, now: datetime) -> str:
-    return lifecycle.parked_message(*lifecycle.effective_status(hook, now))
-
-
-def _ids(group_key: UUID, webhook_id: UUID, notification_id: UUID) -> Params:
-    return {"group_key": str(group_key), "webhook_id": str(webhook_id),
-            "notification_id": str(notification_id)}  # fmt: skip
 
 
 def _json_ids(ids: Iterable[UUID | str]) -> str:

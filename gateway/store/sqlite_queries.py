@@ -86,39 +86,23 @@ def _numbered(names: Sequence[str], sql: str) -> str:
 # -- Webhooks -------------------------------------------------------------------------------
 
 
-def edit_webhook(values: Iterable[str], expect: Iterable[str]) -> str:
-    """An owner's edit: set only the named columns (`:v_<name>`), only while the expected ones
-    still hold their values (`:e_<name>`). Names come from store.base.EDITABLE, never from a
-    request."""
-    # With nothing to set, the row is still matched (and its expectations checked).
-    sets = ", ".join(f"{name} = :v_{name}" for name in values) or "modified = modified"
-    guards = "".join(f" AND {name} IS :e_{name}" for name in expect)
-    return (
-        f"UPDATE webhooks SET {sets} "
-        f"WHERE webhook_id = :webhook_id AND group_key = :group_key{guards}"
-    )
+@functools.lru_cache(maxsize=256)
+def edit_webhook(values: tuple[str, ...], expect: tuple[str, ...]) -> str:
+    """An owner's edit (queries.edit_webhook)."""
+    return shared.edit_webhook(values, expect, same_as="IS")
 
 
-# A status change of an owner or of the expiry sweep; PARK_PENDING or RELEASE_PARKED follows in
-# the same transaction.
-SET_STATUS = (
-    "UPDATE webhooks SET status_code = :status_code, status_message = :status_message, "
-    "status_reason = :status_reason, "
-    "failure_count = CASE WHEN :reset_failures THEN 0 ELSE failure_count END "
-    "WHERE webhook_id = :webhook_id"
-)
-# previous_secret takes the secret as it was before this statement: two regenerations at once
-# chain (each answers a secret that signs), where two read-modify-writes lost one.
-REGENERATE_SECRET = (
-    "UPDATE webhooks SET previous_secret = client_secret, client_secret = :secret, "
-    "previous_secret_expires = :previous_until, modified = :now, modified_user_id = :user_id "
-    "WHERE webhook_id = :webhook_id AND group_key = :group_key"
-)
 EXPIRING = (
     f"SELECT {shared.HOOK_COLS} FROM webhooks "
     "WHERE status_code = 'Active' AND expiration_date IS NOT NULL AND expiration_date <= :now"
 )
-TOUCH_WEBHOOK = "UPDATE webhooks SET modified = :now WHERE webhook_id = :webhook_id"
+# The webhooks a transaction is about to change, as they are now (PostgreSQL locks them here).
+LOCK_WEBHOOKS = (
+    f"SELECT {shared.HOOK_COLS} FROM webhooks "
+    "WHERE webhook_id IN (SELECT value FROM json_each(:webhook_ids))"
+)
+# PostgreSQL's row locks (steps.Lock), which SQLite skips: its writer holds the whole file.
+LOCK_ACTIVE_WEBHOOK = LOCK_LEASED_WEBHOOKS = None
 # Reserves sequence numbers for many webhooks in one statement: :counts is a JSON array of
 # [webhook_id, group_key, count]; RETURNING gives each webhook's last number, and its status as
 # this transaction sees it (the notifications' state is decided from it). Checks the group
@@ -176,10 +160,6 @@ LEASES = (
     "SELECT notification_id, lease_owner, webhook_id FROM notifications "
     "WHERE notification_id IN (SELECT value FROM json_each(:ids))"
 )
-WEBHOOKS_BY_ID = (
-    f"SELECT {shared.HOOK_COLS} FROM webhooks "
-    "WHERE webhook_id IN (SELECT value FROM json_each(:ids))"
-)
 # Bound by position, one row per settled notification (settled_row), like the inserts above:
 # an attempt replaces the last attempt's fields on the row.
 SETTLE_COLUMNS = (
@@ -217,16 +197,6 @@ PARK_PENDING = (
     "UPDATE notifications SET state = 'parked', timestamp = :now, "
     "process_result_message = :message "
     "WHERE webhook_id = :webhook_id AND state = 'pending' AND notification_id IS NOT :keep"
-)
-# Guarded by the webhook being Active in the same statement: a hand retry never sends to a
-# webhook that is not, and never touches the recorded attempt.
-REQUEUE_NOTIFICATION = (
-    "UPDATE notifications SET state = 'pending', next_attempt_at = :now, timestamp = :now, "
-    "lease_owner = NULL, lease_until = NULL "
-    "WHERE notification_id = :notification_id AND webhook_id = :webhook_id "
-    "AND group_key = :group_key AND state IN ('pending', 'parked', 'failed') "
-    "AND EXISTS (SELECT 1 FROM webhooks w WHERE w.webhook_id = :webhook_id "
-    "AND w.status_code = 'Active' AND (w.expiration_date IS NULL OR w.expiration_date > :now))"
 )
 ATTEMPTS = (
     "SELECT a.notification_id, a.attempt, a.timestamp, a.response_status_code, "
