@@ -1,9 +1,9 @@
 """The PostgreSQL store's own SQL, by name, and how records map to rows.
 
 The statements both dialects share are in `gateway.store.queries`; here are the ones that
-differ (locks, arrays, NOTIFY, the delivery path). All are written with named parameters
-(`:name`), and `sql` turns them into asyncpg's numbered ones (`$1`), once per text (cached);
-the filter compiler's output goes through it too.
+differ (row locks, arrays, NOTIFY, the delivery path) under the names `SqlStore` uses for both.
+All are written with named parameters (`:name`), and `sql` turns them into asyncpg's numbered
+ones (`$1`), once per text (cached); the filter compiler's output goes through it too.
 
 Values are native: uuid, timestamptz (aware datetimes), boolean, bigint, text[] for scopes, and
 `json` text for records.
@@ -14,7 +14,7 @@ from __future__ import annotations
 import enum
 import functools
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from pathlib import Path
@@ -37,6 +37,7 @@ from gateway.models import (
     WebhookRule,
     WebhookStatus,
 )
+from gateway.outcomes import AttemptOutcome, Settlement
 from gateway.store import queries as shared
 
 MIGRATIONS = Path(__file__).parent / "migrations" / "postgres"
@@ -80,7 +81,7 @@ CREATE_MIGRATIONS = (
     "CREATE TABLE IF NOT EXISTS schema_migrations "
     "(version integer PRIMARY KEY, applied_at timestamptz NOT NULL)"
 )
-LOCK_MIGRATIONS = sql("SELECT pg_advisory_xact_lock(:key)")
+LOCK_MIGRATIONS = sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
 NOTIFY = sql("SELECT pg_notify(:channel, :payload)")
 
 # -- Webhooks -------------------------------------------------------------------------------
@@ -103,6 +104,10 @@ EXPIRING = sql(
 # deadlocking. NO KEY UPDATE still lets other transactions insert rows that reference them.
 LOCK_WEBHOOKS = sql(
     f"SELECT {shared.HOOK_COLS} FROM webhooks WHERE webhook_id = ANY(:webhook_ids::uuid[]) "
+    "ORDER BY webhook_id FOR NO KEY UPDATE"
+)
+LOCK_WEBHOOK_IDS = sql(
+    "SELECT 1 FROM webhooks WHERE webhook_id = ANY(:webhook_ids::uuid[]) "
     "ORDER BY webhook_id FOR NO KEY UPDATE"
 )
 # Reserves `count` numbers per webhook in one statement; RETURNING gives the last of each.
@@ -130,6 +135,10 @@ INSERT_EVENT = sql(f"INSERT INTO events ({_EVENT_COLS}) VALUES ({_EVENT_VALUES})
 NOTE_COLS, _NOTE_VALUES = shared.columns(shared.NOTE_NAMES)
 _NOTE_COLS_N = ", ".join(f"n.{c}" for c in NOTE_COLS.split(", "))
 INSERT_NOTIFICATION = sql(f"INSERT INTO notifications ({NOTE_COLS}) VALUES ({_NOTE_VALUES})")
+# Where add_events reads and numbers a notification row (notification_row: by name).
+ROW_GROUP, ROW_WEBHOOK, ROW_SEQUENCE, ROW_STATE = "group_key", "webhook_id", "sequence", "state"
+ROW_LEASE_UNTIL, ROW_LEASE_OWNER = "lease_until", "lease_owner"
+ROW_MESSAGE = "process_result_message"
 # SKIP LOCKED: rows another process is claiming right now are passed over, not waited for, so
 # concurrent claims never block each other and never take the same row. A row claimed and
 # committed by another process after this snapshot is re-checked against the WHERE clause when
@@ -144,54 +153,23 @@ CLAIM_DUE = sql(
     "UPDATE notifications n SET lease_owner = :owner, lease_until = :lease_until "
     f"FROM due WHERE n.notification_id = due.notification_id RETURNING {_NOTE_COLS_N}"
 )
-# Settling attempts: lock the leased rows (the webhooks are locked first, LOCK_WEBHOOKS), so
-# that a claim cannot take one over between this check and the write.
-LEASED = sql(
-    "SELECT n.notification_id, n.webhook_id FROM notifications n "
-    "JOIN unnest(:notification_ids::uuid[], :owners::text[]) AS l (notification_id, owner) "
+# Settling attempts: each notification's lease holder and webhook id; then, their webhooks
+# locked (LOCK_WEBHOOKS), again, locking the rows still leased by the outcomes' owners, so that
+# a claim cannot take one over between this check and the write.
+LEASES = sql(
+    "SELECT notification_id, lease_owner, webhook_id FROM notifications "
+    "WHERE notification_id = ANY(:ids::uuid[])"
+)
+LOCK_LEASES = sql(
+    "SELECT n.notification_id, n.lease_owner, n.webhook_id FROM notifications n "
+    "JOIN unnest(:ids::uuid[], :owners::text[]) AS l (notification_id, owner) "
     "ON n.notification_id = l.notification_id AND n.lease_owner = l.owner "
     "ORDER BY n.notification_id FOR UPDATE OF n"
-)
-WEBHOOKS_OF = sql(
-    "SELECT DISTINCT webhook_id FROM notifications "
-    "WHERE notification_id = ANY(:notification_ids::uuid[])"
 )
 # release_leases locks the webhooks of the leases it gives back, as every other writer does.
 LOCK_LEASED_WEBHOOKS = sql(
     "SELECT 1 FROM webhooks WHERE webhook_id IN (SELECT webhook_id FROM notifications "
     "WHERE lease_owner = :owner AND state = 'pending') ORDER BY webhook_id FOR NO KEY UPDATE"
-)
-# An attempt replaces the last attempt's fields on the row.
-SETTLE_ATTEMPT = sql(
-    "UPDATE notifications SET state = :state, "
-    "next_attempt_at = coalesce(:next_attempt_at, next_attempt_at), "
-    "attempts = attempts + 1, request_sent = true, is_successful = :is_successful, "
-    "response_status_code = :response_status_code, "
-    "process_result_message = :process_result_message, request_message = :request_message, "
-    "response_message = :response_message, timestamp = :now, "
-    "lease_owner = NULL, lease_until = NULL "
-    "WHERE notification_id = :notification_id"
-)
-# No request went out (parked, due again, or cannot be rendered): the last attempt's fields stay.
-SETTLE_UNSENT = sql(
-    "UPDATE notifications SET state = :state, "
-    "next_attempt_at = coalesce(:next_attempt_at, next_attempt_at), "
-    "process_result_message = :process_result_message, timestamp = :now, "
-    "lease_owner = NULL, lease_until = NULL "
-    "WHERE notification_id = :notification_id"
-)
-SETTLE_LIFECYCLE = sql(
-    "UPDATE webhooks SET failure_count = :failure_count, status_code = :status_code, "
-    "status_message = :status_message, status_reason = :status_reason, "
-    "modified = CASE WHEN status_code <> :status_code THEN :now ELSE modified END "
-    "WHERE webhook_id = :webhook_id"
-)
-# Parking keeps leases: a send in flight is still recorded by its worker.
-PARK_PENDING = sql(
-    "UPDATE notifications SET state = 'parked', timestamp = :now, "
-    "process_result_message = :message "
-    "WHERE webhook_id = :webhook_id AND state = 'pending' "
-    "AND notification_id IS DISTINCT FROM :keep::uuid"
 )
 # A hand retry locks its webhook's row if Active (FOR SHARE: a concurrent pause waits), before
 # queries.REQUEUE_NOTIFICATION checks that it is.
@@ -243,6 +221,32 @@ def encode(record: Any, **extra: Any) -> dict[str, Any]:
     return params
 
 
+event_row = encode
+
+
+def notification_row(note: Notification) -> dict[str, Any]:
+    """INSERT_NOTIFICATION's parameters."""
+    return encode(note, event_type_label=f"{note.table_key}.{note.event_type.value}")
+
+
+def reserve_params(counts: Mapping[tuple[UUID, UUID], int]) -> Params:
+    """RESERVE_SEQUENCES' parameters: how many numbers each (webhook, group) takes."""
+    return {"webhook_ids": [w for w, _ in counts], "group_keys": [g for _, g in counts],
+            "counts": list(counts.values())}  # fmt: skip
+
+
+def settled_row(outcome: AttemptOutcome, done: Settlement, now: datetime) -> Params:
+    """SETTLE_ATTEMPT's parameters."""
+    return {
+        "notification_id": outcome.notification_id, "state": done.state.value,
+        "next_attempt_at": done.next_attempt_at, "is_successful": done.is_successful,
+        "process_result_message": done.process_result_message, "now": now,
+        "response_status_code": outcome.response_status_code,
+        "request_message": outcome.request_message, "response_message": outcome.response_message,
+        "lease_owner": outcome.lease_owner,
+    }  # fmt: skip
+
+
 def plain_uuid(value: Any) -> UUID:
     """A uuid.UUID: asyncpg hands back its own UUID type; records hold plain ones."""
     return value if type(value) is UUID else UUID(bytes=value.bytes)
@@ -277,10 +281,22 @@ def decode(cls: type[R], row: Mapping[str, Any], prefix: str = "") -> R:
                   for k, v in values.items()})  # fmt: skip
 
 
+def notifications(rows: Sequence[Mapping[str, Any]]) -> list[Notification]:
+    """The notifications in rows of a claim."""
+    return [decode(Notification, row) for row in rows]
+
+
 WEBHOOKS, RULES = shared.WEBHOOKS, shared.RULES
+SETTLE_ATTEMPT = shared.SETTLE_ATTEMPT
 HISTORY = shared.history("is_successful::int")
 
 
 def migration_files() -> list[tuple[int, str]]:
     """(version, SQL) of every migration of this dialect, in order."""
     return shared.migration_files(MIGRATIONS)
+
+
+def statements(script: str) -> list[Sql]:
+    """A migration as one statement of no parameters, which asyncpg sends as it is (the
+    simple query protocol runs several statements in one call)."""
+    return [Sql(script, ())]

@@ -174,6 +174,40 @@ REQUEUE_NOTIFICATION = (
     "AND EXISTS (SELECT 1 FROM webhooks w WHERE w.webhook_id = :webhook_id "
     "AND w.status_code = 'Active' AND (w.expiration_date IS NULL OR w.expiration_date > :now))"
 )
+# Settling an attempt that sent a request: it replaces the last attempt's fields on the row.
+SETTLE_ATTEMPT = (
+    "UPDATE notifications SET state = :state, "
+    "next_attempt_at = coalesce(:next_attempt_at, next_attempt_at), "
+    "attempts = attempts + 1, request_sent = true, is_successful = :is_successful, "
+    "response_status_code = :response_status_code, "
+    "process_result_message = :process_result_message, request_message = :request_message, "
+    "response_message = :response_message, timestamp = :now, "
+    "lease_owner = NULL, lease_until = NULL "
+    "WHERE notification_id = :notification_id AND lease_owner = :lease_owner"
+)
+# Settling an attempt that sent no request (parked, due again, or cannot be rendered): the
+# last attempt's fields stay.
+SETTLE_UNSENT = (
+    "UPDATE notifications SET state = :state, "
+    "next_attempt_at = coalesce(:next_attempt_at, next_attempt_at), "
+    "process_result_message = :process_result_message, timestamp = :now, "
+    "lease_owner = NULL, lease_until = NULL "
+    "WHERE notification_id = :notification_id AND lease_owner = :lease_owner"
+)
+SETTLE_LIFECYCLE = (
+    "UPDATE webhooks SET failure_count = :failure_count, status_code = :status_code, "
+    "status_message = :status_message, status_reason = :status_reason, "
+    "modified = CASE WHEN status_code <> :status_code THEN :now ELSE modified END "
+    "WHERE webhook_id = :webhook_id"
+)
+# Parking keeps leases: a send in flight is still recorded by its worker. :keep (or NULL)
+# names a notification left as it is.
+PARK_PENDING = (
+    "UPDATE notifications SET state = 'parked', timestamp = :now, "
+    "process_result_message = :message "
+    "WHERE webhook_id = :webhook_id AND state = 'pending' "
+    "AND coalesce(notification_id <> :keep, true)"
+)
 RELEASE_LEASES = (
     "UPDATE notifications SET lease_owner = NULL, lease_until = NULL "
     "WHERE state = 'pending' AND lease_owner = :owner"

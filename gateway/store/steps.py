@@ -11,7 +11,7 @@ keeps its state inside and is made afresh for each try, by calling a function of
 
 Two steps are for PostgreSQL, where other processes write the same rows at the same time and
 listen for changes; SQLite's writer holds the whole file for the transaction and its workers
-poll, so it skips both: `Lock` (rows read only to lock them) and `Notify` (a NOTIFY sent on
+poll, so it skips both: `Lock` (rows read to lock them) and `Notify` (a NOTIFY sent on
 commit). Parameters are Python values; each dialect makes them its driver's, unless a step says
 they are already (`encoded`, for rows built by the dialect's own encoders on the hot path).
 """
@@ -47,7 +47,8 @@ class Execute(Statement):
 
 
 class Lock(Statement):
-    """Read rows only to lock them until commit (PostgreSQL); answers nothing."""
+    """Read rows to lock them until commit: answers them on PostgreSQL, None on SQLite, whose
+    writer holds the whole file (what the script read before stands)."""
 
     __slots__ = ()
 
