@@ -81,12 +81,8 @@ class PostgresStore(SqlStore):
             if pool is not None:
                 await pool.close()
 
-    async def migrate(self) -> list[int]:
-        """Apply pending migrations (opening the store if needed); return their versions."""
-        if self._pool is None:
-            await self.open()
-            return self.applied_migrations
-        return await self._migrate()
+    def _is_open(self) -> bool:
+        return self._pool is not None
 
     def _open(self) -> asyncpg.Pool:
         if self._pool is None:

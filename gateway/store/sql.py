@@ -75,6 +75,7 @@ class SqlStore(Store, abc.ABC):
     """The domain methods both SQL stores share; subclasses give the primitives below."""
 
     q: ClassVar[ModuleType]  # the dialect's named queries
+    applied_migrations: list[int]  # by the last open()
 
     # -- Primitives, one implementation per dialect --------------------------------------------
     # A statement is the text of a shared one (gateway.store.queries) or the dialect's own.
@@ -107,6 +108,10 @@ class SqlStore(Store, abc.ABC):
         """A timestamp column's value as read (not null)."""
 
     @abc.abstractmethod
+    def _is_open(self) -> bool:
+        """Whether open() has connected (and migrated)."""
+
+    @abc.abstractmethod
     async def _transact(self, script: MakeScript[T]) -> T:
         """Run a fresh `script()` in one transaction (steps.py); what it returns."""
 
@@ -128,6 +133,13 @@ class SqlStore(Store, abc.ABC):
     async def _insert_all(self, sql: Any, rows: Sequence[Params]) -> None:
         """Run one statement for each set of (encoded) parameters, all in one transaction."""
         await self._transact(functools.partial(_execute_many, sql, rows))
+
+    async def migrate(self) -> list[int]:
+        """Apply pending migrations (opening the store if needed); return their versions."""
+        if not self._is_open():
+            await self.open()
+            return self.applied_migrations
+        return await self._migrate()
 
     async def _migrate(self) -> list[int]:
         """Apply pending migrations, each in a transaction of its own; their versions."""

@@ -126,12 +126,8 @@ class SqliteStore(SqlStore):
                 with contextlib.suppress(sqlite3.Error):
                     await conn.close()
 
-    async def migrate(self) -> list[int]:
-        """Apply pending migrations (opening the store if needed); return their versions."""
-        if self._writer is None:
-            await self.open()
-            return self.applied_migrations
-        return await self._migrate()
+    def _is_open(self) -> bool:
+        return self._writer is not None
 
     async def _atomically(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """`work(connection)` in one transaction, run whole on the writer's thread.
