@@ -1,9 +1,9 @@
 """The PostgreSQL store's own SQL, by name, and how records map to rows.
 
 The statements both dialects share are in `gateway.store.queries`; here are the ones that
-differ (locks, arrays, NOTIFY, the delivery path). All are written with named parameters
-(`:name`), and `sql` turns them into asyncpg's numbered ones (`$1`), once per text (cached);
-the filter compiler's output goes through it too.
+differ (row locks, arrays, NOTIFY, the delivery path) under the names `SqlStore` uses for both.
+All are written with named parameters (`:name`), and `sql` turns them into asyncpg's numbered
+ones (`$1`), once per text (cached); the filter compiler's output goes through it too.
 
 Values are native: uuid, timestamptz (aware datetimes), boolean, bigint, text[] for scopes, and
 `json` text for records.
@@ -14,7 +14,7 @@ from __future__ import annotations
 import enum
 import functools
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from pathlib import Path
@@ -37,6 +37,7 @@ from gateway.models import (
     WebhookRule,
     WebhookStatus,
 )
+from gateway.outcomes import AttemptOutcome, Settlement
 from gateway.store import queries as shared
 
 MIGRATIONS = Path(__file__).parent / "migrations" / "postgres"
@@ -44,10 +45,8 @@ R = TypeVar("R", ApiKey, Webhook, WebhookRule, Notification, Attempt)
 Params = Mapping[str, Any]
 # `:name`, but not the second colon of a `::type` cast.
 _NAMED = re.compile(r"(?<![:\w]):([a-z_][a-z0-9_]*)")
-# LISTEN/NOTIFY channel: add_events (and requeues, releases) tell every worker process.
-NEW_WORK_CHANNEL = "gateway_new_work"
-# An owner changed a webhook (paused, reactivated, new secret): the payload is its id.
-WEBHOOK_CHANGED_CHANNEL = "gateway_webhook_changed"
+# The LISTEN/NOTIFY channels (steps.Notify), named in queries.py.
+NEW_WORK_CHANNEL, WEBHOOK_CHANGED_CHANNEL = shared.NEW_WORK_CHANNEL, shared.WEBHOOK_CHANGED_CHANNEL
 # Any constant: the advisory lock that lets one process at a time apply migrations.
 MIGRATION_LOCK = 0x6761_7465_7761_79
 
@@ -82,59 +81,33 @@ CREATE_MIGRATIONS = (
     "CREATE TABLE IF NOT EXISTS schema_migrations "
     "(version integer PRIMARY KEY, applied_at timestamptz NOT NULL)"
 )
-LOCK_MIGRATIONS = sql("SELECT pg_advisory_xact_lock(:key)")
-NOTIFY_NEW_WORK = sql("SELECT pg_notify(:channel, '')")
-# An owner's change of a webhook (its id as the payload), for the workers of every process.
-NOTIFY_WEBHOOK_CHANGED = sql("SELECT pg_notify(:channel, :webhook_id)")
+LOCK_MIGRATIONS = sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
+NOTIFY = sql("SELECT pg_notify(:channel, :payload)")
 
 # -- Webhooks -------------------------------------------------------------------------------
 
 
 @functools.lru_cache(maxsize=256)
 def edit_webhook(values: tuple[str, ...], expect: tuple[str, ...]) -> Sql:
-    """An owner's edit: set only the named columns (`:v_<name>`), only while the expected ones
-    still hold their values (`:e_<name>`); the row after it. Names come from
-    store.base.EDITABLE, never from a request."""
-    # With nothing to set, the row is still matched, locked and its expectations checked.
-    sets = ", ".join(f"{name} = :v_{name}" for name in values) or "modified = modified"
-    guards = "".join(f" AND {name} IS NOT DISTINCT FROM :e_{name}" for name in expect)
-    return sql(
-        f"UPDATE webhooks SET {sets} "
-        f"WHERE webhook_id = :webhook_id AND group_key = :group_key{guards} "
-        f"RETURNING {shared.HOOK_COLS}"
-    )
+    """An owner's edit (queries.edit_webhook)."""
+    return sql(shared.edit_webhook(values, expect, same_as="IS NOT DISTINCT FROM"))
 
 
-# A status change of an owner or of the expiry sweep; PARK_PENDING or RELEASE_PARKED follows in
-# the same transaction.
-SET_STATUS = sql(
-    "UPDATE webhooks SET status_code = :status_code, status_message = :status_message, "
-    "status_reason = :status_reason, "
-    "failure_count = CASE WHEN :reset_failures::boolean THEN 0 ELSE failure_count END "
-    f"WHERE webhook_id = :webhook_id RETURNING {shared.HOOK_COLS}"
-)
-# previous_secret takes the secret as it was before this statement: two regenerations at once
-# chain (each answers a secret that signs), where two read-modify-writes lost one.
-REGENERATE_SECRET = sql(
-    "UPDATE webhooks SET previous_secret = client_secret, client_secret = :secret, "
-    "previous_secret_expires = :previous_until, modified = :now, modified_user_id = :user_id "
-    f"WHERE webhook_id = :webhook_id AND group_key = :group_key RETURNING {shared.HOOK_COLS}"
-)
 # The rows are locked in id order, like every other writer of several webhooks.
 EXPIRING = sql(
     f"SELECT {shared.HOOK_COLS} FROM webhooks WHERE status_code = 'Active' "
     "AND expiration_date IS NOT NULL AND expiration_date <= :now "
     "ORDER BY webhook_id FOR NO KEY UPDATE"
 )
-TOUCH_WEBHOOK = sql(
-    "UPDATE webhooks SET modified = :now WHERE webhook_id = :webhook_id "
-    f"RETURNING {shared.HOOK_COLS}"
-)
 # Lock the webhooks a transaction is about to change, always in id order, so that two
 # processes settling or numbering notifications of the same webhooks queue instead of
 # deadlocking. NO KEY UPDATE still lets other transactions insert rows that reference them.
 LOCK_WEBHOOKS = sql(
     f"SELECT {shared.HOOK_COLS} FROM webhooks WHERE webhook_id = ANY(:webhook_ids::uuid[]) "
+    "ORDER BY webhook_id FOR NO KEY UPDATE"
+)
+LOCK_WEBHOOK_IDS = sql(
+    "SELECT 1 FROM webhooks WHERE webhook_id = ANY(:webhook_ids::uuid[]) "
     "ORDER BY webhook_id FOR NO KEY UPDATE"
 )
 # Reserves `count` numbers per webhook in one statement; RETURNING gives the last of each.
@@ -162,6 +135,10 @@ INSERT_EVENT = sql(f"INSERT INTO events ({_EVENT_COLS}) VALUES ({_EVENT_VALUES})
 NOTE_COLS, _NOTE_VALUES = shared.columns(shared.NOTE_NAMES)
 _NOTE_COLS_N = ", ".join(f"n.{c}" for c in NOTE_COLS.split(", "))
 INSERT_NOTIFICATION = sql(f"INSERT INTO notifications ({NOTE_COLS}) VALUES ({_NOTE_VALUES})")
+# Where add_events reads and numbers a notification row (notification_row: by name).
+ROW_GROUP, ROW_WEBHOOK, ROW_SEQUENCE, ROW_STATE = "group_key", "webhook_id", "sequence", "state"
+ROW_LEASE_UNTIL, ROW_LEASE_OWNER = "lease_until", "lease_owner"
+ROW_MESSAGE = "process_result_message"
 # SKIP LOCKED: rows another process is claiming right now are passed over, not waited for, so
 # concurrent claims never block each other and never take the same row. A row claimed and
 # committed by another process after this snapshot is re-checked against the WHERE clause when
@@ -176,66 +153,30 @@ CLAIM_DUE = sql(
     "UPDATE notifications n SET lease_owner = :owner, lease_until = :lease_until "
     f"FROM due WHERE n.notification_id = due.notification_id RETURNING {_NOTE_COLS_N}"
 )
-# Settling attempts: lock the leased rows (the webhooks are locked first, LOCK_WEBHOOKS), so
-# that a claim cannot take one over between this check and the write.
-LEASED = sql(
-    "SELECT n.notification_id, n.webhook_id FROM notifications n "
-    "JOIN unnest(:notification_ids::uuid[], :owners::text[]) AS l (notification_id, owner) "
+# Settling attempts: each notification's lease holder and webhook id; then, their webhooks
+# locked (LOCK_WEBHOOKS), again, locking the rows still leased by the outcomes' owners, so that
+# a claim cannot take one over between this check and the write.
+LEASES = sql(
+    "SELECT notification_id, lease_owner, webhook_id FROM notifications "
+    "WHERE notification_id = ANY(:ids::uuid[])"
+)
+LOCK_LEASES = sql(
+    "SELECT n.notification_id, n.lease_owner, n.webhook_id FROM notifications n "
+    "JOIN unnest(:ids::uuid[], :owners::text[]) AS l (notification_id, owner) "
     "ON n.notification_id = l.notification_id AND n.lease_owner = l.owner "
     "ORDER BY n.notification_id FOR UPDATE OF n"
 )
-WEBHOOKS_OF = sql(
-    "SELECT DISTINCT webhook_id FROM notifications "
-    "WHERE notification_id = ANY(:notification_ids::uuid[])"
+# release_leases locks the webhooks of the leases it gives back, as every other writer does.
+LOCK_LEASED_WEBHOOKS = sql(
+    "SELECT 1 FROM webhooks WHERE webhook_id IN (SELECT webhook_id FROM notifications "
+    "WHERE lease_owner = :owner AND state = 'pending') ORDER BY webhook_id FOR NO KEY UPDATE"
 )
-LEASED_WEBHOOKS = sql(
-    "SELECT DISTINCT webhook_id FROM notifications WHERE lease_owner = :owner AND state = 'pending'"
-)
-# An attempt replaces the last attempt's fields on the row.
-SETTLE_ATTEMPT = sql(
-    "UPDATE notifications SET state = :state, "
-    "next_attempt_at = coalesce(:next_attempt_at, next_attempt_at), "
-    "attempts = attempts + 1, request_sent = true, is_successful = :is_successful, "
-    "response_status_code = :response_status_code, "
-    "process_result_message = :process_result_message, request_message = :request_message, "
-    "response_message = :response_message, timestamp = :now, "
-    "lease_owner = NULL, lease_until = NULL "
-    "WHERE notification_id = :notification_id"
-)
-# No request went out (parked, due again, or cannot be rendered): the last attempt's fields stay.
-SETTLE_UNSENT = sql(
-    "UPDATE notifications SET state = :state, "
-    "next_attempt_at = coalesce(:next_attempt_at, next_attempt_at), "
-    "process_result_message = :process_result_message, timestamp = :now, "
-    "lease_owner = NULL, lease_until = NULL "
-    "WHERE notification_id = :notification_id"
-)
-SETTLE_LIFECYCLE = sql(
-    "UPDATE webhooks SET failure_count = :failure_count, status_code = :status_code, "
-    "status_message = :status_message, status_reason = :status_reason, "
-    "modified = CASE WHEN status_code <> :status_code THEN :now ELSE modified END "
-    "WHERE webhook_id = :webhook_id"
-)
-# Parking keeps leases: a send in flight is still recorded by its worker.
-PARK_PENDING = sql(
-    "UPDATE notifications SET state = 'parked', timestamp = :now, "
-    "process_result_message = :message "
-    "WHERE webhook_id = :webhook_id AND state = 'pending' "
-    "AND notification_id IS DISTINCT FROM :keep::uuid"
-)
-# Guarded by the webhook being Active, whose row is locked first (FOR SHARE: a concurrent
-# pause waits): a hand retry never sends to a webhook that is not, and never touches the
-# recorded attempt.
+# A hand retry locks its webhook's row if Active (FOR SHARE: a concurrent pause waits), before
+# queries.REQUEUE_NOTIFICATION checks that it is.
 LOCK_ACTIVE_WEBHOOK = sql(
     "SELECT 1 FROM webhooks WHERE webhook_id = :webhook_id AND group_key = :group_key "
     "AND status_code = 'Active' AND (expiration_date IS NULL OR expiration_date > :now) "
     "FOR SHARE"
-)
-REQUEUE_NOTIFICATION = sql(
-    "UPDATE notifications SET state = 'pending', next_attempt_at = :now, timestamp = :now, "
-    "lease_owner = NULL, lease_until = NULL "
-    "WHERE notification_id = :notification_id AND webhook_id = :webhook_id "
-    "AND group_key = :group_key AND state IN ('pending', 'parked', 'failed')"
 )
 ATTEMPTS = sql(
     "SELECT a.notification_id, a.attempt, a.timestamp, a.response_status_code, "
@@ -280,6 +221,32 @@ def encode(record: Any, **extra: Any) -> dict[str, Any]:
     return params
 
 
+event_row = encode
+
+
+def notification_row(note: Notification) -> dict[str, Any]:
+    """INSERT_NOTIFICATION's parameters."""
+    return encode(note, event_type_label=f"{note.table_key}.{note.event_type.value}")
+
+
+def reserve_params(counts: Mapping[tuple[UUID, UUID], int]) -> Params:
+    """RESERVE_SEQUENCES' parameters: how many numbers each (webhook, group) takes."""
+    return {"webhook_ids": [w for w, _ in counts], "group_keys": [g for _, g in counts],
+            "counts": list(counts.values())}  # fmt: skip
+
+
+def settled_row(outcome: AttemptOutcome, done: Settlement, now: datetime) -> Params:
+    """SETTLE_ATTEMPT's parameters."""
+    return {
+        "notification_id": outcome.notification_id, "state": done.state.value,
+        "next_attempt_at": done.next_attempt_at, "is_successful": done.is_successful,
+        "process_result_message": done.process_result_message, "now": now,
+        "response_status_code": outcome.response_status_code,
+        "request_message": outcome.request_message, "response_message": outcome.response_message,
+        "lease_owner": outcome.lease_owner,
+    }  # fmt: skip
+
+
 def plain_uuid(value: Any) -> UUID:
     """A uuid.UUID: asyncpg hands back its own UUID type; records hold plain ones."""
     return value if type(value) is UUID else UUID(bytes=value.bytes)
@@ -314,10 +281,22 @@ def decode(cls: type[R], row: Mapping[str, Any], prefix: str = "") -> R:
                   for k, v in values.items()})  # fmt: skip
 
 
+def notifications(rows: Sequence[Mapping[str, Any]]) -> list[Notification]:
+    """The notifications in rows of a claim."""
+    return [decode(Notification, row) for row in rows]
+
+
 WEBHOOKS, RULES = shared.WEBHOOKS, shared.RULES
+SETTLE_ATTEMPT = shared.SETTLE_ATTEMPT
 HISTORY = shared.history("is_successful::int")
 
 
 def migration_files() -> list[tuple[int, str]]:
     """(version, SQL) of every migration of this dialect, in order."""
     return shared.migration_files(MIGRATIONS)
+
+
+def statements(script: str) -> list[Sql]:
+    """A migration as one statement of no parameters, which asyncpg sends as it is (the
+    simple query protocol runs several statements in one call)."""
+    return [Sql(script, ())]

@@ -32,6 +32,11 @@ def _assignments(names: str, *, skip: tuple[str, ...]) -> str:
     return ", ".join(f"{c} = :{c}" for c in (c.strip() for c in names.split(",")) if c not in skip)
 
 
+# What a transaction tells listening processes on commit (steps.Notify; PostgreSQL only):
+# new work is due; an owner changed a webhook (paused, reactivated, new secret; its id).
+NEW_WORK_CHANNEL = "gateway_new_work"
+WEBHOOK_CHANGED_CHANNEL = "gateway_webhook_changed"
+
 IS_APPLIED = "SELECT 1 FROM schema_migrations WHERE version = :version"
 RECORD_MIGRATION = "INSERT INTO schema_migrations (version, applied_at) VALUES (:version, :now)"
 PING = "SELECT 1"
@@ -68,6 +73,40 @@ QUERY_WEBHOOKS = (
     "LIMIT :limit OFFSET :offset"
 )
 COUNT_WEBHOOKS = "SELECT count(*) FROM webhooks WHERE {where}"
+
+
+def edit_webhook(values: tuple[str, ...], expect: tuple[str, ...], *, same_as: str) -> str:
+    """An owner's edit: set only the named columns (`:v_<name>`), only while the expected ones
+    still hold their values (`:e_<name>`, compared with `same_as`, the dialect's null-safe
+    equality); the row after it. Names come from store.base.EDITABLE, never from a request."""
+    # With nothing to set, the row is still matched (locked) and its expectations checked.
+    sets = ", ".join(f"{name} = :v_{name}" for name in values) or "modified = modified"
+    guards = "".join(f" AND {name} {same_as} :e_{name}" for name in expect)
+    return (
+        f"UPDATE webhooks SET {sets} "
+        f"WHERE webhook_id = :webhook_id AND group_key = :group_key{guards} "
+        f"RETURNING {HOOK_COLS}"
+    )
+
+
+# A status change of an owner or of the expiry sweep; PARK_PENDING or RELEASE_PARKED follows in
+# the same transaction. (CAST: PostgreSQL cannot tell a bare parameter's type in a CASE.)
+SET_STATUS = (
+    "UPDATE webhooks SET status_code = :status_code, status_message = :status_message, "
+    "status_reason = :status_reason, "
+    "failure_count = CASE WHEN CAST(:reset_failures AS boolean) THEN 0 ELSE failure_count END "
+    f"WHERE webhook_id = :webhook_id RETURNING {HOOK_COLS}"
+)
+# previous_secret takes the secret as it was before this statement: two regenerations at once
+# chain (each answers a secret that signs), where two read-modify-writes lost one.
+REGENERATE_SECRET = (
+    "UPDATE webhooks SET previous_secret = client_secret, client_secret = :secret, "
+    "previous_secret_expires = :previous_until, modified = :now, modified_user_id = :user_id "
+    f"WHERE webhook_id = :webhook_id AND group_key = :group_key RETURNING {HOOK_COLS}"
+)
+TOUCH_WEBHOOK = (
+    f"UPDATE webhooks SET modified = :now WHERE webhook_id = :webhook_id RETURNING {HOOK_COLS}"
+)
 
 # -- Rules ----------------------------------------------------------------------------------
 _RULE_NAMES = (
@@ -123,6 +162,51 @@ RELEASE_PARKED = (
     "UPDATE notifications SET state = 'pending', next_attempt_at = :now, timestamp = :now, "
     "process_result_message = :message, lease_owner = NULL, lease_until = NULL "
     "WHERE webhook_id = :webhook_id AND state = 'parked'"
+)
+# Guarded by the webhook being Active in the same statement (on PostgreSQL its row is locked
+# first, LOCK_ACTIVE_WEBHOOK): a hand retry never sends to a webhook that is not, and never
+# touches the recorded attempt.
+REQUEUE_NOTIFICATION = (
+    "UPDATE notifications SET state = 'pending', next_attempt_at = :now, timestamp = :now, "
+    "lease_owner = NULL, lease_until = NULL "
+    "WHERE notification_id = :notification_id AND webhook_id = :webhook_id "
+    "AND group_key = :group_key AND state IN ('pending', 'parked', 'failed') "
+    "AND EXISTS (SELECT 1 FROM webhooks w WHERE w.webhook_id = :webhook_id "
+    "AND w.status_code = 'Active' AND (w.expiration_date IS NULL OR w.expiration_date > :now))"
+)
+# Settling an attempt that sent a request: it replaces the last attempt's fields on the row.
+SETTLE_ATTEMPT = (
+    "UPDATE notifications SET state = :state, "
+    "next_attempt_at = coalesce(:next_attempt_at, next_attempt_at), "
+    "attempts = attempts + 1, request_sent = true, is_successful = :is_successful, "
+    "response_status_code = :response_status_code, "
+    "process_result_message = :process_result_message, request_message = :request_message, "
+    "response_message = :response_message, timestamp = :now, "
+    "lease_owner = NULL, lease_until = NULL "
+    "WHERE notification_id = :notification_id AND lease_owner = :lease_owner"
+)
+# Settling an attempt that sent no request (parked, due again, or cannot be rendered): the
+# last attempt's fields stay.
+SETTLE_UNSENT = (
+    "UPDATE notifications SET state = :state, "
+    "next_attempt_at = coalesce(:next_attempt_at, next_attempt_at), "
+    "process_result_message = :process_result_message, timestamp = :now, "
+    "lease_owner = NULL, lease_until = NULL "
+    "WHERE notification_id = :notification_id AND lease_owner = :lease_owner"
+)
+SETTLE_LIFECYCLE = (
+    "UPDATE webhooks SET failure_count = :failure_count, status_code = :status_code, "
+    "status_message = :status_message, status_reason = :status_reason, "
+    "modified = CASE WHEN status_code <> :status_code THEN :now ELSE modified END "
+    "WHERE webhook_id = :webhook_id"
+)
+# Parking keeps leases: a send in flight is still recorded by its worker. :keep (or NULL)
+# names a notification left as it is.
+PARK_PENDING = (
+    "UPDATE notifications SET state = 'parked', timestamp = :now, "
+    "process_result_message = :message "
+    "WHERE webhook_id = :webhook_id AND state = 'pending' "
+    "AND coalesce(notification_id <> :keep, true)"
 )
 RELEASE_LEASES = (
     "UPDATE notifications SET lease_owner = NULL, lease_until = NULL "

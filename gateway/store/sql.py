@@ -1,58 +1,87 @@
 """`SqlStore`: the store's domain methods written once for both SQL dialects.
 
-A method whose statements are the same on SQLite and PostgreSQL once each dialect's query
-module has named them (`gateway.store.sqlite_queries`, `gateway.store.postgres_queries`: the
-same names, `:name` parameters) lives here, over a few primitives each dialect provides: read
-rows, write one statement or several in one transaction, encode a record, decode rows, and the
-values a driver differs on (a list of ids, a UUID or a time read back). Parameters are passed
-as Python values (UUID, datetime, enums); each dialect makes them its driver's.
+Every domain method is here, over a few primitives each dialect provides: read rows, run a
+transaction (`_transact`), encode a record, decode rows, and the values a driver differs on
+(a list of ids, a UUID or a time read back, an id as a row holds it). Statements are named in
+each dialect's query module (`gateway.store.sqlite_queries`, `gateway.store.postgres_queries`:
+the same names, `:name` parameters) where they differ, and in `gateway.store.queries` where both
+run the same text. Parameters are passed as Python values (UUID, datetime); each dialect makes
+them its driver's.
 
-What stays in `SqliteStore` and `PostgresStore` is what differs: connections, migrations,
-transactions and their retries, and the delivery path, where SQLite runs each transaction
-whole on the writer's thread and PostgreSQL locks webhooks first and notifies other processes.
+A transaction is a script (`gateway.store.steps`): a generator yielding statements, which each
+dialect runs its way: SQLite whole on its writer's thread, PostgreSQL step by step, from the
+start again after a conflict, so a script keeps its state inside. Where PostgreSQL locks
+webhook rows (in id order, before their notifications) or notifies other processes, the script
+says so, and SQLite, whose writer holds the whole file and whose workers poll, skips the step.
+
+The delivery path (add_events, claim_due, record_attempts) runs hundreds of rows a call; its
+rows are built by each dialect's written-out encoders and decoders (`event_row`,
+`notification_row`, `settled_row`, `notifications`), and a new notification row is read and
+numbered at the dialect's `ROW_*` keys (positions in SQLite's positional rows, names in
+PostgreSQL's).
+
+What stays in `SqliteStore` and `PostgresStore` is connections, running a transaction (with
+PostgreSQL's retries) and reading, and the primitives.
 """
 
 from __future__ import annotations
 
 import abc
+import functools
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from types import ModuleType
 from typing import Any, ClassVar, TypeVar
 from uuid import UUID
 
-from gateway.models import ApiKey, Attempt, Notification, Webhook, WebhookRule
+from gateway import lifecycle
+from gateway.errors import StoreError
+from gateway.lifecycle import Move, StatusChange
+from gateway.models import (
+    ApiKey,
+    Attempt,
+    Event,
+    Notification,
+    NotificationState,
+    Webhook,
+    WebhookRule,
+    WebhookStatus,
+    utcnow,
+)
+from gateway.outcomes import (
+    AttemptOutcome,
+    Recorded,
+    Settlement,
+    changes_of,
+    not_active,
+    settle_in_order,
+)
 from gateway.store import queries as shared
-from gateway.store.base import Page, Query, Store
+from gateway.store.base import Added, Page, Query, Requeue, Store, WebhookEdit
 from gateway.store.filter_sql import Listing, order_by, where_filter
+from gateway.store.memory import conflict
+from gateway.store.steps import Execute, ExecuteMany, Fetch, Lock, MakeScript, Notify, Script
 
 R = TypeVar("R", ApiKey, Webhook, WebhookRule, Notification, Attempt)
+T = TypeVar("T")
 Params = Mapping[str, Any]
 _DELIVERY_STATES = ("pending", "parked", "failed", "succeeded")
+_PENDING, _PARKED = NotificationState.PENDING.value, NotificationState.PARKED.value
+Held = list[tuple[AttemptOutcome, Webhook]]
+Settled = list[tuple[AttemptOutcome, Webhook, Settlement]]
 
 
 class SqlStore(Store, abc.ABC):
     """The domain methods both SQL stores share; subclasses give the primitives below."""
 
     q: ClassVar[ModuleType]  # the dialect's named queries
+    applied_migrations: list[int]  # by the last open()
 
     # -- Primitives, one implementation per dialect --------------------------------------------
     # A statement is the text of a shared one (gateway.store.queries) or the dialect's own.
     @abc.abstractmethod
     async def _rows(self, sql: Any, params: Params | None = None) -> Sequence[Any]:
         """The rows one statement reads, outside any write transaction."""
-
-    @abc.abstractmethod
-    async def _write(self, sql: Any, params: Params) -> int:
-        """Run one statement in its own transaction; how many rows it changed."""
-
-    @abc.abstractmethod
-    async def _write_in_one(self, statements: Sequence[tuple[Any, Params]]) -> list[int]:
-        """Run these statements in one transaction; how many rows each changed."""
-
-    @abc.abstractmethod
-    async def _insert_all(self, sql: Any, rows: Sequence[Params]) -> None:
-        """Run one statement for each set of parameters, all in one transaction."""
 
     @abc.abstractmethod
     def _decode_rows(self, cls: type[R], rows: Sequence[Any], prefix: str = "") -> list[R]:
@@ -67,12 +96,70 @@ class SqlStore(Store, abc.ABC):
         """A list of ids as one parameter (`ids IN ...` in the dialect's queries)."""
 
     @abc.abstractmethod
+    def _raw_id(self, value: UUID) -> Any:
+        """An id as the driver reads it back (equal to the column's value in a row)."""
+
+    @abc.abstractmethod
     def _read_uuid(self, value: Any) -> UUID:
         """A UUID column's value as read."""
 
     @abc.abstractmethod
     def _read_time(self, value: Any) -> datetime:
         """A timestamp column's value as read (not null)."""
+
+    @abc.abstractmethod
+    def _is_open(self) -> bool:
+        """Whether open() has connected (and migrated)."""
+
+    @abc.abstractmethod
+    async def _transact(self, script: MakeScript[T]) -> T:
+        """Run a fresh `script()` in one transaction (steps.py); what it returns."""
+
+    async def _write(self, sql: Any, params: Params) -> int:
+        """Run one statement in its own transaction; how many rows it changed."""
+        return await self._transact(functools.partial(_execute, sql, params))
+
+    async def _write_in_one(self, statements: Sequence[tuple[Any, Params]]) -> list[int]:
+        """Run these statements in one transaction; how many rows each changed."""
+
+        def script() -> Script[list[int]]:
+            changed = []
+            for sql, params in statements:
+                changed.append((yield Execute(sql, params)))
+            return changed
+
+        return await self._transact(script)
+
+    async def _insert_all(self, sql: Any, rows: Sequence[Params]) -> None:
+        """Run one statement for each set of (encoded) parameters, all in one transaction."""
+        await self._transact(functools.partial(_execute_many, sql, rows))
+
+    async def migrate(self) -> list[int]:
+        """Apply pending migrations (opening the store if needed); return their versions."""
+        if not self._is_open():
+            await self.open()
+            return self.applied_migrations
+        return await self._migrate()
+
+    async def _migrate(self) -> list[int]:
+        """Apply pending migrations, each in a transaction of its own; their versions."""
+        applied = []
+        for version, script in self.q.migration_files():
+            if await self._transact(functools.partial(self._apply, version, script)):
+                applied.append(version)
+        return applied
+
+    def _apply(self, version: int, script: str) -> Script[bool]:
+        """Apply one migration unless another process did; whether this one did."""
+        # One process at a time: the others wait here, then find the version applied.
+        yield Lock(self.q.LOCK_MIGRATIONS, {})
+        yield Execute(self.q.CREATE_MIGRATIONS, {})
+        if (yield Fetch(shared.IS_APPLIED, {"version": version})):
+            return False
+        for statement in self.q.statements(script):
+            yield Execute(statement, {})
+        yield Execute(shared.RECORD_MIGRATION, {"version": version, "now": utcnow()})
+        return True
 
     async def _one(self, cls: type[R], sql: Any, params: Params) -> R | None:
         rows = await self._rows(sql, params)
@@ -237,3 +324,348 @@ class SqlStore(Store, abc.ABC):
     async def prune_handshake_nonces(self, now: datetime) -> int:
         """Forget the nonces that expired by `now`; return how many."""
         return await self._write(shared.PRUNE_HANDSHAKE_NONCES, {"now": now})
+
+    # -- Transactions, as scripts (steps.py) ----------------------------------------------------
+    async def edit_webhook(
+        self, group_key: UUID, webhook_id: UUID, edit: WebhookEdit, now: datetime
+    ) -> Webhook | None:
+        """Apply an owner's edit in one transaction; the webhook after it, None if not found,
+        Conflict if an expectation failed."""
+        ids = {"webhook_id": webhook_id, "group_key": group_key}
+        params = {
+            **ids,
+            **{f"v_{name}": self.q.to_sql(value) for name, value in edit.values.items()},
+            **{f"e_{name}": self.q.to_sql(value) for name, value in edit.expect.items()},
+        }
+        query = self.q.edit_webhook(tuple(edit.values), tuple(edit.expect))
+
+        def script() -> Script[Webhook | None]:
+            rows = yield Fetch(query, params)
+            if not rows:
+                if not (yield Fetch(shared.WEBHOOK_EXISTS, ids)):
+                    return None
+                raise conflict(webhook_id, sorted(edit.expect))
+            if edit.status is not None:
+                return (yield from self._change_status(webhook_id, edit.status, now))
+            return self._decode_rows(Webhook, rows)[0]
+
+        return await self._transact(script)
+
+    async def regenerate_secret(
+        self,
+        group_key: UUID,
+        webhook_id: UUID,
+        secret: str,
+        previous_until: datetime,
+        now: datetime,
+        user_id: UUID,
+    ) -> Webhook | None:
+        """A new client secret; the one it replaces signs until `previous_until`."""
+        params = {"webhook_id": webhook_id, "group_key": group_key, "secret": secret,
+                  "previous_until": previous_until, "now": now, "user_id": user_id}  # fmt: skip
+
+        def script() -> Script[Webhook | None]:
+            rows = yield Fetch(shared.REGENERATE_SECRET, params)
+            if not rows:
+                return None
+            yield Notify(shared.WEBHOOK_CHANGED_CHANNEL, str(webhook_id))
+            return self._decode_rows(Webhook, rows)[0]
+
+        return await self._transact(script)
+
+    async def expire_webhooks(self, now: datetime) -> list[Webhook]:
+        """Make expired Active webhooks Inactive and park their notifications."""
+
+        def script() -> Script[list[Webhook]]:
+            expired = []
+            rows = yield Fetch(self.q.EXPIRING, {"now": now})
+            for hook in self._decode_rows(Webhook, rows):
+                change = lifecycle.expiry(hook, now)
+                if change is None:  # the SQL comparison and the rule disagree: trust the rule
+                    continue
+                yield from self._change_status(hook.webhook_id, change, now)
+                params = {"webhook_id": hook.webhook_id, "now": now}
+                touched = yield Fetch(shared.TOUCH_WEBHOOK, params)
+                expired.extend(self._decode_rows(Webhook, touched))
+            return expired
+
+        return await self._transact(script)
+
+    async def release_leases(self, lease_owner: str) -> int:
+        """Give back every lease this owner holds (graceful shutdown)."""
+        params = {"owner": lease_owner}
+
+        def script() -> Script[int]:
+            # Webhooks first, as every other writer locks them, so this cannot deadlock with a
+            # worker settling (and parking) notifications of the same webhooks.
+            yield Lock(self.q.LOCK_LEASED_WEBHOOKS, params)
+            released: int = yield Execute(shared.RELEASE_LEASES, params)
+            return released
+
+        return await self._transact(script)
+
+    async def requeue_notification(
+        self, group_key: UUID, webhook_id: UUID, notification_id: UUID, now: datetime
+    ) -> Requeue:
+        """Make a notification that has not succeeded pending and due now, if its webhook is
+        Active; what was found."""
+        ids = {"group_key": group_key, "webhook_id": webhook_id,
+               "notification_id": notification_id}  # fmt: skip
+        params = {**ids, "now": now}
+
+        def script() -> Script[Requeue]:
+            yield Lock(self.q.LOCK_ACTIVE_WEBHOOK, params)
+            if (yield Execute(shared.REQUEUE_NOTIFICATION, params)):
+                yield Notify(shared.NEW_WORK_CHANNEL)
+                return Requeue.QUEUED
+            rows = yield Fetch(shared.NOTIFICATION_STATE, ids)
+            if not rows:
+                return Requeue.NOT_FOUND
+            if rows[0][0] == NotificationState.SUCCEEDED.value:
+                return Requeue.SUCCEEDED
+            return Requeue.NOT_ACTIVE
+
+        return await self._transact(script)
+
+    async def check_invariants(self, now: datetime, *, repair: bool) -> dict[str, int]:
+        """Count (and with `repair`, set right) notifications that break an invariant. They
+        are read outside the transaction; the repair locks the webhooks involved first, as
+        every change of their state does, and checks each row again as it writes."""
+        parked = await self._rows(self.q.PARKED_OF_ACTIVE, {"now": now})
+        stray = await self._rows(self.q.PENDING_OF_INACTIVE, {"now": now})
+        if repair and (parked or stray):
+            await self._transact(functools.partial(self._repair, parked, stray, now))
+        return {"parked_of_active": len(parked), "pending_of_inactive": len(stray)}
+
+    def _repair(self, parked: Sequence[Any], stray: Sequence[Any], now: datetime) -> Script[None]:
+        """check_invariants' repairs: release the parked rows of Active webhooks, park the
+        pending rows of the others (saying why)."""
+        webhook_ids = {self._read_uuid(row[1]) for row in [*parked, *stray]}
+        hooks = yield from self._lock_webhooks(webhook_ids)
+        released = [{"notification_id": row[0], "now": now,
+                     "message": lifecycle.RELEASED_MESSAGE} for row in parked]  # fmt: skip
+        parking = []
+        for row in stray:
+            if (hook := hooks.get(self._read_uuid(row[1]))) is not None:
+                why = lifecycle.parked_message(*lifecycle.effective_status(hook, now))
+                parking.append({"notification_id": row[0], "now": now, "message": why})
+        yield ExecuteMany(shared.RELEASE_ONE, released)
+        yield ExecuteMany(shared.PARK_ONE, parking)
+        if released:
+            yield Notify(shared.NEW_WORK_CHANNEL)
+
+    def _lock_webhooks(self, webhook_ids: Collection[Any]) -> Script[dict[UUID, Webhook]]:
+        """Lock these webhook rows (on PostgreSQL, in id order); answer them as they are now."""
+        if not webhook_ids:
+            return {}
+        rows = yield Fetch(self.q.LOCK_WEBHOOKS, {"webhook_ids": self._ids(webhook_ids)})
+        return {hook.webhook_id: hook for hook in self._decode_rows(Webhook, rows)}
+
+    def _change_status(
+        self, webhook_id: UUID, change: StatusChange, now: datetime
+    ) -> Script[Webhook]:
+        """Set a webhook's status, park or release its notifications to match, and tell the
+        workers of every process; the webhook after it."""
+        rows = yield Fetch(shared.SET_STATUS, {
+            "webhook_id": webhook_id, "status_code": change.status.value,
+            "status_message": change.status_message,
+            "status_reason": None if change.reason is None else change.reason.value,
+            "reset_failures": change.reset_failures,
+        })  # fmt: skip
+        if change.move is Move.PARK:
+            message = lifecycle.parked_message(change.status, change.status_message)
+            yield Execute(shared.PARK_PENDING, {"webhook_id": webhook_id, "now": now,
+                                                "message": message, "keep": None})  # fmt: skip
+        else:
+            params = {"webhook_id": webhook_id, "now": now, "message": lifecycle.RELEASED_MESSAGE}
+            if (yield Execute(shared.RELEASE_PARKED, params)):
+                yield Notify(shared.NEW_WORK_CHANNEL)
+        yield Notify(shared.WEBHOOK_CHANGED_CHANNEL, str(webhook_id))
+        return self._decode_rows(Webhook, rows)[0]
+
+    # -- The delivery path ----------------------------------------------------------------------
+    # Rows are encoded by the dialect's own written-out encoders (`event_row`, `notification_row`,
+    # `settled_row`: SQLite binds positional rows, which it does faster than named ones), and a
+    # new notification row is read and numbered at the dialect's `ROW_*` keys.
+    async def add_events(
+        self, events: Sequence[Event], notifications: Sequence[Notification]
+    ) -> Added:
+        """Store events and their notifications in one transaction, numbering each webhook's
+        notifications from its counter in the order given, pending or parked as the webhook
+        is in that transaction; tell the workers when some are left for them to claim."""
+        # Encoded before the transaction: another request's rows can be written meanwhile.
+        event_rows = [self.q.event_row(e) for e in events]
+        note_rows = [self.q.notification_row(n) for n in notifications]
+        now = notifications[0].created if notifications else utcnow()
+        script = functools.partial(self._add_events, event_rows, note_rows, now)
+        sequences, active = await self._transact(script)
+        # Each webhook once, by its value as encoded (on SQLite a str, which hashes in C).
+        at = self.q.ROW_WEBHOOK
+        ids = {row[at]: note.webhook_id for row, note in zip(note_rows, notifications, strict=True)}
+        return Added(sequences, {webhook_id: active[key] for key, webhook_id in ids.items()})
+
+    def _add_events(
+        self, event_rows: list[Any], note_rows: list[Any], now: datetime
+    ) -> Script[tuple[list[int], dict[Any, bool]]]:
+        q = self.q
+        yield ExecuteMany(q.INSERT_EVENT, event_rows, encoded=True)
+        rows = [row.copy() for row in note_rows]  # this try's own: PostgreSQL's may run again
+        sequences, parked = yield from self._reserve(rows, now)
+        webhook_at, sequence_at, state_at, message_at = (
+            q.ROW_WEBHOOK, q.ROW_SEQUENCE, q.ROW_STATE, q.ROW_MESSAGE)  # fmt: skip
+        for row in rows:
+            webhook_id = row[webhook_at]
+            row[sequence_at] = sequences[webhook_id]
+            sequences[webhook_id] += 1
+            if row[state_at] not in (_PENDING, _PARKED):
+                continue  # a finished row, seeded as it is (tests, imports)
+            if webhook_id in parked:  # not pending, not leased, saying why
+                row[state_at], row[message_at] = _PARKED, parked[webhook_id]
+                row[q.ROW_LEASE_UNTIL] = row[q.ROW_LEASE_OWNER] = None
+            elif row[state_at] == _PARKED:
+                row[state_at], row[message_at] = _PENDING, None
+        yield ExecuteMany(q.INSERT_NOTIFICATION, rows, encoded=True)
+        # Pending and not leased already (a worker in the publishing process took it).
+        if any(row[state_at] == _PENDING and row[q.ROW_LEASE_OWNER] is None for row in rows):
+            yield Notify(shared.NEW_WORK_CHANNEL)
+        return [row[sequence_at] for row in rows], {w: w not in parked for w in sequences}
+
+    def _reserve(
+        self, rows: list[Any], now: datetime
+    ) -> Script[tuple[dict[Any, int], dict[Any, str]]]:
+        """Reserve sequence numbers in one statement; the first for each webhook, and for each
+        webhook that is not Active in this transaction, why its notifications are parked."""
+        counts: dict[tuple[Any, Any], int] = {}
+        webhook_at, group_at = self.q.ROW_WEBHOOK, self.q.ROW_GROUP
+        for row in rows:
+            key = (row[webhook_at], row[group_at])
+            counts[key] = counts.get(key, 0) + 1
+        if not counts:
+            return {}, {}
+        yield Lock(self.q.LOCK_WEBHOOK_IDS, {"webhook_ids": [w for w, _ in counts]})
+        found = yield Fetch(self.q.RESERVE_SEQUENCES, self.q.reserve_params(counts))
+        last = {(row[0], row[1]): row[2] for row in found}
+        parked = {}
+        for row in found:
+            status = WebhookStatus(row[3])
+            expiration = None if row[5] is None else self._read_time(row[5])
+            if not lifecycle.receives(status, expiration, now):
+                shown = lifecycle.shown_status(status, row[4], expiration, now)
+                parked[row[0]] = lifecycle.parked_message(*shown)
+        first: dict[Any, int] = {}
+        for (webhook_id, group_key), count in counts.items():
+            # Keyed by group too: a notification naming another group's webhook is refused.
+            if (webhook_id, group_key) not in last:
+                raise StoreError(f"no webhook {webhook_id} in group {group_key}")
+            first[webhook_id] = last[webhook_id, group_key] - count + 1
+        return first, parked
+
+    async def claim_due(
+        self,
+        now: datetime,
+        limit: int,
+        lease_owner: str,
+        lease_until: datetime,
+        *,
+        exclude_webhooks: Collection[UUID] = (),
+        exclude_groups: Collection[UUID] = (),
+    ) -> list[Notification]:
+        """Lease up to `limit` pending notifications due by `now` (or whose lease expired)."""
+        params = {
+            "now": now, "limit": limit, "owner": lease_owner, "lease_until": lease_until,
+            "exclude": self._ids(exclude_webhooks), "exclude_groups": self._ids(exclude_groups),
+        }  # fmt: skip
+        rows = await self._transact(functools.partial(_fetch, self.q.CLAIM_DUE, params))
+        notes: list[Notification] = self.q.notifications(rows)
+        # RETURNING follows no ORDER BY; restore the claim order.
+        return sorted(notes, key=lambda n: (n.webhook_id, n.sequence))
+
+    async def record_attempts(self, outcomes: Sequence[AttemptOutcome]) -> Recorded:
+        """Write attempt outcomes and lifecycle changes; say how many held their lease, the
+        changes made, and which of the webhooks are not Active now."""
+        if not outcomes:
+            return Recorded(0)
+        return await self._transact(functools.partial(self._record, outcomes, utcnow()))
+
+    def _record(self, outcomes: Sequence[AttemptOutcome], now: datetime) -> Script[Recorded]:
+        """Settle the outcomes whose lease holds, in order."""
+        settled = settle_in_order((yield from self._leased(outcomes)), now)
+        for sql, rows, encoded in self._settled_writes(settled, now):
+            yield ExecuteMany(sql, rows, encoded)
+        return Recorded(len(settled), changes_of(settled), not_active(settled, now))
+
+    def _settled_writes(self, settled: Settled, now: datetime) -> list[tuple[Any, list[Any], bool]]:
+        """A settled batch's writes: a statement each, over the batch (its rows, and whether
+        they are encoded). Set-wise in this order, they end as one-by-one would: a webhook that
+        leaves Active never comes back within a batch, so no later outcome needs a parked row."""
+        attempts, unsent, logged, changes, parks = [], [], [], [], []
+        settled_row, at = self.q.settled_row, self.q.to_sql(now)  # `now` encoded once a batch
+        for outcome, hook, done in settled:
+            if done.attempted:
+                attempts.append(settled_row(outcome, done, at))
+            else:
+                unsent.append({
+                    "notification_id": outcome.notification_id, "state": done.state.value,
+                    "next_attempt_at": done.next_attempt_at, "now": now,
+                    "process_result_message": done.process_result_message,
+                    "lease_owner": outcome.lease_owner,
+                })  # fmt: skip
+            if done.logged:
+                logged.append({"notification_id": outcome.notification_id})
+            if (change := done.webhook) is not None:
+                changes.append({
+                    "webhook_id": hook.webhook_id, "now": now,
+                    "failure_count": change.failure_count, "status_code": change.status.value,
+                    "status_message": change.status_message,
+                    "status_reason": None if change.reason is None else change.reason.value,
+                })  # fmt: skip
+                if done.park_webhook:
+                    parks.append({
+                        "webhook_id": hook.webhook_id, "now": now, "keep": outcome.notification_id,
+                        "message": lifecycle.parked_message(change.status, change.status_message),
+                    })  # fmt: skip
+        return [(self.q.SETTLE_ATTEMPT, attempts, True), (shared.SETTLE_UNSENT, unsent, False),
+                (shared.LOG_ATTEMPT, logged, False), (shared.SETTLE_LIFECYCLE, changes, False),
+                (shared.PARK_PENDING, parks, False)]  # fmt: skip
+
+    def _leased(self, outcomes: Sequence[AttemptOutcome]) -> Script[Held]:
+        """The outcomes whose lease still holds, each with its webhook as this transaction sees
+        it (locked first). A lost lease (or a deleted webhook) is dropped: someone else settles
+        it."""
+        params = {"ids": self._ids([o.notification_id for o in outcomes]),
+                  "owners": [o.lease_owner for o in outcomes]}  # fmt: skip
+        # notification id -> (lease owner, webhook id), read by position
+        rows = yield Fetch(self.q.LEASES, params)
+        found = yield from self._lock_webhooks({row[2] for row in rows})
+        # PostgreSQL reads the leases again, locking them, now that their webhooks are locked:
+        # a claim may have taken one over meanwhile. On SQLite what was read stands.
+        locked = yield Lock(self.q.LOCK_LEASES, params)
+        # Matched by the ids as read (on SQLite text, which hashes in C; a uuid.UUID in Python).
+        raw = self._raw_id
+        hooks = {raw(webhook_id): hook for webhook_id, hook in found.items()}
+        leases = {row[0]: (row[1], row[2]) for row in (rows if locked is None else locked)}
+        held = []
+        for outcome in outcomes:
+            key = raw(outcome.notification_id)
+            lease = leases.get(key)
+            if lease is None or lease[0] != outcome.lease_owner or lease[1] not in hooks:
+                continue
+            del leases[key]  # settled now: a second outcome for it finds no lease
+            held.append((outcome, hooks[lease[1]]))
+        return held
+
+
+def _fetch(sql: Any, params: Params) -> Script[Any]:
+    """A transaction of one statement; its rows."""
+    return (yield Fetch(sql, params))
+
+
+def _execute(sql: Any, params: Params) -> Script[int]:
+    """A transaction of one statement; how many rows it changed."""
+    changed: int = yield Execute(sql, params)
+    return changed
+
+
+def _execute_many(sql: Any, rows: Sequence[Params]) -> Script[None]:
+    """A transaction of one statement for each set of parameters."""
+    yield ExecuteMany(sql, rows, encoded=True)

@@ -1,8 +1,11 @@
 """The SQLite store's own SQL, by name, and how records map to rows.
 
 The statements both dialects share are in `gateway.store.queries`; here are the ones that
-differ (JSON id lists, the delivery path's positional batches, pragmas). Parameters are named
-(`:name`); column names are the record field names.
+differ (JSON id lists, the delivery path's positional batches, pragmas) under the names
+`SqlStore` uses for both, PostgreSQL's row locks among them as None (SQLite skips a
+`steps.Lock`). Parameters are named (`:name`); column names are the record field names. The
+delivery path's rows are written out (`event_row`, `notification_row`, `settled_row`,
+`notifications`): they come by the hundred, and the generic loops cost more than the values.
 
 Values: datetimes are fixed-width ISO-8601 UTC text (so text order is time order), UUIDs lowercase
 text, booleans 0/1, records JSON text.
@@ -41,6 +44,7 @@ from gateway.models import (
     WebhookRule,
     WebhookStatus,
 )
+from gateway.outcomes import AttemptOutcome, Settlement
 from gateway.store import queries as shared
 
 MIGRATIONS = Path(__file__).parent / "migrations" / "sqlite"
@@ -62,6 +66,8 @@ READER_PRAGMAS = (
     "PRAGMA query_only = ON",
 )
 
+# SQLite's BEGIN IMMEDIATE already keeps other processes out (steps.Lock: skipped).
+LOCK_MIGRATIONS = None
 CREATE_MIGRATIONS = (
     "CREATE TABLE IF NOT EXISTS schema_migrations "
     "(version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
@@ -86,39 +92,23 @@ def _numbered(names: Sequence[str], sql: str) -> str:
 # -- Webhooks -------------------------------------------------------------------------------
 
 
-def edit_webhook(values: Iterable[str], expect: Iterable[str]) -> str:
-    """An owner's edit: set only the named columns (`:v_<name>`), only while the expected ones
-    still hold their values (`:e_<name>`). Names come from store.base.EDITABLE, never from a
-    request."""
-    # With nothing to set, the row is still matched (and its expectations checked).
-    sets = ", ".join(f"{name} = :v_{name}" for name in values) or "modified = modified"
-    guards = "".join(f" AND {name} IS :e_{name}" for name in expect)
-    return (
-        f"UPDATE webhooks SET {sets} "
-        f"WHERE webhook_id = :webhook_id AND group_key = :group_key{guards}"
-    )
+@functools.lru_cache(maxsize=256)
+def edit_webhook(values: tuple[str, ...], expect: tuple[str, ...]) -> str:
+    """An owner's edit (queries.edit_webhook)."""
+    return shared.edit_webhook(values, expect, same_as="IS")
 
 
-# A status change of an owner or of the expiry sweep; PARK_PENDING or RELEASE_PARKED follows in
-# the same transaction.
-SET_STATUS = (
-    "UPDATE webhooks SET status_code = :status_code, status_message = :status_message, "
-    "status_reason = :status_reason, "
-    "failure_count = CASE WHEN :reset_failures THEN 0 ELSE failure_count END "
-    "WHERE webhook_id = :webhook_id"
-)
-# previous_secret takes the secret as it was before this statement: two regenerations at once
-# chain (each answers a secret that signs), where two read-modify-writes lost one.
-REGENERATE_SECRET = (
-    "UPDATE webhooks SET previous_secret = client_secret, client_secret = :secret, "
-    "previous_secret_expires = :previous_until, modified = :now, modified_user_id = :user_id "
-    "WHERE webhook_id = :webhook_id AND group_key = :group_key"
-)
 EXPIRING = (
     f"SELECT {shared.HOOK_COLS} FROM webhooks "
     "WHERE status_code = 'Active' AND expiration_date IS NOT NULL AND expiration_date <= :now"
 )
-TOUCH_WEBHOOK = "UPDATE webhooks SET modified = :now WHERE webhook_id = :webhook_id"
+# The webhooks a transaction is about to change, as they are now (PostgreSQL locks them here).
+LOCK_WEBHOOKS = (
+    f"SELECT {shared.HOOK_COLS} FROM webhooks "
+    "WHERE webhook_id IN (SELECT value FROM json_each(:webhook_ids))"
+)
+# PostgreSQL's row locks (steps.Lock), which SQLite skips: its writer holds the whole file.
+LOCK_ACTIVE_WEBHOOK = LOCK_LEASED_WEBHOOKS = LOCK_WEBHOOK_IDS = LOCK_LEASES = None
 # Reserves sequence numbers for many webhooks in one statement: :counts is a JSON array of
 # [webhook_id, group_key, count]; RETURNING gives each webhook's last number, and its status as
 # this transaction sees it (the notifications' state is decided from it). Checks the group
@@ -170,64 +160,20 @@ CLAIM_DUE = (
     f") RETURNING {NOTE_COLS}"
 )
 # Settling a batch of attempts: each notification's lease holder and webhook id, then each of
-# those webhooks once, as they are now (a join repeated the whole webhook row for every
-# notification, hundreds a batch); then the writes, one statement each, over the whole batch.
+# those webhooks once, as they are now (LOCK_WEBHOOKS: a join repeated the whole webhook row
+# for every notification, hundreds a batch); then the writes, one statement each, over the
+# whole batch.
 LEASES = (
     "SELECT notification_id, lease_owner, webhook_id FROM notifications "
     "WHERE notification_id IN (SELECT value FROM json_each(:ids))"
 )
-WEBHOOKS_BY_ID = (
-    f"SELECT {shared.HOOK_COLS} FROM webhooks "
-    "WHERE webhook_id IN (SELECT value FROM json_each(:ids))"
-)
-# Bound by position, one row per settled notification (settled_row), like the inserts above:
-# an attempt replaces the last attempt's fields on the row.
+# Bound by position, one row per settled notification (settled_row), like the inserts above.
 SETTLE_COLUMNS = (
     "state", "next_attempt_at", "is_successful", "response_status_code",
     "process_result_message", "request_message", "response_message", "now", "notification_id",
     "lease_owner",
 )  # fmt: skip
-SETTLE_ATTEMPT = _numbered(
-    SETTLE_COLUMNS,
-    "UPDATE notifications SET state = :state, "
-    "next_attempt_at = coalesce(:next_attempt_at, next_attempt_at), "
-    "attempts = attempts + 1, request_sent = 1, is_successful = :is_successful, "
-    "response_status_code = :response_status_code, "
-    "process_result_message = :process_result_message, request_message = :request_message, "
-    "response_message = :response_message, timestamp = :now, "
-    "lease_owner = NULL, lease_until = NULL "
-    "WHERE notification_id = :notification_id AND lease_owner = :lease_owner",
-)
-# No request went out (parked, due again, or cannot be rendered): the last attempt's fields stay.
-SETTLE_UNSENT = (
-    "UPDATE notifications SET state = :state, "
-    "next_attempt_at = coalesce(:next_attempt_at, next_attempt_at), "
-    "process_result_message = :process_result_message, timestamp = :now, "
-    "lease_owner = NULL, lease_until = NULL "
-    "WHERE notification_id = :notification_id AND lease_owner = :lease_owner"
-)
-SETTLE_LIFECYCLE = (
-    "UPDATE webhooks SET failure_count = :failure_count, status_code = :status_code, "
-    "status_message = :status_message, status_reason = :status_reason, "
-    "modified = CASE WHEN status_code != :status_code THEN :now ELSE modified END "
-    "WHERE webhook_id = :webhook_id"
-)
-# Parking keeps leases: a send in flight is still recorded by its worker.
-PARK_PENDING = (
-    "UPDATE notifications SET state = 'parked', timestamp = :now, "
-    "process_result_message = :message "
-    "WHERE webhook_id = :webhook_id AND state = 'pending' AND notification_id IS NOT :keep"
-)
-# Guarded by the webhook being Active in the same statement: a hand retry never sends to a
-# webhook that is not, and never touches the recorded attempt.
-REQUEUE_NOTIFICATION = (
-    "UPDATE notifications SET state = 'pending', next_attempt_at = :now, timestamp = :now, "
-    "lease_owner = NULL, lease_until = NULL "
-    "WHERE notification_id = :notification_id AND webhook_id = :webhook_id "
-    "AND group_key = :group_key AND state IN ('pending', 'parked', 'failed') "
-    "AND EXISTS (SELECT 1 FROM webhooks w WHERE w.webhook_id = :webhook_id "
-    "AND w.status_code = 'Active' AND (w.expiration_date IS NULL OR w.expiration_date > :now))"
-)
+SETTLE_ATTEMPT = _numbered(SETTLE_COLUMNS, shared.SETTLE_ATTEMPT)
 ATTEMPTS = (
     "SELECT a.notification_id, a.attempt, a.timestamp, a.response_status_code, "
     "a.process_result_message, a.request_message, a.response_message FROM attempts a "
@@ -342,6 +288,21 @@ def encode(record: Any, **extra: Any) -> Params:
     }
     params.update(extra)
     return params
+
+
+def reserve_params(counts: Mapping[tuple[str, str], int]) -> Params:
+    """RESERVE_SEQUENCES' parameter: how many numbers each (webhook, group) takes."""
+    return {"counts": orjson.dumps([[w, g, n] for (w, g), n in counts.items()]).decode()}
+
+
+def settled_row(outcome: AttemptOutcome, done: Settlement, now: str) -> tuple[Any, ...]:
+    """SETTLE_ATTEMPT's parameters, in SETTLE_COLUMNS order (`now` stamped)."""
+    return (
+        done.state.value, stamp(done.next_attempt_at) if done.next_attempt_at else None,
+        done.is_successful, outcome.response_status_code, done.process_result_message,
+        outcome.request_message, outcome.response_message, now,
+        str(outcome.notification_id), outcome.lease_owner,
+    )  # fmt: skip
 
 
 def event_row(event: Event) -> tuple[Any, ...]:
