@@ -46,8 +46,7 @@ from gateway.outcomes import (
 )
 from gateway.store import postgres_queries as q
 from gateway.store import queries as shared
-from gateway.store.base import Added, Requeue, WebhookEdit
-from gateway.store.memory import conflict
+from gateway.store.base import Added, Requeue, WebhookEdit, conflict
 from gateway.store.postgres_listen import Listener
 from gateway.store.postgres_queries import MIGRATIONS, Params, R, Sql, decode, encode
 from gateway.store.postgres_retry import DRIVER_ERRORS, Work, atomically, reading

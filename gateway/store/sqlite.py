@@ -19,7 +19,9 @@ import contextlib
 import functools
 import itertools
 import logging
+import shutil
 import sqlite3
+import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Collection, Iterable, Sequence
 from datetime import datetime
@@ -52,8 +54,7 @@ from gateway.outcomes import (
 )
 from gateway.store import queries as shared
 from gateway.store import sqlite_queries as q
-from gateway.store.base import Added, Requeue, WebhookEdit
-from gateway.store.memory import conflict
+from gateway.store.base import Added, Requeue, WebhookEdit, conflict
 from gateway.store.sql import SqlStore
 from gateway.store.sqlite_queries import (
     MIGRATIONS,
@@ -65,7 +66,7 @@ from gateway.store.sqlite_queries import (
     stamp,
 )
 
-__all__ = ["MIGRATIONS", "SqliteStore"]
+__all__ = ["MIGRATIONS", "SqliteStore", "ThrowawaySqliteStore"]
 
 T = TypeVar("T")
 
@@ -617,3 +618,31 @@ def _ids(group_key: UUID, webhook_id: UUID, notification_id: UUID) -> Params:
 def _json_ids(ids: Iterable[UUID | str]) -> str:
     """A list of ids as one JSON parameter, for `IN (SELECT value FROM json_each(...))`."""
     return orjson.dumps([str(i) for i in ids]).decode()
+
+
+class ThrowawaySqliteStore(SqliteStore):
+    """memory://: a SqliteStore on a database file in a fresh temporary directory, which open()
+    makes and close() removes with everything in it. No other process knows the file, so it
+    serves one process only (`gateway.store.in_one_process`). Nothing is synced to disk."""
+
+    def __init__(self) -> None:
+        super().__init__(Path(tempfile.gettempdir(), "gateway-throwaway.db"))  # open() names it
+        self._directory: Path | None = None
+
+    async def open(self) -> None:
+        """Make a new directory and an empty, migrated database in it."""
+        if self._directory is not None:
+            return
+        self._directory = Path(tempfile.mkdtemp(prefix="gateway-memory-"))
+        self.path = self._directory / "gateway.db"
+        await super().open()  # it closes (so removes) what it made if it fails
+
+    async def _connect(self, pragmas: Sequence[str]) -> aiosqlite.Connection:
+        return await super()._connect([*pragmas, "PRAGMA synchronous = OFF"])
+
+    async def close(self) -> None:
+        """Close the connections and remove the database with its directory."""
+        await super().close()
+        directory, self._directory = self._directory, None
+        if directory is not None:
+            shutil.rmtree(directory, ignore_errors=True)
