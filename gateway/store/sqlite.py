@@ -638,7 +638,9 @@ class ThrowawaySqliteStore(SqliteStore):
         await super().open()  # it closes (so removes) what it made if it fails
 
     async def _connect(self, pragmas: Sequence[str]) -> aiosqlite.Connection:
-        return await super()._connect([*pragmas, "PRAGMA synchronous = OFF"])
+        # Unsynced from the first statement: switching the new file to WAL would sync it too.
+        unsynced = [pragma for pragma in pragmas if "synchronous" not in pragma]
+        return await super()._connect(["PRAGMA synchronous = OFF", *unsynced])
 
     async def close(self) -> None:
         """Close the connections and remove the database with its directory."""
