@@ -1,8 +1,8 @@
 """What a value in the filter language means: field types, literals, coercion, `order` terms.
 
 `gateway.filters` parses and evaluates expressions; this module says what a literal means for a
-field of a given type, which SQL binding (`gateway.store.filter_sql`) and the in-memory store's
-evaluation share, and reads the `order` parameter into terms. Nothing here writes SQL.
+field of a given type, which SQL binding (`gateway.store.filter_sql`) and the evaluation of rule
+filters share, and reads the `order` parameter into terms. Nothing here writes SQL.
 """
 
 from __future__ import annotations

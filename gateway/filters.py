@@ -10,9 +10,8 @@
 
 Keywords and field names are case-insensitive; the AST holds field names in lowercase. Query
 filters are checked against the listing's field types (`typed_values`) and compiled to
-parameterized SQL by the SQL stores (`gateway.store.filter_sql`); rule filters, and the memory
-store's queries, are evaluated in Python (`evaluate`). What a literal means for a field type is
-in `gateway.filter_values`.
+parameterized SQL by the stores (`gateway.store.filter_sql`); rule filters are evaluated in
+Python (`evaluate`). What a literal means for a field type is in `gateway.filter_values`.
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@ request, and an in-memory transport that answers from a function.
     ├── Outbound        gateway.outbound: aiohttp behind the address guard (every real request)
     └── MockTransport   here: answers from a handler, records what was asked; sends nothing
 
-The mock is shipped in the package, like the in-memory store, so unit tests and benchmarks
-share it without the product importing test code. Its handler returns the answer, or raises an
+The mock is shipped in the package, so unit tests and benchmarks share it without the product
+importing test code. Its handler returns the answer, or raises an
 OutboundError (OutboundTimeout, OutboundConnectionError, ...) to stand for no answer; the mock
 cuts the body at `max_body` as the real transport does, so callers see the same shape.
 """

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.store import Store, store_for_url
 from tests import postgres
 from tests.gateway_server import RunningGateway, gateway_settings, run_gateway
 from tests.receiver import Receiver, run_receiver
@@ -17,6 +18,13 @@ async def gateway(tmp_path: Path) -> AsyncIterator[RunningGateway]:
     """A gateway on a real SQLite file, serving on a loopback port; no background worker."""
     async with run_gateway(gateway_settings(tmp_path)) as running:
         yield running
+
+
+@pytest.fixture
+async def store() -> AsyncIterator[Store]:
+    """An open memory:// store: the SQLite store on a throwaway database of this test's own."""
+    async with store_for_url("memory://") as opened:
+        yield opened
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from gateway.errors import GatewayError
 from gateway.handshake import HandshakeCodes, verify_callback
 from gateway.netguard import AddressPolicy, SystemResolver
 from gateway.outbound import Outbound
-from gateway.store.memory import MemoryStore
+from gateway.store import store_for_url
 from tests.receiver import run_receiver
 
 
@@ -35,7 +35,11 @@ async def probe(names: list[str]) -> dict[str, Any]:
     loop.sock_connect = sock_connect  # type: ignore[method-assign]
     policy = AddressPolicy(["127.0.0.0/8", "::1/128"])
     report: dict[str, Any] = {"resolved": {}, "sent": {}}
-    async with run_receiver() as receiver, Outbound(policy=policy) as outbound:
+    async with (
+        run_receiver() as receiver,
+        Outbound(policy=policy) as outbound,
+        store_for_url("memory://") as store,
+    ):
         port = int(receiver.url.rsplit(":", 1)[1])
         report["port"] = port
         for name in names:
@@ -50,9 +54,7 @@ async def probe(names: list[str]) -> dict[str, Any]:
             except GatewayError as exc:
                 report["sent"][name] = f"{type(exc).__name__}: {exc.detail}"
         url = f"http://{names[0]}:{port}/handshake"
-        await verify_callback(
-            outbound, HandshakeCodes("probe", MemoryStore()), uuid4(), "POST", url
-        )
+        await verify_callback(outbound, HandshakeCodes("probe", store), uuid4(), "POST", url)
         report["seen"] = [[s.path, s.headers["host"]] for s in receiver.seen]
     report["dialled"] = dialled
     return report

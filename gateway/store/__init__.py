@@ -12,14 +12,15 @@ __all__ = ["Store", "in_one_process", "store_for_url"]
 
 
 def in_one_process(url: str) -> bool:
-    """Whether the store this URL names lives inside one process (memory://), where no other
-    process can see it."""
+    """Whether the store this URL names lives inside one process (memory://: a throwaway SQLite
+    database in a temporary directory of its own), where no other process can see it."""
     return urlsplit(url).scheme.lower() == "memory"
 
 
 def store_for_url(url: str, *, pool_size: int | None = None) -> Store:
     """The store a database URL names: sqlite:///relative.db, sqlite:////absolute.db,
-    memory://, or postgresql://... (postgres://...), with at most `pool_size` connections
+    memory:// (a throwaway SQLite database, see `in_one_process`), or postgresql://...
+    (postgres://...), with at most `pool_size` connections
     (PostgreSQL; its default when None). Nothing connects until `open()`."""
     scheme = urlsplit(url).scheme.lower()
     if scheme == "sqlite":
@@ -30,9 +31,9 @@ def store_for_url(url: str, *, pool_size: int | None = None) -> Store:
             raise StoreError(f"a SQLite URL names a file: sqlite:///path.db, not {url!r}")
         return SqliteStore(path)
     if scheme == "memory":
-        from gateway.store.memory import MemoryStore
+        from gateway.store.sqlite import ThrowawaySqliteStore
 
-        return MemoryStore()
+        return ThrowawaySqliteStore()
     if scheme in ("postgresql", "postgres"):
         try:
             # Imported by name: the module (and asyncpg) is optional until it is used.

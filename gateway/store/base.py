@@ -1,8 +1,8 @@
 """The store interface: every persistent operation the gateway needs, async, backend-neutral.
 
-Implementations: `memory.MemoryStore` (unit tests), `sqlite.SqliteStore` (embedded default),
-`postgres.PostgresStore` (scale-out). One contract suite (tests/integration/test_store_contract.py)
-runs against all of them.
+Implementations: `sqlite.SqliteStore` (embedded default; memory:// is the same store on a
+throwaway database, `sqlite.ThrowawaySqliteStore`) and `postgres.PostgresStore` (scale-out). One
+contract suite (tests/integration/test_store_contract.py) runs against both.
 
 Every read or write of a tenant's data takes the caller's `group_key`: a record of another group
 is simply not found, so existence never leaks across groups.
@@ -22,6 +22,7 @@ from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
 from uuid import UUID
 
+from gateway.errors import Conflict
 from gateway.filters import FieldType, Node
 from gateway.lifecycle import StatusChange
 from gateway.models import ApiKey, Attempt, Event, Notification, Webhook, WebhookRule
@@ -97,6 +98,14 @@ class WebhookEdit:
         unknown = (set(self.values) | set(self.expect)) - EDITABLE
         if unknown:
             raise ValueError(f"not editable: {', '.join(sorted(unknown))}")
+
+
+def conflict(webhook_id: UUID, fields: Sequence[str]) -> Conflict:
+    """The answer to an edit whose expectations no longer hold."""
+    return Conflict(
+        f"webhook {webhook_id} changed while this request was handled "
+        f"({', '.join(fields)}); send the request again"
+    )
 
 
 class Requeue(enum.Enum):

@@ -57,9 +57,8 @@ from gateway.outcomes import (
     settle_in_order,
 )
 from gateway.store import queries as shared
-from gateway.store.base import Added, Page, Query, Requeue, Store, WebhookEdit
+from gateway.store.base import Added, Page, Query, Requeue, Store, WebhookEdit, conflict
 from gateway.store.filter_sql import Listing, order_by, where_filter
-from gateway.store.memory import conflict
 from gateway.store.steps import Execute, ExecuteMany, Fetch, Lock, MakeScript, Notify, Script
 
 R = TypeVar("R", ApiKey, Webhook, WebhookRule, Notification, Attempt)

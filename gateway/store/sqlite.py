@@ -20,7 +20,9 @@ import contextlib
 import functools
 import itertools
 import logging
+import shutil
 import sqlite3
+import tempfile
 import time
 from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import datetime
@@ -45,7 +47,7 @@ from gateway.store.sqlite_queries import (
 )
 from gateway.store.steps import Execute, ExecuteMany, Fetch, MakeScript, Run, Step
 
-__all__ = ["MIGRATIONS", "SqliteStore"]
+__all__ = ["MIGRATIONS", "SqliteStore", "ThrowawaySqliteStore"]
 
 T = TypeVar("T")
 
@@ -245,3 +247,33 @@ def _run_step(conn: sqlite3.Connection, step: Step) -> Any:
 def _json_ids(ids: Iterable[UUID | str]) -> str:
     """A list of ids as one JSON parameter, for `IN (SELECT value FROM json_each(...))`."""
     return orjson.dumps([str(i) for i in ids]).decode()
+
+
+class ThrowawaySqliteStore(SqliteStore):
+    """memory://: a SqliteStore on a database file in a fresh temporary directory, which open()
+    makes and close() removes with everything in it. No other process knows the file, so it
+    serves one process only (`gateway.store.in_one_process`). Nothing is synced to disk."""
+
+    def __init__(self) -> None:
+        super().__init__(Path(tempfile.gettempdir(), "gateway-throwaway.db"))  # open() names it
+        self._directory: Path | None = None
+
+    async def open(self) -> None:
+        """Make a new directory and an empty, migrated database in it."""
+        if self._directory is not None:
+            return
+        self._directory = Path(tempfile.mkdtemp(prefix="gateway-memory-"))
+        self.path = self._directory / "gateway.db"
+        await super().open()  # it closes (so removes) what it made if it fails
+
+    async def _connect(self, pragmas: Sequence[str]) -> aiosqlite.Connection:
+        # Unsynced from the first statement: switching the new file to WAL would sync it too.
+        unsynced = [pragma for pragma in pragmas if "synchronous" not in pragma]
+        return await super()._connect(["PRAGMA synchronous = OFF", *unsynced])
+
+    async def close(self) -> None:
+        """Close the connections and remove the database with its directory."""
+        await super().close()
+        directory, self._directory = self._directory, None
+        if directory is not None:
+            shutil.rmtree(directory, ignore_errors=True)

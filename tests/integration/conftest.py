@@ -12,7 +12,7 @@ import pytest
 from gateway.handshake import HandshakeCodes
 from gateway.netguard import AddressPolicy
 from gateway.outbound import Outbound
-from gateway.store.memory import MemoryStore
+from gateway.store import Store
 from tests.gateway_server import RunningGateway, gateway_settings, run_gateway
 
 LOOPBACK = AddressPolicy(allowed_networks=["127.0.0.0/8"])
@@ -41,5 +41,5 @@ async def outbound() -> AsyncIterator[Outbound]:
 
 
 @pytest.fixture
-def codes() -> HandshakeCodes:
-    return HandshakeCodes(HANDSHAKE_KEY, MemoryStore())
+def codes(store: Store) -> HandshakeCodes:
+    return HandshakeCodes(HANDSHAKE_KEY, store)

@@ -18,11 +18,11 @@ from gateway.handshake import SALT, HandshakeCodes, verify_callback
 from gateway.models import utcnow
 from gateway.netguard import AddressPolicy
 from gateway.outbound import Outbound
-from gateway.store import store_for_url
-from gateway.store.memory import MemoryStore
+from gateway.store import Store, store_for_url
 from tests.gateway_server import gateway_settings, run_gateway
 from tests.integration.conftest import HANDSHAKE_KEY as KEY
 from tests.receiver import Answer, Receiver
+from tests.throwaway import column
 
 
 def handshakes(outcome: str) -> float:
@@ -211,20 +211,19 @@ async def test_a_code_accepted_in_another_process_is_refused_in_this_one(
 
 
 async def test_the_gateway_keeps_used_nonces_in_its_store_and_prunes_expired_ones(
-    tmp_path: Path, receiver: Receiver
+    tmp_path: Path, receiver: Receiver, store: Store
 ) -> None:
-    store = MemoryStore()
     await store.take_handshake_nonce("expired", utcnow() - timedelta(seconds=1))
     async with run_gateway(gateway_settings(tmp_path), store=store) as gateway:
         # Housekeeping runs as the gateway starts.
         async with asyncio.timeout(10):
-            while "expired" in store.handshake_nonces:
+            while "expired" in column(store, "SELECT nonce FROM handshake_nonces"):
                 await asyncio.sleep(0.01)
         key, _ = await gateway.add_key()
         body = {"name": "n", "requestContentType": "Full", "callbackHttpMethod": "POST",
                 "callbackUrl": receiver.plan("/hook")}  # fmt: skip
         async with gateway.client(key) as api:
             assert (await api.post("/api/v1/Webhooks", json=[body])).status_code == 200
+        [nonce] = column(store, "SELECT nonce FROM handshake_nonces")  # before the store closes
     [code] = [seen.params["code"][0] for seen in receiver.seen]
-    [nonce] = store.handshake_nonces
     assert nonce == URLSafeTimedSerializer(KEY, salt=SALT).loads(code)["n"]  # the code's own

@@ -9,6 +9,7 @@ import asyncio
 import dataclasses
 import socket
 import types
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
@@ -24,7 +25,8 @@ from gateway.outbound import Outbound
 from gateway.outcomes import AttemptOutcome, Effect
 from gateway.sender import NOT_ACTIVE, Sender
 from gateway.signing import generate_secret
-from gateway.store.memory import MemoryStore
+from gateway.store import Store
+from gateway.store.sqlite import ThrowawaySqliteStore
 from gateway.wire import truncate
 from tests.factories import make_notification, make_webhook, set_expiration
 from tests.integration.conftest import LOOPBACK
@@ -61,19 +63,14 @@ def clock() -> Clock:
     return Clock()
 
 
-@pytest.fixture
-def store() -> MemoryStore:
-    return MemoryStore()
-
-
-async def stored(store: MemoryStore, url: str, **overrides: Any) -> Webhook:
+async def stored(store: Store, url: str, **overrides: Any) -> Webhook:
     hook = make_webhook(callback_url=url, **overrides)
     await store.add_webhooks([hook])
     return hook
 
 
 async def attempt(
-    outbound: Outbound, store: MemoryStore, clock: Clock, note: Notification, **config: Any
+    outbound: Outbound, store: Store, clock: Clock, note: Notification, **config: Any
 ) -> AttemptOutcome:
     return await Sender(settings(**config), outbound, store, clock).attempt(note, OWNER)
 
@@ -87,7 +84,7 @@ def verified(hook: Webhook, seen: Seen, secret: str | None = None) -> Any:
 
 
 async def test_a_2xx_is_a_success_recording_what_went_and_what_came_back(
-    outbound: Outbound, store: MemoryStore, clock: Clock, receiver: Receiver
+    outbound: Outbound, store: Store, clock: Clock, receiver: Receiver
 ) -> None:
     hook = await stored(store, receiver.plan("/hook", Answer(status=201, body="thanks")))
     note = make_notification(hook)
@@ -111,7 +108,7 @@ async def test_a_2xx_is_a_success_recording_what_went_and_what_came_back(
 
 
 async def test_a_get_webhook_sends_no_body_and_records_the_url_it_called(
-    outbound: Outbound, store: MemoryStore, clock: Clock, receiver: Receiver
+    outbound: Outbound, store: Store, clock: Clock, receiver: Receiver
 ) -> None:
     hook = await stored(
         store,
@@ -131,7 +128,7 @@ async def test_a_get_webhook_sends_no_body_and_records_the_url_it_called(
 @pytest.mark.parametrize(("earlier_attempts", "wait"), [(0, 5), (1, 30), (2, 120), (7, 120)])
 async def test_a_failed_answer_is_retried_after_the_schedules_delay_for_that_attempt(
     outbound: Outbound,
-    store: MemoryStore,
+    store: Store,
     clock: Clock,
     receiver: Receiver,
     earlier_attempts: int,
@@ -147,7 +144,7 @@ async def test_a_failed_answer_is_retried_after_the_schedules_delay_for_that_att
 
 
 async def test_jitter_spreads_the_retry_within_its_fraction_of_the_delay(
-    outbound: Outbound, store: MemoryStore, clock: Clock, receiver: Receiver
+    outbound: Outbound, store: Store, clock: Clock, receiver: Receiver
 ) -> None:
     hook = await stored(store, receiver.plan("/hook", Answer(status=503)))
     sender = Sender(settings(retry_jitter=0.5), outbound, store, clock)
@@ -175,7 +172,7 @@ def in_seconds(clock: Clock, seconds: int) -> str:
 )
 async def test_a_failed_answer_with_retry_after_waits_as_asked_within_bounds(
     outbound: Outbound,
-    store: MemoryStore,
+    store: Store,
     clock: Clock,
     receiver: Receiver,
     retry_after: Any,
@@ -189,7 +186,7 @@ async def test_a_failed_answer_with_retry_after_waits_as_asked_within_bounds(
 
 
 async def test_410_means_the_partner_unsubscribed_and_nothing_is_retried(
-    outbound: Outbound, store: MemoryStore, clock: Clock, receiver: Receiver
+    outbound: Outbound, store: Store, clock: Clock, receiver: Receiver
 ) -> None:
     hook = await stored(store, receiver.plan("/hook", Answer(status=410, body="gone")))
     outcome = await attempt(outbound, store, clock, make_notification(hook))
@@ -198,7 +195,7 @@ async def test_410_means_the_partner_unsubscribed_and_nothing_is_retried(
 
 
 async def test_no_answer_within_the_delivery_timeout_is_a_failure_without_a_response(
-    outbound: Outbound, store: MemoryStore, clock: Clock, receiver: Receiver
+    outbound: Outbound, store: Store, clock: Clock, receiver: Receiver
 ) -> None:
     hook = await stored(store, receiver.plan("/hook", Answer(delay=5)))
     note = make_notification(hook)
@@ -217,7 +214,7 @@ async def test_no_answer_within_the_delivery_timeout_is_a_failure_without_a_resp
 
 
 async def test_a_refused_connection_is_a_failure_saying_so(
-    outbound: Outbound, store: MemoryStore, clock: Clock
+    outbound: Outbound, store: Store, clock: Clock
 ) -> None:
     with socket.socket() as probe:  # a loopback port that was free a moment ago
         probe.bind(("127.0.0.1", 0))
@@ -230,7 +227,7 @@ async def test_a_refused_connection_is_a_failure_saying_so(
 
 
 async def test_request_and_response_messages_are_cut_to_the_history_limit(
-    outbound: Outbound, store: MemoryStore, clock: Clock, receiver: Receiver
+    outbound: Outbound, store: Store, clock: Clock, receiver: Receiver
 ) -> None:
     hook = await stored(store, receiver.plan("/hook", Answer(status=500, body="e" * 300)))
     outcome = await attempt(outbound, store, clock, make_notification(hook),
@@ -246,7 +243,7 @@ async def test_request_and_response_messages_are_cut_to_the_history_limit(
 
 
 async def test_only_max_response_bytes_of_the_answer_are_read(
-    outbound: Outbound, store: MemoryStore, clock: Clock, receiver: Receiver
+    outbound: Outbound, store: Store, clock: Clock, receiver: Receiver
 ) -> None:
     hook = await stored(store, receiver.plan("/hook", Answer(body="0123456789" * 10)))
     outcome = await attempt(outbound, store, clock, make_notification(hook),
@@ -255,7 +252,7 @@ async def test_only_max_response_bytes_of_the_answer_are_read(
 
 
 async def test_an_answer_that_is_not_text_is_recorded_readably(
-    outbound: Outbound, store: MemoryStore, clock: Clock, receiver: Receiver
+    outbound: Outbound, store: Store, clock: Clock, receiver: Receiver
 ) -> None:
     # NUL cannot be stored in PostgreSQL text; bytes that are not UTF-8 are not text at all.
     hook = await stored(store, receiver.plan("/hook", Answer(raw=b"a\x00b\xffc")))
@@ -273,7 +270,7 @@ async def test_an_answer_that_is_not_text_is_recorded_readably(
 )
 async def test_nothing_is_sent_to_a_webhook_that_is_not_active(
     outbound: Outbound,
-    store: MemoryStore,
+    store: Store,
     clock: Clock,
     receiver: Receiver,
     change: dict[str, Any],
@@ -286,7 +283,7 @@ async def test_nothing_is_sent_to_a_webhook_that_is_not_active(
 
 
 async def test_a_webhook_expired_by_the_gateways_clock_gets_nothing(
-    outbound: Outbound, store: MemoryStore, clock: Clock, receiver: Receiver
+    outbound: Outbound, store: Store, clock: Clock, receiver: Receiver
 ) -> None:
     # Expired an hour ago by the gateway's clock, though not yet by the wall clock.
     clock.now += timedelta(days=2)
@@ -298,7 +295,7 @@ async def test_a_webhook_expired_by_the_gateways_clock_gets_nothing(
 
 
 async def test_a_deleted_webhook_gets_nothing(
-    outbound: Outbound, store: MemoryStore, clock: Clock
+    outbound: Outbound, store: Store, clock: Clock
 ) -> None:
     note = make_notification(make_webhook())  # never stored
     outcome = await attempt(outbound, store, clock, note)
@@ -314,7 +311,7 @@ async def test_a_deleted_webhook_gets_nothing(
 )
 async def test_a_notification_that_cannot_be_rendered_fails_for_good_unsent(
     outbound: Outbound,
-    store: MemoryStore,
+    store: Store,
     clock: Clock,
     receiver: Receiver,
     records: tuple[dict[str, Any], ...],
@@ -332,7 +329,7 @@ async def test_a_notification_that_cannot_be_rendered_fails_for_good_unsent(
 
 
 async def test_during_the_grace_period_both_secrets_sign_and_after_it_only_the_new_one(
-    outbound: Outbound, store: MemoryStore, clock: Clock, receiver: Receiver
+    outbound: Outbound, store: Store, clock: Clock, receiver: Receiver
 ) -> None:
     old = generate_secret()
     hook = await stored(store, receiver.plan("/hook"), previous_secret=old,
@@ -351,7 +348,7 @@ async def test_during_the_grace_period_both_secrets_sign_and_after_it_only_the_n
 
 
 async def test_a_send_is_signed_at_the_gateways_clock_unless_told_otherwise(
-    outbound: Outbound, store: MemoryStore, clock: Clock, receiver: Receiver
+    outbound: Outbound, store: Store, clock: Clock, receiver: Receiver
 ) -> None:
     hook = await stored(store, receiver.plan("/hook"))
     sender = Sender(settings(), outbound, store, clock)
@@ -364,7 +361,7 @@ async def test_a_send_is_signed_at_the_gateways_clock_unless_told_otherwise(
 
 
 async def test_a_test_send_waits_for_its_groups_slot_and_other_groups_do_not(
-    store: MemoryStore, clock: Clock, receiver: Receiver
+    store: Store, clock: Clock, receiver: Receiver
 ) -> None:
     # The API's client caps each group's requests in flight; a send names its webhook's group.
     slow = await stored(store, receiver.plan("/slow", Answer(delay=1)))
@@ -384,7 +381,7 @@ async def test_a_test_send_waits_for_its_groups_slot_and_other_groups_do_not(
     assert sorted(s.path for s in receiver.seen) == ["/other", "/slow"]
 
 
-class CountingStore(MemoryStore):
+class CountingStore(ThrowawaySqliteStore):
     """Counts the worker's webhook reads."""
 
     def __init__(self) -> None:
@@ -394,6 +391,12 @@ class CountingStore(MemoryStore):
     async def get_webhook_any_group(self, webhook_id: UUID) -> Webhook | None:
         self.reads += 1
         return await super().get_webhook_any_group(webhook_id)
+
+
+@pytest.fixture
+async def counting() -> AsyncIterator[CountingStore]:
+    async with CountingStore() as store:
+        yield store
 
 
 class Monotonic:
@@ -414,38 +417,40 @@ def monotonic(monkeypatch: pytest.MonkeyPatch) -> Monotonic:
 
 
 async def test_a_busy_webhook_is_read_once_per_cache_interval(
-    outbound: Outbound, clock: Clock, receiver: Receiver, monotonic: Monotonic
+    outbound: Outbound,
+    counting: CountingStore,
+    clock: Clock,
+    receiver: Receiver,
+    monotonic: Monotonic,
 ) -> None:
-    store = CountingStore()
-    hook = await stored(store, receiver.plan("/hook"))
-    sender = Sender(settings(), outbound, store, clock)
+    hook = await stored(counting, receiver.plan("/hook"))
+    sender = Sender(settings(), outbound, counting, clock)
     for _ in range(3):
         assert (await sender.attempt(make_notification(hook), OWNER)).effect is Effect.SUCCESS
-    assert store.reads == 1
+    assert counting.reads == 1
     monotonic.now += sender_module.WEBHOOK_CACHE_SECONDS - 0.01
     await sender.attempt(make_notification(hook), OWNER)
-    assert store.reads == 1
+    assert counting.reads == 1
     monotonic.now += 0.01
     await sender.attempt(make_notification(hook), OWNER)
-    assert store.reads == 2
+    assert counting.reads == 2
     assert len(receiver.seen) == 5
 
 
 async def test_a_missing_webhook_is_remembered_as_missing_too(
-    outbound: Outbound, clock: Clock, monotonic: Monotonic
+    outbound: Outbound, counting: CountingStore, clock: Clock, monotonic: Monotonic
 ) -> None:
-    store = CountingStore()
-    sender = Sender(settings(), outbound, store, clock)
+    sender = Sender(settings(), outbound, counting, clock)
     note = make_notification(make_webhook())
     for _ in range(2):
         assert (await sender.attempt(note, OWNER)).effect is Effect.NOT_SENT
-    assert store.reads == 1
+    assert counting.reads == 1
 
 
 @pytest.mark.parametrize("forget", ["one", "all"])
 async def test_a_change_the_worker_hears_of_applies_to_the_next_send(
     outbound: Outbound,
-    store: MemoryStore,
+    store: Store,
     clock: Clock,
     receiver: Receiver,
     monotonic: Monotonic,

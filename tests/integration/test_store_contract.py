@@ -42,9 +42,8 @@ from gateway.store.base import (
     Store,
     WebhookEdit,
 )
-from gateway.store.memory import MemoryStore
 from gateway.store.postgres import PostgresStore
-from gateway.store.sqlite import MIGRATIONS, SqliteStore
+from gateway.store.sqlite import MIGRATIONS, SqliteStore, ThrowawaySqliteStore
 from tests.factories import (
     T0,
     make_api_key,
@@ -58,7 +57,6 @@ from tests.migrations import declared_objects, migration_versions
 StoreFactory = Callable[[pytest.FixtureRequest], contextlib.AbstractAsyncContextManager[Store]]
 
 STORES: dict[str, StoreFactory] = {
-    "memory": lambda request: MemoryStore(),
     "sqlite": lambda request: SqliteStore(request.getfixturevalue("tmp_path") / "contract.db"),
     "postgres": lambda request: PostgresStore(request.getfixturevalue("postgres_url")),
 }
@@ -877,10 +875,7 @@ async def test_requeue_notification(store: Store) -> None:
 # -- Invariants -------------------------------------------------------------------------------
 async def force_state(store: Store, notification_id: UUID, state: NotificationState) -> None:
     """Break an invariant behind the store's back, as a bug would."""
-    if isinstance(store, MemoryStore):
-        note = store.notifications[notification_id]
-        store.notifications[notification_id] = dataclasses.replace(note, state=state)
-    elif isinstance(store, SqliteStore):
+    if isinstance(store, SqliteStore):
         sql = "UPDATE notifications SET state = ? WHERE notification_id = ?"
         await store._atomically(lambda conn: conn.execute(sql, (state.value, str(notification_id))))
     else:
@@ -1081,13 +1076,24 @@ def test_store_for_url(tmp_path: Path) -> None:
     assert isinstance(absolute, SqliteStore) and absolute.path == tmp_path / "a.db"
     relative = store_for_url("sqlite:///data/gateway.db")
     assert isinstance(relative, SqliteStore) and relative.path == Path("data/gateway.db")
-    assert isinstance(store_for_url("memory://"), MemoryStore)
+    assert isinstance(store_for_url("memory://"), ThrowawaySqliteStore)
     for url in ("postgresql://postgres@127.0.0.1/db", "postgres://u:p@db.example/gateway"):
         found = store_for_url(url)
         assert isinstance(found, PostgresStore) and found.url == url
     for bad in ("sqlite://", "mysql://db/x"):
         with pytest.raises(StoreError):
             store_for_url(bad)
+
+
+async def test_a_memory_store_is_a_throwaway_sqlite_database_of_its_own() -> None:
+    store = store_for_url("memory://")
+    assert isinstance(store, ThrowawaySqliteStore)
+    async with store:
+        hook = await add_hook(store)
+        assert store.path.is_file()
+        async with store_for_url("memory://") as other:
+            assert await other.get_webhook(hook.group_key, hook.webhook_id) is None
+    assert not store.path.parent.exists()  # gone with its directory
 
 
 async def test_an_edit_keeps_a_failure_count_recorded_after_it_read(store: Store) -> None:

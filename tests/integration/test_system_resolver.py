@@ -21,7 +21,7 @@ from gateway.errors import AddressNotAllowed
 from gateway.handshake import HandshakeCodes, verify_callback
 from gateway.netguard import AddressPolicy, SystemResolver
 from gateway.outbound import Outbound
-from gateway.store.memory import MemoryStore
+from gateway.store import Store
 from tests.receiver import Receiver
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,7 +40,7 @@ async def test_localhost_resolves_to_loopback_only() -> None:
 
 
 async def test_a_delivery_and_a_handshake_reach_a_receiver_named_localhost(
-    receiver: Receiver,
+    receiver: Receiver, store: Store
 ) -> None:
     async with Outbound(policy=LOOPBACK) as outbound:  # the system resolver
         response = await outbound.send(
@@ -48,7 +48,7 @@ async def test_a_delivery_and_a_handshake_reach_a_receiver_named_localhost(
         )
         await verify_callback(
             outbound,
-            HandshakeCodes("k", MemoryStore()),
+            HandshakeCodes("k", store),
             uuid4(),
             "POST",
             _by_name(receiver, "/verify"),

@@ -19,7 +19,7 @@ from gateway.fairness import Holdings, ReadyQueue
 from gateway.models import Notification
 from gateway.netguard import AddressPolicy
 from gateway.outbound import Outbound
-from gateway.store.memory import MemoryStore
+from gateway.store import Store
 from tests.factories import T0, make_event, make_notification, make_webhook
 
 A, B, C = uuid4(), uuid4(), uuid4()
@@ -181,7 +181,9 @@ def test_group_limits_out_of_range_are_refused(name: str, value: str, message: s
     config.load(env={"GATEWAY_PER_GROUP_HANDSHAKES": "128"})  # the largest allowed
 
 
-async def test_a_search_past_more_groups_does_not_hold_back_a_claim_past_fewer() -> None:
+async def test_a_search_past_more_groups_does_not_hold_back_a_claim_past_fewer(
+    store: Store,
+) -> None:
     """A worker holding only a noisy group's notifications (at its limit) must claim a healthy
     group's at once, though a search past both groups' rows ran a moment ago: in S5 the
     healthy group waited out that search's gap whenever it drained here (58% of its rate). A
@@ -189,7 +191,6 @@ async def test_a_search_past_more_groups_does_not_hold_back_a_claim_past_fewer()
     settings = dataclasses.replace(
         config.Settings(), worker_concurrency=4, claim_batch_size=8, poll_interval=30.0
     )
-    store = MemoryStore()
     noisy, healthy = make_webhook(), make_webhook()
     await store.add_webhooks([noisy, healthy])
     for hook, due, count in ((noisy, T0, 32), (healthy, T0 + timedelta(seconds=1), 16)):
@@ -210,7 +211,7 @@ async def test_a_search_past_more_groups_does_not_hold_back_a_claim_past_fewer()
         assert await two._claim() == 8  # the healthy group's rest was there all along
 
 
-async def test_a_group_below_its_limit_never_stops_another_groups_claims() -> None:
+async def test_a_group_below_its_limit_never_stops_another_groups_claims(store: Store) -> None:
     """Claims go on while a group holds less than its limit, so it fills up to its limit and
     is passed over, and the next group due is claimed; then the worker's own limit stops
     them. (When a claim batch counted every group below its limit, a noisy group holding a
@@ -219,7 +220,6 @@ async def test_a_group_below_its_limit_never_stops_another_groups_claims() -> No
     settings = dataclasses.replace(
         config.Settings(), worker_concurrency=2, claim_batch_size=4, poll_interval=30.0
     )
-    store = MemoryStore()
     noisy, healthy = make_webhook(), make_webhook()
     await store.add_webhooks([noisy, healthy])
     for hook, due in ((noisy, T0), (healthy, T0 + LATER)):

@@ -454,7 +454,7 @@ def test_values_that_do_not_fit_the_column_are_refused(text: str, detail: str) -
     with pytest.raises(FilterError) as caught:
         compiled(text)
     assert caught.value.detail == detail
-    # The in-memory store checks without SQL, and must refuse alike.
+    # check_filter checks without SQL, and must refuse alike.
     with pytest.raises(FilterError) as checked:
         check_filter(parse_filter(text), TYPES)
     assert checked.value.detail == detail
@@ -478,7 +478,7 @@ def test_a_filter_that_fits_passes_the_check() -> None:
 
 
 def test_literals_built_by_hand_bind_too() -> None:
-    # The in-memory store rewrites literals without source text or positions.
+    # Literals made in code have no source text or positions.
     node = Comparison("active", "in", (Literal(True, False), Literal("0", True)))
     assert compile_filter(node, COLUMNS, QMARK) == ("active IN (?, ?)", [True, False])
 

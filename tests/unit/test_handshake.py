@@ -22,7 +22,7 @@ from gateway.errors import (
     OutboundTimeout,
 )
 from gateway.handshake import HandshakeCodes, verify_callback
-from gateway.store.memory import MemoryStore
+from gateway.store import Store
 from gateway.transport import MockTransport, OutboundRequest, OutboundResponse, respond
 
 URL = "https://partner.example/hook?tenant=7"
@@ -51,8 +51,8 @@ def failing(error: OutboundError) -> MockTransport:
 
 
 @pytest.fixture
-def codes() -> HandshakeCodes:
-    return HandshakeCodes("a key", MemoryStore())
+def codes(store: Store) -> HandshakeCodes:
+    return HandshakeCodes("a key", store)
 
 
 async def fails(transport: MockTransport, codes: HandshakeCodes, **kwargs: Any) -> str:

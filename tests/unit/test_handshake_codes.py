@@ -1,5 +1,5 @@
 """Handshake codes: signed, time-limited, single-use, bound to one webhook (used nonces kept in
-the in-memory store here; tests/integration/test_handshake.py shares them between processes),
+a memory:// store here; tests/integration/test_handshake.py shares them between processes),
 and the URL that carries them. The exchange itself is in test_handshake.py."""
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from itsdangerous import URLSafeTimedSerializer
 
 from gateway.errors import HandshakeFailed
 from gateway.handshake import CLOCK_MARGIN, SALT, HandshakeCodes, with_code
-from gateway.store.memory import MemoryStore
+from gateway.store import Store, store_for_url
+from tests.throwaway import rows
 
 
 class Clock:
@@ -27,8 +28,10 @@ class Clock:
         return self.now
 
 
-def new_codes(key: str = "key", **kwargs: object) -> HandshakeCodes:
-    return HandshakeCodes(key, MemoryStore(), **kwargs)  # type: ignore[arg-type]
+def new_codes(key: str = "key", store: Store | None = None, **kwargs: object) -> HandshakeCodes:
+    """Codes whose used nonces go to `store`; without one, to a store never opened, which
+    fails if a code reaches it."""
+    return HandshakeCodes(key, store or store_for_url("memory://"), **kwargs)  # type: ignore[arg-type]
 
 
 async def rejects(codes: HandshakeCodes, code: str, webhook_id: UUID, detail: str) -> None:
@@ -38,8 +41,8 @@ async def rejects(codes: HandshakeCodes, code: str, webhook_id: UUID, detail: st
     assert caught.value.status == 400
 
 
-async def test_valid_code_passes_once() -> None:
-    codes = new_codes()
+async def test_valid_code_passes_once(store: Store) -> None:
+    codes = new_codes(store=store)
     hook = uuid4()
     code = codes.issue(hook)
     await codes.verify(code, hook)
@@ -83,9 +86,9 @@ async def test_code_signed_with_another_key_is_invalid() -> None:
                   "code signature is invalid")  # fmt: skip
 
 
-async def test_code_expires_after_max_age() -> None:
+async def test_code_expires_after_max_age(store: Store) -> None:
     clock = Clock()
-    codes, hook = new_codes(max_age=600, clock=clock), uuid4()
+    codes, hook = new_codes(store=store, max_age=600, clock=clock), uuid4()
     fresh, stale = codes.issue(hook), codes.issue(hook)
     clock.now += 600
     await codes.verify(fresh, hook)
@@ -93,9 +96,9 @@ async def test_code_expires_after_max_age() -> None:
     await rejects(codes, stale, hook, "code expired")
 
 
-async def test_a_code_lives_ten_minutes_by_default() -> None:
+async def test_a_code_lives_ten_minutes_by_default(store: Store) -> None:
     clock = Clock()
-    codes, hook = new_codes(clock=clock), uuid4()
+    codes, hook = new_codes(store=store, clock=clock), uuid4()
     fresh, stale = codes.issue(hook), codes.issue(hook)
     clock.now += 600
     await codes.verify(fresh, hook)
@@ -128,23 +131,25 @@ async def test_code_for_another_webhook_is_refused() -> None:
     await rejects(codes, code, hook, "code was issued for another webhook")
 
 
-async def test_refused_code_is_not_used_up() -> None:
-    codes = new_codes()
+async def test_refused_code_is_not_used_up(store: Store) -> None:
+    codes = new_codes(store=store)
     mine, theirs = uuid4(), uuid4()
     code = codes.issue(theirs)
     await rejects(codes, code, mine, "code was issued for another webhook")
     await codes.verify(code, theirs)
 
 
-async def test_a_used_nonce_is_kept_while_its_code_could_pass_and_then_pruned() -> None:
+async def test_a_used_nonce_is_kept_while_its_code_could_pass_and_then_pruned(
+    store: Store,
+) -> None:
     clock = Clock()
-    store = MemoryStore()
     codes, hook = HandshakeCodes("key", store, max_age=10, clock=clock), uuid4()
     code = codes.issue(hook)
     clock.now += 5
     await codes.verify(code, hook)
     # Kept for the code's whole life (max_age + 1 s from issue), and a margin for other clocks.
-    [expires] = store.handshake_nonces.values()
+    [(kept,)] = rows(store, "SELECT expires FROM handshake_nonces")
+    expires = datetime.fromisoformat(kept)
     assert expires == datetime.fromtimestamp(1_900_000_000 + 10 + 1 + CLOCK_MARGIN, UTC)
     assert await store.prune_handshake_nonces(expires - timedelta(microseconds=1)) == 0
     await rejects(codes, code, hook, "code was already used")

@@ -18,13 +18,13 @@ import pytest
 from gateway import config, logs
 from gateway.errors import GatewayError
 from gateway.handshake import HandshakeCodes
-from gateway.store.memory import MemoryStore
+from gateway.store import store_for_url
 
 WEBHOOK_ID = UUID("0b4c8f6e-3f1a-4d7b-9c2e-5a6f7e8d9c0b")
 WHEN = datetime(2025, 3, 4, 5, 6, 7, 890000, tzinfo=UTC)
-CODE = HandshakeCodes("a signing key", MemoryStore()).issue(
+CODE = HandshakeCodes("a signing key", store_for_url("memory://")).issue(
     WEBHOOK_ID
-)  # a real one, as the callback gets it
+)  # a real one, as the callback gets it; issuing never opens the store
 FAILED = {
     "webhook_id": WEBHOOK_ID,
     "group_key": UUID("6f1d2a8e-5b7c-4c1e-9f3a-2d4b6c8e0a1f"),

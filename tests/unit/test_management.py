@@ -1,4 +1,4 @@
-"""Managing webhooks without HTTP, on the in-memory store: a handshake before a callback is
+"""Managing webhooks without HTTP, on a memory:// store: a handshake before a callback is
 trusted, and the workers told of every change they must act on (gateway.wakeup). The handshakes
 here are refused before they leave (loopback is not allowed), so nothing is sent."""
 
@@ -18,10 +18,11 @@ from gateway.management import Management
 from gateway.models import NotificationState, Webhook, WebhookStatus, utcnow
 from gateway.netguard import AddressPolicy
 from gateway.outbound import Outbound
+from gateway.store import Store
 from gateway.store.base import Requeue
-from gateway.store.memory import MemoryStore
 from gateway.wakeup import Wakeup
 from tests.factories import make_event, make_notification, make_webhook, set_expiration
+from tests.throwaway import column
 
 
 class Told:
@@ -41,23 +42,29 @@ class Told:
 @dataclasses.dataclass
 class Managed:
     management: Management
-    store: MemoryStore
+    store: Store
     told: Told
 
 
 @pytest.fixture
-async def managed() -> AsyncIterator[Managed]:
-    store, told = MemoryStore(), Told()
+async def managed(store: Store) -> AsyncIterator[Managed]:
+    told = Told()
     async with Outbound(policy=AddressPolicy()) as outbound:
         codes = HandshakeCodes("test-secret-key", store)
         management = Management(Settings(), store, outbound, codes, Wakeup(told), utcnow)
         yield Managed(management, store, told)
 
 
-async def stored(store: MemoryStore, **changes: object) -> Webhook:
+async def stored(store: Store, **changes: object) -> Webhook:
     hook = make_webhook(**changes)
     await store.add_webhooks([hook])
     return hook
+
+
+async def current(store: Store, hook: Webhook) -> Webhook:
+    found = await store.get_webhook(hook.group_key, hook.webhook_id)
+    assert found is not None
+    return found
 
 
 async def test_a_batch_with_a_failed_handshake_stores_none(managed: Managed) -> None:
@@ -65,7 +72,7 @@ async def test_a_batch_with_a_failed_handshake_stores_none(managed: Managed) -> 
     with pytest.raises(HandshakeFailed) as failed:
         await managed.management.create(hooks)
     assert set(failed.value.errors) == {"[0].callbackUrl", "[1].callbackUrl"}
-    assert managed.store.webhooks == {}
+    assert column(managed.store, "SELECT webhook_id FROM webhooks") == set()
 
 
 async def test_a_pause_parks_and_tells_the_workers_to_read_the_webhook_again(
@@ -78,18 +85,18 @@ async def test_a_pause_parks_and_tells_the_workers_to_read_the_webhook_again(
         hook, {}, WebhookStatus.INACTIVE, uuid.uuid4(), utcnow()
     )
     assert paused.status_code is WebhookStatus.INACTIVE
-    states = {n.state for n in managed.store.notifications.values()}
-    assert states == {NotificationState.PARKED}
+    states = column(managed.store, "SELECT state FROM notifications")
+    assert states == {NotificationState.PARKED.value}
     assert (managed.told.changed, managed.told.wakes) == ([hook.webhook_id], 0)
 
 
 async def test_a_reactivation_needs_its_handshake(managed: Managed) -> None:
     hook = await stored(managed.store)
     await managed.management.patch(hook, {}, WebhookStatus.INACTIVE, uuid.uuid4(), utcnow())
-    paused = managed.store.webhooks[hook.webhook_id]
+    paused = await current(managed.store, hook)
     with pytest.raises(HandshakeFailed):
         await managed.management.patch(paused, {}, WebhookStatus.ACTIVE, uuid.uuid4(), utcnow())
-    assert managed.store.webhooks[hook.webhook_id].status_code is WebhookStatus.INACTIVE
+    assert (await current(managed.store, hook)).status_code is WebhookStatus.INACTIVE
     assert (managed.told.changed, managed.told.wakes) == ([hook.webhook_id], 0)  # the pause's
 
 
@@ -110,7 +117,7 @@ async def test_expiry_makes_webhooks_inactive_and_tells_the_workers(managed: Man
     await set_expiration(managed.store, hook, utcnow() - timedelta(seconds=1))
     expired = await managed.management.expire_due()
     assert [h.webhook_id for h in expired] == [hook.webhook_id]
-    assert managed.store.webhooks[hook.webhook_id].status_code is WebhookStatus.INACTIVE
+    assert (await current(managed.store, hook)).status_code is WebhookStatus.INACTIVE
     assert managed.told.changed == [hook.webhook_id]
 
 

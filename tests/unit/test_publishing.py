@@ -1,4 +1,4 @@
-"""Publishing without HTTP, on the in-memory store: which webhooks receive which records, the
+"""Publishing without HTTP, on a memory:// store: which webhooks receive which records, the
 worker of the same process taking what it has room for, the wake-up for the rest, and no
 promise to the worker outliving a publish that fails or is cancelled."""
 
@@ -12,18 +12,20 @@ from collections.abc import AsyncIterator, Sequence
 
 import pytest
 
-from gateway import app
+from gateway import app, lifecycle
 from gateway.config import Settings
 from gateway.delivery import Worker
 from gateway.errors import StoreError
-from gateway.models import Event, Notification, NotificationState, Webhook, WebhookStatus, utcnow
+from gateway.models import Event, Notification, NotificationState, Webhook, utcnow
 from gateway.netguard import AddressPolicy
 from gateway.outbound import Outbound
 from gateway.publishing import Publishing
-from gateway.store.base import Added
-from gateway.store.memory import MemoryStore
+from gateway.store import Store
+from gateway.store.base import Added, WebhookEdit
+from gateway.store.sqlite import ThrowawaySqliteStore
 from gateway.wakeup import Wakeup
 from tests.factories import make_event, make_rule, make_webhook
+from tests.throwaway import column
 
 # A webhook's share is 2 held (twice its concurrency), a claim's worth 3.
 SETTINGS = dataclasses.replace(
@@ -44,7 +46,7 @@ class Wakes:
         pass
 
 
-async def subscribed(store: MemoryStore, group: uuid.UUID, *filters: str | None) -> Webhook:
+async def subscribed(store: Store, group: uuid.UUID, *filters: str | None) -> Webhook:
     """A stored webhook with a rule for Invoice updates per filter (one without, by default)."""
     hook = make_webhook(group)
     await store.add_webhooks([hook])
@@ -57,7 +59,7 @@ def invoices(group: uuid.UUID, count: int) -> list[Event]:
 
 
 @contextlib.asynccontextmanager
-async def running_worker(store: MemoryStore) -> AsyncIterator[Worker]:
+async def running_worker(store: Store) -> AsyncIterator[Worker]:
     """A running worker on this store; its sends are refused before they leave (loopback is
     not allowed), so it never sends anything."""
     async with Outbound(policy=AddressPolicy()) as outbound:
@@ -77,8 +79,8 @@ def room_for(worker: Worker, hook: Webhook) -> list[bool]:
     return [worker.handoff.take_fresh(hook.webhook_id, hook.group_key) for _ in range(3)]
 
 
-async def test_each_webhook_receives_the_records_its_rules_accept() -> None:
-    store, group = MemoryStore(), uuid.uuid4()
+async def test_each_webhook_receives_the_records_its_rules_accept(store: Store) -> None:
+    group = uuid.uuid4()
     cheap = await subscribed(store, group, "total lt 100")
     dear = await subscribed(store, group, "total gt 100", "id eq '1'")  # two rules, one note
     every = await subscribed(store, group)
@@ -92,44 +94,49 @@ async def test_each_webhook_receives_the_records_its_rules_accept() -> None:
         dear.webhook_id: ["1", "2"],
         every.webhook_id: ["1", "2", "3"],
     }
-    assert {n.notification_id for n in notes} == set(store.notifications)
-    assert event.event_id in store.events
+    stored = column(store, "SELECT notification_id FROM notifications")
+    assert {str(n.notification_id) for n in notes} == stored
+    assert column(store, "SELECT event_id FROM events") == {str(event.event_id)}
 
 
-async def test_an_event_no_rule_accepts_is_stored_without_notifications() -> None:
-    store, group = MemoryStore(), uuid.uuid4()
+async def test_an_event_no_rule_accepts_is_stored_without_notifications(store: Store) -> None:
+    group = uuid.uuid4()
     await subscribed(store, group, "total gt 100")
     wakes = Wakes()
     event = make_event(group)  # total 10
     assert await Publishing(store, Wakeup(wakes)).publish([event], utcnow()) == []
-    assert event.event_id in store.events
+    assert column(store, "SELECT event_id FROM events") == {str(event.event_id)}
+    assert column(store, "SELECT notification_id FROM notifications") == set()
     assert wakes.count == 0
 
 
-async def test_pending_notifications_wake_the_workers_once_a_publish() -> None:
-    store, group = MemoryStore(), uuid.uuid4()
+async def test_pending_notifications_wake_the_workers_once_a_publish(store: Store) -> None:
+    group = uuid.uuid4()
     for _ in range(2):
         await subscribed(store, group)
     wakes = Wakes()
     notes = await Publishing(store, Wakeup(wakes)).publish(invoices(group, 3), utcnow())
     assert len(notes) == 6
-    assert {n.state for n in store.notifications.values()} == {NotificationState.PENDING}
+    assert column(store, "SELECT state FROM notifications") == {NotificationState.PENDING.value}
     assert wakes.count == 1
 
 
-async def test_a_paused_webhooks_notifications_are_parked_and_wake_no_one() -> None:
-    store, group = MemoryStore(), uuid.uuid4()
+async def test_a_paused_webhooks_notifications_are_parked_and_wake_no_one(store: Store) -> None:
+    group = uuid.uuid4()
     hook = await subscribed(store, group)
-    paused = dataclasses.replace(hook, status_code=WebhookStatus.INACTIVE)
-    store.webhooks[hook.webhook_id] = paused
+    await store.edit_webhook(
+        group, hook.webhook_id, WebhookEdit({}, status=lifecycle.PAUSE), utcnow()
+    )
     wakes = Wakes()
     await Publishing(store, Wakeup(wakes)).publish(invoices(group, 2), utcnow())
-    assert {n.state for n in store.notifications.values()} == {NotificationState.PARKED}
+    assert column(store, "SELECT state FROM notifications") == {NotificationState.PARKED.value}
     assert wakes.count == 0
 
 
-async def test_the_worker_of_the_process_takes_its_share_and_the_rest_wakes_a_claim() -> None:
-    store, group = MemoryStore(), uuid.uuid4()
+async def test_the_worker_of_the_process_takes_its_share_and_the_rest_wakes_a_claim(
+    store: Store,
+) -> None:
+    group = uuid.uuid4()
     hook = await subscribed(store, group)
     wakes = Wakes()
     publishing = Publishing(store, Wakeup(wakes))
@@ -142,8 +149,8 @@ async def test_the_worker_of_the_process_takes_its_share_and_the_rest_wakes_a_cl
         assert room_for(worker, hook) == [False, False, False]  # held now, not promised
 
 
-async def test_what_the_worker_takes_entirely_wakes_no_one() -> None:
-    store, group = MemoryStore(), uuid.uuid4()
+async def test_what_the_worker_takes_entirely_wakes_no_one(store: Store) -> None:
+    group = uuid.uuid4()
     await subscribed(store, group)
     wakes = Wakes()
     publishing = Publishing(store, Wakeup(wakes))
@@ -154,14 +161,14 @@ async def test_what_the_worker_takes_entirely_wakes_no_one() -> None:
         assert wakes.count == 0
 
 
-class RefusingStore(MemoryStore):
+class RefusingStore(ThrowawaySqliteStore):
     """A store whose add_events fails, as a database that went away would."""
 
     async def add_events(self, events: Sequence[Event], notes: Sequence[Notification]) -> Added:
         raise StoreError("the database went away")
 
 
-class StallingStore(MemoryStore):
+class StallingStore(ThrowawaySqliteStore):
     """A store whose add_events never answers, for a publish cancelled while it waits."""
 
     def __init__(self) -> None:
@@ -174,12 +181,23 @@ class StallingStore(MemoryStore):
         raise AssertionError("never answers")
 
 
+@contextlib.asynccontextmanager
+async def beside_a_worker(
+    store: ThrowawaySqliteStore, group: uuid.UUID
+) -> AsyncIterator[tuple[Publishing, Worker, Webhook]]:
+    """`store` opened with a webhook of `group`, and publishing handing off to a running
+    worker on it."""
+    async with store:
+        hook = await subscribed(store, group)
+        publishing = Publishing(store, Wakeup())
+        async with running_worker(store) as worker:
+            publishing.handoff = worker.handoff
+            yield publishing, worker, hook
+
+
 async def test_a_publish_the_store_refuses_gives_the_worker_its_room_back() -> None:
-    store, group = RefusingStore(), uuid.uuid4()
-    hook = await subscribed(store, group)
-    publishing = Publishing(store, Wakeup())
-    async with running_worker(store) as worker:
-        publishing.handoff = worker.handoff
+    group = uuid.uuid4()
+    async with beside_a_worker(RefusingStore(), group) as (publishing, worker, hook):
         with pytest.raises(StoreError):
             await publishing.publish(invoices(group, 2), utcnow())
         assert room_for(worker, hook) == [True, True, False]
@@ -187,10 +205,7 @@ async def test_a_publish_the_store_refuses_gives_the_worker_its_room_back() -> N
 
 async def test_a_cancelled_publish_gives_the_worker_its_room_back() -> None:
     store, group = StallingStore(), uuid.uuid4()
-    hook = await subscribed(store, group)
-    publishing = Publishing(store, Wakeup())
-    async with running_worker(store) as worker:
-        publishing.handoff = worker.handoff
+    async with beside_a_worker(store, group) as (publishing, worker, hook):
         task = asyncio.create_task(publishing.publish(invoices(group, 2), utcnow()))
         await asyncio.wait_for(store.entered.wait(), 1.0)  # promised, and storing
         task.cancel()
@@ -199,8 +214,10 @@ async def test_a_cancelled_publish_gives_the_worker_its_room_back() -> None:
         assert room_for(worker, hook) == [True, True, False]
 
 
-async def test_the_worker_attached_to_the_context_is_handed_publishes_until_detached() -> None:
-    store, group = MemoryStore(), uuid.uuid4()
+async def test_the_worker_attached_to_the_context_is_handed_publishes_until_detached(
+    store: Store,
+) -> None:
+    group = uuid.uuid4()
     await subscribed(store, group)
     async with running_worker(store) as worker, Outbound(policy=AddressPolicy()) as outbound:
         ctx = app._context(SETTINGS, store, outbound, None)

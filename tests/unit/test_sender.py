@@ -1,4 +1,4 @@
-"""One delivery attempt on the mock transport and the in-memory store: exactly what the
+"""One delivery attempt on the mock transport and a memory:// store: exactly what the
 transport is asked to send (method, URL, headers, signed body, limits, group), how each answer
 or failure is classified, and what the attempt records. The same over real loopback HTTP:
 tests/integration/test_sender.py."""
@@ -26,7 +26,7 @@ from gateway.models import ContentType, HttpMethod, Notification, Webhook, Webho
 from gateway.outcomes import AttemptOutcome, Effect
 from gateway.sender import NOT_ACTIVE, Sender
 from gateway.signing import generate_secret
-from gateway.store.memory import MemoryStore
+from gateway.store import Store
 from gateway.transport import MockTransport, OutboundRequest, OutboundResponse, respond
 from gateway.wire import truncate
 from tests.factories import make_notification, make_webhook
@@ -59,12 +59,7 @@ def clock() -> Clock:
     return Clock()
 
 
-@pytest.fixture
-def store() -> MemoryStore:
-    return MemoryStore()
-
-
-async def stored(store: MemoryStore, **overrides: Any) -> Webhook:
+async def stored(store: Store, **overrides: Any) -> Webhook:
     hook = make_webhook(callback_url="https://partner.example/hook", **overrides)
     await store.add_webhooks([hook])
     return hook
@@ -83,7 +78,7 @@ def failing(error: Exception) -> MockTransport:
 
 async def attempt(
     transport: MockTransport,
-    store: MemoryStore,
+    store: Store,
     clock: Clock,
     note: Notification,
     **config: Any,
@@ -109,7 +104,7 @@ def verified(request: OutboundRequest, secret: str) -> Any:
 
 
 async def test_a_delivery_is_the_rendered_body_signed_and_sent_with_the_settings_limits(
-    store: MemoryStore, clock: Clock
+    store: Store, clock: Clock
 ) -> None:
     hook = await stored(store)
     note = make_notification(hook)
@@ -129,7 +124,7 @@ async def test_a_delivery_is_the_rendered_body_signed_and_sent_with_the_settings
 
 
 async def test_a_get_delivery_has_no_body_and_signs_the_query_it_calls(
-    store: MemoryStore, clock: Clock
+    store: Store, clock: Clock
 ) -> None:
     hook = await stored(
         store, callback_http_method=HttpMethod.GET, request_content_type=ContentType.ID
@@ -144,7 +139,7 @@ async def test_a_get_delivery_has_no_body_and_signs_the_query_it_calls(
 
 
 async def test_during_the_grace_period_both_secrets_sign_and_after_it_only_the_new_one(
-    store: MemoryStore, clock: Clock
+    store: Store, clock: Clock
 ) -> None:
     old = generate_secret()
     expires = clock.now + timedelta(seconds=1)
@@ -162,7 +157,7 @@ async def test_during_the_grace_period_both_secrets_sign_and_after_it_only_the_n
     verified(after, hook.client_secret)
 
 
-async def test_a_send_is_signed_at_the_time_given(store: MemoryStore, clock: Clock) -> None:
+async def test_a_send_is_signed_at_the_time_given(store: Store, clock: Clock) -> None:
     hook = await stored(store)
     transport = answering(respond(200))
     at = clock.now - timedelta(seconds=30)
@@ -182,7 +177,7 @@ class Stamp:
 
 
 async def test_a_delivery_is_signed_by_the_scheme_chosen_for_its_webhook(
-    store: MemoryStore, clock: Clock, monkeypatch: pytest.MonkeyPatch
+    store: Store, clock: Clock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     hook = await stored(store)
     monkeypatch.setattr(signing, "signer_for", lambda chosen: Stamp())
@@ -197,7 +192,7 @@ async def test_a_delivery_is_signed_by_the_scheme_chosen_for_its_webhook(
 
 @pytest.mark.parametrize("status", [200, 201, 204, 299])
 async def test_a_2xx_is_a_success_recording_what_went_and_what_came_back(
-    store: MemoryStore, clock: Clock, status: int
+    store: Store, clock: Clock, status: int
 ) -> None:
     hook = await stored(store)
     note = make_notification(hook)
@@ -218,7 +213,7 @@ async def test_a_2xx_is_a_success_recording_what_went_and_what_came_back(
 
 
 async def test_410_is_the_partner_unsubscribing_and_nothing_is_retried(
-    store: MemoryStore, clock: Clock
+    store: Store, clock: Clock
 ) -> None:
     hook = await stored(store)
     outcome = await attempt(answering(respond(410, b"gone")), store, clock, make_notification(hook))
@@ -228,7 +223,7 @@ async def test_410_is_the_partner_unsubscribing_and_nothing_is_retried(
 
 @pytest.mark.parametrize("status", [100, 199, 301, 304, 400, 404, 409, 411, 429, 500, 503])
 async def test_any_other_answer_is_a_failure_retried_on_the_schedule(
-    store: MemoryStore, clock: Clock, status: int
+    store: Store, clock: Clock, status: int
 ) -> None:
     hook = await stored(store)
     note = make_notification(hook, attempts=1)
@@ -239,7 +234,7 @@ async def test_any_other_answer_is_a_failure_retried_on_the_schedule(
     assert outcome.response_message == f"HTTP {status}\n\nno"
 
 
-async def test_a_failed_answers_retry_after_is_honoured(store: MemoryStore, clock: Clock) -> None:
+async def test_a_failed_answers_retry_after_is_honoured(store: Store, clock: Clock) -> None:
     hook = await stored(store)
     answer = respond(503, headers={"Retry-After": "300"})
     outcome = await attempt(answering(answer), store, clock, make_notification(hook))
@@ -255,7 +250,7 @@ async def test_a_failed_answers_retry_after_is_honoured(store: MemoryStore, cloc
     ],
 )
 async def test_no_answer_is_a_failure_saying_why_with_no_response_recorded(
-    store: MemoryStore, clock: Clock, error: OutboundError
+    store: Store, clock: Clock, error: OutboundError
 ) -> None:
     hook = await stored(store)
     note = make_notification(hook)
@@ -276,16 +271,14 @@ async def test_no_answer_is_a_failure_saying_why_with_no_response_recorded(
 
 
 async def test_a_bug_below_the_sender_is_raised_not_recorded_as_the_partners_failure(
-    store: MemoryStore, clock: Clock
+    store: Store, clock: Clock
 ) -> None:
     hook = await stored(store)
     with pytest.raises(KeyError):
         await attempt(failing(KeyError("oops")), store, clock, make_notification(hook))
 
 
-async def test_a_test_send_reports_the_answer_or_the_error(
-    store: MemoryStore, clock: Clock
-) -> None:
+async def test_a_test_send_reports_the_answer_or_the_error(store: Store, clock: Clock) -> None:
     hook = await stored(store)
     answered = await Sender(SETTINGS, answering(respond(202, b"ok")), store, clock).send(
         hook, make_notification(hook)
@@ -299,7 +292,7 @@ async def test_a_test_send_reports_the_answer_or_the_error(
     assert (unanswered.response, unanswered.error) == (None, refused)
 
 
-async def test_messages_are_cut_to_the_history_limit(store: MemoryStore, clock: Clock) -> None:
+async def test_messages_are_cut_to_the_history_limit(store: Store, clock: Clock) -> None:
     hook = await stored(store)
     transport = answering(respond(500, b"e" * 300))
     outcome = await attempt(transport, store, clock, make_notification(hook),
@@ -312,9 +305,7 @@ async def test_messages_are_cut_to_the_history_limit(store: MemoryStore, clock: 
     assert outcome.response_message == truncate("HTTP 500\n\n" + "e" * 300, 100)
 
 
-async def test_only_max_response_bytes_of_the_answer_are_kept(
-    store: MemoryStore, clock: Clock
-) -> None:
+async def test_only_max_response_bytes_of_the_answer_are_kept(store: Store, clock: Clock) -> None:
     hook = await stored(store)
     transport = answering(respond(200, b"0123456789" * 10))
     outcome = await attempt(transport, store, clock, make_notification(hook),
@@ -323,9 +314,7 @@ async def test_only_max_response_bytes_of_the_answer_are_kept(
     assert outcome.response_message == "HTTP 200\n\n0123456789012345678901234"
 
 
-async def test_an_answer_that_is_not_text_is_recorded_readably(
-    store: MemoryStore, clock: Clock
-) -> None:
+async def test_an_answer_that_is_not_text_is_recorded_readably(store: Store, clock: Clock) -> None:
     # NUL cannot be stored in PostgreSQL text; bytes that are not UTF-8 are not text at all.
     hook = await stored(store)
     outcome = await attempt(answering(respond(200, b"a\x00b\xffc")), store, clock,
@@ -338,7 +327,7 @@ async def test_an_answer_that_is_not_text_is_recorded_readably(
 
 @pytest.mark.parametrize("status", [WebhookStatus.INACTIVE, WebhookStatus.ERRORED])
 async def test_nothing_is_sent_to_a_webhook_that_is_not_active(
-    store: MemoryStore, clock: Clock, status: WebhookStatus
+    store: Store, clock: Clock, status: WebhookStatus
 ) -> None:
     hook = await stored(store, status_code=status)
     note = make_notification(hook)
@@ -349,7 +338,7 @@ async def test_nothing_is_sent_to_a_webhook_that_is_not_active(
 
 
 async def test_a_notification_that_cannot_be_rendered_fails_for_good_unsent(
-    store: MemoryStore, clock: Clock
+    store: Store, clock: Clock
 ) -> None:
     hook = await stored(store, request_content_type=ContentType.ID)
     transport = answering(respond(200))

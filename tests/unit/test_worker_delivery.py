@@ -1,4 +1,4 @@
-"""The worker's delivery decisions on the in-memory store and the mock transport: what each
+"""The worker's delivery decisions on a memory:// store and the mock transport: what each
 answer (2xx, 410, any other, none) does to the notification, its attempt log and its webhook,
 and what is sent after it. End to end over loopback on both SQL stores:
 tests/integration/test_delivery.py."""
@@ -17,7 +17,7 @@ from gateway.config import Settings
 from gateway.delivery import Worker
 from gateway.errors import OutboundConnectionError, OutboundError, OutboundTimeout
 from gateway.models import Notification, NotificationState, Webhook, WebhookStatus, utcnow
-from gateway.store.memory import MemoryStore
+from gateway.store import Store
 from gateway.transport import MockTransport, OutboundRequest, OutboundResponse, respond
 from tests.factories import make_event, make_notification, make_webhook
 
@@ -58,22 +58,17 @@ class Partner:
 
 
 @pytest.fixture
-def store() -> MemoryStore:
-    return MemoryStore()
-
-
-@pytest.fixture
 def clock() -> Clock:
     return Clock()
 
 
-async def subscribed(store: MemoryStore, **overrides: Any) -> Webhook:
+async def subscribed(store: Store, **overrides: Any) -> Webhook:
     hook = make_webhook(**overrides)
     await store.add_webhooks([hook])
     return hook
 
 
-async def published(store: MemoryStore, hook: Webhook, count: int = 1) -> list[Notification]:
+async def published(store: Store, hook: Webhook, count: int = 1) -> list[Notification]:
     """`count` notifications of one event to this webhook, pending and due now."""
     event = make_event(hook.group_key)
     notes = [make_notification(hook, event) for _ in range(count)]
@@ -81,29 +76,25 @@ async def published(store: MemoryStore, hook: Webhook, count: int = 1) -> list[N
     return notes
 
 
-async def drained(
-    store: MemoryStore, partner: Partner, clock: Clock, **config: Any
-) -> Callable[[], Any]:
+async def drained(store: Store, partner: Partner, clock: Clock, **config: Any) -> Callable[[], Any]:
     worker = Worker(dataclasses.replace(SETTINGS, **config), store, partner.transport, clock=clock)
     await worker.drain()
     return worker.drain
 
 
-async def row(store: MemoryStore, note: Notification) -> Notification:
+async def row(store: Store, note: Notification) -> Notification:
     found = await store.get_notification(note.group_key, note.webhook_id, note.notification_id)
     assert found is not None
     return found
 
 
-async def webhook(store: MemoryStore, hook: Webhook) -> Webhook:
+async def webhook(store: Store, hook: Webhook) -> Webhook:
     found = await store.get_webhook(hook.group_key, hook.webhook_id)
     assert found is not None
     return found
 
 
-async def test_a_2xx_settles_the_notification_as_delivered(
-    store: MemoryStore, clock: Clock
-) -> None:
+async def test_a_2xx_settles_the_notification_as_delivered(store: Store, clock: Clock) -> None:
     hook = await subscribed(store)
     [note] = await published(store, hook)
     partner = Partner(respond(204, b"thanks"))
@@ -125,7 +116,7 @@ async def test_a_2xx_settles_the_notification_as_delivered(
     ],
 )
 async def test_a_failure_is_logged_counted_and_retried_on_the_schedule(
-    store: MemoryStore,
+    store: Store,
     clock: Clock,
     answer: OutboundResponse | OutboundError,
     cause: str,
@@ -146,7 +137,7 @@ async def test_a_failure_is_logged_counted_and_retried_on_the_schedule(
 
 
 async def test_a_retry_that_succeeds_resets_the_count_and_keeps_why_the_first_failed(
-    store: MemoryStore, clock: Clock
+    store: Store, clock: Clock
 ) -> None:
     hook = await subscribed(store)
     [note] = await published(store, hook)
@@ -166,7 +157,7 @@ async def test_a_retry_that_succeeds_resets_the_count_and_keeps_why_the_first_fa
 
 
 async def test_more_consecutive_failures_than_retry_count_make_the_webhook_errored(
-    store: MemoryStore, clock: Clock
+    store: Store, clock: Clock
 ) -> None:
     hook = await subscribed(store, retry_count=1)
     notes = await published(store, hook, 3)
@@ -181,7 +172,7 @@ async def test_more_consecutive_failures_than_retry_count_make_the_webhook_error
 
 
 async def test_410_makes_the_webhook_inactive_and_parks_the_rest_unsent(
-    store: MemoryStore, clock: Clock
+    store: Store, clock: Clock
 ) -> None:
     hook = await subscribed(store)
     notes = await published(store, hook, 3)
@@ -200,7 +191,7 @@ def attempts_counted(outcome: str) -> float:
     return REGISTRY.get_sample_value("gateway_delivery_attempts_total", labels) or 0.0
 
 
-async def test_attempts_are_counted_by_how_they_went(store: MemoryStore, clock: Clock) -> None:
+async def test_attempts_are_counted_by_how_they_went(store: Store, clock: Clock) -> None:
     kinds = ("success", "failure", "gone")
     before = {kind: attempts_counted(kind) for kind in kinds}
     answers = {"success": respond(200), "failure": respond(500), "gone": respond(410)}

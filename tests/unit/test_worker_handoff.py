@@ -14,7 +14,7 @@ from gateway.config import Settings
 from gateway.delivery import Worker
 from gateway.netguard import AddressPolicy
 from gateway.outbound import Outbound
-from gateway.store.memory import MemoryStore
+from gateway.store import Store, store_for_url
 from tests.factories import make_notification, make_webhook
 
 SETTINGS = dataclasses.replace(
@@ -24,9 +24,9 @@ SETTINGS = dataclasses.replace(
 
 @contextlib.asynccontextmanager
 async def running_worker(settings: Settings) -> AsyncIterator[Worker]:
-    """A running worker on an empty in-memory store (it never sends anything here)."""
-    async with Outbound(policy=AddressPolicy()) as outbound:
-        running = Worker(settings, MemoryStore(), outbound)
+    """A running worker on an empty memory:// store (it never sends anything here)."""
+    async with Outbound(policy=AddressPolicy()) as outbound, store_for_url("memory://") as store:
+        running = Worker(settings, store, outbound)
         stop = asyncio.Event()
         task = asyncio.create_task(running.run(stop))
         await asyncio.sleep(0)  # run() starts delivering
@@ -41,9 +41,9 @@ async def worker() -> AsyncIterator[Worker]:
         yield running
 
 
-async def test_a_worker_that_is_not_running_takes_nothing() -> None:
+async def test_a_worker_that_is_not_running_takes_nothing(store: Store) -> None:
     async with Outbound(policy=AddressPolicy()) as outbound:
-        idle = Worker(SETTINGS, MemoryStore(), outbound)
+        idle = Worker(SETTINGS, store, outbound)
         hook = make_webhook()
         assert not idle.handoff.take_fresh(hook.webhook_id, hook.group_key)
 
