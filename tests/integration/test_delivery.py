@@ -434,8 +434,8 @@ async def test_a_publish_hands_what_its_worker_has_room_for_straight_to_it(
     serving: RunningGateway, receiver: Receiver
 ) -> None:
     """New notifications go to the worker of the publishing process without a claim, as many
-    as it has room for (its group's holding limit); the rest wait in the store for its claims. Each is
-    sent once, numbered by the store, and recorded."""
+    as it has room for (its group's holding limit); the rest wait in the store for its
+    claims. Each is sent once, numbered by the store, and recorded."""
     partner = await subscribe(serving, receiver)
     claimed: list[UUID] = []
     claim_due = serving.ctx.store.claim_due
