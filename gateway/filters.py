@@ -42,7 +42,7 @@ from gateway.filter_values import (
 
 __all__ = [
     "MAX_DEPTH", "MAX_FILTER_LENGTH", "And", "Comparison", "FieldType", "Literal", "Node", "Or",
-    "check_filter", "evaluate", "fields_of", "parse_filter", "typed_values",
+    "evaluate", "fields_of", "parse_filter", "typed_values",
 ]  # fmt: skip
 
 MAX_FILTER_LENGTH = 2000
@@ -329,18 +329,6 @@ def typed_values(node: Comparison, kind: FieldType | None, fields: Collection[st
         return [node.values[0].source]
     message = f"{node.op.upper()} needs a text field; '{node.field}' is {kind.value}"
     raise FilterError(message, node.position)
-
-
-def check_filter(node: Node | None, types: Mapping[str, FieldType]) -> None:
-    """Refuse what the SQL stores refuse: unknown fields and values that do not fit a field's
-    type (`types`: by lowercase field name)."""
-    if node is None:
-        return
-    if isinstance(node, Comparison):
-        typed_values(node, types.get(node.field), types)
-        return
-    for item in node.items:
-        check_filter(item, types)
 
 
 # -- Evaluation against records ---------------------------------------------------------------

@@ -22,7 +22,6 @@ from gateway.filters import (
     FieldType,
     Literal,
     Or,
-    check_filter,
     evaluate,
     parse_filter,
 )
@@ -36,7 +35,6 @@ COLUMNS = {
     "active": Column("active", FieldType.BOOLEAN),
     "id": Column("id", FieldType.UUID),
 }
-TYPES = {name: column.type for name, column in COLUMNS.items()}
 GUID = "0a1b2c3d-0000-4000-8000-00000000000a"
 QMARK: Callable[[int], str] = lambda n: "?"  # noqa: E731
 DOLLAR: Callable[[int], str] = lambda n: f"${n}"  # noqa: E731
@@ -454,10 +452,6 @@ def test_values_that_do_not_fit_the_column_are_refused(text: str, detail: str) -
     with pytest.raises(FilterError) as caught:
         compiled(text)
     assert caught.value.detail == detail
-    # check_filter checks without SQL, and must refuse alike.
-    with pytest.raises(FilterError) as checked:
-        check_filter(parse_filter(text), TYPES)
-    assert checked.value.detail == detail
 
 
 def test_a_field_without_a_column_is_refused_at_compile_time() -> None:
@@ -466,15 +460,6 @@ def test_a_field_without_a_column_is_refused_at_compile_time() -> None:
     with pytest.raises(FilterError) as caught:
         compile_filter(node, COLUMNS, QMARK)
     assert caught.value.detail == detail
-    with pytest.raises(FilterError) as checked:
-        check_filter(node, TYPES)
-    assert checked.value.detail == detail
-
-
-def test_a_filter_that_fits_passes_the_check() -> None:
-    text = "(name startswith a or total in (1, 2)) and created not gt 2024-01-01"
-    check_filter(parse_filter(text), TYPES)
-    check_filter(None, TYPES)
 
 
 def test_literals_built_by_hand_bind_too() -> None:
