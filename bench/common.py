@@ -135,8 +135,11 @@ async def gateway(
                 await prepare(url)
             serve, base = start_gateway(Path(workdir), url, settings)
             try:
-                # serve starts its worker processes before it listens: all are up by now.
-                yield Gateway(base, key, url, [serve.pid, *sorted(children(serve.pid))])
+                # serve starts its worker processes before it listens: all exist by now, but
+                # may still be importing; a scenario's clock starts once they have settled.
+                gw = Gateway(base, key, url, [serve.pid, *sorted(children(serve.pid))])
+                await settled(gw.pids)
+                yield gw
             finally:
                 stop(serve)  # and its workers, before the schema they use is dropped
 
@@ -301,6 +304,20 @@ async def drive(
     start = time.perf_counter()
     await asyncio.gather(*(lane() for _ in range(inflight)))
     return len(bodies) / (time.perf_counter() - start)
+
+
+async def settled(pids: Sequence[int], *, quiet: float = 0.005, timeout: float = 30.0) -> None:
+    """Wait until each process used at most `quiet` CPU seconds in a tenth of a second: started
+    and idle. A worker process that serve has just started spends its first half-second or so
+    importing, which no scenario means to measure: S1 counted it in the CPU of every
+    notification, and in its rate as a later start."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        before = [cpu_seconds(pid) for pid in pids]
+        await asyncio.sleep(0.1)
+        if all(cpu_seconds(pid) - was <= quiet for pid, was in zip(pids, before, strict=True)):
+            return
+    raise RuntimeError(f"the gateway's processes {list(pids)} kept busy for {timeout:g} s")
 
 
 def cpu_seconds(pid: int) -> float:

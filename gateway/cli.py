@@ -14,7 +14,6 @@ from typing import Any
 from uuid import UUID, uuid4, uuid5
 
 from gateway import config, heap, logs
-from gateway.api.common import hash_key
 from gateway.errors import GatewayError
 from gateway.models import ApiKey, Scope, utcnow
 from gateway.store import store_for_url
@@ -171,6 +170,8 @@ async def _create_key(settings: config.Settings, group: str, scopes_text: str) -
         scopes = frozenset(Scope(s.strip()) for s in scopes_text.split(",") if s.strip())
     except ValueError as exc:
         raise GatewayError(f"unknown scope in {scopes_text!r}; use webhooks, events") from exc
+    from gateway.api.common import hash_key  # the API's modules load only where used
+
     key = "gwk_" + secrets.token_urlsafe(32)
     async with store_for_url(settings.database_url) as store:
         group_key = await store.group_key_for_name(group) or uuid5(GROUP_NAMESPACE, group)

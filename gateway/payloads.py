@@ -14,7 +14,7 @@ import orjson
 
 from gateway.errors import ValidationError
 from gateway.models import ContentType, HttpMethod, Notification, Webhook, record
-from gateway.wire import timestamp
+from gateway.wire_values import timestamp
 
 # orjson refuses to encode more than 254 nested objects and arrays, and a notification's body
 # holds its records two levels down (the envelope, then its records array), so no record may

@@ -21,7 +21,7 @@ from gateway.outcomes import AttemptOutcome, Effect
 from gateway.retry import RetryPolicy, classify
 from gateway.store.base import Store
 from gateway.transport import OutboundResponse, Transport
-from gateway.wire import truncate
+from gateway.wire_values import truncate
 
 # How long a webhook read from the store is reused: a busy webhook costs one read per interval,
 # not per send. Changes the worker learns of (`forget`) end the reuse at once; others (a

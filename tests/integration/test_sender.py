@@ -27,7 +27,7 @@ from gateway.sender import NOT_ACTIVE, Sender
 from gateway.signing import generate_secret
 from gateway.store import Store
 from gateway.store.sqlite import ThrowawaySqliteStore
-from gateway.wire import truncate
+from gateway.wire_values import truncate
 from tests.factories import make_notification, make_webhook, set_expiration
 from tests.integration.conftest import LOOPBACK
 from tests.receiver import Answer, Receiver, Seen

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from gateway import openapi, wire
+from gateway import openapi, wire, wire_values
 from gateway.app import API
 from gateway.config import Settings
 from gateway.errors import ValidationError
@@ -53,9 +53,9 @@ def test_a_webhook_answers_every_field_in_its_wire_spelling() -> None:
         "callbackUrl": hook.callback_url,
         "expirationDate": "2030-01-03T03:04:05.678901Z",
         "retryCount": hook.retry_count,
-        "created": wire.timestamp(hook.created),
+        "created": wire_values.timestamp(hook.created),
         "createdUserId": str(hook.created_user_id),
-        "modified": wire.timestamp(hook.modified),
+        "modified": wire_values.timestamp(hook.modified),
         "modifiedUserId": str(hook.modified_user_id),
         "partitionKey": "p",
         "webhookRules": [wire.rule(rule)],

@@ -28,7 +28,7 @@ from gateway.sender import NOT_ACTIVE, Sender
 from gateway.signing import generate_secret
 from gateway.store import Store
 from gateway.transport import MockTransport, OutboundRequest, OutboundResponse, respond
-from gateway.wire import truncate
+from gateway.wire_values import truncate
 from tests.factories import make_notification, make_webhook
 
 OWNER = "worker-1"
