@@ -105,11 +105,13 @@ async def raw_inserts(directory: str, events: int, new_id: NewId) -> float:
         rows, notes = batch(hook, BATCH, new_id)
         start = time.perf_counter()
         db.execute("BEGIN IMMEDIATE")
-        db.executemany(q.INSERT_EVENT, [q.encode(e) for e in rows])
+        db.executemany(q.INSERT_EVENT, [q.event_row(e) for e in rows])
         encoded = []
         for note in notes:
             sequence += 1
-            encoded.append(q.encode(note, sequence=sequence, event_type_label="Invoice.U"))
+            row = q.notification_row(note)
+            row[q.ROW_SEQUENCE] = sequence
+            encoded.append(row)
         db.executemany(q.INSERT_NOTIFICATION, encoded)
         db.execute("COMMIT")
         elapsed += time.perf_counter() - start
