@@ -31,7 +31,6 @@ from gateway.models import (
     WebhookStatus,
     utcnow,
 )
-from gateway.store import queries as shared
 from gateway.store import sqlite_queries as q
 
 BENCH_GROUP = "bench"  # the group of the key bench.common.gateway creates
@@ -124,8 +123,8 @@ def insert(
 ) -> None:
     """Webhooks and rules in one transaction."""
     with _transaction(conn):
-        conn.executemany(shared.INSERT_WEBHOOK, [q.encode(h) for h in hooks])
-        conn.executemany(shared.INSERT_RULE, [q.encode(r) for r in rules])
+        conn.executemany(q.INSERT_WEBHOOK, [q.encode(h) for h in hooks])
+        conn.executemany(q.INSERT_RULE, [q.encode(r) for r in rules])
 
 
 def insert_backlog(

@@ -195,8 +195,8 @@ async def _fetch(
 
 
 async def _execute(conn: asyncpg.Connection, query: Sql | str, params: Params) -> int:
-    """Run one statement (a shared one's text is numbered on first use, then cached); return
-    how many rows it changed (from the command tag)."""
+    """Run one statement (text made as the store ran, a listing's, is numbered on first use,
+    then cached); return how many rows it changed (from the command tag)."""
     prepared = q.sql(query) if isinstance(query, str) else query
     status: str = await conn.execute(prepared.text, *prepared.args(params))
     count = status.rsplit(" ", 1)[-1]

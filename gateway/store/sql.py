@@ -2,11 +2,11 @@
 
 Every domain method is here, over a few primitives each dialect provides: read rows, run a
 transaction (`_transact`), encode a record, decode rows, and the values a driver differs on
-(a list of ids, a UUID or a time read back, an id as a row holds it). Statements are named in
-each dialect's query module (`gateway.store.sqlite_queries`, `gateway.store.postgres_queries`:
-the same names, `:name` parameters) where they differ, and in `gateway.store.queries` where both
-run the same text. Parameters are passed as Python values (UUID, datetime); each dialect makes
-them its driver's.
+(a list of ids, a UUID or a time read back, an id as a row holds it). Every statement is read
+by name from the dialect's query module, `self.q` (`gateway.store.sqlite_queries`,
+`gateway.store.postgres_queries`), which serves the blocks of `statements/shared.sql` overlaid
+by its own file's (`gateway.store.queries.load`; `:name` parameters). Parameters are passed
+as Python values (UUID, datetime); each dialect makes them its driver's.
 
 A transaction is a script (`gateway.store.steps`): a generator yielding statements, which each
 dialect runs its way: SQLite whole on its writer's thread, PostgreSQL step by step, from the
@@ -56,9 +56,9 @@ from gateway.outcomes import (
     not_active,
     settle_in_order,
 )
-from gateway.store import queries as shared
 from gateway.store.base import Added, Page, Query, Requeue, Store, WebhookEdit, conflict
 from gateway.store.filter_sql import Listing, order_by, where_filter
+from gateway.store.queries import NEW_WORK_CHANNEL, WEBHOOK_CHANGED_CHANNEL
 from gateway.store.steps import Execute, ExecuteMany, Fetch, Lock, MakeScript, Notify, Script
 
 R = TypeVar("R", ApiKey, Webhook, WebhookRule, Notification, Attempt)
@@ -77,7 +77,7 @@ class SqlStore(Store, abc.ABC):
     applied_migrations: list[int]  # by the last open()
 
     # -- Primitives, one implementation per dialect --------------------------------------------
-    # A statement is the text of a shared one (gateway.store.queries) or the dialect's own.
+    # A statement is one the dialect's query module (self.q) serves by name.
     @abc.abstractmethod
     async def _rows(self, sql: Any, params: Params | None = None) -> Sequence[Any]:
         """The rows one statement reads, outside any write transaction."""
@@ -153,11 +153,11 @@ class SqlStore(Store, abc.ABC):
         # One process at a time: the others wait here, then find the version applied.
         yield Lock(self.q.LOCK_MIGRATIONS, {})
         yield Execute(self.q.CREATE_MIGRATIONS, {})
-        if (yield Fetch(shared.IS_APPLIED, {"version": version})):
+        if (yield Fetch(self.q.IS_APPLIED, {"version": version})):
             return False
         for statement in self.q.statements(script):
             yield Execute(statement, {})
-        yield Execute(shared.RECORD_MIGRATION, {"version": version, "now": utcnow()})
+        yield Execute(self.q.RECORD_MIGRATION, {"version": version, "now": utcnow()})
         return True
 
     async def _one(self, cls: type[R], sql: Any, params: Params) -> R | None:
@@ -177,49 +177,49 @@ class SqlStore(Store, abc.ABC):
 
     async def ping(self) -> None:
         """Raise StoreError if the database does not answer."""
-        await self._rows(shared.PING)
+        await self._rows(self.q.PING)
 
     # -- API keys -----------------------------------------------------------------------------
     async def add_api_key(self, key: ApiKey) -> None:
         """Store a new key (hashed)."""
-        await self._write(shared.INSERT_API_KEY, self._encode(key))
+        await self._write(self.q.INSERT_API_KEY, self._encode(key))
 
     async def api_key_by_hash(self, key_hash: str) -> ApiKey | None:
         """The key with this hash, revoked or not."""
-        return await self._one(ApiKey, shared.API_KEY_BY_HASH, {"key_hash": key_hash})
+        return await self._one(ApiKey, self.q.API_KEY_BY_HASH, {"key_hash": key_hash})
 
     async def list_api_keys(self) -> list[ApiKey]:
         """Every key, oldest first."""
-        return self._decode_rows(ApiKey, await self._rows(shared.LIST_API_KEYS))
+        return self._decode_rows(ApiKey, await self._rows(self.q.LIST_API_KEYS))
 
     async def revoke_api_key(self, api_key_id: UUID, when: datetime) -> bool:
         """Mark a key revoked; False if there is no such key."""
         params = {"api_key_id": api_key_id, "revoked": when}
-        return await self._write(shared.REVOKE_API_KEY, params) > 0
+        return await self._write(self.q.REVOKE_API_KEY, params) > 0
 
     async def group_key_for_name(self, group_name: str) -> UUID | None:
         """The group key already used for this group name, if any."""
-        rows = await self._rows(shared.GROUP_KEY_FOR_NAME, {"group_name": group_name})
+        rows = await self._rows(self.q.GROUP_KEY_FOR_NAME, {"group_name": group_name})
         return self._read_uuid(rows[0][0]) if rows else None
 
     # -- Webhooks -----------------------------------------------------------------------------
     async def add_webhooks(self, webhooks: Sequence[Webhook]) -> None:
         """Insert all or none."""
-        await self._insert_all(shared.INSERT_WEBHOOK, [self._encode(w) for w in webhooks])
+        await self._insert_all(self.q.INSERT_WEBHOOK, [self._encode(w) for w in webhooks])
 
     async def get_webhook(self, group_key: UUID, webhook_id: UUID) -> Webhook | None:
         """One webhook of this group."""
         params = {"group_key": group_key, "webhook_id": webhook_id}
-        return await self._one(Webhook, shared.GET_WEBHOOK, params)
+        return await self._one(Webhook, self.q.GET_WEBHOOK, params)
 
     async def get_webhook_any_group(self, webhook_id: UUID) -> Webhook | None:
         """One webhook whatever its group (for the delivery worker only)."""
-        return await self._one(Webhook, shared.GET_WEBHOOK_ANY_GROUP, {"webhook_id": webhook_id})
+        return await self._one(Webhook, self.q.GET_WEBHOOK_ANY_GROUP, {"webhook_id": webhook_id})
 
     async def delete_webhook(self, group_key: UUID, webhook_id: UUID) -> bool:
         """Delete a webhook with its rules and notifications; False if not found."""
         params = {"group_key": group_key, "webhook_id": webhook_id}
-        return await self._write(shared.DELETE_WEBHOOK, params) > 0
+        return await self._write(self.q.DELETE_WEBHOOK, params) > 0
 
     async def query_webhooks(self, group_key: UUID, query: Query) -> Page[Webhook]:
         """Filter, order and page this group's webhooks."""
@@ -229,21 +229,21 @@ class SqlStore(Store, abc.ABC):
     # -- Rules --------------------------------------------------------------------------------
     async def add_rules(self, rules: Sequence[WebhookRule]) -> None:
         """Insert all or none."""
-        await self._insert_all(shared.INSERT_RULE, [self._encode(r) for r in rules])
+        await self._insert_all(self.q.INSERT_RULE, [self._encode(r) for r in rules])
 
     async def get_rule(self, group_key: UUID, rule_id: UUID) -> WebhookRule | None:
         """One rule of this group."""
         params = {"group_key": group_key, "webhook_rule_id": rule_id}
-        return await self._one(WebhookRule, shared.GET_RULE, params)
+        return await self._one(WebhookRule, self.q.GET_RULE, params)
 
     async def update_rule(self, rule: WebhookRule) -> bool:
         """Replace the stored rule; False if gone."""
-        return await self._write(shared.UPDATE_RULE, self._encode(rule)) > 0
+        return await self._write(self.q.UPDATE_RULE, self._encode(rule)) > 0
 
     async def delete_rule(self, group_key: UUID, rule_id: UUID) -> bool:
         """Delete a rule; False if not found."""
         params = {"group_key": group_key, "webhook_rule_id": rule_id}
-        return await self._write(shared.DELETE_RULE, params) > 0
+        return await self._write(self.q.DELETE_RULE, params) > 0
 
     async def query_rules(self, group_key: UUID, query: Query) -> Page[WebhookRule]:
         """Filter, order and page this group's rules."""
@@ -266,7 +266,7 @@ class SqlStore(Store, abc.ABC):
     ) -> list[tuple[WebhookRule, Webhook]]:
         """Rules (with their webhooks) for this table and event type, by index lookup."""
         params = {"group_key": group_key, "table_key": table_key, "event_type": event_type}
-        rows = await self._rows(shared.MATCHING_RULES, params)
+        rows = await self._rows(self.q.MATCHING_RULES, params)
         rules, hooks = self._decode_rows(WebhookRule, rows), self._decode_rows(Webhook, rows, "w_")
         return list(zip(rules, hooks, strict=True))
 
@@ -277,7 +277,7 @@ class SqlStore(Store, abc.ABC):
         """One history row of this group's webhook."""
         params = {"group_key": group_key, "webhook_id": webhook_id,
                   "notification_id": notification_id}  # fmt: skip
-        return await self._one(Notification, shared.GET_NOTIFICATION, params)
+        return await self._one(Notification, self.q.GET_NOTIFICATION, params)
 
     async def attempts(
         self, group_key: UUID, webhook_id: UUID, notification_ids: Sequence[UUID]
@@ -301,14 +301,14 @@ class SqlStore(Store, abc.ABC):
     async def prune_history(self, succeeded_before: datetime) -> int:
         """Delete successful notifications older than this (and events left with none)."""
         params = {"before": succeeded_before}
-        statements = [(shared.PRUNE_HISTORY, params), (shared.PRUNE_EVENTS, params)]
+        statements = [(self.q.PRUNE_HISTORY, params), (self.q.PRUNE_EVENTS, params)]
         pruned, _ = await self._write_in_one(statements)
         return pruned
 
     async def delivery_stats(self, now: datetime) -> dict[str, float]:
         """Queue depth by state, and for how many seconds the longest-waiting due notification
         has been due."""
-        row = (await self._rows(shared.DELIVERY_STATS))[0]
+        row = (await self._rows(self.q.DELIVERY_STATS))[0]
         due = row["first_due"]
         overdue = (now - self._read_time(due)).total_seconds() if due else 0.0
         stats = {state: float(row[state]) for state in _DELIVERY_STATES}
@@ -318,11 +318,11 @@ class SqlStore(Store, abc.ABC):
     async def take_handshake_nonce(self, nonce: str, expires: datetime) -> bool:
         """Mark the nonce used: True the first time, False after (the insert finds it)."""
         params = {"nonce": nonce, "expires": expires}
-        return await self._write(shared.TAKE_HANDSHAKE_NONCE, params) == 1
+        return await self._write(self.q.TAKE_HANDSHAKE_NONCE, params) == 1
 
     async def prune_handshake_nonces(self, now: datetime) -> int:
         """Forget the nonces that expired by `now`; return how many."""
-        return await self._write(shared.PRUNE_HANDSHAKE_NONCES, {"now": now})
+        return await self._write(self.q.PRUNE_HANDSHAKE_NONCES, {"now": now})
 
     # -- Transactions, as scripts (steps.py) ----------------------------------------------------
     async def edit_webhook(
@@ -341,7 +341,7 @@ class SqlStore(Store, abc.ABC):
         def script() -> Script[Webhook | None]:
             rows = yield Fetch(query, params)
             if not rows:
-                if not (yield Fetch(shared.WEBHOOK_EXISTS, ids)):
+                if not (yield Fetch(self.q.WEBHOOK_EXISTS, ids)):
                     return None
                 raise conflict(webhook_id, sorted(edit.expect))
             if edit.status is not None:
@@ -364,10 +364,10 @@ class SqlStore(Store, abc.ABC):
                   "previous_until": previous_until, "now": now, "user_id": user_id}  # fmt: skip
 
         def script() -> Script[Webhook | None]:
-            rows = yield Fetch(shared.REGENERATE_SECRET, params)
+            rows = yield Fetch(self.q.REGENERATE_SECRET, params)
             if not rows:
                 return None
-            yield Notify(shared.WEBHOOK_CHANGED_CHANNEL, str(webhook_id))
+            yield Notify(WEBHOOK_CHANGED_CHANNEL, str(webhook_id))
             return self._decode_rows(Webhook, rows)[0]
 
         return await self._transact(script)
@@ -384,7 +384,7 @@ class SqlStore(Store, abc.ABC):
                     continue
                 yield from self._change_status(hook.webhook_id, change, now)
                 params = {"webhook_id": hook.webhook_id, "now": now}
-                touched = yield Fetch(shared.TOUCH_WEBHOOK, params)
+                touched = yield Fetch(self.q.TOUCH_WEBHOOK, params)
                 expired.extend(self._decode_rows(Webhook, touched))
             return expired
 
@@ -398,7 +398,7 @@ class SqlStore(Store, abc.ABC):
             # Webhooks first, as every other writer locks them, so this cannot deadlock with a
             # worker settling (and parking) notifications of the same webhooks.
             yield Lock(self.q.LOCK_LEASED_WEBHOOKS, params)
-            released: int = yield Execute(shared.RELEASE_LEASES, params)
+            released: int = yield Execute(self.q.RELEASE_LEASES, params)
             return released
 
         return await self._transact(script)
@@ -414,10 +414,10 @@ class SqlStore(Store, abc.ABC):
 
         def script() -> Script[Requeue]:
             yield Lock(self.q.LOCK_ACTIVE_WEBHOOK, params)
-            if (yield Execute(shared.REQUEUE_NOTIFICATION, params)):
-                yield Notify(shared.NEW_WORK_CHANNEL)
+            if (yield Execute(self.q.REQUEUE_NOTIFICATION, params)):
+                yield Notify(NEW_WORK_CHANNEL)
                 return Requeue.QUEUED
-            rows = yield Fetch(shared.NOTIFICATION_STATE, ids)
+            rows = yield Fetch(self.q.NOTIFICATION_STATE, ids)
             if not rows:
                 return Requeue.NOT_FOUND
             if rows[0][0] == NotificationState.SUCCEEDED.value:
@@ -448,10 +448,10 @@ class SqlStore(Store, abc.ABC):
             if (hook := hooks.get(self._read_uuid(row[1]))) is not None:
                 why = lifecycle.parked_message(*lifecycle.effective_status(hook, now))
                 parking.append({"notification_id": row[0], "now": now, "message": why})
-        yield ExecuteMany(shared.RELEASE_ONE, released)
-        yield ExecuteMany(shared.PARK_ONE, parking)
+        yield ExecuteMany(self.q.RELEASE_ONE, released)
+        yield ExecuteMany(self.q.PARK_ONE, parking)
         if released:
-            yield Notify(shared.NEW_WORK_CHANNEL)
+            yield Notify(NEW_WORK_CHANNEL)
 
     def _lock_webhooks(self, webhook_ids: Collection[Any]) -> Script[dict[UUID, Webhook]]:
         """Lock these webhook rows (on PostgreSQL, in id order); answer them as they are now."""
@@ -465,7 +465,7 @@ class SqlStore(Store, abc.ABC):
     ) -> Script[Webhook]:
         """Set a webhook's status, park or release its notifications to match, and tell the
         workers of every process; the webhook after it."""
-        rows = yield Fetch(shared.SET_STATUS, {
+        rows = yield Fetch(self.q.SET_STATUS, {
             "webhook_id": webhook_id, "status_code": change.status.value,
             "status_message": change.status_message,
             "status_reason": None if change.reason is None else change.reason.value,
@@ -473,13 +473,13 @@ class SqlStore(Store, abc.ABC):
         })  # fmt: skip
         if change.move is Move.PARK:
             message = lifecycle.parked_message(change.status, change.status_message)
-            yield Execute(shared.PARK_PENDING, {"webhook_id": webhook_id, "now": now,
+            yield Execute(self.q.PARK_PENDING, {"webhook_id": webhook_id, "now": now,
                                                 "message": message, "keep": None})  # fmt: skip
         else:
             params = {"webhook_id": webhook_id, "now": now, "message": lifecycle.RELEASED_MESSAGE}
-            if (yield Execute(shared.RELEASE_PARKED, params)):
-                yield Notify(shared.NEW_WORK_CHANNEL)
-        yield Notify(shared.WEBHOOK_CHANGED_CHANNEL, str(webhook_id))
+            if (yield Execute(self.q.RELEASE_PARKED, params)):
+                yield Notify(NEW_WORK_CHANNEL)
+        yield Notify(WEBHOOK_CHANGED_CHANNEL, str(webhook_id))
         return self._decode_rows(Webhook, rows)[0]
 
     # -- The delivery path ----------------------------------------------------------------------
@@ -526,7 +526,7 @@ class SqlStore(Store, abc.ABC):
         yield ExecuteMany(q.INSERT_NOTIFICATION, rows, encoded=True)
         # Pending and not leased already (a worker in the publishing process took it).
         if any(row[state_at] == _PENDING and row[q.ROW_LEASE_OWNER] is None for row in rows):
-            yield Notify(shared.NEW_WORK_CHANNEL)
+            yield Notify(NEW_WORK_CHANNEL)
         return [row[sequence_at] for row in rows], {w: w not in parked for w in sequences}
 
     def _reserve(
@@ -623,9 +623,9 @@ class SqlStore(Store, abc.ABC):
                         "webhook_id": hook.webhook_id, "now": now, "keep": outcome.notification_id,
                         "message": lifecycle.parked_message(change.status, change.status_message),
                     })  # fmt: skip
-        return [(self.q.SETTLE_ATTEMPT, attempts, True), (shared.SETTLE_UNSENT, unsent, False),
-                (shared.LOG_ATTEMPT, logged, False), (shared.SETTLE_LIFECYCLE, changes, False),
-                (shared.PARK_PENDING, parks, False)]  # fmt: skip
+        return [(self.q.SETTLE_ATTEMPT, attempts, True), (self.q.SETTLE_UNSENT, unsent, False),
+                (self.q.LOG_ATTEMPT, logged, False), (self.q.SETTLE_LIFECYCLE, changes, False),
+                (self.q.PARK_PENDING, parks, False)]  # fmt: skip
 
     def _leased(self, outcomes: Sequence[AttemptOutcome]) -> Script[Held]:
         """The outcomes whose lease still holds, each with its webhook as this transaction sees

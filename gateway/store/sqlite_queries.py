@@ -1,11 +1,12 @@
 """The SQLite store's own SQL, by name, and how records map to rows.
 
-The statements both dialects share are in `gateway.store.queries`; here are the ones that
-differ (JSON id lists, the delivery path's positional batches, pragmas) under the names
-`SqlStore` uses for both, PostgreSQL's row locks among them as None (SQLite skips a
-`steps.Lock`). Parameters are named (`:name`); column names are the record field names. The
-delivery path's rows are written out (`event_row`, `notification_row`, `settled_row`,
-`notifications`): they come by the hundred, and the generic loops cost more than the values.
+Its statements are `statements/shared.sql`'s overlaid by `statements/sqlite.sql`'s (JSON id
+lists, the delivery path's positional rows), served as this module's attributes under the names
+`SqlStore` uses for both dialects (`__getattr__`); PostgreSQL's row locks are among them as
+None (SQLite skips a `steps.Lock`). Parameters are named (`:name`) but on the delivery path,
+where rows are bound by position (`?1`, in their columns' order) and written out (`event_row`,
+`notification_row`, `settled_row`, `notifications`): they come by the hundred, and the generic
+loops cost more than the values. Column names are the record field names.
 
 Values: datetimes are fixed-width ISO-8601 UTC text (so text order is time order), UUIDs lowercase
 text, booleans 0/1, records JSON text.
@@ -66,17 +67,26 @@ READER_PRAGMAS = (
     "PRAGMA query_only = ON",
 )
 
-# SQLite's BEGIN IMMEDIATE already keeps other processes out (steps.Lock: skipped).
-LOCK_MIGRATIONS = None
-CREATE_MIGRATIONS = (
-    "CREATE TABLE IF NOT EXISTS schema_migrations "
-    "(version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)"
-)
-APPLIED_VERSIONS = "SELECT version FROM schema_migrations ORDER BY version"
-
-
-def _positions(columns: Sequence[str]) -> str:
-    return ", ".join("?" * len(columns))
+# PostgreSQL's locks (steps.Lock), which SQLite skips: BEGIN IMMEDIATE already keeps other
+# processes out, and its writer holds the whole file.
+LOCK_MIGRATIONS = LOCK_ACTIVE_WEBHOOK = LOCK_LEASED_WEBHOOKS = LOCK_WEBHOOK_IDS = LOCK_LEASES = None
+# The columns of the rows bound by position: INSERT_EVENT's, INSERT_NOTIFICATION's (the tables'
+# columns, in order); SETTLE_ATTEMPT's, numbered from the shared statement by `_numbered`.
+EVENT_COLUMNS = shared.COLUMNS["event"]
+NOTE_COLUMNS = shared.NOTE_COLUMNS
+SETTLE_COLUMNS = (
+    "state", "next_attempt_at", "is_successful", "response_status_code",
+    "process_result_message", "request_message", "response_message", "now", "notification_id",
+    "lease_owner",
+)  # fmt: skip
+# Where add_events reads and numbers a notification row.
+ROW_GROUP = NOTE_COLUMNS.index("group_key")
+ROW_WEBHOOK = NOTE_COLUMNS.index("webhook_id")
+ROW_SEQUENCE = NOTE_COLUMNS.index("sequence")
+ROW_STATE = NOTE_COLUMNS.index("state")
+ROW_LEASE_UNTIL = NOTE_COLUMNS.index("lease_until")
+ROW_LEASE_OWNER = NOTE_COLUMNS.index("lease_owner")
+ROW_MESSAGE = NOTE_COLUMNS.index("process_result_message")
 
 
 def _numbered(names: Sequence[str], sql: str) -> str:
@@ -89,115 +99,21 @@ def _numbered(names: Sequence[str], sql: str) -> str:
     return sql
 
 
-# -- Webhooks -------------------------------------------------------------------------------
+_STATEMENTS = shared.load("sqlite")
+_STATEMENTS["SETTLE_ATTEMPT"] = _numbered(SETTLE_COLUMNS, _STATEMENTS["SETTLE_ATTEMPT"])
+
+
+def __getattr__(name: str) -> str:
+    """A statement by name (`statements/shared.sql` overlaid by `statements/sqlite.sql`)."""
+    if name in _STATEMENTS:
+        return _STATEMENTS[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @functools.lru_cache(maxsize=256)
 def edit_webhook(values: tuple[str, ...], expect: tuple[str, ...]) -> str:
     """An owner's edit (queries.edit_webhook)."""
     return shared.edit_webhook(values, expect, same_as="IS")
-
-
-EXPIRING = (
-    f"SELECT {shared.HOOK_COLS} FROM webhooks "
-    "WHERE status_code = 'Active' AND expiration_date IS NOT NULL AND expiration_date <= :now"
-)
-# The webhooks a transaction is about to change, as they are now (PostgreSQL locks them here).
-LOCK_WEBHOOKS = (
-    f"SELECT {shared.HOOK_COLS} FROM webhooks "
-    "WHERE webhook_id IN (SELECT value FROM json_each(:webhook_ids))"
-)
-# PostgreSQL's row locks (steps.Lock), which SQLite skips: its writer holds the whole file.
-LOCK_ACTIVE_WEBHOOK = LOCK_LEASED_WEBHOOKS = LOCK_WEBHOOK_IDS = LOCK_LEASES = None
-# Reserves sequence numbers for many webhooks in one statement: :counts is a JSON array of
-# [webhook_id, group_key, count]; RETURNING gives each webhook's last number, and its status as
-# this transaction sees it (the notifications' state is decided from it). Checks the group
-# too, so a notification can never be filed under another group's webhook.
-RESERVE_SEQUENCES = (
-    "UPDATE webhooks SET last_sequence = last_sequence + r.count "
-    "FROM (SELECT json_extract(value, '$[0]') AS webhook_id, "
-    "json_extract(value, '$[1]') AS group_key, json_extract(value, '$[2]') AS count "
-    "FROM json_each(:counts)) AS r "
-    "WHERE webhooks.webhook_id = r.webhook_id AND webhooks.group_key = r.group_key "
-    "RETURNING webhooks.webhook_id, webhooks.group_key, webhooks.last_sequence, "
-    "webhooks.status_code, webhooks.status_message, webhooks.expiration_date"
-)
-
-# -- Rules ----------------------------------------------------------------------------------
-RULES_FOR_WEBHOOKS = (
-    f"SELECT {shared.RULE_COLS} FROM webhook_rules WHERE group_key = :group_key "
-    "AND webhook_id IN (SELECT value FROM json_each(:webhook_ids)) "
-    "ORDER BY created, webhook_rule_id"
-)
-
-# -- Events and notifications ---------------------------------------------------------------
-# The two inserts of the publish path take positional rows (event_row, notification_row):
-# binding by name looks each of a row's names up in its dict, from C, row after row.
-EVENT_COLUMNS = ("event_id", "group_key", "table_key", "event_type", "records", "created")
-INSERT_EVENT = (
-    f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) VALUES ({_positions(EVENT_COLUMNS)})"
-)
-NOTE_COLUMNS, NOTE_COLS = shared.NOTE_COLUMNS, shared.NOTE_COLS
-INSERT_NOTIFICATION = f"INSERT INTO notifications ({NOTE_COLS}) VALUES ({_positions(NOTE_COLUMNS)})"
-# Where add_events reads and numbers a notification row.
-ROW_GROUP = NOTE_COLUMNS.index("group_key")
-ROW_WEBHOOK = NOTE_COLUMNS.index("webhook_id")
-ROW_SEQUENCE = NOTE_COLUMNS.index("sequence")
-ROW_STATE = NOTE_COLUMNS.index("state")
-ROW_LEASE_UNTIL = NOTE_COLUMNS.index("lease_until")
-ROW_LEASE_OWNER = NOTE_COLUMNS.index("lease_owner")
-ROW_MESSAGE = NOTE_COLUMNS.index("process_result_message")
-# The literal state = 'pending' lets SQLite use the partial index notifications_due.
-CLAIM_DUE = (
-    "UPDATE notifications SET lease_owner = :owner, lease_until = :lease_until "
-    "WHERE notification_id IN ("
-    "SELECT notification_id FROM notifications "
-    "WHERE state = 'pending' AND next_attempt_at <= :now "
-    "AND (lease_until IS NULL OR lease_until <= :now) "
-    "AND webhook_id NOT IN (SELECT value FROM json_each(:exclude)) "
-    "AND group_key NOT IN (SELECT value FROM json_each(:exclude_groups)) "
-    "ORDER BY next_attempt_at, webhook_id, sequence LIMIT :limit"
-    f") RETURNING {NOTE_COLS}"
-)
-# Settling a batch of attempts: each notification's lease holder and webhook id, then each of
-# those webhooks once, as they are now (LOCK_WEBHOOKS: a join repeated the whole webhook row
-# for every notification, hundreds a batch); then the writes, one statement each, over the
-# whole batch.
-LEASES = (
-    "SELECT notification_id, lease_owner, webhook_id FROM notifications "
-    "WHERE notification_id IN (SELECT value FROM json_each(:ids))"
-)
-# Bound by position, one row per settled notification (settled_row), like the inserts above.
-SETTLE_COLUMNS = (
-    "state", "next_attempt_at", "is_successful", "response_status_code",
-    "process_result_message", "request_message", "response_message", "now", "notification_id",
-    "lease_owner",
-)  # fmt: skip
-SETTLE_ATTEMPT = _numbered(SETTLE_COLUMNS, shared.SETTLE_ATTEMPT)
-ATTEMPTS = (
-    "SELECT a.notification_id, a.attempt, a.timestamp, a.response_status_code, "
-    "a.process_result_message, a.request_message, a.response_message FROM attempts a "
-    "JOIN notifications n ON n.notification_id = a.notification_id "
-    "WHERE n.group_key = :group_key AND n.webhook_id = :webhook_id "
-    "AND a.notification_id IN (SELECT value FROM json_each(:ids)) "
-    "ORDER BY a.notification_id, a.attempt"
-)
-# The invariants of gateway.lifecycle, counted and repaired by store.check_invariants. Both
-# are read from the webhooks' side: the parked ones of each Active webhook (an index probe
-# each), the pending ones of each webhook that is not Active (usually none). A scan of every
-# pending row would read a whole backlog once a minute. The repairs check again, row by row.
-# CROSS JOIN: SQLite then reads the webhooks first, as written, rather than a partial index of
-# every parked or pending row.
-PARKED_OF_ACTIVE = (
-    "SELECT n.notification_id, n.webhook_id FROM webhooks w "
-    "CROSS JOIN notifications n ON n.webhook_id = w.webhook_id AND n.state = 'parked' "
-    f"WHERE {shared.IS_ACTIVE}"
-)
-PENDING_OF_INACTIVE = (
-    "SELECT n.notification_id, n.webhook_id FROM webhooks w "
-    "CROSS JOIN notifications n ON n.webhook_id = w.webhook_id AND n.state = 'pending' "
-    f"WHERE NOT ({shared.IS_ACTIVE}) AND (n.lease_until IS NULL OR n.lease_until <= :now)"
-)
 
 
 # -- Values and rows --------------------------------------------------------------------------

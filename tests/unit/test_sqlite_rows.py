@@ -88,8 +88,9 @@ def test_the_settle_statement_uses_every_column_of_its_row_and_no_other() -> Non
 def test_claimed_rows_decode_as_the_generic_decoder_decodes_them() -> None:
     conn = sqlite3.connect(":memory:")
     conn.row_factory = sqlite3.Row
-    conn.execute(f"CREATE TABLE notifications ({q.NOTE_COLS})")
+    columns = ", ".join(q.NOTE_COLUMNS)
+    conn.execute(f"CREATE TABLE notifications ({columns})")
     notes = _notifications()
     conn.executemany(q.INSERT_NOTIFICATION, [q.notification_row(n) for n in notes])
-    rows = conn.execute(f"SELECT {q.NOTE_COLS} FROM notifications").fetchall()
+    rows = conn.execute(f"SELECT {columns} FROM notifications").fetchall()
     assert q.notifications(rows) == q.decode_rows(Notification, rows) == list(notes)

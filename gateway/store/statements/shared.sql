@@ -1,0 +1,231 @@
+-- The statements SQLite and PostgreSQL both run, by name; statements/sqlite.sql and
+-- statements/postgres.sql hold only what differs. gateway.store.queries reads the blocks: a
+-- `-- name: NAME` line, comments (left out of the statement), the statement. Parameters are
+-- :name. Fill-ins: {webhook_columns} a table's columns (its record's fields, in order),
+-- {webhook_values} the same as parameters, {w.webhook_columns} qualified by an alias,
+-- {w.webhook_columns AS w_*} renamed too; {IS_ACTIVE} another block; {where}, {order},
+-- {sets}, {guards} are filled as the statement runs (a listing, an owner's edit).
+
+-- name: IS_APPLIED
+SELECT 1 FROM schema_migrations WHERE version = :version
+
+-- name: RECORD_MIGRATION
+INSERT INTO schema_migrations (version, applied_at) VALUES (:version, :now)
+
+-- name: APPLIED_VERSIONS
+SELECT version FROM schema_migrations ORDER BY version
+
+-- name: PING
+SELECT 1
+
+
+-- name: INSERT_API_KEY
+INSERT INTO api_keys ({api_key_columns}) VALUES ({api_key_values})
+
+-- name: API_KEY_BY_HASH
+SELECT {api_key_columns} FROM api_keys WHERE key_hash = :key_hash
+
+-- name: LIST_API_KEYS
+SELECT {api_key_columns} FROM api_keys ORDER BY created, api_key_id
+
+-- name: REVOKE_API_KEY
+UPDATE api_keys SET revoked = :revoked WHERE api_key_id = :api_key_id
+
+-- name: GROUP_KEY_FOR_NAME
+SELECT group_key FROM api_keys WHERE group_name = :group_name ORDER BY created LIMIT 1
+
+
+-- name: INSERT_WEBHOOK
+INSERT INTO webhooks ({webhook_columns}) VALUES ({webhook_values})
+
+-- name: GET_WEBHOOK
+SELECT {webhook_columns} FROM webhooks WHERE webhook_id = :webhook_id AND group_key = :group_key
+
+-- name: GET_WEBHOOK_ANY_GROUP
+SELECT {webhook_columns} FROM webhooks WHERE webhook_id = :webhook_id
+
+-- name: WEBHOOK_EXISTS
+SELECT 1 FROM webhooks WHERE webhook_id = :webhook_id AND group_key = :group_key
+
+-- name: DELETE_WEBHOOK
+DELETE FROM webhooks WHERE webhook_id = :webhook_id AND group_key = :group_key
+
+-- name: QUERY_WEBHOOKS
+SELECT {webhook_columns} FROM webhooks WHERE {where} ORDER BY {order} LIMIT :limit OFFSET :offset
+
+-- name: COUNT_WEBHOOKS
+SELECT count(*) FROM webhooks WHERE {where}
+
+-- name: EDIT_WEBHOOK
+-- An owner's edit (queries.edit_webhook): {sets} the named columns, only while {guards} find
+-- the expected ones still holding their values; the row after it.
+UPDATE webhooks SET {sets}
+WHERE webhook_id = :webhook_id AND group_key = :group_key{guards}
+RETURNING {webhook_columns}
+
+-- name: SET_STATUS
+-- A status change of an owner or of the expiry sweep; PARK_PENDING or RELEASE_PARKED follows in
+-- the same transaction. (CAST: PostgreSQL cannot tell a bare parameter's type in a CASE.)
+UPDATE webhooks SET status_code = :status_code, status_message = :status_message,
+    status_reason = :status_reason,
+    failure_count = CASE WHEN CAST(:reset_failures AS boolean) THEN 0 ELSE failure_count END
+WHERE webhook_id = :webhook_id RETURNING {webhook_columns}
+
+-- name: REGENERATE_SECRET
+-- previous_secret takes the secret as it was before this statement: two regenerations at once
+-- chain (each answers a secret that signs), where two read-modify-writes lost one.
+UPDATE webhooks SET previous_secret = client_secret, client_secret = :secret,
+    previous_secret_expires = :previous_until, modified = :now, modified_user_id = :user_id
+WHERE webhook_id = :webhook_id AND group_key = :group_key RETURNING {webhook_columns}
+
+-- name: TOUCH_WEBHOOK
+UPDATE webhooks SET modified = :now WHERE webhook_id = :webhook_id RETURNING {webhook_columns}
+
+
+-- name: INSERT_RULE
+INSERT INTO webhook_rules ({rule_columns}) VALUES ({rule_values})
+
+-- name: GET_RULE
+SELECT {rule_columns} FROM webhook_rules
+WHERE webhook_rule_id = :webhook_rule_id AND group_key = :group_key
+
+-- name: UPDATE_RULE
+-- The stored rule replaced, every column (its id and group, in the WHERE clause, stay as they are).
+UPDATE webhook_rules SET ({rule_columns}) = ({rule_values})
+WHERE webhook_rule_id = :webhook_rule_id AND group_key = :group_key
+
+-- name: DELETE_RULE
+DELETE FROM webhook_rules WHERE webhook_rule_id = :webhook_rule_id AND group_key = :group_key
+
+-- name: QUERY_RULES
+SELECT {rule_columns} FROM webhook_rules WHERE {where} ORDER BY {order}
+LIMIT :limit OFFSET :offset
+
+-- name: COUNT_RULES
+SELECT count(*) FROM webhook_rules WHERE {where}
+
+-- name: MATCHING_RULES
+SELECT {r.rule_columns}, {w.webhook_columns AS w_*} FROM webhook_rules r
+JOIN webhooks w ON w.webhook_id = r.webhook_id
+WHERE r.group_key = :group_key AND r.table_key = :table_key AND r.event_type = :event_type
+ORDER BY r.created, r.webhook_rule_id
+
+
+-- name: IS_ACTIVE
+-- Whether webhook w receives (gateway.lifecycle.receives): a fragment of the statements below.
+w.status_code = 'Active' AND (w.expiration_date IS NULL OR w.expiration_date > :now)
+
+-- name: ACTIVE_OWNER
+-- Whether a notification's webhook receives: a fragment of the statements below.
+EXISTS (SELECT 1 FROM webhooks w WHERE w.webhook_id = notifications.webhook_id AND {IS_ACTIVE})
+
+-- name: LOG_ATTEMPT
+-- Failed attempts go to the log too, numbered by the row's count (already increased).
+INSERT INTO attempts ({attempt_columns})
+SELECT notification_id, attempts, timestamp, response_status_code, process_result_message,
+    request_message, response_message
+FROM notifications WHERE notification_id = :notification_id
+
+-- name: RELEASE_PARKED
+-- Releasing clears leases: a worker that still holds one of them dropped it when it learned the
+-- webhook left Active; if it did not, its outcome is refused and the notification goes again.
+UPDATE notifications SET state = 'pending', next_attempt_at = :now, timestamp = :now,
+    process_result_message = :message, lease_owner = NULL, lease_until = NULL
+WHERE webhook_id = :webhook_id AND state = 'parked'
+
+-- name: REQUEUE_NOTIFICATION
+-- Guarded by the webhook being Active in the same statement (on PostgreSQL its row is locked
+-- first, LOCK_ACTIVE_WEBHOOK): a hand retry never sends to a webhook that is not, and never
+-- touches the recorded attempt.
+UPDATE notifications SET state = 'pending', next_attempt_at = :now, timestamp = :now,
+    lease_owner = NULL, lease_until = NULL
+WHERE notification_id = :notification_id AND webhook_id = :webhook_id
+    AND group_key = :group_key AND state IN ('pending', 'parked', 'failed')
+    AND EXISTS (SELECT 1 FROM webhooks w WHERE w.webhook_id = :webhook_id AND {IS_ACTIVE})
+
+-- name: SETTLE_ATTEMPT
+-- Settling an attempt that sent a request: it replaces the last attempt's fields on the row.
+UPDATE notifications SET state = :state,
+    next_attempt_at = coalesce(:next_attempt_at, next_attempt_at),
+    attempts = attempts + 1, request_sent = true, is_successful = :is_successful,
+    response_status_code = :response_status_code,
+    process_result_message = :process_result_message, request_message = :request_message,
+    response_message = :response_message, timestamp = :now,
+    lease_owner = NULL, lease_until = NULL
+WHERE notification_id = :notification_id AND lease_owner = :lease_owner
+
+-- name: SETTLE_UNSENT
+-- Settling an attempt that sent no request (parked, due again, or cannot be rendered): the
+-- last attempt's fields stay.
+UPDATE notifications SET state = :state,
+    next_attempt_at = coalesce(:next_attempt_at, next_attempt_at),
+    process_result_message = :process_result_message, timestamp = :now,
+    lease_owner = NULL, lease_until = NULL
+WHERE notification_id = :notification_id AND lease_owner = :lease_owner
+
+-- name: SETTLE_LIFECYCLE
+UPDATE webhooks SET failure_count = :failure_count, status_code = :status_code,
+    status_message = :status_message, status_reason = :status_reason,
+    modified = CASE WHEN status_code <> :status_code THEN :now ELSE modified END
+WHERE webhook_id = :webhook_id
+
+-- name: PARK_PENDING
+-- Parking keeps leases: a send in flight is still recorded by its worker. :keep (or NULL)
+-- names a notification left as it is.
+UPDATE notifications SET state = 'parked', timestamp = :now, process_result_message = :message
+WHERE webhook_id = :webhook_id AND state = 'pending' AND coalesce(notification_id <> :keep, true)
+
+-- name: RELEASE_LEASES
+UPDATE notifications SET lease_owner = NULL, lease_until = NULL
+WHERE state = 'pending' AND lease_owner = :owner
+
+-- name: GET_NOTIFICATION
+SELECT {notification_columns} FROM notifications WHERE notification_id = :notification_id
+    AND webhook_id = :webhook_id AND group_key = :group_key
+
+-- name: NOTIFICATION_STATE
+SELECT state FROM notifications WHERE notification_id = :notification_id
+    AND webhook_id = :webhook_id AND group_key = :group_key
+
+-- name: RELEASE_ONE
+-- The invariants of gateway.lifecycle (store.check_invariants): each dialect reads the rows
+-- that break them its own way (PARKED_OF_ACTIVE, PENDING_OF_INACTIVE); both repair them row by
+-- row, checking again as they write.
+UPDATE notifications SET state = 'pending', next_attempt_at = :now, timestamp = :now,
+    process_result_message = :message, lease_owner = NULL, lease_until = NULL
+WHERE notification_id = :notification_id AND state = 'parked' AND {ACTIVE_OWNER}
+
+-- name: PARK_ONE
+UPDATE notifications SET state = 'parked', timestamp = :now, process_result_message = :message
+WHERE notification_id = :notification_id AND state = 'pending'
+    AND (lease_until IS NULL OR lease_until <= :now) AND NOT {ACTIVE_OWNER}
+
+-- name: QUERY_HISTORY
+SELECT {notification_columns} FROM notifications WHERE {where} ORDER BY {order}
+LIMIT :limit OFFSET :offset
+
+-- name: COUNT_HISTORY
+SELECT count(*) FROM notifications WHERE {where}
+
+-- name: PRUNE_HISTORY
+DELETE FROM notifications WHERE state = 'succeeded' AND timestamp < :before
+
+-- name: PRUNE_EVENTS
+-- Events whose notifications are all gone serve nobody once they are older than the cutoff.
+DELETE FROM events WHERE created < :before
+    AND NOT EXISTS (SELECT 1 FROM notifications n WHERE n.event_id = events.event_id)
+
+-- name: DELIVERY_STATS
+SELECT (SELECT count(*) FROM notifications WHERE state = 'pending') AS pending,
+    (SELECT count(*) FROM notifications WHERE state = 'parked') AS parked,
+    (SELECT count(*) FROM notifications WHERE state = 'failed') AS failed,
+    (SELECT count(*) FROM notifications WHERE state = 'succeeded') AS succeeded,
+    (SELECT min(next_attempt_at) FROM notifications WHERE state = 'pending') AS first_due
+
+
+-- name: TAKE_HANDSHAKE_NONCE
+INSERT INTO handshake_nonces (nonce, expires) VALUES (:nonce, :expires)
+ON CONFLICT (nonce) DO NOTHING
+
+-- name: PRUNE_HANDSHAKE_NONCES
+DELETE FROM handshake_nonces WHERE expires <= :now
