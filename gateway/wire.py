@@ -87,7 +87,7 @@ def _answer_field(field: Marked) -> tuple[Any, Any]:
     return field.type, Field(alias=mark.wire, description=mark.description, ge=low, le=high)
 
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # to mypy a built class is a variable, not a type: it sees the base
     WebhookModel = _WebhookModel
 else:
     WebhookModel = create_model(
