@@ -2,15 +2,20 @@
 enums of DESIGN §2 and §5.
 
 These are what the stores keep and return. The wire shape (camelCase JSON) is produced by
-`gateway.wire`; input validation lives in `gateway.schemas`.
+`gateway.wire`; input validation lives in `gateway.schemas`. A webhook's fields say themselves
+what an owner may set (`Settable`) and what the wire never shows (`INTERNAL`): the request
+bodies and the answer's model are built from them, so a new setting is one field here.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
+import functools
+import typing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar, dataclass_transform
+from typing import Annotated, Any, TypeVar, dataclass_transform
 from uuid import UUID
 
 T = TypeVar("T")
@@ -93,28 +98,118 @@ class ApiKey:
 
 
 @dataclass(frozen=True, slots=True)
+class Settable:
+    """Marks a record field (in `Annotated`) that its owner sets through the API, with what the
+    wire needs of it. gateway.schemas builds the create and PATCH bodies from these (a PATCH
+    may give any of them, and null where the field's type allows None), gateway.wire gives the
+    answer's field its description, and the store lets a PATCH write it (store.base.EDITABLE)
+    unless the lifecycle decides it."""
+
+    description: str  # for the OpenAPI document
+    required: bool = False  # on create; else `default` when left out
+    default: Any = None
+    # A text's length or a number's value, each end inclusive (None: open).
+    bounds: tuple[int | None, int | None] = (None, None)
+    wire: str | None = None  # the wire name, when not the camelCase of the field's
+    aliases: tuple[str, ...] = ()  # other names taken on input, in any case
+    any_case: bool = False  # an enum value is taken in any letter case
+    lifecycle: bool = False  # asked of gateway.lifecycle, which decides what is stored
+
+
+@dataclass(frozen=True, slots=True)
+class Internal:
+    """Marks a record field (in `Annotated`) the gateway keeps for itself: never on the wire."""
+
+
+INTERNAL = Internal()
+
+
+class Marked(typing.NamedTuple):
+    """A record field's type without its markers, its Settable marker if it has one, and
+    whether it is INTERNAL."""
+
+    type: Any
+    settable: Settable | None
+    internal: bool
+
+
+@functools.cache
+def marked(cls: type) -> dict[str, Marked]:
+    """Every field of a record class in order, with its markers."""
+    hints = typing.get_type_hints(cls, include_extras=True)
+    out = {}
+    for name in (f.name for f in dataclasses.fields(cls)):
+        hint = hints[name]
+        kind, *marks = typing.get_args(hint) if typing.get_origin(hint) is Annotated else (hint,)
+        settable = next((m for m in marks if isinstance(m, Settable)), None)
+        out[name] = Marked(kind, settable, INTERNAL in marks)
+    return out
+
+
+def settable(cls: type) -> dict[str, tuple[Any, Settable]]:
+    """The fields of a record class that an owner sets, in order: name -> (type, marker)."""
+    return {name: (f.type, f.settable) for name, f in marked(cls).items() if f.settable}
+
+
+@dataclass(frozen=True, slots=True)
 class Webhook:
+    """A subscription. Its Settable fields are what an owner sets (the method before the
+    content type: the content type's check reads it); all but the INTERNAL ones are on the
+    wire, as gateway.wire.WebhookModel."""
+
     webhook_id: UUID
     group_key: UUID
-    name: str
-    status_code: WebhookStatus
+    name: Annotated[
+        str, Settable("The owner's name for the webhook.", required=True, bounds=(1, 100))
+    ]
+    status_code: Annotated[
+        WebhookStatus,
+        Settable(
+            "Active receives notifications; Inactive does not (paused, expired or "
+            "unsubscribed); Errored: too many consecutive failures. An owner asks for Active "
+            "(the default on create) or Inactive; only the gateway sets Errored.",
+            lifecycle=True,
+        ),
+    ]
     status_message: str | None
     client_secret: str
-    request_content_type: ContentType
-    callback_http_method: HttpMethod
-    callback_url: str
-    expiration_date: datetime | None
-    retry_count: int
+    callback_http_method: Annotated[
+        HttpMethod,
+        Settable("How notifications are sent; a GET one carries ids only.", required=True,
+                 any_case=True),
+    ]  # fmt: skip
+    request_content_type: Annotated[
+        ContentType,
+        Settable("Full sends the changed records, Id only their ids.", required=True,
+                 aliases=("emitFormat",), any_case=True),
+    ]  # fmt: skip
+    callback_url: Annotated[
+        str,
+        Settable("The absolute http(s) URL notifications go to; it must pass the handshake.",
+                 required=True),
+    ]  # fmt: skip
+    expiration_date: Annotated[
+        datetime | None,
+        Settable("No notifications after this time (null: never expires)."),
+    ]
+    retry_count: Annotated[
+        int,
+        Settable("Consecutive failed notifications, not counting the current one, before the "
+                 "webhook becomes Errored.", default=3, bounds=(0, 5)),
+    ]  # fmt: skip
     created: datetime
     created_user_id: UUID
     modified: datetime
     modified_user_id: UUID
-    partition_key: str | None = None
-    # Delivery bookkeeping, not on the wire.
-    failure_count: int = 0  # consecutive failed attempts
-    previous_secret: str | None = None  # still signs until previous_secret_expires
-    previous_secret_expires: datetime | None = None
-    status_reason: StatusReason | None = None  # why it is not Active
+    partition_key: Annotated[
+        str | None, Settable("Free text for the owner's own use.", bounds=(None, 100))
+    ] = None
+    # Delivery bookkeeping.
+    failure_count: Annotated[int, INTERNAL] = 0  # consecutive failed attempts
+    # Still signs until previous_secret_expires.
+    previous_secret: Annotated[str | None, INTERNAL] = None
+    previous_secret_expires: Annotated[datetime | None, INTERNAL] = None
+    status_reason: Annotated[StatusReason | None, INTERNAL] = None  # why it is not Active
 
 
 @dataclass(frozen=True, slots=True)

@@ -89,7 +89,7 @@ def _queryable(model: type[Resource]) -> dict[str, FieldType]:
     for name, info in model.model_fields.items():
         kind = _scalar(info.annotation)
         if kind is not None and name not in model.UNQUERIED | model.ON_REQUEST:
-            out[to_camel(name).lower()] = kind
+            out[(info.alias or to_camel(name)).lower()] = kind
     return out
 
 

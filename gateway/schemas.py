@@ -8,16 +8,23 @@ properties that clients echo back (webhookId, created, ...) are ignored; any oth
 property is a 400, so a typo never passes silently. Rules that need the time or the settings
 (a future expirationDate, a rule filter within the limits, records per event) read them from
 the `Circumstances` that `parse` is given.
+
+The webhook bodies are not written out: `WebhookCreate` and `WebhookPatch` are built from the
+fields of the `Webhook` record marked `Settable` (gateway.models), each with its marker's type,
+default, bounds and description; a field's rules beyond those (the callback URL, a future
+expirationDate, no Errored) are in `_OWN_RULES`, and those between fields on the bodies.
 """
 
 from __future__ import annotations
 
+import enum
 import functools
+import typing
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Annotated, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, TypeVar
 from urllib.parse import urlsplit
 from uuid import UUID
 
@@ -25,6 +32,7 @@ import pydantic
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationInfo,
@@ -37,7 +45,16 @@ from gateway import filters, payloads
 from gateway.config import Settings
 from gateway.errors import ValidationError
 from gateway.filters import MAX_FILTER_LENGTH
-from gateway.models import ContentType, EventType, HttpMethod, WebhookStatus, utcnow
+from gateway.models import (
+    ContentType,
+    EventType,
+    HttpMethod,
+    Settable,
+    Webhook,
+    WebhookStatus,
+    settable,
+    utcnow,
+)
 
 READ_ONLY = {
     "webhookid",
@@ -51,7 +68,6 @@ READ_ONLY = {
     "webhookrules",
     "webhookruleid",
 }
-ALIASES = {"emitformat": "requestContentType"}
 EVENT_TYPE_NAMES = {"i": "I", "u": "U", "d": "D", "insert": "I", "update": "U", "delete": "D"}
 
 
@@ -64,13 +80,7 @@ def _no_nul(value: str) -> str:
 
 
 # For the schema only (and so for clients and fuzzers): _no_nul checks it, with its own message.
-NO_NUL = {"pattern": "^[^\\u0000]*$"}
-Name = Annotated[
-    str, Field(min_length=1, max_length=100, json_schema_extra=NO_NUL), AfterValidator(_no_nul)
-]
-PartitionKey = Annotated[
-    str, Field(max_length=100, json_schema_extra=NO_NUL), AfterValidator(_no_nul)
-]
+NO_NUL: JsonDict = {"pattern": "^[^\\u0000]*$"}
 FilterText = Annotated[
     str, Field(max_length=MAX_FILTER_LENGTH, json_schema_extra=NO_NUL), AfterValidator(_no_nul)
 ]
@@ -81,9 +91,7 @@ _URL_PATTERN = (
     r"^[Hh][Tt][Tt][Pp][Ss]?://(\[[0-9A-Fa-f:.]+\]|[^\s\u0000-\u001f\u007f-\u009f/?#@\[\]:\\]+)"
     rf"(:{_PORT})?([/?#][^\s\u0000-\u001f\u007f-\u009f]*)?$"
 )
-CallbackUrl = Annotated[
-    str, Field(json_schema_extra={"format": "uri", "maxLength": 250, "pattern": _URL_PATTERN})
-]
+_URL_SCHEMA: JsonDict = {"format": "uri", "maxLength": 250, "pattern": _URL_PATTERN}
 TableKey = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[A-Za-z][A-Za-z0-9_]*$")]
 
 
@@ -105,12 +113,14 @@ class _Body(BaseModel):
     model_config = ConfigDict(
         extra="forbid", frozen=True, use_enum_values=False, alias_generator=to_camel
     )
+    # Other names a property is taken by: lower-case alias -> wire name.
+    ALIASES: ClassVar[Mapping[str, str]] = {}
 
 
 def _optional_not_nullable(schema: dict[str, Any], model: type[Any]) -> None:
     """In the schema of a PATCH body, a property outside NULLABLE may be left out but not be
     null: `X | None = None` is how pydantic spells "optional", not what the server takes."""
-    nullable = {to_camel(name) for name in model.NULLABLE}
+    nullable = {model.model_fields[name].alias or to_camel(name) for name in model.NULLABLE}
     for name, prop in schema.get("properties", {}).items():
         options = prop.get("anyOf", [])
         if name in nullable or {"type": "null"} not in options:
@@ -134,8 +144,6 @@ class _Patch(_Body):
         return value
 
 
-# Errored is the gateway's to set; only these are asked for.
-ASKED_STATUS: JsonDict = {"anyOf": [{"enum": ["Active", "Inactive"]}, {"type": "null"}]}
 # A GET notification carries no body, so a GET webhook sends ids only (DESIGN §6).
 _GET_SENDS_IDS: JsonDict = {
     "if": {
@@ -187,16 +195,6 @@ def _event_type(value: Any) -> Any:
     return value
 
 
-def _upper(value: Any) -> Any:
-    return value.upper() if isinstance(value, str) else value
-
-
-def _content_type(value: Any) -> Any:
-    if isinstance(value, str):
-        return {"full": "Full", "id": "Id"}.get(value.lower(), value)
-    return value
-
-
 def _rule_filter(value: str | None, info: ValidationInfo) -> str | None:
     """Rule filters run against arbitrary records, so only their syntax is checked here."""
     if value:
@@ -217,27 +215,96 @@ def _webhook_patch_schema(schema: dict[str, Any], model: type[Any]) -> None:
     schema.update(_GET_SENDS_IDS)
 
 
-class WebhookCreate(_Body):
+def _not_errored(value: WebhookStatus) -> WebhookStatus:
+    if value is WebhookStatus.ERRORED:
+        raise ValueError("Errored is set by the gateway, not by a request")
+    return value
+
+
+def _asked_status(schema: JsonDict) -> None:
+    """Errored is the gateway's to set; only these are asked for."""
+    schema.clear()
+    schema["enum"] = [WebhookStatus.ACTIVE.value, WebhookStatus.INACTIVE.value]
+
+
+# A webhook field's rules beyond what its marker says (gateway.models.Settable), on its value.
+_OWN_RULES: dict[str, tuple[Any, ...]] = {
+    "callback_url": (Field(json_schema_extra=_URL_SCHEMA), AfterValidator(_callback_url)),
+    "expiration_date": (AfterValidator(_future),),
+    "status_code": (Field(json_schema_extra=_asked_status), AfterValidator(_not_errored)),
+}
+
+
+def _value_type(name: str, kind: Any, mark: Settable) -> Any:
+    """What a body takes for a webhook field's value (null aside): text without NUL, within its
+    bounds; a number within its bounds; an enum in any case if its marker says so; and the
+    field's own rules, which replace the text rules."""
+    low, high = mark.bounds
+    rules = _OWN_RULES.get(name, ())
+    if kind is str and not rules:
+        rules = (Field(min_length=low, max_length=high, json_schema_extra=NO_NUL),
+                 AfterValidator(_no_nul))  # fmt: skip
+    elif kind is int:
+        rules = (Field(ge=low, le=high), *rules)
+    elif mark.any_case:
+        rules = (BeforeValidator(_any_case(kind)), *rules)
+    return Annotated[(kind, *rules)] if rules else kind
+
+
+def _body_field(name: str, kind: Any, mark: Settable, *, patch: bool) -> tuple[Any, Any]:
+    """A webhook field as a create or PATCH body's field: (type, FieldInfo). A PATCH may leave
+    out any field; a create fills in the marker's default."""
+    nullable = _admits_none(kind)
+    value = _value_type(name, _without_none(kind), mark)
+    optional = patch or nullable or (not mark.required and mark.default is None)
+    default = None if patch else (... if mark.required else mark.default)
+    info = Field(default, alias=_wire_name(name, mark), description=mark.description)
+    return (value | None if optional else value), info
+
+
+def _wire_name(name: str, mark: Settable) -> str:
+    return mark.wire or to_camel(name)
+
+
+def _admits_none(kind: Any) -> bool:
+    return type(None) in typing.get_args(kind)
+
+
+def _without_none(kind: Any) -> Any:
+    if not _admits_none(kind):
+        return kind
+    (bare,) = [arg for arg in typing.get_args(kind) if arg is not type(None)]
+    return bare
+
+
+def _any_case(kind: type[enum.Enum]) -> Any:
+    """A before-validator that takes an enum's values in any letter case."""
+    values = {str(member.value).lower(): member.value for member in kind}
+    return lambda value: values.get(value.lower(), value) if isinstance(value, str) else value
+
+
+class WebhookBody(_Body):
+    """What both webhook bodies share: the record's Settable fields (`_webhook_body` adds them)
+    and what the handlers take of them."""
+
+    ALIASES = {alias.lower(): _wire_name(name, mark) for name, (_, mark) in
+               settable(Webhook).items() for alias in mark.aliases}  # fmt: skip
+    if TYPE_CHECKING:  # a field, as every Settable one; the handlers pass it to the lifecycle
+        status_code: WebhookStatus | None
+
+    def written(self, given: Collection[str] | None = None) -> dict[str, Any]:
+        """The fields to write as given (all if None), but those the lifecycle decides."""
+        names = type(self).model_fields if given is None else given
+        marks = settable(Webhook)
+        return {name: getattr(self, name) for name in names if not marks[name][1].lifecycle}
+
+
+class _WebhookCreate(WebhookBody):
     """A webhook to create; it becomes Active once its callback passes the handshake."""
 
     model_config = ConfigDict(json_schema_extra=_GET_SENDS_IDS)
 
-    name: Name
-    # The method before the content type: the content type's check reads it.
-    callback_http_method: HttpMethod
-    request_content_type: ContentType
-    callback_url: CallbackUrl
-    expiration_date: datetime | None = None
-    retry_count: int = Field(default=3, ge=0, le=5)
-    status_code: WebhookStatus | None = Field(default=None, json_schema_extra=ASKED_STATUS)
-    partition_key: PartitionKey | None = None
-
-    _url = field_validator("callback_url")(_callback_url)
-    _method = field_validator("callback_http_method", mode="before")(_upper)
-    _ctype = field_validator("request_content_type", mode="before")(_content_type)
-    _expiry = field_validator("expiration_date")(_future)
-
-    @field_validator("request_content_type")
+    @field_validator("request_content_type", check_fields=False)
     @classmethod
     def _sends_ids_on_get(cls, value: ContentType, info: ValidationInfo) -> ContentType:
         method = info.data.get("callback_http_method")
@@ -245,41 +312,41 @@ class WebhookCreate(_Body):
             check_method_format(method, value)
         return value
 
-    @field_validator("status_code")
-    @classmethod
-    def _not_errored(cls, value: WebhookStatus | None) -> WebhookStatus | None:
-        if value is WebhookStatus.ERRORED:
-            raise ValueError("Errored is set by the gateway")
-        return value
 
-
-class WebhookPatch(_Patch):
+class _WebhookPatch(WebhookBody, _Patch):
     """Changes to a webhook; only the properties given change (the method and content type
-    are checked together with the stored values, by gateway.api.webhooks)."""
+    are checked together with the stored values, by checked_against)."""
 
     model_config = ConfigDict(json_schema_extra=_webhook_patch_schema)
-    NULLABLE = frozenset({"expiration_date", "partition_key"})
+    NULLABLE = frozenset(name for name, (kind, _) in settable(Webhook).items()
+                         if _admits_none(kind))  # fmt: skip
 
-    name: Name | None = None
-    request_content_type: ContentType | None = None
-    callback_http_method: HttpMethod | None = None
-    callback_url: CallbackUrl | None = None
-    expiration_date: datetime | None = None
-    retry_count: int | None = Field(default=None, ge=0, le=5)
-    status_code: WebhookStatus | None = Field(default=None, json_schema_extra=ASKED_STATUS)
-    partition_key: PartitionKey | None = None
 
-    _url = field_validator("callback_url")(lambda v: v and _callback_url(v))
-    _method = field_validator("callback_http_method", mode="before")(_upper)
-    _ctype = field_validator("request_content_type", mode="before")(_content_type)
-    _expiry = field_validator("expiration_date")(_future)
+def _webhook_body(name: str, base: type[WebhookBody], *, patch: bool) -> type[WebhookBody]:
+    """A webhook body: each Settable field of the record, in order."""
+    fields: dict[str, Any] = {
+        attr: _body_field(attr, kind, mark, patch=patch)
+        for attr, (kind, mark) in settable(Webhook).items()
+    }
+    return pydantic.create_model(
+        name, __base__=base, __doc__=base.__doc__, __module__=__name__, **fields
+    )
 
-    @field_validator("status_code")
-    @classmethod
-    def _not_errored(cls, value: WebhookStatus | None) -> WebhookStatus | None:
-        if value is WebhookStatus.ERRORED:
-            raise ValueError("Errored is set by the gateway, not by a request")
-        return value
+
+WebhookCreate = _webhook_body("WebhookCreate", _WebhookCreate, patch=False)
+WebhookPatch = _webhook_body("WebhookPatch", _WebhookPatch, patch=True)
+
+
+def checked_against(hook: Webhook, values: dict[str, Any]) -> dict[str, Any]:
+    """A PATCH's values, checked with the stored ones they are written beside: a GET webhook
+    must send ids, whichever of the two the PATCH names."""
+    method = values.get("callback_http_method", hook.callback_http_method)
+    content = values.get("request_content_type", hook.request_content_type)
+    try:
+        check_method_format(method, content)
+    except ValueError as exc:
+        raise ValidationError.field("requestContentType", str(exc)) from exc
+    return values
 
 
 class RuleCreate(_Body):
@@ -349,7 +416,7 @@ class EventIn(_Body):
         return records
 
 
-M = TypeVar("M", bound=BaseModel)
+M = TypeVar("M", bound=_Body)
 
 
 def parse(
@@ -384,18 +451,17 @@ def _attributes(model: type[BaseModel]) -> dict[str, str]:
 
 
 @functools.cache
-def _spellings(model: type[BaseModel]) -> dict[str, str]:
+def _spellings(model: type[_Body]) -> dict[str, str]:
     """Each field's wire name by its lower-case wire name and by the lower-case aliases that
     lead to it (a field's own name wins). Worked out once per model: pydantic answers
     model_fields through a property that showed in profiles of the publish path, once per
     event."""
-    wire_names = _attributes(model)
-    found = {alias: name for alias, name in ALIASES.items() if name in wire_names}
-    found.update((name.lower(), name) for name in wire_names)
+    found = dict(model.ALIASES)
+    found.update((name.lower(), name) for name in _attributes(model))
     return found
 
 
-def _canonical_keys(model: type[BaseModel], data: Mapping[str, Any], where: str) -> dict[str, Any]:
+def _canonical_keys(model: type[_Body], data: Mapping[str, Any], where: str) -> dict[str, Any]:
     spellings = _spellings(model)
     out: dict[str, Any] = {}
     unknown: list[str] = []

@@ -3,7 +3,8 @@ of the domain records' attributes, which the ADS Platform clients expect, DESIGN
 it computes (`statusCode` as a reader sees it, `failureCount`, the `Invoice.U` event type), the
 ones sent only on request (include), and which ones filter and order may name. The OpenAPI
 document's response schemas are these models' (gateway.openapi); they are closed, so an answer
-cannot carry a field its schema does not declare: building it fails first.
+cannot carry a field its schema does not declare: building it fails first. `WebhookModel` is
+built from the `Webhook` record's fields (all but those marked INTERNAL, gateway.models).
 """
 
 from __future__ import annotations
@@ -11,24 +12,23 @@ from __future__ import annotations
 import functools
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
-from typing import Annotated, Any, Generic, Self, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Generic, Self, TypeVar
 from uuid import UUID
 
 import orjson
-from pydantic import Field
+from pydantic import Field, create_model
 from pydantic.alias_generators import to_camel
 
 from gateway import lifecycle
 from gateway.models import (
     Attempt,
-    ContentType,
     EventType,
-    HttpMethod,
+    Marked,
     Notification,
     Scope,
     Webhook,
     WebhookRule,
-    WebhookStatus,
+    marked,
 )
 from gateway.resource import Resource
 from gateway.wire_values import truncate
@@ -53,30 +53,12 @@ class WebhookRuleModel(Resource):
 WEBHOOK_INCLUDES = {"webhookrules": "WebhookRules"}
 
 
-class WebhookModel(Resource):
+class _WebhookModel(Resource):
     """A webhook; an expired Active webhook reads as Inactive. Its rules with
     include=WebhookRules."""
 
     ON_REQUEST = frozenset({"webhook_rules"})
     UNQUERIED = frozenset({"client_secret"})
-
-    webhook_id: UUID
-    group_key: UUID
-    name: str
-    status_code: WebhookStatus
-    status_message: str | None
-    client_secret: str
-    request_content_type: ContentType
-    callback_http_method: HttpMethod
-    callback_url: str
-    expiration_date: datetime | None
-    retry_count: int = Field(ge=0, le=5)
-    created: datetime
-    created_user_id: UUID
-    modified: datetime
-    modified_user_id: UUID
-    partition_key: str | None
-    webhook_rules: list[WebhookRuleModel] = Field(default_factory=list)
 
     @classmethod
     def of(cls, hook: Webhook, now: datetime, rules: Sequence[WebhookRule] | None = None) -> Self:
@@ -86,6 +68,36 @@ class WebhookModel(Resource):
         if rules is not None:
             computed["webhook_rules"] = [WebhookRuleModel.copied(r) for r in rules]
         return cls.copied(hook, **computed)
+
+
+def _shown(record: type) -> dict[str, Any]:
+    """A record's fields as an answer's, in order and each required: all but the INTERNAL
+    ones."""
+    return {name: _answer_field(f) for name, f in marked(record).items() if not f.internal}
+
+
+def _answer_field(field: Marked) -> tuple[Any, Any]:
+    """A record field as an answer's: a settable one with its marker's wire name, description
+    and (a number) bounds. A text's length is the request's rule only, so that an answer never
+    fails on a text stored under an older limit."""
+    mark = field.settable
+    if mark is None:
+        return field.type, Field()
+    low, high = mark.bounds if field.type is int else (None, None)
+    return field.type, Field(alias=mark.wire, description=mark.description, ge=low, le=high)
+
+
+if TYPE_CHECKING:  # to mypy a built class is a variable, not a type: it sees the base
+    WebhookModel = _WebhookModel
+else:
+    WebhookModel = create_model(
+        "WebhookModel",
+        __base__=_WebhookModel,
+        __doc__=_WebhookModel.__doc__,
+        __module__=__name__,
+        **_shown(Webhook),
+        webhook_rules=(list[WebhookRuleModel], Field(default_factory=list)),
+    )
 
 
 def webhook(

@@ -24,14 +24,15 @@ from gateway.api.common import (
     path_id,
     read_json,
 )
-from gateway.errors import NotFound, ValidationError
+from gateway.errors import NotFound
 from gateway.filters import fields_of
 from gateway.models import Scope, StatusReason, Webhook, WebhookStatus
 from gateway.schemas import (
     Circumstances,
+    WebhookBody,
     WebhookCreate,
     WebhookPatch,
-    check_method_format,
+    checked_against,
     parse,
     parse_batch,
 )
@@ -57,11 +58,11 @@ async def create(request: Request) -> Response:
     return json_response([wire.webhook(h, now) for h in hooks])
 
 
-def _new_webhook(spec: WebhookCreate, who: Principal, now: datetime) -> Webhook:
+def _new_webhook(spec: WebhookBody, who: Principal, now: datetime) -> Webhook:
     """The webhook a create asks for: the body's fields, Active unless it asks to be paused."""
     paused = spec.status_code is WebhookStatus.INACTIVE
     return Webhook(
-        **spec.model_dump(exclude={"status_code"}),
+        **spec.written(),
         webhook_id=uuid4(),
         group_key=who.group_key,
         status_code=lifecycle.PAUSE.status if paused else WebhookStatus.ACTIVE,
@@ -105,13 +106,7 @@ async def update(request: Request) -> Response:
     now = ctx.clock()
     body = await read_json(request)
     spec, given = parse(WebhookPatch, body, given=Circumstances(now, ctx.settings))
-    values = {name: getattr(spec, name) for name in given - {"status_code"}}
-    method = values.get("callback_http_method", hook.callback_http_method)
-    content = values.get("request_content_type", hook.request_content_type)
-    try:
-        check_method_format(method, content)
-    except ValueError as exc:
-        raise ValidationError.field("requestContentType", str(exc)) from exc
+    values = checked_against(hook, spec.written(given))
     changed = await ctx.management.patch(hook, values, spec.status_code, principal.api_key_id, now)
     return json_response(wire.webhook(changed, ctx.clock()))
 

@@ -25,7 +25,7 @@ from uuid import UUID
 from gateway.errors import Conflict
 from gateway.filters import FieldType, Node
 from gateway.lifecycle import StatusChange
-from gateway.models import ApiKey, Attempt, Event, Notification, Webhook, WebhookRule
+from gateway.models import ApiKey, Attempt, Event, Notification, Webhook, WebhookRule, settable
 from gateway.outcomes import AttemptOutcome, Recorded
 
 # Queryable fields per resource: wire name (lowercase) -> type. Stores map them to columns.
@@ -76,11 +76,12 @@ HISTORY_DEFAULT_ORDER = "timestamp DESC"
 
 
 # The fields of a webhook an owner's request may write (`WebhookEdit.values`), and those whose
-# value it may rely on (`WebhookEdit.expect`). Status fields change only through a StatusChange.
-EDITABLE = frozenset({
-    "name", "request_content_type", "callback_http_method", "callback_url", "expiration_date",
-    "retry_count", "partition_key", "modified", "modified_user_id",
-})  # fmt: skip
+# value it may rely on (`WebhookEdit.expect`): its Settable ones and who changed it when. Status
+# fields change only through a StatusChange.
+EDITABLE = frozenset(
+    {name for name, (_, mark) in settable(Webhook).items() if not mark.lifecycle}
+    | {"modified", "modified_user_id"}
+)
 
 
 @dataclass(frozen=True, slots=True)

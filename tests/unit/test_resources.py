@@ -8,12 +8,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from pydantic.alias_generators import to_camel
 
 from gateway import openapi, wire, wire_values
 from gateway.app import API
 from gateway.config import Settings
 from gateway.errors import ValidationError
-from gateway.models import NotificationState, WebhookStatus
+from gateway.models import NotificationState, Webhook, WebhookStatus, marked, settable
 from gateway.resource import Resource
 from gateway.schemas import (
     Circumstances,
@@ -84,6 +85,27 @@ def test_a_history_entry_computes_its_event_type_and_failure_count() -> None:
     assert included == {"eventType": "Invoice.U", "requestMessage": "x"}
 
 
+def test_the_webhook_record_says_what_an_owner_sets_and_the_wire_shows() -> None:
+    """Issue 18: a field marked Settable on the record is taken by both bodies under its wire
+    name and written by a PATCH unless the lifecycle decides it; every field but the INTERNAL
+    ones is answered; and the document describes each settable one."""
+    marks = settable(Webhook)
+    for body in (WebhookCreate, WebhookPatch):
+        assert [f.alias for f in body.model_fields.values()] == [to_camel(n) for n in marks]
+    assert base.EDITABLE - {"modified", "modified_user_id"} == set(marks) - {"status_code"}
+    internal = {name for name, f in marked(Webhook).items() if f.internal}
+    assert internal == {"failure_count", "previous_secret", "previous_secret_expires",
+                        "status_reason"}  # fmt: skip
+    answer = wire.webhook(make_webhook(failure_count=2, previous_secret="whsec_old"), NOW)
+    assert set(answer) == {to_camel(name) for name in marked(Webhook)} - {
+        to_camel(name) for name in internal
+    }
+    components = openapi.document("test", Settings(), API)["components"]["schemas"]
+    for model in ("WebhookCreate", "WebhookPatch", "WebhookModel"):
+        properties = components[model]["properties"]
+        assert all(properties[to_camel(name)]["description"] for name in marks), model
+
+
 # The store's whitelists, until the store reads them from the resources.
 STORE_FIELDS = [
     (wire.WebhookModel, base.WEBHOOK_FIELDS),
@@ -117,12 +139,10 @@ def test_an_expiration_date_must_lie_ahead_of_the_request() -> None:
 
 def test_errored_cannot_be_asked_for() -> None:
     errored = {"statusCode": "Errored"}
-    assert refusal(WebhookCreate, {**HOOK, **errored}) == {
-        "statusCode": ["Errored is set by the gateway"]
-    }
-    assert refusal(WebhookPatch, errored) == {
-        "statusCode": ["Errored is set by the gateway, not by a request"]
-    }
+    for model, body in [(WebhookCreate, {**HOOK, **errored}), (WebhookPatch, errored)]:
+        assert refusal(model, body) == {
+            "statusCode": ["Errored is set by the gateway, not by a request"]
+        }
     spec, _ = parse(WebhookCreate, {**HOOK, "statusCode": "Inactive"})
     assert spec.status_code is WebhookStatus.INACTIVE
 
