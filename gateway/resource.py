@@ -68,6 +68,11 @@ class Resource(BaseModel):
         """The fields a filter or order may name: lower-case wire name -> how it compares."""
         return _queryable(cls)
 
+    @classmethod
+    def attributes(cls) -> dict[str, str]:
+        """Each field's attribute name (its record's field) by lower-case wire name."""
+        return _attributes(cls)
+
 
 def _copied(model: type[Resource], record: type[Any]) -> tuple[str, ...]:
     """The fields of `model` that records of this type have by the same name (worked out
@@ -86,11 +91,17 @@ _SHARED: dict[tuple[type[Resource], type[Any]], tuple[str, ...]] = {}
 @functools.cache
 def _queryable(model: type[Resource]) -> dict[str, FieldType]:
     out = {}
-    for name, info in model.model_fields.items():
-        kind = _scalar(info.annotation)
+    for wire_name, name in _attributes(model).items():
+        kind = _scalar(model.model_fields[name].annotation)
         if kind is not None and name not in model.UNQUERIED | model.ON_REQUEST:
-            out[(info.alias or to_camel(name)).lower()] = kind
+            out[wire_name] = kind
     return out
+
+
+@functools.cache
+def _attributes(model: type[Resource]) -> dict[str, str]:
+    fields = model.model_fields.items()
+    return {(info.alias or to_camel(name)).lower(): name for name, info in fields}
 
 
 def _scalar(annotation: Any) -> FieldType | None:

@@ -8,7 +8,8 @@ Every read or write of a tenant's data takes the caller's `group_key`: a record 
 is simply not found, so existence never leaks across groups.
 
 Filters reach the store already parsed (`gateway.filters.Node`); each store compiles them over
-the whitelists below, never by pasting user text into SQL.
+the fields the wire models let a query name (`queries.listed`), never by pasting user text
+into SQL.
 """
 
 from __future__ import annotations
@@ -23,57 +24,10 @@ from typing import Any, Generic, Self, TypeVar
 from uuid import UUID
 
 from gateway.errors import Conflict
-from gateway.filters import FieldType, Node
+from gateway.filters import Node
 from gateway.lifecycle import StatusChange
 from gateway.models import ApiKey, Attempt, Event, Notification, Webhook, WebhookRule, settable
 from gateway.outcomes import AttemptOutcome, Recorded
-
-# Queryable fields per resource: wire name (lowercase) -> type. Stores map them to columns.
-WEBHOOK_FIELDS: Mapping[str, FieldType] = {
-    "webhookid": FieldType.UUID,
-    "groupkey": FieldType.UUID,
-    "name": FieldType.TEXT,
-    "statuscode": FieldType.TEXT,
-    "statusmessage": FieldType.TEXT,
-    "requestcontenttype": FieldType.TEXT,
-    "callbackhttpmethod": FieldType.TEXT,
-    "callbackurl": FieldType.TEXT,
-    "expirationdate": FieldType.DATETIME,
-    "retrycount": FieldType.INTEGER,
-    "created": FieldType.DATETIME,
-    "createduserid": FieldType.UUID,
-    "modified": FieldType.DATETIME,
-    "modifieduserid": FieldType.UUID,
-    "partitionkey": FieldType.TEXT,
-}
-RULE_FIELDS: Mapping[str, FieldType] = {
-    "webhookruleid": FieldType.UUID,
-    "webhookid": FieldType.UUID,
-    "groupkey": FieldType.UUID,
-    "tablekey": FieldType.TEXT,
-    "eventtype": FieldType.TEXT,
-    "filter": FieldType.TEXT,
-    "created": FieldType.DATETIME,
-    "createduserid": FieldType.UUID,
-    "modified": FieldType.DATETIME,
-    "modifieduserid": FieldType.UUID,
-}
-HISTORY_FIELDS: Mapping[str, FieldType] = {
-    "webhookhistoryid": FieldType.UUID,
-    "webhookid": FieldType.UUID,
-    "groupkey": FieldType.UUID,
-    "eventtype": FieldType.TEXT,  # "Invoice.U"
-    "requestsent": FieldType.BOOLEAN,
-    "issuccessful": FieldType.BOOLEAN,
-    "responsestatuscode": FieldType.TEXT,
-    "processresultmessage": FieldType.TEXT,
-    "failurecount": FieldType.INTEGER,
-    "timestamp": FieldType.DATETIME,
-}
-WEBHOOK_DEFAULT_ORDER = "created ASC, webhookId ASC"
-RULE_DEFAULT_ORDER = "created ASC, webhookRuleId ASC"
-HISTORY_DEFAULT_ORDER = "timestamp DESC"
-
 
 # The fields of a webhook an owner's request may write (`WebhookEdit.values`), and those whose
 # value it may rely on (`WebhookEdit.expect`): its Settable ones and who changed it when. Status
@@ -378,7 +332,7 @@ class Store(abc.ABC):
     async def query_history(
         self, group_key: UUID, webhook_id: UUID, query: Query
     ) -> Page[Notification]:
-        """Filter and page one webhook's history (HISTORY_FIELDS)."""
+        """Filter, order and page one webhook's history."""
 
     @abc.abstractmethod
     async def prune_history(self, succeeded_before: datetime) -> int:

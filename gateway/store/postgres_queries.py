@@ -190,8 +190,9 @@ def notifications(rows: Sequence[Mapping[str, Any]]) -> list[Notification]:
     return [decode(Notification, row) for row in rows]
 
 
-WEBHOOKS, RULES = shared.WEBHOOKS, shared.RULES
-HISTORY = shared.history("is_successful::int")
+def listings() -> shared.Listings:
+    """The paged listings (queries.listings), `is_successful` cast to an integer."""
+    return shared.listings("is_successful::int")
 
 
 def migration_files() -> list[tuple[int, str]]:

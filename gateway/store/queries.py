@@ -19,25 +19,26 @@ and these, left for the store to fill as it runs the statement (FILLED_LATER): `
 `{order}` of a listing, from `gateway.store.filter_sql`, which emits whitelisted columns and
 placeholders, never user text; `{sets}` and `{guards}` of an owner's edit (`edit_webhook`).
 The statements that have them are read from shared.sql only.
+
+A listing (`listings`, at the end) filters and orders by the fields the wire model lets a query
+name (`gateway.wire`, `Resource.queryable`), each the column of the record field it shows unless
+given otherwise.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import fields
 from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 
 from gateway.models import ApiKey, Attempt, Event, Notification, Webhook, WebhookRule
-from gateway.store.base import (
-    HISTORY_DEFAULT_ORDER,
-    HISTORY_FIELDS,
-    RULE_DEFAULT_ORDER,
-    RULE_FIELDS,
-    WEBHOOK_DEFAULT_ORDER,
-    WEBHOOK_FIELDS,
-)
 from gateway.store.filter_sql import Listing, whitelist
+
+if TYPE_CHECKING:
+    from gateway.resource import Resource
 
 STATEMENTS = Path(__file__).parent / "statements"
 FILLED_LATER = frozenset({"where", "order", "sets", "guards"})
@@ -166,58 +167,47 @@ def edit_webhook(values: tuple[str, ...], expect: tuple[str, ...], *, same_as: s
     return SHARED["EDIT_WEBHOOK"].format(sets=sets, guards=guards)
 
 
-# -- Filterable columns: lowercase wire name -> SQL -------------------------------------------
-WEBHOOK_SQL = {
-    "webhookid": "webhook_id", "groupkey": "group_key", "name": "name",
-    "statuscode": "status_code", "statusmessage": "status_message",
-    "requestcontenttype": "request_content_type", "callbackhttpmethod": "callback_http_method",
-    "callbackurl": "callback_url", "expirationdate": "expiration_date",
-    "retrycount": "retry_count", "created": "created", "createduserid": "created_user_id",
-    "modified": "modified", "modifieduserid": "modified_user_id", "partitionkey": "partition_key",
-}  # fmt: skip
-RULE_SQL = {
-    "webhookruleid": "webhook_rule_id", "webhookid": "webhook_id", "groupkey": "group_key",
-    "tablekey": "table_key", "eventtype": "event_type", "filter": "filter", "created": "created",
-    "createduserid": "created_user_id", "modified": "modified",
-    "modifieduserid": "modified_user_id",
-}  # fmt: skip
-WEBHOOKS = Listing(
-    SHARED["QUERY_WEBHOOKS"],
-    SHARED["COUNT_WEBHOOKS"],
-    whitelist(WEBHOOK_SQL, WEBHOOK_FIELDS),
-    WEBHOOK_DEFAULT_ORDER,
-    "webhook_id",
-)
-RULES = Listing(
-    SHARED["QUERY_RULES"],
-    SHARED["COUNT_RULES"],
-    whitelist(RULE_SQL, RULE_FIELDS),
-    RULE_DEFAULT_ORDER,
-    "webhook_rule_id",
-)
-
-
-def history(is_successful_as_int: str) -> Listing:
-    """The history listing; the dialect says how `is_successful` counts as 0 or 1 in SQL."""
-    columns = {
-        "webhookhistoryid": "notification_id", "webhookid": "webhook_id",
-        "groupkey": "group_key", "eventtype": "event_type_label", "requestsent": "request_sent",
-        "issuccessful": "is_successful", "responsestatuscode": "response_status_code",
-        "processresultmessage": "process_result_message",
-        # As the wire shows it: every attempt but a final successful one counts as a failure.
-        "failurecount": f"(attempts - {is_successful_as_int})", "timestamp": "timestamp",
-    }  # fmt: skip
-    return Listing(
-        SHARED["QUERY_HISTORY"],
-        SHARED["COUNT_HISTORY"],
-        whitelist(columns, HISTORY_FIELDS),
-        HISTORY_DEFAULT_ORDER,
-        "notification_id",
-    )
-
-
 def migration_files(directory: Path) -> list[tuple[int, str]]:
     """(version, SQL) of every migration file in `directory`, in order: 0001_initial.sql is
     version 1."""
     files = sorted(directory.glob("[0-9][0-9][0-9][0-9]_*.sql"))
     return [(int(f.name[:4]), f.read_text(encoding="utf-8")) for f in files]
+
+
+# -- Listings: a query filters and orders by the fields the wire model lets it name ------------
+class Listings(NamedTuple):
+    """The paged listings of a dialect."""
+
+    webhooks: Listing
+    rules: Listing
+    history: Listing
+
+
+@functools.cache
+def listings(is_successful_as_int: str) -> Listings:
+    """The listings of a dialect, which says how `is_successful` counts as 0 or 1 in SQL. Built
+    on first use, from the wire models (pydantic), which a worker process never loads: it lists
+    nothing (tests/unit/test_worker_imports.py)."""
+    from gateway import wire
+
+    return Listings(
+        listed(wire.WebhookModel, "WEBHOOKS", "created ASC, webhookId ASC", "webhook_id"),
+        listed(wire.WebhookRuleModel, "RULES", "created ASC, webhookRuleId ASC",
+               "webhook_rule_id"),
+        listed(wire.WebhookHistoryTableStorageModel, "HISTORY", "timestamp DESC",
+               "notification_id", webhookhistoryid="notification_id",
+               eventtype="event_type_label",
+               # As the wire shows it: every attempt but a final successful one is a failure.
+               failurecount=f"(attempts - {is_successful_as_int})"),
+    )  # fmt: skip
+
+
+def listed(model: type[Resource], name: str, order: str, key: str, /, **sql: str) -> Listing:
+    """The listing that QUERY_<name> and COUNT_<name> page, over the fields `model` lets a
+    query name: each, by lower-case wire name, compares the column of the record field it
+    shows (of the same name), or the SQL given here for it. Ordered by `order` (wire names)
+    unless the query says, and last by `key`, the primary key, so pages never overlap or skip."""
+    types, attributes = model.queryable(), model.attributes()
+    columns = {wire_name: sql.get(wire_name, attributes[wire_name]) for wire_name in types}
+    return Listing(SHARED[f"QUERY_{name}"], SHARED[f"COUNT_{name}"], whitelist(columns, types),
+                   order, key)  # fmt: skip

@@ -224,7 +224,7 @@ class SqlStore(Store, abc.ABC):
     async def query_webhooks(self, group_key: UUID, query: Query) -> Page[Webhook]:
         """Filter, order and page this group's webhooks."""
         where, params = "group_key = :group_key", {"group_key": group_key}
-        return await self._page(Webhook, self.q.WEBHOOKS, where, params, query)
+        return await self._page(Webhook, self.q.listings().webhooks, where, params, query)
 
     # -- Rules --------------------------------------------------------------------------------
     async def add_rules(self, rules: Sequence[WebhookRule]) -> None:
@@ -248,7 +248,7 @@ class SqlStore(Store, abc.ABC):
     async def query_rules(self, group_key: UUID, query: Query) -> Page[WebhookRule]:
         """Filter, order and page this group's rules."""
         where, params = "group_key = :group_key", {"group_key": group_key}
-        return await self._page(WebhookRule, self.q.RULES, where, params, query)
+        return await self._page(WebhookRule, self.q.listings().rules, where, params, query)
 
     async def rules_for_webhooks(
         self, group_key: UUID, webhook_ids: Sequence[UUID]
@@ -293,10 +293,10 @@ class SqlStore(Store, abc.ABC):
     async def query_history(
         self, group_key: UUID, webhook_id: UUID, query: Query
     ) -> Page[Notification]:
-        """Filter and page one webhook's history (HISTORY_FIELDS)."""
+        """Filter, order and page one webhook's history."""
         where = "group_key = :group_key AND webhook_id = :webhook_id"
         params = {"group_key": group_key, "webhook_id": webhook_id}
-        return await self._page(Notification, self.q.HISTORY, where, params, query)
+        return await self._page(Notification, self.q.listings().history, where, params, query)
 
     async def prune_history(self, succeeded_before: datetime) -> int:
         """Delete successful notifications older than this (and events left with none)."""

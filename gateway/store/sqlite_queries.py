@@ -365,8 +365,9 @@ def decode_rows(cls: type[R], rows: Sequence[sqlite3.Row], prefix: str = "") -> 
     ]  # fmt: skip
 
 
-WEBHOOKS, RULES = shared.WEBHOOKS, shared.RULES
-HISTORY = shared.history("is_successful")
+def listings() -> shared.Listings:
+    """The paged listings (queries.listings), `is_successful` as stored: 0 or 1."""
+    return shared.listings("is_successful")
 
 
 def migration_files() -> list[tuple[int, str]]:

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import dataclasses
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -19,10 +19,11 @@ from uuid import UUID, uuid4
 
 import pytest
 
-from gateway import lifecycle
+from gateway import lifecycle, wire
 from gateway.errors import Conflict, FilterError, StoreError
-from gateway.filters import parse_filter
+from gateway.filters import FieldType, parse_filter
 from gateway.models import (
+    ContentType,
     EventType,
     HttpMethod,
     Notification,
@@ -32,16 +33,8 @@ from gateway.models import (
     WebhookStatus,
 )
 from gateway.outcomes import AttemptOutcome, Effect
-from gateway.store import store_for_url
-from gateway.store.base import (
-    HISTORY_FIELDS,
-    RULE_FIELDS,
-    WEBHOOK_FIELDS,
-    Query,
-    Requeue,
-    Store,
-    WebhookEdit,
-)
+from gateway.store import Store, store_for_url
+from gateway.store.base import Query, Requeue, WebhookEdit
 from gateway.store.postgres import PostgresStore
 from gateway.store.sqlite import MIGRATIONS, SqliteStore, ThrowawaySqliteStore
 from tests.factories import (
@@ -66,6 +59,10 @@ PENDING, PARKED = NotificationState.PENDING, NotificationState.PARKED
 SUCCEEDED, FAILED = NotificationState.SUCCEEDED, NotificationState.FAILED
 LEASE = timedelta(minutes=5)
 PAUSE, ACTIVATE = lifecycle.PAUSE, lifecycle.ACTIVATE
+# What a query may name: the wire models' fields, as the API reads them.
+WEBHOOK_FIELDS = wire.WebhookModel.queryable()
+RULE_FIELDS = wire.WebhookRuleModel.queryable()
+HISTORY_FIELDS = wire.WebhookHistoryTableStorageModel.queryable()
 
 
 @pytest.fixture(params=[pytest.param(name, marks=STORE_MARKS.get(name, [])) for name in STORES])
@@ -74,7 +71,7 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
         yield opened
 
 
-def query(text: str = "", fields: Sequence[str] = WEBHOOK_FIELDS, **page: object) -> Query:
+def query(text: str = "", fields: Collection[str] = WEBHOOK_FIELDS, **page: object) -> Query:
     node = parse_filter(text, fields=set(fields), azure_literals=True)
     return Query(node, **page)  # type: ignore[arg-type]
 
@@ -950,6 +947,87 @@ async def test_query_history_filters_orders_and_pages(store: Store) -> None:
     assert page.total_count == 3
     empty = await store.query_history(uuid4(), hook.webhook_id, Query())
     assert (empty.records, empty.total_count) == ([], 0)
+
+
+# -- Every field a query may name -----------------------------------------------------------
+def literal(value: object) -> str:
+    """A wire value as a quoted filter literal, which every field type reads."""
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+async def answers_every_field(
+    fields: Mapping[str, FieldType],
+    shown: Mapping[UUID, Mapping[str, Any]],
+    listing: Callable[[Query], Awaitable[list[UUID]]],
+) -> None:
+    """Filter and order by each field: an equality filter on a record's own value, as the wire
+    shows it (`shown`, by record id), finds the record; either order answers every record,
+    the one reversed from the other where their values all differ. Each record holds in each
+    field of a type a value no other field of that type holds, so that a field compiled over
+    another column finds nothing."""
+    wires = {own: {name.lower(): value for name, value in json.items()}
+             for own, json in shown.items()}  # fmt: skip
+    for name in fields:
+        values = [json[name] for json in wires.values()]
+        for own, json in wires.items():
+            value = json[name]
+            text = f"{name} is null" if value is None else f"{name} eq {literal(value)}"
+            assert own in await listing(query(text, fields)), text
+        asc = await listing(query(order=f"{name} asc", fields=fields))
+        desc = await listing(query(order=f"{name} desc", fields=fields))
+        assert sorted(asc) == sorted(shown), name
+        if len(set(values)) == len(values):
+            assert desc == asc[::-1], name
+
+
+async def test_queries_filter_and_order_by_every_field_of_a_webhook(store: Store) -> None:
+    group = uuid4()
+    hooks = [
+        await add_hook(store, group, name="a", status_message="fine", partition_key="p1",
+                       expiration_date=T0 + LEASE, retry_count=1, modified=T0 + 3 * LEASE),
+        await add_hook(store, group, name="b'", status_code=WebhookStatus.INACTIVE,
+                       status_message="paused", request_content_type=ContentType.ID,
+                       callback_http_method=HttpMethod.PUT, callback_url="http://127.0.0.1:9/b",
+                       partition_key="p2", expiration_date=T0 + 2 * LEASE, retry_count=2,
+                       created=T0, modified=T0 + 4 * LEASE),
+    ]  # fmt: skip
+    await add_hook(store, name="another group's")
+
+    async def listing(q: Query) -> list[UUID]:
+        return [h.webhook_id for h in (await store.query_webhooks(group, q)).records]
+
+    shown = {h.webhook_id: wire.webhook(h, T0) for h in hooks}
+    await answers_every_field(WEBHOOK_FIELDS, shown, listing)
+
+
+async def test_queries_filter_and_order_by_every_field_of_a_rule(store: Store) -> None:
+    hook = await add_hook(store)
+    rules = [
+        make_rule(hook, filter="total gt 5", modified=T0 + LEASE),
+        make_rule(hook, table_key="Payment", event_type=EventType.INSERT, filter="id eq '4'",
+                  created=T0, modified=T0 + 2 * LEASE),
+    ]  # fmt: skip
+    await store.add_rules([*rules, make_rule(await add_hook(store))])
+
+    async def listing(q: Query) -> list[UUID]:
+        return [r.webhook_rule_id for r in (await store.query_rules(hook.group_key, q)).records]
+
+    shown = {r.webhook_rule_id: wire.rule(r) for r in rules}
+    await answers_every_field(RULE_FIELDS, shown, listing)
+
+
+async def test_queries_filter_and_order_by_every_field_of_a_history_entry(store: Store) -> None:
+    hook = await add_hook(store)
+    rows = await history_rows(store, hook)
+    await publish(store, await add_hook(store, hook.group_key))  # another webhook's history
+    notes = [await note(store, hook, notification_id) for notification_id in rows.values()]
+
+    async def listing(q: Query) -> list[UUID]:
+        found = await store.query_history(hook.group_key, hook.webhook_id, q)
+        return [n.notification_id for n in found.records]
+
+    shown = {n.notification_id: wire.history(n, (), None, 100) for n in notes}
+    await answers_every_field(HISTORY_FIELDS, shown, listing)
 
 
 async def test_prune_history_deletes_old_successes_only(store: Store) -> None:
