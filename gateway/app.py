@@ -28,8 +28,8 @@ from gateway.netguard import AddressPolicy, Resolver
 from gateway.outbound import Outbound
 from gateway.publishing import Publishing
 from gateway.ratelimit import RateLimiter
-from gateway.store import store_for_url
-from gateway.store.base import INVARIANTS, Store
+from gateway.store import Store, store_for_url
+from gateway.store.base import INVARIANTS
 from gateway.wakeup import Wakeup
 
 if TYPE_CHECKING:

@@ -54,7 +54,7 @@ from gateway.handoff import HandOff
 from gateway.models import Notification, utcnow
 from gateway.outcomes import AttemptOutcome, Effect, Recorded
 from gateway.sender import Sender
-from gateway.store.base import Store
+from gateway.store import Store
 from gateway.transport import Transport
 
 log = logging.getLogger(__name__)

@@ -29,7 +29,7 @@ from gateway.errors import (
     OutboundError,
     OutboundTimeout,
 )
-from gateway.store.base import Store
+from gateway.store import Store
 from gateway.transport import Transport
 
 log = logging.getLogger(__name__)

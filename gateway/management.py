@@ -37,7 +37,8 @@ from gateway.models import (
 )
 from gateway.outbound import Outbound
 from gateway.sender import Sender, Sent
-from gateway.store.base import Requeue, Store, WebhookEdit
+from gateway.store import Store
+from gateway.store.base import Requeue, WebhookEdit
 from gateway.wakeup import Wakeup
 
 log = logging.getLogger(__name__)

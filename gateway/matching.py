@@ -14,7 +14,7 @@ from uuid import UUID
 
 from gateway import filters
 from gateway.models import Event, EventType, Webhook, WebhookRule
-from gateway.store.base import Store
+from gateway.store import Store
 
 # A webhook and its rules' filters; None when one of its rules has no filter and so accepts
 # every record.

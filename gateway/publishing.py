@@ -18,7 +18,7 @@ from gateway import lifecycle, matching
 from gateway.handoff import HandOff, Promises, promising
 from gateway.ids import new_id
 from gateway.models import Event, Notification, NotificationState
-from gateway.store.base import Store
+from gateway.store import Store
 from gateway.wakeup import Wakeup
 
 

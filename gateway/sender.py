@@ -19,7 +19,7 @@ from gateway.errors import OutboundError, Unrenderable, ValidationError
 from gateway.models import Notification, Webhook, record
 from gateway.outcomes import AttemptOutcome, Effect
 from gateway.retry import RetryPolicy, classify
-from gateway.store.base import Store
+from gateway.store import Store
 from gateway.transport import OutboundResponse, Transport
 from gateway.wire_values import truncate
 

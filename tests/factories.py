@@ -30,7 +30,8 @@ from gateway.models import (
     utcnow,
 )
 from gateway.signing import generate_secret
-from gateway.store.base import Store, WebhookEdit
+from gateway.store import Store
+from gateway.store.base import WebhookEdit
 
 # A fixed moment for tests that compare times; builders default to the real clock.
 T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)

@@ -26,7 +26,7 @@ from gateway.config import Settings
 from gateway.delivery import Worker
 from gateway.models import ApiKey, Scope, utcnow
 from gateway.netguard import Resolver
-from gateway.store.base import Store
+from gateway.store import Store
 
 SERVER_START_TIMEOUT = 10.0
 

@@ -28,7 +28,8 @@ from gateway.models import Scope, utcnow
 from gateway.outbound import Outbound
 from gateway.publishing import Publishing
 from gateway.ratelimit import RateLimiter
-from gateway.store.base import Query, Store
+from gateway.store import Store
+from gateway.store.base import Query
 from gateway.wakeup import Wakeup
 
 if TYPE_CHECKING:

@@ -1,4 +1,5 @@
-"""Persistence: the `Store` interface (`base`) and one implementation per backend."""
+"""Persistence: `Store` (`sql.SqlStore`, every domain method written once over SQL), its two
+dialects (`sqlite`, `postgres`), and the store a database URL names."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import importlib
 from urllib.parse import urlsplit
 
 from gateway.errors import StoreError
-from gateway.store.base import Store
+from gateway.store.sql import SqlStore as Store
 
 __all__ = ["Store", "in_one_process", "store_for_url"]
 

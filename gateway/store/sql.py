@@ -1,4 +1,12 @@
-"""`SqlStore`: the store's domain methods written once for both SQL dialects.
+"""`SqlStore`, the store (`gateway.store.Store`): every persistent operation the gateway needs,
+async, written once for both SQL dialects (`sqlite.SqliteStore`, the embedded default, also on
+a throwaway database for memory://; `postgres.PostgresStore`, to scale out). One contract suite
+(tests/integration/test_store_contract.py) runs against both.
+
+Every read or write of a tenant's data takes the caller's `group_key`: a record of another group
+is simply not found, so existence never leaks across groups. Filters reach the store already
+parsed (`gateway.filters.Node`) and are compiled over the fields the wire models let a query
+name (`queries.listings`), never by pasting user text into SQL.
 
 Every domain method is here, over a few primitives each dialect provides: read rows, run a
 transaction (`_transact`), encode a record, decode rows, and the values a driver differs on
@@ -28,10 +36,10 @@ from __future__ import annotations
 
 import abc
 import functools
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
-from types import ModuleType
-from typing import Any, ClassVar, TypeVar
+from types import ModuleType, TracebackType
+from typing import Any, ClassVar, Self, TypeVar
 from uuid import UUID
 
 from gateway import lifecycle
@@ -56,7 +64,7 @@ from gateway.outcomes import (
     not_active,
     settle_in_order,
 )
-from gateway.store.base import Added, Page, Query, Requeue, Store, WebhookEdit, conflict
+from gateway.store.base import Added, Page, Query, Requeue, WebhookEdit, conflict
 from gateway.store.filter_sql import Listing, order_by, where_filter
 from gateway.store.queries import NEW_WORK_CHANNEL, WEBHOOK_CHANGED_CHANNEL
 from gateway.store.steps import Execute, ExecuteMany, Fetch, Lock, MakeScript, Notify, Script
@@ -70,11 +78,47 @@ Held = list[tuple[AttemptOutcome, Webhook]]
 Settled = list[tuple[AttemptOutcome, Webhook, Settlement]]
 
 
-class SqlStore(Store, abc.ABC):
-    """The domain methods both SQL stores share; subclasses give the primitives below."""
+class SqlStore(abc.ABC):
+    """Async persistence for keys, webhooks, rules, events and notifications; each dialect
+    gives the primitives below."""
 
     q: ClassVar[ModuleType]  # the dialect's named queries
     applied_migrations: list[int]  # by the last open()
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Connect and apply pending migrations."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Release connections."""
+
+    async def watch_new_work(self, callback: Callable[[], None]) -> None:  # noqa: B027
+        """Call `callback` when another process adds due notifications, until `close()`.
+
+        By default there is nothing to watch: with an embedded store the API that adds work
+        runs in the worker's own process and wakes it directly.
+        """
+
+    async def watch_webhook_changes(  # noqa: B027
+        self, callback: Callable[[UUID | None], None]
+    ) -> None:
+        """Call `callback` with a webhook's id when another process changes its status or
+        secret (None: any may have changed), until `close()`. By default there is nothing to
+        watch: the API of the same process tells its worker directly, and `serve` its worker
+        processes."""
 
     # -- Primitives, one implementation per dialect --------------------------------------------
     # A statement is one the dialect's query module (self.q) serves by name.
@@ -176,7 +220,7 @@ class SqlStore(Store, abc.ABC):
         return Page(self._decode_rows(cls, rows), total)
 
     async def ping(self) -> None:
-        """Raise StoreError if the database does not answer."""
+        """Raise StoreError if the database does not answer (readiness)."""
         await self._rows(self.q.PING)
 
     # -- API keys -----------------------------------------------------------------------------
@@ -282,7 +326,8 @@ class SqlStore(Store, abc.ABC):
     async def attempts(
         self, group_key: UUID, webhook_id: UUID, notification_ids: Sequence[UUID]
     ) -> dict[UUID, list[Attempt]]:
-        """The logged failed attempts of these notifications, in order."""
+        """The logged failed attempts of these notifications of this group's webhook, in order
+        (every id is a key)."""
         found: dict[UUID, list[Attempt]] = {n: [] for n in notification_ids}
         params = {"group_key": group_key, "webhook_id": webhook_id,
                   "ids": self._ids(notification_ids)}  # fmt: skip
@@ -299,7 +344,8 @@ class SqlStore(Store, abc.ABC):
         return await self._page(Notification, self.q.listings().history, where, params, query)
 
     async def prune_history(self, succeeded_before: datetime) -> int:
-        """Delete successful notifications older than this (and events left with none)."""
+        """Delete successful notifications older than this (and events left with none);
+        return how many."""
         params = {"before": succeeded_before}
         statements = [(self.q.PRUNE_HISTORY, params), (self.q.PRUNE_EVENTS, params)]
         pruned, _ = await self._write_in_one(statements)
@@ -316,20 +362,28 @@ class SqlStore(Store, abc.ABC):
 
     # -- Handshake codes ----------------------------------------------------------------------
     async def take_handshake_nonce(self, nonce: str, expires: datetime) -> bool:
-        """Mark the nonce used: True the first time, False after (the insert finds it)."""
+        """Mark the nonce of an accepted handshake code used: True the first time, False ever
+        after, in every process sharing the store (atomically: of two takes at once, one
+        wins, the other's insert finds it). Kept at least until `expires`, when its code can no
+        longer pass anyway."""
         params = {"nonce": nonce, "expires": expires}
         return await self._write(self.q.TAKE_HANDSHAKE_NONCE, params) == 1
 
     async def prune_handshake_nonces(self, now: datetime) -> int:
-        """Forget the nonces that expired by `now`; return how many."""
+        """Forget the nonces that expired by `now` (housekeeping); return how many."""
         return await self._write(self.q.PRUNE_HANDSHAKE_NONCES, {"now": now})
 
     # -- Transactions, as scripts (steps.py) ----------------------------------------------------
     async def edit_webhook(
         self, group_key: UUID, webhook_id: UUID, edit: WebhookEdit, now: datetime
     ) -> Webhook | None:
-        """Apply an owner's edit in one transaction; the webhook after it, None if not found,
-        Conflict if an expectation failed."""
+        """Apply an owner's edit in one transaction (see WebhookEdit); the webhook as it is
+        after it, None if there is no such webhook, `Conflict` if an expectation failed.
+
+        A status change to Active releases the parked notifications (due `now`, their leases
+        cleared) and, with `reset_failures`, zeroes the failure count; a change away from
+        Active parks the pending ones (their leases kept, so that sends in flight are
+        recorded)."""
         ids = {"webhook_id": webhook_id, "group_key": group_key}
         params = {
             **ids,
@@ -359,7 +413,9 @@ class SqlStore(Store, abc.ABC):
         now: datetime,
         user_id: UUID,
     ) -> Webhook | None:
-        """A new client secret; the one it replaces signs until `previous_until`."""
+        """Make `secret` the client secret and the current one the previous secret, signing
+        until `previous_until`, in one statement (two at once chain, neither is lost); the
+        webhook after it, or None."""
         params = {"webhook_id": webhook_id, "group_key": group_key, "secret": secret,
                   "previous_until": previous_until, "now": now, "user_id": user_id}  # fmt: skip
 
@@ -373,7 +429,9 @@ class SqlStore(Store, abc.ABC):
         return await self._transact(script)
 
     async def expire_webhooks(self, now: datetime) -> list[Webhook]:
-        """Make expired Active webhooks Inactive and park their notifications."""
+        """Make Active webhooks whose expirationDate has passed Inactive (`lifecycle.expiry`:
+        the status and message readers already see) and park their pending notifications, in
+        one transaction; return them as they are now."""
 
         def script() -> Script[list[Webhook]]:
             expired = []
@@ -406,8 +464,9 @@ class SqlStore(Store, abc.ABC):
     async def requeue_notification(
         self, group_key: UUID, webhook_id: UUID, notification_id: UUID, now: datetime
     ) -> Requeue:
-        """Make a notification that has not succeeded pending and due now, if its webhook is
-        Active; what was found."""
+        """Make a notification that has not succeeded pending and due now, in one statement
+        guarded by its webhook being Active (and not expired); what was found. Nothing of its
+        recorded attempt changes."""
         ids = {"group_key": group_key, "webhook_id": webhook_id,
                "notification_id": notification_id}  # fmt: skip
         params = {**ids, "now": now}
@@ -427,9 +486,10 @@ class SqlStore(Store, abc.ABC):
         return await self._transact(script)
 
     async def check_invariants(self, now: datetime, *, repair: bool) -> dict[str, int]:
-        """Count (and with `repair`, set right) notifications that break an invariant. They
-        are read outside the transaction; the repair locks the webhooks involved first, as
-        every change of their state does, and checks each row again as it writes."""
+        """Count the notifications that break an invariant of `lifecycle` (INVARIANTS names
+        them) and, with `repair`, set them right; by invariant. They are read outside a
+        transaction; the repair locks the webhooks involved first, as every change of their
+        state does, and checks each row again as it writes."""
         parked = await self._rows(self.q.PARKED_OF_ACTIVE, {"now": now})
         stray = await self._rows(self.q.PENDING_OF_INACTIVE, {"now": now})
         if repair and (parked or stray):
@@ -489,9 +549,17 @@ class SqlStore(Store, abc.ABC):
     async def add_events(
         self, events: Sequence[Event], notifications: Sequence[Notification]
     ) -> Added:
-        """Store events and their notifications in one transaction, numbering each webhook's
-        notifications from its counter in the order given, pending or parked as the webhook
-        is in that transaction; tell the workers when some are left for them to claim."""
+        """Store events and their notifications in one transaction; tell the workers when some
+        are left for them to claim.
+
+        Each notification's `sequence` is assigned here from its webhook's counter, in the order
+        given; the value passed in is ignored. Whether it waits pending or parked is decided
+        here too, from its webhook as this transaction sees it: pending if the webhook is
+        Active (and not expired), else parked with the reason, and then not leased. (A row in
+        a finished state, seeded by tests or imports, is stored as it is.) A pending
+        notification may come leased already (`lease_owner`, `lease_until`): a worker in this
+        process took it, and claims leave it alone.
+        """
         # Encoded before the transaction: another request's rows can be written meanwhile.
         event_rows = [self.q.event_row(e) for e in events]
         note_rows = [self.q.notification_row(n) for n in notifications]
@@ -569,7 +637,14 @@ class SqlStore(Store, abc.ABC):
         exclude_webhooks: Collection[UUID] = (),
         exclude_groups: Collection[UUID] = (),
     ) -> list[Notification]:
-        """Lease up to `limit` pending notifications due by `now` (or whose lease expired)."""
+        """Lease up to `limit` pending notifications due by `now` (or whose lease expired).
+
+        The longest-due are leased first (by due time, then webhook, then sequence, so a webhook
+        with a deep backlog cannot hold the others back); the batch comes back ordered by webhook
+        then sequence. A claimed notification is invisible to other claims until its lease
+        ends. Notifications of `exclude_webhooks` and of `exclude_groups` are skipped (the
+        caller has enough of theirs queued already).
+        """
         params = {
             "now": now, "limit": limit, "owner": lease_owner, "lease_until": lease_until,
             "exclude": self._ids(exclude_webhooks), "exclude_groups": self._ids(exclude_groups),
@@ -580,7 +655,9 @@ class SqlStore(Store, abc.ABC):
         return sorted(notes, key=lambda n: (n.webhook_id, n.sequence))
 
     async def record_attempts(self, outcomes: Sequence[AttemptOutcome]) -> Recorded:
-        """Write attempt outcomes and lifecycle changes; say how many held their lease, the
+        """Settle attempt outcomes (gateway.outcomes.settle) against the webhook row as it is in
+        the same transaction, log the failed attempts, change the webhooks' lifecycles and park
+        what that implies; say how many held their lease (a lost lease is dropped), the status
         changes made, and which of the webhooks are not Active now."""
         if not outcomes:
             return Recorded(0)
