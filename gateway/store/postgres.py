@@ -28,8 +28,9 @@ import asyncpg
 
 from gateway.errors import StoreError
 from gateway.store import postgres_queries as q
+from gateway.store.codec import R, plain_uuid
 from gateway.store.postgres_listen import Listener
-from gateway.store.postgres_queries import MIGRATIONS, Params, R, Sql, decode, encode
+from gateway.store.postgres_queries import MIGRATIONS, Params, Sql, decode_rows, encode
 from gateway.store.postgres_retry import DRIVER_ERRORS, Work, atomically, reading
 from gateway.store.sql import SqlStore
 from gateway.store.steps import Execute, ExecuteMany, Fetch, Lock, MakeScript, Notify, Run, Step
@@ -112,7 +113,7 @@ class PostgresStore(SqlStore):
     def _decode_rows(
         self, cls: type[R], rows: Sequence[asyncpg.Record], prefix: str = ""
     ) -> list[R]:
-        return [decode(cls, row, prefix) for row in rows]
+        return decode_rows(cls, rows, prefix)
 
     def _encode(self, record: Any) -> Params:
         return encode(record)
@@ -124,7 +125,7 @@ class PostgresStore(SqlStore):
         return value  # asyncpg's UUIDs hash and compare as uuid.UUID's do
 
     def _read_uuid(self, value: Any) -> UUID:
-        return q.plain_uuid(value)
+        return plain_uuid(value)
 
     def _read_time(self, value: datetime) -> datetime:
         return value

@@ -6,43 +6,27 @@ locks, arrays, NOTIFY, the delivery path), served as this module's attributes un
 numbered as asyncpg's (`$1`) once, as they are read (`number`); text the store makes as it runs
 (a listing's filter, an owner's edit) is numbered as it runs, once per text (`sql`, cached).
 
-Values are native: uuid, timestamptz (aware datetimes), boolean, bigint, text[] for scopes, and
-`json` text for records.
+Values are `gateway.store.codec`'s for PostgreSQL, native: uuid, timestamptz (aware datetimes),
+boolean, bigint, text[] for scopes, and `json` text for records.
 """
 
 from __future__ import annotations
 
-import enum
 import functools
 import re
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from uuid import UUID
 
-import orjson
-
-from gateway.models import (
-    ApiKey,
-    Attempt,
-    ContentType,
-    EventType,
-    HttpMethod,
-    Notification,
-    NotificationState,
-    Scope,
-    StatusReason,
-    Webhook,
-    WebhookRule,
-    WebhookStatus,
-)
+from gateway.models import Notification
 from gateway.outcomes import AttemptOutcome, Settlement
 from gateway.store import queries as shared
+from gateway.store.codec import POSTGRES
 
 MIGRATIONS = Path(__file__).parent / "migrations" / "postgres"
-R = TypeVar("R", ApiKey, Webhook, WebhookRule, Notification, Attempt)
 Params = Mapping[str, Any]
 # `:name`, but not the second colon of a `::type` cast.
 _NAMED = re.compile(r"(?<![:\w]):([a-z_][a-z0-9_]*)")
@@ -105,26 +89,8 @@ def edit_webhook(values: tuple[str, ...], expect: tuple[str, ...]) -> Sql:
 
 
 # -- Values and rows --------------------------------------------------------------------------
-def to_sql(value: Any) -> Any:
-    """One Python value as asyncpg binds it."""
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, datetime) and value.tzinfo is None:
-        raise ValueError(f"naive datetime {value!r}: the store keeps timezone-aware times only")
-    if isinstance(value, tuple):
-        return orjson.dumps(list(value)).decode()
-    if isinstance(value, frozenset):
-        return sorted(value)
-    return value
-
-
-def encode(record: Any, **extra: Any) -> dict[str, Any]:
-    """A record's fields as named parameters; column names are the field names."""
-    params = {f.name: to_sql(getattr(record, f.name)) for f in fields(record)}
-    params.update(extra)
-    return params
-
-
+# The generic conversions, in PostgreSQL's values (gateway.store.codec), on the delivery path too.
+to_sql, encode, decode_rows = POSTGRES.to_sql, POSTGRES.encode, POSTGRES.decode_rows
 event_row = encode
 
 
@@ -151,43 +117,9 @@ def settled_row(outcome: AttemptOutcome, done: Settlement, now: datetime) -> Par
     }  # fmt: skip
 
 
-def plain_uuid(value: Any) -> UUID:
-    """A uuid.UUID: asyncpg hands back its own UUID type; records hold plain ones."""
-    return value if type(value) is UUID else UUID(bytes=value.bytes)
-
-
-def _records(text: str) -> tuple[dict[str, Any], ...]:
-    return tuple(orjson.loads(text))
-
-
-_u = plain_uuid
-_AUDIT: dict[str, Callable[[Any], Any]] = {"created_user_id": _u, "modified_user_id": _u}
-# Per record type, how a column's value becomes the field's value (others pass as they are).
-_DECODE: dict[type, dict[str, Callable[[Any], Any]]] = {
-    ApiKey: {"api_key_id": _u, "group_key": _u,
-             "scopes": lambda names: frozenset(Scope(s) for s in names)},
-    Webhook: {"webhook_id": _u, "group_key": _u, "status_code": WebhookStatus,
-              "request_content_type": ContentType, "callback_http_method": HttpMethod,
-              "status_reason": StatusReason, **_AUDIT},
-    WebhookRule: {"webhook_rule_id": _u, "webhook_id": _u, "group_key": _u,
-                  "event_type": EventType, **_AUDIT},
-    Notification: {"notification_id": _u, "group_key": _u, "webhook_id": _u, "event_id": _u,
-                   "event_type": EventType, "records": _records, "state": NotificationState},
-    Attempt: {"notification_id": _u},
-}  # fmt: skip
-
-
-def decode(cls: type[R], row: Mapping[str, Any], prefix: str = "") -> R:
-    """The record of this type in `row` (columns named `prefix` + field name)."""
-    convert = _DECODE[cls]
-    values = {f.name: row[prefix + f.name] for f in fields(cls)}
-    return cls(**{k: convert[k](v) if k in convert and v is not None else v
-                  for k, v in values.items()})  # fmt: skip
-
-
 def notifications(rows: Sequence[Mapping[str, Any]]) -> list[Notification]:
     """The notifications in rows of a claim."""
-    return [decode(Notification, row) for row in rows]
+    return decode_rows(Notification, rows)
 
 
 def listings() -> shared.Listings:

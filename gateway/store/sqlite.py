@@ -37,14 +37,9 @@ import orjson
 from gateway.errors import StoreError
 from gateway.ids import from_text
 from gateway.store import sqlite_queries as q
+from gateway.store.codec import R
 from gateway.store.sql import SqlStore
-from gateway.store.sqlite_queries import (
-    MIGRATIONS,
-    Params,
-    R,
-    decode_rows,
-    encode,
-)
+from gateway.store.sqlite_queries import MIGRATIONS, Params, decode_rows, encode
 from gateway.store.steps import Execute, ExecuteMany, Fetch, MakeScript, Run, Step
 
 __all__ = ["MIGRATIONS", "SqliteStore", "ThrowawaySqliteStore"]

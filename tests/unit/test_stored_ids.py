@@ -11,9 +11,8 @@ import pytest
 
 from gateway.ids import TextId, new_id
 from gateway.ids import from_text as _uuid
-from gateway.models import EventType
-from gateway.store import sqlite_queries
-from gateway.store.sqlite_queries import _shared_uuid
+from gateway.store import codec
+from gateway.store.codec import shared_uuid
 
 
 def test_a_stored_id_equals_hashes_orders_and_prints_as_its_uuid() -> None:
@@ -50,24 +49,17 @@ def test_other_spellings_are_read_as_uuid_reads_them() -> None:
 def test_a_shared_id_is_one_object_per_text_until_the_cache_starts_over(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(sqlite_queries, "SHARED_IDS_SIZE", 2)
-    monkeypatch.setattr(sqlite_queries, "_SHARED_IDS", {})
+    monkeypatch.setattr(codec, "SHARED_IDS_SIZE", 2)
+    monkeypatch.setattr(codec, "_SHARED_IDS", {})
     one, two, three = (str(uuid.uuid4()) for _ in range(3))
-    first = _shared_uuid(one)
-    assert _shared_uuid(one) is first and first == uuid.UUID(one)
-    assert _shared_uuid(two) is not first
-    _shared_uuid(three)  # the cache was full: it starts over
-    assert _shared_uuid(one) == first and _shared_uuid(one) is not first
+    first = shared_uuid(one)
+    assert shared_uuid(one) is first and first == uuid.UUID(one)
+    assert shared_uuid(two) is not first
+    shared_uuid(three)  # the cache was full: it starts over
+    assert shared_uuid(one) == first and shared_uuid(one) is not first
 
 
 def test_new_ids_are_time_ordered_v7_and_keep_their_text() -> None:
     first, second = new_id(), new_id()
     assert isinstance(first, TextId) and first.version == 7
     assert str(first) == str(uuid.UUID(int=first.int)) and first != second
-
-
-def test_a_stored_enum_value_reads_as_its_member_and_an_unknown_one_is_refused() -> None:
-    read = sqlite_queries._member(EventType)
-    assert read("U") is EventType.UPDATE and read("D") is EventType.DELETE
-    with pytest.raises(ValueError, match="'X' is not a valid EventType"):
-        read("X")

@@ -1,0 +1,281 @@
+"""How records become rows and rows become records, in each SQL dialect's values.
+
+Each field of a record (`gateway.models`) has a kind, read from its type hint (`X | None` is X's
+kind). Each dialect says in one table how a value of each kind is written and read back:
+
+    kind       SQLite                                PostgreSQL
+    ID         lowercase text                        uuid
+    TIME       fixed-width ISO-8601 UTC text         timestamptz
+    BOOL       0/1                                   boolean
+    ENUM       its value (text)                      its value (text)
+    SET        JSON text of the sorted values        text[] of the sorted values
+    RECORDS    JSON text                             json text
+
+`Codec` applies a table: `to_sql` to one value, `encode` to a record, `decode_rows` to rows.
+Writing goes by the value's type (so a bare parameter and a record's field are written alike),
+reading by the field's kind (a stored value does not say). Nulls pass both ways unchanged.
+
+The delivery path's rows are written out in the dialect's module from the helpers below
+(`stamp`, `enum_text`, `json_list`, `records`, `member`, `shared_uuid`): they come by the
+hundred, and the generic loops cost more than the values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import functools
+import operator
+import types
+import typing
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+from uuid import UUID
+
+import orjson
+
+from gateway.ids import from_text
+from gateway.models import ApiKey, Attempt, Notification, Webhook, WebhookRule
+
+R = TypeVar("R", ApiKey, Webhook, WebhookRule, Notification, Attempt)
+E = TypeVar("E", bound=enum.Enum)
+Convert = Callable[[Any], Any]
+
+
+class Kind(enum.Enum):
+    """What a field holds, as far as storing it goes."""
+
+    PLAIN = "text or a number, stored as it is"
+    ID = "a UUID"
+    SHARED_ID = "a UUID that many rows repeat (SHARED_ID_FIELDS)"
+    TIME = "a timezone-aware datetime"
+    BOOL = "a boolean"
+    ENUM = "an enum member"
+    SET = "a frozenset of enum members"
+    RECORDS = "a tuple of JSON objects"
+
+
+# The ids that many rows repeat (their webhook's, their group's): SQLite reads each text to one
+# shared object (`shared_uuid`).
+SHARED_ID_FIELDS = frozenset({"webhook_id", "group_key"})
+
+
+# -- Helpers, shared by the tables and the written-out rows -------------------------------------
+def aware(value: datetime) -> datetime:
+    """`value`, refused if naive: the store keeps timezone-aware times only."""
+    if value.tzinfo is None:
+        raise ValueError(f"naive datetime {value!r}: the store keeps timezone-aware times only")
+    return value
+
+
+@functools.lru_cache(maxsize=256)
+def stamp(value: datetime) -> str:
+    """Fixed-width UTC text, so that comparing the text compares the times.
+
+    Cached: a batch of notifications repeats the same few times (created, due, triggered) in
+    every row, and formatting was 3% of the publish path.
+    """
+    return aware(value).astimezone(UTC).isoformat(timespec="microseconds")
+
+
+enum_text = str.__str__  # a StrEnum member's text (its value), without enum's property lookup
+enum_value = operator.attrgetter("value")
+
+
+def json_list(value: tuple[Any, ...]) -> str:
+    """A tuple as JSON text (an event's records)."""
+    return orjson.dumps(list(value)).decode()
+
+
+def json_sorted(value: frozenset[Any]) -> str:
+    """A set as JSON text, sorted (an API key's scopes)."""
+    return orjson.dumps(sorted(value)).decode()
+
+
+def records(text: str) -> tuple[dict[str, Any], ...]:
+    """Records stored as JSON text."""
+    return tuple(orjson.loads(text))
+
+
+def member(kind: type[E]) -> Callable[[str], E]:
+    """The member of this enum whose value is stored: one dict lookup, where calling the enum
+    costs three times as much (timeit), twice per claimed notification."""
+    members = {member.value: member for member in kind}
+
+    def lookup(value: str) -> E:
+        found = members.get(value)
+        return kind(value) if found is None else found  # the enum's own error if unknown
+
+    return lookup
+
+
+_SHARED_IDS: dict[str, UUID] = {}
+SHARED_IDS_SIZE = 10_000  # the cache starts over when it is this full
+
+
+def shared_uuid(text: str) -> UUID:
+    """An id that many rows repeat (their webhook's, their group's), one object per text: it
+    is parsed once, and the worker's dicts keyed by it match it by identity instead of calling
+    uuid.UUID.__eq__ (13 times a notification, counted with cProfile)."""
+    found = _SHARED_IDS.get(text)
+    if found is None:
+        if len(_SHARED_IDS) >= SHARED_IDS_SIZE:
+            _SHARED_IDS.clear()
+        found = _SHARED_IDS[text] = from_text(text)
+    return found
+
+
+def plain_uuid(value: Any) -> UUID:
+    """A uuid.UUID: asyncpg hands back its own UUID type; records hold plain ones."""
+    return value if type(value) is UUID else UUID(bytes=value.bytes)
+
+
+# -- The dialects' tables: each kind's conversion, None where the value passes as it is ---------
+Table = Mapping[Kind, Convert | None]
+SQLITE_WRITE: Table = {Kind.ID: str, Kind.SHARED_ID: str, Kind.TIME: stamp, Kind.ENUM: enum_value,
+                       Kind.SET: json_sorted, Kind.RECORDS: json_list}  # fmt: skip
+# A SET is read as its list of values; `Codec` makes them members (an ENUM's one value too).
+SQLITE_READ: Table = {Kind.ID: from_text, Kind.SHARED_ID: shared_uuid,
+                      Kind.TIME: datetime.fromisoformat, Kind.BOOL: bool, Kind.SET: orjson.loads,
+                      Kind.RECORDS: records}  # fmt: skip
+POSTGRES_WRITE: Table = {Kind.TIME: aware, Kind.ENUM: enum_value, Kind.SET: sorted,
+                         Kind.RECORDS: json_list}  # fmt: skip
+POSTGRES_READ: Table = {Kind.ID: plain_uuid, Kind.SHARED_ID: plain_uuid, Kind.RECORDS: records}
+
+
+# -- Record types --------------------------------------------------------------------------
+def kind_of(hint: Any) -> Kind:
+    """The kind of a value of this type (a type, or a field's type hint)."""
+    base = typing.get_origin(hint) or hint
+    if base is types.UnionType or base is typing.Union:  # X | None
+        (hint,) = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+        return kind_of(hint)
+    for cls, kind in _KIND_OF_TYPE:
+        if isinstance(base, type) and issubclass(base, cls):
+            return kind
+    return Kind.PLAIN
+
+
+_KIND_OF_TYPE = (
+    (bool, Kind.BOOL), (UUID, Kind.ID), (datetime, Kind.TIME), (enum.Enum, Kind.ENUM),
+    (frozenset, Kind.SET), (tuple, Kind.RECORDS),
+)  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Field:
+    """A record's field as the store sees it."""
+
+    name: str
+    kind: Kind
+    members: type[enum.Enum] | None  # an ENUM's or a SET's enum
+
+
+@functools.cache
+def fields_of(cls: type) -> tuple[Field, ...]:
+    """The fields of a record type, in order, each with its kind."""
+    hints = typing.get_type_hints(cls)
+    return tuple(_field(f.name, hints[f.name]) for f in dataclasses.fields(cls))
+
+
+def _field(name: str, hint: Any) -> Field:
+    kind = kind_of(hint)
+    if kind is Kind.ID and name in SHARED_ID_FIELDS:
+        kind = Kind.SHARED_ID
+    enums = [
+        t
+        for t in (hint, *typing.get_args(hint))
+        if isinstance(t, type) and issubclass(t, enum.Enum)
+    ]
+    return Field(name, kind, enums[0] if enums else None)
+
+
+Getter = Callable[[Any], tuple[Any, ...]]
+_GETTERS: dict[type, tuple[tuple[str, ...], Getter]] = {}
+
+
+def _getter(cls: type) -> tuple[tuple[str, ...], Getter]:
+    """A record type's field names, and what reads their values off a record as one tuple
+    (every record type has several fields): rows are encoded by the hundred."""
+    if cls not in _GETTERS:
+        names = tuple(f.name for f in fields_of(cls))
+        _GETTERS[cls] = names, operator.attrgetter(*names)
+    return _GETTERS[cls]
+
+
+class _Writers(dict[type, Convert | None]):
+    """The conversion of each type of value met, worked out once per type: a row's values then
+    cost one dict lookup each instead of a chain of isinstance checks."""
+
+    def __init__(self, table: Table) -> None:
+        super().__init__()
+        self.table = table
+
+    def __missing__(self, cls: type) -> Convert | None:
+        found = self[cls] = self.table.get(kind_of(cls))
+        return found
+
+
+class Codec:
+    """One dialect's table applied to values, records and rows."""
+
+    def __init__(self, write: Table, read: Table) -> None:
+        self.read = read
+        self._writers = _Writers(write)
+        self._readers: dict[type, list[tuple[str, Convert | None]]] = {}
+
+    def to_sql(self, value: Any) -> Any:
+        """One Python value as the dialect stores it."""
+        convert = self._writers[type(value)]
+        return value if convert is None else convert(value)
+
+    def encode(self, record: object, **extra: Any) -> dict[str, Any]:
+        """A record's fields as named parameters (column names are the field names), and
+        `extra` as given."""
+        names, values = _getter(type(record))
+        writers = self._writers
+        params = {
+            n: v if (convert := writers[type(v)]) is None else convert(v)
+            for n, v in zip(names, values(record), strict=True)
+        }
+        params.update(extra)
+        return params
+
+    def decode_rows(self, cls: type[R], rows: Sequence[Any], prefix: str = "") -> list[R]:
+        """The records of this type in `rows`, which share their columns (`prefix` + field
+        name; others are ignored).
+
+        Each field's column is found by name once for all the rows, then read by position: a
+        lookup by name compares against every column name before it, and a claimed batch is
+        hundreds of rows of 23 columns.
+        """
+        if not rows:
+            return []
+        position = {column: i for i, column in enumerate(rows[0].keys())}
+        plan = [(position[prefix + name], convert) for name, convert in self._plan(cls)]
+        return [
+            cls(*[convert(value) if (value := row[i]) is not None and convert is not None
+                  else value for i, convert in plan])
+            for row in rows
+        ]  # fmt: skip
+
+    def _plan(self, cls: type) -> list[tuple[str, Convert | None]]:
+        """Each field of `cls` with how its stored value is read, worked out once per type."""
+        if cls not in self._readers:
+            self._readers[cls] = [(f.name, self._reader(f)) for f in fields_of(cls)]
+        return self._readers[cls]
+
+    def _reader(self, field: Field) -> Convert | None:
+        convert = self.read.get(field.kind)
+        if field.members is None:
+            return convert
+        to_member = member(field.members)
+        if field.kind is Kind.ENUM:
+            return to_member
+        values = convert or list
+        return lambda stored: frozenset(map(to_member, values(stored)))
+
+
+SQLITE = Codec(SQLITE_WRITE, SQLITE_READ)
+POSTGRES = Codec(POSTGRES_WRITE, POSTGRES_READ)
