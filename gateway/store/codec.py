@@ -221,9 +221,14 @@ class Codec:
     """One dialect's table applied to values, records and rows."""
 
     def __init__(self, write: Table, read: Table) -> None:
-        self.read = read
+        self.read_table = read
         self._writers = _Writers(write)
         self._readers: dict[type, list[tuple[str, Convert | None]]] = {}
+
+    def read(self, kind: Kind, value: Any) -> Any:
+        """A stored value of this kind (not null) as its field holds it."""
+        convert = self.read_table.get(kind)
+        return value if convert is None else convert(value)
 
     def to_sql(self, value: Any) -> Any:
         """One Python value as the dialect stores it."""
@@ -267,7 +272,7 @@ class Codec:
         return self._readers[cls]
 
     def _reader(self, field: Field) -> Convert | None:
-        convert = self.read.get(field.kind)
+        convert = self.read_table.get(field.kind)
         if field.members is None:
             return convert
         to_member = member(field.members)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Collection, Sequence
-from datetime import datetime
 from types import ModuleType
 from typing import Any, ClassVar, TypeVar
 from uuid import UUID
@@ -28,9 +27,9 @@ import asyncpg
 
 from gateway.errors import StoreError
 from gateway.store import postgres_queries as q
-from gateway.store.codec import R, plain_uuid
+from gateway.store.codec import POSTGRES, Codec
 from gateway.store.postgres_listen import Listener
-from gateway.store.postgres_queries import MIGRATIONS, Params, Sql, decode_rows, encode
+from gateway.store.postgres_queries import MIGRATIONS, Params, Sql
 from gateway.store.postgres_retry import DRIVER_ERRORS, Work, atomically, reading
 from gateway.store.sql import SqlStore
 from gateway.store.steps import Execute, ExecuteMany, Fetch, Lock, MakeScript, Notify, Run, Step
@@ -46,6 +45,7 @@ class PostgresStore(SqlStore):
     """The store on one PostgreSQL database, shared by any number of processes."""
 
     q: ClassVar[ModuleType] = q
+    codec: ClassVar[Codec] = POSTGRES
 
     def __init__(self, url: str, *, pool_size: int = POOL_SIZE) -> None:
         self.url = url
@@ -110,25 +110,11 @@ class PostgresStore(SqlStore):
 
         return await self._atomically(work)
 
-    def _decode_rows(
-        self, cls: type[R], rows: Sequence[asyncpg.Record], prefix: str = ""
-    ) -> list[R]:
-        return decode_rows(cls, rows, prefix)
-
-    def _encode(self, record: Any) -> Params:
-        return encode(record)
-
     def _ids(self, ids: Collection[UUID]) -> list[UUID]:
         return list(ids)
 
     def _raw_id(self, value: UUID) -> UUID:
         return value  # asyncpg's UUIDs hash and compare as uuid.UUID's do
-
-    def _read_uuid(self, value: Any) -> UUID:
-        return plain_uuid(value)
-
-    def _read_time(self, value: datetime) -> datetime:
-        return value
 
     async def watch_new_work(self, callback: Callable[[], None]) -> None:
         """Call `callback` whenever any process commits new due notifications (LISTEN)."""

@@ -89,14 +89,13 @@ def edit_webhook(values: tuple[str, ...], expect: tuple[str, ...]) -> Sql:
 
 
 # -- Values and rows --------------------------------------------------------------------------
-# The generic conversions, in PostgreSQL's values (gateway.store.codec), on the delivery path too.
-to_sql, encode, decode_rows = POSTGRES.to_sql, POSTGRES.encode, POSTGRES.decode_rows
-event_row = encode
+# The delivery path's rows are the generic ones, in PostgreSQL's values (gateway.store.codec).
+event_row = POSTGRES.encode
 
 
 def notification_row(note: Notification) -> dict[str, Any]:
     """INSERT_NOTIFICATION's parameters."""
-    return encode(note, event_type_label=f"{note.table_key}.{note.event_type.value}")
+    return POSTGRES.encode(note, event_type_label=f"{note.table_key}.{note.event_type.value}")
 
 
 def reserve_params(counts: Mapping[tuple[UUID, UUID], int]) -> Params:
@@ -119,7 +118,7 @@ def settled_row(outcome: AttemptOutcome, done: Settlement, now: datetime) -> Par
 
 def notifications(rows: Sequence[Mapping[str, Any]]) -> list[Notification]:
     """The notifications in rows of a claim."""
-    return decode_rows(Notification, rows)
+    return POSTGRES.decode_rows(Notification, rows)
 
 
 def listings() -> shared.Listings:

@@ -9,12 +9,13 @@ parsed (`gateway.filters.Node`) and are compiled over the fields the wire models
 name (`queries.listings`), never by pasting user text into SQL.
 
 Every domain method is here, over a few primitives each dialect provides: read rows, run a
-transaction (`_transact`), encode a record, decode rows, and the values a driver differs on
-(a list of ids, a UUID or a time read back, an id as a row holds it). Every statement is read
-by name from the dialect's query module, `self.q` (`gateway.store.sqlite_queries`,
-`gateway.store.postgres_queries`), which serves the blocks of `statements/shared.sql` overlaid
-by its own file's (`gateway.store.queries.load`; `:name` parameters). Parameters are passed
-as Python values (UUID, datetime); each dialect makes them its driver's.
+transaction (`_transact`), and the values a driver differs on (a list of ids, an id as a row
+holds it); records become rows and back through the dialect's `codec` (`gateway.store.codec`),
+which also reads a single stored UUID or time. Every statement is read by name from the
+dialect's query module, `self.q` (`gateway.store.sqlite_queries`, `gateway.store.postgres_queries`),
+which serves the blocks of `statements/shared.sql` overlaid by its own file's
+(`gateway.store.queries.load`; `:name` parameters). Parameters are passed as Python values
+(UUID, datetime); each dialect makes them its driver's.
 
 A transaction is a script (`gateway.store.steps`): a generator yielding statements, which each
 dialect runs its way: SQLite whole on its writer's thread, PostgreSQL step by step, from the
@@ -65,6 +66,7 @@ from gateway.outcomes import (
     settle_in_order,
 )
 from gateway.store.base import Added, Page, Query, Requeue, WebhookEdit, conflict
+from gateway.store.codec import Codec, Kind
 from gateway.store.filter_sql import Listing, order_by, where_filter
 from gateway.store.queries import NEW_WORK_CHANNEL, WEBHOOK_CHANGED_CHANNEL
 from gateway.store.steps import Execute, ExecuteMany, Fetch, Lock, MakeScript, Notify, Script
@@ -83,6 +85,7 @@ class SqlStore(abc.ABC):
     gives the primitives below."""
 
     q: ClassVar[ModuleType]  # the dialect's named queries
+    codec: ClassVar[Codec]  # the dialect's values: records to rows and back
     applied_migrations: list[int]  # by the last open()
 
     async def __aenter__(self) -> Self:
@@ -127,28 +130,12 @@ class SqlStore(abc.ABC):
         """The rows one statement reads, outside any write transaction."""
 
     @abc.abstractmethod
-    def _decode_rows(self, cls: type[R], rows: Sequence[Any], prefix: str = "") -> list[R]:
-        """The records of this type in `rows` (columns named `prefix` + field name)."""
-
-    @abc.abstractmethod
-    def _encode(self, record: Any) -> Params:
-        """A record's fields as named parameters."""
-
-    @abc.abstractmethod
     def _ids(self, ids: Collection[UUID]) -> Any:
         """A list of ids as one parameter (`ids IN ...` in the dialect's queries)."""
 
     @abc.abstractmethod
     def _raw_id(self, value: UUID) -> Any:
         """An id as the driver reads it back (equal to the column's value in a row)."""
-
-    @abc.abstractmethod
-    def _read_uuid(self, value: Any) -> UUID:
-        """A UUID column's value as read."""
-
-    @abc.abstractmethod
-    def _read_time(self, value: Any) -> datetime:
-        """A timestamp column's value as read (not null)."""
 
     @abc.abstractmethod
     def _is_open(self) -> bool:
@@ -206,18 +193,18 @@ class SqlStore(abc.ABC):
 
     async def _one(self, cls: type[R], sql: Any, params: Params) -> R | None:
         rows = await self._rows(sql, params)
-        return self._decode_rows(cls, rows[:1])[0] if rows else None
+        return self.codec.decode_rows(cls, rows[:1])[0] if rows else None
 
     async def _page(
         self, cls: type[R], listing: Listing, where: str, params: Params, query: Query
     ) -> Page[R]:
-        extra, values = where_filter(listing.columns, query.filter, self.q.to_sql)
+        extra, values = where_filter(listing.columns, query.filter, self.codec.to_sql)
         where, params = where + extra, {**params, **values}
         total = (await self._rows(listing.count.format(where=where), params))[0][0]
         select = listing.select.format(where=where, order=order_by(listing, query.order))
         page = {"limit": query.page_size, "offset": query.page_size * query.page_number}
         rows = await self._rows(select, {**params, **page})
-        return Page(self._decode_rows(cls, rows), total)
+        return Page(self.codec.decode_rows(cls, rows), total)
 
     async def ping(self) -> None:
         """Raise StoreError if the database does not answer (readiness)."""
@@ -226,7 +213,7 @@ class SqlStore(abc.ABC):
     # -- API keys -----------------------------------------------------------------------------
     async def add_api_key(self, key: ApiKey) -> None:
         """Store a new key (hashed)."""
-        await self._write(self.q.INSERT_API_KEY, self._encode(key))
+        await self._write(self.q.INSERT_API_KEY, self.codec.encode(key))
 
     async def api_key_by_hash(self, key_hash: str) -> ApiKey | None:
         """The key with this hash, revoked or not."""
@@ -234,7 +221,7 @@ class SqlStore(abc.ABC):
 
     async def list_api_keys(self) -> list[ApiKey]:
         """Every key, oldest first."""
-        return self._decode_rows(ApiKey, await self._rows(self.q.LIST_API_KEYS))
+        return self.codec.decode_rows(ApiKey, await self._rows(self.q.LIST_API_KEYS))
 
     async def revoke_api_key(self, api_key_id: UUID, when: datetime) -> bool:
         """Mark a key revoked; False if there is no such key."""
@@ -244,12 +231,12 @@ class SqlStore(abc.ABC):
     async def group_key_for_name(self, group_name: str) -> UUID | None:
         """The group key already used for this group name, if any."""
         rows = await self._rows(self.q.GROUP_KEY_FOR_NAME, {"group_name": group_name})
-        return self._read_uuid(rows[0][0]) if rows else None
+        return self.codec.read(Kind.ID, rows[0][0]) if rows else None
 
     # -- Webhooks -----------------------------------------------------------------------------
     async def add_webhooks(self, webhooks: Sequence[Webhook]) -> None:
         """Insert all or none."""
-        await self._insert_all(self.q.INSERT_WEBHOOK, [self._encode(w) for w in webhooks])
+        await self._insert_all(self.q.INSERT_WEBHOOK, [self.codec.encode(w) for w in webhooks])
 
     async def get_webhook(self, group_key: UUID, webhook_id: UUID) -> Webhook | None:
         """One webhook of this group."""
@@ -273,7 +260,7 @@ class SqlStore(abc.ABC):
     # -- Rules --------------------------------------------------------------------------------
     async def add_rules(self, rules: Sequence[WebhookRule]) -> None:
         """Insert all or none."""
-        await self._insert_all(self.q.INSERT_RULE, [self._encode(r) for r in rules])
+        await self._insert_all(self.q.INSERT_RULE, [self.codec.encode(r) for r in rules])
 
     async def get_rule(self, group_key: UUID, rule_id: UUID) -> WebhookRule | None:
         """One rule of this group."""
@@ -282,7 +269,7 @@ class SqlStore(abc.ABC):
 
     async def update_rule(self, rule: WebhookRule) -> bool:
         """Replace the stored rule; False if gone."""
-        return await self._write(self.q.UPDATE_RULE, self._encode(rule)) > 0
+        return await self._write(self.q.UPDATE_RULE, self.codec.encode(rule)) > 0
 
     async def delete_rule(self, group_key: UUID, rule_id: UUID) -> bool:
         """Delete a rule; False if not found."""
@@ -301,7 +288,7 @@ class SqlStore(abc.ABC):
         found: dict[UUID, list[WebhookRule]] = {w: [] for w in webhook_ids}
         params = {"group_key": group_key, "webhook_ids": self._ids(webhook_ids)}
         rows = await self._rows(self.q.RULES_FOR_WEBHOOKS, params)
-        for rule in self._decode_rows(WebhookRule, rows):
+        for rule in self.codec.decode_rows(WebhookRule, rows):
             found[rule.webhook_id].append(rule)
         return found
 
@@ -311,7 +298,8 @@ class SqlStore(abc.ABC):
         """Rules (with their webhooks) for this table and event type, by index lookup."""
         params = {"group_key": group_key, "table_key": table_key, "event_type": event_type}
         rows = await self._rows(self.q.MATCHING_RULES, params)
-        rules, hooks = self._decode_rows(WebhookRule, rows), self._decode_rows(Webhook, rows, "w_")
+        decode = self.codec.decode_rows
+        rules, hooks = decode(WebhookRule, rows), decode(Webhook, rows, "w_")
         return list(zip(rules, hooks, strict=True))
 
     # -- History ------------------------------------------------------------------------------
@@ -331,7 +319,7 @@ class SqlStore(abc.ABC):
         found: dict[UUID, list[Attempt]] = {n: [] for n in notification_ids}
         params = {"group_key": group_key, "webhook_id": webhook_id,
                   "ids": self._ids(notification_ids)}  # fmt: skip
-        for attempt in self._decode_rows(Attempt, await self._rows(self.q.ATTEMPTS, params)):
+        for attempt in self.codec.decode_rows(Attempt, await self._rows(self.q.ATTEMPTS, params)):
             found[attempt.notification_id].append(attempt)
         return found
 
@@ -356,7 +344,7 @@ class SqlStore(abc.ABC):
         has been due."""
         row = (await self._rows(self.q.DELIVERY_STATS))[0]
         due = row["first_due"]
-        overdue = (now - self._read_time(due)).total_seconds() if due else 0.0
+        overdue = (now - self.codec.read(Kind.TIME, due)).total_seconds() if due else 0.0
         stats = {state: float(row[state]) for state in _DELIVERY_STATES}
         return {**stats, "overdue_seconds": max(overdue, 0.0)}
 
@@ -387,8 +375,8 @@ class SqlStore(abc.ABC):
         ids = {"webhook_id": webhook_id, "group_key": group_key}
         params = {
             **ids,
-            **{f"v_{name}": self.q.to_sql(value) for name, value in edit.values.items()},
-            **{f"e_{name}": self.q.to_sql(value) for name, value in edit.expect.items()},
+            **{f"v_{name}": self.codec.to_sql(value) for name, value in edit.values.items()},
+            **{f"e_{name}": self.codec.to_sql(value) for name, value in edit.expect.items()},
         }
         query = self.q.edit_webhook(tuple(edit.values), tuple(edit.expect))
 
@@ -400,7 +388,7 @@ class SqlStore(abc.ABC):
                 raise conflict(webhook_id, sorted(edit.expect))
             if edit.status is not None:
                 return (yield from self._change_status(webhook_id, edit.status, now))
-            return self._decode_rows(Webhook, rows)[0]
+            return self.codec.decode_rows(Webhook, rows)[0]
 
         return await self._transact(script)
 
@@ -424,7 +412,7 @@ class SqlStore(abc.ABC):
             if not rows:
                 return None
             yield Notify(WEBHOOK_CHANGED_CHANNEL, str(webhook_id))
-            return self._decode_rows(Webhook, rows)[0]
+            return self.codec.decode_rows(Webhook, rows)[0]
 
         return await self._transact(script)
 
@@ -436,14 +424,14 @@ class SqlStore(abc.ABC):
         def script() -> Script[list[Webhook]]:
             expired = []
             rows = yield Fetch(self.q.EXPIRING, {"now": now})
-            for hook in self._decode_rows(Webhook, rows):
+            for hook in self.codec.decode_rows(Webhook, rows):
                 change = lifecycle.expiry(hook, now)
                 if change is None:  # the SQL comparison and the rule disagree: trust the rule
                     continue
                 yield from self._change_status(hook.webhook_id, change, now)
                 params = {"webhook_id": hook.webhook_id, "now": now}
                 touched = yield Fetch(self.q.TOUCH_WEBHOOK, params)
-                expired.extend(self._decode_rows(Webhook, touched))
+                expired.extend(self.codec.decode_rows(Webhook, touched))
             return expired
 
         return await self._transact(script)
@@ -499,13 +487,13 @@ class SqlStore(abc.ABC):
     def _repair(self, parked: Sequence[Any], stray: Sequence[Any], now: datetime) -> Script[None]:
         """check_invariants' repairs: release the parked rows of Active webhooks, park the
         pending rows of the others (saying why)."""
-        webhook_ids = {self._read_uuid(row[1]) for row in [*parked, *stray]}
+        webhook_ids = {self.codec.read(Kind.ID, row[1]) for row in [*parked, *stray]}
         hooks = yield from self._lock_webhooks(webhook_ids)
         released = [{"notification_id": row[0], "now": now,
                      "message": lifecycle.RELEASED_MESSAGE} for row in parked]  # fmt: skip
         parking = []
         for row in stray:
-            if (hook := hooks.get(self._read_uuid(row[1]))) is not None:
+            if (hook := hooks.get(self.codec.read(Kind.ID, row[1]))) is not None:
                 why = lifecycle.parked_message(*lifecycle.effective_status(hook, now))
                 parking.append({"notification_id": row[0], "now": now, "message": why})
         yield ExecuteMany(self.q.RELEASE_ONE, released)
@@ -518,7 +506,7 @@ class SqlStore(abc.ABC):
         if not webhook_ids:
             return {}
         rows = yield Fetch(self.q.LOCK_WEBHOOKS, {"webhook_ids": self._ids(webhook_ids)})
-        return {hook.webhook_id: hook for hook in self._decode_rows(Webhook, rows)}
+        return {hook.webhook_id: hook for hook in self.codec.decode_rows(Webhook, rows)}
 
     def _change_status(
         self, webhook_id: UUID, change: StatusChange, now: datetime
@@ -540,7 +528,7 @@ class SqlStore(abc.ABC):
             if (yield Execute(self.q.RELEASE_PARKED, params)):
                 yield Notify(NEW_WORK_CHANNEL)
         yield Notify(WEBHOOK_CHANGED_CHANNEL, str(webhook_id))
-        return self._decode_rows(Webhook, rows)[0]
+        return self.codec.decode_rows(Webhook, rows)[0]
 
     # -- The delivery path ----------------------------------------------------------------------
     # Rows are encoded by the dialect's own written-out encoders (`event_row`, `notification_row`,
@@ -615,7 +603,7 @@ class SqlStore(abc.ABC):
         parked = {}
         for row in found:
             status = WebhookStatus(row[3])
-            expiration = None if row[5] is None else self._read_time(row[5])
+            expiration = None if row[5] is None else self.codec.read(Kind.TIME, row[5])
             if not lifecycle.receives(status, expiration, now):
                 shown = lifecycle.shown_status(status, row[4], expiration, now)
                 parked[row[0]] = lifecycle.parked_message(*shown)
@@ -675,7 +663,7 @@ class SqlStore(abc.ABC):
         they are encoded). Set-wise in this order, they end as one-by-one would: a webhook that
         leaves Active never comes back within a batch, so no later outcome needs a parked row."""
         attempts, unsent, logged, changes, parks = [], [], [], [], []
-        settled_row, at = self.q.settled_row, self.q.to_sql(now)  # `now` encoded once a batch
+        settled_row, at = self.q.settled_row, self.codec.to_sql(now)  # `now` encoded once a batch
         for outcome, hook, done in settled:
             if done.attempted:
                 attempts.append(settled_row(outcome, done, at))

@@ -25,7 +25,6 @@ import sqlite3
 import tempfile
 import time
 from collections.abc import Callable, Collection, Iterable, Sequence
-from datetime import datetime
 from pathlib import Path
 from types import ModuleType
 from typing import Any, ClassVar, TypeVar
@@ -35,11 +34,10 @@ import aiosqlite
 import orjson
 
 from gateway.errors import StoreError
-from gateway.ids import from_text
 from gateway.store import sqlite_queries as q
-from gateway.store.codec import R
+from gateway.store.codec import SQLITE, Codec
 from gateway.store.sql import SqlStore
-from gateway.store.sqlite_queries import MIGRATIONS, Params, decode_rows, encode
+from gateway.store.sqlite_queries import MIGRATIONS, Params
 from gateway.store.steps import Execute, ExecuteMany, Fetch, MakeScript, Run, Step
 
 __all__ = ["MIGRATIONS", "SqliteStore", "ThrowawaySqliteStore"]
@@ -76,6 +74,7 @@ class SqliteStore(SqlStore):
     """The store on one SQLite file."""
 
     q: ClassVar[ModuleType] = q
+    codec: ClassVar[Codec] = SQLITE
 
     def __init__(self, path: str | Path, *, busy_timeout: float = 5.0) -> None:
         self.path = Path(path)
@@ -158,28 +157,16 @@ class SqliteStore(SqlStore):
         except sqlite3.Error as exc:
             raise StoreError(f"SQLite error: {exc}") from exc
 
-    def _decode_rows(self, cls: type[R], rows: Sequence[sqlite3.Row], prefix: str = "") -> list[R]:
-        return decode_rows(cls, rows, prefix)
-
-    def _encode(self, record: Any) -> Params:
-        return encode(record)
-
     def _ids(self, ids: Collection[UUID]) -> str:
         return _json_ids(ids)
 
     def _raw_id(self, value: UUID) -> str:
         return str(value)
 
-    def _read_uuid(self, value: str) -> UUID:
-        return from_text(value)
-
-    def _read_time(self, value: str) -> datetime:
-        return datetime.fromisoformat(value)
-
 
 def _values(params: Params) -> Params:
     """Parameters as SQLite stores their values (those already stored so pass unchanged)."""
-    return {name: q.to_sql(value) for name, value in params.items()}
+    return {name: SQLITE.to_sql(value) for name, value in params.items()}
 
 
 async def _on_thread(conn: aiosqlite.Connection, call: Callable[..., T], *args: object) -> T:

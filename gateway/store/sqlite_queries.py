@@ -98,9 +98,9 @@ def edit_webhook(values: tuple[str, ...], expect: tuple[str, ...]) -> str:
 
 
 # -- Values and rows --------------------------------------------------------------------------
-# The generic conversions, in SQLite's values (gateway.store.codec); the delivery path's rows are
-# written out below.
-to_sql, encode, decode_rows = SQLITE.to_sql, SQLITE.encode, SQLITE.decode_rows
+# The generic encoder in SQLite's values (gateway.store.codec; bench.store_ops uses it); the
+# delivery path's rows are written out below.
+encode = SQLITE.encode
 _text, _time = enum_text, datetime.fromisoformat
 
 
@@ -149,7 +149,7 @@ _STATE = member(NotificationState)
 
 
 def notifications(rows: Sequence[sqlite3.Row]) -> list[Notification]:
-    """`decode_rows(Notification, rows)` for rows of NOTE_COLUMNS in their order (a claim's),
+    """`SQLITE.decode_rows(Notification, rows)` for rows of NOTE_COLUMNS in their order (a claim's),
     written out: a claim decodes hundreds of rows, and the generic loop over each row's
     columns cost more than the conversions themselves."""
     return [

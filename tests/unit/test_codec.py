@@ -167,3 +167,11 @@ def test_a_stored_enum_value_reads_as_its_member_and_an_unknown_one_is_refused()
     assert read("U") is EventType.UPDATE and read("D") is EventType.DELETE
     with pytest.raises(ValueError, match="'X' is not a valid EventType"):
         read("X")
+
+
+def test_a_single_stored_id_or_time_reads_as_its_field_would() -> None:
+    ident, moment = uuid4(), datetime(2030, 1, 1, 14, tzinfo=timezone(timedelta(hours=2)))
+    assert codec.SQLITE.read(Kind.ID, str(ident)) == ident
+    assert codec.SQLITE.read(Kind.TIME, codec.SQLITE.to_sql(moment)) == moment
+    assert codec.POSTGRES.read(Kind.ID, DriverUUID(str(ident))).__class__ is UUID
+    assert codec.POSTGRES.read(Kind.TIME, moment) is moment

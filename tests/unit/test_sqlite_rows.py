@@ -13,6 +13,7 @@ import pytest
 from gateway.ids import new_id
 from gateway.models import Event, EventType, Notification, NotificationState, utcnow
 from gateway.store import sqlite_queries as q
+from gateway.store.codec import SQLITE
 
 
 def _event() -> Event:
@@ -93,4 +94,4 @@ def test_claimed_rows_decode_as_the_generic_decoder_decodes_them() -> None:
     notes = _notifications()
     conn.executemany(q.INSERT_NOTIFICATION, [q.notification_row(n) for n in notes])
     rows = conn.execute(f"SELECT {columns} FROM notifications").fetchall()
-    assert q.notifications(rows) == q.decode_rows(Notification, rows) == list(notes)
+    assert q.notifications(rows) == SQLITE.decode_rows(Notification, rows) == list(notes)
