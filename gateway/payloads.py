@@ -34,11 +34,14 @@ class Rendered:
 
 
 def record_id(record: Mapping[str, Any], table_key: str) -> str:
-    """A record's id: its `id` property, else `<tableKey>Id` (case-insensitive)."""
+    """A record's id: its `id` property, else `<tableKey>Id` (case-insensitive), a string or
+    a number as the schema says (JSON's true and false are neither, though Python's bool is an
+    int)."""
     wanted = ("id", f"{table_key.lower()}id")
     for key, value in record.items():
-        if key.lower() in wanted and value is not None and not isinstance(value, dict | list):
-            return str(value)
+        if key.lower() in wanted and isinstance(value, str | int | float):
+            if not isinstance(value, bool):
+                return str(value)
     raise ValidationError.field("records", f"each record needs an 'id' or '{table_key}Id'")
 
 

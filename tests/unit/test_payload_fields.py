@@ -89,9 +89,10 @@ def test_a_get_never_carries_records_in_its_url() -> None:
     assert "total" not in urlsplit(payloads.render(hook, note).url).query
 
 
-def test_a_record_without_an_id_is_refused_as_a_records_error() -> None:
+@pytest.mark.parametrize("record", [{"total": 1}, {"id": False}, {"invoiceId": True}])
+def test_a_record_without_an_id_is_refused_as_a_records_error(record: dict[str, object]) -> None:
     with pytest.raises(ValidationError) as caught:
-        payloads.record_id({"total": 1}, "Invoice")
+        payloads.record_id(record, "Invoice")
     assert caught.value.errors == {"records": ["each record needs an 'id' or 'InvoiceId'"]}
 
 
@@ -104,6 +105,8 @@ def test_a_record_without_an_id_is_refused_as_a_records_error() -> None:
         ({"id": {"nested": 1}, "invoiceId": "9"}, "9"),  # nor is an object or a list
         ({"id": [1], "invoiceId": "8"}, "8"),
         ({"id": 0}, "0"),
+        ({"id": False, "invoiceId": 7}, "7"),  # nor is a boolean, though bool is an int
+        ({"id": True, "invoiceId": 1.5}, "1.5"),
     ],
 )
 def test_which_property_is_the_id(record: dict[str, object], expected: str) -> None:
