@@ -183,9 +183,7 @@ def test_an_event_keeps_within_the_records_limit_and_each_record_has_an_id() -> 
     assert refusal(EventIn, event, settings=one) == {"records": ["at most 1 records"]}
     for records in ([{"total": 1}], [{"id": False}]):  # the schema's id is a string or number
         no_id = {**event, "records": records}
-        assert refusal(EventIn, no_id) == {
-            "records": ["each record needs an 'id' or 'InvoiceId'"]
-        }
+        assert refusal(EventIn, no_id) == {"records": ["each record needs an 'id' or 'InvoiceId'"]}
 
 
 def test_a_batch_names_the_item_that_failed_and_keeps_its_bounds() -> None:
