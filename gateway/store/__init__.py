@@ -3,7 +3,6 @@ dialects (`sqlite`, `postgres`), and the store a database URL names."""
 
 from __future__ import annotations
 
-import importlib
 from urllib.parse import urlsplit
 
 from gateway.errors import StoreError
@@ -19,10 +18,9 @@ def in_one_process(url: str) -> bool:
 
 
 def store_for_url(url: str, *, pool_size: int | None = None) -> Store:
-    """The store a database URL names: sqlite:///relative.db, sqlite:////absolute.db,
-    memory:// (a throwaway SQLite database, see `in_one_process`), or postgresql://...
-    (postgres://...), with at most `pool_size` connections
-    (PostgreSQL; its default when None). Nothing connects until `open()`."""
+    """The store a database URL names: sqlite:///relative.db, sqlite:////absolute.db, memory://
+    (see `in_one_process`), or postgresql://... (postgres://...) with at most `pool_size`
+    connections (its default when None). Nothing connects until `open()`."""
     scheme = urlsplit(url).scheme.lower()
     if scheme == "sqlite":
         from gateway.store.sqlite import SqliteStore
@@ -36,17 +34,11 @@ def store_for_url(url: str, *, pool_size: int | None = None) -> Store:
 
         return ThrowawaySqliteStore()
     if scheme in ("postgresql", "postgres"):
-        try:
-            # Imported by name: the module (and asyncpg) is optional until it is used.
-            postgres = importlib.import_module("gateway.store.postgres")
+        try:  # asyncpg is optional until a PostgreSQL URL is used
+            from gateway.store.postgres import PostgresStore
         except ImportError as exc:
             raise StoreError("PostgreSQL store not available") from exc
-        store: Store = (
-            postgres.PostgresStore(url)
-            if pool_size is None
-            else postgres.PostgresStore(url, pool_size=pool_size)
-        )
-        return store
+        return PostgresStore(url) if pool_size is None else PostgresStore(url, pool_size=pool_size)
     raise StoreError(
         f"unsupported database URL scheme {scheme!r} (use sqlite, postgresql or memory)"
     )

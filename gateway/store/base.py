@@ -1,20 +1,16 @@
 """The small types the store's callers share: an owner's edit (`WebhookEdit`, over `EDITABLE`),
 what `add_events` stored (`Added`), what a hand retry found (`Requeue`), a parsed query and its
 page (`Query`, `Page`), and the invariants `check_invariants` counts (`INVARIANTS`).
-
-The store itself is `gateway.store.Store` (`sql.SqlStore`; `sqlite.SqliteStore` and
-`postgres.PostgresStore` are its two dialects).
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 from uuid import UUID
 
-from gateway.errors import Conflict
 from gateway.filters import Node
 from gateway.lifecycle import StatusChange
 from gateway.models import Notification, Webhook, settable
@@ -43,14 +39,6 @@ class WebhookEdit:
         unknown = (set(self.values) | set(self.expect)) - EDITABLE
         if unknown:
             raise ValueError(f"not editable: {', '.join(sorted(unknown))}")
-
-
-def conflict(webhook_id: UUID, fields: Sequence[str]) -> Conflict:
-    """The answer to an edit whose expectations no longer hold."""
-    return Conflict(
-        f"webhook {webhook_id} changed while this request was handled "
-        f"({', '.join(fields)}); send the request again"
-    )
 
 
 class Requeue(enum.Enum):
@@ -97,5 +85,7 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class Page(Generic[T]):
+    """One page of records, and how many match in all."""
+
     records: list[T]
     total_count: int

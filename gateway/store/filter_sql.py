@@ -1,8 +1,7 @@
 """The filter language in SQL: a parsed filter as a WHERE fragment, `order` terms as ORDER BY.
 
-Both SQL stores page their listings through here (`Listing`, `where_filter`, `order_by`). Only
-column expressions from the caller's whitelist and bind markers ever reach the SQL text; every
-value the user wrote travels as a parameter, typed by `gateway.filter_values`.
+Only column expressions from the listing's whitelist and bind markers ever reach the SQL text;
+every value the user wrote travels as a parameter, typed by `gateway.filter_values`.
 """
 
 from __future__ import annotations
@@ -34,11 +33,6 @@ class Listing:
     tiebreak: str  # the primary key, so that pages never overlap or skip
 
 
-def whitelist(sql: Mapping[str, str], types: Mapping[str, FieldType]) -> dict[str, Column]:
-    """The columns of a listing: each field's SQL expression (`sql`) with its type."""
-    return {name: Column(sql[name], kind) for name, kind in types.items()}
-
-
 def compile_filter(
     node: Node | None, columns: Mapping[str, Column], placeholder: Callable[[int], str]
 ) -> tuple[str, list[Any]]:
@@ -57,8 +51,8 @@ def compile_filter(
 def where_filter(
     columns: Mapping[str, Column], node: Node | None, encode: Callable[[Any], Any]
 ) -> tuple[str, dict[str, Any]]:
-    """The extra WHERE condition for a parsed filter, with its named parameters (`:f1` ...),
-    each made a value of the store's driver by `encode`."""
+    """The extra WHERE condition for a parsed filter (`AND (...)`, or nothing), with its named
+    parameters (`:f1` ...), each made a value of the store's driver by `encode`."""
     if node is None:
         return "", {}
     fragment, values = compile_filter(node, columns, lambda i: f":f{i}")

@@ -1,28 +1,12 @@
 """The store's SQL statements, read from named blocks in `statements/`, and what both dialects
 share.
 
-`statements/shared.sql` holds the statements SQLite and PostgreSQL both run; `sqlite.sql` and
-`postgres.sql` beside it only what differs (types, JSON and array parameters, locks, the
-delivery path's batched statements). `load(dialect)` reads a dialect's statements: the shared
-blocks overlaid by its own. Each dialect's module (`sqlite_queries`, `postgres_queries`) serves
-them as its attributes, under the names `SqlStore` reads; PostgreSQL numbers their parameters.
-
-A block is a `-- name: NAME` line, comment lines (left out of the statement), and a statement
-with `:name` parameters and these fill-ins, filled as it is read:
-
-- `{webhook_columns}`: a table's columns (COLUMNS: its record's fields, in order);
-  `{webhook_values}` the same as parameters; `{w.webhook_columns}` qualified by an alias, and
-  `{w.webhook_columns AS w_*}` renamed too.
-- `{IS_ACTIVE}`: another block, a fragment several statements share.
-
-and these, left for the store to fill as it runs the statement (FILLED_LATER): `{where}` and
-`{order}` of a listing, from `gateway.store.filter_sql`, which emits whitelisted columns and
-placeholders, never user text; `{sets}` and `{guards}` of an owner's edit (`edit_webhook`).
-The statements that have them are read from shared.sql only.
-
-A listing (`listings`, at the end) filters and orders by the fields the wire model lets a query
-name (`gateway.wire`, `Resource.queryable`), each the column of the record field it shows unless
-given otherwise.
+`load(dialect)` gives a dialect's statements by name: `shared.sql`'s blocks overlaid by its own
+file's (only what differs), their fill-ins filled (shared.sql's header lists them), but those the
+store fills as it runs a statement (FILLED_LATER: a listing's `{where}` and `{order}` from
+`filter_sql`, whitelisted columns and placeholders only; an owner's edit's `{sets}` and
+`{guards}`), which only shared.sql's statements have. Each dialect's module (`sqlite_queries`,
+`postgres_queries`) serves them as its attributes, under the names `SqlStore` reads.
 """
 
 from __future__ import annotations
@@ -35,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 from gateway.models import ApiKey, Attempt, Event, Notification, Webhook, WebhookRule
-from gateway.store.filter_sql import Listing, whitelist
+from gateway.store.filter_sql import Column, Listing
 
 if TYPE_CHECKING:
     from gateway.resource import Resource
@@ -59,26 +43,20 @@ def _fields(record: type) -> tuple[str, ...]:
     return tuple(f.name for f in fields(record))
 
 
-def _notification_columns() -> tuple[str, ...]:
-    """A notification's fields, and after its event type the label the history filters on
-    (`Invoice.Update`), which the record does not keep."""
-    names = _fields(Notification)
-    after = names.index("event_type") + 1
-    return (*names[:after], "event_type_label", *names[after:])
-
-
-# Each table's columns by its name in fill-ins: its record's fields, so that a record is
-# written and read by its field names.
+# Each table's columns by its name in fill-ins: its record's fields, so that a record is written
+# and read by its field names. A notification's also keep, after its event type, the label the
+# history filters on (`Invoice.Update`), which the record does not.
+_NOTE = _fields(Notification)
+_LABEL_AT = _NOTE.index("event_type") + 1
+NOTE_COLUMNS = (*_NOTE[:_LABEL_AT], "event_type_label", *_NOTE[_LABEL_AT:])
 COLUMNS = {
     "api_key": _fields(ApiKey), "webhook": _fields(Webhook), "rule": _fields(WebhookRule),
-    "event": _fields(Event), "notification": _notification_columns(), "attempt": _fields(Attempt),
+    "event": _fields(Event), "notification": NOTE_COLUMNS, "attempt": _fields(Attempt),
 }  # fmt: skip
-NOTE_COLUMNS = COLUMNS["notification"]
 
 
 def load(dialect: str) -> dict[str, str]:
-    """The statements `dialect` runs by name: shared.sql's blocks overlaid by `<dialect>.sql`'s,
-    their fill-ins filled (but FILLED_LATER)."""
+    """The statements `dialect` runs by name, filled in (but FILLED_LATER)."""
     return filled({**read("shared"), **read(dialect)})
 
 
@@ -89,7 +67,7 @@ def read(name: str) -> dict[str, str]:
 
 def parse(text: str, source: str) -> dict[str, str]:
     """Each block's statement by its name: the lines under its `-- name: NAME` line up to the
-    next one, without comments and blank lines. Refuses a name given twice, a block with no
+    next one, but comments and blank lines. Refuses a name given twice, a block with no
     statement, and a statement before the first name."""
     preamble, *headed = _HEADER.split(text)
     if _sql_lines(preamble):
@@ -108,16 +86,13 @@ def parse(text: str, source: str) -> dict[str, str]:
 
 
 def _sql_lines(text: str) -> list[str]:
-    return [line.rstrip() for line in text.splitlines() if line.strip() and not _comment(line)]
-
-
-def _comment(line: str) -> bool:
-    return line.lstrip().startswith("--")
+    return [line.rstrip() for line in text.splitlines()
+            if line.strip() and not line.lstrip().startswith("--")]  # fmt: skip
 
 
 def filled(blocks: Mapping[str, str]) -> dict[str, str]:
-    """Every block with its fill-ins filled (the module's docstring lists them), but
-    FILLED_LATER."""
+    """Every block with its fill-ins filled: another block's name by its statement, a column
+    fill-in (`column_list`) by its columns, FILLED_LATER left as it is."""
 
     def fill(name: str) -> str:
         return _FILL_IN.sub(lambda found: fill_in(found[1], name), blocks[name])
@@ -125,9 +100,7 @@ def filled(blocks: Mapping[str, str]) -> dict[str, str]:
     def fill_in(what: str, block: str) -> str:
         if what in blocks:
             return fill(what)
-        if what in FILLED_LATER:
-            return f"{{{what}}}"
-        return column_list(what, block)
+        return f"{{{what}}}" if what in FILLED_LATER else column_list(what, block)
 
     return {name: fill(name) for name in blocks}
 
@@ -168,13 +141,11 @@ def edit_webhook(values: tuple[str, ...], expect: tuple[str, ...], *, same_as: s
 
 
 def migration_files(directory: Path) -> list[tuple[int, str]]:
-    """(version, SQL) of every migration file in `directory`, in order: 0001_initial.sql is
-    version 1."""
+    """(version, SQL) of every migration file in `directory`, in order (0001_x.sql: 1)."""
     files = sorted(directory.glob("[0-9][0-9][0-9][0-9]_*.sql"))
     return [(int(f.name[:4]), f.read_text(encoding="utf-8")) for f in files]
 
 
-# -- Listings: a query filters and orders by the fields the wire model lets it name ------------
 class Listings(NamedTuple):
     """The paged listings of a dialect."""
 
@@ -207,7 +178,7 @@ def listed(model: type[Resource], name: str, order: str, key: str, /, **sql: str
     query name: each, by lower-case wire name, compares the column of the record field it
     shows (of the same name), or the SQL given here for it. Ordered by `order` (wire names)
     unless the query says, and last by `key`, the primary key, so pages never overlap or skip."""
-    types, attributes = model.queryable(), model.attributes()
-    columns = {wire_name: sql.get(wire_name, attributes[wire_name]) for wire_name in types}
-    return Listing(SHARED[f"QUERY_{name}"], SHARED[f"COUNT_{name}"], whitelist(columns, types),
-                   order, key)  # fmt: skip
+    attributes = model.attributes()
+    columns = {wire_name: Column(sql.get(wire_name, attributes[wire_name]), field_type)
+               for wire_name, field_type in model.queryable().items()}  # fmt: skip
+    return Listing(SHARED[f"QUERY_{name}"], SHARED[f"COUNT_{name}"], columns, order, key)

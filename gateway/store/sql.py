@@ -1,51 +1,34 @@
-"""`SqlStore`, the store (`gateway.store.Store`): every persistent operation the gateway needs,
-async, written once for both SQL dialects (`sqlite.SqliteStore`, the embedded default, also on
-a throwaway database for memory://; `postgres.PostgresStore`, to scale out). One contract suite
-(tests/integration/test_store_contract.py) runs against both.
+"""`SqlStore`, the store (`gateway.store.Store`): every operation the gateway persists, written
+once over SQL for both dialects (`sqlite.SqliteStore`, also memory://; `postgres.PostgresStore`).
+tests/integration/test_store_contract.py runs against both.
 
-Every read or write of a tenant's data takes the caller's `group_key`: a record of another group
-is simply not found, so existence never leaks across groups. Filters reach the store already
-parsed (`gateway.filters.Node`) and are compiled over the fields the wire models let a query
-name (`queries.listings`), never by pasting user text into SQL.
-
-Every domain method is here, over a few primitives each dialect provides: read rows, run a
-transaction (`_transact`), and the values a driver differs on (a list of ids, an id as a row
-holds it); records become rows and back through the dialect's `codec` (`gateway.store.codec`),
-which also reads a single stored UUID or time. Every statement is read by name from the
-dialect's query module, `self.q` (`gateway.store.sqlite_queries`, `gateway.store.postgres_queries`),
-which serves the blocks of `statements/shared.sql` overlaid by its own file's
-(`gateway.store.queries.load`; `:name` parameters). Parameters are passed as Python values
-(UUID, datetime); each dialect makes them its driver's.
-
-A transaction is a script (`gateway.store.steps`): a generator yielding statements, which each
-dialect runs its way: SQLite whole on its writer's thread, PostgreSQL step by step, from the
-start again after a conflict, so a script keeps its state inside. Where PostgreSQL locks
-webhook rows (in id order, before their notifications) or notifies other processes, the script
-says so, and SQLite, whose writer holds the whole file and whose workers poll, skips the step.
-
-The delivery path (add_events, claim_due, record_attempts) runs hundreds of rows a call; its
-rows are built by each dialect's written-out encoders and decoders (`event_row`,
-`notification_row`, `settled_row`, `notifications`), and a new notification row is read and
-numbered at the dialect's `ROW_*` keys (positions in SQLite's positional rows, names in
-PostgreSQL's).
-
-What stays in `SqliteStore` and `PostgresStore` is connections, running a transaction (with
-PostgreSQL's retries) and reading, and the primitives.
+- Every read or write of a tenant's data takes the caller's `group_key`: another group's record is
+  simply not found, so existence never leaks across groups.
+- Statements are read by name from the dialect's query module, `self.q` (`gateway.store.queries`).
+  Filters arrive parsed and compile over whitelisted columns (`filter_sql`), never pasted text.
+  Parameters are Python values; the dialect's `codec` makes them its driver's and reads rows back.
+- A transaction is a script (`gateway.store.steps`) that each dialect runs its way; PostgreSQL
+  may run it again from the start, so a script keeps its state inside. Writers lock webhook rows
+  (in id order) before their notifications; SQLite, whose writer holds the whole file, skips locks.
+- The delivery path (add_events, claim_due, record_attempts) moves hundreds of rows a call: its
+  rows are the dialect's written-out `event_row`, `notification_row`, `settled_row` and
+  `notifications`, and a new notification row is read at the dialect's `ROW_*` keys.
 """
 
 from __future__ import annotations
 
 import abc
+import collections
 import functools
 from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
-from types import ModuleType, TracebackType
+from types import ModuleType
 from typing import Any, ClassVar, Self, TypeVar
 from uuid import UUID
 
 from gateway import lifecycle
-from gateway.errors import StoreError
-from gateway.lifecycle import Move, StatusChange
+from gateway.errors import Conflict, StoreError
+from gateway.lifecycle import Move, StatusChange, Transition
 from gateway.models import (
     ApiKey,
     Attempt,
@@ -65,11 +48,20 @@ from gateway.outcomes import (
     not_active,
     settle_in_order,
 )
-from gateway.store.base import Added, Page, Query, Requeue, WebhookEdit, conflict
+from gateway.store.base import Added, Page, Query, Requeue, WebhookEdit
 from gateway.store.codec import Codec, Kind
 from gateway.store.filter_sql import Listing, order_by, where_filter
 from gateway.store.queries import NEW_WORK_CHANNEL, WEBHOOK_CHANGED_CHANNEL
-from gateway.store.steps import Execute, ExecuteMany, Fetch, Lock, MakeScript, Notify, Script
+from gateway.store.steps import (
+    Execute,
+    ExecuteMany,
+    Fetch,
+    Lock,
+    MakeScript,
+    Notify,
+    Script,
+    Step,
+)
 
 R = TypeVar("R", ApiKey, Webhook, WebhookRule, Notification, Attempt)
 T = TypeVar("T")
@@ -81,10 +73,10 @@ Settled = list[tuple[AttemptOutcome, Webhook, Settlement]]
 
 
 class SqlStore(abc.ABC):
-    """Async persistence for keys, webhooks, rules, events and notifications; each dialect
-    gives the primitives below."""
+    """Async persistence for keys, webhooks, rules, events and notifications, over the
+    primitives each dialect gives."""
 
-    q: ClassVar[ModuleType]  # the dialect's named queries
+    q: ClassVar[ModuleType]  # the dialect's named statements
     codec: ClassVar[Codec]  # the dialect's values: records to rows and back
     applied_migrations: list[int]  # by the last open()
 
@@ -92,12 +84,7 @@ class SqlStore(abc.ABC):
         await self.open()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
     @abc.abstractmethod
@@ -109,29 +96,28 @@ class SqlStore(abc.ABC):
         """Release connections."""
 
     async def watch_new_work(self, callback: Callable[[], None]) -> None:  # noqa: B027
-        """Call `callback` when another process adds due notifications, until `close()`.
-
-        By default there is nothing to watch: with an embedded store the API that adds work
-        runs in the worker's own process and wakes it directly.
-        """
+        """Call `callback` when another process adds due notifications, until `close()`. By
+        default a no-op: the API that adds work runs in the worker's process and wakes it."""
 
     async def watch_webhook_changes(  # noqa: B027
         self, callback: Callable[[UUID | None], None]
     ) -> None:
-        """Call `callback` with a webhook's id when another process changes its status or
-        secret (None: any may have changed), until `close()`. By default there is nothing to
-        watch: the API of the same process tells its worker directly, and `serve` its worker
-        processes."""
+        """Call `callback` with a webhook's id (None: any) when another process changes its
+        status or secret, until `close()`. By default a no-op: the API of the same process
+        tells its worker, and `serve` its worker processes."""
 
-    # -- Primitives, one implementation per dialect --------------------------------------------
-    # A statement is one the dialect's query module (self.q) serves by name.
+    # -- Primitives, one implementation per dialect ----------------------------------------------
     @abc.abstractmethod
     async def _rows(self, sql: Any, params: Params | None = None) -> Sequence[Any]:
         """The rows one statement reads, outside any write transaction."""
 
     @abc.abstractmethod
+    async def _transact(self, script: MakeScript[T]) -> T:
+        """Run a fresh `script()` in one transaction; what it returns."""
+
+    @abc.abstractmethod
     def _ids(self, ids: Collection[UUID]) -> Any:
-        """A list of ids as one parameter (`ids IN ...` in the dialect's queries)."""
+        """A list of ids as one parameter (`ids IN ...` in the dialect's statements)."""
 
     @abc.abstractmethod
     def _raw_id(self, value: UUID) -> Any:
@@ -141,31 +127,51 @@ class SqlStore(abc.ABC):
     def _is_open(self) -> bool:
         """Whether open() has connected (and migrated)."""
 
-    @abc.abstractmethod
-    async def _transact(self, script: MakeScript[T]) -> T:
-        """Run a fresh `script()` in one transaction (steps.py); what it returns."""
+    async def _run(self, *steps: Step) -> list[Any]:
+        """Run these steps in one transaction; what each answered."""
 
-    async def _write(self, sql: Any, params: Params) -> int:
-        """Run one statement in its own transaction; how many rows it changed."""
-        return await self._transact(functools.partial(_execute, sql, params))
-
-    async def _write_in_one(self, statements: Sequence[tuple[Any, Params]]) -> list[int]:
-        """Run these statements in one transaction; how many rows each changed."""
-
-        def script() -> Script[list[int]]:
-            changed = []
-            for sql, params in statements:
-                changed.append((yield Execute(sql, params)))
-            return changed
+        def script() -> Script[list[Any]]:
+            answers = []
+            for step in steps:
+                answers.append((yield step))
+            return answers
 
         return await self._transact(script)
 
-    async def _insert_all(self, sql: Any, rows: Sequence[Params]) -> None:
-        """Run one statement for each set of (encoded) parameters, all in one transaction."""
-        await self._transact(functools.partial(_execute_many, sql, rows))
+    async def _write(self, sql: Any, params: Params) -> int:
+        """Run one statement in its own transaction; how many rows it changed."""
+        changed: int = (await self._run(Execute(sql, params)))[0]
+        return changed
 
+    async def _one(self, cls: type[R], sql: Any, params: Params) -> R | None:
+        """The record in the first row a statement reads, if any."""
+        rows = await self._rows(sql, params)
+        return self.codec.decode_rows(cls, rows[:1])[0] if rows else None
+
+    async def _grouped(
+        self, cls: type[R], sql: Any, params: Params, keys: Sequence[UUID], key: str
+    ) -> dict[UUID, list[R]]:
+        """The records a statement reads, listed under their `key` field (each of `keys`)."""
+        found: dict[UUID, list[R]] = {k: [] for k in keys}
+        for record in self.codec.decode_rows(cls, await self._rows(sql, params)):
+            found[getattr(record, key)].append(record)
+        return found
+
+    async def _page(self, cls: type[R], listing: Listing, query: Query, **match: UUID) -> Page[R]:
+        """A page of the listing's rows whose columns equal `match`, filtered and ordered as
+        `query` says, and how many there are in all."""
+        where = " AND ".join(f"{column} = :{column}" for column in match)
+        extra, params = where_filter(listing.columns, query.filter, self.codec.to_sql)
+        where, params = where + extra, {**match, **params}
+        total = (await self._rows(listing.count.format(where=where), params))[0][0]
+        select = listing.select.format(where=where, order=order_by(listing, query.order))
+        page = {"limit": query.page_size, "offset": query.page_size * query.page_number}
+        rows = await self._rows(select, {**params, **page})
+        return Page(self.codec.decode_rows(cls, rows), total)
+
+    # -- Migrations and readiness ----------------------------------------------------------------
     async def migrate(self) -> list[int]:
-        """Apply pending migrations (opening the store if needed); return their versions."""
+        """Apply pending migrations (opening the store if needed); their versions."""
         if not self._is_open():
             await self.open()
             return self.applied_migrations
@@ -181,8 +187,7 @@ class SqlStore(abc.ABC):
 
     def _apply(self, version: int, script: str) -> Script[bool]:
         """Apply one migration unless another process did; whether this one did."""
-        # One process at a time: the others wait here, then find the version applied.
-        yield Lock(self.q.LOCK_MIGRATIONS, {})
+        yield Lock(self.q.LOCK_MIGRATIONS, {})  # the others wait here, then find it applied
         yield Execute(self.q.CREATE_MIGRATIONS, {})
         if (yield Fetch(self.q.IS_APPLIED, {"version": version})):
             return False
@@ -191,26 +196,11 @@ class SqlStore(abc.ABC):
         yield Execute(self.q.RECORD_MIGRATION, {"version": version, "now": utcnow()})
         return True
 
-    async def _one(self, cls: type[R], sql: Any, params: Params) -> R | None:
-        rows = await self._rows(sql, params)
-        return self.codec.decode_rows(cls, rows[:1])[0] if rows else None
-
-    async def _page(
-        self, cls: type[R], listing: Listing, where: str, params: Params, query: Query
-    ) -> Page[R]:
-        extra, values = where_filter(listing.columns, query.filter, self.codec.to_sql)
-        where, params = where + extra, {**params, **values}
-        total = (await self._rows(listing.count.format(where=where), params))[0][0]
-        select = listing.select.format(where=where, order=order_by(listing, query.order))
-        page = {"limit": query.page_size, "offset": query.page_size * query.page_number}
-        rows = await self._rows(select, {**params, **page})
-        return Page(self.codec.decode_rows(cls, rows), total)
-
     async def ping(self) -> None:
         """Raise StoreError if the database does not answer (readiness)."""
         await self._rows(self.q.PING)
 
-    # -- API keys -----------------------------------------------------------------------------
+    # -- API keys --------------------------------------------------------------------------------
     async def add_api_key(self, key: ApiKey) -> None:
         """Store a new key (hashed)."""
         await self._write(self.q.INSERT_API_KEY, self.codec.encode(key))
@@ -233,10 +223,11 @@ class SqlStore(abc.ABC):
         rows = await self._rows(self.q.GROUP_KEY_FOR_NAME, {"group_name": group_name})
         return self.codec.read(Kind.ID, rows[0][0]) if rows else None
 
-    # -- Webhooks -----------------------------------------------------------------------------
+    # -- Webhooks and rules ----------------------------------------------------------------------
     async def add_webhooks(self, webhooks: Sequence[Webhook]) -> None:
         """Insert all or none."""
-        await self._insert_all(self.q.INSERT_WEBHOOK, [self.codec.encode(w) for w in webhooks])
+        rows = [self.codec.encode(w) for w in webhooks]
+        await self._run(ExecuteMany(self.q.INSERT_WEBHOOK, rows, encoded=True))
 
     async def get_webhook(self, group_key: UUID, webhook_id: UUID) -> Webhook | None:
         """One webhook of this group."""
@@ -254,13 +245,12 @@ class SqlStore(abc.ABC):
 
     async def query_webhooks(self, group_key: UUID, query: Query) -> Page[Webhook]:
         """Filter, order and page this group's webhooks."""
-        where, params = "group_key = :group_key", {"group_key": group_key}
-        return await self._page(Webhook, self.q.listings().webhooks, where, params, query)
+        return await self._page(Webhook, self.q.listings().webhooks, query, group_key=group_key)
 
-    # -- Rules --------------------------------------------------------------------------------
     async def add_rules(self, rules: Sequence[WebhookRule]) -> None:
         """Insert all or none."""
-        await self._insert_all(self.q.INSERT_RULE, [self.codec.encode(r) for r in rules])
+        rows = [self.codec.encode(r) for r in rules]
+        await self._run(ExecuteMany(self.q.INSERT_RULE, rows, encoded=True))
 
     async def get_rule(self, group_key: UUID, rule_id: UUID) -> WebhookRule | None:
         """One rule of this group."""
@@ -278,19 +268,15 @@ class SqlStore(abc.ABC):
 
     async def query_rules(self, group_key: UUID, query: Query) -> Page[WebhookRule]:
         """Filter, order and page this group's rules."""
-        where, params = "group_key = :group_key", {"group_key": group_key}
-        return await self._page(WebhookRule, self.q.listings().rules, where, params, query)
+        return await self._page(WebhookRule, self.q.listings().rules, query, group_key=group_key)
 
     async def rules_for_webhooks(
         self, group_key: UUID, webhook_ids: Sequence[UUID]
     ) -> dict[UUID, list[WebhookRule]]:
         """The rules of each of these webhooks (every id is a key, possibly with no rules)."""
-        found: dict[UUID, list[WebhookRule]] = {w: [] for w in webhook_ids}
         params = {"group_key": group_key, "webhook_ids": self._ids(webhook_ids)}
-        rows = await self._rows(self.q.RULES_FOR_WEBHOOKS, params)
-        for rule in self.codec.decode_rows(WebhookRule, rows):
-            found[rule.webhook_id].append(rule)
-        return found
+        sql = self.q.RULES_FOR_WEBHOOKS
+        return await self._grouped(WebhookRule, sql, params, webhook_ids, "webhook_id")
 
     async def matching_rules(
         self, group_key: UUID, table_key: str, event_type: str
@@ -299,10 +285,9 @@ class SqlStore(abc.ABC):
         params = {"group_key": group_key, "table_key": table_key, "event_type": event_type}
         rows = await self._rows(self.q.MATCHING_RULES, params)
         decode = self.codec.decode_rows
-        rules, hooks = decode(WebhookRule, rows), decode(Webhook, rows, "w_")
-        return list(zip(rules, hooks, strict=True))
+        return list(zip(decode(WebhookRule, rows), decode(Webhook, rows, "w_"), strict=True))
 
-    # -- History ------------------------------------------------------------------------------
+    # -- History and housekeeping ----------------------------------------------------------------
     async def get_notification(
         self, group_key: UUID, webhook_id: UUID, notification_id: UUID
     ) -> Notification | None:
@@ -316,28 +301,28 @@ class SqlStore(abc.ABC):
     ) -> dict[UUID, list[Attempt]]:
         """The logged failed attempts of these notifications of this group's webhook, in order
         (every id is a key)."""
-        found: dict[UUID, list[Attempt]] = {n: [] for n in notification_ids}
         params = {"group_key": group_key, "webhook_id": webhook_id,
                   "ids": self._ids(notification_ids)}  # fmt: skip
-        for attempt in self.codec.decode_rows(Attempt, await self._rows(self.q.ATTEMPTS, params)):
-            found[attempt.notification_id].append(attempt)
-        return found
+        sql = self.q.ATTEMPTS
+        return await self._grouped(Attempt, sql, params, notification_ids, "notification_id")
 
     async def query_history(
         self, group_key: UUID, webhook_id: UUID, query: Query
     ) -> Page[Notification]:
         """Filter, order and page one webhook's history."""
-        where = "group_key = :group_key AND webhook_id = :webhook_id"
-        params = {"group_key": group_key, "webhook_id": webhook_id}
-        return await self._page(Notification, self.q.listings().history, where, params, query)
+        history = self.q.listings().history
+        return await self._page(
+            Notification, history, query, group_key=group_key, webhook_id=webhook_id
+        )
 
     async def prune_history(self, succeeded_before: datetime) -> int:
-        """Delete successful notifications older than this (and events left with none);
-        return how many."""
+        """Delete successful notifications older than this (and events left with none); how
+        many notifications."""
         params = {"before": succeeded_before}
-        statements = [(self.q.PRUNE_HISTORY, params), (self.q.PRUNE_EVENTS, params)]
-        pruned, _ = await self._write_in_one(statements)
-        return pruned
+        pruned, _ = await self._run(
+            Execute(self.q.PRUNE_HISTORY, params), Execute(self.q.PRUNE_EVENTS, params)
+        )
+        return int(pruned)
 
     async def delivery_stats(self, now: datetime) -> dict[str, float]:
         """Queue depth by state, and for how many seconds the longest-waiting due notification
@@ -348,36 +333,27 @@ class SqlStore(abc.ABC):
         stats = {state: float(row[state]) for state in _DELIVERY_STATES}
         return {**stats, "overdue_seconds": max(overdue, 0.0)}
 
-    # -- Handshake codes ----------------------------------------------------------------------
     async def take_handshake_nonce(self, nonce: str, expires: datetime) -> bool:
         """Mark the nonce of an accepted handshake code used: True the first time, False ever
-        after, in every process sharing the store (atomically: of two takes at once, one
-        wins, the other's insert finds it). Kept at least until `expires`, when its code can no
-        longer pass anyway."""
+        after, in every process sharing the store (of two takes at once, one insert wins). Kept
+        at least until `expires`, when its code can no longer pass anyway."""
         params = {"nonce": nonce, "expires": expires}
         return await self._write(self.q.TAKE_HANDSHAKE_NONCE, params) == 1
 
     async def prune_handshake_nonces(self, now: datetime) -> int:
-        """Forget the nonces that expired by `now` (housekeeping); return how many."""
+        """Forget the nonces that expired by `now` (housekeeping); how many."""
         return await self._write(self.q.PRUNE_HANDSHAKE_NONCES, {"now": now})
 
-    # -- Transactions, as scripts (steps.py) ----------------------------------------------------
+    # -- Lifecycle transactions ------------------------------------------------------------------
     async def edit_webhook(
         self, group_key: UUID, webhook_id: UUID, edit: WebhookEdit, now: datetime
     ) -> Webhook | None:
-        """Apply an owner's edit in one transaction (see WebhookEdit); the webhook as it is
-        after it, None if there is no such webhook, `Conflict` if an expectation failed.
-
-        A status change to Active releases the parked notifications (due `now`, their leases
-        cleared) and, with `reset_failures`, zeroes the failure count; a change away from
-        Active parks the pending ones (their leases kept, so that sends in flight are
-        recorded)."""
+        """Apply an owner's edit in one transaction (see WebhookEdit); the webhook after it,
+        None if there is no such webhook, `Conflict` if an expectation failed."""
         ids = {"webhook_id": webhook_id, "group_key": group_key}
-        params = {
-            **ids,
-            **{f"v_{name}": self.codec.to_sql(value) for name, value in edit.values.items()},
-            **{f"e_{name}": self.codec.to_sql(value) for name, value in edit.expect.items()},
-        }
+        to_sql = self.codec.to_sql
+        params = {**ids, **{f"v_{name}": to_sql(v) for name, v in edit.values.items()},
+                  **{f"e_{name}": to_sql(v) for name, v in edit.expect.items()}}  # fmt: skip
         query = self.q.edit_webhook(tuple(edit.values), tuple(edit.expect))
 
         def script() -> Script[Webhook | None]:
@@ -385,12 +361,35 @@ class SqlStore(abc.ABC):
             if not rows:
                 if not (yield Fetch(self.q.WEBHOOK_EXISTS, ids)):
                     return None
-                raise conflict(webhook_id, sorted(edit.expect))
+                fields = ", ".join(sorted(edit.expect))
+                raise Conflict(
+                    f"webhook {webhook_id} changed while this request was handled ({fields}); "
+                    "send the request again"
+                )
             if edit.status is not None:
                 return (yield from self._change_status(webhook_id, edit.status, now))
             return self.codec.decode_rows(Webhook, rows)[0]
 
         return await self._transact(script)
+
+    def _change_status(
+        self, webhook_id: UUID, change: StatusChange, now: datetime
+    ) -> Script[Webhook]:
+        """Set a webhook's status and tell the workers of every process; the webhook after it.
+        Leaving Active parks its pending notifications (leases kept: sends in flight are still
+        recorded); becoming Active releases the parked ones (due `now`, leases cleared)."""
+        reset = {"webhook_id": webhook_id, "reset_failures": change.reset_failures}
+        rows = yield Fetch(self.q.SET_STATUS, {**reset, **_status(change)})
+        if change.move is Move.PARK:
+            message = lifecycle.parked_message(change.status, change.status_message)
+            yield Execute(self.q.PARK_PENDING, {"webhook_id": webhook_id, "now": now,
+                                                "message": message, "keep": None})  # fmt: skip
+        else:
+            params = {"webhook_id": webhook_id, "now": now, "message": lifecycle.RELEASED_MESSAGE}
+            if (yield Execute(self.q.RELEASE_PARKED, params)):
+                yield Notify(NEW_WORK_CHANNEL)
+        yield Notify(WEBHOOK_CHANGED_CHANNEL, str(webhook_id))
+        return self.codec.decode_rows(Webhook, rows)[0]
 
     async def regenerate_secret(
         self,
@@ -417,9 +416,9 @@ class SqlStore(abc.ABC):
         return await self._transact(script)
 
     async def expire_webhooks(self, now: datetime) -> list[Webhook]:
-        """Make Active webhooks whose expirationDate has passed Inactive (`lifecycle.expiry`:
-        the status and message readers already see) and park their pending notifications, in
-        one transaction; return them as they are now."""
+        """Make Active webhooks whose expirationDate has passed Inactive (`lifecycle.expiry`,
+        as readers already see them) and park their pending notifications, in one
+        transaction; them as they are now."""
 
         def script() -> Script[list[Webhook]]:
             expired = []
@@ -439,15 +438,12 @@ class SqlStore(abc.ABC):
     async def release_leases(self, lease_owner: str) -> int:
         """Give back every lease this owner holds (graceful shutdown)."""
         params = {"owner": lease_owner}
-
-        def script() -> Script[int]:
-            # Webhooks first, as every other writer locks them, so this cannot deadlock with a
-            # worker settling (and parking) notifications of the same webhooks.
-            yield Lock(self.q.LOCK_LEASED_WEBHOOKS, params)
-            released: int = yield Execute(self.q.RELEASE_LEASES, params)
-            return released
-
-        return await self._transact(script)
+        # Their webhooks first, as every other writer locks them: no deadlock with a worker
+        # settling (and parking) notifications of the same webhooks.
+        _, released = await self._run(
+            Lock(self.q.LOCK_LEASED_WEBHOOKS, params), Execute(self.q.RELEASE_LEASES, params)
+        )
+        return int(released)
 
     async def requeue_notification(
         self, group_key: UUID, webhook_id: UUID, notification_id: UUID, now: datetime
@@ -474,10 +470,10 @@ class SqlStore(abc.ABC):
         return await self._transact(script)
 
     async def check_invariants(self, now: datetime, *, repair: bool) -> dict[str, int]:
-        """Count the notifications that break an invariant of `lifecycle` (INVARIANTS names
-        them) and, with `repair`, set them right; by invariant. They are read outside a
-        transaction; the repair locks the webhooks involved first, as every change of their
-        state does, and checks each row again as it writes."""
+        """Count the notifications that break an invariant of `lifecycle` (base.INVARIANTS
+        names them) and, with `repair`, set them right. They are read outside a transaction;
+        the repair locks their webhooks first, as every change of their state does, and checks
+        each row again as it writes."""
         parked = await self._rows(self.q.PARKED_OF_ACTIVE, {"now": now})
         stray = await self._rows(self.q.PENDING_OF_INACTIVE, {"now": now})
         if repair and (parked or stray):
@@ -485,8 +481,7 @@ class SqlStore(abc.ABC):
         return {"parked_of_active": len(parked), "pending_of_inactive": len(stray)}
 
     def _repair(self, parked: Sequence[Any], stray: Sequence[Any], now: datetime) -> Script[None]:
-        """check_invariants' repairs: release the parked rows of Active webhooks, park the
-        pending rows of the others (saying why)."""
+        """Release the parked rows of Active webhooks, park the pending rows of the others."""
         webhook_ids = {self.codec.read(Kind.ID, row[1]) for row in [*parked, *stray]}
         hooks = yield from self._lock_webhooks(webhook_ids)
         released = [{"notification_id": row[0], "now": now,
@@ -502,51 +497,24 @@ class SqlStore(abc.ABC):
             yield Notify(NEW_WORK_CHANNEL)
 
     def _lock_webhooks(self, webhook_ids: Collection[Any]) -> Script[dict[UUID, Webhook]]:
-        """Lock these webhook rows (on PostgreSQL, in id order); answer them as they are now."""
+        """Lock these webhook rows (on PostgreSQL, in id order); them as they are now."""
         if not webhook_ids:
             return {}
         rows = yield Fetch(self.q.LOCK_WEBHOOKS, {"webhook_ids": self._ids(webhook_ids)})
         return {hook.webhook_id: hook for hook in self.codec.decode_rows(Webhook, rows)}
 
-    def _change_status(
-        self, webhook_id: UUID, change: StatusChange, now: datetime
-    ) -> Script[Webhook]:
-        """Set a webhook's status, park or release its notifications to match, and tell the
-        workers of every process; the webhook after it."""
-        rows = yield Fetch(self.q.SET_STATUS, {
-            "webhook_id": webhook_id, "status_code": change.status.value,
-            "status_message": change.status_message,
-            "status_reason": None if change.reason is None else change.reason.value,
-            "reset_failures": change.reset_failures,
-        })  # fmt: skip
-        if change.move is Move.PARK:
-            message = lifecycle.parked_message(change.status, change.status_message)
-            yield Execute(self.q.PARK_PENDING, {"webhook_id": webhook_id, "now": now,
-                                                "message": message, "keep": None})  # fmt: skip
-        else:
-            params = {"webhook_id": webhook_id, "now": now, "message": lifecycle.RELEASED_MESSAGE}
-            if (yield Execute(self.q.RELEASE_PARKED, params)):
-                yield Notify(NEW_WORK_CHANNEL)
-        yield Notify(WEBHOOK_CHANGED_CHANNEL, str(webhook_id))
-        return self.codec.decode_rows(Webhook, rows)[0]
-
-    # -- The delivery path ----------------------------------------------------------------------
-    # Rows are encoded by the dialect's own written-out encoders (`event_row`, `notification_row`,
-    # `settled_row`: SQLite binds positional rows, which it does faster than named ones), and a
-    # new notification row is read and numbered at the dialect's `ROW_*` keys.
+    # -- The delivery path -----------------------------------------------------------------------
     async def add_events(
         self, events: Sequence[Event], notifications: Sequence[Notification]
     ) -> Added:
         """Store events and their notifications in one transaction; tell the workers when some
         are left for them to claim.
 
-        Each notification's `sequence` is assigned here from its webhook's counter, in the order
-        given; the value passed in is ignored. Whether it waits pending or parked is decided
-        here too, from its webhook as this transaction sees it: pending if the webhook is
-        Active (and not expired), else parked with the reason, and then not leased. (A row in
-        a finished state, seeded by tests or imports, is stored as it is.) A pending
-        notification may come leased already (`lease_owner`, `lease_until`): a worker in this
-        process took it, and claims leave it alone.
+        Each notification's `sequence` (the one passed is ignored) comes from its webhook's
+        counter, in the order given. It waits pending if its webhook is Active (and not
+        expired) in this transaction, else parked with the reason, not leased. A row in a
+        finished state (seeded by tests or imports) is stored as it is. A pending one may come
+        leased already (a worker in this process took it): claims leave it alone.
         """
         # Encoded before the transaction: another request's rows can be written meanwhile.
         event_rows = [self.q.event_row(e) for e in events]
@@ -590,11 +558,8 @@ class SqlStore(abc.ABC):
     ) -> Script[tuple[dict[Any, int], dict[Any, str]]]:
         """Reserve sequence numbers in one statement; the first for each webhook, and for each
         webhook that is not Active in this transaction, why its notifications are parked."""
-        counts: dict[tuple[Any, Any], int] = {}
         webhook_at, group_at = self.q.ROW_WEBHOOK, self.q.ROW_GROUP
-        for row in rows:
-            key = (row[webhook_at], row[group_at])
-            counts[key] = counts.get(key, 0) + 1
+        counts = collections.Counter((row[webhook_at], row[group_at]) for row in rows)
         if not counts:
             return {}, {}
         yield Lock(self.q.LOCK_WEBHOOK_IDS, {"webhook_ids": [w for w, _ in counts]})
@@ -625,19 +590,18 @@ class SqlStore(abc.ABC):
         exclude_webhooks: Collection[UUID] = (),
         exclude_groups: Collection[UUID] = (),
     ) -> list[Notification]:
-        """Lease up to `limit` pending notifications due by `now` (or whose lease expired).
+        """Lease up to `limit` pending notifications due by `now` (or whose lease expired),
+        skipping those of `exclude_webhooks` and `exclude_groups` (the caller holds enough).
 
-        The longest-due are leased first (by due time, then webhook, then sequence, so a webhook
-        with a deep backlog cannot hold the others back); the batch comes back ordered by webhook
-        then sequence. A claimed notification is invisible to other claims until its lease
-        ends. Notifications of `exclude_webhooks` and of `exclude_groups` are skipped (the
-        caller has enough of theirs queued already).
+        The longest-due go first (by due time, then webhook, then sequence, so a deep backlog
+        cannot hold the other webhooks back); the batch comes back by webhook then sequence. A
+        claimed notification is invisible to other claims until its lease ends.
         """
         params = {
             "now": now, "limit": limit, "owner": lease_owner, "lease_until": lease_until,
             "exclude": self._ids(exclude_webhooks), "exclude_groups": self._ids(exclude_groups),
         }  # fmt: skip
-        rows = await self._transact(functools.partial(_fetch, self.q.CLAIM_DUE, params))
+        [rows] = await self._run(Fetch(self.q.CLAIM_DUE, params))
         notes: list[Notification] = self.q.notifications(rows)
         # RETURNING follows no ORDER BY; restore the claim order.
         return sorted(notes, key=lambda n: (n.webhook_id, n.sequence))
@@ -652,16 +616,14 @@ class SqlStore(abc.ABC):
         return await self._transact(functools.partial(self._record, outcomes, utcnow()))
 
     def _record(self, outcomes: Sequence[AttemptOutcome], now: datetime) -> Script[Recorded]:
-        """Settle the outcomes whose lease holds, in order."""
         settled = settle_in_order((yield from self._leased(outcomes)), now)
-        for sql, rows, encoded in self._settled_writes(settled, now):
-            yield ExecuteMany(sql, rows, encoded)
+        yield from self._settled_writes(settled, now)  # each answers None
         return Recorded(len(settled), changes_of(settled), not_active(settled, now))
 
-    def _settled_writes(self, settled: Settled, now: datetime) -> list[tuple[Any, list[Any], bool]]:
-        """A settled batch's writes: a statement each, over the batch (its rows, and whether
-        they are encoded). Set-wise in this order, they end as one-by-one would: a webhook that
-        leaves Active never comes back within a batch, so no later outcome needs a parked row."""
+    def _settled_writes(self, settled: Settled, now: datetime) -> list[ExecuteMany]:
+        """A settled batch's writes, a statement each over the whole batch. Set-wise in this
+        order they end as one-by-one would: a webhook that leaves Active never comes back
+        within a batch, so no later outcome needs a parked row."""
         attempts, unsent, logged, changes, parks = [], [], [], [], []
         settled_row, at = self.q.settled_row, self.codec.to_sql(now)  # `now` encoded once a batch
         for outcome, hook, done in settled:
@@ -677,20 +639,18 @@ class SqlStore(abc.ABC):
             if done.logged:
                 logged.append({"notification_id": outcome.notification_id})
             if (change := done.webhook) is not None:
-                changes.append({
-                    "webhook_id": hook.webhook_id, "now": now,
-                    "failure_count": change.failure_count, "status_code": change.status.value,
-                    "status_message": change.status_message,
-                    "status_reason": None if change.reason is None else change.reason.value,
-                })  # fmt: skip
+                changes.append({"webhook_id": hook.webhook_id, "now": now,
+                                "failure_count": change.failure_count,
+                                **_status(change)})  # fmt: skip
                 if done.park_webhook:
                     parks.append({
                         "webhook_id": hook.webhook_id, "now": now, "keep": outcome.notification_id,
                         "message": lifecycle.parked_message(change.status, change.status_message),
                     })  # fmt: skip
-        return [(self.q.SETTLE_ATTEMPT, attempts, True), (self.q.SETTLE_UNSENT, unsent, False),
-                (self.q.LOG_ATTEMPT, logged, False), (self.q.SETTLE_LIFECYCLE, changes, False),
-                (self.q.PARK_PENDING, parks, False)]  # fmt: skip
+        return [ExecuteMany(self.q.SETTLE_ATTEMPT, attempts, encoded=True),
+                ExecuteMany(self.q.SETTLE_UNSENT, unsent), ExecuteMany(self.q.LOG_ATTEMPT, logged),
+                ExecuteMany(self.q.SETTLE_LIFECYCLE, changes),
+                ExecuteMany(self.q.PARK_PENDING, parks)]  # fmt: skip
 
     def _leased(self, outcomes: Sequence[AttemptOutcome]) -> Script[Held]:
         """The outcomes whose lease still holds, each with its webhook as this transaction sees
@@ -719,17 +679,7 @@ class SqlStore(abc.ABC):
         return held
 
 
-def _fetch(sql: Any, params: Params) -> Script[Any]:
-    """A transaction of one statement; its rows."""
-    return (yield Fetch(sql, params))
-
-
-def _execute(sql: Any, params: Params) -> Script[int]:
-    """A transaction of one statement; how many rows it changed."""
-    changed: int = yield Execute(sql, params)
-    return changed
-
-
-def _execute_many(sql: Any, rows: Sequence[Params]) -> Script[None]:
-    """A transaction of one statement for each set of parameters."""
-    yield ExecuteMany(sql, rows, encoded=True)
+def _status(change: StatusChange | Transition) -> dict[str, Any]:
+    """The status columns a change writes (SET_STATUS, SETTLE_LIFECYCLE)."""
+    return {"status_code": change.status.value, "status_message": change.status_message,
+            "status_reason": None if change.reason is None else change.reason.value}  # fmt: skip

@@ -1,19 +1,14 @@
 """A transaction written once for both SQL dialects: a script of steps that each runs its way.
 
-A transactional method of `SqlStore` is a generator (a "script") that yields the statements
-to run and receives what each gave: `rows = yield Fetch(sql, params)`, `changed = yield
-Execute(sql, params)`, `yield ExecuteMany(sql, rows)`. Each dialect drives it its own way:
-SQLite synchronously on its writer's thread between BEGIN IMMEDIATE and COMMIT, so the file
-stays locked only while SQLite works (no turn of the event loop between statements);
-PostgreSQL with an await a step inside `postgres_retry.atomically`, which may start the
-transaction again after a deadlock, a serialization failure or a lost connection. So a script
-keeps its state inside and is made afresh for each try, by calling a function of no arguments.
+A script is a generator that yields steps and receives what each gave (`rows = yield Fetch(sql,
+params)`). SQLite runs it whole on its writer's thread between BEGIN IMMEDIATE and COMMIT, so
+the file stays locked only while SQLite works; PostgreSQL awaits it step by step inside
+`postgres_retry.atomically`, which may start again after a deadlock, a serialization failure
+or a lost connection. So a script keeps its state inside and is made afresh for each try.
 
-Two steps are for PostgreSQL, where other processes write the same rows at the same time and
-listen for changes; SQLite's writer holds the whole file for the transaction and its workers
-poll, so it skips both: `Lock` (rows read to lock them) and `Notify` (a NOTIFY sent on
-commit). Parameters are Python values; each dialect makes them its driver's, unless a step says
-they are already (`encoded`, for rows built by the dialect's own encoders on the hot path).
+`Lock` and `Notify` are for PostgreSQL, where other processes write the same rows and listen for
+changes; SQLite, whose writer holds the whole file and whose workers poll, skips both.
+Parameters are Python values, which each dialect makes its driver's unless `encoded`.
 """
 
 from __future__ import annotations
@@ -47,8 +42,8 @@ class Execute(Statement):
 
 
 class Lock(Statement):
-    """Read rows to lock them until commit: answers them on PostgreSQL, None on SQLite, whose
-    writer holds the whole file (what the script read before stands)."""
+    """Read rows to lock them until commit: answers them on PostgreSQL, None on SQLite (what
+    the script read before stands)."""
 
     __slots__ = ()
 
