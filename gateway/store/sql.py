@@ -26,20 +26,10 @@ from types import ModuleType
 from typing import Any, ClassVar, Self, TypeVar
 from uuid import UUID
 
-from gateway import lifecycle
+from gateway import lifecycle, models
 from gateway.errors import Conflict, StoreError
 from gateway.lifecycle import Move, StatusChange, Transition
-from gateway.models import (
-    ApiKey,
-    Attempt,
-    Event,
-    Notification,
-    NotificationState,
-    Webhook,
-    WebhookRule,
-    WebhookStatus,
-    utcnow,
-)
+from gateway.models import ApiKey, Attempt, Event, Notification, Webhook, WebhookRule, utcnow
 from gateway.outcomes import (
     AttemptOutcome,
     Recorded,
@@ -52,22 +42,13 @@ from gateway.store.base import Added, Page, Query, Requeue, WebhookEdit
 from gateway.store.codec import Codec, Kind
 from gateway.store.filter_sql import Listing, order_by, where_filter
 from gateway.store.queries import NEW_WORK_CHANNEL, WEBHOOK_CHANGED_CHANNEL
-from gateway.store.steps import (
-    Execute,
-    ExecuteMany,
-    Fetch,
-    Lock,
-    MakeScript,
-    Notify,
-    Script,
-    Step,
-)
+from gateway.store.steps import Execute, ExecuteMany, Fetch, Lock, MakeScript, Notify, Script, Step
 
 R = TypeVar("R", ApiKey, Webhook, WebhookRule, Notification, Attempt)
 T = TypeVar("T")
 Params = Mapping[str, Any]
 _DELIVERY_STATES = ("pending", "parked", "failed", "succeeded")
-_PENDING, _PARKED = NotificationState.PENDING.value, NotificationState.PARKED.value
+_PENDING, _PARKED = models.NotificationState.PENDING.value, models.NotificationState.PARKED.value
 Held = list[tuple[AttemptOutcome, Webhook]]
 Settled = list[tuple[AttemptOutcome, Webhook, Settlement]]
 
@@ -99,9 +80,7 @@ class SqlStore(abc.ABC):
         """Call `callback` when another process adds due notifications, until `close()`. By
         default a no-op: the API that adds work runs in the worker's process and wakes it."""
 
-    async def watch_webhook_changes(  # noqa: B027
-        self, callback: Callable[[UUID | None], None]
-    ) -> None:
+    async def watch_webhook_changes(self, callback: Callable[[UUID | None], None]) -> None:  # noqa: B027
         """Call `callback` with a webhook's id (None: any) when another process changes its
         status or secret, until `close()`. By default a no-op: the API of the same process
         tells its worker, and `serve` its worker processes."""
@@ -118,10 +97,6 @@ class SqlStore(abc.ABC):
     @abc.abstractmethod
     def _ids(self, ids: Collection[UUID]) -> Any:
         """A list of ids as one parameter (`ids IN ...` in the dialect's statements)."""
-
-    @abc.abstractmethod
-    def _raw_id(self, value: UUID) -> Any:
-        """An id as the driver reads it back (equal to the column's value in a row)."""
 
     @abc.abstractmethod
     def _is_open(self) -> bool:
@@ -381,9 +356,7 @@ class SqlStore(abc.ABC):
         reset = {"webhook_id": webhook_id, "reset_failures": change.reset_failures}
         rows = yield Fetch(self.q.SET_STATUS, {**reset, **_status(change)})
         if change.move is Move.PARK:
-            message = lifecycle.parked_message(change.status, change.status_message)
-            yield Execute(self.q.PARK_PENDING, {"webhook_id": webhook_id, "now": now,
-                                                "message": message, "keep": None})  # fmt: skip
+            yield Execute(self.q.PARK_PENDING, _parking(webhook_id, change, now))
         else:
             params = {"webhook_id": webhook_id, "now": now, "message": lifecycle.RELEASED_MESSAGE}
             if (yield Execute(self.q.RELEASE_PARKED, params)):
@@ -463,7 +436,7 @@ class SqlStore(abc.ABC):
             rows = yield Fetch(self.q.NOTIFICATION_STATE, ids)
             if not rows:
                 return Requeue.NOT_FOUND
-            if rows[0][0] == NotificationState.SUCCEEDED.value:
+            if rows[0][0] == models.NotificationState.SUCCEEDED.value:
                 return Requeue.SUCCEEDED
             return Requeue.NOT_ACTIVE
 
@@ -567,7 +540,7 @@ class SqlStore(abc.ABC):
         last = {(row[0], row[1]): row[2] for row in found}
         parked = {}
         for row in found:
-            status = WebhookStatus(row[3])
+            status = models.WebhookStatus(row[3])
             expiration = None if row[5] is None else self.codec.read(Kind.TIME, row[5])
             if not lifecycle.receives(status, expiration, now):
                 shown = lifecycle.shown_status(status, row[4], expiration, now)
@@ -642,11 +615,8 @@ class SqlStore(abc.ABC):
                 changes.append({"webhook_id": hook.webhook_id, "now": now,
                                 "failure_count": change.failure_count,
                                 **_status(change)})  # fmt: skip
-                if done.park_webhook:
-                    parks.append({
-                        "webhook_id": hook.webhook_id, "now": now, "keep": outcome.notification_id,
-                        "message": lifecycle.parked_message(change.status, change.status_message),
-                    })  # fmt: skip
+                if done.park_webhook:  # all but this one: its own settlement is written
+                    parks.append(_parking(hook.webhook_id, change, now, outcome.notification_id))
         return [ExecuteMany(self.q.SETTLE_ATTEMPT, attempts, encoded=True),
                 ExecuteMany(self.q.SETTLE_UNSENT, unsent), ExecuteMany(self.q.LOG_ATTEMPT, logged),
                 ExecuteMany(self.q.SETTLE_LIFECYCLE, changes),
@@ -664,8 +634,8 @@ class SqlStore(abc.ABC):
         # PostgreSQL reads the leases again, locking them, now that their webhooks are locked:
         # a claim may have taken one over meanwhile. On SQLite what was read stands.
         locked = yield Lock(self.q.LOCK_LEASES, params)
-        # Matched by the ids as read (on SQLite text, which hashes in C; a uuid.UUID in Python).
-        raw = self._raw_id
+        # Matched by the ids as the driver reads them (on SQLite text, which hashes in C).
+        raw = self.codec.to_sql
         hooks = {raw(webhook_id): hook for webhook_id, hook in found.items()}
         leases = {row[0]: (row[1], row[2]) for row in (rows if locked is None else locked)}
         held = []
@@ -683,3 +653,11 @@ def _status(change: StatusChange | Transition) -> dict[str, Any]:
     """The status columns a change writes (SET_STATUS, SETTLE_LIFECYCLE)."""
     return {"status_code": change.status.value, "status_message": change.status_message,
             "status_reason": None if change.reason is None else change.reason.value}  # fmt: skip
+
+
+def _parking(
+    webhook_id: UUID, change: StatusChange | Transition, now: datetime, keep: UUID | None = None
+) -> dict[str, Any]:
+    """PARK_PENDING's parameters: the webhook's pending notifications (but `keep`) parked."""
+    message = lifecycle.parked_message(change.status, change.status_message)
+    return {"webhook_id": webhook_id, "now": now, "message": message, "keep": keep}
