@@ -54,8 +54,7 @@ Settled = list[tuple[AttemptOutcome, Webhook, Settlement]]
 
 
 class SqlStore(abc.ABC):
-    """Async persistence for keys, webhooks, rules, events and notifications, over the
-    primitives each dialect gives."""
+    """Async persistence for keys, webhooks, rules, events and notifications."""
 
     q: ClassVar[ModuleType]  # the dialect's named statements
     codec: ClassVar[Codec]  # the dialect's values: records to rows and back
@@ -291,8 +290,7 @@ class SqlStore(abc.ABC):
         )
 
     async def prune_history(self, succeeded_before: datetime) -> int:
-        """Delete successful notifications older than this (and events left with none); how
-        many notifications."""
+        """Delete successful notifications older than this (and events left with none); how many."""
         params = {"before": succeeded_before}
         pruned, _ = await self._run(
             Execute(self.q.PRUNE_HISTORY, params), Execute(self.q.PRUNE_EVENTS, params)
@@ -624,8 +622,7 @@ class SqlStore(abc.ABC):
 
     def _leased(self, outcomes: Sequence[AttemptOutcome]) -> Script[Held]:
         """The outcomes whose lease still holds, each with its webhook as this transaction sees
-        it (locked first). A lost lease (or a deleted webhook) is dropped: someone else settles
-        it."""
+        it (locked first). A lost lease (or a deleted webhook) is dropped: another settles it."""
         params = {"ids": self._ids([o.notification_id for o in outcomes]),
                   "owners": [o.lease_owner for o in outcomes]}  # fmt: skip
         # notification id -> (lease owner, webhook id), read by position
