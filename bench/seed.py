@@ -1,10 +1,10 @@
 """Rows written straight into a gateway's SQLite file, for the benchmarks that need more of
 them than the API could create in reasonable time (S2, S3, S6).
 
-Every row goes through the store's own record types and `sqlite_queries` encoders with the
-store's own INSERT statements, so it is exactly what `SqliteStore` would have written. The
-seeding runs in `bench.common.gateway`'s `prepare` hook: after `gateway keys create` has
-migrated the file, before `gateway serve` opens it.
+Every row goes through the store's own record types and SQLite encoders (`codec.SQLITE`,
+`sqlite_queries`) with the store's own INSERT statements, so it is exactly what `SqliteStore`
+would have written. The seeding runs in `bench.common.gateway`'s `prepare` hook: after
+`gateway keys create` has migrated the file, before `gateway serve` opens it.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from gateway.models import (
     utcnow,
 )
 from gateway.store import sqlite_queries as q
+from gateway.store.codec import SQLITE
 
 BENCH_GROUP = "bench"  # the group of the key bench.common.gateway creates
 # Event and notification ids as gateway/api/events.py and gateway/publishing.py make them (kept
@@ -123,8 +124,8 @@ def insert(
 ) -> None:
     """Webhooks and rules in one transaction."""
     with _transaction(conn):
-        conn.executemany(q.INSERT_WEBHOOK, [q.encode(h) for h in hooks])
-        conn.executemany(q.INSERT_RULE, [q.encode(r) for r in rules])
+        conn.executemany(q.INSERT_WEBHOOK, [SQLITE.encode(h) for h in hooks])
+        conn.executemany(q.INSERT_RULE, [SQLITE.encode(r) for r in rules])
 
 
 def insert_backlog(

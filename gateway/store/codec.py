@@ -1,7 +1,7 @@
 """How records become rows and rows become records, in each SQL dialect's values.
 
-Each field of a record (`gateway.models`) has a kind, read from its type hint (`X | None` is X's
-kind). Each dialect says in one table how a value of each kind is written and read back:
+A field's kind comes from its type hint (`X | None` is X's kind). Each dialect has a table of
+how a value of each kind is written and read back:
 
     kind       SQLite                                PostgreSQL
     ID         lowercase text                        uuid
@@ -14,10 +14,7 @@ kind). Each dialect says in one table how a value of each kind is written and re
 `Codec` applies a table: `to_sql` to one value, `encode` to a record, `decode_rows` to rows.
 Writing goes by the value's type (so a bare parameter and a record's field are written alike),
 reading by the field's kind (a stored value does not say). Nulls pass both ways unchanged.
-
-The delivery path's rows are written out in the dialect's module from the helpers below
-(`stamp`, `enum_text`, `json_list`, `records`, `member`, `shared_uuid`): they come by the
-hundred, and the generic loops cost more than the values.
+SQLite's delivery-path rows are written out from the helpers here (`sqlite_queries`).
 """
 
 from __future__ import annotations
@@ -30,7 +27,7 @@ import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 from uuid import UUID
 
 import orjson
@@ -40,28 +37,22 @@ from gateway.models import ApiKey, Attempt, Notification, Webhook, WebhookRule
 
 R = TypeVar("R", ApiKey, Webhook, WebhookRule, Notification, Attempt)
 E = TypeVar("E", bound=enum.Enum)
+K = TypeVar("K")
+V = TypeVar("V")
 Convert = Callable[[Any], Any]
 
 
 class Kind(enum.Enum):
-    """What a field holds, as far as storing it goes."""
+    """What a field holds, as far as storing it goes: a kind above, PLAIN (text or a number, as
+    it is) or SHARED_ID (an ID that many rows repeat, read as one object: SHARED_ID_FIELDS)."""
 
-    PLAIN = "text or a number, stored as it is"
-    ID = "a UUID"
-    SHARED_ID = "a UUID that many rows repeat (SHARED_ID_FIELDS)"
-    TIME = "a timezone-aware datetime"
-    BOOL = "a boolean"
-    ENUM = "an enum member"
-    SET = "a frozenset of enum members"
-    RECORDS = "a tuple of JSON objects"
+    PLAIN, ID, SHARED_ID, TIME, BOOL, ENUM, SET, RECORDS = range(8)
 
 
-# The ids that many rows repeat (their webhook's, their group's): SQLite reads each text to one
-# shared object (`shared_uuid`).
-SHARED_ID_FIELDS = frozenset({"webhook_id", "group_key"})
+SHARED_ID_FIELDS = frozenset({"webhook_id", "group_key"})  # a row's webhook's, its group's
 
 
-# -- Helpers, shared by the tables and the written-out rows -------------------------------------
+# -- Helpers, shared by the tables and SQLite's written-out rows --------------------------------
 def aware(value: datetime) -> datetime:
     """`value`, refused if naive: the store keeps timezone-aware times only."""
     if value.tzinfo is None:
@@ -71,11 +62,8 @@ def aware(value: datetime) -> datetime:
 
 @functools.lru_cache(maxsize=256)
 def stamp(value: datetime) -> str:
-    """Fixed-width UTC text, so that comparing the text compares the times.
-
-    Cached: a batch of notifications repeats the same few times (created, due, triggered) in
-    every row, and formatting was 3% of the publish path.
-    """
+    """Fixed-width UTC text, so that comparing the text compares the times. Cached: a batch
+    repeats the same few times in every row, and formatting was 3% of the publish path."""
     return aware(value).astimezone(UTC).isoformat(timespec="microseconds")
 
 
@@ -99,8 +87,8 @@ def records(text: str) -> tuple[dict[str, Any], ...]:
 
 
 def member(kind: type[E]) -> Callable[[str], E]:
-    """The member of this enum whose value is stored: one dict lookup, where calling the enum
-    costs three times as much (timeit), twice per claimed notification."""
+    """The member of this enum whose value is stored: one dict lookup, a third of what calling
+    the enum costs (timeit), twice per claimed notification."""
     members = {member.value: member for member in kind}
 
     def lookup(value: str) -> E:
@@ -115,9 +103,8 @@ SHARED_IDS_SIZE = 10_000  # the cache starts over when it is this full
 
 
 def shared_uuid(text: str) -> UUID:
-    """An id that many rows repeat (their webhook's, their group's), one object per text: it
-    is parsed once, and the worker's dicts keyed by it match it by identity instead of calling
-    uuid.UUID.__eq__ (13 times a notification, counted with cProfile)."""
+    """One object per id text that many rows repeat: parsed once, and the worker's dicts keyed
+    by it match by identity instead of calling UUID.__eq__ (13 times a notification, cProfile)."""
     found = _SHARED_IDS.get(text)
     if found is None:
         if len(_SHARED_IDS) >= SHARED_IDS_SIZE:
@@ -131,11 +118,12 @@ def plain_uuid(value: Any) -> UUID:
     return value if type(value) is UUID else UUID(bytes=value.bytes)
 
 
-# -- The dialects' tables: each kind's conversion, None where the value passes as it is ---------
-Table = Mapping[Kind, Convert | None]
-SQLITE_WRITE: Table = {Kind.ID: str, Kind.SHARED_ID: str, Kind.TIME: stamp, Kind.ENUM: enum_value,
+# -- The dialects' tables: each kind's conversion, if its value does not pass as it is --------
+# Writing goes by a value's type, which never says SHARED_ID. A SET is read as its list of
+# values, which `Codec` makes members (as it does an ENUM's value).
+Table = Mapping[Kind, Convert]
+SQLITE_WRITE: Table = {Kind.ID: str, Kind.TIME: stamp, Kind.ENUM: enum_value,
                        Kind.SET: json_sorted, Kind.RECORDS: json_list}  # fmt: skip
-# A SET is read as its list of values; `Codec` makes them members (an ENUM's one value too).
 SQLITE_READ: Table = {Kind.ID: from_text, Kind.SHARED_ID: shared_uuid,
                       Kind.TIME: datetime.fromisoformat, Kind.BOOL: bool, Kind.SET: orjson.loads,
                       Kind.RECORDS: records}  # fmt: skip
@@ -191,29 +179,23 @@ def _field(name: str, hint: Any) -> Field:
     return Field(name, kind, enums[0] if enums else None)
 
 
-Getter = Callable[[Any], tuple[Any, ...]]
-_GETTERS: dict[type, tuple[tuple[str, ...], Getter]] = {}
+def _getter(cls: type) -> tuple[tuple[str, ...], Callable[[Any], tuple[Any, ...]]]:
+    """A record type's field names, and one call reading their values off a record as a tuple
+    (every record type has several fields)."""
+    names = tuple(f.name for f in fields_of(cls))
+    return names, operator.attrgetter(*names)
 
 
-def _getter(cls: type) -> tuple[tuple[str, ...], Getter]:
-    """A record type's field names, and what reads their values off a record as one tuple
-    (every record type has several fields): rows are encoded by the hundred."""
-    if cls not in _GETTERS:
-        names = tuple(f.name for f in fields_of(cls))
-        _GETTERS[cls] = names, operator.attrgetter(*names)
-    return _GETTERS[cls]
+class _Memo(dict[K, V], Generic[K, V]):
+    """`make(key)`, made once per key: rows come by the hundred, and then each value costs one
+    dict lookup instead of a chain of isinstance checks."""
 
-
-class _Writers(dict[type, Convert | None]):
-    """The conversion of each type of value met, worked out once per type: a row's values then
-    cost one dict lookup each instead of a chain of isinstance checks."""
-
-    def __init__(self, table: Table) -> None:
+    def __init__(self, make: Callable[[K], V]) -> None:
         super().__init__()
-        self.table = table
+        self.make = make
 
-    def __missing__(self, cls: type) -> Convert | None:
-        found = self[cls] = self.table.get(kind_of(cls))
+    def __missing__(self, key: K) -> V:
+        found = self[key] = self.make(key)
         return found
 
 
@@ -221,13 +203,14 @@ class Codec:
     """One dialect's table applied to values, records and rows."""
 
     def __init__(self, write: Table, read: Table) -> None:
-        self.read_table = read
-        self._writers = _Writers(write)
-        self._readers: dict[type, list[tuple[str, Convert | None]]] = {}
+        self._read = read
+        self._writers: _Memo[type, Convert | None] = _Memo(lambda cls: write.get(kind_of(cls)))
+        self._getters = _Memo(_getter)
+        self._plans: _Memo[type, list[tuple[str, Convert | None]]] = _Memo(self._plan)
 
     def read(self, kind: Kind, value: Any) -> Any:
         """A stored value of this kind (not null) as its field holds it."""
-        convert = self.read_table.get(kind)
+        convert = self._read.get(kind)
         return value if convert is None else convert(value)
 
     def to_sql(self, value: Any) -> Any:
@@ -236,9 +219,8 @@ class Codec:
         return value if convert is None else convert(value)
 
     def encode(self, record: object, **extra: Any) -> dict[str, Any]:
-        """A record's fields as named parameters (column names are the field names), and
-        `extra` as given."""
-        names, values = _getter(type(record))
+        """A record's fields as named parameters (column names are field names), and `extra`."""
+        names, values = self._getters[type(record)]
         writers = self._writers
         params = {
             n: v if (convert := writers[type(v)]) is None else convert(v)
@@ -248,17 +230,13 @@ class Codec:
         return params
 
     def decode_rows(self, cls: type[R], rows: Sequence[Any], prefix: str = "") -> list[R]:
-        """The records of this type in `rows`, which share their columns (`prefix` + field
-        name; others are ignored).
-
-        Each field's column is found by name once for all the rows, then read by position: a
-        lookup by name compares against every column name before it, and a claimed batch is
-        hundreds of rows of 23 columns.
-        """
+        """The records of this type in `rows`, whose columns are `prefix` + field name (others
+        are ignored). Columns are found by name once, then read by position: a lookup by name
+        compares every column name before it, and a claim is hundreds of rows of 23 columns."""
         if not rows:
             return []
         position = {column: i for i, column in enumerate(rows[0].keys())}
-        plan = [(position[prefix + name], convert) for name, convert in self._plan(cls)]
+        plan = [(position[prefix + name], convert) for name, convert in self._plans[cls]]
         return [
             cls(*[convert(value) if (value := row[i]) is not None and convert is not None
                   else value for i, convert in plan])
@@ -266,20 +244,19 @@ class Codec:
         ]  # fmt: skip
 
     def _plan(self, cls: type) -> list[tuple[str, Convert | None]]:
-        """Each field of `cls` with how its stored value is read, worked out once per type."""
-        if cls not in self._readers:
-            self._readers[cls] = [(f.name, self._reader(f)) for f in fields_of(cls)]
-        return self._readers[cls]
+        """Each field of `cls` with how its stored value is read: a SET's or ENUM's as members."""
+        plan: list[tuple[str, Convert | None]] = []
+        for field in fields_of(cls):
+            convert, enum_type = self._read.get(field.kind), field.members
+            if enum_type is not None:
+                to_member, values = member(enum_type), convert or list
+                convert = to_member if field.kind is Kind.ENUM else _members_of(to_member, values)
+            plan.append((field.name, convert))
+        return plan
 
-    def _reader(self, field: Field) -> Convert | None:
-        convert = self.read_table.get(field.kind)
-        if field.members is None:
-            return convert
-        to_member = member(field.members)
-        if field.kind is Kind.ENUM:
-            return to_member
-        values = convert or list
-        return lambda stored: frozenset(map(to_member, values(stored)))
+
+def _members_of(to_member: Convert, values: Convert) -> Convert:
+    return lambda stored: frozenset(map(to_member, values(stored)))
 
 
 SQLITE = Codec(SQLITE_WRITE, SQLITE_READ)

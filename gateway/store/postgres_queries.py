@@ -74,12 +74,7 @@ _STATEMENTS = {
     for name, statement in shared.load("postgres").items()
 }
 
-
-def __getattr__(name: str) -> Sql | str:
-    """A statement by name (`statements/shared.sql` overlaid by `statements/postgres.sql`)."""
-    if name in _STATEMENTS:
-        return _STATEMENTS[name]
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = shared.served(__name__, _STATEMENTS)
 
 
 @functools.lru_cache(maxsize=256)
@@ -121,14 +116,8 @@ def notifications(rows: Sequence[Mapping[str, Any]]) -> list[Notification]:
     return POSTGRES.decode_rows(Notification, rows)
 
 
-def listings() -> shared.Listings:
-    """The paged listings (queries.listings), `is_successful` cast to an integer."""
-    return shared.listings("is_successful::int")
-
-
-def migration_files() -> list[tuple[int, str]]:
-    """(version, SQL) of every migration of this dialect, in order."""
-    return shared.migration_files(MIGRATIONS)
+listings = functools.partial(shared.listings, "is_successful::int")
+migration_files = functools.partial(shared.migration_files, MIGRATIONS)
 
 
 def statements(script: str) -> list[Sql]:

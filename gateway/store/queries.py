@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import fields
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, TypeVar
 
 from gateway.models import ApiKey, Attempt, Event, Notification, Webhook, WebhookRule
 from gateway.store.filter_sql import Column, Listing
@@ -24,6 +24,7 @@ from gateway.store.filter_sql import Column, Listing
 if TYPE_CHECKING:
     from gateway.resource import Resource
 
+T = TypeVar("T")
 STATEMENTS = Path(__file__).parent / "statements"
 FILLED_LATER = frozenset({"where", "order", "sets", "guards"})
 _HEADER = re.compile(r"^-- name:(.*)$", re.MULTILINE)
@@ -58,6 +59,17 @@ COLUMNS = {
 def load(dialect: str) -> dict[str, str]:
     """The statements `dialect` runs by name, filled in (but FILLED_LATER)."""
     return filled({**read("shared"), **read(dialect)})
+
+
+def served(module: str, statements: Mapping[str, T]) -> Callable[[str], T]:
+    """A dialect module's `__getattr__`, which serves its statements by name."""
+
+    def statement(name: str) -> T:
+        if name in statements:
+            return statements[name]
+        raise AttributeError(f"module {module!r} has no attribute {name!r}")
+
+    return statement
 
 
 def read(name: str) -> dict[str, str]:

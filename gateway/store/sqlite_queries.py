@@ -1,15 +1,11 @@
 """The SQLite store's own SQL, by name, and how records map to rows.
 
-Its statements are `statements/shared.sql`'s overlaid by `statements/sqlite.sql`'s (JSON id
-lists, the delivery path's positional rows), served as this module's attributes under the names
-`SqlStore` uses for both dialects (`__getattr__`); PostgreSQL's row locks are among them as
-None (SQLite skips a `steps.Lock`). Parameters are named (`:name`) but on the delivery path,
-where rows are bound by position (`?1`, in their columns' order) and written out (`event_row`,
-`notification_row`, `settled_row`, `notifications`): they come by the hundred, and the generic
-loops cost more than the values. Column names are the record field names.
-
-Values are `gateway.store.codec`'s for SQLite: datetimes fixed-width ISO-8601 UTC text (so text
-order is time order), UUIDs lowercase text, booleans 0/1, records JSON text.
+Statements are `statements/shared.sql`'s overlaid by `sqlite.sql`'s, served as this module's
+attributes; PostgreSQL's row locks are among them as None (SQLite skips a `steps.Lock`).
+Parameters are named (`:name`), but the delivery path's rows are bound by position (`?1`, in
+their columns' order) and written out (`event_row`, `notification_row`, `settled_row`,
+`notifications`): they come by the hundred, and the codec's generic loops cost more than the
+values. Values are the codec's for SQLite (`gateway.store.codec.SQLITE`).
 """
 
 from __future__ import annotations
@@ -29,7 +25,7 @@ from gateway.ids import from_text as _uuid
 from gateway.models import Event, EventType, Notification, NotificationState
 from gateway.outcomes import AttemptOutcome, Settlement
 from gateway.store import queries as shared
-from gateway.store.codec import SQLITE, enum_text, json_list, member, records, shared_uuid, stamp
+from gateway.store.codec import enum_text, json_list, member, records, shared_uuid, stamp
 
 MIGRATIONS = Path(__file__).parent / "migrations" / "sqlite"
 Params = Mapping[str, Any]
@@ -61,13 +57,9 @@ SETTLE_COLUMNS = (
     "lease_owner",
 )  # fmt: skip
 # Where add_events reads and numbers a notification row.
-ROW_GROUP = NOTE_COLUMNS.index("group_key")
-ROW_WEBHOOK = NOTE_COLUMNS.index("webhook_id")
-ROW_SEQUENCE = NOTE_COLUMNS.index("sequence")
-ROW_STATE = NOTE_COLUMNS.index("state")
-ROW_LEASE_UNTIL = NOTE_COLUMNS.index("lease_until")
-ROW_LEASE_OWNER = NOTE_COLUMNS.index("lease_owner")
-ROW_MESSAGE = NOTE_COLUMNS.index("process_result_message")
+ROW_GROUP, ROW_WEBHOOK, ROW_SEQUENCE, ROW_STATE, ROW_LEASE_UNTIL, ROW_LEASE_OWNER, ROW_MESSAGE = (
+    NOTE_COLUMNS.index(name) for name in ("group_key", "webhook_id", "sequence", "state",
+    "lease_until", "lease_owner", "process_result_message"))  # fmt: skip
 
 
 def _numbered(names: Sequence[str], sql: str) -> str:
@@ -83,12 +75,7 @@ def _numbered(names: Sequence[str], sql: str) -> str:
 _STATEMENTS = shared.load("sqlite")
 _STATEMENTS["SETTLE_ATTEMPT"] = _numbered(SETTLE_COLUMNS, _STATEMENTS["SETTLE_ATTEMPT"])
 
-
-def __getattr__(name: str) -> str:
-    """A statement by name (`statements/shared.sql` overlaid by `statements/sqlite.sql`)."""
-    if name in _STATEMENTS:
-        return _STATEMENTS[name]
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = shared.served(__name__, _STATEMENTS)
 
 
 @functools.lru_cache(maxsize=256)
@@ -97,10 +84,7 @@ def edit_webhook(values: tuple[str, ...], expect: tuple[str, ...]) -> str:
     return shared.edit_webhook(values, expect, same_as="IS")
 
 
-# -- Values and rows --------------------------------------------------------------------------
-# The generic encoder in SQLite's values (gateway.store.codec; bench.store_ops uses it); the
-# delivery path's rows are written out below.
-encode = SQLITE.encode
+# -- The delivery path's rows, written out ----------------------------------------------------
 _text, _time = enum_text, datetime.fromisoformat
 
 
@@ -120,7 +104,7 @@ def settled_row(outcome: AttemptOutcome, done: Settlement, now: str) -> tuple[An
 
 
 def event_row(event: Event) -> tuple[Any, ...]:
-    """INSERT_EVENT's parameters: `encode(event)` in EVENT_COLUMNS order, written out."""
+    """INSERT_EVENT's parameters: `SQLITE.encode(event)` in EVENT_COLUMNS order."""
     return (
         str(event.event_id), str(event.group_key), event.table_key, _text(event.event_type),
         json_list(event.records), stamp(event.created),
@@ -128,8 +112,8 @@ def event_row(event: Event) -> tuple[Any, ...]:
 
 
 def notification_row(note: Notification) -> list[Any]:
-    """INSERT_NOTIFICATION's parameters: `encode(note, event_type_label=...)` in NOTE_COLUMNS
-    order, written out (a list: add_events sets ROW_SEQUENCE in the transaction)."""
+    """INSERT_NOTIFICATION's parameters: `SQLITE.encode(note, event_type_label=...)` in
+    NOTE_COLUMNS order (a list: add_events sets ROW_SEQUENCE in the transaction)."""
     event_type = _text(note.event_type)
     lease_until = note.lease_until
     return [
@@ -149,9 +133,7 @@ _STATE = member(NotificationState)
 
 
 def notifications(rows: Sequence[sqlite3.Row]) -> list[Notification]:
-    """`SQLITE.decode_rows(Notification, rows)` for rows of NOTE_COLUMNS in their order (a claim's),
-    written out: a claim decodes hundreds of rows, and the generic loop over each row's
-    columns cost more than the conversions themselves."""
+    """`SQLITE.decode_rows(Notification, rows)` for rows of NOTE_COLUMNS in order (a claim's)."""
     return [
         Notification(
             _uuid(r[0]), shared_uuid(r[1]), shared_uuid(r[2]), _uuid(r[3]), r[4],
@@ -163,14 +145,8 @@ def notifications(rows: Sequence[sqlite3.Row]) -> list[Notification]:
     ]  # fmt: skip
 
 
-def listings() -> shared.Listings:
-    """The paged listings (queries.listings), `is_successful` as stored: 0 or 1."""
-    return shared.listings("is_successful")
-
-
-def migration_files() -> list[tuple[int, str]]:
-    """(version, SQL) of every migration of this dialect, in order."""
-    return shared.migration_files(MIGRATIONS)
+listings = functools.partial(shared.listings, "is_successful")  # stored as 0 or 1 already
+migration_files = functools.partial(shared.migration_files, MIGRATIONS)
 
 
 def statements(script: str) -> Iterable[str]:

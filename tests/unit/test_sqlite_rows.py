@@ -23,7 +23,7 @@ def _event() -> Event:
 
 def test_an_event_row_is_its_encoding_in_column_order() -> None:
     event = _event()
-    assert dict(zip(q.EVENT_COLUMNS, q.event_row(event), strict=True)) == q.encode(event)
+    assert dict(zip(q.EVENT_COLUMNS, q.event_row(event), strict=True)) == SQLITE.encode(event)
 
 
 def _notifications() -> tuple[Notification, Notification]:
@@ -65,7 +65,7 @@ def _notifications() -> tuple[Notification, Notification]:
 def test_a_notification_row_is_its_encoding_in_column_order() -> None:
     for note in _notifications():
         row = q.notification_row(note)
-        expected = q.encode(note, event_type_label="Invoice.D")
+        expected = SQLITE.encode(note, event_type_label="Invoice.D")
         assert dict(zip(q.NOTE_COLUMNS, row, strict=True)) == expected
         assert (row[q.ROW_GROUP], row[q.ROW_WEBHOOK], row[q.ROW_SEQUENCE]) == (
             str(note.group_key),
