@@ -25,7 +25,7 @@ import functools
 import operator
 import types
 import typing
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 from uuid import UUID
@@ -71,14 +71,9 @@ enum_text = str.__str__  # a StrEnum member's text (its value), without enum's p
 enum_value = operator.attrgetter("value")
 
 
-def json_list(value: tuple[Any, ...]) -> str:
-    """A tuple as JSON text (an event's records)."""
+def json_list(value: Iterable[Any]) -> str:
+    """Values as a JSON list (an event's records, a set's values once sorted)."""
     return orjson.dumps(list(value)).decode()
-
-
-def json_sorted(value: frozenset[Any]) -> str:
-    """A set as JSON text, sorted (an API key's scopes)."""
-    return orjson.dumps(sorted(value)).decode()
 
 
 def records(text: str) -> tuple[dict[str, Any], ...]:
@@ -90,12 +85,7 @@ def member(kind: type[E]) -> Callable[[str], E]:
     """The member of this enum whose value is stored: one dict lookup, a third of what calling
     the enum costs (timeit), twice per claimed notification."""
     members = {member.value: member for member in kind}
-
-    def lookup(value: str) -> E:
-        found = members.get(value)
-        return kind(value) if found is None else found  # the enum's own error if unknown
-
-    return lookup
+    return lambda value: members.get(value) or kind(value)  # the enum's own error if unknown
 
 
 _SHARED_IDS: dict[str, UUID] = {}
@@ -123,7 +113,7 @@ def plain_uuid(value: Any) -> UUID:
 # values, which `Codec` makes members (as it does an ENUM's value).
 Table = Mapping[Kind, Convert]
 SQLITE_WRITE: Table = {Kind.ID: str, Kind.TIME: stamp, Kind.ENUM: enum_value,
-                       Kind.SET: json_sorted, Kind.RECORDS: json_list}  # fmt: skip
+                       Kind.RECORDS: json_list, Kind.SET: lambda v: json_list(sorted(v))}  # fmt: skip
 SQLITE_READ: Table = {Kind.ID: from_text, Kind.SHARED_ID: shared_uuid,
                       Kind.TIME: datetime.fromisoformat, Kind.BOOL: bool, Kind.SET: orjson.loads,
                       Kind.RECORDS: records}  # fmt: skip

@@ -1,16 +1,11 @@
 """`SqliteStore`: the embedded default (DESIGN §8), one database file through aiosqlite.
 
-Every transaction runs on one writer connection, one at a time behind an asyncio.Lock, and begins
-IMMEDIATE so it never has to upgrade its lock mid-way. Reads go to a second, read-only connection:
-in WAL mode it sees only committed data and never waits for the writer.
-
-Several processes may share the file (`gateway serve` and `gateway worker`). Only one of them
-writes at a time; the others' BEGIN IMMEDIATE finds the file busy and tries again after each of
-BUSY_PAUSES (see `_begin_immediate`), up to `busy_timeout` seconds.
-
-The domain methods are `SqlStore`'s; each transaction is a script (`gateway.store.steps`) run
-whole on the writer's thread in one hop (`_transact`, `_atomically`), so the file stays locked
-only while SQLite works. This module holds the connections, that runner, and the primitives.
+Transactions run on one writer connection, one at a time behind an asyncio.Lock, each a script
+(`gateway.store.steps`) run whole on the writer's thread in one hop (`_atomically`), so the file
+stays locked only while SQLite works. They begin IMMEDIATE, so as never to upgrade the lock
+mid-way; another process's writes (`serve` and `worker` share the file) make BEGIN try again
+after each of BUSY_PAUSES, up to `busy_timeout` seconds. Reads go to a second, read-only
+connection, which in WAL mode sees only committed data and never waits for the writer.
 """
 
 from __future__ import annotations
@@ -24,7 +19,7 @@ import shutil
 import sqlite3
 import tempfile
 import time
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any, ClassVar, TypeVar
@@ -44,30 +39,24 @@ __all__ = ["MIGRATIONS", "SqliteStore", "ThrowawaySqliteStore"]
 
 T = TypeVar("T")
 
-# Pauses between tries of BEGIN IMMEDIATE while another process writes, the last repeated. SQLite's
-# own busy handler sleeps 1, 2, 5, 10, 15, 20, 25 ... 100 ms: a worker process sharing the file
-# with `serve` lost tens of milliseconds per claim and stood still for whole half-seconds
-# while events were published (the measurements are in commit 9134304's message).
+# Pauses between tries of BEGIN IMMEDIATE, the last repeated. SQLite's own busy handler sleeps
+# 1, 2, 5 ... 100 ms: a worker sharing the file with `serve` lost tens of milliseconds a claim
+# and stood still for half-seconds while events were published (commit 9134304's message).
 BUSY_PAUSES = (0.0002, 0.0005, 0.001, 0.002)
 
 
-class _HideSqlParameters(logging.Filter):
-    """aiosqlite logs every call at DEBUG with its arguments, and those hold client secrets:
-    keep the record, but name only the function called."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple):
-            record.args = tuple(_call_name(arg) for arg in record.args)
-        return True
+def _hide_sql_parameters(record: logging.LogRecord) -> bool:
+    """aiosqlite logs every call at DEBUG with its arguments, which hold client secrets: keep
+    the record, but name only the function called."""
+    if isinstance(record.args, tuple):
+        record.args = tuple(_call_name(arg) for arg in record.args)
+    return True
 
 
 def _call_name(arg: object) -> object:
     if isinstance(arg, functools.partial):
         return f"{getattr(arg.func, '__qualname__', type(arg.func).__name__)}(...)"
     return arg
-
-
-_HIDE_SQL_PARAMETERS = _HideSqlParameters()
 
 
 class SqliteStore(SqlStore):
@@ -89,7 +78,7 @@ class SqliteStore(SqlStore):
         """Connect (creating the file and its directory) and apply pending migrations."""
         if self._writer is not None:
             return
-        logging.getLogger("aiosqlite").addFilter(_HIDE_SQL_PARAMETERS)  # a no-op once added
+        logging.getLogger("aiosqlite").addFilter(_hide_sql_parameters)  # a no-op once added
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._writer = await self._connect(q.PRAGMAS)
@@ -126,13 +115,9 @@ class SqliteStore(SqlStore):
         return self._writer is not None
 
     async def _atomically(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        """`work(connection)` in one transaction, run whole on the writer's thread.
-
-        Awaiting each statement through aiosqlite waits for a turn of this process's event
-        loop after each, while the file stays locked. In a worker process busy sending, claims and
-        records held the lock that long, and serve's publishes waited on them (the
-        measurements are in commit 9a3154a's message).
-        """
+        """`work(connection)` in one transaction, run whole on the writer's thread: awaiting
+        each statement would hold the lock across turns of a busy worker's event loop, and
+        serve's publishes waited that long (commit 9a3154a's message)."""
         conn = self._open(self._writer)
         async with self._lock:
             try:
@@ -158,7 +143,8 @@ class SqliteStore(SqlStore):
             raise StoreError(f"SQLite error: {exc}") from exc
 
     def _ids(self, ids: Collection[UUID]) -> str:
-        return _json_ids(ids)
+        # One JSON parameter, for `IN (SELECT value FROM json_each(...))`.
+        return orjson.dumps([str(i) for i in ids]).decode()
 
     def _raw_id(self, value: UUID) -> str:
         return str(value)
@@ -170,33 +156,25 @@ def _values(params: Params) -> Params:
 
 
 async def _on_thread(conn: aiosqlite.Connection, call: Callable[..., T], *args: object) -> T:
-    """`call(sqlite3 connection, *args)` run on `conn`'s own thread, in one hop.
-
-    aiosqlite has no public way to do this; `_execute` and `_conn` are how it runs its own
-    calls there, and pyproject.toml keeps aiosqlite to the versions known to have them.
-    """
+    """`call(sqlite3 connection, *args)` on `conn`'s own thread, in one hop: through aiosqlite's
+    private `_execute` and `_conn`, which pyproject.toml pins aiosqlite's versions to have."""
     done: T = await conn._execute(call, conn._conn, *args)  # type: ignore[no-untyped-call]
     return done
 
 
-def _begin_immediate(conn: sqlite3.Connection, busy_timeout: float) -> None:
-    """BEGIN IMMEDIATE, trying again while another process holds the write lock (the writer's
-    own busy_timeout is 0: SQLITE_BUSY comes back at once). Runs on the writer's thread."""
+def _run_atomically(conn: sqlite3.Connection, work: Callable[..., T], busy_timeout: float) -> T:
+    """`work(conn)` between BEGIN IMMEDIATE and COMMIT, on the writer's thread. BEGIN is tried
+    again while another process holds the write lock: the writer's own busy_timeout is 0, so
+    SQLITE_BUSY comes back at once and BUSY_PAUSES set the waits."""
     deadline = time.monotonic() + busy_timeout
     for attempt in itertools.count():
         try:
             conn.execute("BEGIN IMMEDIATE")
-            return
+            break
         except sqlite3.OperationalError as exc:
             if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() >= deadline:
                 raise
         time.sleep(BUSY_PAUSES[min(attempt, len(BUSY_PAUSES) - 1)])
-
-
-def _run_atomically(
-    conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], T], busy_timeout: float
-) -> T:
-    _begin_immediate(conn, busy_timeout)
     try:
         done = work(conn)
         conn.execute("COMMIT")
@@ -224,11 +202,6 @@ def _run_step(conn: sqlite3.Connection, step: Step) -> Any:
         case ExecuteMany(sql, rows, encoded) if rows:
             conn.executemany(sql, rows if encoded else [_values(row) for row in rows])
     return None  # Lock, Notify: the writer holds the whole file, and nobody listens
-
-
-def _json_ids(ids: Iterable[UUID | str]) -> str:
-    """A list of ids as one JSON parameter, for `IN (SELECT value FROM json_each(...))`."""
-    return orjson.dumps([str(i) for i in ids]).decode()
 
 
 class ThrowawaySqliteStore(SqliteStore):

@@ -31,13 +31,9 @@ MIGRATIONS = Path(__file__).parent / "migrations" / "sqlite"
 Params = Mapping[str, Any]
 
 # The writer's: journal_mode waits out another process (sqlite3.connect's 5 s timeout) before
-# busy_timeout drops to 0, after which SqliteStore._begin does the waiting itself.
-PRAGMAS = (
-    "PRAGMA journal_mode = WAL",
-    "PRAGMA synchronous = NORMAL",
-    "PRAGMA foreign_keys = ON",
-    "PRAGMA busy_timeout = 0",
-)
+# busy_timeout drops to 0, after which sqlite._run_atomically does the waiting itself.
+PRAGMAS = ("PRAGMA journal_mode = WAL", "PRAGMA synchronous = NORMAL",
+           "PRAGMA foreign_keys = ON", "PRAGMA busy_timeout = 0")  # fmt: skip
 READER_PRAGMAS = (
     "PRAGMA foreign_keys = ON",
     "PRAGMA busy_timeout = 5000",
