@@ -113,7 +113,8 @@ def plain_uuid(value: Any) -> UUID:
 # values, which `Codec` makes members (as it does an ENUM's value).
 Table = Mapping[Kind, Convert]
 SQLITE_WRITE: Table = {Kind.ID: str, Kind.TIME: stamp, Kind.ENUM: enum_value,
-                       Kind.RECORDS: json_list, Kind.SET: lambda v: json_list(sorted(v))}  # fmt: skip
+                       Kind.SET: lambda v: json_list(sorted(v)),
+                       Kind.RECORDS: json_list}  # fmt: skip
 SQLITE_READ: Table = {Kind.ID: from_text, Kind.SHARED_ID: shared_uuid,
                       Kind.TIME: datetime.fromisoformat, Kind.BOOL: bool, Kind.SET: orjson.loads,
                       Kind.RECORDS: records}  # fmt: skip
