@@ -33,9 +33,8 @@ from uuid import UUID
 import orjson
 
 from gateway.ids import from_text
-from gateway.models import ApiKey, Attempt, Notification, Webhook, WebhookRule
 
-R = TypeVar("R", ApiKey, Webhook, WebhookRule, Notification, Attempt)
+R = TypeVar("R")  # a record type (gateway.models)
 E = TypeVar("E", bound=enum.Enum)
 K = TypeVar("K")
 V = TypeVar("V")
@@ -162,12 +161,8 @@ def _field(name: str, hint: Any) -> Field:
     kind = kind_of(hint)
     if kind is Kind.ID and name in SHARED_ID_FIELDS:
         kind = Kind.SHARED_ID
-    enums = [
-        t
-        for t in (hint, *typing.get_args(hint))
-        if isinstance(t, type) and issubclass(t, enum.Enum)
-    ]
-    return Field(name, kind, enums[0] if enums else None)
+    types_ = (t for t in (hint, *typing.get_args(hint)) if isinstance(t, type))
+    return Field(name, kind, next((t for t in types_ if issubclass(t, enum.Enum)), None))
 
 
 def _getter(cls: type) -> tuple[tuple[str, ...], Callable[[Any], tuple[Any, ...]]]:
