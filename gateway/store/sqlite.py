@@ -146,9 +146,6 @@ class SqliteStore(SqlStore):
         # One JSON parameter, for `IN (SELECT value FROM json_each(...))`.
         return orjson.dumps([str(i) for i in ids]).decode()
 
-    def _raw_id(self, value: UUID) -> str:
-        return str(value)
-
 
 def _values(params: Params) -> Params:
     """Parameters as SQLite stores their values (those already stored so pass unchanged)."""
