@@ -49,14 +49,11 @@ def _hide_sql_parameters(record: logging.LogRecord) -> bool:
     """aiosqlite logs every call at DEBUG with its arguments, which hold client secrets: keep
     the record, but name only the function called."""
     if isinstance(record.args, tuple):
-        record.args = tuple(_call_name(arg) for arg in record.args)
+        record.args = tuple(
+            f"{getattr(a.func, '__qualname__', type(a.func).__name__)}(...)"
+            if isinstance(a, functools.partial) else a for a in record.args
+        )  # fmt: skip
     return True
-
-
-def _call_name(arg: object) -> object:
-    if isinstance(arg, functools.partial):
-        return f"{getattr(arg.func, '__qualname__', type(arg.func).__name__)}(...)"
-    return arg
 
 
 class SqliteStore(SqlStore):
