@@ -2,22 +2,21 @@
 
 Several gateway processes share one database. Claims lease rows with `FOR UPDATE SKIP LOCKED`,
 so two workers never take the same notification while its lease runs. Transactions that change
-webhooks lock their rows first, in id order, and only then their notifications; every
-transaction takes locks in that order, so concurrent processes queue instead of deadlocking.
-Transactions that leave work due send a NOTIFY on commit; `watch_new_work` LISTENs on a
-connection of its own and wakes the workers of every process at once.
+webhooks lock their rows first, in id order, and only then their notifications; as every
+transaction locks in that order, concurrent processes queue instead of deadlocking.
 
-The domain methods are `SqlStore`'s; each transaction is a script (`gateway.store.steps`).
-Every transaction runs through `postgres_retry.atomically`, which runs it again after a
-deadlock, a serialization failure or a connection lost before COMMIT; so `_transact` makes a
-fresh script for each try and awaits its steps, `Lock` and `Notify` among them. This module
-holds the pool, LISTEN, that runner, and the primitives.
+The domain methods are `SqlStore`'s. Each transaction is a script (`gateway.store.steps`) whose
+steps are awaited inside `postgres_retry.atomically`, which may start it again; so `_transact`
+makes a fresh script for each try. Transactions that leave work due send a NOTIFY on commit;
+`Listener` LISTENs on a connection of its own and wakes the workers of every process at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import random
 from collections.abc import Callable, Collection, Sequence
 from types import ModuleType
 from typing import Any, ClassVar, TypeVar
@@ -28,9 +27,9 @@ import asyncpg
 from gateway.errors import StoreError
 from gateway.store import postgres_queries as q
 from gateway.store.codec import POSTGRES, Codec
-from gateway.store.postgres_listen import Listener
 from gateway.store.postgres_queries import MIGRATIONS, Params, Sql
-from gateway.store.postgres_retry import DRIVER_ERRORS, Work, atomically, reading
+from gateway.store.postgres_retry import DRIVER_ERRORS, atomically, reading
+from gateway.store.queries import NEW_WORK_CHANNEL, WEBHOOK_CHANGED_CHANNEL
 from gateway.store.sql import SqlStore
 from gateway.store.steps import Execute, ExecuteMany, Fetch, Lock, MakeScript, Notify, Run, Step
 
@@ -39,6 +38,9 @@ __all__ = ["MIGRATIONS", "PostgresStore"]
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 POOL_SIZE = 10  # connections per store (per process), besides the LISTEN one
+FIRST_PAUSE = 0.1  # seconds before LISTEN's first reconnect; each later one up to twice as long
+MAX_PAUSE = 10.0
+CONNECT_TIMEOUT = 10.0
 
 
 class PostgresStore(SqlStore):
@@ -56,7 +58,6 @@ class PostgresStore(SqlStore):
         self._watchers: list[Callable[[], None]] = []
         self._change_watchers: list[Callable[[UUID | None], None]] = []
 
-    # -- Connections and transactions ---------------------------------------------------------
     async def open(self) -> None:
         """Create the pool and apply pending migrations."""
         if self._pool is not None:
@@ -64,11 +65,10 @@ class PostgresStore(SqlStore):
         try:
             self._pool = await asyncpg.create_pool(self.url, min_size=1, max_size=self.pool_size)
             self.applied_migrations = await self._migrate()
-        except DRIVER_ERRORS as exc:
+        except BaseException as exc:
             await self.close()
-            raise StoreError(f"cannot open PostgreSQL database: {exc}") from exc
-        except BaseException:
-            await self.close()
+            if isinstance(exc, DRIVER_ERRORS):
+                raise StoreError(f"cannot open PostgreSQL database: {exc}") from exc
             raise
 
     async def close(self) -> None:
@@ -90,16 +90,11 @@ class PostgresStore(SqlStore):
             raise StoreError("the store is not open")
         return self._pool
 
-    async def _atomically(self, work: Work[T]) -> T:
-        """`work(connection)` in one transaction, run again after a deadlock, a serialization
-        failure, or a connection lost before COMMIT (postgres_retry.atomically)."""
-        return await atomically(self._open(), work)
-
     async def _rows(self, query: Sql | str, params: Params | None = None) -> list[asyncpg.Record]:
-        return await reading(self._open(), lambda conn: _fetch(conn, query, params or {}))
+        return await reading(self._open(), lambda conn: conn.fetch(*_bound(query, params or {})))
 
     async def _transact(self, script: MakeScript[T]) -> T:
-        """A fresh `script()` for each try of the transaction (postgres_retry.atomically)."""
+        """Run a fresh `script()` for each try of the transaction (postgres_retry.atomically)."""
 
         async def work(conn: asyncpg.Connection) -> T:
             run = Run(script)
@@ -108,7 +103,7 @@ class PostgresStore(SqlStore):
                 step = run.send(await _run_step(conn, step))
             return run.result
 
-        return await self._atomically(work)
+        return await atomically(self._open(), work)
 
     def _ids(self, ids: Collection[UUID]) -> list[UUID]:
         return list(ids)
@@ -123,28 +118,22 @@ class PostgresStore(SqlStore):
 
     async def watch_webhook_changes(self, callback: Callable[[UUID | None], None]) -> None:
         """Call `callback` with a webhook's id whenever any process commits a change of its
-        status or secret (LISTEN); with None after the connection was lost and is back."""
+        status or secret (LISTEN); with None once the lost connection is back."""
         self._change_watchers.append(callback)
         await self._listen()
 
     async def _listen(self) -> None:
-        if self._listener is not None:
+        if self._listener is None:
+            self._open()
+            channels = (NEW_WORK_CHANNEL, WEBHOOK_CHANGED_CHANNEL)
+            self._listener = Listener(self.url, channels, self._notified)
+            await self._listener.start()
+
+    def _notified(self, channel: str, payload: str | None) -> None:
+        if channel == NEW_WORK_CHANNEL:
+            for wake in self._watchers:
+                wake()
             return
-        self._open()
-        # Losing this connection costs latency only: workers find new work at their polls,
-        # and re-read webhooks after a second, until it is back (postgres_listen.Listener
-        # reconnects with backoff).
-        self._listener = Listener(
-            self.url, q.NEW_WORK_CHANNEL, self._notified,
-            others={q.WEBHOOK_CHANGED_CHANNEL: self._webhook_changed},
-        )  # fmt: skip
-        await self._listener.start()
-
-    def _notified(self) -> None:
-        for callback in self._watchers:
-            callback()
-
-    def _webhook_changed(self, payload: str | None) -> None:
         try:
             webhook_id = None if payload is None else UUID(payload)
         except ValueError:
@@ -154,43 +143,109 @@ class PostgresStore(SqlStore):
             callback(webhook_id)
 
 
-async def _notify(conn: asyncpg.Connection, channel: str, payload: str = "") -> None:
-    """Tell every process listening on `channel`, once this transaction commits."""
-    await _execute(conn, q.NOTIFY, {"channel": channel, "payload": payload})
+class Listener:
+    """LISTENs on `channels` on a connection of its own, calling `notified(channel, payload)`
+    for each NOTIFY, until `close()`. When the connection drops (the server restarted, an
+    operator ran `pg_terminate_backend`, the network blinked) it reconnects with backoff; that
+    costs latency only, as workers find new work at their polls meanwhile. Once back, it calls
+    `notified(channel, None)` on each channel: anything may have been committed meanwhile."""
+
+    def __init__(
+        self, url: str, channels: Sequence[str], notified: Callable[[str, str | None], None]
+    ) -> None:
+        self.url, self.channels, self.notified = url, tuple(channels), notified
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+
+    async def start(self) -> None:
+        """Listen now if the server lets us; else keep trying in the background."""
+        conn = None
+        try:
+            conn = await self._connect()
+        except DRIVER_ERRORS as exc:
+            log.warning("cannot LISTEN for new work (%s); workers poll meanwhile", exc)
+        if self._closed:  # while connecting
+            return await _close(conn)
+        self._task = asyncio.get_running_loop().create_task(self._reconnect(conn))
+
+    async def close(self) -> None:
+        """Stop listening and reconnecting."""
+        self._closed = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _reconnect(self, conn: asyncpg.Connection | None) -> None:
+        """Hold the connection; whenever it is lost, connect again (with backoff)."""
+        try:
+            while True:
+                if conn is not None:
+                    await _until_lost(conn)
+                    log.warning("LISTEN connection lost; reconnecting, and workers poll meanwhile")
+                conn = await self._connect_again()
+                for channel in self.channels:  # what was committed meanwhile goes out now
+                    self.notified(channel, None)
+        finally:
+            await _close(conn)
+
+    async def _connect_again(self) -> asyncpg.Connection:
+        ceiling, tries = FIRST_PAUSE, 0
+        while True:
+            await asyncio.sleep(random.uniform(ceiling / 2, ceiling))
+            tries += 1
+            try:
+                conn = await self._connect()
+            except DRIVER_ERRORS as exc:
+                log.info("LISTEN reconnect failed (%s)", exc, extra={"tries": tries})
+                ceiling = min(ceiling * 2, MAX_PAUSE)
+                continue
+            log.warning("LISTEN connection restored", extra={"tries": tries})
+            return conn
+
+    async def _connect(self) -> asyncpg.Connection:
+        conn = await asyncpg.connect(self.url, timeout=CONNECT_TIMEOUT)
+        try:
+            for channel in self.channels:
+                await conn.add_listener(channel, self._notify)
+        except BaseException:
+            await _close(conn)
+            raise
+        return conn
+
+    def _notify(self, _conn: Any, _pid: int, channel: str, payload: str) -> None:
+        self.notified(channel, payload)
+
+
+async def _until_lost(conn: asyncpg.Connection) -> None:
+    lost = asyncio.Event()
+    conn.add_termination_listener(lambda _conn: lost.set())
+    if not conn.is_closed():
+        await lost.wait()
+
+
+async def _close(conn: asyncpg.Connection | None) -> None:
+    with contextlib.suppress(*DRIVER_ERRORS):
+        if conn is not None:
+            await conn.close()
+
+
+def _bound(query: Sql | str, params: Params) -> tuple[Any, ...]:
+    prepared = q.sql(query)
+    return (prepared.text, *prepared.args(params))
 
 
 async def _run_step(conn: asyncpg.Connection, step: Step) -> Any:
     match step:
-        case Fetch(sql, params):
-            return await _fetch(conn, sql, params)
-        case Execute(sql, params):
-            return await _execute(conn, sql, params)
-        case ExecuteMany(sql, rows, _):
-            await _execute_many(conn, sql, rows)
-        case Lock(sql, params):
-            return await _fetch(conn, sql, params)
+        case Fetch(query, params) | Lock(query, params):
+            return await conn.fetch(*_bound(query, params))
+        case Execute(query, params):
+            status: str = await conn.execute(*_bound(query, params))
+            count = status.rsplit(" ", 1)[-1]  # of the rows changed, from the command tag
+            return int(count) if count.isdigit() else 0
+        case ExecuteMany(query, rows, _) if rows:
+            prepared = q.sql(query)
+            await conn.executemany(prepared.text, [prepared.args(row) for row in rows])
         case Notify(channel, payload):
-            await _notify(conn, channel, payload)
+            await conn.execute(*_bound(q.NOTIFY, {"channel": channel, "payload": payload}))
     return None
-
-
-async def _fetch(
-    conn: asyncpg.Connection, query: Sql | str, params: Params
-) -> list[asyncpg.Record]:
-    prepared = q.sql(query) if isinstance(query, str) else query
-    return list(await conn.fetch(prepared.text, *prepared.args(params)))
-
-
-async def _execute(conn: asyncpg.Connection, query: Sql | str, params: Params) -> int:
-    """Run one statement (text made as the store ran, a listing's, is numbered on first use,
-    then cached); return how many rows it changed (from the command tag)."""
-    prepared = q.sql(query) if isinstance(query, str) else query
-    status: str = await conn.execute(prepared.text, *prepared.args(params))
-    count = status.rsplit(" ", 1)[-1]
-    return int(count) if count.isdigit() else 0
-
-
-async def _execute_many(conn: asyncpg.Connection, query: Sql | str, rows: Sequence[Params]) -> None:
-    prepared = q.sql(query) if isinstance(query, str) else query
-    if rows:
-        await conn.executemany(prepared.text, [prepared.args(row) for row in rows])

@@ -2,19 +2,15 @@
 
 Its statements are `statements/shared.sql`'s overlaid by `statements/postgres.sql`'s (row
 locks, arrays, NOTIFY, the delivery path), served as this module's attributes under the names
-`SqlStore` uses for both dialects (`__getattr__`). Their named parameters (`:name`) are
-numbered as asyncpg's (`$1`) once, as they are read (`number`); text the store makes as it runs
-(a listing's filter, an owner's edit) is numbered as it runs, once per text (`sql`, cached).
-
-Values are `gateway.store.codec`'s for PostgreSQL, native: uuid, timestamptz (aware datetimes),
-boolean, bigint, text[] for scopes, and `json` text for records.
+`SqlStore` uses for both dialects, their `:name` parameters numbered as asyncpg's `$1`. Values
+are `gateway.store.codec`'s for PostgreSQL: native, and `json` text for records.
 """
 
 from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -30,8 +26,6 @@ MIGRATIONS = Path(__file__).parent / "migrations" / "postgres"
 Params = Mapping[str, Any]
 # `:name`, but not the second colon of a `::type` cast.
 _NAMED = re.compile(r"(?<![:\w]):([a-z_][a-z0-9_]*)")
-# The LISTEN/NOTIFY channels (steps.Notify), named in queries.py.
-NEW_WORK_CHANNEL, WEBHOOK_CHANGED_CHANNEL = shared.NEW_WORK_CHANNEL, shared.WEBHOOK_CHANGED_CHANNEL
 # Where add_events reads and numbers a notification row (notification_row: by name).
 ROW_GROUP, ROW_WEBHOOK, ROW_SEQUENCE, ROW_STATE = "group_key", "webhook_id", "sequence", "state"
 ROW_LEASE_UNTIL, ROW_LEASE_OWNER = "lease_until", "lease_owner"
@@ -50,22 +44,18 @@ class Sql:
         return [params[name] for name in self.names]
 
 
-def number(template: str) -> Sql:
-    """Translate `:name` placeholders to `$n` (one number per distinct name)."""
-    names: list[str] = []
-
-    def place(match: re.Match[str]) -> str:
-        if match.group(1) not in names:
-            names.append(match.group(1))
-        return f"${names.index(match.group(1)) + 1}"
-
-    return Sql(_NAMED.sub(place, template), tuple(names))
-
-
 @functools.lru_cache(maxsize=512)
-def sql(template: str) -> Sql:
-    """`number(template)` for text made as the store runs, which repeats (cached)."""
-    return number(template)
+def number(template: str) -> Sql:
+    """`template` with its `:name` placeholders as `$n`, one number per distinct name (cached:
+    the text the store makes as it runs, a listing's filter or an owner's edit, repeats)."""
+    names: dict[str, int] = {}
+    text = _NAMED.sub(lambda match: f"${names.setdefault(match[1], len(names) + 1)}", template)
+    return Sql(text, tuple(names))
+
+
+def sql(statement: Sql | str) -> Sql:
+    """A statement served by name, or text the store made as it ran, numbered."""
+    return number(statement) if isinstance(statement, str) else statement
 
 
 # The statements filled in as they run (queries.FILLED_LATER) stay text, numbered by `sql`.
@@ -77,15 +67,16 @@ _STATEMENTS = {
 __getattr__ = shared.served(__name__, _STATEMENTS)
 
 
-@functools.lru_cache(maxsize=256)
 def edit_webhook(values: tuple[str, ...], expect: tuple[str, ...]) -> Sql:
     """An owner's edit (queries.edit_webhook)."""
-    return sql(shared.edit_webhook(values, expect, same_as="IS NOT DISTINCT FROM"))
+    return number(shared.edit_webhook(values, expect, same_as="IS NOT DISTINCT FROM"))
 
 
-# -- Values and rows --------------------------------------------------------------------------
-# The delivery path's rows are the generic ones, in PostgreSQL's values (gateway.store.codec).
+# -- Values and rows: the delivery path's are the generic ones (gateway.store.codec) ---------------
 event_row = POSTGRES.encode
+notifications = functools.partial(POSTGRES.decode_rows, Notification)
+listings = functools.partial(shared.listings, "is_successful::int")  # queries.listings
+migration_files = functools.partial(shared.migration_files, MIGRATIONS)
 
 
 def notification_row(note: Notification) -> dict[str, Any]:
@@ -109,15 +100,6 @@ def settled_row(outcome: AttemptOutcome, done: Settlement, now: datetime) -> Par
         "request_message": outcome.request_message, "response_message": outcome.response_message,
         "lease_owner": outcome.lease_owner,
     }  # fmt: skip
-
-
-def notifications(rows: Sequence[Mapping[str, Any]]) -> list[Notification]:
-    """The notifications in rows of a claim."""
-    return POSTGRES.decode_rows(Notification, rows)
-
-
-listings = functools.partial(shared.listings, "is_successful::int")
-migration_files = functools.partial(shared.migration_files, MIGRATIONS)
 
 
 def statements(script: str) -> list[Sql]:

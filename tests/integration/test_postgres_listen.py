@@ -9,9 +9,8 @@ from collections.abc import Callable
 import asyncpg
 import pytest
 
-from gateway.store.postgres import PostgresStore
-from gateway.store.postgres_listen import Listener
-from gateway.store.postgres_queries import NEW_WORK_CHANNEL
+from gateway.store.postgres import Listener, PostgresStore
+from gateway.store.queries import NEW_WORK_CHANNEL
 from tests.integration.test_store_contract import add_hook, publish
 from tests.pg_proxy import Proxy
 
@@ -79,7 +78,7 @@ async def test_a_listener_that_cannot_connect_at_first_keeps_trying(postgres_url
     async with Proxy(postgres_url) as proxy, PostgresStore(postgres_url) as api:
         proxy.refuse = 3
         wakes = Wakes()
-        listener = Listener(proxy.url, NEW_WORK_CHANNEL, wakes)
+        listener = Listener(proxy.url, [NEW_WORK_CHANNEL], lambda _channel, _payload: wakes())
         try:
             await listener.start()  # refused: it goes on in the background
             await wakes.reach(1)  # connected at last, and says so
@@ -94,7 +93,7 @@ async def test_a_listener_that_cannot_connect_at_first_keeps_trying(postgres_url
 async def test_closing_stops_reconnecting(postgres_url: str) -> None:
     async with Proxy(postgres_url) as proxy:
         proxy.refuse = 1_000
-        listener = Listener(proxy.url, NEW_WORK_CHANNEL, lambda: None)
+        listener = Listener(proxy.url, [NEW_WORK_CHANNEL], lambda *_: None)
         await listener.start()
         await eventually(lambda: proxy.refuse < 999)  # it is trying again
         await listener.close()
