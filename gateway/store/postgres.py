@@ -1,14 +1,12 @@
 """`PostgresStore`: the scale-out store (DESIGN §8), through an asyncpg pool.
 
 Several gateway processes share one database. Claims lease rows with `FOR UPDATE SKIP LOCKED`,
-so two workers never take the same notification while its lease runs. Transactions that change
-webhooks lock their rows first, in id order, and only then their notifications; as every
-transaction locks in that order, concurrent processes queue instead of deadlocking.
-
-The domain methods are `SqlStore`'s. Each transaction is a script (`gateway.store.steps`) whose
-steps are awaited inside `postgres_retry.atomically`, which may start it again; so `_transact`
-makes a fresh script for each try. Transactions that leave work due send a NOTIFY on commit;
-`Listener` LISTENs on a connection of its own and wakes the workers of every process at once.
+so two workers never take one notification while its lease runs. Every transaction locks the
+webhook rows it changes first, in id order, then their notifications, so concurrent processes
+queue instead of deadlocking. The domain methods are `SqlStore`'s; each transaction is a script
+(`gateway.store.steps`) awaited step by step in `postgres_retry.atomically`, which may start it
+again. A transaction that leaves work due sends a NOTIFY on commit; `Listener` wakes the
+workers of every process at once.
 """
 
 from __future__ import annotations
@@ -173,35 +171,30 @@ class Listener:
         self._closed = True
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await asyncio.wait([self._task])
 
     async def _reconnect(self, conn: asyncpg.Connection | None) -> None:
-        """Hold the connection; whenever it is lost, connect again (with backoff)."""
+        """Hold the connection; whenever it is lost, connect again, with backoff."""
+        ceiling, tries = FIRST_PAUSE, 0
         try:
             while True:
                 if conn is not None:
                     await _until_lost(conn)
                     log.warning("LISTEN connection lost; reconnecting, and workers poll meanwhile")
-                conn = await self._connect_again()
+                await asyncio.sleep(random.uniform(ceiling / 2, ceiling))
+                tries, conn = tries + 1, None
+                try:
+                    conn = await self._connect()
+                except DRIVER_ERRORS as exc:
+                    log.info("LISTEN reconnect failed (%s)", exc, extra={"tries": tries})
+                    ceiling = min(ceiling * 2, MAX_PAUSE)
+                    continue
+                log.warning("LISTEN connection restored", extra={"tries": tries})
+                ceiling, tries = FIRST_PAUSE, 0
                 for channel in self.channels:  # what was committed meanwhile goes out now
                     self.notified(channel, None)
         finally:
             await _close(conn)
-
-    async def _connect_again(self) -> asyncpg.Connection:
-        ceiling, tries = FIRST_PAUSE, 0
-        while True:
-            await asyncio.sleep(random.uniform(ceiling / 2, ceiling))
-            tries += 1
-            try:
-                conn = await self._connect()
-            except DRIVER_ERRORS as exc:
-                log.info("LISTEN reconnect failed (%s)", exc, extra={"tries": tries})
-                ceiling = min(ceiling * 2, MAX_PAUSE)
-                continue
-            log.warning("LISTEN connection restored", extra={"tries": tries})
-            return conn
 
     async def _connect(self) -> asyncpg.Connection:
         conn = await asyncpg.connect(self.url, timeout=CONNECT_TIMEOUT)

@@ -875,13 +875,8 @@ async def test_requeue_notification(store: Store) -> None:
 # -- Invariants -------------------------------------------------------------------------------
 async def force_state(store: Store, notification_id: UUID, state: NotificationState) -> None:
     """Break an invariant behind the store's back, as a bug would."""
-    if isinstance(store, SqliteStore):
-        sql = "UPDATE notifications SET state = ? WHERE notification_id = ?"
-        await store._atomically(lambda conn: conn.execute(sql, (state.value, str(notification_id))))
-    else:
-        assert isinstance(store, PostgresStore)
-        sql = "UPDATE notifications SET state = $1 WHERE notification_id = $2"
-        await store._atomically(lambda conn: conn.execute(sql, state.value, notification_id))
+    sql = "UPDATE notifications SET state = :state WHERE notification_id = :id"
+    await store._write(sql, {"state": state.value, "id": notification_id})
 
 
 async def test_check_invariants_finds_and_repairs_what_slipped_through(store: Store) -> None:
