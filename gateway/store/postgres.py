@@ -1,12 +1,10 @@
 """`PostgresStore`: the scale-out store (DESIGN §8), through an asyncpg pool.
 
-Several gateway processes share one database. Claims lease rows with `FOR UPDATE SKIP LOCKED`,
-so two workers never take one notification while its lease runs. Every transaction locks the
-webhook rows it changes first, in id order, then their notifications, so concurrent processes
-queue instead of deadlocking. The domain methods are `SqlStore`'s; each transaction is a script
-(`gateway.store.steps`) awaited step by step in `postgres_retry.atomically`, which may start it
-again. A transaction that leaves work due sends a NOTIFY on commit; `Listener` wakes the
-workers of every process at once.
+Several gateway processes share one database. Claims lease rows with `FOR UPDATE SKIP LOCKED`;
+transactions lock the webhook rows they change first, in id order, then their notifications, so
+concurrent processes queue instead of deadlocking. Each transaction is a script (`steps.py`) run
+step by step in `postgres_retry.atomically`, which may start it again. One that leaves work due
+sends a NOTIFY on commit, which `Listener` hears in every process.
 """
 
 from __future__ import annotations
@@ -92,7 +90,7 @@ class PostgresStore(SqlStore):
         return await reading(self._open(), lambda conn: conn.fetch(*_bound(query, params or {})))
 
     async def _transact(self, script: MakeScript[T]) -> T:
-        """Run a fresh `script()` for each try of the transaction (postgres_retry.atomically)."""
+        """Run a fresh `script()` for each try of the transaction (`atomically` may retry)."""
 
         async def work(conn: asyncpg.Connection) -> T:
             run = Run(script)
@@ -116,7 +114,7 @@ class PostgresStore(SqlStore):
 
     async def watch_webhook_changes(self, callback: Callable[[UUID | None], None]) -> None:
         """Call `callback` with a webhook's id whenever any process commits a change of its
-        status or secret (LISTEN); with None once the lost connection is back."""
+        status or secret (LISTEN); with None when a lost connection is back."""
         self._change_watchers.append(callback)
         await self._listen()
 
@@ -142,11 +140,10 @@ class PostgresStore(SqlStore):
 
 
 class Listener:
-    """LISTENs on `channels` on a connection of its own, calling `notified(channel, payload)`
-    for each NOTIFY, until `close()`. When the connection drops (the server restarted, an
-    operator ran `pg_terminate_backend`, the network blinked) it reconnects with backoff; that
-    costs latency only, as workers find new work at their polls meanwhile. Once back, it calls
-    `notified(channel, None)` on each channel: anything may have been committed meanwhile."""
+    """LISTENs on a connection of its own, calling `notified(channel, payload)` for each NOTIFY.
+    A lost connection (a server restart, `pg_terminate_backend`) costs latency only, as workers
+    poll meanwhile: it reconnects with backoff, then calls `notified(channel, None)` on each
+    channel, as anything may have been committed meanwhile."""
 
     def __init__(
         self, url: str, channels: Sequence[str], notified: Callable[[str, str | None], None]
@@ -224,8 +221,8 @@ async def _close(conn: asyncpg.Connection | None) -> None:
 
 
 def _bound(query: Sql | str, params: Params) -> tuple[Any, ...]:
-    prepared = q.sql(query)
-    return (prepared.text, *prepared.args(params))
+    numbered = q.sql(query)
+    return (numbered.text, *numbered.args(params))
 
 
 async def _run_step(conn: asyncpg.Connection, step: Step) -> Any:
@@ -237,8 +234,8 @@ async def _run_step(conn: asyncpg.Connection, step: Step) -> Any:
             count = status.rsplit(" ", 1)[-1]  # of the rows changed, from the command tag
             return int(count) if count.isdigit() else 0
         case ExecuteMany(query, rows, _) if rows:
-            prepared = q.sql(query)
-            await conn.executemany(prepared.text, [prepared.args(row) for row in rows])
+            numbered = q.sql(query)
+            await conn.executemany(numbered.text, [numbered.args(row) for row in rows])
         case Notify(channel, payload):
             await conn.execute(*_bound(q.NOTIFY, {"channel": channel, "payload": payload}))
     return None

@@ -67,16 +67,13 @@ _STATEMENTS = {
 __getattr__ = shared.served(__name__, _STATEMENTS)
 
 
-def edit_webhook(values: tuple[str, ...], expect: tuple[str, ...]) -> Sql:
-    """An owner's edit (queries.edit_webhook)."""
-    return number(shared.edit_webhook(values, expect, same_as="IS NOT DISTINCT FROM"))
-
-
-# -- Values and rows: the delivery path's are the generic ones (gateway.store.codec) ---------------
+# An owner's edit, and the listings, made as queries.py makes them; numbered by `sql` as they run.
+edit_webhook = functools.partial(shared.edit_webhook, same_as="IS NOT DISTINCT FROM")
+listings = functools.partial(shared.listings, "is_successful::int")
+migration_files = functools.partial(shared.migration_files, MIGRATIONS)
+# The delivery path's rows are the generic ones (gateway.store.codec).
 event_row = POSTGRES.encode
 notifications = functools.partial(POSTGRES.decode_rows, Notification)
-listings = functools.partial(shared.listings, "is_successful::int")  # queries.listings
-migration_files = functools.partial(shared.migration_files, MIGRATIONS)
 
 
 def notification_row(note: Notification) -> dict[str, Any]:

@@ -1,13 +1,12 @@
 """Transactions of the PostgreSQL store that survive conflicts and lost connections.
 
-`atomically` runs a transaction again, whole, when the server rolled it back to break a deadlock
-or a serialization conflict, or when its connection was lost before COMMIT was sent (the server
-rolls back what a lost connection held). Lost while COMMIT was in flight, the transaction may
-have been applied and only the answer lost, so it is never simply run again: its id, asked for
-just before COMMIT, is looked up on another connection (`pg_xact_status`). Committed, the result
-stands; aborted, it runs again; undecidable, the caller gets a StoreError saying the outcome is
-unknown. `reading` runs reads outside a transaction, again after a lost connection. Tries are
-bounded, with short jittered pauses between them.
+`atomically` runs a transaction again, whole, when the server rolled it back (a deadlock, a
+serialization failure) or its connection was lost before COMMIT was sent (the server rolls back
+what a lost connection held). Lost while COMMIT was in flight, it may have been applied, so it
+is never simply run again: its id, asked for before COMMIT, is looked up on another connection
+(`pg_xact_status`). Committed, its result stands; aborted, it runs again; undecidable, a
+StoreError says the outcome is unknown. `reading` runs reads outside a transaction, again after
+a lost connection. Tries are bounded, with short jittered pauses between them.
 """
 
 from __future__ import annotations
@@ -19,9 +18,10 @@ import enum
 import logging
 import random
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import asyncpg
+from asyncpg import exceptions as pg
 
 from gateway.errors import StoreError
 
@@ -29,24 +29,21 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 Work = Callable[[asyncpg.Connection], Awaitable[T]]
 
-DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
-# What a try may end in besides our own errors.
-BROKEN = (*DRIVER_ERRORS, asyncpg.InternalClientError)
+# What a driver call may raise.
+DRIVER_ERRORS = (pg.PostgresError, pg.InterfaceError, pg.InternalClientError, OSError)
 # The server rolled the transaction back and said so: running it again is safe.
-CONFLICTS = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.SerializationError)
+CONFLICTS = (pg.DeadlockDetectedError, pg.SerializationError)
 # The connection is gone (08xxx, terminated by an operator or a shutdown, refused while the
 # server starts), or as good as gone (InternalClientError: asyncpg lost track of the protocol,
-# as when a connection is terminated mid-query). A timeout is left out: a server that does not
-# answer is not helped by asking again.
-LOST = (asyncpg.PostgresConnectionError, asyncpg.exceptions.AdminShutdownError,
-        asyncpg.exceptions.CrashShutdownError, asyncpg.exceptions.CannotConnectNowError,
-        ConnectionError, asyncpg.InternalClientError)  # fmt: skip
+# as when a connection is terminated mid-query). Not a timeout: a server that does not answer
+# is not helped by asking again.
+LOST = (pg.PostgresConnectionError, pg.AdminShutdownError, pg.CrashShutdownError,
+        pg.CannotConnectNowError, pg.InternalClientError, ConnectionError)  # fmt: skip
 TRIES = 5  # of one transaction or read, the first included
 FIRST_PAUSE = 0.02  # seconds before the second try; each later pause may be twice as long
 STATUS_WAIT = 5.0  # seconds to wait for a dying server process to finish its transaction
-# Asked after the work, so a transaction that wrote nothing has no id (nor needs one: it has
-# nothing to commit); asking does not assign one, which would cost every empty claim a commit
-# record in the WAL.
+# Asked after the work: a transaction that wrote nothing has no id and needs none, and asking
+# does not assign one (which would cost every empty claim a commit record in the WAL).
 XACT_ID = "SELECT pg_current_xact_id_if_assigned()"
 XACT_STATUS = "SELECT pg_xact_status($1)"
 
@@ -60,15 +57,14 @@ class Verdict(enum.Enum):
 
 
 def connection_lost(exc: BaseException) -> bool:
-    """Whether `exc` says the connection (or getting one) failed, rather than the statement.
-    (An InterfaceError may say so too, or a misuse: the caller asks the connection.)"""
+    """Whether `exc` says the connection (or getting one) failed, not the statement. (So may an
+    InterfaceError, or it says a misuse: the caller asks the connection.)"""
     return isinstance(exc, LOST) or (isinstance(exc, OSError) and not isinstance(exc, TimeoutError))
 
 
 def verdict(exc: BaseException, *, lost: bool, committing: bool) -> Verdict:
-    """The rule: a conflict is the server's answer, COMMIT's included, so the transaction was
-    rolled back and can run again; so can one whose connection was lost before COMMIT was sent.
-    Lost once it was (`committing`), the transaction may have been applied: look it up."""
+    """The rule: after a conflict (COMMIT's too) or a connection lost before COMMIT was sent,
+    the server rolled back, so run again; lost after (`committing`), it may have committed."""
     if isinstance(exc, CONFLICTS) or (lost and not committing):
         return Verdict.AGAIN
     return Verdict.LOOK_UP if lost else Verdict.ERROR
@@ -90,14 +86,12 @@ class _Try:
 
 
 async def atomically(pool: asyncpg.Pool, work: Work[T]) -> T:
-    """`work(connection)` in one transaction, run again whole after a conflict or a connection
-    lost before COMMIT, up to TRIES times; driver errors become StoreError."""
+    """`work(connection)` in one transaction, retried as above; driver errors: StoreError."""
     return await _with_tries(pool, work, transaction=True)
 
 
 async def reading(pool: asyncpg.Pool, work: Work[T]) -> T:
-    """`work(connection)` outside a transaction (reads only), run again after a lost
-    connection, up to TRIES times; driver errors become StoreError."""
+    """`work(connection)` (reads only) outside a transaction, again after a lost connection."""
     return await _with_tries(pool, work, transaction=False)
 
 
@@ -107,13 +101,12 @@ async def _with_tries(pool: asyncpg.Pool, work: Work[T], *, transaction: bool) -
         tries, state = tries + 1, _Try()
         try:
             return await _once(pool, work, state, transaction)
-        except BROKEN as exc:
+        except DRIVER_ERRORS as exc:
             found = verdict(exc, lost=state.lost, committing=state.committing)
             if found is Verdict.ERROR:
                 raise StoreError(f"PostgreSQL error: {exc}") from exc
             if found is Verdict.LOOK_UP and await _committed(pool, state, exc):
-                done: T = state.done
-                return done
+                return cast(T, state.done)
             if tries >= TRIES:
                 raise StoreError(f"PostgreSQL error: {exc} ({tries} tries)") from exc
             log.info("PostgreSQL %s; trying again", type(exc).__name__, extra={"tries": tries})
@@ -123,12 +116,12 @@ async def _with_tries(pool: asyncpg.Pool, work: Work[T], *, transaction: bool) -
 async def _once(pool: asyncpg.Pool, work: Work[T], state: _Try, transaction: bool) -> T:
     try:
         conn = await pool.acquire()
-    except BROKEN as exc:
+    except DRIVER_ERRORS as exc:
         state.lost = connection_lost(exc)
         raise
     try:
         return await (_transaction(conn, work, state) if transaction else work(conn))
-    except BROKEN as exc:
+    except DRIVER_ERRORS as exc:
         state.lost = _closed(conn) or connection_lost(exc)
         if state.lost:  # not back to the pool as it is; the server rolls back what it held
             _terminate(conn)
@@ -152,59 +145,53 @@ async def _transaction(conn: asyncpg.Connection, work: Work[T], state: _Try) -> 
 
 
 async def _committed(pool: asyncpg.Pool, state: _Try, cause: BaseException) -> bool:
-    """Whether the transaction whose COMMIT went unanswered was applied (else it was rolled
-    back); a StoreError when the server cannot say."""
+    """Whether the transaction whose COMMIT went unanswered was applied (else rolled back)."""
     if state.xact is None:
         return True  # it wrote nothing, so there was nothing to commit: its reads stand
     unknown = StoreError(f"PostgreSQL connection lost during COMMIT ({cause}); the transaction "
                          "may or may not have been applied")  # fmt: skip
-    deadline = asyncio.get_running_loop().time() + STATUS_WAIT
-    while True:
-        try:
-            status = await reading(pool, lambda conn: conn.fetchval(XACT_STATUS, state.xact))
-        except StoreError as exc:
-            raise unknown from exc
-        if status in ("committed", "aborted"):
-            log.warning("the answer to a COMMIT was lost; the transaction was %s", status)
-            return bool(status == "committed")
-        # "in progress": the server process that held it has not finished ending.
-        if status != "in progress" or asyncio.get_running_loop().time() > deadline:
-            raise unknown from cause
-        await asyncio.sleep(0.02)
+    status = "in progress"  # until the server process that held it has finished ending
+    try:
+        async with asyncio.timeout(STATUS_WAIT):
+            while status == "in progress":
+                await asyncio.sleep(0.02)
+                status = await reading(pool, lambda conn: conn.fetchval(XACT_STATUS, state.xact))
+    except (StoreError, TimeoutError) as exc:
+        raise unknown from exc
+    if status not in ("committed", "aborted"):
+        raise unknown from cause
+    log.warning("the answer to a COMMIT was lost; the transaction was %s", status)
+    return bool(status == "committed")
 
 
 async def _roll_back(conn: asyncpg.Connection, tx: Any) -> None:
-    """Roll back after `work` failed; a connection that cannot, or is cancelled meanwhile, is
-    terminated instead."""
-    if _closed(conn):
-        return
+    """Roll back after `work` failed; terminate a connection that cannot (or is cancelled)."""
     try:
-        await tx.rollback()
+        if not _closed(conn):
+            await tx.rollback()
     except BaseException as exc:
         _terminate(conn)
-        if not isinstance(exc, BROKEN):
+        if not isinstance(exc, DRIVER_ERRORS):
             raise
 
 
 async def _release(pool: asyncpg.Pool, conn: asyncpg.Connection) -> None:
-    """Give the connection back. Resetting it may fail (a connection lost, its state unknown);
-    the pool then closes it, and the try's outcome stands: a COMMIT that succeeded must not
-    become an error, let alone another try."""
+    """Give the connection back. If resetting it fails the pool drops it, and the try's outcome
+    stands: a COMMIT that succeeded must not become an error, let alone another try."""
     try:
         await pool.release(conn)
-    except BROKEN as exc:
+    except DRIVER_ERRORS as exc:
         log.info("PostgreSQL connection dropped on release (%s)", exc)
 
 
 def _terminate(conn: asyncpg.Connection) -> None:
-    with contextlib.suppress(asyncpg.InterfaceError):  # detached: closed already
+    with contextlib.suppress(pg.InterfaceError):  # detached: closed already
         conn.terminate()
 
 
 def _closed(conn: asyncpg.Connection) -> bool:
-    """Whether the pooled connection is closed: the pool detaches one that closes from its
-    proxy at once, and the proxy then answers only InterfaceError."""
+    """Whether it is closed (the pool detaches a closed one; its proxy then raises)."""
     try:
         return bool(conn.is_closed())
-    except asyncpg.InterfaceError:
+    except pg.InterfaceError:
         return True
