@@ -79,7 +79,7 @@ def pause(tries: int) -> float:
 class _Try:
     """How far one try got; what `work` returned stands if its COMMIT turns out applied."""
 
-    lost: bool = False  # its connection
+    closed: bool = False  # its connection, whatever the error said
     xact: int | None = None  # its transaction's id
     committing: bool = False  # COMMIT was sent
     done: Any = None
@@ -102,7 +102,8 @@ async def _with_tries(pool: asyncpg.Pool, work: Work[T], *, transaction: bool) -
         try:
             return await _once(pool, work, state, transaction)
         except DRIVER_ERRORS as exc:
-            found = verdict(exc, lost=state.lost, committing=state.committing)
+            lost = state.closed or connection_lost(exc)
+            found = verdict(exc, lost=lost, committing=state.committing)
             if found is Verdict.ERROR:
                 raise StoreError(f"PostgreSQL error: {exc}") from exc
             if found is Verdict.LOOK_UP and await _committed(pool, state, exc):
@@ -114,16 +115,13 @@ async def _with_tries(pool: asyncpg.Pool, work: Work[T], *, transaction: bool) -
 
 
 async def _once(pool: asyncpg.Pool, work: Work[T], state: _Try, transaction: bool) -> T:
-    try:
-        conn = await pool.acquire()
-    except DRIVER_ERRORS as exc:
-        state.lost = connection_lost(exc)
-        raise
+    conn = await pool.acquire()
     try:
         return await (_transaction(conn, work, state) if transaction else work(conn))
     except DRIVER_ERRORS as exc:
-        state.lost = _closed(conn) or connection_lost(exc)
-        if state.lost:  # not back to the pool as it is; the server rolls back what it held
+        state.closed = _closed(conn)
+        # Not back to the pool as it is; the server rolls back what it held.
+        if state.closed or connection_lost(exc):
             _terminate(conn)
         raise
     finally:
@@ -161,7 +159,7 @@ async def _committed(pool: asyncpg.Pool, state: _Try, cause: BaseException) -> b
     if status not in ("committed", "aborted"):
         raise unknown from cause
     log.warning("the answer to a COMMIT was lost; the transaction was %s", status)
-    return bool(status == "committed")
+    return status == "committed"
 
 
 async def _roll_back(conn: asyncpg.Connection, tx: Any) -> None:
