@@ -188,8 +188,8 @@ class Listener:
                     continue
                 log.warning("LISTEN connection restored", extra={"tries": tries})
                 ceiling, tries = FIRST_PAUSE, 0
-                for channel in self.channels:  # what was committed meanwhile goes out now
-                    self.notified(channel, None)
+                for channel in self.channels:  # as asyncpg calls back: a raise ends no loop
+                    asyncio.get_running_loop().call_soon(self.notified, channel, None)
         finally:
             await _close(conn)
 
