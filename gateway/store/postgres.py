@@ -104,9 +104,6 @@ class PostgresStore(SqlStore):
     def _ids(self, ids: Collection[UUID]) -> list[UUID]:
         return list(ids)
 
-    def _raw_id(self, value: UUID) -> UUID:
-        return value  # asyncpg's UUIDs hash and compare as uuid.UUID's do
-
     async def watch_new_work(self, callback: Callable[[], None]) -> None:
         """Call `callback` whenever any process commits new due notifications (LISTEN)."""
         self._watchers.append(callback)
