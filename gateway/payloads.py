@@ -33,15 +33,19 @@ class Rendered:
     signed_payload: bytes  # the body, or for GET the query string
 
 
+# A record's id is one of these exactly (records come parsed from JSON): bool, an int subclass,
+# is not among them.
+_ID_TYPES = frozenset({str, int, float})
+
+
 def record_id(record: Mapping[str, Any], table_key: str) -> str:
     """A record's id: its `id` property, else `<tableKey>Id` (case-insensitive), a string or
     a number as the schema says (JSON's true and false are neither, though Python's bool is an
     int)."""
     wanted = ("id", f"{table_key.lower()}id")
     for key, value in record.items():
-        if key.lower() in wanted and isinstance(value, str | int | float):
-            if not isinstance(value, bool):
-                return str(value)
+        if key.lower() in wanted and type(value) in _ID_TYPES:
+            return str(value)
     raise ValidationError.field("records", f"each record needs an 'id' or '{table_key}Id'")
 
 
