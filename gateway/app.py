@@ -221,6 +221,7 @@ def create_app(
                     resolver=resolver,
                     max_connections=API_MAX_CONNECTIONS,
                     per_group=settings.per_group_handshakes,
+                    ca_bundle=settings.ca_bundle,
                 )
             )
             ctx = _context(settings, opened, outbound, worker_pool)
@@ -230,7 +231,7 @@ def create_app(
             if settings.run_worker:
                 # Its own pool: hanging handshakes must not hold the connections it sends on.
                 sending = await stack.enter_async_context(
-                    Outbound(policy=policy, resolver=resolver)
+                    Outbound(policy=policy, resolver=resolver, ca_bundle=settings.ca_bundle)
                 )
                 worker = Worker(settings, opened, sending)
                 ctx.worker = worker

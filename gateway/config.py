@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import secrets
+import ssl
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -50,6 +51,11 @@ class Settings:
     max_filter_depth: int = 10
     rate_limit_per_second: float = 100.0
     rate_limit_burst: int = 200
+    max_webhooks_per_group: int = 0  # 0: no limit
+    require_https_callbacks: bool = False
+    # A PEM file of extra roots that https callbacks' certificates may chain to (a private CA),
+    # trusted beside the system's; certificates are verified whether it is set or not.
+    ca_bundle: str | None = None
     # Handshake and lifecycle
     handshake_timeout: float = 10.0
     expiry_sweep_interval: float = 60.0
@@ -197,6 +203,7 @@ def _build(values: Mapping[str, Any]) -> Settings:
             f"three times delivery_timeout ({settings.delivery_timeout})"
         )
     _check_group_limits(settings)
+    _check_callback_policy(settings)
     return settings
 
 
@@ -214,6 +221,19 @@ def _check_group_limits(settings: Settings) -> None:
             f"it must be between 1 and {API_MAX_CONNECTIONS // 2}, half of an API process's "
             f"{API_MAX_CONNECTIONS} outbound connections, so one group never holds them all"
         )
+
+
+def _check_callback_policy(settings: Settings) -> None:
+    if settings.max_webhooks_per_group < 0:
+        raise GatewayError("setting max_webhooks_per_group: must be 0 (no limit) or more")
+    if settings.ca_bundle:
+        try:
+            # A bare context: only the file's certificates are loaded, to see that it has some.
+            ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(settings.ca_bundle)
+        except (OSError, ssl.SSLError) as exc:
+            raise GatewayError(
+                f"setting ca_bundle: cannot read PEM certificates from {settings.ca_bundle} ({exc})"
+            ) from exc
 
 
 def _convert(name: str, spec: dataclasses.Field[Any], value: Any) -> Any:

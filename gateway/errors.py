@@ -8,6 +8,7 @@
     ├── Forbidden                     403  the key lacks a scope
     ├── NotFound                      404  absent, or owned by another group
     ├── Conflict                      409  the resource's state does not allow the request now
+    │   └── LimitReached              409  a create would take a group past an operator's limit
     ├── PayloadTooLarge               413  request body over the limit
     ├── RateLimited                   429  per-key request rate exceeded
     ├── StoreError                    503  the database failed (driver errors wrapped)
@@ -82,6 +83,19 @@ class NotFound(GatewayError):
 class Conflict(GatewayError):
     status = 409
     title = "Conflict"
+
+
+class LimitReached(Conflict):
+    """A create that would take a group past a limit the operator set (max_webhooks_per_group);
+    nothing of it is stored. Deleting what the group no longer needs makes room."""
+
+    @classmethod
+    def webhooks(cls, most: int, have: int, adding: int) -> LimitReached:
+        """The group has `have` webhooks; `adding` more would pass `most`."""
+        return cls(
+            f"a group may have at most {most} webhooks (max_webhooks_per_group); this one has "
+            f"{have}, and {adding} more would pass the limit, so none was created"
+        )
 
 
 class PayloadTooLarge(GatewayError):

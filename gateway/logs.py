@@ -243,7 +243,8 @@ def redact_url(url: str) -> str:
 
 def startup_summary(command: str, settings: Settings, **facts: Any) -> None:
     """Log what this process runs with: version, database (password hidden), the networks
-    callbacks may reach beside global addresses, the log format, and what `facts` add."""
+    callbacks may reach beside global addresses, the callback policy (HTTPS only, extra trusted
+    roots, webhooks per group), the log format, and what `facts` add."""
     log.info(
         "gateway %s starting",
         command,
@@ -252,6 +253,9 @@ def startup_summary(command: str, settings: Settings, **facts: Any) -> None:
             "pid": os.getpid(),
             "database": redact_url(settings.database_url),
             "allowed_callback_networks": list(settings.allowed_callback_networks),
+            "require_https_callbacks": settings.require_https_callbacks,
+            "ca_bundle": settings.ca_bundle or "",
+            "max_webhooks_per_group": settings.max_webhooks_per_group,
             "log_format": settings.log_format,
             "log_level": settings.log_level,
             **facts,

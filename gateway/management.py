@@ -15,6 +15,7 @@ webhook is read afresh before its next send, and notifications due again are cla
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import uuid
 from collections.abc import Callable, Sequence
@@ -24,7 +25,7 @@ from uuid import UUID
 
 from gateway import lifecycle, signing
 from gateway.config import Settings
-from gateway.errors import HandshakeFailed, NotFound
+from gateway.errors import HandshakeFailed, LimitReached, NotFound
 from gateway.handshake import HandshakeCodes, verify_callback
 from gateway.lifecycle import Move, StatusChange
 from gateway.models import (
@@ -66,9 +67,21 @@ class Management:
         self.sender = Sender(settings, outbound, store, clock)  # test sends
 
     async def create(self, hooks: Sequence[Webhook]) -> None:
-        """Store new webhooks once every callback has passed its handshake."""
+        """Store new webhooks once every callback has passed its handshake, and only if their
+        group stays within max_webhooks_per_group (LimitReached)."""
+        most = self.settings.max_webhooks_per_group
+        if most:
+            await self._check_room(hooks, most)
         await self._handshake_all(hooks)
-        await self.store.add_webhooks(hooks)
+        # The store counts again in the transaction that inserts: this count only spares
+        # the callbacks a handshake for a create bound to be refused.
+        await self.store.add_webhooks(hooks, most_per_group=most)
+
+    async def _check_room(self, hooks: Sequence[Webhook], most: int) -> None:
+        for group, adding in collections.Counter(h.group_key for h in hooks).items():
+            have = await self.store.count_webhooks(group)
+            if have + adding > most:
+                raise LimitReached.webhooks(most, have, adding)
 
     async def _handshake_all(self, hooks: Sequence[Webhook]) -> None:
         """Run every handshake at once; any failure fails the batch, naming each failing item."""

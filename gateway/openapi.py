@@ -152,6 +152,9 @@ def _request_schemas(settings: Settings) -> dict[str, Any]:
     for rule in ("RuleCreate", "RulePatch"):
         text = components[rule]["properties"]["filter"]["anyOf"][0]
         text["maxLength"] = min(text["maxLength"], settings.max_filter_length)
+    if settings.require_https_callbacks:
+        for body in ("WebhookCreate", "WebhookPatch"):
+            components[body]["properties"]["callbackUrl"]["pattern"] = schemas.HTTPS_URL_PATTERN
     # pydantic nests enum definitions under $defs; lift them to components.
     for schema in list(components.values()):
         components.update(schema.pop("$defs", {}))

@@ -10,6 +10,11 @@ the address dialled (2130706433 and 127.1 as 127.0.0.1, [::ffff:127.0.0.1] as 12
 both paths dial what the guard judged. Redirects are never followed and at most `max_body`
 bytes of an answer are read.
 
+https callbacks' certificates are always verified, against the system's roots and those of
+`ca_bundle` (a private CA), and for the URL's host name: aiohttp takes the TLS server name (SNI)
+and the name checked from the URL, never from the address the guard pinned, so pinning changes
+nothing of TLS. A host spelled as an IP is checked against the certificate's IP addresses.
+
 A client made with `per_group` (the API's: handshakes and test sends) lets each group have at
 most that many requests in flight, so one tenant's hanging callbacks cannot fill the pool that
 every tenant's requests share. A request of a group over it waits for a slot within its own
@@ -22,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import ssl
 import time
 from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
@@ -127,8 +133,10 @@ class Outbound:
         max_per_host: int = 0,
         per_group: int = 0,
         user_agent: str = "webhook-gateway",
+        ca_bundle: str | None = None,
     ) -> None:
         self.policy = policy
+        self._ca_bundle = ca_bundle
         self.resolver = resolver or SystemResolver()
         self._limits = (max_connections, max_per_host)
         self._slots = GroupSlots(per_group) if per_group else None
@@ -143,6 +151,7 @@ class Outbound:
             limit_per_host=self._limits[1],
             use_dns_cache=False,  # every new connection is checked against a fresh answer
             resolver=GuardedResolver(self.policy, self.resolver),
+            ssl=tls_context(self._ca_bundle),
         )
         self._session = aiohttp.ClientSession(
             connector=connector,
@@ -245,6 +254,16 @@ class Outbound:
         return target.with_host(str(ip))
 
 
+def tls_context(ca_bundle: str | None) -> ssl.SSLContext | bool:
+    """What verifies https callbacks: aiohttp's verifying default (`True`: the system's roots),
+    or with `ca_bundle` a verifying context that trusts that file's roots beside the system's."""
+    if not ca_bundle:
+        return True
+    context = ssl.create_default_context()  # the system's roots, hostname checked
+    context.load_verify_locations(cafile=ca_bundle)
+    return context
+
+
 def _parse_url(url: str) -> URL:
     try:
         # encoded=True keeps the query exactly as given: signatures cover it byte for byte.
@@ -284,7 +303,7 @@ def _describe(exc: Exception) -> str:
     if isinstance(exc, aiohttp.ClientConnectorDNSError):
         return f"could not resolve {exc.host}"
     if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-        return f"TLS certificate not accepted: {exc.certificate_error}"
+        return f"TLS certificate not accepted: {_certificate_problem(exc.certificate_error)}"
     if isinstance(exc, aiohttp.ClientSSLError):
         return f"TLS handshake failed: {exc.os_error}"
     if isinstance(exc, aiohttp.ClientConnectorError):
@@ -299,3 +318,10 @@ def _describe(exc: Exception) -> str:
     if isinstance(exc, aiohttp.InvalidURL):
         return f"invalid URL: {exc}"
     return str(exc) or type(exc).__name__
+
+
+def _certificate_problem(error: Exception) -> str:
+    """Why a certificate was refused, as OpenSSL words it ("certificate has expired",
+    "unable to get local issuer certificate", "Hostname mismatch, ...")."""
+    reason = getattr(error, "verify_message", None)
+    return str(reason) if reason else str(error)

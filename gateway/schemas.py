@@ -92,6 +92,8 @@ _URL_PATTERN = (
     rf"(:{_PORT})?([/?#][^\s\u0000-\u001f\u007f-\u009f]*)?$"
 )
 _URL_SCHEMA: JsonDict = {"format": "uri", "maxLength": 250, "pattern": _URL_PATTERN}
+# The same with require_https_callbacks (gateway.openapi puts it in the document).
+HTTPS_URL_PATTERN = _URL_PATTERN.replace("[Ss]?://", "[Ss]://", 1)
 TableKey = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[A-Za-z][A-Za-z0-9_]*$")]
 
 
@@ -160,7 +162,7 @@ def check_method_format(method: HttpMethod, content: ContentType) -> None:
         raise ValueError("a GET webhook carries no body, so it must use Id")
 
 
-def _callback_url(value: str) -> str:
+def _callback_url(value: str, info: ValidationInfo) -> str:
     # The URL is sent as written, so a space or control character would break (or, with CR LF,
     # split) the request line; urlsplit silently drops tabs and newlines, so look before it.
     if any(ch.isspace() or unicodedata.category(ch) == "Cc" for ch in value):
@@ -168,6 +170,8 @@ def _callback_url(value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("must be an absolute http or https URL")
+    if parts.scheme == "http" and _circumstances(info).settings.require_https_callbacks:
+        raise ValueError("must be an https URL: this gateway accepts only HTTPS callbacks")
     if len(value) > 250:
         raise ValueError("must be at most 250 characters")
     if parts.username or parts.password:

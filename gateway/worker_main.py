@@ -28,7 +28,7 @@ async def _run(settings: Settings, *, parent_stdin: bool) -> None:
         loop.add_signal_handler(signum, stop.set)
     policy = AddressPolicy(settings.allowed_callback_networks)
     store = store_for_url(settings.database_url, pool_size=settings.database_pool_size)
-    async with store, Outbound(policy=policy) as outbound:
+    async with store, Outbound(policy=policy, ca_bundle=settings.ca_bundle) as outbound:
         heap.freeze_startup()
         worker = Worker(settings, store, outbound)
         logs.startup_summary(

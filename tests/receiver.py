@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -130,10 +131,18 @@ class Receiver:
 
 
 @contextlib.asynccontextmanager
-async def run_receiver() -> AsyncIterator[Receiver]:
-    """Start a receiver on 127.0.0.1 (free port) in this event loop."""
+async def run_receiver(tls: ssl.SSLContext | None = None) -> AsyncIterator[Receiver]:
+    """Start a receiver on 127.0.0.1 (free port) in this event loop; with `tls` (a server
+    context holding its certificate) it serves HTTPS, and its URL is https://."""
     receiver = Receiver()
-    config = uvicorn.Config(receiver, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
+    config = uvicorn.Config(
+        receiver,
+        host="127.0.0.1",
+        port=0,
+        log_level="warning",
+        lifespan="off",
+        ssl_context_factory=None if tls is None else lambda _config, _default: tls,
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     try:
@@ -142,7 +151,8 @@ async def run_receiver() -> AsyncIterator[Receiver]:
                 if task.done():
                     task.result()
                 await asyncio.sleep(0.01)
-        receiver.url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+        scheme = "http" if tls is None else "https"
+        receiver.url = f"{scheme}://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
         yield receiver
     finally:
         receiver.closing.set()

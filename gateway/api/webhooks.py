@@ -40,9 +40,10 @@ from gateway.store.base import Query
 from gateway.wire import WEBHOOK_INCLUDES, ActionResultModel, FetchResult, WebhookModel, batch_of
 
 
-@operation(batch_of(WebhookModel), 400, body=WebhookCreate, batch="max_batch_size")
+@operation(batch_of(WebhookModel), 400, 409, body=WebhookCreate, batch="max_batch_size")
 async def create(request: Request) -> Response:
-    """Create one or more webhooks; all pass their handshakes and are stored, or none."""
+    """Create one or more webhooks; all pass their handshakes and are stored, or none (a 409
+    if the group would pass the operator's max_webhooks_per_group)."""
     principal = await authenticate(request, Scope.WEBHOOKS)
     ctx = context(request)
     now = ctx.clock()

@@ -27,7 +27,7 @@ from typing import Any, ClassVar, Self, TypeVar
 from uuid import UUID
 
 from gateway import lifecycle, models
-from gateway.errors import Conflict, StoreError
+from gateway.errors import Conflict, LimitReached, StoreError
 from gateway.lifecycle import Move, StatusChange, Transition
 from gateway.models import ApiKey, Attempt, Event, Notification, Webhook, WebhookRule, utcnow
 from gateway.outcomes import (
@@ -198,10 +198,37 @@ class SqlStore(abc.ABC):
         return self.codec.read(Kind.ID, rows[0][0]) if rows else None
 
     # -- Webhooks and rules ----------------------------------------------------------------------
-    async def add_webhooks(self, webhooks: Sequence[Webhook]) -> None:
-        """Insert all or none."""
+    async def add_webhooks(self, webhooks: Sequence[Webhook], *, most_per_group: int = 0) -> None:
+        """Insert all or none. With `most_per_group`, none if a group would then have more
+        webhooks than that (LimitReached): counted in the transaction that inserts, so
+        concurrent creates cannot pass the limit together."""
         rows = [self.codec.encode(w) for w in webhooks]
-        await self._run(ExecuteMany(self.q.INSERT_WEBHOOK, rows, encoded=True))
+
+        def script() -> Script[None]:
+            if most_per_group:
+                yield from self._within_limit(webhooks, most_per_group)
+            yield ExecuteMany(self.q.INSERT_WEBHOOK, rows, encoded=True)
+
+        await self._transact(script)
+
+    def _within_limit(self, webhooks: Sequence[Webhook], most: int) -> Script[None]:
+        """Refuse a group these webhooks would take past `most`. On PostgreSQL each group's
+        count is held still first, by a lock on the group (in key order) that every create
+        under a limit takes: a group with no webhook has no row to lock. SQLite's writer holds
+        the whole file."""
+        adding = collections.Counter(w.group_key for w in webhooks)
+        for group in sorted(adding):
+            params = {"group_key": group}
+            yield Lock(self.q.LOCK_GROUP_WEBHOOKS, params)
+            have = (yield Fetch(self.q.COUNT_GROUP_WEBHOOKS, params))[0][0]
+            if have + adding[group] > most:
+                raise LimitReached.webhooks(most, have, adding[group])
+
+    async def count_webhooks(self, group_key: UUID) -> int:
+        """How many webhooks this group has, whatever their status."""
+        rows = await self._rows(self.q.COUNT_GROUP_WEBHOOKS, {"group_key": group_key})
+        count: int = rows[0][0]
+        return count
 
     async def get_webhook(self, group_key: UUID, webhook_id: UUID) -> Webhook | None:
         """One webhook of this group."""

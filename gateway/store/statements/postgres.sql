@@ -10,6 +10,12 @@ CREATE TABLE IF NOT EXISTS schema_migrations
 -- One process at a time applies migrations; the key is any constant ("gateway" in ASCII).
 SELECT pg_advisory_xact_lock(29099075147620729)
 
+-- name: LOCK_GROUP_WEBHOOKS
+-- One create under max_webhooks_per_group at a time per group counts and adds its webhooks: a
+-- group has no row of its own to lock, so a transaction-scoped advisory lock keyed on it, in
+-- the two-key space (apart from LOCK_MIGRATIONS' one key); 22344 is any constant ("WH").
+SELECT pg_advisory_xact_lock(22344, hashtext(:group_key::uuid::text))
+
 -- name: NOTIFY
 SELECT pg_notify(:channel, :payload)
 

@@ -56,6 +56,10 @@ SELECT {webhook_columns} FROM webhooks WHERE {where} ORDER BY {order} LIMIT :lim
 -- name: COUNT_WEBHOOKS
 SELECT count(*) FROM webhooks WHERE {where}
 
+-- name: COUNT_GROUP_WEBHOOKS
+-- A group's webhooks against max_webhooks_per_group (the index on group_key, created serves it).
+SELECT count(*) FROM webhooks WHERE group_key = :group_key
+
 -- name: EDIT_WEBHOOK
 -- An owner's edit (queries.edit_webhook): {sets} the named columns, only while {guards} find
 -- the expected ones still holding their values; the row after it.
