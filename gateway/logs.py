@@ -10,9 +10,9 @@ libraries' included, with structlog's ProcessorFormatter:
         -> logfmt (text) or JSON
 
 A secret never reaches a line: URL passwords, `?code=` handshake codes, `?password=` and other
-secret-named query parameters, client secrets (`whsec_`), API keys (`gwk_`), signed codes and
-JWTs, and the value of any field whose name says it is a secret are replaced by `***`, in the
-message, the fields and the traceback alike.
+secret-named query parameters, client secrets (`whsec_`), Ed25519 private keys (`whsk_`), API
+keys (`gwk_`), signed codes and JWTs, and the value of any field whose name says it is a
+secret are replaced by `***`, in the message, the fields and the traceback alike.
 """
 
 from __future__ import annotations
@@ -155,6 +155,7 @@ _SECRET_TEXT = [
     # ?code= carries a handshake code; ?password=, ?token=, ?api_key= ... what they say.
     (re.compile(rf"(?i)([?&;](?:code|pwd|{_SECRET_NAME})=)[^&#\s\"'<>]+"), rf"\g<1>{HIDDEN}"),
     (re.compile(r"\bwhsec_[A-Za-z0-9+/=]+"), f"whsec_{HIDDEN}"),  # client secrets
+    (re.compile(r"\bwhsk_[A-Za-z0-9+/=]+"), f"whsk_{HIDDEN}"),  # Ed25519 private keys
     (re.compile(r"\bgwk_[A-Za-z0-9_-]+"), f"gwk_{HIDDEN}"),  # API keys
     # Signed handshake codes (itsdangerous: base64 JSON, timestamp, signature) and JWTs.
     (re.compile(r"\.?\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+"), HIDDEN),
@@ -162,7 +163,7 @@ _SECRET_TEXT = [
 
 
 # What each pattern above starts with: text without any (most values) is returned at once.
-_MAYBE_SECRET = re.compile(r"://|[?&;][\w.-]*=|whsec_|gwk_|eyJ")
+_MAYBE_SECRET = re.compile(r"://|[?&;][\w.-]*=|whsec_|whsk_|gwk_|eyJ")
 
 
 def hide_secrets(text: str) -> str:

@@ -134,13 +134,20 @@ class Management:
         )
         if plan.handshake:
             await self._verify(hook, method, url)
+        expect = _relied_on(hook, values, plan.handshake)
         values = {**values, "modified": now, "modified_user_id": modifier}
-        edit = WebhookEdit(values, _relied_on(hook, values, plan.handshake), plan.change)
+        if "signature_scheme" in values or "signature_header" in values:
+            # Decided from the stored scheme and keys: only while the scheme is still that.
+            values |= _scheme_change(hook, values)
+            expect["signature_scheme"] = hook.signature_scheme
+        edit = WebhookEdit(values, expect, plan.change)
         changed = await self.store.edit_webhook(hook.group_key, hook.webhook_id, edit, now)
         if changed is None:
             raise NotFound(f"no webhook {hook.webhook_id}")
         if plan.change is not None:
             self._changed_status(changed, plan.change)
+        elif "signature_scheme" in expect:
+            self.wakeup.webhook_changed(hook.webhook_id)  # signed the new way from the next send
         return changed
 
     def _changed_status(self, hook: Webhook, change: StatusChange) -> None:
@@ -157,9 +164,11 @@ class Management:
     async def rotate_secret(self, hook: Webhook, modifier: UUID, now: datetime) -> Webhook:
         """A new client secret; the old one keeps signing for the grace period."""
         grace = timedelta(seconds=self.settings.secret_grace_period)
+        # A new key pair too, which the store gives the webhook if it signs with Ed25519.
         changed = await self.store.regenerate_secret(
-            hook.group_key, hook.webhook_id, signing.generate_secret(), now + grace, now, modifier
-        )
+            hook.group_key, hook.webhook_id, signing.generate_secret(), now + grace, now, modifier,
+            key_pair=signing.generate_key_pair(),
+        )  # fmt: skip
         if changed is None:
             raise NotFound(f"no webhook {hook.webhook_id}")
         self.wakeup.webhook_changed(hook.webhook_id)
@@ -209,6 +218,14 @@ class Management:
             created=now,
         )
         return sample, await self.sender.send(hook, sample)
+
+
+def _scheme_change(hook: Webhook, values: dict[str, Any]) -> dict[str, Any]:
+    """What a PATCH of the signature scheme or header writes with them: the header the scheme
+    signs in (a given null: the default), and a key pair made or dropped."""
+    scheme = values.get("signature_scheme", hook.signature_scheme)
+    header = values["signature_header"] if "signature_header" in values else hook.signature_header
+    return signing.scheme_fields(scheme, header, hook)
 
 
 def _relied_on(hook: Webhook, values: dict[str, Any], verified: bool) -> dict[str, Any]:

@@ -72,6 +72,23 @@ class EventType(enum.StrEnum):
     DELETE = "D"
 
 
+class SignatureScheme(enum.StrEnum):
+    """How a webhook's requests are signed (gateway.signing)."""
+
+    STANDARD_WEBHOOKS = "StandardWebhooks"  # v1: HMAC-SHA256 of "id.timestamp.payload"
+    STANDARD_WEBHOOKS_ED25519 = "StandardWebhooksEd25519"  # v1a: Ed25519 of the same
+    HMAC_SHA256_HEX = "HmacSha256Hex"  # "sha256=<hex>" of the payload, in signatureHeader
+    HMAC_SHA512_BASE64 = "HmacSha512Base64"  # base64 of the raw digest, in signatureHeader
+
+    @property
+    def names_header(self) -> bool:
+        """Whether its signature travels in the header `signatureHeader` names."""
+        return self in _HMAC_SCHEMES
+
+
+_HMAC_SCHEMES = frozenset({SignatureScheme.HMAC_SHA256_HEX, SignatureScheme.HMAC_SHA512_BASE64})
+
+
 class NotificationState(enum.StrEnum):
     """Where a notification stands in the delivery pipeline."""
 
@@ -117,6 +134,14 @@ class Settable:
 
 
 @dataclass(frozen=True, slots=True)
+class Shown:
+    """Marks a record field (in `Annotated`) that the wire shows but no owner sets, with its
+    description for the OpenAPI document."""
+
+    description: str
+
+
+@dataclass(frozen=True, slots=True)
 class Internal:
     """Marks a record field (in `Annotated`) the gateway keeps for itself: never on the wire."""
 
@@ -125,12 +150,13 @@ INTERNAL = Internal()
 
 
 class Marked(typing.NamedTuple):
-    """A record field's type without its markers, its Settable marker if it has one, and
-    whether it is INTERNAL."""
+    """A record field's type without its markers, its Settable marker if it has one, whether
+    it is INTERNAL, and its Shown marker if it has one."""
 
     type: Any
     settable: Settable | None
     internal: bool
+    shown: Shown | None = None
 
 
 @functools.cache
@@ -142,7 +168,8 @@ def marked(cls: type) -> dict[str, Marked]:
         hint = hints[name]
         kind, *marks = typing.get_args(hint) if typing.get_origin(hint) is Annotated else (hint,)
         settable = next((m for m in marks if isinstance(m, Settable)), None)
-        out[name] = Marked(kind, settable, INTERNAL in marks)
+        shown = next((m for m in marks if isinstance(m, Shown)), None)
+        out[name] = Marked(kind, settable, INTERNAL in marks, shown)
     return out
 
 
@@ -204,11 +231,35 @@ class Webhook:
     partition_key: Annotated[
         str | None, Settable("Free text for the owner's own use.", bounds=(None, 100))
     ] = None
+    signature_scheme: Annotated[
+        SignatureScheme,
+        Settable("How requests are signed: StandardWebhooks (v1, HMAC-SHA256, keyed by the "
+                 "clientSecret's base64), StandardWebhooksEd25519 (v1a, verified with "
+                 "publicKey), HmacSha256Hex (\"sha256=<hex HMAC-SHA256 of the payload>\") or "
+                 "HmacSha512Base64 (base64 of the HMAC-SHA512 digest of the payload); the HMAC "
+                 "ones are keyed by the clientSecret text and sent in signatureHeader.",
+                 default=SignatureScheme.STANDARD_WEBHOOKS),
+    ] = SignatureScheme.STANDARD_WEBHOOKS  # fmt: skip
+    signature_header: Annotated[
+        str | None,
+        Settable("The header an HMAC scheme's signature is sent in (default "
+                 "X-Webhook-Signature; null with the other schemes, which use "
+                 "webhook-signature).", bounds=(1, 100)),
+    ] = None  # fmt: skip
+    public_key: Annotated[
+        str | None,
+        Shown("With StandardWebhooksEd25519: whpk_ + base64 of the raw 32-byte Ed25519 public "
+              "key that verifies the v1a signatures; null with the other schemes."),
+    ] = None  # fmt: skip
     # Delivery bookkeeping.
     failure_count: Annotated[int, INTERNAL] = 0  # consecutive failed attempts
     # Still signs until previous_secret_expires.
     previous_secret: Annotated[str | None, INTERNAL] = None
     previous_secret_expires: Annotated[datetime | None, INTERNAL] = None
+    # StandardWebhooksEd25519's private key (whsk_ + base64 of the raw 32 bytes), and the one
+    # it replaced, which still signs until previous_secret_expires.
+    signing_key: Annotated[str | None, INTERNAL] = None
+    previous_signing_key: Annotated[str | None, INTERNAL] = None
     status_reason: Annotated[StatusReason | None, INTERNAL] = None  # why it is not Active
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import re
 import typing
 import unicodedata
 from collections.abc import Collection, Mapping
@@ -50,6 +51,7 @@ from gateway.models import (
     EventType,
     HttpMethod,
     Settable,
+    SignatureScheme,
     Webhook,
     WebhookStatus,
     settable,
@@ -67,6 +69,7 @@ READ_ONLY = {
     "modifieduserid",
     "webhookrules",
     "webhookruleid",
+    "publickey",
 }
 EVENT_TYPE_NAMES = {"i": "I", "u": "U", "d": "D", "insert": "I", "update": "U", "delete": "D"}
 
@@ -156,6 +159,21 @@ _GET_SENDS_IDS: JsonDict = {
 }
 
 
+# Only an HMAC scheme takes a signature header: on create, none is StandardWebhooks; a PATCH
+# without a scheme is judged with the stored one (checked_against).
+def _schemes(names_header: bool) -> JsonDict:
+    return {
+        "properties": {"signatureScheme": {
+            "enum": [s.value for s in SignatureScheme if s.names_header == names_header]}},
+        "required": ["signatureScheme"],
+    }  # fmt: skip
+
+
+_NO_HEADER: JsonDict = {"properties": {"signatureHeader": {"type": "null"}}}
+_HMAC_NAMES_HEADER: JsonDict = {"if": {"not": _schemes(True)}, "then": _NO_HEADER}
+_NON_HMAC_TAKES_NO_HEADER: JsonDict = {"if": _schemes(False), "then": _NO_HEADER}
+
+
 def check_method_format(method: HttpMethod, content: ContentType) -> None:
     """A GET webhook sends ids only; a PATCH checks it again with the stored values."""
     if method is HttpMethod.GET and content is ContentType.FULL:
@@ -181,6 +199,45 @@ def _callback_url(value: str, info: ValidationInfo) -> str:
     except ValueError as exc:
         raise ValueError(f"has an invalid port ({exc})") from exc
     return value
+
+
+# Headers the gateway sets itself, which a signature header must not replace (any case).
+GATEWAY_HEADERS = ("Host", "Content-Length", "Content-Type", "Transfer-Encoding", "Connection",
+                   "Idempotency-Key", "Authorization", "User-Agent", "Accept-Encoding")  # fmt: skip
+_TOKEN = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"  # an HTTP field name (RFC 9110 token)
+
+
+def _any_case_pattern(name: str) -> str:
+    # [Hh][Oo][Ss][Tt]: a JSON Schema pattern has no case-insensitive flag.
+    return "".join(f"[{ch.upper()}{ch.lower()}]" if ch.isalpha() else ch for ch in name)
+
+
+_OWN_HEADER = "^(?:" + "|".join(map(_any_case_pattern, GATEWAY_HEADERS)) + ")$"
+_HEADER_SCHEMA: JsonDict = {
+    "pattern": _TOKEN,
+    "not": {"pattern": f"{_OWN_HEADER}|^{_any_case_pattern('webhook-')}"},
+}  # fmt: skip
+_OWN_HEADERS = frozenset(name.lower() for name in GATEWAY_HEADERS)
+
+
+def _header_name(value: str) -> str:
+    """An HTTP field name that is not one the gateway sets itself."""
+    if re.fullmatch(_TOKEN, value) is None:
+        raise ValueError("must be an HTTP header name: letters, digits and !#$%&'*+-.^_`|~")
+    lowered = value.lower()
+    if lowered in _OWN_HEADERS or lowered.startswith("webhook-"):
+        raise ValueError(f"{value} is a header the gateway sets itself")
+    return value
+
+
+def check_signature_header(scheme: SignatureScheme, header: str | None) -> None:
+    """Only an HMAC scheme sends its signature in a header of the owner's naming; a PATCH
+    checks it again with the stored scheme."""
+    if header is not None and not scheme.names_header:
+        raise ValueError(
+            f"only HmacSha256Hex and HmacSha512Base64 send a signature header; {scheme.value} "
+            "signs in webhook-signature"
+        )
 
 
 def _future(value: datetime | None, info: ValidationInfo) -> datetime | None:
@@ -217,6 +274,7 @@ def _rule_filter(value: str | None, info: ValidationInfo) -> str | None:
 def _webhook_patch_schema(schema: dict[str, Any], model: type[Any]) -> None:
     _optional_not_nullable(schema, model)
     schema.update(_GET_SENDS_IDS)
+    schema["allOf"] = [_NON_HMAC_TAKES_NO_HEADER]
 
 
 def _not_errored(value: WebhookStatus) -> WebhookStatus:
@@ -236,6 +294,10 @@ _OWN_RULES: dict[str, tuple[Any, ...]] = {
     "callback_url": (Field(json_schema_extra=_URL_SCHEMA), AfterValidator(_callback_url)),
     "expiration_date": (AfterValidator(_future),),
     "status_code": (Field(json_schema_extra=_asked_status), AfterValidator(_not_errored)),
+    "signature_header": (
+        Field(min_length=1, max_length=100, json_schema_extra=_HEADER_SCHEMA),
+        AfterValidator(_header_name),
+    ),
 }
 
 
@@ -303,10 +365,15 @@ class WebhookBody(_Body):
         return {name: getattr(self, name) for name in names if not marks[name][1].lifecycle}
 
 
+def _webhook_create_schema(schema: dict[str, Any]) -> None:
+    schema.update(_GET_SENDS_IDS)
+    schema["allOf"] = [_HMAC_NAMES_HEADER]
+
+
 class _WebhookCreate(WebhookBody):
     """A webhook to create; it becomes Active once its callback passes the handshake."""
 
-    model_config = ConfigDict(json_schema_extra=_GET_SENDS_IDS)
+    model_config = ConfigDict(json_schema_extra=_webhook_create_schema)
 
     @field_validator("request_content_type", check_fields=False)
     @classmethod
@@ -314,6 +381,14 @@ class _WebhookCreate(WebhookBody):
         method = info.data.get("callback_http_method")
         if method is not None:
             check_method_format(method, value)
+        return value
+
+    @field_validator("signature_header", check_fields=False)
+    @classmethod
+    def _header_of_hmac(cls, value: str | None, info: ValidationInfo) -> str | None:
+        scheme = info.data.get("signature_scheme")
+        if scheme is not None:
+            check_signature_header(scheme, value)
         return value
 
 
@@ -343,13 +418,19 @@ WebhookPatch = _webhook_body("WebhookPatch", _WebhookPatch, patch=True)
 
 def checked_against(hook: Webhook, values: dict[str, Any]) -> dict[str, Any]:
     """A PATCH's values, checked with the stored ones they are written beside: a GET webhook
-    must send ids, whichever of the two the PATCH names."""
+    must send ids, and only an HMAC scheme takes a signature header, whichever of the two the
+    PATCH names."""
     method = values.get("callback_http_method", hook.callback_http_method)
     content = values.get("request_content_type", hook.request_content_type)
     try:
         check_method_format(method, content)
     except ValueError as exc:
         raise ValidationError.field("requestContentType", str(exc)) from exc
+    scheme = values.get("signature_scheme", hook.signature_scheme)
+    try:
+        check_signature_header(scheme, values.get("signature_header"))
+    except ValueError as exc:
+        raise ValidationError.field("signatureHeader", str(exc)) from exc
     return values
 
 

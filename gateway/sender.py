@@ -41,11 +41,10 @@ class Sent:
 
 
 def active_secrets(hook: Webhook, now: datetime) -> list[str]:
-    """The secrets that sign now: the current one, and the previous during its grace period."""
-    secrets = [hook.client_secret]
-    if hook.previous_secret and hook.previous_secret_expires and hook.previous_secret_expires > now:
-        secrets.append(hook.previous_secret)
-    return secrets
+    """The secrets (or Ed25519 private keys) that sign now: the current one, and the previous
+    during its grace period."""
+    expires = hook.previous_secret_expires
+    return signing.signing_secrets(hook, expires is not None and expires > now)
 
 
 class Sender:

@@ -78,11 +78,11 @@ def _shown(record: type) -> dict[str, Any]:
 
 def _answer_field(field: Marked) -> tuple[Any, Any]:
     """A record field as an answer's: a settable one with its marker's wire name, description
-    and (a number) bounds. A text's length is the request's rule only, so that an answer never
-    fails on a text stored under an older limit."""
+    and (a number) bounds; a shown one with its marker's description. A text's length is the
+    request's rule only, so that an answer never fails on a text stored under an older limit."""
     mark = field.settable
     if mark is None:
-        return field.type, Field()
+        return field.type, Field(description=field.shown.description if field.shown else None)
     low, high = mark.bounds if field.type is int else (None, None)
     return field.type, Field(alias=mark.wire, description=mark.description, ge=low, le=high)
 

@@ -54,6 +54,7 @@ MODULES: dict[str, list[str]] = {
     "gateway/signing.py": [
         "tests/unit/test_signing.py",
         "tests/unit/test_signing_headers.py",
+        "tests/unit/test_signing_schemes.py",
     ],
     "gateway/payloads.py": [
         "tests/unit/test_payloads.py",

@@ -60,10 +60,13 @@ async def create(request: Request) -> Response:
 
 
 def _new_webhook(spec: WebhookBody, who: Principal, now: datetime) -> Webhook:
-    """The webhook a create asks for: the body's fields, Active unless it asks to be paused."""
+    """The webhook a create asks for: the body's fields with what its signature scheme needs
+    (gateway.signing.scheme_fields), Active unless it asks to be paused."""
     paused = spec.status_code is WebhookStatus.INACTIVE
+    values = spec.written()
+    values |= signing.scheme_fields(values["signature_scheme"], values["signature_header"])
     return Webhook(
-        **spec.written(),
+        **values,
         webhook_id=uuid4(),
         group_key=who.group_key,
         status_code=lifecycle.PAUSE.status if paused else WebhookStatus.ACTIVE,

@@ -14,12 +14,15 @@ from uuid import UUID
 from gateway.filters import Node
 from gateway.lifecycle import StatusChange
 from gateway.models import Notification, Webhook, settable
+from gateway.signing import SCHEME_FIELDS
 
 # The fields of a webhook an owner's request may write (`WebhookEdit.values`), and those whose
-# value it may rely on (`WebhookEdit.expect`): its Settable ones and who changed it when. Status
-# fields change only through a StatusChange.
+# value it may rely on (`WebhookEdit.expect`): its Settable ones, those a change of signature
+# scheme writes beside it (its key pair), and who changed it when. Status fields change only
+# through a StatusChange.
 EDITABLE = frozenset(
     {name for name, (_, mark) in settable(Webhook).items() if not mark.lifecycle}
+    | SCHEME_FIELDS
     | {"modified", "modified_user_id"}
 )
 

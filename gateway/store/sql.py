@@ -397,12 +397,16 @@ class SqlStore(abc.ABC):
         previous_until: datetime,
         now: datetime,
         user_id: UUID,
+        key_pair: tuple[str, str] | None = None,
     ) -> Webhook | None:
         """Make `secret` the client secret and the current one the previous secret, signing
-        until `previous_until`, in one statement (two at once chain, neither is lost); the
+        until `previous_until`, in one statement (two at once chain, neither is lost); a
+        webhook with an Ed25519 key pair takes `key_pair` (private, public) likewise. The
         webhook after it, or None."""
+        private, public = key_pair or (None, None)
         params = {"webhook_id": webhook_id, "group_key": group_key, "secret": secret,
-                  "previous_until": previous_until, "now": now, "user_id": user_id}  # fmt: skip
+                  "previous_until": previous_until, "now": now, "user_id": user_id,
+                  "signing_key": private, "public_key": public}  # fmt: skip
 
         def script() -> Script[Webhook | None]:
             rows = yield Fetch(self.q.REGENERATE_SECRET, params)

@@ -70,7 +70,10 @@ SEMANTIC = {
     "expirationDate": "must be in the future",
 }
 # And for a PATCH, because it is judged with the stored values too.
-PATCH_SEMANTIC = {"requestContentType": "a GET webhook needs Id, and the method may be stored"}
+PATCH_SEMANTIC = {
+    "requestContentType": "a GET webhook needs Id, and the method may be stored",
+    "signatureHeader": "only an HMAC scheme takes one, and the scheme may be stored",
+}
 # And, in the unseeded run, because it names records or callbacks that do not exist.
 UNSEEDED = {
     "callbackUrl": "a generated callback fails its handshake",

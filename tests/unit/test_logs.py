@@ -184,6 +184,7 @@ def test_secrets_are_hidden_in_the_message_the_fields_and_the_traceback(
     [
         ("whsec_c2VjcmV0LWJ5dGVzLWhlcmU=", "c2VjcmV0LWJ5dGVzLWhlcmU="),
         ("gwk_Zm9vYmFyYmF6cXV4", "Zm9vYmFyYmF6cXV4"),
+        ("whsk_cHJpdmF0ZS1rZXktYnl0ZXM=", "cHJpdmF0ZS1rZXktYnl0ZXM="),
         (CODE, CODE),
         ("echo;code=plain-code-value", "plain-code-value"),
         ("see pg://gw:hunter2@db", "hunter2"),

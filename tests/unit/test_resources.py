@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from pydantic.alias_generators import to_camel
 
-from gateway import openapi, wire, wire_values
+from gateway import openapi, signing, wire, wire_values
 from gateway.app import API
 from gateway.config import Settings
 from gateway.errors import ValidationError
@@ -59,6 +59,9 @@ def test_a_webhook_answers_every_field_in_its_wire_spelling() -> None:
         "modified": wire_values.timestamp(hook.modified),
         "modifiedUserId": str(hook.modified_user_id),
         "partitionKey": "p",
+        "signatureScheme": "StandardWebhooks",
+        "signatureHeader": None,
+        "publicKey": None,
         "webhookRules": [wire.rule(rule)],
     }
     assert wire.rule(rule)["filter"] == "total gt 5"
@@ -92,10 +95,12 @@ def test_the_webhook_record_says_what_an_owner_sets_and_the_wire_shows() -> None
     marks = settable(Webhook)
     for body in (WebhookCreate, WebhookPatch):
         assert [f.alias for f in body.model_fields.values()] == [to_camel(n) for n in marks]
-    assert base.EDITABLE - {"modified", "modified_user_id"} == set(marks) - {"status_code"}
+    # And beside the scheme, what a change of scheme writes (its header, its key pair).
+    written = (set(marks) - {"status_code"}) | signing.SCHEME_FIELDS
+    assert base.EDITABLE - {"modified", "modified_user_id"} == written
     internal = {name for name, f in marked(Webhook).items() if f.internal}
     assert internal == {"failure_count", "previous_secret", "previous_secret_expires",
-                        "status_reason"}  # fmt: skip
+                        "status_reason", "signing_key", "previous_signing_key"}  # fmt: skip
     answer = wire.webhook(make_webhook(failure_count=2, previous_secret="whsec_old"), NOW)
     assert set(answer) == {to_camel(name) for name in marked(Webhook)} - {
         to_camel(name) for name in internal
@@ -111,7 +116,7 @@ def test_the_webhook_record_says_what_an_owner_sets_and_the_wire_shows() -> None
 QUERYABLE = [
     (wire.WebhookModel, "webhookId groupKey name statusCode statusMessage requestContentType "
      "callbackHttpMethod callbackUrl expirationDate retryCount created createdUserId modified "
-     "modifiedUserId partitionKey"),
+     "modifiedUserId partitionKey signatureScheme signatureHeader publicKey"),
     (wire.WebhookRuleModel, "webhookRuleId webhookId groupKey tableKey eventType filter created "
      "createdUserId modified modifiedUserId"),
     (wire.WebhookHistoryTableStorageModel, "webhookHistoryId webhookId groupKey eventType "

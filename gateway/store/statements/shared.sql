@@ -77,8 +77,16 @@ WHERE webhook_id = :webhook_id RETURNING {webhook_columns}
 
 -- name: REGENERATE_SECRET
 -- previous_secret takes the secret as it was before this statement: two regenerations at once
--- chain (each answers a secret that signs), where two read-modify-writes lost one.
+-- chain (each answers a secret that signs), where two read-modify-writes lost one. A webhook
+-- with an Ed25519 key pair (signing_key) gets the new pair given, its key likewise kept as the
+-- previous one; without a pair given, or without a pair of its own, its keys stay as they are.
 UPDATE webhooks SET previous_secret = client_secret, client_secret = :secret,
+    previous_signing_key = CASE WHEN signing_key IS NULL OR CAST(:signing_key AS text) IS NULL
+        THEN previous_signing_key ELSE signing_key END,
+    signing_key = CASE WHEN signing_key IS NULL OR CAST(:signing_key AS text) IS NULL
+        THEN signing_key ELSE CAST(:signing_key AS text) END,
+    public_key = CASE WHEN signing_key IS NULL OR CAST(:signing_key AS text) IS NULL
+        THEN public_key ELSE CAST(:public_key AS text) END,
     previous_secret_expires = :previous_until, modified = :now, modified_user_id = :user_id
 WHERE webhook_id = :webhook_id AND group_key = :group_key RETURNING {webhook_columns}
 
