@@ -43,11 +43,9 @@ def webhook(scheme: SignatureScheme) -> Webhook:
     """A webhook of this scheme with what the API stores beside it (its key pair, its header),
     and a previous secret and key for the rotation rows."""
     hook = make_webhook(signature_scheme=scheme, previous_secret=signing.generate_secret())
-    return dataclasses.replace(
-        hook,
-        **signing.scheme_fields(scheme, None),
-        previous_signing_key=signing.generate_key_pair()[0],
-    )
+    fields = signing.scheme_fields(scheme, None)
+    fields["previous_signing_key"] = signing.generate_key_pair()[0]
+    return dataclasses.replace(hook, **fields)
 
 
 def seconds_each(hook: Webhook, payload: bytes, secrets: list[str], count: int) -> float:
