@@ -62,7 +62,7 @@ SEARCH_GAP = 30  # a search claim waits at least this many times its own duratio
 # One counter child per outcome, looked up once: labels() takes a lock and builds a key.
 _ATTEMPTS = {effect: metrics.ATTEMPTS.labels(outcome=effect.value) for effect in Effect}
 # Outcomes after which the webhook may leave Active: its next sends wait until they are recorded.
-_MAY_STOP = frozenset({Effect.FAILURE, Effect.GONE})
+_MAY_STOP = frozenset({Effect.FAILURE, Effect.PERMANENT_FAILURE, Effect.GONE})
 LEFT_ACTIVE = "not sent: the webhook left Active"
 
 

@@ -66,6 +66,20 @@ class HttpMethod(enum.StrEnum):
     PUT = "PUT"
 
 
+class SuccessPolicy(enum.StrEnum):
+    """Which answers to a delivery count as delivered (a webhook's successPolicy)."""
+
+    ANY_2XX = "Any2xx"
+    ONLY_200 = "Only200"
+
+
+class RetryScope(enum.StrEnum):
+    """Which failed deliveries are tried again (a webhook's retryPolicy)."""
+
+    ALL_FAILURES = "AllFailures"
+    SERVER_ERRORS_ONLY = "ServerErrorsOnly"  # and 429, timeouts and connection errors
+
+
 class EventType(enum.StrEnum):
     INSERT = "I"
     UPDATE = "U"
@@ -95,7 +109,9 @@ class NotificationState(enum.StrEnum):
     PENDING = "pending"  # due at next_attempt_at
     PARKED = "parked"  # its webhook is not Active; released on reactivation
     SUCCEEDED = "succeeded"
-    FAILED = "failed"  # can never be sent (e.g. cannot be rendered); may be retried by hand
+    # Failed for good (cannot be rendered, or an answer its retryPolicy does not retry); may be
+    # retried by hand.
+    FAILED = "failed"
 
 
 class Scope(enum.StrEnum):
@@ -251,6 +267,20 @@ class Webhook:
         Shown("With StandardWebhooksEd25519: whpk_ + base64 of the raw 32-byte Ed25519 public "
               "key that verifies the v1a signatures; null with the other schemes."),
     ] = None  # fmt: skip
+    success_policy: Annotated[
+        SuccessPolicy,
+        Settable("Which answers count as delivered: Any2xx (the default) any 2xx status; "
+                 "Only200 HTTP 200 alone, any other status (2xx included) is a failed attempt.",
+                 default=SuccessPolicy.ANY_2XX, any_case=True),
+    ] = SuccessPolicy.ANY_2XX  # fmt: skip
+    retry_policy: Annotated[
+        RetryScope,
+        Settable("Which failed attempts are retried: AllFailures (the default) every one; "
+                 "ServerErrorsOnly timeouts, connection errors, 429 and 5xx only, and any other "
+                 "answer fails the notification for good (in its history, counted toward "
+                 "retryCount, not retried). 410 Gone unsubscribes under both.",
+                 default=RetryScope.ALL_FAILURES, any_case=True),
+    ] = RetryScope.ALL_FAILURES  # fmt: skip
     # Delivery bookkeeping.
     failure_count: Annotated[int, INTERNAL] = 0  # consecutive failed attempts
     # Still signs until previous_secret_expires.

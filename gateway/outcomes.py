@@ -5,16 +5,20 @@ records it, against the webhook row as it is in that transaction. Counting conse
 failures there, not in the worker, keeps the count right when several sends to one webhook are
 in flight at once, or in several worker processes.
 
-    SUCCESS        2xx: succeeded; the failure count resets
-    FAILURE        any other answer, or none: retried while the webhook stays Active
-    GONE           410: the partner unsubscribed; the webhook becomes Inactive
-    NOT_SENT       the worker saw the webhook not Active: parked (or due again, if the store
-                   finds it Active after all); not an attempt, so the last attempt's record stays
-    UNDELIVERABLE  the notification cannot be rendered: a permanent failure with its reason
+    SUCCESS            a delivery by the webhook's successPolicy: the failure count resets
+    FAILURE            any other answer, or none: retried while the webhook stays Active
+    PERMANENT_FAILURE  a failure its retryPolicy does not retry: failed for good with its
+                       reason, and counted for the lifecycle like any failure
+    GONE               410: the partner unsubscribed; the webhook becomes Inactive
+    NOT_SENT           the worker saw the webhook not Active: parked (or due again, if the
+                       store finds it Active after all); not an attempt, so the last attempt's
+                       record stays
+    UNDELIVERABLE      the notification cannot be rendered: a permanent failure with its
+                       reason, not counted against the webhook
 
-A request that went out (SUCCESS, FAILURE, GONE) is an attempt: it replaces the previous
-attempt's fields on the notification's row, and a failed one is also kept in the attempt log, so
-a later success does not erase why earlier attempts failed.
+A request that went out (SUCCESS, FAILURE, PERMANENT_FAILURE, GONE) is an attempt: it replaces
+the previous attempt's fields on the notification's row, and a failed one is also kept in the
+attempt log, so a later success does not erase why earlier attempts failed.
 """
 
 from __future__ import annotations
@@ -31,18 +35,20 @@ from gateway.models import NotificationState, StatusReason, Webhook, WebhookStat
 
 
 class Effect(enum.StrEnum):
-    """What an attempt came to (the table above): retry.classify gives the first three, for a
+    """What an attempt came to (the table above): retry.classify gives the first four, for a
     request that went out; the sender gives the other two, when none did."""
 
     SUCCESS = "success"
     FAILURE = "failure"
+    PERMANENT_FAILURE = "permanent_failure"
     GONE = "gone"
     NOT_SENT = "not_sent"
     UNDELIVERABLE = "undeliverable"
 
 
-SENT = frozenset({Effect.SUCCESS, Effect.FAILURE, Effect.GONE})
+SENT = frozenset({Effect.SUCCESS, Effect.FAILURE, Effect.PERMANENT_FAILURE, Effect.GONE})
 DUE_AGAIN = "due again: the webhook is Active"
+NOT_RETRIED = "failed for good, not retried (retryPolicy ServerErrorsOnly)"
 
 
 @record
@@ -112,6 +118,8 @@ def settle(hook: Webhook, outcome: AttemptOutcome, now: datetime) -> Settlement:
     if effect is Effect.SUCCESS:
         change = lifecycle.after_success(hook) if hook.failure_count else None
         return Settlement(NotificationState.SUCCEEDED, None, True, outcome.cause, change, False)
+    if effect is Effect.PERMANENT_FAILURE:
+        return _failed_for_good(hook, outcome.cause, active)
     if not active:
         # Left Active while this was in flight (or before): keep it for reactivation.
         return Settlement(NotificationState.PARKED, None, False, outcome.cause, None, False)
@@ -125,6 +133,16 @@ def settle(hook: Webhook, outcome: AttemptOutcome, now: datetime) -> Settlement:
             NotificationState.PENDING, outcome.retry_at or now, False, outcome.cause, change, False
         )
     return Settlement(NotificationState.PARKED, None, False, outcome.cause, change, True)
+
+
+def _failed_for_good(hook: Webhook, cause: str, active: bool) -> Settlement:
+    """A failure the webhook's retryPolicy does not retry: the notification fails whatever the
+    webhook's status (reactivating it would not send it again), and counts as a failure for an
+    Active webhook's lifecycle, as a retried one would."""
+    message = f"{cause}: {NOT_RETRIED}"
+    change = lifecycle.after_failure(hook, cause) if active else None
+    leaves = change is not None and change.status is not WebhookStatus.ACTIVE
+    return Settlement(NotificationState.FAILED, None, False, message, change, leaves)
 
 
 def _parked(hook: Webhook, now: datetime) -> str:

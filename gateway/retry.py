@@ -1,9 +1,20 @@
 """The retry policy (DESIGN §6): how an attempt's result is classified, and how long to wait.
 
-Every non-2xx answer except 410, and every transport error, is a failed attempt that is retried;
-410 Gone is the partner unsubscribing, which the lifecycle handles. Errors are classified by
-type (the OutboundError family), never by their text. The classification is an
-outcomes.Effect, the one enum for what an attempt came to.
+A webhook's successPolicy says which answers are a delivery, its retryPolicy which failures
+are retried; 410 Gone is the partner unsubscribing under both, which the lifecycle handles:
+
+    answer                      successPolicy        a failure, by retryPolicy
+                                Any2xx    Only200    AllFailures  ServerErrorsOnly
+    200                         success   success
+    201-299                     success   failure    retried      failed for good
+    410                         gone      gone
+    429, 5xx, no answer         failure   failure    retried      retried
+    any other (1xx, 3xx, 4xx)   failure   failure    retried      failed for good
+
+"No answer" is any OutboundError: a timeout, a connection error, a refused address.
+
+Errors are classified by type (the OutboundError family), never by their text. The
+classification is an outcomes.Effect, the one enum for what an attempt came to.
 """
 
 from __future__ import annotations
@@ -15,26 +26,46 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 from gateway.errors import OutboundError
+from gateway.models import RetryScope, SuccessPolicy
 from gateway.outcomes import Effect
 
 _DELTA_SECONDS = re.compile(r"[0-9]+")  # RFC 9110 delay-seconds: ASCII digits only
 
 
-def classify(status: int | None, error: BaseException | None) -> Effect:
-    """2xx succeeds, 410 unsubscribes, any other answer or an outbound error is a failure (the
-    three effects of a request that went out)."""
+def classify(
+    status: int | None,
+    error: BaseException | None,
+    success: SuccessPolicy = SuccessPolicy.ANY_2XX,
+    retry: RetryScope = RetryScope.ALL_FAILURES,
+) -> Effect:
+    """What a request that went out came to, under a webhook's success and retry policies
+    (the table above): a success, a failure that is retried, one that is not, or gone."""
     if error is not None:
         if not isinstance(error, OutboundError):
             # Anything else is a bug on our side, not the partner's failure: don't count it.
             raise TypeError(f"not an outbound failure: {type(error).__name__}") from error
-        return Effect.FAILURE
+        return Effect.FAILURE  # timeouts, connection errors, refused addresses: transient
     if status is None:
         raise ValueError("classify needs a status or an error")
-    if 200 <= status < 300:
+    if succeeded(status, success):
         return Effect.SUCCESS
     if status == 410:
         return Effect.GONE
+    if retry is RetryScope.SERVER_ERRORS_ONLY and not _transient(status):
+        return Effect.PERMANENT_FAILURE
     return Effect.FAILURE
+
+
+def succeeded(status: int, policy: SuccessPolicy) -> bool:
+    """Whether an answer with this status is a delivery under this success policy."""
+    if policy is SuccessPolicy.ONLY_200:
+        return status == 200
+    return 200 <= status < 300
+
+
+def _transient(status: int) -> bool:
+    """An answer worth trying again later: too many requests, or a server error."""
+    return status == 429 or 500 <= status < 600
 
 
 @dataclass(frozen=True, slots=True)

@@ -124,12 +124,13 @@ class Sender:
             sent = await self.send(hook, note, now)
         except Unrenderable as exc:
             return AttemptOutcome(note.notification_id, owner, Effect.UNDELIVERABLE, str(exc), None)
-        return self._outcome(note, owner, sent)
+        return self._outcome(hook, note, owner, sent)
 
-    def _outcome(self, note: Notification, owner: str, sent: Sent) -> AttemptOutcome:
+    def _outcome(self, hook: Webhook, note: Notification, owner: str, sent: Sent) -> AttemptOutcome:
         limit = self.settings.history_message_limit
         response = sent.response
-        effect = classify(response.status if response else None, sent.error)
+        status = response.status if response else None
+        effect = classify(status, sent.error, hook.success_policy, hook.retry_policy)
         cause = f"HTTP {response.status}" if response else str(sent.error)
         retry_at = None
         if effect is Effect.FAILURE:

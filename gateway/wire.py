@@ -258,7 +258,9 @@ class TestResult(Resource):
 
     webhook_id: UUID
     webhook_history_id: UUID
-    delivered: bool
+    delivered: Annotated[
+        bool, Field(description="Whether the answer is a delivery by the webhook's successPolicy.")
+    ]
     status_code: int | None
     latency_ms: float | None
     body: str | None

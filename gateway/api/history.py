@@ -23,6 +23,7 @@ from gateway.api.common import (
 )
 from gateway.errors import Conflict, NotFound, ValidationError
 from gateway.models import Scope
+from gateway.retry import succeeded
 from gateway.store.base import Requeue
 from gateway.wire import (
     HISTORY_INCLUDES,
@@ -117,7 +118,8 @@ async def _not_active(ctx: Context, group_key: uuid.UUID, webhook_id: uuid.UUID)
 
 @operation(TestResult, 404)
 async def test_send(request: Request) -> Response:
-    """Send a signed sample notification now and answer with what the receiver said."""
+    """Send a signed sample notification now and answer with what the receiver said, delivered
+    or not by the webhook's successPolicy."""
     group_key, webhook_id = await _webhook(request)
     ctx = context(request)
     hook = await ctx.store.get_webhook(group_key, webhook_id)
@@ -128,7 +130,8 @@ async def test_send(request: Request) -> Response:
     answer = TestResult(
         webhook_id=webhook_id,
         webhook_history_id=sample.notification_id,
-        delivered=bool(response and 200 <= response.status < 300),
+        # Judged as a delivery would be: an Only200 webhook's 202 is not delivered.
+        delivered=response is not None and succeeded(response.status, hook.success_policy),
         status_code=response.status if response else None,
         latency_ms=round(response.elapsed * 1000, 1) if response else None,
         body=response.body[:TEST_BODY_BYTES].decode(errors="replace") if response else None,

@@ -161,6 +161,11 @@ BODIES: list[Any] = [
     ("POST", "webhooks", [hook(signatureScheme="HmacSha256Hex", signatureHeader="")], 400),
     ("POST", "webhooks", [hook(signatureScheme="Hmac")], 400),
     ("POST", "webhooks", [hook(signatureScheme=None)], 400),
+    ("POST", "webhooks", [hook(successPolicy="Only200", retryPolicy="ServerErrorsOnly")], 200),
+    ("POST", "webhooks", [hook(successPolicy="Any2xx", retryPolicy="AllFailures")], 200),
+    ("POST", "webhooks", [hook(successPolicy="Only201")], 400),
+    ("POST", "webhooks", [hook(retryPolicy=None)], 400),
+    ("POST", "webhooks", [hook(successPolicy="only200", retryPolicy="allfailures")], LENIENT),
     ("POST", "webhooks", [hook(callbackHttpMethod="post", emitFormat="full")], LENIENT),
     ("POST", "webhooks", [{**hook(), "Name": "pascal", "webhookId": "echoed back"}], LENIENT),
     # Changing a webhook: only expirationDate and partitionKey may be cleared with null.
@@ -183,6 +188,9 @@ BODIES: list[Any] = [
     ("PATCH", "webhook", {"signatureScheme": "StandardWebhooks", "signatureHeader": "X-A"}, 400),
     ("PATCH", "webhook", {"signatureScheme": "HmacSha256Hex", "signatureHeader": "Host"}, 400),
     ("PATCH", "webhook", {"signatureScheme": None}, 400),
+    ("PATCH", "webhook", {"successPolicy": "Only200", "retryPolicy": "ServerErrorsOnly"}, 200),
+    ("PATCH", "webhook", {"successPolicy": None}, 400),
+    ("PATCH", "webhook", {"retryPolicy": "Sometimes"}, 400),
     # Rules: a filter may be null (and cleared with null); a table key and event type not.
     ("POST", "rules", [rule(filter=None)], 200),
     ("POST", "rules", [rule(filter="total gt 5")], 200),

@@ -791,6 +791,46 @@ async def test_an_undeliverable_notification_fails_for_good_without_counting(sto
     assert await store.claim_due(T0 + LEASE * 2, 10, "w", T0 + LEASE * 3) == []
 
 
+async def test_a_failure_not_retried_fails_for_good_counts_and_can_be_requeued(
+    store: Store,
+) -> None:
+    """retryPolicy ServerErrorsOnly: a 4xx fails its notification, is logged, and counts; the
+    one that makes the webhook Errored stays failed while the others park."""
+    hook = await add_hook(store, retry_count=1)
+    first, second, waiting = await publish(store, hook, 3)
+    await store.claim_due(T0, 2, "w", T0 + LEASE)
+    refused = [
+        outcome(n, "w", effect=Effect.PERMANENT_FAILURE, cause=f"HTTP 40{i}",
+                response_status_code=f"40{i}")
+        for i, n in enumerate((first, second))
+    ]  # fmt: skip
+    recorded = await store.record_attempts(refused)
+    assert (recorded.count, recorded.not_active) == (2, {hook.webhook_id})
+    after = await store.get_webhook(hook.group_key, hook.webhook_id)
+    assert after is not None
+    assert (after.status_code, after.failure_count) == (WebhookStatus.ERRORED, 2)
+    assert after.status_message == "2 consecutive failed deliveries; last: HTTP 401"
+    failed = await note(store, hook, second)
+    assert (failed.state, failed.attempts, failed.request_sent, failed.is_successful) == (
+        FAILED, 1, True, False,
+    )  # fmt: skip
+    assert failed.process_result_message == (
+        "HTTP 401: failed for good, not retried (retryPolicy ServerErrorsOnly)"
+    )
+    assert (await note(store, hook, waiting)).state is PARKED
+    logged = await store.attempts(hook.group_key, hook.webhook_id, [first])
+    assert [a.response_status_code for a in logged[first]] == ["400"]
+    activate = WebhookEdit({"modified": T0 + LEASE}, status=ACTIVATE)
+    await store.edit_webhook(hook.group_key, hook.webhook_id, activate, T0 + LEASE)
+    # Reactivation releases the parked one only; a hand retry makes a failed one due.
+    due = await store.claim_due(T0 + LEASE, 10, "w", T0 + 2 * LEASE)
+    assert [n.notification_id for n in due] == [waiting]
+    found = await store.requeue_notification(hook.group_key, hook.webhook_id, first, T0 + LEASE)
+    assert found is Requeue.QUEUED
+    due = await store.claim_due(T0 + LEASE, 10, "w", T0 + 2 * LEASE)
+    assert [n.notification_id for n in due] == [first]
+
+
 async def test_reactivation_releases_parked_notifications(store: Store) -> None:
     hook = await add_paused(store, failure_count=4)
     parked = await publish(store, hook, 2)

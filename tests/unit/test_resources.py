@@ -62,6 +62,8 @@ def test_a_webhook_answers_every_field_in_its_wire_spelling() -> None:
         "signatureScheme": "StandardWebhooks",
         "signatureHeader": None,
         "publicKey": None,
+        "successPolicy": "Any2xx",
+        "retryPolicy": "AllFailures",
         "webhookRules": [wire.rule(rule)],
     }
     assert wire.rule(rule)["filter"] == "total gt 5"
@@ -116,7 +118,8 @@ def test_the_webhook_record_says_what_an_owner_sets_and_the_wire_shows() -> None
 QUERYABLE = [
     (wire.WebhookModel, "webhookId groupKey name statusCode statusMessage requestContentType "
      "callbackHttpMethod callbackUrl expirationDate retryCount created createdUserId modified "
-     "modifiedUserId partitionKey signatureScheme signatureHeader publicKey"),
+     "modifiedUserId partitionKey signatureScheme signatureHeader publicKey successPolicy "
+     "retryPolicy"),
     (wire.WebhookRuleModel, "webhookRuleId webhookId groupKey tableKey eventType filter created "
      "createdUserId modified modifiedUserId"),
     (wire.WebhookHistoryTableStorageModel, "webhookHistoryId webhookId groupKey eventType "
