@@ -29,6 +29,14 @@ from gateway.sender import Sender
 from gateway.store import Store
 from gateway.transport import MockTransport, respond
 from tests.factories import make_notification, make_webhook
+from tests.unit.test_worker_delivery import (
+    Clock,
+    Partner,
+    attempts_counted,
+    drained,
+    published,
+    subscribed,
+)
 
 ANY, ONLY = SuccessPolicy.ANY_2XX, SuccessPolicy.ONLY_200
 ALL, SERVER = RetryScope.ALL_FAILURES, RetryScope.SERVER_ERRORS_ONLY
@@ -206,3 +214,36 @@ async def test_the_sender_judges_success_by_its_webhooks_policy(store: Store) ->
     assert (found.effect, found.cause) == (F, "HTTP 201")
     assert found.retry_at is not None
     assert (await sent_to(store, 201, success_policy=ONLY, retry_policy=SERVER)).effect is P
+
+
+# -- The worker ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+async def test_the_worker_stops_at_the_failure_not_retried_that_errs_the_webhook(
+    store: Store, clock: Clock
+) -> None:
+    """As after a retried failure: the next send waits until the failure is recorded, and the
+    one that makes the webhook Errored is the last sent; it stays failed, the rest park."""
+    hook = await subscribed(store, retry_count=1, retry_policy=SERVER)
+    notes = await published(store, hook, 3)
+    before = attempts_counted("permanent_failure")
+    partner = Partner(respond(404))
+    drain = await drained(store, partner, clock, per_webhook_concurrency=1)
+    assert partner.sent == [str(note.notification_id) for note in notes[:2]]
+    assert attempts_counted("permanent_failure") - before == 2
+    errored = await store.get_webhook(hook.group_key, hook.webhook_id)
+    assert errored is not None and errored.status_code is WebhookStatus.ERRORED
+    states = []
+    for note in notes:
+        found = await store.get_notification(hook.group_key, hook.webhook_id, note.notification_id)
+        assert found is not None
+        states.append(found.state)
+    assert states == [NotificationState.FAILED, NotificationState.FAILED, NotificationState.PARKED]
+    clock.now += timedelta(hours=1)  # long past any retry schedule
+    await drain()
+    assert len(partner.sent) == 2
