@@ -514,5 +514,5 @@ def _log_failure(note: Notification, outcome: AttemptOutcome) -> None:
         "notification_id": str(note.notification_id), "webhook_id": str(note.webhook_id),
         "group_key": str(note.group_key), "attempt": note.attempts + 1,
         "status_code": outcome.response_status_code, "reason": outcome.cause,
-        "gone": outcome.effect is Effect.GONE,
+        "gone": outcome.effect is Effect.GONE, "retried": outcome.effect is Effect.FAILURE,
     })  # fmt: skip

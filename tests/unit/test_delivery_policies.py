@@ -6,6 +6,7 @@ End to end over loopback on both stores: tests/integration/test_delivery_policie
 from __future__ import annotations
 
 import dataclasses
+import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import uuid4
@@ -225,10 +226,11 @@ def clock() -> Clock:
 
 
 async def test_the_worker_stops_at_the_failure_not_retried_that_errs_the_webhook(
-    store: Store, clock: Clock
+    store: Store, clock: Clock, caplog: pytest.LogCaptureFixture
 ) -> None:
     """As after a retried failure: the next send waits until the failure is recorded, and the
     one that makes the webhook Errored is the last sent; it stays failed, the rest park."""
+    caplog.set_level(logging.INFO, logger="gateway.delivery")
     hook = await subscribed(store, retry_count=1, retry_policy=SERVER)
     notes = await published(store, hook, 3)
     before = attempts_counted("permanent_failure")
@@ -236,6 +238,9 @@ async def test_the_worker_stops_at_the_failure_not_retried_that_errs_the_webhook
     drain = await drained(store, partner, clock, per_webhook_concurrency=1)
     assert partner.sent == [str(note.notification_id) for note in notes[:2]]
     assert attempts_counted("permanent_failure") - before == 2
+    logged = [r for r in caplog.records if r.getMessage() == "delivery failed"]
+    fields = [(r.__dict__["status_code"], r.__dict__["retried"]) for r in logged]
+    assert fields == [("404", False)] * 2
     errored = await store.get_webhook(hook.group_key, hook.webhook_id)
     assert errored is not None and errored.status_code is WebhookStatus.ERRORED
     states = []
