@@ -16,7 +16,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway import __version__, metrics, openapi
-from gateway.api import events, history, rules, status, webhooks
+from gateway.api import authentications, events, history, rules, status, webhooks
 from gateway.api.common import Context, Endpoint, json_response
 from gateway.config import API_MAX_CONNECTIONS, Settings
 from gateway.delivery import Worker
@@ -68,6 +68,13 @@ API: dict[str, dict[str, Endpoint]] = {
         "GET": rules.retrieve,
         "PATCH": rules.update,
         "DELETE": rules.delete,
+    },
+    "/api/v1/Authentications": {"POST": authentications.create},
+    "/api/v1/Authentications/query": {"GET": authentications.query},
+    "/api/v1/Authentications/{authenticationId}": {
+        "GET": authentications.retrieve,
+        "PATCH": authentications.update,
+        "DELETE": authentications.delete,
     },
     "/api/v1/Webhooks/{webhookId}/history/query": {"GET": history.query},
     "/api/v1/Webhooks/{webhookId}/history/{webhookHistoryId}/retry": {"GET": history.retry},

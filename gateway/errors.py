@@ -13,7 +13,9 @@
     ├── RateLimited                   429  per-key request rate exceeded
     ├── StoreError                    503  the database failed (driver errors wrapped)
     ├── Unrenderable                       a stored notification cannot be encoded (recorded
-    │                                      as a permanent failure, never an HTTP answer)
+    │   │                                  as a permanent failure, never an HTTP answer)
+    │   └── Unsealable                409  a stored secret does not open with this gateway's
+    │                                      secret key (a delivery fails as Unrenderable)
     └── OutboundError                      an outbound call failed (never an HTTP answer itself)
         ├── AddressNotAllowed              the callback resolves to a refused address
         ├── OutboundTimeout                no complete answer within the timeout
@@ -119,6 +121,14 @@ class StoreError(GatewayError):
 
 class Unrenderable(GatewayError):
     """A notification whose payload cannot be encoded: a permanent failure, not retried."""
+
+
+class Unsealable(Unrenderable):
+    """A sealed secret (gateway.sealed) that does not open: sealed with another secret key, or
+    altered. A request that needs it cannot be made; an owner sets the secret again."""
+
+    status = 409
+    title = "Conflict"
 
 
 class OutboundError(GatewayError):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, unquote_plus, urlsplit, urlunsplit
@@ -115,12 +115,16 @@ async def verify_callback(
     group: UUID | None = None,
     timeout: float = 10.0,
     max_body: int = 4096,
+    headers: Mapping[str, str] | None = None,
 ) -> None:
     """Run the handshake against the callback; raise HandshakeFailed saying what came back.
     With `group` (the API always gives it), the request takes one of that group's outbound
-    slots (gateway.outbound.Outbound `per_group`), waited for within `timeout`."""
+    slots (gateway.outbound.Outbound `per_group`), waited for within `timeout`. `headers` go
+    with it (the webhook's authentication), as with every request to the callback."""
     try:
-        await _exchange(outbound, codes, webhook_id, group, method.upper(), url, timeout, max_body)
+        await _exchange(
+            outbound, codes, webhook_id, group, method.upper(), url, timeout, max_body, headers
+        )
     except HandshakeFailed as exc:
         metrics.HANDSHAKES.labels(outcome="failed").inc()
         log.info("handshake failed", extra={"webhook_id": str(webhook_id), "detail": exc.detail})
@@ -138,6 +142,7 @@ async def _exchange(
     url: str,
     timeout: float,
     max_body: int,
+    headers: Mapping[str, str] | None,
 ) -> None:
     code = codes.issue(webhook_id)
     body = b"" if method in BODY_METHODS else None
@@ -145,6 +150,7 @@ async def _exchange(
         response = await outbound.send(
             method,
             with_code(url, code),
+            headers=headers,
             body=body,
             timeout=timeout,
             max_body=max_body,

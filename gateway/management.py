@@ -23,12 +23,13 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from gateway import lifecycle, signing
+from gateway import credentials, lifecycle, sealed, signing
 from gateway.config import Settings
-from gateway.errors import HandshakeFailed, LimitReached, NotFound
+from gateway.errors import HandshakeFailed, LimitReached, NotFound, ValidationError
 from gateway.handshake import HandshakeCodes, verify_callback
 from gateway.lifecycle import Move, StatusChange
 from gateway.models import (
+    Authentication,
     EventType,
     HttpMethod,
     Notification,
@@ -67,12 +68,17 @@ class Management:
         self.sender = Sender(settings, outbound, store, clock)  # test sends
 
     async def create(self, hooks: Sequence[Webhook]) -> None:
-        """Store new webhooks once every callback has passed its handshake, and only if their
-        group stays within max_webhooks_per_group (LimitReached)."""
+        """Store new webhooks once every callback has passed its handshake, each with the
+        authentication it names (one of its own group's, else a 400), and only if their group
+        stays within max_webhooks_per_group (LimitReached)."""
         most = self.settings.max_webhooks_per_group
         if most:
             await self._check_room(hooks, most)
-        await self._handshake_all(hooks)
+        found = [
+            await self._authentication(h.group_key, h.authentication_id, f"[{i}].authenticationId")
+            for i, h in enumerate(hooks)
+        ]
+        await self._handshake_all(hooks, found)
         # The store counts again in the transaction that inserts: this count only spares
         # the callbacks a handshake for a create bound to be refused.
         await self.store.add_webhooks(hooks, most_per_group=most)
@@ -83,10 +89,33 @@ class Management:
             if have + adding > most:
                 raise LimitReached.webhooks(most, have, adding)
 
-    async def _handshake_all(self, hooks: Sequence[Webhook]) -> None:
+    async def _authentication(
+        self, group_key: UUID, authentication_id: UUID | None, field: str
+    ) -> Authentication | None:
+        """The authentication a webhook names (None if none); a 400 naming `field` if its
+        group has no such authentication, worded as for one that never existed."""
+        if authentication_id is None:
+            return None
+        found = await self.store.get_authentication(group_key, authentication_id)
+        if found is None:
+            raise ValidationError.field(field, f"no authentication {authentication_id}")
+        return found
+
+    def _headers(self, found: Authentication | None) -> dict[str, str]:
+        """What an authentication adds to a request (gateway.credentials), if there is one."""
+        if found is None:
+            return {}
+        return credentials.headers(found, sealed.sealer(self.settings.secret_key))
+
+    async def _handshake_all(
+        self, hooks: Sequence[Webhook], found: Sequence[Authentication | None]
+    ) -> None:
         """Run every handshake at once; any failure fails the batch, naming each failing item."""
         results = await asyncio.gather(
-            *(self._verify(h, h.callback_http_method, h.callback_url) for h in hooks),
+            *(
+                self._verify(h, h.callback_http_method, h.callback_url, self._headers(auth))
+                for h, auth in zip(hooks, found, strict=True)
+            ),
             return_exceptions=True,
         )
         errors: dict[str, list[str]] = {}
@@ -99,7 +128,9 @@ class Management:
             detail = "; ".join(f"item {k[1 : k.index(']')]}: {v[0]}" for k, v in errors.items())
             raise HandshakeFailed(f"callback verification failed: {detail}", errors=errors)
 
-    async def _verify(self, hook: Webhook, method: HttpMethod, url: str) -> None:
+    async def _verify(
+        self, hook: Webhook, method: HttpMethod, url: str, headers: dict[str, str]
+    ) -> None:
         """The handshake against this callback for this webhook, within its group's slots."""
         await verify_callback(
             self.outbound,
@@ -109,6 +140,7 @@ class Management:
             url,
             group=hook.group_key,
             timeout=self.settings.handshake_timeout,
+            headers=headers,
         )
 
     async def patch(
@@ -132,8 +164,13 @@ class Management:
             renews="expiration_date" in values,
             moves=(url, method) != (hook.callback_url, hook.callback_http_method),
         )
+        authentication_id = values.get("authentication_id", hook.authentication_id)
+        found = None
+        if "authentication_id" in values or plan.handshake:
+            field = "authenticationId"
+            found = await self._authentication(hook.group_key, authentication_id, field)
         if plan.handshake:
-            await self._verify(hook, method, url)
+            await self._verify(hook, method, url, self._headers(found))
         expect = _relied_on(hook, values, plan.handshake)
         values = {**values, "modified": now, "modified_user_id": modifier}
         if "signature_scheme" in values or "signature_header" in values:
@@ -146,8 +183,9 @@ class Management:
             raise NotFound(f"no webhook {hook.webhook_id}")
         if plan.change is not None:
             self._changed_status(changed, plan.change)
-        elif "signature_scheme" in expect:
-            self.wakeup.webhook_changed(hook.webhook_id)  # signed the new way from the next send
+        elif "signature_scheme" in expect or "authentication_id" in values:
+            # Signed the new way, or sent with the new authentication, from its next request.
+            self.wakeup.webhook_changed(hook.webhook_id)
         return changed
 
     def _changed_status(self, hook: Webhook, change: StatusChange) -> None:

@@ -114,6 +114,11 @@ class NotificationState(enum.StrEnum):
     FAILED = "failed"
 
 
+class AuthenticationKind(enum.StrEnum):
+    BASIC = "Basic"  # Authorization: Basic base64(username:password)
+    HEADER = "Header"  # one header, headerName: headerValue
+
+
 class Scope(enum.StrEnum):
     WEBHOOKS = "webhooks"
     EVENTS = "events"
@@ -281,6 +286,11 @@ class Webhook:
                  "retryCount, not retried). 410 Gone unsubscribes under both.",
                  default=RetryScope.ALL_FAILURES, any_case=True),
     ] = RetryScope.ALL_FAILURES  # fmt: skip
+    authentication_id: Annotated[
+        UUID | None,
+        Settable("An Authentication of the same group whose credentials go with every request "
+                 "to the callback (handshakes, test sends, deliveries); null: none."),
+    ] = None  # fmt: skip
     # Delivery bookkeeping.
     failure_count: Annotated[int, INTERNAL] = 0  # consecutive failed attempts
     # Still signs until previous_secret_expires.
@@ -301,6 +311,26 @@ class WebhookRule:
     table_key: str
     event_type: EventType
     filter: str | None
+    created: datetime
+    created_user_id: UUID
+    modified: datetime
+    modified_user_id: UUID
+
+
+@dataclass(frozen=True, slots=True)
+class Authentication:
+    """Credentials that webhooks of its group reference (`Webhook.authentication_id`), so that
+    changing them once changes them for all. The secret part (a Basic password, a Header
+    value) is kept only sealed (gateway.sealed, bound to the id): never in the clear, never on
+    the wire."""
+
+    authentication_id: UUID
+    group_key: UUID
+    name: str
+    kind: AuthenticationKind
+    username: str | None  # Basic
+    header_name: str | None  # Header
+    sealed_secret: str
     created: datetime
     created_user_id: UUID
     modified: datetime

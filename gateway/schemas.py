@@ -42,11 +42,12 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic.config import JsonDict
 
-from gateway import filters, payloads
+from gateway import credentials, filters, payloads
 from gateway.config import Settings
 from gateway.errors import ValidationError
 from gateway.filters import MAX_FILTER_LENGTH
 from gateway.models import (
+    AuthenticationKind,
     ContentType,
     EventType,
     HttpMethod,
@@ -70,6 +71,7 @@ READ_ONLY = {
     "webhookrules",
     "webhookruleid",
     "publickey",
+    "authenticationid",
 }
 EVENT_TYPE_NAMES = {"i": "I", "u": "U", "d": "D", "insert": "I", "update": "U", "delete": "D"}
 
@@ -501,6 +503,120 @@ class EventIn(_Body):
         return records
 
 
+def _reserved_names() -> JsonDict:
+    """For the schema: the header names credentials.check_header_name refuses, in any case."""
+    names = [re.escape(n) for n in sorted(credentials.RESERVED)]
+    names += [re.escape(p) + ".*" for p in credentials.RESERVED_PREFIXES]
+    any_case = [re.sub(r"[a-z]", lambda c: f"[{c[0].upper()}{c[0]}]", n) for n in names]
+    return {"not": {"pattern": f"^({'|'.join(any_case)})$"}}
+
+
+AuthenticationName = Annotated[
+    str, Field(min_length=1, max_length=100, json_schema_extra=NO_NUL), AfterValidator(_no_nul)
+]
+Kind = Annotated[AuthenticationKind, BeforeValidator(_any_case(AuthenticationKind))]
+# The patterns are for the schema only: the validators check the same, with their own messages.
+_PRINTABLE = r"^[^\u0000-\u001f\u007f-\u009f]*$"
+_WRITE_ONLY = "Write-only: stored sealed, never answered."
+Username = Annotated[
+    str,
+    Field(min_length=1, max_length=256,
+          json_schema_extra={"pattern": r"^[^:\u0000-\u001f\u007f-\u009f]*$"}),
+    AfterValidator(credentials.check_username),
+]  # fmt: skip
+Password = Annotated[
+    str,
+    Field(max_length=1024, description=_WRITE_ONLY, json_schema_extra={"pattern": _PRINTABLE}),
+    AfterValidator(credentials.check_printable),
+]
+HeaderName = Annotated[
+    str,
+    Field(min_length=1, max_length=100, json_schema_extra={
+        "pattern": r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$", **_reserved_names()}),
+    AfterValidator(credentials.check_header_name),
+]  # fmt: skip
+HeaderValue = Annotated[
+    str,
+    Field(min_length=1, max_length=4096, description=_WRITE_ONLY,
+          json_schema_extra={"pattern": r"^[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?$"}),
+    AfterValidator(credentials.check_header_value),
+]  # fmt: skip
+# Each kind's own fields: a create gives all of them, and never another kind's.
+KIND_FIELDS = {
+    AuthenticationKind.BASIC: ("username", "password"),
+    AuthenticationKind.HEADER: ("header_name", "header_value"),
+}
+
+
+def _kind_rules(*, complete: bool) -> Any:
+    """For the schema: a kind's fields are not another kind's, and (`complete`) all present."""
+
+    def extra(schema: dict[str, Any], model: type[Any]) -> None:
+        if not complete:
+            _optional_not_nullable(schema, model)
+        rules = []
+        for kind, own in KIND_FIELDS.items():
+            others = [to_camel(n) for k, names in KIND_FIELDS.items() if k is not kind
+                      for n in names]  # fmt: skip
+            then: dict[str, Any] = {"not": {"anyOf": [{"required": [n]} for n in others]}}
+            if complete:
+                then = {"required": [to_camel(n) for n in own],
+                        "properties": {**{to_camel(n): {"type": "string"} for n in own},
+                                       **{n: {"type": "null"} for n in others}}}  # fmt: skip
+            test = {"properties": {"kind": {"const": kind.value}}, "required": ["kind"]}
+            rules.append({"if": test, "then": then})
+        schema["allOf"] = rules
+
+    return extra
+
+
+class AuthenticationCreate(_Body):
+    """A reusable authentication: Basic (username and password) or Header (headerName and
+    headerValue), whichever `kind` says. password and headerValue are write-only."""
+
+    model_config = ConfigDict(json_schema_extra=_kind_rules(complete=True))
+
+    name: AuthenticationName
+    kind: Kind
+    username: Username | None = None
+    password: Password | None = None
+    header_name: HeaderName | None = None
+    header_value: HeaderValue | None = None
+
+
+class AuthenticationPatch(_Patch):
+    """Changes to an authentication; only the properties given change. A change of kind gives
+    all of the new kind's fields."""
+
+    model_config = ConfigDict(json_schema_extra=_kind_rules(complete=False))
+
+    name: AuthenticationName | None = None
+    kind: Kind | None = None
+    username: Username | None = None
+    password: Password | None = None
+    header_name: HeaderName | None = None
+    header_value: HeaderValue | None = None
+
+
+def check_kind_fields(
+    kind: AuthenticationKind, body: BaseModel, *, complete: bool, where: str = ""
+) -> None:
+    """An authentication body gives only its kind's fields, and all of them if `complete` (a
+    create, or a change of kind): a 400 naming each field that breaks this."""
+    given = {name for name in body.model_fields_set if getattr(body, name) is not None}
+    errors: dict[str, list[str]] = {}
+    for owner, names in KIND_FIELDS.items():
+        for name in names:
+            wire = f"{where}{to_camel(name)}"
+            if owner is not kind and name in given:
+                errors[wire] = [f"is for a {owner.value} authentication, not a {kind.value} one"]
+            elif owner is kind and complete and name not in given:
+                errors[wire] = [f"is required for a {kind.value} authentication"]
+    if errors:
+        detail = "; ".join(f"{field}: {msgs[0]}" for field, msgs in errors.items())
+        raise ValidationError(detail, errors=errors)
+
+
 M = TypeVar("M", bound=_Body)
 
 
@@ -575,7 +691,10 @@ def _translate(exc: pydantic.ValidationError, where: str) -> ValidationError:
 
 def openapi_schemas() -> dict[str, Any]:
     """JSON schemas of the request bodies, for /openapi.json."""
-    models: list[type[BaseModel]] = [WebhookCreate, WebhookPatch, RuleCreate, RulePatch, EventIn]
+    models: list[type[BaseModel]] = [
+        WebhookCreate, WebhookPatch, RuleCreate, RulePatch, EventIn, AuthenticationCreate,
+        AuthenticationPatch,
+    ]  # fmt: skip
     return {
         m.__name__: m.model_json_schema(ref_template="#/components/schemas/{model}") for m in models
     }

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from uuid import UUID
 
-from gateway import lifecycle, payloads, signing
+from gateway import credentials, lifecycle, payloads, sealed, signing
 from gateway.config import Settings
 from gateway.errors import OutboundError, Unrenderable, ValidationError
 from gateway.models import Notification, Webhook, record
@@ -23,11 +23,13 @@ from gateway.store import Store
 from gateway.transport import OutboundResponse, Transport
 from gateway.wire_values import truncate
 
-# How long a webhook read from the store is reused: a busy webhook costs one read per interval,
-# not per send. Changes the worker learns of (`forget`) end the reuse at once; others (a
-# `gateway worker` started by hand on SQLite, which hears from nobody) reach it within this time.
+# How long a webhook read from the store is reused, with its authentication's headers: a busy
+# webhook costs one read per interval, not per send. Changes the worker learns of (`forget`) end
+# the reuse at once; others (a `gateway worker` started by hand on SQLite, which hears from
+# nobody) reach it within this time.
 WEBHOOK_CACHE_SECONDS = 1.0
 NOT_ACTIVE = "not sent: the webhook is not Active"
+Headers = dict[str, str]
 NUL, REPLACEMENT = "\x00", "\ufffd"
 
 
@@ -45,6 +47,14 @@ def active_secrets(hook: Webhook, now: datetime) -> list[str]:
     during its grace period."""
     expires = hook.previous_secret_expires
     return signing.signing_secrets(hook, expires is not None and expires > now)
+
+
+def _beneath(extra: Headers, own: Headers) -> Headers:
+    """An authentication's headers with the gateway's own, which win whatever the letter case
+    (a Header authentication may not take the name of a header the gateway sets: a webhook's
+    signatureHeader, say, chosen after the authentication)."""
+    taken = {name.lower() for name in own}
+    return {**{k: v for k, v in extra.items() if k.lower() not in taken}, **own}
 
 
 class Sender:
@@ -65,7 +75,7 @@ class Sender:
             settings.retry_schedule, settings.retry_jitter, settings.retry_after_cap
         )
         self._rng = random.Random()
-        self._cache: dict[UUID, tuple[float, Webhook | None]] = {}
+        self._cache: dict[UUID, tuple[float, Webhook | None, Headers | Unrenderable]] = {}
 
     def forget(self, webhook_id: UUID) -> None:
         """The webhook changed: read it afresh before its next send."""
@@ -75,17 +85,44 @@ class Sender:
         """Any webhook may have changed: read each afresh before its next send."""
         self._cache.clear()
 
-    async def _webhook(self, webhook_id: UUID) -> Webhook | None:
+    async def _webhook(self, webhook_id: UUID) -> tuple[Webhook | None, Headers | Unrenderable]:
+        """The webhook as stored, and its authentication's headers (or why there are none),
+        read together and reused together: a change of either is seen from the same send."""
         cached = self._cache.get(webhook_id)
         if cached and time.monotonic() - cached[0] < WEBHOOK_CACHE_SECONDS:
-            return cached[1]
+            return cached[1], cached[2]
         hook = await self.store.get_webhook_any_group(webhook_id)
-        self._cache[webhook_id] = (time.monotonic(), hook)
-        return hook
+        extra: Headers | Unrenderable = {}
+        if hook is not None and hook.authentication_id is not None:
+            try:
+                extra = await self.credentials(hook)
+            except Unrenderable as exc:
+                extra = exc
+        self._cache[webhook_id] = (time.monotonic(), hook, extra)
+        return hook, extra
 
-    async def send(self, hook: Webhook, note: Notification, now: datetime | None = None) -> Sent:
-        """Render, sign (at `now`, by default the clock's time) and send one notification."""
+    async def credentials(self, hook: Webhook) -> Headers:
+        """The headers the webhook's authentication adds (none without one), as stored now;
+        Unrenderable if they cannot be had (Unsealable: its secret does not open)."""
+        if hook.authentication_id is None:
+            return {}
+        found = await self.store.get_authentication(hook.group_key, hook.authentication_id)
+        if found is None:  # the store refuses to delete one in use: not expected
+            raise Unrenderable(f"its authentication {hook.authentication_id} is gone")
+        return credentials.headers(found, sealed.sealer(self.settings.secret_key))
+
+    async def send(
+        self,
+        hook: Webhook,
+        note: Notification,
+        now: datetime | None = None,
+        extra: Headers | None = None,
+    ) -> Sent:
+        """Render, sign (at `now`, by default the clock's time) and send one notification, with
+        its authentication's headers (`extra`; by default read from the store now)."""
         now = now or self.clock()
+        if extra is None:
+            extra = await self.credentials(hook)
         try:
             rendered = payloads.render(hook, note)
         except (ValueError, TypeError, RecursionError, ValidationError) as exc:
@@ -98,6 +135,8 @@ class Sender:
             int(now.timestamp()),
             rendered.signed_payload,
         )
+        if extra:
+            headers = _beneath(extra, headers)
         headers["content-type"] = "application/json"
         request_text = f"{rendered.method} {rendered.url}\n\n{(rendered.body or b'').decode()}"
         try:
@@ -116,12 +155,14 @@ class Sender:
 
     async def attempt(self, note: Notification, owner: str) -> AttemptOutcome:
         """Deliver once (or park, if the webhook is not Active) and say what happened."""
-        hook = await self._webhook(note.webhook_id)
+        hook, extra = await self._webhook(note.webhook_id)
         now = self.clock()
         if hook is None or not lifecycle.is_active(hook, now):
             return AttemptOutcome(note.notification_id, owner, Effect.NOT_SENT, NOT_ACTIVE, None)
         try:
-            sent = await self.send(hook, note, now)
+            if isinstance(extra, Unrenderable):
+                raise Unrenderable(f"cannot be authenticated: {extra.detail}")
+            sent = await self.send(hook, note, now, extra)
         except Unrenderable as exc:
             return AttemptOutcome(note.notification_id, owner, Effect.UNDELIVERABLE, str(exc), None)
         return self._outcome(hook, note, owner, sent)

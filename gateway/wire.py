@@ -22,6 +22,8 @@ from pydantic.alias_generators import to_camel
 from gateway import lifecycle
 from gateway.models import (
     Attempt,
+    Authentication,
+    AuthenticationKind,
     EventType,
     Marked,
     Notification,
@@ -110,6 +112,27 @@ def webhook(
 def rule(item: WebhookRule) -> dict[str, Any]:
     """A WebhookRuleModel's JSON."""
     return WebhookRuleModel.copied(item).wire()
+
+
+class AuthenticationModel(Resource):
+    """Credentials that webhooks of its group reference by authenticationId. A Basic one shows
+    its username, a Header one its header's name; password and headerValue are write-only."""
+
+    authentication_id: UUID
+    group_key: UUID
+    name: str
+    kind: AuthenticationKind
+    username: str | None
+    header_name: str | None
+    created: datetime
+    created_user_id: UUID
+    modified: datetime
+    modified_user_id: UUID
+
+
+def authentication(item: Authentication) -> dict[str, Any]:
+    """An AuthenticationModel's JSON: never its sealed secret, which the model does not have."""
+    return AuthenticationModel.copied(item).wire()
 
 
 class AttemptModel(Resource):

@@ -15,8 +15,11 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid4
 
+from gateway import credentials
 from gateway.models import (
     ApiKey,
+    Authentication,
+    AuthenticationKind,
     ContentType,
     Event,
     EventType,
@@ -29,12 +32,15 @@ from gateway.models import (
     WebhookStatus,
     utcnow,
 )
+from gateway.sealed import sealer
 from gateway.signing import generate_secret
 from gateway.store import Store
 from gateway.store.base import WebhookEdit
 
 # A fixed moment for tests that compare times; builders default to the real clock.
 T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
+# The secret key of test gateways (tests.gateway_server), which seals authentications' secrets.
+SECRET_KEY = "test-secret-key"
 
 
 def make_api_key(group_key: UUID | None = None, **overrides: Any) -> ApiKey:
@@ -89,6 +95,28 @@ def make_rule(webhook: Webhook | None = None, **overrides: Any) -> WebhookRule:
         modified_user_id=uuid4(),
     )
     return dataclasses.replace(rule, **overrides)
+
+
+def make_authentication(
+    group_key: UUID | None = None, secret: str = "hunter2", **overrides: Any
+) -> Authentication:
+    """A Basic authentication of this group (a new one by default), its password `secret`
+    sealed with the test gateways' key."""
+    now, authentication_id = utcnow(), overrides.pop("authentication_id", uuid4())
+    auth = Authentication(
+        authentication_id=authentication_id,
+        group_key=group_key or uuid4(),
+        name="test authentication",
+        kind=AuthenticationKind.BASIC,
+        username="partner",
+        header_name=None,
+        sealed_secret=credentials.seal(secret, authentication_id, sealer(SECRET_KEY)),
+        created=now,
+        created_user_id=uuid4(),
+        modified=now,
+        modified_user_id=uuid4(),
+    )
+    return dataclasses.replace(auth, **overrides)
 
 
 def make_event(group_key: UUID | None = None, **overrides: Any) -> Event:

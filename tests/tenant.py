@@ -1,7 +1,8 @@
 """One tenant on a running gateway, and the helpers that check a refusal changed nothing.
 
-Used by the tests of bad input (test_limits, test_nul, test_openapi): a gateway with one key and
-one Active webhook with an Invoice.U rule, on SQLite or, through `settings_for`, PostgreSQL.
+Used by the tests of bad input (test_limits, test_nul, test_openapi): a gateway with one key, one
+Active webhook with an Invoice.U rule and one (unused) Basic authentication, on SQLite or,
+through `settings_for`, PostgreSQL.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import pytest
 from gateway.config import Settings
 from gateway.models import ApiKey
 from gateway.store.base import Query
-from tests.factories import make_rule, make_webhook
+from tests.factories import make_authentication, make_rule, make_webhook
 from tests.gateway_server import RunningGateway, gateway_settings, run_gateway
 
 PROBLEM = "application/problem+json"
@@ -28,13 +29,14 @@ STORES = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 @dataclass
 class Tenant:
-    """A gateway, one key, and one Active webhook with an Invoice.U rule."""
+    """A gateway, one key, one Active webhook with an Invoice.U rule, one authentication."""
 
     gateway: RunningGateway
     key: str
     record: ApiKey
     hook_id: str
     rule_id: str
+    auth_id: str
 
     async def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         async with self.gateway.client(self.key) as api:
@@ -46,21 +48,26 @@ class Tenant:
         hooks = await store.query_webhooks(group, Query())
         rules = await store.query_rules(group, Query())
         history = await store.query_history(group, hooks.records[0].webhook_id, Query())
-        return hooks.records, rules.records, history.records
+        auths = await store.query_authentications(group, Query())
+        return hooks.records, rules.records, history.records, auths.records
 
 
 async def add_tenant(
     gateway: RunningGateway, group: str = "acme", callback_url: str | None = None
 ) -> Tenant:
-    """A key of this group and an Active webhook with a rule, seeded straight into the store."""
+    """A key of this group, an Active webhook with a rule and an authentication, seeded
+    straight into the store."""
     key, record = await gateway.add_key(group)
     hook = make_webhook(record.group_key)
     if callback_url is not None:
         hook = dataclasses.replace(hook, callback_url=callback_url)
     rule = make_rule(hook)
+    auth = make_authentication(record.group_key)
     await gateway.ctx.store.add_webhooks([hook])
     await gateway.ctx.store.add_rules([rule])
-    return Tenant(gateway, key, record, str(hook.webhook_id), str(rule.webhook_rule_id))
+    await gateway.ctx.store.add_authentications([auth])
+    ids = (str(hook.webhook_id), str(rule.webhook_rule_id), str(auth.authentication_id))
+    return Tenant(gateway, key, record, *ids)
 
 
 @contextlib.asynccontextmanager

@@ -18,7 +18,15 @@ from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple, TypeVar
 
-from gateway.models import ApiKey, Attempt, Event, Notification, Webhook, WebhookRule
+from gateway.models import (
+    ApiKey,
+    Attempt,
+    Authentication,
+    Event,
+    Notification,
+    Webhook,
+    WebhookRule,
+)
 from gateway.store.filter_sql import Column, Listing
 
 if TYPE_CHECKING:
@@ -53,6 +61,7 @@ NOTE_COLUMNS = (*_NOTE[:_LABEL_AT], "event_type_label", *_NOTE[_LABEL_AT:])
 COLUMNS = {
     "api_key": _fields(ApiKey), "webhook": _fields(Webhook), "rule": _fields(WebhookRule),
     "event": _fields(Event), "notification": NOTE_COLUMNS, "attempt": _fields(Attempt),
+    "authentication": _fields(Authentication),
 }  # fmt: skip
 
 
@@ -164,6 +173,7 @@ class Listings(NamedTuple):
     webhooks: Listing
     rules: Listing
     history: Listing
+    authentications: Listing
 
 
 @functools.cache
@@ -182,6 +192,8 @@ def listings(is_successful_as_int: str) -> Listings:
                eventtype="event_type_label",
                # As the wire shows it: every attempt but a final successful one is a failure.
                failurecount=f"(attempts - {is_successful_as_int})"),
+        listed(wire.AuthenticationModel, "AUTHENTICATIONS", "created ASC, authenticationId ASC",
+               "authentication_id"),
     )  # fmt: skip
 
 

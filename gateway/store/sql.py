@@ -29,7 +29,16 @@ from uuid import UUID
 from gateway import lifecycle, models
 from gateway.errors import Conflict, LimitReached, StoreError
 from gateway.lifecycle import Move, StatusChange, Transition
-from gateway.models import ApiKey, Attempt, Event, Notification, Webhook, WebhookRule, utcnow
+from gateway.models import (
+    ApiKey,
+    Attempt,
+    Authentication,
+    Event,
+    Notification,
+    Webhook,
+    WebhookRule,
+    utcnow,
+)
 from gateway.outcomes import (
     AttemptOutcome,
     Recorded,
@@ -44,7 +53,7 @@ from gateway.store.filter_sql import Listing, order_by, where_filter
 from gateway.store.queries import NEW_WORK_CHANNEL, WEBHOOK_CHANGED_CHANNEL
 from gateway.store.steps import Execute, ExecuteMany, Fetch, Lock, MakeScript, Notify, Script, Step
 
-R = TypeVar("R", ApiKey, Webhook, WebhookRule, Notification, Attempt)
+R = TypeVar("R", ApiKey, Webhook, WebhookRule, Notification, Attempt, Authentication)
 T = TypeVar("T")
 Params = Mapping[str, Any]
 _DELIVERY_STATES = ("pending", "parked", "failed", "succeeded")
@@ -287,6 +296,56 @@ class SqlStore(abc.ABC):
         rows = await self._rows(self.q.MATCHING_RULES, params)
         decode = self.codec.decode_rows
         return list(zip(decode(WebhookRule, rows), decode(Webhook, rows, "w_"), strict=True))
+
+    # -- Authentications --------------------------------------------------------------------------
+    async def add_authentications(self, authentications: Sequence[Authentication]) -> None:
+        """Insert all or none."""
+        rows = [self.codec.encode(a) for a in authentications]
+        await self._run(ExecuteMany(self.q.INSERT_AUTHENTICATION, rows, encoded=True))
+
+    async def get_authentication(
+        self, group_key: UUID, authentication_id: UUID
+    ) -> Authentication | None:
+        """One authentication of this group."""
+        params = {"group_key": group_key, "authentication_id": authentication_id}
+        return await self._one(Authentication, self.q.GET_AUTHENTICATION, params)
+
+    async def update_authentication(self, authentication: Authentication) -> list[UUID] | None:
+        """Replace the stored authentication and tell every process that the webhooks using it
+        changed (they send with it from their next request); their ids, or None if it is gone."""
+        ids = {"group_key": authentication.group_key,
+               "authentication_id": authentication.authentication_id}  # fmt: skip
+        row = self.codec.encode(authentication)
+
+        def script() -> Script[list[UUID] | None]:
+            if not (yield Execute(self.q.UPDATE_AUTHENTICATION, row)):
+                return None
+            users = yield Fetch(self.q.AUTHENTICATION_USERS, ids)
+            webhook_ids = [self.codec.read(Kind.ID, user[0]) for user in users]
+            for webhook_id in webhook_ids:
+                yield Notify(WEBHOOK_CHANGED_CHANNEL, str(webhook_id))
+            return webhook_ids
+
+        return await self._transact(script)
+
+    async def delete_authentication(self, group_key: UUID, authentication_id: UUID) -> bool:
+        """Delete an authentication no webhook uses; False if not found, `Conflict` naming the
+        webhooks that use it (then nothing is deleted)."""
+        ids = {"group_key": group_key, "authentication_id": authentication_id}
+
+        def script() -> Script[bool]:
+            users = yield Fetch(self.q.AUTHENTICATION_USERS, ids)
+            if users:
+                raise Conflict(_in_use(authentication_id, users))
+            deleted = yield Execute(self.q.DELETE_AUTHENTICATION, ids)
+            return bool(deleted)
+
+        return await self._transact(script)
+
+    async def query_authentications(self, group_key: UUID, query: Query) -> Page[Authentication]:
+        """Filter, order and page this group's authentications."""
+        listing = self.q.listings().authentications
+        return await self._page(Authentication, listing, query, group_key=group_key)
 
     # -- History and housekeeping ----------------------------------------------------------------
     async def get_notification(
@@ -675,6 +734,20 @@ class SqlStore(abc.ABC):
             del leases[key]  # settled now: a second outcome for it finds no lease
             held.append((outcome, hooks[lease[1]]))
         return held
+
+
+# At most this many webhooks are named when an authentication in use cannot be deleted.
+NAMED_USERS = 20
+
+
+def _in_use(authentication_id: UUID, users: Sequence[Any]) -> str:
+    """Why an authentication cannot be deleted: the webhooks (id and name) that use it."""
+    named = ", ".join(f"{user[0]} ({user[1]!r})" for user in users[:NAMED_USERS])
+    more = f" and {len(users) - NAMED_USERS} more" if len(users) > NAMED_USERS else ""
+    return (
+        f"authentication {authentication_id} is used by {len(users)} webhook(s): {named}{more}; "
+        "give them another authenticationId (or null) first"
+    )
 
 
 def _status(change: StatusChange | Transition) -> dict[str, Any]:

@@ -4,9 +4,10 @@ is accepted, and input it calls invalid is refused.
 
 Every request carries a valid key. Each operation is fuzzed with valid (positive) and invalid
 (negative) generated input, whose path ids are mostly unknown; operations that take ids or
-create things are fuzzed a third time with the ids of a webhook, rule and history row seeded
-fresh for every example, and callback URLs that pass the handshake, so updates, deletes,
-retries, test sends and creates reach real records. Generation is derandomized and bounded.
+create things are fuzzed a third time with the ids of a webhook, rule, history row and
+authentication seeded fresh for every example, and callback URLs that pass the handshake, so
+updates, deletes, retries, test sends and creates reach real records. Generation is
+derandomized and bounded.
 
 Valid input may still be refused where the document cannot describe the rule (SEMANTIC: the
 filter language, dates that must be in the future; PATCH_SEMANTIC: a PATCH judged with stored
@@ -57,7 +58,13 @@ from gateway.api.common import json_response
 from gateway.app import API_ROUTES
 from gateway.models import NotificationState
 from gateway.netguard import IP
-from tests.factories import make_event, make_notification, make_rule, make_webhook
+from tests.factories import (
+    make_authentication,
+    make_event,
+    make_notification,
+    make_rule,
+    make_webhook,
+)
 from tests.gateway_server import ThreadedGateway, gateway_settings, run_gateway_in_thread
 from tests.receiver import run_receiver
 
@@ -73,11 +80,16 @@ SEMANTIC = {
 PATCH_SEMANTIC = {
     "requestContentType": "a GET webhook needs Id, and the method may be stored",
     "signatureHeader": "only an HMAC scheme takes one, and the scheme may be stored",
+    "username": "an authentication's fields are its kind's, and the kind may be stored",
+    "password": "a change of kind gives all of the new kind's fields",
+    "headerName": "an authentication's fields are its kind's, and the kind may be stored",
+    "headerValue": "a change of kind gives all of the new kind's fields",
 }
 # And, in the unseeded run, because it names records or callbacks that do not exist.
 UNSEEDED = {
     "callbackUrl": "a generated callback fails its handshake",
     "webhookId": "a generated webhookId names no webhook",
+    "authenticationId": "a generated authenticationId names no authentication",
 }
 CHECKS = [
     not_a_server_error,
@@ -148,14 +160,17 @@ class Fuzzer:
         return {"Api-Key": self.key}
 
     def seed(self) -> dict[str, str]:
-        """A fresh webhook, rule and failed history row of the key's group; their ids."""
+        """A fresh webhook, rule, failed history row and (unused) authentication of the key's
+        group; their ids."""
         hook = make_webhook(self.group_key, callback_url=self.callback)
         rule = make_rule(hook)
         event = make_event(self.group_key)
         note = make_notification(hook, event, state=NotificationState.FAILED, attempts=1)
+        auth = make_authentication(self.group_key)
 
         async def store() -> None:
             db = self.threaded.gateway.ctx.store
+            await db.add_authentications([auth])
             await db.add_webhooks([hook])
             await db.add_rules([rule])
             await db.add_events([event], [note])
@@ -165,6 +180,7 @@ class Fuzzer:
             "webhookId": str(hook.webhook_id),
             "webhookRuleId": str(rule.webhook_rule_id),
             "webhookHistoryId": str(note.notification_id),
+            "authenticationId": str(auth.authentication_id),
         }
 
     def point_at_real_records(self, case: Any) -> None:
@@ -178,6 +194,8 @@ class Fuzzer:
                 item["callbackUrl"] = self.callback
             if "webhookId" in item:
                 item["webhookId"] = ids["webhookId"]
+            if item.get("authenticationId") is not None:
+                item["authenticationId"] = ids["authenticationId"]
 
     def run(self, operation: Any, *, seeded: bool, mode: Any = None) -> None:
         """Fuzz one operation with bounded, derandomized examples."""

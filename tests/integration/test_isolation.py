@@ -1,6 +1,7 @@
 """Tenant isolation, generated from the route table: group B can neither see nor change group A.
 
-Group A's webhook, rule and history row are seeded straight into the store (no handshake), then
+Group A's webhook, rule, history row and authentication are seeded straight into the store (no
+handshake), then
 every (method, path) of `gateway.app.API_ROUTES` is called with group B's key aimed at A's ids.
 MATRIX says how each route is exercised, and a test checks it covers exactly the served routes,
 so a new endpoint cannot slip past. Authentication (401) and scopes (403) are generated too.
@@ -20,7 +21,13 @@ import pytest
 from gateway.app import API_ROUTES
 from gateway.models import ApiKey, NotificationState, Scope, utcnow
 from gateway.store.base import Query
-from tests.factories import make_event, make_notification, make_rule, make_webhook
+from tests.factories import (
+    make_authentication,
+    make_event,
+    make_notification,
+    make_rule,
+    make_webhook,
+)
 from tests.gateway_server import RunningGateway
 from tests.receiver import Receiver
 
@@ -44,7 +51,8 @@ ROUTES = served_routes()
 
 @dataclass
 class World:
-    """Two groups on one gateway; A owns a webhook, a rule and a failed history row."""
+    """Two groups on one gateway; A owns a webhook, a rule, a failed history row and an
+    authentication."""
 
     gateway: RunningGateway
     receiver: Receiver
@@ -72,7 +80,8 @@ class World:
         hooks = await store.query_webhooks(group, Query())
         rules = await store.query_rules(group, Query())
         history = await store.query_history(group, self.ids_a["webhookId"], Query())
-        return hooks.records, rules.records, history.records, hooks.total_count
+        auths = await store.query_authentications(group, Query())
+        return hooks.records, rules.records, history.records, hooks.total_count, auths.records
 
     def a_hook_contacted(self) -> bool:
         return any(seen.path == A_HOOK_PATH for seen in self.receiver.seen)
@@ -90,6 +99,8 @@ async def world(gateway: RunningGateway, receiver: Receiver) -> World:
         hook, event, state=NotificationState.FAILED, attempts=1, request_sent=True
     )
     hook_b = make_webhook(record_b.group_key, callback_url=receiver.plan("/b-hook"))
+    auth = make_authentication(record_a.group_key)
+    await store.add_authentications([auth])
     await store.add_webhooks([hook, hook_b])
     await store.add_rules([rule])
     await store.add_events([event], [note])
@@ -97,6 +108,7 @@ async def world(gateway: RunningGateway, receiver: Receiver) -> World:
         "webhookId": hook.webhook_id,
         "webhookRuleId": rule.webhook_rule_id,
         "webhookHistoryId": note.notification_id,
+        "authenticationId": auth.authentication_id,
     }
     return World(gateway, receiver, key_a, key_b, record_a, record_b, ids, hook_b.webhook_id)
 
@@ -125,7 +137,7 @@ async def owned(world: World, method: str, template: str) -> None:
 
 async def query(world: World, method: str, template: str) -> None:
     """B queries, filtering on A's ids and unfiltered: none of A's records come back."""
-    field = "webhookId" if template.startswith("/api/v1/Webhooks") else "webhookRuleId"
+    field = next(f for prefix, f in QUERIED.items() if template.startswith(prefix))
     target = world.ids_a[field]
     filtered = await world.call(world.key_b, method, template, filter=f"{field} eq '{target}'")
     assert filtered.status_code == 200, filtered.text
@@ -152,6 +164,15 @@ async def create_rule(world: World, method: str, template: str) -> None:
     assert neutral == str(baseline).replace(str(unknown_id), "<id>")
     rules_b = await world.gateway.ctx.store.query_rules(world.record_b.group_key, Query())
     assert rules_b.total_count == 0
+
+
+async def create_authentication(world: World, method: str, template: str) -> None:
+    """B cannot plant an authentication in A's group by sending A's groupKey: it lands in B's."""
+    body = {"name": "planted", "groupKey": str(world.record_a.group_key), "kind": "Basic",
+            "username": "u", "password": "p"}  # fmt: skip
+    answer = await world.call(world.key_b, method, template, [body])
+    assert answer.status_code == 200, answer.text
+    assert answer.json()[0]["groupKey"] == str(world.record_b.group_key)
 
 
 async def create_webhook(world: World, method: str, template: str) -> None:
@@ -184,10 +205,18 @@ async def status(world: World, method: str, template: str) -> None:
     assert answer.json()["apiKeyId"] == str(world.record_b.api_key_id)
 
 
+# The id each query filters on, by the start of its path.
+QUERIED = {
+    "/api/v1/Webhooks": "webhookId",
+    "/api/v1/WebhookRules": "webhookRuleId",
+    "/api/v1/Authentications": "authenticationId",
+}
+
 # Bodies that would succeed for the owner, so a 404 can only come from the group check.
 BODIES: dict[tuple[str, str], Any] = {
     ("PATCH", "/api/v1/Webhooks/{webhookId}"): {"name": "hijacked"},
     ("PATCH", "/api/v1/WebhookRules/{webhookRuleId}"): {"tableKey": "Hijacked"},
+    ("PATCH", "/api/v1/Authentications/{authenticationId}"): {"password": "hijacked"},
 }
 
 MATRIX: dict[tuple[str, str], Runner] = {
@@ -205,6 +234,11 @@ MATRIX: dict[tuple[str, str], Runner] = {
     ("GET", "/api/v1/WebhookRules/{webhookRuleId}"): owned,
     ("PATCH", "/api/v1/WebhookRules/{webhookRuleId}"): owned,
     ("DELETE", "/api/v1/WebhookRules/{webhookRuleId}"): owned,
+    ("POST", "/api/v1/Authentications"): create_authentication,
+    ("GET", "/api/v1/Authentications/query"): query,
+    ("GET", "/api/v1/Authentications/{authenticationId}"): owned,
+    ("PATCH", "/api/v1/Authentications/{authenticationId}"): owned,
+    ("DELETE", "/api/v1/Authentications/{authenticationId}"): owned,
     ("POST", "/api/v1/Events"): publish,
     ("GET", "/api/v1/Status"): status,
 }
@@ -236,6 +270,33 @@ async def test_the_owner_reaches_the_same_ids(world: World, method: str, path: s
     assert answer.status_code == 200, answer.text
 
 
+async def test_b_cannot_send_with_a_authentication(world: World) -> None:
+    """A webhook of B naming A's authentication, on create or PATCH, is refused exactly as one
+    naming an authentication that never existed, before any handshake."""
+    a_auth, unknown_id = world.ids_a["authenticationId"], uuid4()
+
+    async def attempts(method: str, path: str, body: dict[str, Any]) -> None:
+        batch = method == "POST"
+        answers = []
+        for auth_id in (a_auth, unknown_id):
+            sent = {**body, "authenticationId": str(auth_id)}
+            answer = await world.call(world.key_b, method, path, [sent] if batch else sent)
+            answers.append(str(assert_problem(answer, 400)).replace(str(auth_id), "<id>"))
+        assert answers[0] == answers[1]
+
+    before = await world.state_of_a()
+    new_hook = {"name": "borrower", "requestContentType": "Full", "callbackHttpMethod": "POST",
+                "callbackUrl": world.receiver.plan("/b-hook")}  # fmt: skip
+    await attempts("POST", "/api/v1/Webhooks", new_hook)
+    await attempts("PATCH", f"/api/v1/Webhooks/{world.hook_b}", {"name": "borrower"})
+    hook_b = await world.gateway.ctx.store.get_webhook(world.record_b.group_key, world.hook_b)
+    assert hook_b is not None and hook_b.authentication_id is None
+    hooks_b = await world.gateway.ctx.store.query_webhooks(world.record_b.group_key, Query())
+    assert hooks_b.total_count == 1
+    assert await world.state_of_a() == before
+    assert not world.receiver.seen
+
+
 async def test_a_history_id_under_b_own_webhook_is_not_found(world: World) -> None:
     ids = {**world.ids_a, "webhookId": world.hook_b}
     template = "/api/v1/Webhooks/{webhookId}/history/{webhookHistoryId}/retry"
@@ -254,6 +315,9 @@ def body_for(method: str, path: str) -> Any:
     return {
         "/api/v1/Webhooks": [{"name": "x", "callbackUrl": "http://127.0.0.1:9/"}],
         "/api/v1/WebhookRules": [{"webhookId": str(uuid4()), "tableKey": "T", "eventType": "U"}],
+        "/api/v1/Authentications": [
+            {"name": "x", "kind": "Basic", "username": "u", "password": "p"}
+        ],
         "/api/v1/Events": {"tableKey": "Invoice", "eventType": "U", "records": [{"id": "1"}]},
     }.get(path)
 
@@ -303,7 +367,11 @@ async def test_a_revoked_key_worked_before_it_was_revoked(world: World) -> None:
     assert_problem(await world.call(world.key_a, "GET", "/api/v1/Status"), 401)
 
 
-WEBHOOK_ROUTES = [pair for pair in ROUTES if pair[1].startswith("/api/v1/Webhook")]
+# The routes of the `webhooks` scope: the webhooks', their rules' and history's, and the
+# authentications' they send with.
+WEBHOOK_ROUTES = [
+    pair for pair in ROUTES if pair[1].startswith(("/api/v1/Webhook", "/api/v1/Authentications"))
+]
 
 
 async def test_a_key_without_the_webhooks_scope_gets_403_on_webhook_routes(

@@ -34,6 +34,8 @@ PATHS = {
     "rules": "/api/v1/WebhookRules",
     "rule": "/api/v1/WebhookRules/{webhookRuleId}",
     "events": "/api/v1/Events",
+    "authentications": "/api/v1/Authentications",
+    "authentication": "/api/v1/Authentications/{authenticationId}",
 }
 
 
@@ -88,7 +90,11 @@ def response_schema(doc: dict[str, Any], path: str, method: str, status: int) ->
 
 def concrete(tenant: Tenant, receiver: Receiver, path: str, body: Any) -> tuple[str, Any]:
     """The path and body with the tenant's ids and the receiver's callback filled in."""
-    filled = path.replace("{webhookId}", tenant.hook_id).replace("{webhookRuleId}", tenant.rule_id)
+    ids = {"{webhookId}": tenant.hook_id, "{webhookRuleId}": tenant.rule_id,
+           "{authenticationId}": tenant.auth_id}  # fmt: skip
+    filled = path
+    for name, value in ids.items():
+        filled = filled.replace(name, value)
 
     def fill(value: Any) -> Any:
         if isinstance(value, dict):
@@ -97,7 +103,7 @@ def concrete(tenant: Tenant, receiver: Receiver, path: str, body: Any) -> tuple[
             return [fill(v) for v in value]
         if value == "{callback}":
             return receiver.url + "/hook"
-        return tenant.hook_id if value == "{webhookId}" else value
+        return ids.get(value, value) if isinstance(value, str) else value
 
     return filled, fill(body)
 
@@ -114,6 +120,14 @@ def hook(**extra: Any) -> dict[str, Any]:
 
 def rule(**extra: Any) -> dict[str, Any]:
     return {"webhookId": "{webhookId}", "tableKey": "Invoice", "eventType": "U", **extra}
+
+
+def basic(**extra: Any) -> dict[str, Any]:
+    return {"name": "b", "kind": "Basic", "username": "u", "password": "p", **extra}
+
+
+def header(**extra: Any) -> dict[str, Any]:
+    return {"name": "h", "kind": "Header", "headerName": "X-Key", "headerValue": "v", **extra}
 
 
 def event(*records: Any, **extra: Any) -> dict[str, Any]:
@@ -201,6 +215,32 @@ BODIES: list[Any] = [
     ("PATCH", "rule", {"tableKey": None}, 400),
     ("PATCH", "rule", {"eventType": None}, 400),
     ("PATCH", "rule", {"tableKey": "1nvoice"}, 400),
+    # Authentications: a kind's own fields, all of them, and no other kind's.
+    ("POST", "authentications", [basic(), header()], 200),
+    ("POST", "authentications", [basic(password="", headerName=None, headerValue=None)], 200),
+    ("POST", "authentications", [basic(headerName="X-Key")], 400),
+    ("POST", "authentications", [basic(password=None)], 400),
+    ("POST", "authentications", [{"name": "b", "kind": "Basic", "username": "u"}], 400),
+    ("POST", "authentications", [header(headerValue=None)], 400),
+    ("POST", "authentications", [header(headerName="Content-Type")], 400),
+    ("POST", "authentications", [header(headerName="WEBHOOK-ID")], 400),
+    ("POST", "authentications", [header(headerName="X Key")], 400),
+    ("POST", "authentications", [header(headerValue="a\r\nb")], 400),
+    ("POST", "authentications", [header(headerValue=" v")], 400),
+    ("POST", "authentications", [basic(username="u:v")], 400),
+    ("POST", "authentications", [basic(kind="Digest")], 400),
+    ("POST", "authentications", [basic(kind="basic")], LENIENT),
+    ("PATCH", "authentication", {"name": "renamed", "password": "new"}, 200),
+    ("PATCH", "authentication", {"kind": "Header", "headerName": "X-Key", "headerValue": "v"}, 200),
+    ("PATCH", "authentication", {"kind": "Basic", "headerName": "X-Key"}, 400),
+    ("PATCH", "authentication", {"name": None}, 400),
+    ("PATCH", "authentication", {"password": None}, 400),
+    # A webhook sends with an authentication of its group, or none.
+    ("POST", "webhooks", [hook(authenticationId="{authenticationId}")], 200),
+    ("POST", "webhooks", [hook(authenticationId=None)], 200),
+    ("PATCH", "webhook", {"authenticationId": "{authenticationId}"}, 200),
+    ("PATCH", "webhook", {"authenticationId": None}, 200),
+    ("PATCH", "webhook", {"authenticationId": "not a uuid"}, 400),
     # Events: every record needs an id that is neither null nor an object or array.
     ("POST", "events", event({"id": "1"}, {"id": 2, "total": 3}), 202),
     ("POST", "events", [event({"id": "1"}), event({"id": "2"}, eventType="D")], 202),
@@ -239,6 +279,7 @@ async def test_the_document_and_the_server_agree_on_bodies(
 QUERIES = [
     "/api/v1/Webhooks/query",
     "/api/v1/WebhookRules/query",
+    "/api/v1/Authentications/query",
     "/api/v1/Webhooks/{webhookId}/history/query",
 ]
 
@@ -347,6 +388,7 @@ async def answers(tenant: Tenant, receiver: Receiver) -> list[tuple[str, str, in
     history_id = await seed_history(tenant)
     hook_path = f"/api/v1/Webhooks/{tenant.hook_id}"
     rule_path = f"/api/v1/WebhookRules/{tenant.rule_id}"
+    auth_path = f"/api/v1/Authentications/{tenant.auth_id}"
     history = f"{hook_path}/history/query"
     calls: list[tuple[str, str, str, dict[str, Any]]] = [
         ("/api/v1/Status", "GET", "/api/v1/Status", {}),
@@ -395,8 +437,17 @@ async def answers(tenant: Tenant, receiver: Receiver) -> list[tuple[str, str, in
             {},
         ),
         (PATHS["webhook"] + "/test", "POST", f"{hook_path}/test", {}),
+        (PATHS["authentications"], "POST", PATHS["authentications"], {"json": [basic(), header()]}),
+        (PATHS["authentications"], "POST", PATHS["authentications"], {"json": [basic(name="")]}),
+        (f"{PATHS['authentications']}/query", "GET", f"{PATHS['authentications']}/query", {}),
+        (PATHS["authentication"], "GET", auth_path, {}),
+        (PATHS["authentication"], "GET", auth_path + "0", {}),
+        (PATHS["authentication"], "PATCH", auth_path, {"json": {"password": "new"}}),
+        (PATHS["webhook"], "PATCH", hook_path, {"json": {"authenticationId": tenant.auth_id}}),
+        (PATHS["authentication"], "DELETE", auth_path, {}),
         (PATHS["rule"], "DELETE", rule_path, {}),
         (PATHS["webhook"], "DELETE", hook_path, {}),
+        (PATHS["authentication"], "DELETE", auth_path, {}),
     ]
     out = []
     for template, method, path, kwargs in [
@@ -412,7 +463,7 @@ async def test_every_answer_has_the_shape_its_closed_schema_gives(
     tenant: Tenant, receiver: Receiver, doc: dict[str, Any]
 ) -> None:
     seen = await answers(tenant, receiver)
-    assert {status for *_, status, _ in seen} >= {200, 202, 400, 404}
+    assert {status for *_, status, _ in seen} >= {200, 202, 400, 404, 409}
     for template, method, status, body in seen:
         check = validator(doc, response_schema(doc, template, method, status))
         errors = [e.message for e in check.iter_errors(body)]

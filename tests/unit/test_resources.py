@@ -64,6 +64,7 @@ def test_a_webhook_answers_every_field_in_its_wire_spelling() -> None:
         "publicKey": None,
         "successPolicy": "Any2xx",
         "retryPolicy": "AllFailures",
+        "authenticationId": None,
         "webhookRules": [wire.rule(rule)],
     }
     assert wire.rule(rule)["filter"] == "total gt 5"
@@ -119,11 +120,14 @@ QUERYABLE = [
     (wire.WebhookModel, "webhookId groupKey name statusCode statusMessage requestContentType "
      "callbackHttpMethod callbackUrl expirationDate retryCount created createdUserId modified "
      "modifiedUserId partitionKey signatureScheme signatureHeader publicKey successPolicy "
-     "retryPolicy"),
+     "retryPolicy authenticationId"),
     (wire.WebhookRuleModel, "webhookRuleId webhookId groupKey tableKey eventType filter created "
      "createdUserId modified modifiedUserId"),
     (wire.WebhookHistoryTableStorageModel, "webhookHistoryId webhookId groupKey eventType "
      "requestSent isSuccessful responseStatusCode processResultMessage failureCount timestamp"),
+    # Never the sealed secret, which the model does not even have.
+    (wire.AuthenticationModel, "authenticationId groupKey name kind username headerName created "
+     "createdUserId modified modifiedUserId"),
 ]  # fmt: skip
 
 

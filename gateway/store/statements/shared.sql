@@ -241,3 +241,35 @@ ON CONFLICT (nonce) DO NOTHING
 
 -- name: PRUNE_HANDSHAKE_NONCES
 DELETE FROM handshake_nonces WHERE expires <= :now
+
+
+-- name: INSERT_AUTHENTICATION
+INSERT INTO authentications ({authentication_columns}) VALUES ({authentication_values})
+
+-- name: GET_AUTHENTICATION
+SELECT {authentication_columns} FROM authentications
+WHERE authentication_id = :authentication_id AND group_key = :group_key
+
+-- name: UPDATE_AUTHENTICATION
+-- The stored authentication replaced, every column (its id and group, in the WHERE clause, stay
+-- as they are).
+UPDATE authentications SET ({authentication_columns}) = ({authentication_values})
+WHERE authentication_id = :authentication_id AND group_key = :group_key
+
+-- name: DELETE_AUTHENTICATION
+DELETE FROM authentications
+WHERE authentication_id = :authentication_id AND group_key = :group_key
+
+-- name: AUTHENTICATION_USERS
+-- The webhooks that send with an authentication: told when it changes, named when it cannot
+-- be deleted (webhooks_authentication is their index).
+SELECT webhook_id, name FROM webhooks
+WHERE authentication_id = :authentication_id AND group_key = :group_key
+ORDER BY created, webhook_id
+
+-- name: QUERY_AUTHENTICATIONS
+SELECT {authentication_columns} FROM authentications WHERE {where} ORDER BY {order}
+LIMIT :limit OFFSET :offset
+
+-- name: COUNT_AUTHENTICATIONS
+SELECT count(*) FROM authentications WHERE {where}
