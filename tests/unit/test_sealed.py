@@ -10,9 +10,14 @@ from uuid import uuid4
 import pytest
 
 from gateway import credentials
+from gateway.config import Settings
 from gateway.errors import Unsealable
-from gateway.models import Authentication, AuthenticationKind, utcnow
+from gateway.models import Authentication, AuthenticationKind, SignatureScheme, utcnow
 from gateway.sealed import Sealer, sealer
+from gateway.sender import Sender
+from gateway.store import Store
+from gateway.transport import MockTransport, respond
+from tests.factories import SECRET_KEY, make_authentication, make_notification, make_webhook
 
 KEY = "a-secret-key-of-this-gateway"
 BOUND = b"authentication:1"
@@ -128,3 +133,27 @@ def test_header_values_that_would_break_the_header_are_refused(value: str) -> No
 def test_usernames_with_a_colon_or_control_characters_are_refused(value: str) -> None:
     with pytest.raises(ValueError):
         credentials.check_username(value)
+
+
+async def test_the_gateways_own_headers_win_over_an_authentications_whatever_the_case(
+    store: Store,
+) -> None:
+    """A Header authentication named like the signature header a webhook chose later: the
+    request carries the signature once, never the authentication's value beside it."""
+    auth = make_authentication(
+        kind=AuthenticationKind.HEADER, username=None, header_name="X-Partner-Sig",
+        secret="t0k3n",
+    )  # fmt: skip
+    await store.add_authentications([auth])
+    hook = make_webhook(
+        auth.group_key, authentication_id=auth.authentication_id,
+        signature_scheme=SignatureScheme.HMAC_SHA256_HEX, signature_header="x-partner-sig",
+    )  # fmt: skip
+    await store.add_webhooks([hook])
+    transport = MockTransport(lambda request: respond(200))
+    settings = dataclasses.replace(Settings(), secret_key=SECRET_KEY)
+    await Sender(settings, transport, store, utcnow).send(hook, make_notification(hook))
+    (request,) = transport.requests
+    sent = [(name.lower(), value) for name, value in request.headers.items()]
+    assert len([name for name, _ in sent if name == "x-partner-sig"]) == 1
+    assert all(value != "t0k3n" for _, value in sent)
