@@ -9,7 +9,9 @@ serialized before the clock starts, so the client spends its CPU on HTTP only.
 
 Gateway runs, each on a fresh SQLite file with the delivery worker off (GATEWAY_RUN_WORKER=false)
 so that only ingest is measured: with 1 subscribed webhook (each event is stored with one
-pending notification; checked through /metrics afterwards) and with none (events only).
+pending notification; checked through /metrics afterwards), the same with the event-type
+catalogue enforced (GATEWAY_ENFORCE_EVENT_TYPES=true, Invoice.U declared with INVOICE_SCHEMA,
+which every record is checked against), and with no webhook (events only).
 Baseline: bench/bare_ingest.py, a bare Starlette endpoint under the same uvicorn settings as
 `gateway serve` that parses the same body with orjson and answers 202, driven the same way; the
 ratio is the gateway's rate over that framework floor. Target: >= 10,000 events/s with 1 webhook.
@@ -33,6 +35,29 @@ from bench.common import Body, Receiver, Report, drive, events, gateway, subscri
 from tests.acceptance.processes import free_port, stop, wait_until_up
 
 WARMUP = 20
+# What an invoice record of bench.common.events looks like, as a platform would declare it: its
+# two properties typed and bounded, the optional ones an invoice carries, nothing else.
+INVOICE_SCHEMA = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object",
+    "required": ["id", "total"],
+    "properties": {
+        "id": {"type": "string", "minLength": 1, "maxLength": 64},
+        "total": {"type": "number", "minimum": 0},
+        "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
+        "customerId": {"type": "string", "maxLength": 64},
+        "dueDate": {"type": "string", "format": "date"},
+        "lines": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["sku", "quantity"],
+                "properties": {"sku": {"type": "string"}, "quantity": {"type": "integer"}},
+            },
+        },
+    },
+    "additionalProperties": False,
+}
 
 
 def bodies(requests: int, per_request: int, key: str) -> list[Body]:
@@ -72,11 +97,17 @@ def bare_server() -> Iterator[str]:
 
 
 async def gateway_rate(
-    receiver: Receiver, webhooks: int, args: argparse.Namespace
+    receiver: Receiver, webhooks: int, args: argparse.Namespace, *, enforced: bool = False
 ) -> tuple[float, float]:
-    """(events a second, gateway CPU seconds per 1,000 events) with `webhooks` subscribed."""
+    """(events a second, gateway CPU seconds per 1,000 events) with `webhooks` subscribed,
+    and with `enforced`, the catalogue enforced (Invoice.U declared with INVOICE_SCHEMA)."""
     total = args.requests + WARMUP
-    async with gateway(env={"GATEWAY_RUN_WORKER": "false"}) as gw, gw.client() as api:
+    env = {"GATEWAY_RUN_WORKER": "false", "GATEWAY_ENFORCE_EVENT_TYPES": str(enforced).lower()}
+    async with gateway(env=env) as gw, gw.client() as api:
+        if enforced:
+            invoice = {"tableKey": "Invoice", "eventType": "U", "name": "Invoice updated",
+                       "schema": INVOICE_SCHEMA}  # fmt: skip
+            (await api.post("/api/v1/EventTypes", json=[invoice])).raise_for_status()
         await subscribe(api, [f"{receiver.url}/s4/{i}" for i in range(webhooks)])
         batches = bodies(total, args.per_request, gw.key)
         cpu = gw.cpu_seconds()
@@ -106,11 +137,15 @@ async def main(args: argparse.Namespace) -> None:
                           args.connections) * args.per_request  # fmt: skip
     with Receiver.start() as receiver:
         one, one_cpu = await gateway_rate(receiver, 1, args)
+        checked, checked_cpu = await gateway_rate(receiver, 1, args, enforced=True)
         none, none_cpu = await gateway_rate(receiver, 0, args)
     report.add("bare Starlette + orjson, 202", f"{bare:,.0f} events/s")
     report.add("gateway, 1 webhook (1 notification an event)",
                f"{one:,.0f} events/s ({one_cpu:.2f} CPU-ms/1k events)",
                f"{bare:,.0f}/s", f"{one / bare:.1%}", "≥ 10,000/s", one >= 10_000)  # fmt: skip
+    report.add("gateway, 1 webhook, event types enforced (each record checked)",
+               f"{checked:,.0f} events/s ({checked_cpu:.2f} CPU-ms/1k events)",
+               f"{one:,.0f}/s (not enforced)", f"{checked / one:.1%}")  # fmt: skip
     report.add("gateway, 0 webhooks (events only)",
                f"{none:,.0f} events/s ({none_cpu:.2f} CPU-ms/1k events)",
                f"{bare:,.0f}/s", f"{none / bare:.1%}")  # fmt: skip

@@ -16,8 +16,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway import __version__, metrics, openapi
-from gateway.api import authentications, events, history, rules, status, webhooks
+from gateway.api import authentications, event_types, events, history, rules, status, webhooks
 from gateway.api.common import Context, Endpoint, json_response
+from gateway.catalogue import Catalogue
 from gateway.config import API_MAX_CONNECTIONS, Settings
 from gateway.delivery import Worker
 from gateway.errors import GatewayError, RateLimited
@@ -79,6 +80,13 @@ API: dict[str, dict[str, Endpoint]] = {
     "/api/v1/Webhooks/{webhookId}/history/query": {"GET": history.query},
     "/api/v1/Webhooks/{webhookId}/history/{webhookHistoryId}/retry": {"GET": history.retry},
     "/api/v1/Webhooks/{webhookId}/test": {"POST": history.test_send},
+    "/api/v1/EventTypes": {"POST": event_types.create},
+    "/api/v1/EventTypes/query": {"GET": event_types.query},
+    "/api/v1/EventTypes/{eventTypeId}": {
+        "GET": event_types.retrieve,
+        "PATCH": event_types.update,
+        "DELETE": event_types.delete,
+    },
     "/api/v1/Events": {"POST": events.publish},
     "/api/v1/Status": {"GET": status.status},
 }
@@ -199,6 +207,7 @@ def _context(
         wakeup=wakeup,
         publishing=Publishing(store, wakeup),
         management=Management(settings, store, outbound, codes, wakeup, utcnow),
+        catalogue=Catalogue(store),
         metrics_dir=worker_pool.metrics_dir if worker_pool is not None else None,
     )
 

@@ -49,6 +49,8 @@ class Settings:
     max_record_depth: int = 32
     max_filter_length: int = 2000
     max_filter_depth: int = 10
+    # Publishes and rules only for declared event types, records checked against their schemas.
+    enforce_event_types: bool = False
     rate_limit_per_second: float = 100.0
     rate_limit_burst: int = 200
     max_webhooks_per_group: int = 0  # 0: no limit

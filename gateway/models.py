@@ -337,6 +337,29 @@ class Authentication:
     modified_user_id: UUID
 
 
+@dataclass(frozen=True, slots=True)
+class EventTypeDefinition:
+    """One entry of a group's event-type catalogue: a (table, event type) the platform
+    publishes, what partners read about it, and optionally a JSON Schema every record of it
+    must pass when the gateway enforces the catalogue (gateway.catalogue)."""
+
+    event_type_id: UUID
+    group_key: UUID
+    table_key: str
+    event_type: EventType
+    name: str
+    description: str | None
+    category: str | None
+    # The JSON Schema of one record (an object), or None. Not `schema`: pydantic's models
+    # have a method by that name; the wire calls it `schema`.
+    record_schema: dict[str, Any] | None
+    deprecated: bool
+    created: datetime
+    created_user_id: UUID
+    modified: datetime
+    modified_user_id: UUID
+
+
 @record
 class Event:
     event_id: UUID

@@ -36,13 +36,14 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictBool,
     ValidationInfo,
     field_validator,
 )
 from pydantic.alias_generators import to_camel
 from pydantic.config import JsonDict
 
-from gateway import credentials, filters, payloads
+from gateway import catalogue, credentials, filters, payloads
 from gateway.config import Settings
 from gateway.errors import ValidationError
 from gateway.filters import MAX_FILTER_LENGTH
@@ -72,6 +73,7 @@ READ_ONLY = {
     "webhookruleid",
     "publickey",
     "authenticationid",
+    "eventtypeid",
 }
 EVENT_TYPE_NAMES = {"i": "I", "u": "U", "d": "D", "insert": "I", "update": "U", "delete": "D"}
 
@@ -617,6 +619,63 @@ def check_kind_fields(
         raise ValidationError(detail, errors=errors)
 
 
+def _record_schema(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A record schema is saved only if it is a JSON Schema the gateway can use."""
+    if value is not None and (problem := catalogue.schema_problem(value)) is not None:
+        raise ValueError(problem)
+    return value
+
+
+_SCHEMA_DESCRIPTION = (
+    "A JSON Schema (draft 4 to 2020-12, by its $schema; 2020-12 if none) that every record of "
+    "this type passes when the gateway enforces the catalogue; null: any record. It must be "
+    "valid against its draft's meta-schema and may not $ref anything outside itself."
+)
+EventTypeName = Annotated[
+    str, Field(min_length=1, max_length=100, json_schema_extra=NO_NUL), AfterValidator(_no_nul)
+]
+EventTypeText = Annotated[
+    str, Field(max_length=1000, json_schema_extra=NO_NUL), AfterValidator(_no_nul)
+]
+CategoryText = Annotated[
+    str, Field(max_length=100, json_schema_extra=NO_NUL), AfterValidator(_no_nul)
+]
+
+
+class EventTypeCreate(_Body):
+    """An event type to declare: a table and event type the platform publishes."""
+
+    table_key: TableKey
+    event_type: EventType
+    name: EventTypeName
+    description: EventTypeText | None = None
+    category: CategoryText | None = None
+    record_schema: dict[str, Any] | None = Field(
+        None, alias="schema", description=_SCHEMA_DESCRIPTION
+    )
+    deprecated: StrictBool = False
+
+    _etype = field_validator("event_type", mode="before")(_event_type)
+    _schema = field_validator("record_schema")(_record_schema)
+
+
+class EventTypePatch(_Patch):
+    """Changes to an event type; only the properties given change. Its table and event type
+    never do: declare another instead."""
+
+    NULLABLE = frozenset({"description", "category", "record_schema"})
+
+    name: EventTypeName | None = None
+    description: EventTypeText | None = None
+    category: CategoryText | None = None
+    record_schema: dict[str, Any] | None = Field(
+        None, alias="schema", description=_SCHEMA_DESCRIPTION
+    )
+    deprecated: StrictBool | None = None
+
+    _schema = field_validator("record_schema")(_record_schema)
+
+
 M = TypeVar("M", bound=_Body)
 
 
@@ -693,7 +752,7 @@ def openapi_schemas() -> dict[str, Any]:
     """JSON schemas of the request bodies, for /openapi.json."""
     models: list[type[BaseModel]] = [
         WebhookCreate, WebhookPatch, RuleCreate, RulePatch, EventIn, AuthenticationCreate,
-        AuthenticationPatch,
+        AuthenticationPatch, EventTypeCreate, EventTypePatch,
     ]  # fmt: skip
     return {
         m.__name__: m.model_json_schema(ref_template="#/components/schemas/{model}") for m in models

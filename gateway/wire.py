@@ -25,6 +25,7 @@ from gateway.models import (
     Authentication,
     AuthenticationKind,
     EventType,
+    EventTypeDefinition,
     Marked,
     Notification,
     Scope,
@@ -49,6 +50,33 @@ class WebhookRuleModel(Resource):
     created_user_id: UUID
     modified: datetime
     modified_user_id: UUID
+
+
+class EventTypeModel(Resource):
+    """An entry of the event-type catalogue: a table and event type the platform publishes,
+    and what partners read about it. With enforcement on, only declared ones are published,
+    and each record must pass `schema`, if set."""
+
+    event_type_id: UUID
+    group_key: UUID
+    table_key: str
+    event_type: EventType
+    name: str
+    description: str | None
+    category: str | None
+    record_schema: dict[str, Any] | None = Field(
+        alias="schema", description="The JSON Schema every record of this type passes."
+    )
+    deprecated: bool
+    created: datetime
+    created_user_id: UUID
+    modified: datetime
+    modified_user_id: UUID
+
+
+def event_type(item: EventTypeDefinition) -> dict[str, Any]:
+    """An EventTypeModel's JSON."""
+    return EventTypeModel.copied(item).wire()
 
 
 # include=... names of a webhook, lowercase -> what an error lists as allowed.

@@ -23,6 +23,7 @@ from gateway.models import (
     ContentType,
     Event,
     EventType,
+    EventTypeDefinition,
     HttpMethod,
     Notification,
     NotificationState,
@@ -117,6 +118,27 @@ def make_authentication(
         modified_user_id=uuid4(),
     )
     return dataclasses.replace(auth, **overrides)
+
+
+def make_event_type(group_key: UUID | None = None, **overrides: Any) -> EventTypeDefinition:
+    """A declared Invoice update event type of this group, without a schema."""
+    now = utcnow()
+    declared = EventTypeDefinition(
+        event_type_id=uuid4(),
+        group_key=group_key or uuid4(),
+        table_key="Invoice",
+        event_type=EventType.UPDATE,
+        name="Invoice updated",
+        description=None,
+        category=None,
+        record_schema=None,
+        deprecated=False,
+        created=now,
+        created_user_id=uuid4(),
+        modified=now,
+        modified_user_id=uuid4(),
+    )
+    return dataclasses.replace(declared, **overrides)
 
 
 def make_event(group_key: UUID | None = None, **overrides: Any) -> Event:

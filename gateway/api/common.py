@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway import filters
+from gateway.catalogue import Catalogue
 from gateway.config import Settings
 from gateway.errors import (
     Forbidden,
@@ -89,6 +90,7 @@ class Context:
     wakeup: Wakeup
     publishing: Publishing
     management: Management
+    catalogue: Catalogue  # the event types each group declared, as enforced
     metrics_dir: str | None = None  # where serve's worker processes write theirs, if any
     clock: Callable[[], datetime] = field(default=utcnow)
     _worker: Worker | None = field(default=None, init=False, repr=False)

@@ -17,7 +17,9 @@ from gateway.wire import EventsAccepted
 
 @operation(EventsAccepted, 400, body=EventIn, batch="max_events_per_request", status=202)
 async def publish(request: Request) -> Response:
-    """Accept events; answer 202 once they and their notifications are committed."""
+    """Accept events; answer 202 once they and their notifications are committed. With
+    enforce_event_types, each must be of a declared event type and its records pass the
+    type's schema."""
     principal = await authenticate(request, Scope.EVENTS)
     ctx = context(request)
     now = ctx.clock()  # one time for the whole request: its events were accepted together
@@ -29,6 +31,8 @@ async def publish(request: Request) -> Response:
         given=Circumstances(now, ctx.settings),
     )
     events = [_event(principal.group_key, spec, now) for spec in specs]
+    if ctx.settings.enforce_event_types:  # before anything is stored: all or none
+        await ctx.catalogue.check_events(principal.group_key, events)
     notes = await ctx.publishing.publish(events, now)
     accepted = EventsAccepted(event_ids=[e.event_id for e in events], notification_count=len(notes))
     return json_response(accepted.wire(), 202)

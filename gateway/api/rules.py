@@ -52,6 +52,9 @@ async def _new_rule(
 ) -> WebhookRule:
     if await ctx.store.get_webhook(who.group_key, spec.webhook_id) is None:
         raise ValidationError.field(f"[{index}].webhookId", f"no webhook {spec.webhook_id}")
+    if ctx.settings.enforce_event_types:
+        where = f"[{index}].eventType"
+        await ctx.catalogue.check_declared(who.group_key, spec.table_key, spec.event_type, where)
     return WebhookRule(
         **spec.model_dump(exclude={"filter"}),
         filter=spec.filter or None,
@@ -93,6 +96,10 @@ async def update(request: Request) -> Response:
     changed = dataclasses.replace(
         rule, **changes, modified=now, modified_user_id=principal.api_key_id
     )
+    if ctx.settings.enforce_event_types and {"table_key", "event_type"} & given:
+        await ctx.catalogue.check_declared(
+            principal.group_key, changed.table_key, changed.event_type, "eventType"
+        )
     if not await ctx.store.update_rule(changed):
         raise NotFound(f"no webhook rule {rule.webhook_rule_id}")
     return json_response(wire.rule(changed))

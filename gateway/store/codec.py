@@ -10,6 +10,7 @@ how a value of each kind is written and read back:
     ENUM       its value (text)                      its value (text)
     SET        JSON text of the sorted values        text[] of the sorted values
     RECORDS    JSON text                             json text
+    JSON       JSON text                             json text (an object: a dict field)
 
 `Codec` applies a table: `to_sql` to one value, `encode` to a record, `decode_rows` to rows.
 Writing goes by the value's type (so a bare parameter and a record's field are written alike),
@@ -45,7 +46,7 @@ class Kind(enum.Enum):
     """What a field holds, as far as storing it goes: a kind above, PLAIN (text or a number, as
     it is) or SHARED_ID (an ID that many rows repeat, read as one object: SHARED_ID_FIELDS)."""
 
-    PLAIN, ID, SHARED_ID, TIME, BOOL, ENUM, SET, RECORDS = range(8)
+    PLAIN, ID, SHARED_ID, TIME, BOOL, ENUM, SET, RECORDS, JSON = range(9)
 
 
 SHARED_ID_FIELDS = frozenset({"webhook_id", "group_key"})  # a row's webhook's, its group's
@@ -73,6 +74,11 @@ enum_value = operator.attrgetter("value")
 def json_list(value: Iterable[Any]) -> str:
     """Values as a JSON list (an event's records, a set's values once sorted)."""
     return orjson.dumps(list(value)).decode()
+
+
+def json_text(value: Any) -> str:
+    """A JSON object (a dict field) as JSON text."""
+    return orjson.dumps(value).decode()
 
 
 def records(text: str) -> tuple[dict[str, Any], ...]:
@@ -113,13 +119,14 @@ def plain_uuid(value: Any) -> UUID:
 Table = Mapping[Kind, Convert]
 SQLITE_WRITE: Table = {Kind.ID: str, Kind.TIME: stamp, Kind.ENUM: enum_value,
                        Kind.SET: lambda v: json_list(sorted(v)),
-                       Kind.RECORDS: json_list}  # fmt: skip
+                       Kind.RECORDS: json_list, Kind.JSON: json_text}  # fmt: skip
 SQLITE_READ: Table = {Kind.ID: from_text, Kind.SHARED_ID: shared_uuid,
                       Kind.TIME: datetime.fromisoformat, Kind.BOOL: bool, Kind.SET: orjson.loads,
-                      Kind.RECORDS: records}  # fmt: skip
+                      Kind.RECORDS: records, Kind.JSON: orjson.loads}  # fmt: skip
 POSTGRES_WRITE: Table = {Kind.TIME: aware, Kind.ENUM: enum_value, Kind.SET: sorted,
-                         Kind.RECORDS: json_list}  # fmt: skip
-POSTGRES_READ: Table = {Kind.ID: plain_uuid, Kind.SHARED_ID: plain_uuid, Kind.RECORDS: records}
+                         Kind.RECORDS: json_list, Kind.JSON: json_text}  # fmt: skip
+POSTGRES_READ: Table = {Kind.ID: plain_uuid, Kind.SHARED_ID: plain_uuid, Kind.RECORDS: records,
+                        Kind.JSON: orjson.loads}  # fmt: skip
 
 
 # -- Record types --------------------------------------------------------------------------
@@ -137,7 +144,7 @@ def kind_of(hint: Any) -> Kind:
 
 _KIND_OF_TYPE = (
     (bool, Kind.BOOL), (UUID, Kind.ID), (datetime, Kind.TIME), (enum.Enum, Kind.ENUM),
-    (frozenset, Kind.SET), (tuple, Kind.RECORDS),
+    (frozenset, Kind.SET), (tuple, Kind.RECORDS), (dict, Kind.JSON),
 )  # fmt: skip
 
 

@@ -23,6 +23,7 @@ from gateway.models import (
     Attempt,
     Authentication,
     Event,
+    EventTypeDefinition,
     Notification,
     Webhook,
     WebhookRule,
@@ -62,6 +63,7 @@ COLUMNS = {
     "api_key": _fields(ApiKey), "webhook": _fields(Webhook), "rule": _fields(WebhookRule),
     "event": _fields(Event), "notification": NOTE_COLUMNS, "attempt": _fields(Attempt),
     "authentication": _fields(Authentication),
+    "event_type": _fields(EventTypeDefinition),
 }  # fmt: skip
 
 
@@ -174,6 +176,7 @@ class Listings(NamedTuple):
     rules: Listing
     history: Listing
     authentications: Listing
+    event_types: Listing
 
 
 @functools.cache
@@ -194,6 +197,8 @@ def listings(is_successful_as_int: str) -> Listings:
                failurecount=f"(attempts - {is_successful_as_int})"),
         listed(wire.AuthenticationModel, "AUTHENTICATIONS", "created ASC, authenticationId ASC",
                "authentication_id"),
+        listed(wire.EventTypeModel, "EVENT_TYPES", "tableKey ASC, eventType ASC",
+               "event_type_id"),
     )  # fmt: skip
 
 

@@ -34,6 +34,7 @@ from gateway.models import (
     Attempt,
     Authentication,
     Event,
+    EventTypeDefinition,
     Notification,
     Webhook,
     WebhookRule,
@@ -53,7 +54,9 @@ from gateway.store.filter_sql import Listing, order_by, where_filter
 from gateway.store.queries import NEW_WORK_CHANNEL, WEBHOOK_CHANGED_CHANNEL
 from gateway.store.steps import Execute, ExecuteMany, Fetch, Lock, MakeScript, Notify, Script, Step
 
-R = TypeVar("R", ApiKey, Webhook, WebhookRule, Notification, Attempt, Authentication)
+R = TypeVar(
+    "R", ApiKey, Webhook, WebhookRule, Notification, Attempt, Authentication, EventTypeDefinition
+)
 T = TypeVar("T")
 Params = Mapping[str, Any]
 _DELIVERY_STATES = ("pending", "parked", "failed", "succeeded")
@@ -346,6 +349,47 @@ class SqlStore(abc.ABC):
         """Filter, order and page this group's authentications."""
         listing = self.q.listings().authentications
         return await self._page(Authentication, listing, query, group_key=group_key)
+
+    # -- The event-type catalogue ---------------------------------------------------------------
+    async def add_event_types(self, declared: Sequence[EventTypeDefinition]) -> None:
+        """Insert all or none; Conflict naming the first (group, table, event type) that is
+        declared already, or twice in `declared`."""
+        rows = [self.codec.encode(d) for d in declared]
+
+        def script() -> Script[None]:
+            for index, (row, entry) in enumerate(zip(rows, declared, strict=True)):
+                if not (yield Execute(self.q.INSERT_EVENT_TYPE, row)):
+                    label = f"{entry.table_key}.{entry.event_type.value}"
+                    message = f"event type {label} is declared already"
+                    raise Conflict(message, errors={f"[{index}].eventType": [message]})
+
+        await self._transact(script)
+
+    async def get_event_type(
+        self, group_key: UUID, event_type_id: UUID
+    ) -> EventTypeDefinition | None:
+        """One event type of this group."""
+        params = {"group_key": group_key, "event_type_id": event_type_id}
+        return await self._one(EventTypeDefinition, self.q.GET_EVENT_TYPE, params)
+
+    async def update_event_type(self, changed: EventTypeDefinition) -> bool:
+        """Write what a PATCH may change (never its table and event type); False if gone."""
+        return await self._write(self.q.UPDATE_EVENT_TYPE, self.codec.encode(changed)) > 0
+
+    async def delete_event_type(self, group_key: UUID, event_type_id: UUID) -> bool:
+        """Delete an event type; False if not found."""
+        params = {"group_key": group_key, "event_type_id": event_type_id}
+        return await self._write(self.q.DELETE_EVENT_TYPE, params) > 0
+
+    async def query_event_types(self, group_key: UUID, query: Query) -> Page[EventTypeDefinition]:
+        """Filter, order and page this group's event types."""
+        listing = self.q.listings().event_types
+        return await self._page(EventTypeDefinition, listing, query, group_key=group_key)
+
+    async def event_types_of_group(self, group_key: UUID) -> list[EventTypeDefinition]:
+        """Every event type of this group (the catalogue the gateway enforces)."""
+        rows = await self._rows(self.q.EVENT_TYPES_OF_GROUP, {"group_key": group_key})
+        return self.codec.decode_rows(EventTypeDefinition, rows)
 
     # -- History and housekeeping ----------------------------------------------------------------
     async def get_notification(

@@ -24,6 +24,7 @@ from gateway.store.base import Query
 from tests.factories import (
     make_authentication,
     make_event,
+    make_event_type,
     make_notification,
     make_rule,
     make_webhook,
@@ -51,8 +52,8 @@ ROUTES = served_routes()
 
 @dataclass
 class World:
-    """Two groups on one gateway; A owns a webhook, a rule, a failed history row and an
-    authentication."""
+    """Two groups on one gateway; A owns a webhook, a rule, a failed history row, an
+    authentication and an event type."""
 
     gateway: RunningGateway
     receiver: Receiver
@@ -81,7 +82,9 @@ class World:
         rules = await store.query_rules(group, Query())
         history = await store.query_history(group, self.ids_a["webhookId"], Query())
         auths = await store.query_authentications(group, Query())
-        return hooks.records, rules.records, history.records, hooks.total_count, auths.records
+        declared = await store.event_types_of_group(group)
+        return (hooks.records, rules.records, history.records, hooks.total_count, auths.records,
+                declared)  # fmt: skip
 
     def a_hook_contacted(self) -> bool:
         return any(seen.path == A_HOOK_PATH for seen in self.receiver.seen)
@@ -104,11 +107,14 @@ async def world(gateway: RunningGateway, receiver: Receiver) -> World:
     await store.add_webhooks([hook, hook_b])
     await store.add_rules([rule])
     await store.add_events([event], [note])
+    declared = make_event_type(record_a.group_key)
+    await store.add_event_types([declared])
     ids = {
         "webhookId": hook.webhook_id,
         "webhookRuleId": rule.webhook_rule_id,
         "webhookHistoryId": note.notification_id,
         "authenticationId": auth.authentication_id,
+        "eventTypeId": declared.event_type_id,
     }
     return World(gateway, receiver, key_a, key_b, record_a, record_b, ids, hook_b.webhook_id)
 
@@ -189,6 +195,16 @@ async def create_webhook(world: World, method: str, template: str) -> None:
     assert answer.json()[0]["groupKey"] == str(world.record_b.group_key)
 
 
+async def declare_event_type(world: World, method: str, template: str) -> None:
+    """B declares the pair A declared, with A's groupKey: no conflict (nothing of A's shows),
+    and it lands in B's own group."""
+    body = {"tableKey": "Invoice", "eventType": "U", "name": "planted",
+            "groupKey": str(world.record_a.group_key)}  # fmt: skip
+    answer = await world.call(world.key_b, method, template, [body])
+    assert answer.status_code == 200, answer.text
+    assert answer.json()[0]["groupKey"] == str(world.record_b.group_key)
+
+
 async def publish(world: World, method: str, template: str) -> None:
     """B's event on A's table and event type notifies none of A's webhooks."""
     event = {"tableKey": "Invoice", "eventType": "U", "records": [{"id": "42"}]}
@@ -210,6 +226,7 @@ QUERIED = {
     "/api/v1/Webhooks": "webhookId",
     "/api/v1/WebhookRules": "webhookRuleId",
     "/api/v1/Authentications": "authenticationId",
+    "/api/v1/EventTypes": "eventTypeId",
 }
 
 # Bodies that would succeed for the owner, so a 404 can only come from the group check.
@@ -217,6 +234,7 @@ BODIES: dict[tuple[str, str], Any] = {
     ("PATCH", "/api/v1/Webhooks/{webhookId}"): {"name": "hijacked"},
     ("PATCH", "/api/v1/WebhookRules/{webhookRuleId}"): {"tableKey": "Hijacked"},
     ("PATCH", "/api/v1/Authentications/{authenticationId}"): {"password": "hijacked"},
+    ("PATCH", "/api/v1/EventTypes/{eventTypeId}"): {"name": "hijacked", "schema": {}},
 }
 
 MATRIX: dict[tuple[str, str], Runner] = {
@@ -239,6 +257,11 @@ MATRIX: dict[tuple[str, str], Runner] = {
     ("GET", "/api/v1/Authentications/{authenticationId}"): owned,
     ("PATCH", "/api/v1/Authentications/{authenticationId}"): owned,
     ("DELETE", "/api/v1/Authentications/{authenticationId}"): owned,
+    ("POST", "/api/v1/EventTypes"): declare_event_type,
+    ("GET", "/api/v1/EventTypes/query"): query,
+    ("GET", "/api/v1/EventTypes/{eventTypeId}"): owned,
+    ("PATCH", "/api/v1/EventTypes/{eventTypeId}"): owned,
+    ("DELETE", "/api/v1/EventTypes/{eventTypeId}"): owned,
     ("POST", "/api/v1/Events"): publish,
     ("GET", "/api/v1/Status"): status,
 }
@@ -319,6 +342,7 @@ def body_for(method: str, path: str) -> Any:
             {"name": "x", "kind": "Basic", "username": "u", "password": "p"}
         ],
         "/api/v1/Events": {"tableKey": "Invoice", "eventType": "U", "records": [{"id": "1"}]},
+        "/api/v1/EventTypes": [{"tableKey": "T", "eventType": "U", "name": "x"}],
     }.get(path)
 
 
@@ -407,6 +431,27 @@ async def test_an_events_key_publishes_to_its_own_group(world: World) -> None:
     assert answer.status_code == 202 and answer.json()["notificationCount"] == 1
 
 
-def test_webhook_routes_are_every_route_but_events_and_status() -> None:
+def test_webhook_routes_are_every_route_but_events_event_types_and_status() -> None:
     rest = set(ROUTES) - set(WEBHOOK_ROUTES)
-    assert rest == {("POST", "/api/v1/Events"), ("GET", "/api/v1/Status")}
+    catalogue = {pair for pair in ROUTES if pair[1].startswith("/api/v1/EventTypes")}
+    assert len(catalogue) == 5
+    assert rest == {("POST", "/api/v1/Events"), ("GET", "/api/v1/Status"), *catalogue}
+
+
+async def test_a_webhooks_key_reads_the_catalogue_and_only_an_events_key_changes_it(
+    world: World,
+) -> None:
+    """Partners (webhooks scope) read their group's catalogue; the platform (events) writes."""
+    webhooks_only, _ = await world.gateway.add_key("group-a", frozenset({Scope.WEBHOOKS}))
+    events_only, _ = await world.gateway.add_key("group-a", frozenset({Scope.EVENTS}))
+    catalogue = [pair for pair in ROUTES if pair[1].startswith("/api/v1/EventTypes")]
+    for method, path in sorted(catalogue, key=lambda pair: pair[0] == "DELETE"):  # it last
+        before = await world.state_of_a()
+        answer = await world.call(webhooks_only, method, world.path(path), body_for(method, path))
+        if method == "GET":
+            assert answer.status_code == 200, (method, path, answer.text)
+        else:
+            assert "'events' scope" in assert_problem(answer, 403)["detail"], (method, path)
+            assert await world.state_of_a() == before, (method, path)
+        answer = await world.call(events_only, method, world.path(path), body_for(method, path))
+        assert answer.status_code == 200, (method, path, answer.text)

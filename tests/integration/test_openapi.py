@@ -22,7 +22,7 @@ import pytest
 
 from gateway.models import NotificationState
 from gateway.store.base import Query
-from tests.factories import make_event, make_notification
+from tests.factories import make_event, make_event_type, make_notification
 from tests.gateway_server import gateway_settings
 from tests.receiver import Receiver
 from tests.tenant import Tenant, add_tenant, open_tenant
@@ -36,6 +36,8 @@ PATHS = {
     "events": "/api/v1/Events",
     "authentications": "/api/v1/Authentications",
     "authentication": "/api/v1/Authentications/{authenticationId}",
+    "eventTypes": "/api/v1/EventTypes",
+    "eventType": "/api/v1/EventTypes/{eventTypeId}",
 }
 
 
@@ -132,6 +134,10 @@ def header(**extra: Any) -> dict[str, Any]:
 
 def event(*records: Any, **extra: Any) -> dict[str, Any]:
     return {"tableKey": "Invoice", "eventType": "U", "records": list(records), **extra}
+
+
+def event_type(**extra: Any) -> dict[str, Any]:
+    return {"tableKey": "Invoice", "eventType": "U", "name": "Invoice updated", **extra}
 
 
 BODIES: list[Any] = [
@@ -252,6 +258,19 @@ BODIES: list[Any] = [
     ("POST", "events", event(), 400),
     ("POST", "events", event({"id": "1"}, tableKey="1nvoice"), 400),
     ("POST", "events", event({"invoiceId": "1"}, {"ID": 2}), LENIENT),
+    # Event types: a schema is an object or null; deprecated a boolean.
+    ("POST", "eventTypes", [event_type()], 200),
+    ("POST", "eventTypes", [event_type(schema={"type": "object"}, deprecated=True)], 200),
+    ("POST", "eventTypes", [event_type(schema=None, description=None, category=None)], 200),
+    ("POST", "eventTypes", event_type(category="Billing", description="d"), 200),
+    ("POST", "eventTypes", [event_type(name="")], 400),
+    ("POST", "eventTypes", [event_type(name=None)], 400),
+    ("POST", "eventTypes", [event_type(tableKey=None)], 400),
+    ("POST", "eventTypes", [event_type(deprecated="yes")], 400),
+    ("POST", "eventTypes", [event_type(deprecated=None)], 400),
+    ("POST", "eventTypes", [event_type(schema=[1])], 400),
+    ("POST", "eventTypes", [event_type(category="x" * 101)], 400),
+    ("POST", "eventTypes", [event_type(eventType="Update", eventTypeId="echoed")], LENIENT),
 ]
 
 
@@ -281,6 +300,7 @@ QUERIES = [
     "/api/v1/WebhookRules/query",
     "/api/v1/Authentications/query",
     "/api/v1/Webhooks/{webhookId}/history/query",
+    "/api/v1/EventTypes/query",
 ]
 
 
@@ -386,6 +406,9 @@ SENT_ON_REQUEST = {"webhookRules", "errors"}
 async def answers(tenant: Tenant, receiver: Receiver) -> list[tuple[str, str, int, Any]]:
     """One real answer of each operation (and of its refusals): (path, method, status, body)."""
     history_id = await seed_history(tenant)
+    declared = make_event_type(tenant.record.group_key, table_key="Catalogued")
+    await tenant.gateway.ctx.store.add_event_types([declared])
+    type_path = f"/api/v1/EventTypes/{declared.event_type_id}"
     hook_path = f"/api/v1/Webhooks/{tenant.hook_id}"
     rule_path = f"/api/v1/WebhookRules/{tenant.rule_id}"
     auth_path = f"/api/v1/Authentications/{tenant.auth_id}"
@@ -445,6 +468,14 @@ async def answers(tenant: Tenant, receiver: Receiver) -> list[tuple[str, str, in
         (PATHS["authentication"], "PATCH", auth_path, {"json": {"password": "new"}}),
         (PATHS["webhook"], "PATCH", hook_path, {"json": {"authenticationId": tenant.auth_id}}),
         (PATHS["authentication"], "DELETE", auth_path, {}),
+        (PATHS["eventTypes"], "POST", PATHS["eventTypes"], {"json": [event_type(schema={})]}),
+        (PATHS["eventTypes"], "POST", PATHS["eventTypes"], {"json": [event_type()]}),  # 409
+        (PATHS["eventTypes"], "POST", PATHS["eventTypes"], {"json": [event_type(name="")]}),
+        ("/api/v1/EventTypes/query", "GET", "/api/v1/EventTypes/query", {}),
+        (PATHS["eventType"], "GET", type_path, {}),
+        (PATHS["eventType"], "GET", type_path + "0", {}),
+        (PATHS["eventType"], "PATCH", type_path, {"json": {"deprecated": True}}),
+        (PATHS["eventType"], "DELETE", type_path, {}),
         (PATHS["rule"], "DELETE", rule_path, {}),
         (PATHS["webhook"], "DELETE", hook_path, {}),
         (PATHS["authentication"], "DELETE", auth_path, {}),

@@ -123,6 +123,37 @@ WHERE r.group_key = :group_key AND r.table_key = :table_key AND r.event_type = :
 ORDER BY r.created, r.webhook_rule_id
 
 
+-- name: INSERT_EVENT_TYPE
+-- A (table, event type) declared twice in a group inserts nothing: the caller sees no row
+-- changed and refuses the whole batch (a concurrent insert waits here, then changes nothing).
+INSERT INTO event_types ({event_type_columns}) VALUES ({event_type_values})
+ON CONFLICT (group_key, table_key, event_type) DO NOTHING
+
+-- name: GET_EVENT_TYPE
+SELECT {event_type_columns} FROM event_types
+WHERE event_type_id = :event_type_id AND group_key = :group_key
+
+-- name: UPDATE_EVENT_TYPE
+-- What a PATCH may change: never the (table, event type) the entry declares.
+UPDATE event_types SET name = :name, description = :description, category = :category,
+    record_schema = :record_schema, deprecated = :deprecated, modified = :modified,
+    modified_user_id = :modified_user_id
+WHERE event_type_id = :event_type_id AND group_key = :group_key
+
+-- name: DELETE_EVENT_TYPE
+DELETE FROM event_types WHERE event_type_id = :event_type_id AND group_key = :group_key
+
+-- name: QUERY_EVENT_TYPES
+SELECT {event_type_columns} FROM event_types WHERE {where} ORDER BY {order}
+LIMIT :limit OFFSET :offset
+
+-- name: COUNT_EVENT_TYPES
+SELECT count(*) FROM event_types WHERE {where}
+
+-- name: EVENT_TYPES_OF_GROUP
+SELECT {event_type_columns} FROM event_types WHERE group_key = :group_key
+ORDER BY table_key, event_type
+
 -- name: IS_ACTIVE
 -- Whether webhook w receives (gateway.lifecycle.receives): a fragment of the statements below.
 w.status_code = 'Active' AND (w.expiration_date IS NULL OR w.expiration_date > :now)
