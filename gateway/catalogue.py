@@ -147,12 +147,12 @@ class Catalogue:
         declared = await self.declared(group_key)
         errors: dict[str, list[str]] = {}
         for index, event in enumerate(events):
-            label = _label(event.table_key, event.event_type)
             entry = declared.get((event.table_key, event.event_type))
             if entry is None:
+                label = _label(event.table_key, event.event_type)
                 errors[f"[{index}].eventType"] = [f"{label} {_UNDECLARED}"]
             elif entry.validator is not None:
-                _check_records(entry.validator, event, f"[{index}].records", label, errors)
+                _check_records(entry.validator, event, f"[{index}].records", errors)
             if len(errors) >= MAX_NAMED:
                 break
         if errors:
@@ -166,16 +166,13 @@ _UNDECLARED = "is not a declared event type (see /api/v1/EventTypes)"
 
 
 def _check_records(
-    validator: jsonschema_rs.Validator,
-    event: Event,
-    where: str,
-    label: str,
-    errors: dict[str, list[str]],
+    validator: jsonschema_rs.Validator, event: Event, where: str, errors: dict[str, list[str]]
 ) -> None:
     """Name each record of `event` that fails, with its first failure, in `errors`."""
     for number, record in enumerate(event.records):
         if validator.is_valid(record):  # the fast path: no error objects made
             continue
+        label = _label(event.table_key, event.event_type)
         first = next(iter(validator.iter_errors(record)))
         at = _at(first.instance_path)
         errors[f"{where}[{number}]"] = [f"fails the schema of {label}{at}: {_cut(first.message)}"]
