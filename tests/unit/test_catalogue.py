@@ -9,7 +9,7 @@ from uuid import UUID, uuid4
 
 import pytest
 
-from gateway import catalogue
+from gateway import catalogue, config
 from gateway.catalogue import Catalogue, schema_problem
 from gateway.errors import ValidationError
 from gateway.models import EventType, EventTypeDefinition
@@ -217,3 +217,8 @@ async def test_a_schema_is_compiled_once_until_its_type_changes(
     now = (await cat.declared(GROUP))[("Invoice", EventType.UPDATE)].validator
     assert now is not first and compiled == [INVOICE, changed]
     assert now is not None and now.is_valid({"id": "1"})
+
+
+def test_enforcement_is_a_setting_off_by_default() -> None:
+    assert not config.Settings().enforce_event_types
+    assert config.load(env={"GATEWAY_ENFORCE_EVENT_TYPES": "true"}).enforce_event_types
