@@ -1,7 +1,9 @@
 """The verification handshake (DESIGN §4): prove the partner controls the callback URL.
 
-The gateway calls the callback with the webhook's own HTTP method and a `code` query parameter;
-the callback passes only by answering 2xx, in time, with exactly that code as plain text.
+The gateway calls the callback with the webhook's own HTTP method, its owner's headers and a
+`code` query parameter (no signature and no Idempotency-Key: it is no notification, and each
+code is new); the callback passes only by answering 2xx, in time, with exactly that code as
+plain text.
 Codes are itsdangerous-signed, time-limited and single-use, and name the webhook they were
 issued for, so an echo can be neither forged, replayed later, nor borrowed from another webhook.
 Single use holds across processes: the nonce of an accepted code is taken in the store, which
@@ -120,7 +122,8 @@ async def verify_callback(
     """Run the handshake against the callback; raise HandshakeFailed saying what came back.
     With `group` (the API always gives it), the request takes one of that group's outbound
     slots (gateway.outbound.Outbound `per_group`), waited for within `timeout`. `headers` go
-    with it (the webhook's authentication), as with every request to the callback."""
+    with it (the owner's and the webhook's authentication's), as with every request to the
+    callback."""
     try:
         await _exchange(
             outbound, codes, webhook_id, group, method.upper(), url, timeout, max_body, headers

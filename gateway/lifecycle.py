@@ -3,6 +3,7 @@ written by the store as one guarded update in the transaction that parks or rele
 webhook's notifications.
 
     Active ──(more than retryCount consecutive failures)──> Errored        (failing)
+    Active ──(failureWindow.count failed attempts within its seconds)──> Errored   (failing)
     Active ──(410 Gone)──> Inactive                                        (unsubscribed)
     any ──(owner pauses)──> Inactive                                       (paused)
     Active ──(expirationDate passes)──> Inactive                           (expired)
@@ -10,7 +11,11 @@ webhook's notifications.
 
 retryCount (0-5) counts the consecutive failed attempts tolerated, not counting the current one:
 the webhook becomes Errored when its consecutive failure count exceeds retryCount. A success
-resets the count, and so does a reactivation.
+resets the count, and so does a reactivation. A failure window (`failureWindow`, optional)
+counts failed attempts, successes or not between them, within its last `seconds`; a
+reactivation starts it afresh (the store counts none logged before it). The status message
+says which rule tripped: "N consecutive failed deliveries; last: ..." or "N failed attempts
+within S s (failureWindow); last: ...".
 
 Expiry is one rule (`is_expired`) with one message (`expired_message`): readers see an expired
 Active webhook as Inactive at once (`effective_status`), and the sweep writes the same status and
@@ -92,17 +97,34 @@ def after_success(webhook: Webhook) -> Transition:
     )
 
 
-def after_failure(webhook: Webhook, cause: str) -> Transition:
-    """One more consecutive failure; past retry_count an Active webhook becomes Errored."""
+def after_failure(webhook: Webhook, cause: str, window_failures: int = 0) -> Transition:
+    """One more consecutive failure; past retry_count, or with `window_failures` (this one
+    counted) reaching its failure window's count, an Active webhook becomes Errored, its
+    message naming the rule."""
     count = webhook.failure_count + 1
     # Only Active can turn Errored: an attempt in flight when the owner paused the webhook
     # must not overwrite "paused by owner".
-    if webhook.status_code is WebhookStatus.ACTIVE and count > webhook.retry_count:
-        message = shorten(f"{count} consecutive failed deliveries; last: {cause}")
-        return Transition(count, WebhookStatus.ERRORED, message, StatusReason.FAILING, park=True)
+    if webhook.status_code is WebhookStatus.ACTIVE:
+        message = tripped(webhook, count, window_failures)
+        if message is not None:
+            message = shorten(f"{message}; last: {cause}")
+            return Transition(
+                count, WebhookStatus.ERRORED, message, StatusReason.FAILING, park=True
+            )
     return Transition(
         count, webhook.status_code, webhook.status_message, webhook.status_reason, park=False
     )
+
+
+def tripped(webhook: Webhook, consecutive: int, window_failures: int) -> str | None:
+    """Which rule makes the webhook Errored, if one does (retryCount's first): the start of
+    its status message."""
+    if consecutive > webhook.retry_count:
+        return f"{consecutive} consecutive failed deliveries"
+    window = webhook.failure_window
+    if window is not None and window_failures >= window.count:
+        return f"{window_failures} failed attempts within {window.seconds} s (failureWindow)"
+    return None
 
 
 def after_gone(webhook: Webhook) -> Transition:

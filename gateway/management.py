@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import logging
 import uuid
 from collections.abc import Callable, Sequence
@@ -27,11 +28,11 @@ from gateway import credentials, lifecycle, sealed, signing
 from gateway.config import Settings
 from gateway.errors import HandshakeFailed, LimitReached, NotFound, ValidationError
 from gateway.handshake import HandshakeCodes, verify_callback
+from gateway.headers import beside
 from gateway.lifecycle import Move, StatusChange
 from gateway.models import (
     Authentication,
     EventType,
-    HttpMethod,
     Notification,
     NotificationState,
     Webhook,
@@ -112,10 +113,7 @@ class Management:
     ) -> None:
         """Run every handshake at once; any failure fails the batch, naming each failing item."""
         results = await asyncio.gather(
-            *(
-                self._verify(h, h.callback_http_method, h.callback_url, self._headers(auth))
-                for h, auth in zip(hooks, found, strict=True)
-            ),
+            *(self._verify(h, self._headers(auth)) for h, auth in zip(hooks, found, strict=True)),
             return_exceptions=True,
         )
         errors: dict[str, list[str]] = {}
@@ -128,19 +126,19 @@ class Management:
             detail = "; ".join(f"item {k[1 : k.index(']')]}: {v[0]}" for k, v in errors.items())
             raise HandshakeFailed(f"callback verification failed: {detail}", errors=errors)
 
-    async def _verify(
-        self, hook: Webhook, method: HttpMethod, url: str, headers: dict[str, str]
-    ) -> None:
-        """The handshake against this callback for this webhook, within its group's slots."""
+    async def _verify(self, hook: Webhook, auth: dict[str, str]) -> None:
+        """The handshake against this webhook's callback, as its settings are (or will be once
+        a PATCH is written), with its owner's headers and its authentication's (`auth`, which
+        win), within its group's slots."""
         await verify_callback(
             self.outbound,
             self.codes,
             hook.webhook_id,
-            method.value,
-            url,
+            hook.callback_http_method.value,
+            hook.callback_url,
             group=hook.group_key,
             timeout=self.settings.handshake_timeout,
-            headers=headers,
+            headers=beside(hook, auth),
         )
 
     async def patch(
@@ -170,7 +168,7 @@ class Management:
             field = "authenticationId"
             found = await self._authentication(hook.group_key, authentication_id, field)
         if plan.handshake:
-            await self._verify(hook, method, url, self._headers(found))
+            await self._verify(dataclasses.replace(hook, **values), self._headers(found))
         expect = _relied_on(hook, values, plan.handshake)
         values = {**values, "modified": now, "modified_user_id": modifier}
         if "signature_scheme" in values or "signature_header" in values:

@@ -51,7 +51,7 @@ class StatusReason(enum.StrEnum):
     PAUSED = "paused"  # by its owner
     EXPIRED = "expired"  # its expirationDate passed
     UNSUBSCRIBED = "unsubscribed"  # the callback answered 410 Gone
-    FAILING = "failing"  # Errored: more than retryCount consecutive failures
+    FAILING = "failing"  # Errored: past retryCount consecutive failures, or its failureWindow
 
 
 class ContentType(enum.StrEnum):
@@ -141,17 +141,22 @@ class Settable:
     wire needs of it. gateway.schemas builds the create and PATCH bodies from these (a PATCH
     may give any of them, and null where the field's type allows None), gateway.wire gives the
     answer's field its description, and the store lets a PATCH write it (store.base.EDITABLE)
-    unless the lifecycle decides it."""
+    unless the lifecycle decides it.
+
+    A structured setting is a `part` record (a frozen dataclass whose fields are marked too),
+    or a tuple of them: the body takes a JSON object (a list of them) checked field by field,
+    the answer shows one, and the store keeps it as JSON (gateway.store.codec)."""
 
     description: str  # for the OpenAPI document
     required: bool = False  # on create; else `default` when left out
     default: Any = None
-    # A text's length or a number's value, each end inclusive (None: open).
+    # A text's length, a number's value or a list's length, each end inclusive (None: open).
     bounds: tuple[int | None, int | None] = (None, None)
     wire: str | None = None  # the wire name, when not the camelCase of the field's
     aliases: tuple[str, ...] = ()  # other names taken on input, in any case
     any_case: bool = False  # an enum value is taken in any letter case
     lifecycle: bool = False  # asked of gateway.lifecycle, which decides what is stored
+    write_only: bool = False  # taken on input, never in an answer (nor in a log)
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +204,39 @@ def settable(cls: type) -> dict[str, tuple[Any, Settable]]:
     return {name: (f.type, f.settable) for name, f in marked(cls).items() if f.settable}
 
 
+# Request settings (gateway.headers checks a header's name and value beyond these bounds).
+MAX_HEADERS, MAX_HEADER_NAME, MAX_HEADER_VALUE = 20, 100, 1000
+MAX_CONFIG_BYTES = 2048  # a webhook's config, as compact JSON
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    """A header its owner adds to every request to a webhook's callback."""
+
+    name: Annotated[
+        str,
+        Settable("An HTTP token, not one the gateway sets itself; names compare in any case.",
+                 required=True, bounds=(1, MAX_HEADER_NAME)),
+    ]  # fmt: skip
+    value: Annotated[
+        str,
+        Settable("Visible ASCII characters and inner spaces.", required=True,
+                 bounds=(0, MAX_HEADER_VALUE)),
+    ]  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class FailureWindow:
+    """A webhook becomes Errored when this many failed attempts fall within this many seconds
+    (besides retryCount's consecutive rule)."""
+
+    count: Annotated[int, Settable("Failed attempts.", required=True, bounds=(1, 1000))]
+    seconds: Annotated[
+        int, Settable("The window, in seconds (at most 7 days).", required=True,
+                      bounds=(1, 604_800))
+    ]  # fmt: skip
+
+
 @dataclass(frozen=True, slots=True)
 class Webhook:
     """A subscription. Its Settable fields are what an owner sets (the method before the
@@ -214,7 +252,8 @@ class Webhook:
         WebhookStatus,
         Settable(
             "Active receives notifications; Inactive does not (paused, expired or "
-            "unsubscribed); Errored: too many consecutive failures. An owner asks for Active "
+            "unsubscribed); Errored: too many failures (retryCount, failureWindow; its "
+            "statusMessage says which). An owner asks for Active "
             "(the default on create) or Inactive; only the gateway sets Errored.",
             lifecycle=True,
         ),
@@ -291,6 +330,24 @@ class Webhook:
         Settable("An Authentication of the same group whose credentials go with every request "
                  "to the callback (handshakes, test sends, deliveries); null: none."),
     ] = None  # fmt: skip
+    headers: Annotated[
+        tuple[Header, ...],
+        Settable(f"Up to {MAX_HEADERS} headers sent on every request to the callback: "
+                 "handshakes, test sends and notifications.", default=(),
+                 bounds=(None, MAX_HEADERS)),
+    ] = ()  # fmt: skip
+    # repr=False: kept out of any log line or error that prints the record.
+    config: Annotated[
+        dict[str, Any] | None,
+        Settable(f"A JSON object (at most {MAX_CONFIG_BYTES} bytes as compact JSON) echoed as "
+                 "`config` in every notification body (not in a GET's query string); "
+                 "write-only: no answer shows it. null clears it.", write_only=True),
+    ] = field(default=None, repr=False)  # fmt: skip
+    failure_window: Annotated[
+        FailureWindow | None,
+        Settable("Besides retryCount's rule, the webhook becomes Errored when `count` failed "
+                 "attempts fall within `seconds` (null: no such rule)."),
+    ] = None  # fmt: skip
     # Delivery bookkeeping.
     failure_count: Annotated[int, INTERNAL] = 0  # consecutive failed attempts
     # Still signs until previous_secret_expires.
@@ -301,6 +358,8 @@ class Webhook:
     signing_key: Annotated[str | None, INTERNAL] = None
     previous_signing_key: Annotated[str | None, INTERNAL] = None
     status_reason: Annotated[StatusReason | None, INTERNAL] = None  # why it is not Active
+    # failureWindow counts no failed attempt before this (its last reactivation).
+    window_start: Annotated[datetime | None, INTERNAL] = None
 
 
 @dataclass(frozen=True, slots=True)

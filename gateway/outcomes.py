@@ -3,7 +3,8 @@
 The worker reports an `AttemptOutcome`; the store applies `settle` inside the transaction that
 records it, against the webhook row as it is in that transaction. Counting consecutive
 failures there, not in the worker, keeps the count right when several sends to one webhook are
-in flight at once, or in several worker processes.
+in flight at once, or in several worker processes. So does a failure window's count: the store
+reads the failed attempts already logged within it in the same transaction (`recent`).
 
     SUCCESS            a delivery by the webhook's successPolicy: the failure count resets
     FAILURE            any other answer, or none: retried while the webhook stays Active
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
@@ -98,8 +99,17 @@ class LifecycleChange:
     reason: StatusReason | None
 
 
-def settle(hook: Webhook, outcome: AttemptOutcome, now: datetime) -> Settlement:
-    """Decide the notification's new state and the webhook's lifecycle change."""
+def failed(outcome: AttemptOutcome) -> bool:
+    """Whether the outcome is a failed attempt: a request went out and did not succeed (what
+    the attempt log keeps, and a failure window counts)."""
+    return outcome.request_sent and outcome.effect is not Effect.SUCCESS
+
+
+def settle(
+    hook: Webhook, outcome: AttemptOutcome, now: datetime, window_failures: int = 0
+) -> Settlement:
+    """Decide the notification's new state and the webhook's lifecycle change;
+    `window_failures` counts the failed attempts within its failure window, this one too."""
     active = lifecycle.is_active(hook, now)
     effect = outcome.effect
     if effect is Effect.UNDELIVERABLE:
@@ -127,7 +137,7 @@ def settle(hook: Webhook, outcome: AttemptOutcome, now: datetime) -> Settlement:
         return Settlement(
             NotificationState.PARKED, None, False, outcome.cause, lifecycle.after_gone(hook), True
         )
-    change = lifecycle.after_failure(hook, outcome.cause)
+    change = lifecycle.after_failure(hook, outcome.cause, window_failures)
     if change.status is WebhookStatus.ACTIVE:
         return Settlement(
             NotificationState.PENDING, outcome.retry_at or now, False, outcome.cause, change, False
@@ -151,15 +161,22 @@ def _parked(hook: Webhook, now: datetime) -> str:
 
 
 def settle_in_order(
-    held: Iterable[tuple[AttemptOutcome, Webhook]], now: datetime
+    held: Iterable[tuple[AttemptOutcome, Webhook]],
+    now: datetime,
+    recent: Mapping[UUID, int] | None = None,
 ) -> list[tuple[AttemptOutcome, Webhook, Settlement]]:
     """Settle a batch of outcomes, each against its webhook as it was read, and as the earlier
-    outcomes of the batch left it: the same as settling them one at a time, with one read."""
+    outcomes of the batch left it: the same as settling them one at a time, with one read.
+    `recent` gives the failed attempts already logged within a webhook's failure window; each
+    failed outcome of the batch adds one."""
     current: dict[UUID, Webhook] = {}
+    window = dict(recent or {})
     settled = []
     for outcome, read in held:
         hook = current.get(read.webhook_id, read)
-        done = settle(hook, outcome, now)
+        if failed(outcome) and hook.webhook_id in window:
+            window[hook.webhook_id] += 1
+        done = settle(hook, outcome, now, window.get(hook.webhook_id, 0))
         if (change := done.webhook) is not None:
             current[hook.webhook_id] = dataclasses.replace(
                 hook,

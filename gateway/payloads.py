@@ -2,6 +2,10 @@
 
 The signed payload is exactly what is sent: the JSON body for POST/PUT/PATCH, or for GET the
 query string (everything after the '?', the partner's own parameters included).
+
+A webhook's `config` is echoed in the body as `"config"` (Full and Id alike), and never in a
+GET's query string, which servers and proxies log. It is write-only, so the body as the
+history keeps it (`Rendered.shown`) has HIDDEN in its place.
 """
 
 from __future__ import annotations
@@ -31,6 +35,10 @@ class Rendered:
     url: str
     body: bytes | None  # None for GET
     signed_payload: bytes  # the body, or for GET the query string
+    shown: bytes | None  # the body as the history keeps it (the config hidden)
+
+
+HIDDEN = "(write-only)"  # the config's value in the body as the history keeps it
 
 
 # A record's id is one of these exactly (records come parsed from JSON): bool, an int subclass,
@@ -77,6 +85,8 @@ def envelope(hook: Webhook, note: Notification) -> dict[str, Any]:
         body["records"] = list(note.records)
     else:
         body["ids"] = [record_id(r, note.table_key) for r in note.records]
+    if hook.config is not None:
+        body["config"] = hook.config
     return body
 
 
@@ -86,17 +96,21 @@ def render(hook: Webhook, note: Notification) -> Rendered:
     if hook.callback_http_method is HttpMethod.GET:
         return _as_query(hook.callback_url, data)
     body = orjson.dumps(data)
-    return Rendered(hook.callback_http_method.value, hook.callback_url, body, body)
+    shown = body if hook.config is None else orjson.dumps({**data, "config": HIDDEN})
+    return Rendered(hook.callback_http_method.value, hook.callback_url, body, body, shown)
+
+
+_NOT_QUERIED = frozenset({"records", "config"})
 
 
 def _as_query(url: str, data: Mapping[str, Any]) -> Rendered:
-    params = {k: _query_value(v) for k, v in data.items() if k != "records"}
+    params = {k: _query_value(v) for k, v in data.items() if k not in _NOT_QUERIED}
     query = urlencode(params)
     parts = urlsplit(url)
     # The partner's own query parameters stay first; the whole query string as sent is signed.
     full_query = f"{parts.query}&{query}" if parts.query else query
     sent = urlunsplit(parts._replace(query=full_query))
-    return Rendered("GET", sent, None, full_query.encode())
+    return Rendered("GET", sent, None, full_query.encode(), None)
 
 
 def _query_value(value: Any) -> str:

@@ -12,11 +12,15 @@ the `Circumstances` that `parse` is given.
 The webhook bodies are not written out: `WebhookCreate` and `WebhookPatch` are built from the
 fields of the `Webhook` record marked `Settable` (gateway.models), each with its marker's type,
 default, bounds and description; a field's rules beyond those (the callback URL, a future
-expirationDate, no Errored) are in `_OWN_RULES`, and those between fields on the bodies.
+expirationDate, no Errored) are in `_OWN_RULES`, and those between fields on the bodies. A
+structured setting's part record (a header, the failure window) becomes a closed object built
+the same way from its own marked fields (`_part_body`), whose rules are `_OWN_RULES`' too, under
+"Part.field"; it is checked, then taken as the record.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import functools
 import re
@@ -29,6 +33,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, TypeVar
 from urllib.parse import urlsplit
 from uuid import UUID
 
+import orjson
 import pydantic
 from pydantic import (
     AfterValidator,
@@ -39,18 +44,23 @@ from pydantic import (
     StrictBool,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic.alias_generators import to_camel
 from pydantic.config import JsonDict
 
-from gateway import catalogue, credentials, filters, payloads
+from gateway import catalogue, credentials, filters, headers, payloads
 from gateway.config import Settings
 from gateway.errors import ValidationError
 from gateway.filters import MAX_FILTER_LENGTH
 from gateway.models import (
+    MAX_CONFIG_BYTES,
+    MAX_HEADER_NAME,
+    MAX_HEADER_VALUE,
     AuthenticationKind,
     ContentType,
     EventType,
+    Header,
     HttpMethod,
     Settable,
     SignatureScheme,
@@ -59,6 +69,7 @@ from gateway.models import (
     settable,
     utcnow,
 )
+from gateway.signing import DEFAULT_HEADER
 
 READ_ONLY = {
     "webhookid",
@@ -293,7 +304,35 @@ def _asked_status(schema: JsonDict) -> None:
     schema["enum"] = [WebhookStatus.ACTIVE.value, WebhookStatus.INACTIVE.value]
 
 
-# A webhook field's rules beyond what its marker says (gateway.models.Settable), on its value.
+def _distinct_headers(value: tuple[Header, ...]) -> tuple[Header, ...]:
+    headers.check_distinct(value)
+    return value
+
+
+MAX_CONFIG_DEPTH = 32  # levels, the config itself being one
+
+
+def _config(value: dict[str, Any]) -> dict[str, Any]:
+    """A config fits the body it is echoed in: not nested too deep to encode, and small."""
+    if payloads.nests_deeper(value, MAX_CONFIG_DEPTH):
+        raise ValueError(f"must nest at most {MAX_CONFIG_DEPTH} levels")
+    try:
+        size = len(orjson.dumps(value))
+    except orjson.JSONEncodeError as exc:  # e.g. an integer beyond 64 bits
+        raise ValueError(f"cannot be sent as JSON ({exc})") from exc
+    if size > MAX_CONFIG_BYTES:
+        raise ValueError(f"must be at most {MAX_CONFIG_BYTES} bytes as compact JSON, not {size}")
+    return value
+
+
+_HEADER_NAME: JsonDict = {
+    "pattern": headers.TOKEN_PATTERN,
+    "not": {"pattern": headers.RESERVED_PATTERN},
+}
+_HEADER_VALUE: JsonDict = {"pattern": headers.VALUE_PATTERN}
+
+# A webhook field's rules beyond what its marker says (gateway.models.Settable), on its value;
+# a part record's field's under "Part.field".
 _OWN_RULES: dict[str, tuple[Any, ...]] = {
     "callback_url": (Field(json_schema_extra=_URL_SCHEMA), AfterValidator(_callback_url)),
     "expiration_date": (AfterValidator(_future),),
@@ -302,16 +341,28 @@ _OWN_RULES: dict[str, tuple[Any, ...]] = {
         Field(min_length=1, max_length=100, json_schema_extra=_HEADER_SCHEMA),
         AfterValidator(_header_name),
     ),
-}
+    "headers": (AfterValidator(_distinct_headers),),
+    "config": (AfterValidator(_config),),
+    "Header.name": (Field(min_length=1, max_length=MAX_HEADER_NAME, json_schema_extra=_HEADER_NAME),
+                    AfterValidator(headers.check_name)),
+    "Header.value": (Field(max_length=MAX_HEADER_VALUE, json_schema_extra=_HEADER_VALUE),
+                     AfterValidator(headers.check_value)),
+}  # fmt: skip
 
 
 def _value_type(name: str, kind: Any, mark: Settable) -> Any:
     """What a body takes for a webhook field's value (null aside): text without NUL, within its
-    bounds; a number within its bounds; an enum in any case if its marker says so; and the
-    field's own rules, which replace the text rules."""
+    bounds; a number within its bounds; an enum in any case if its marker says so; a part
+    record's object, or a list of them within its bounds; and the field's own rules, which
+    replace the text rules."""
     low, high = mark.bounds
     rules = _OWN_RULES.get(name, ())
-    if kind is str and not rules:
+    if _is_part(kind):
+        kind = _part_body(kind)
+    elif typing.get_origin(kind) is tuple:
+        kind = tuple[_part_body(typing.get_args(kind)[0]), ...]  # type: ignore[misc]
+        rules = (Field(min_length=low, max_length=high), *rules)
+    elif kind is str and not rules:
         rules = (Field(min_length=low, max_length=high, json_schema_extra=NO_NUL),
                  AfterValidator(_no_nul))  # fmt: skip
     elif kind is int:
@@ -321,11 +372,14 @@ def _value_type(name: str, kind: Any, mark: Settable) -> Any:
     return Annotated[(kind, *rules)] if rules else kind
 
 
-def _body_field(name: str, kind: Any, mark: Settable, *, patch: bool) -> tuple[Any, Any]:
-    """A webhook field as a create or PATCH body's field: (type, FieldInfo). A PATCH may leave
-    out any field; a create fills in the marker's default."""
+def _body_field(
+    name: str, kind: Any, mark: Settable, *, patch: bool, part: str = ""
+) -> tuple[Any, Any]:
+    """A webhook field (or with `part`, a part record's) as a create or PATCH body's field:
+    (type, FieldInfo). A PATCH may leave out any field; a create fills in the marker's
+    default."""
     nullable = _admits_none(kind)
-    value = _value_type(name, _without_none(kind), mark)
+    value = _value_type(part + name, _without_none(kind), mark)
     optional = patch or nullable or (not mark.required and mark.default is None)
     default = None if patch else (... if mark.required else mark.default)
     info = Field(default, alias=_wire_name(name, mark), description=mark.description)
@@ -345,6 +399,40 @@ def _without_none(kind: Any) -> Any:
         return kind
     (bare,) = [arg for arg in typing.get_args(kind) if arg is not type(None)]
     return bare
+
+
+def _is_part(kind: Any) -> bool:
+    """Whether a field's type is a part record (gateway.models.Settable)."""
+    return isinstance(kind, type) and dataclasses.is_dataclass(kind)
+
+
+class _Part(BaseModel):
+    """A part record's object: closed, its properties named in any case."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, alias_generator=to_camel)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _any_case_names(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        names = {alias.lower(): alias for alias in _attributes(cls)}
+        return {names.get(str(key).lower(), key): value for key, value in data.items()}
+
+
+@functools.cache
+def _part_body(record: type[Any]) -> Any:
+    """What a body takes for a part record: an object of its Settable fields (`<Record>In` in
+    the schema), checked, then taken as the record."""
+    name = record.__name__
+    fields: dict[str, Any] = {
+        attr: _body_field(attr, kind, mark, patch=False, part=f"{name}.")
+        for attr, (kind, mark) in settable(record).items()
+    }
+    model = pydantic.create_model(
+        f"{name}In", __base__=_Part, __doc__=record.__doc__, __module__=__name__, **fields
+    )
+    return Annotated[model, AfterValidator(lambda given: record(**dict(given)))]
 
 
 def _any_case(kind: type[enum.Enum]) -> Any:
@@ -395,6 +483,17 @@ class _WebhookCreate(WebhookBody):
             check_signature_header(scheme, value)
         return value
 
+    @field_validator("headers", check_fields=False)
+    @classmethod
+    def _apart_from_the_signature(
+        cls, value: tuple[Header, ...], info: ValidationInfo
+    ) -> tuple[Header, ...]:
+        scheme = info.data.get("signature_scheme")
+        if scheme is not None:
+            taken = signed_in(scheme, info.data.get("signature_header"))
+            headers.check_apart_from(value, taken)
+        return value
+
 
 class _WebhookPatch(WebhookBody, _Patch):
     """Changes to a webhook; only the properties given change (the method and content type
@@ -422,8 +521,8 @@ WebhookPatch = _webhook_body("WebhookPatch", _WebhookPatch, patch=True)
 
 def checked_against(hook: Webhook, values: dict[str, Any]) -> dict[str, Any]:
     """A PATCH's values, checked with the stored ones they are written beside: a GET webhook
-    must send ids, and only an HMAC scheme takes a signature header, whichever of the two the
-    PATCH names."""
+    must send ids, only an HMAC scheme takes a signature header, and no owner's header is the
+    one it signs in, whichever of them the PATCH names."""
     method = values.get("callback_http_method", hook.callback_http_method)
     content = values.get("request_content_type", hook.request_content_type)
     try:
@@ -435,7 +534,18 @@ def checked_against(hook: Webhook, values: dict[str, Any]) -> dict[str, Any]:
         check_signature_header(scheme, values.get("signature_header"))
     except ValueError as exc:
         raise ValidationError.field("signatureHeader", str(exc)) from exc
+    header = values.get("signature_header", hook.signature_header)
+    try:
+        headers.check_apart_from(values.get("headers", hook.headers), signed_in(scheme, header))
+    except ValueError as exc:
+        raise ValidationError.field("headers", str(exc)) from exc
     return values
+
+
+def signed_in(scheme: SignatureScheme, header: str | None) -> str | None:
+    """The header a webhook's signature travels in, if the owner names it (an HMAC scheme's,
+    by default X-Webhook-Signature)."""
+    return (header or DEFAULT_HEADER) if scheme.names_header else None
 
 
 class RuleCreate(_Body):

@@ -2,7 +2,9 @@
 
 The request is signed by the webhook's scheme (gateway.signing.signer_for) and goes out through
 a gateway.transport.Transport: the guarded aiohttp client in the product, a MockTransport in
-unit tests. Deliveries and the API's test sends both come through `send`.
+unit tests. Deliveries and the API's test sends both come through `send`, with the owner's
+headers (gateway.headers) and `Idempotency-Key`, the notification's id (as `webhook-id`): a
+retry repeats it, so a receiver can drop a notification it has already handled.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from uuid import UUID
 from gateway import credentials, lifecycle, payloads, sealed, signing
 from gateway.config import Settings
 from gateway.errors import OutboundError, Unrenderable, ValidationError
+from gateway.headers import beside
 from gateway.models import Notification, Webhook, record
 from gateway.outcomes import AttemptOutcome, Effect
 from gateway.retry import RetryPolicy, classify
@@ -129,16 +132,17 @@ class Sender:
             # Refused at the door today; rows stored before the door checked, or a record the
             # checks missed, fail for good here instead of at every lease.
             raise Unrenderable(f"cannot be rendered: {exc}") from exc
+        msg_id = str(note.notification_id)
         headers = signing.signer_for(hook).headers(
-            active_secrets(hook, now),
-            str(note.notification_id),
-            int(now.timestamp()),
-            rendered.signed_payload,
+            active_secrets(hook, now), msg_id, int(now.timestamp()), rendered.signed_payload
         )
         if extra:
             headers = _beneath(extra, headers)
         headers["content-type"] = "application/json"
-        request_text = f"{rendered.method} {rendered.url}\n\n{(rendered.body or b'').decode()}"
+        headers["idempotency-key"] = msg_id
+        if hook.headers:
+            headers = beside(hook, headers)
+        request_text = f"{rendered.method} {rendered.url}\n\n{(rendered.shown or b'').decode()}"
         try:
             response = await self.outbound.send(
                 rendered.method,

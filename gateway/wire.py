@@ -4,19 +4,24 @@ it computes (`statusCode` as a reader sees it, `failureCount`, the `Invoice.U` e
 ones sent only on request (include), and which ones filter and order may name. The OpenAPI
 document's response schemas are these models' (gateway.openapi); they are closed, so an answer
 cannot carry a field its schema does not declare: building it fails first. `WebhookModel` is
-built from the `Webhook` record's fields (all but those marked INTERNAL, gateway.models).
+built from the `Webhook` record's fields (all but those marked INTERNAL or write-only,
+gateway.models), a structured setting's part record as a model of its own (`_part_model`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import operator
+import types
+import typing
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, Generic, Self, TypeVar
 from uuid import UUID
 
 import orjson
-from pydantic import Field, create_model
+from pydantic import ConfigDict, Field, create_model
 from pydantic.alias_generators import to_camel
 
 from gateway import lifecycle
@@ -102,8 +107,12 @@ class _WebhookModel(Resource):
 
 def _shown(record: type) -> dict[str, Any]:
     """A record's fields as an answer's, in order and each required: all but the INTERNAL
-    ones."""
-    return {name: _answer_field(f) for name, f in marked(record).items() if not f.internal}
+    and the write-only ones."""
+    return {
+        name: _answer_field(f)
+        for name, f in marked(record).items()
+        if not f.internal and not (f.settable and f.settable.write_only)
+    }
 
 
 def _answer_field(field: Marked) -> tuple[Any, Any]:
@@ -111,10 +120,44 @@ def _answer_field(field: Marked) -> tuple[Any, Any]:
     and (a number) bounds; a shown one with its marker's description. A text's length is the
     request's rule only, so that an answer never fails on a text stored under an older limit."""
     mark = field.settable
+    kind = _answer_type(field.type)
     if mark is None:
-        return field.type, Field(description=field.shown.description if field.shown else None)
+        return kind, Field(description=field.shown.description if field.shown else None)
     low, high = mark.bounds if field.type is int else (None, None)
-    return field.type, Field(alias=mark.wire, description=mark.description, ge=low, le=high)
+    return kind, Field(alias=mark.wire, description=mark.description, ge=low, le=high)
+
+
+def _answer_type(kind: Any) -> Any:
+    """What an answer shows for a field of this type: a part record (gateway.models.Settable)
+    as its model, a tuple of them as a list, anything else as it is."""
+    if kind is not None and typing.get_origin(kind) in (types.UnionType, typing.Union):
+        bare = [_answer_type(arg) for arg in typing.get_args(kind)]
+        return functools.reduce(operator.or_, bare)
+    if isinstance(kind, type) and dataclasses.is_dataclass(kind):
+        return _part_model(kind)
+    args = typing.get_args(kind)
+    if typing.get_origin(kind) is tuple and args and dataclasses.is_dataclass(args[0]):
+        return list[_part_model(args[0])]  # type: ignore[misc]
+    return kind
+
+
+class _Part(Resource):
+    """A part record's object in an answer, read off the record."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+
+@functools.cache
+def _part_model(record: type) -> type[Resource]:
+    """The answer's model of a part record (`<Record>Model`): its fields, as `_shown`."""
+    model: type[Resource] = create_model(
+        f"{record.__name__}Model",
+        __base__=_Part,
+        __doc__=record.__doc__,
+        __module__=__name__,
+        **_shown(record),
+    )
+    return model
 
 
 if TYPE_CHECKING:  # to mypy a built class is a variable, not a type: it sees the base

@@ -81,8 +81,10 @@ async def subscribe(
     rule_filter: str | None = None,
     path: str = "/hook",
     key: str | None = None,
+    **extra: Any,
 ) -> Partner:
-    """Create a webhook (handshake included) with one rule for Invoice updates."""
+    """Create a webhook (handshake included) with one rule for Invoice updates; `extra` are
+    more properties of the webhook, by wire name."""
     key = key or (await gateway.add_key("acme"))[0]
     url = receiver.plan(path)
     body = {
@@ -91,6 +93,7 @@ async def subscribe(
         "callbackHttpMethod": method,
         "callbackUrl": url,
         "retryCount": retry_count,
+        **extra,
     }
     async with gateway.client(key) as api:
         created = await api.post("/api/v1/Webhooks", json=[body])

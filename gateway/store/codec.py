@@ -10,7 +10,12 @@ how a value of each kind is written and read back:
     ENUM       its value (text)                      its value (text)
     SET        JSON text of the sorted values        text[] of the sorted values
     RECORDS    JSON text                             json text
-    JSON       JSON text                             json text (an object: a dict field)
+    JSON       JSON text                             json text
+
+A JSON field holds a dict (an event type's schema, a webhook's config), or a structured setting
+(gateway.models.Settable): a part record (a dataclass) or a tuple of them. It is written as
+compact JSON (orjson writes dataclasses as objects) and read back as its field's type
+(`Field.build`).
 
 `Codec` applies a table: `to_sql` to one value, `encode` to a record, `decode_rows` to rows.
 Writing goes by the value's type (so a bare parameter and a record's field are written alike),
@@ -77,7 +82,7 @@ def json_list(value: Iterable[Any]) -> str:
 
 
 def json_text(value: Any) -> str:
-    """A JSON object (a dict field) as JSON text."""
+    """A JSON field's value (a dict, a part record or a tuple of them) as compact JSON text."""
     return orjson.dumps(value).decode()
 
 
@@ -136,6 +141,8 @@ def kind_of(hint: Any) -> Kind:
     if base is types.UnionType or base is typing.Union:  # X | None
         (hint,) = [arg for arg in typing.get_args(hint) if arg is not type(None)]
         return kind_of(hint)
+    if _build(hint) is not None:  # a part record, or a tuple of them
+        return Kind.JSON
     for cls, kind in _KIND_OF_TYPE:
         if isinstance(base, type) and issubclass(base, cls):
             return kind
@@ -148,6 +155,18 @@ _KIND_OF_TYPE = (
 )  # fmt: skip
 
 
+def _build(hint: Any) -> Convert | None:
+    """How a structured setting's JSON, loaded, becomes a value of this type: a part record
+    from its object, a tuple of them from a list (None: not such a type; a dict is as loaded)."""
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        part = hint
+        return lambda loaded: part(**loaded)
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) is tuple and args and (item := _build(args[0])) is not None:
+        return lambda loaded: tuple(map(item, loaded))
+    return None
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Field:
     """A record's field as the store sees it."""
@@ -155,6 +174,7 @@ class Field:
     name: str
     kind: Kind
     members: type[enum.Enum] | None  # an ENUM's or a SET's enum
+    build: Convert | None = None  # a JSON field's: its loaded JSON as the field's type
 
 
 @functools.cache
@@ -169,7 +189,11 @@ def _field(name: str, hint: Any) -> Field:
     if kind is Kind.ID and name in SHARED_ID_FIELDS:
         kind = Kind.SHARED_ID
     types_ = (t for t in (hint, *typing.get_args(hint)) if isinstance(t, type))
-    return Field(name, kind, next((t for t in types_ if issubclass(t, enum.Enum)), None))
+    members = next((t for t in types_ if issubclass(t, enum.Enum)), None)
+    if kind is not Kind.JSON:
+        return Field(name, kind, members)
+    built = [b for arg in (hint, *typing.get_args(hint)) if (b := _build(arg)) is not None]
+    return Field(name, kind, members, built[0] if built else None)
 
 
 def _getter(cls: type) -> tuple[tuple[str, ...], Callable[[Any], tuple[Any, ...]]]:
@@ -241,11 +265,21 @@ class Codec:
         plan: list[tuple[str, Convert | None]] = []
         for field in fields_of(cls):
             convert, enum_type = self._read.get(field.kind), field.members
-            if enum_type is not None:
+            if field.build is not None:
+                convert = _then(convert or _same, field.build)
+            elif enum_type is not None:
                 to_member, values = member(enum_type), convert or list
                 convert = to_member if field.kind is Kind.ENUM else _members_of(to_member, values)
             plan.append((field.name, convert))
         return plan
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _then(first: Convert, second: Convert) -> Convert:
+    return lambda stored: second(first(stored))
 
 
 def _members_of(to_member: Convert, values: Convert) -> Convert:

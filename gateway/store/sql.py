@@ -21,7 +21,7 @@ import abc
 import collections
 import functools
 from collections.abc import Callable, Collection, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import ModuleType
 from typing import Any, ClassVar, Self, TypeVar
 from uuid import UUID
@@ -45,6 +45,7 @@ from gateway.outcomes import (
     Recorded,
     Settlement,
     changes_of,
+    failed,
     not_active,
     settle_in_order,
 )
@@ -481,7 +482,8 @@ class SqlStore(abc.ABC):
         """Set a webhook's status and tell the workers of every process; the webhook after it.
         Leaving Active parks its pending notifications (leases kept: sends in flight are still
         recorded); becoming Active releases the parked ones (due `now`, leases cleared)."""
-        reset = {"webhook_id": webhook_id, "reset_failures": change.reset_failures}
+        reset = {"webhook_id": webhook_id, "reset_failures": change.reset_failures,
+                 "window_start": now if change.reset_failures else None}  # fmt: skip
         rows = yield Fetch(self.q.SET_STATUS, {**reset, **_status(change)})
         if change.move is Move.PARK:
             yield Execute(self.q.PARK_PENDING, _parking(webhook_id, change, now))
@@ -711,19 +713,41 @@ class SqlStore(abc.ABC):
         # RETURNING follows no ORDER BY; restore the claim order.
         return sorted(notes, key=lambda n: (n.webhook_id, n.sequence))
 
-    async def record_attempts(self, outcomes: Sequence[AttemptOutcome]) -> Recorded:
+    async def record_attempts(
+        self, outcomes: Sequence[AttemptOutcome], now: datetime | None = None
+    ) -> Recorded:
         """Settle attempt outcomes (gateway.outcomes.settle) against the webhook row as it is in
         the same transaction, log the failed attempts, change the webhooks' lifecycles and park
         what that implies; say how many held their lease (a lost lease is dropped), the status
-        changes made, and which of the webhooks are not Active now."""
+        changes made, and which of the webhooks are not Active now. `now` (by default the
+        current time) is when they are recorded."""
         if not outcomes:
             return Recorded(0)
-        return await self._transact(functools.partial(self._record, outcomes, utcnow()))
+        return await self._transact(functools.partial(self._record, outcomes, now or utcnow()))
 
     def _record(self, outcomes: Sequence[AttemptOutcome], now: datetime) -> Script[Recorded]:
-        settled = settle_in_order((yield from self._leased(outcomes)), now)
+        held = yield from self._leased(outcomes)
+        recent = yield from self._window_failures(held, now)
+        settled = settle_in_order(held, now, recent)
         yield from self._settled_writes(settled, now)  # each answers None
         return Recorded(len(settled), changes_of(settled), not_active(settled, now))
+
+    def _window_failures(self, held: Held, now: datetime) -> Script[dict[UUID, int]]:
+        """For each webhook with a failure window that a failure of this batch may trip, its
+        failed attempts already logged within the window (and since its last reactivation),
+        as this transaction sees them with the webhook locked: counted here, by every process
+        in turn, a count is never missed by two settling at once."""
+        windows = {hook.webhook_id: (window, hook.window_start) for outcome, hook in held
+                   if (window := hook.failure_window) is not None and failed(outcome)}  # fmt: skip
+        recent = {}
+        for webhook_id, (window, start) in windows.items():
+            since = now - timedelta(seconds=window.seconds)
+            if start is not None:
+                since = max(since, start)
+            params = {"webhook_id": webhook_id, "since": since, "most": window.count}
+            rows = yield Fetch(self.q.WINDOW_FAILURES, params)
+            recent[webhook_id] = int(rows[0][0])
+        return recent
 
     def _settled_writes(self, settled: Settled, now: datetime) -> list[ExecuteMany]:
         """A settled batch's writes, a statement each over the whole batch. Set-wise in this

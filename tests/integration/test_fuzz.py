@@ -77,6 +77,8 @@ SEMANTIC = {
     "order": "the order clause's field names, each named once",
     "expirationDate": "must be in the future",
     "schema": "an event type's schema must be a JSON Schema that compiles (gateway.catalogue)",
+    "headers": "no header name twice, in any letter case",
+    "config": "at most 2048 bytes as compact JSON, nesting at most 32 levels",
 }
 # And for a PATCH, because it is judged with the stored values too.
 PATCH_SEMANTIC = {

@@ -211,6 +211,22 @@ BODIES: list[Any] = [
     ("PATCH", "webhook", {"successPolicy": "Only200", "retryPolicy": "ServerErrorsOnly"}, 200),
     ("PATCH", "webhook", {"successPolicy": None}, 400),
     ("PATCH", "webhook", {"retryPolicy": "Sometimes"}, 400),
+    # Request settings: headers the gateway does not set itself, a config, a failure window.
+    ("POST", "webhooks", [hook(headers=[{"name": "X-Key", "value": "a b"}], config={"k": [1]},
+                               failureWindow={"count": 100, "seconds": 86400})], 200),
+    ("POST", "webhooks", [hook(headers=[{"name": "authorization", "value": "v"}])], 400),
+    ("POST", "webhooks", [hook(headers=[{"name": "Webhook-Id", "value": "v"}])], 400),
+    ("POST", "webhooks", [hook(headers=[{"name": "Host", "value": "v"}])], 400),
+    ("POST", "webhooks", [hook(headers=[{"name": "X Key", "value": "v"}])], 400),
+    ("POST", "webhooks", [hook(headers=[{"name": "X-Key", "value": "a\r\nb"}])], 400),
+    ("POST", "webhooks", [hook(headers=[{"name": "X-Key", "value": "a "}])], 400),
+    ("POST", "webhooks", [hook(headers=[{"name": "X-Key"}])], 400),
+    ("POST", "webhooks", [hook(config=[1])], 400),
+    ("POST", "webhooks", [hook(failureWindow={"count": 0, "seconds": 60})], 400),
+    ("POST", "webhooks", [hook(failureWindow={"count": 1, "seconds": 604801})], 400),
+    ("POST", "webhooks", [hook(failureWindow={"Count": 1, "SECONDS": 1})], LENIENT),
+    ("PATCH", "webhook", {"headers": [], "config": None, "failureWindow": None}, 200),
+    ("PATCH", "webhook", {"headers": None}, 400),
     # Rules: a filter may be null (and cleared with null); a table key and event type not.
     ("POST", "rules", [rule(filter=None)], 200),
     ("POST", "rules", [rule(filter="total gt 5")], 200),
@@ -416,6 +432,9 @@ async def answers(tenant: Tenant, receiver: Receiver) -> list[tuple[str, str, in
     calls: list[tuple[str, str, str, dict[str, Any]]] = [
         ("/api/v1/Status", "GET", "/api/v1/Status", {}),
         ("/api/v1/Webhooks", "POST", "/api/v1/Webhooks", {"json": [hook(partitionKey="p")]}),
+        ("/api/v1/Webhooks", "POST", "/api/v1/Webhooks", {"json": [hook(
+            headers=[{"name": "X-Key", "value": "v"}], config={"k": 1},
+            failureWindow={"count": 5, "seconds": 60})]}),
         ("/api/v1/Webhooks", "POST", "/api/v1/Webhooks", {"json": [hook(name="")]}),
         ("/api/v1/Webhooks/query", "GET", "/api/v1/Webhooks/query", {}),
         (

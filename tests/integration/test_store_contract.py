@@ -25,6 +25,8 @@ from gateway.filters import FieldType, parse_filter
 from gateway.models import (
     ContentType,
     EventType,
+    FailureWindow,
+    Header,
     HttpMethod,
     Notification,
     NotificationState,
@@ -165,6 +167,9 @@ async def test_webhook_round_trips_every_field(store: Store) -> None:
         expiration_date=T0, partition_key="p1", failure_count=2, previous_secret="whsec_old",
         previous_secret_expires=T0 + LEASE, status_code=WebhookStatus.ERRORED,
         status_message="HTTP 500", status_reason=StatusReason.FAILING,
+        headers=(Header("X-Key", "v 1"), Header("x-b", "")),
+        config={"k": ["é", 1.5, None, "nul\x00"]},
+        failure_window=FailureWindow(3, 60), window_start=T0,
     )  # fmt: skip
     await store.add_webhooks([hook])
     assert await store.get_webhook(hook.group_key, hook.webhook_id) == hook

@@ -18,6 +18,8 @@ from gateway.models import (
     ApiKey,
     Attempt,
     EventType,
+    FailureWindow,
+    Header,
     NotificationState,
     Scope,
     StatusReason,
@@ -38,6 +40,8 @@ def _records() -> list[Any]:
             hook, status_code=WebhookStatus.INACTIVE, status_message="paused", partition_key="p",
             expiration_date=T0, failure_count=2, previous_secret="old",
             previous_secret_expires=T0 + timedelta(hours=1), status_reason=StatusReason.PAUSED,
+            headers=(Header("X-Key", "v"), Header("x-b", "")), window_start=T0,
+            config={"z": 1, "a": [2.5, None, {"é": True}]}, failure_window=FailureWindow(3, 60),
         ),
         make_rule(hook), make_rule(hook, event_type=EventType.DELETE, filter="total gt 5"),
         make_event(), event,
@@ -152,6 +156,21 @@ def test_each_field_kind_comes_from_its_type_hint() -> None:
     }  # fmt: skip
     status = {f.name: (f.kind, f.members) for f in codec.fields_of(type(make_webhook()))}
     assert status["status_reason"] == (Kind.ENUM, StatusReason)
+    structured = ("headers", "config", "failure_window")
+    assert {status[name][0] for name in structured} == {Kind.JSON}
+
+
+def test_a_structured_setting_is_compact_json_in_its_own_order() -> None:
+    hook = make_webhook(
+        headers=(Header("X-Key", "v"),), config={"z": 1, "a": None},
+        failure_window=FailureWindow(3, 60),
+    )  # fmt: skip
+    for dialect in (codec.SQLITE, codec.POSTGRES):
+        row = dialect.encode(hook)
+        assert row["headers"] == '[{"name":"X-Key","value":"v"}]'
+        assert row["config"] == '{"z":1,"a":null}'
+        assert row["failure_window"] == '{"count":3,"seconds":60}'
+        assert dialect.to_sql(()) == "[]"
 
 
 @pytest.mark.parametrize("record", _records()[::2], ids=lambda r: type(r).__name__)

@@ -10,7 +10,7 @@ import pytest
 
 from gateway import lifecycle
 from gateway.errors import ValidationError
-from gateway.models import StatusReason, Webhook, WebhookStatus
+from gateway.models import FailureWindow, StatusReason, Webhook, WebhookStatus
 from tests.factories import make_webhook
 
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
@@ -330,3 +330,24 @@ def test_a_parked_notifications_message_is_at_most_200_characters(length: int, k
     whole = f"parked: webhook is Inactive ({message})"
     shown = lifecycle.parked_message(INACTIVE, message)
     assert shown == (whole if kept else whole[:199] + "…")
+
+
+def test_a_failure_window_errs_at_its_count_and_says_so() -> None:
+    hook = make_webhook(retry_count=5, failure_window=FailureWindow(count=3, seconds=60))
+    assert lifecycle.after_failure(hook, "HTTP 500", window_failures=2).status is ACTIVE
+    tripped = lifecycle.after_failure(hook, "HTTP 503", window_failures=3)
+    assert (tripped.status, tripped.reason, tripped.park) == (
+        ERRORED, StatusReason.FAILING, True
+    )
+    assert tripped.status_message == (
+        "3 failed attempts within 60 s (failureWindow); last: HTTP 503"
+    )
+    # Without a window the count means nothing; with both rules due, retryCount's is named.
+    assert lifecycle.after_failure(make_webhook(retry_count=5), "x", 99).status is ACTIVE
+    both = dataclasses.replace(hook, failure_count=5)
+    assert lifecycle.after_failure(both, "HTTP 500", 3).status_message == (
+        "6 consecutive failed deliveries; last: HTTP 500"
+    )
+    # Only an Active webhook turns Errored.
+    paused = dataclasses.replace(hook, status_code=INACTIVE)
+    assert lifecycle.after_failure(paused, "HTTP 500", 3).status is INACTIVE

@@ -65,6 +65,8 @@ def test_a_webhook_answers_every_field_in_its_wire_spelling() -> None:
         "successPolicy": "Any2xx",
         "retryPolicy": "AllFailures",
         "authenticationId": None,
+        "headers": [],
+        "failureWindow": None,
         "webhookRules": [wire.rule(rule)],
     }
     assert wire.rule(rule)["filter"] == "total gt 5"
@@ -103,15 +105,20 @@ def test_the_webhook_record_says_what_an_owner_sets_and_the_wire_shows() -> None
     assert base.EDITABLE - {"modified", "modified_user_id"} == written
     internal = {name for name, f in marked(Webhook).items() if f.internal}
     assert internal == {"failure_count", "previous_secret", "previous_secret_expires",
-                        "status_reason", "signing_key", "previous_signing_key"}  # fmt: skip
+                        "status_reason", "signing_key", "previous_signing_key",
+                        "window_start"}  # fmt: skip
+    write_only = {name for name, (_, mark) in marks.items() if mark.write_only}
+    assert write_only == {"config"}
     answer = wire.webhook(make_webhook(failure_count=2, previous_secret="whsec_old"), NOW)
     assert set(answer) == {to_camel(name) for name in marked(Webhook)} - {
-        to_camel(name) for name in internal
+        to_camel(name) for name in internal | write_only
     }
     components = openapi.document("test", Settings(), API)["components"]["schemas"]
     for model in ("WebhookCreate", "WebhookPatch", "WebhookModel"):
         properties = components[model]["properties"]
-        assert all(properties[to_camel(name)]["description"] for name in marks), model
+        shown = set(marks) - (write_only if model == "WebhookModel" else set())
+        assert all(properties[to_camel(name)]["description"] for name in shown), model
+    assert "config" not in components["WebhookModel"]["properties"]
 
 
 # What a query may filter and order by (the store compiles exactly these): every scalar field

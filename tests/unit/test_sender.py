@@ -22,7 +22,15 @@ from gateway.errors import (
     OutboundError,
     OutboundTimeout,
 )
-from gateway.models import ContentType, HttpMethod, Notification, Webhook, WebhookStatus, utcnow
+from gateway.models import (
+    ContentType,
+    Header,
+    HttpMethod,
+    Notification,
+    Webhook,
+    WebhookStatus,
+    utcnow,
+)
 from gateway.outcomes import AttemptOutcome, Effect
 from gateway.sender import NOT_ACTIVE, Sender
 from gateway.signing import generate_secret
@@ -114,13 +122,30 @@ async def test_a_delivery_is_the_rendered_body_signed_and_sent_with_the_settings
     assert (request.method, request.url) == ("POST", hook.callback_url)
     assert request.body == payloads.render(hook, note).body
     headers = named(request)
-    assert set(headers) == {"webhook-id", "webhook-timestamp", "webhook-signature", "content-type"}
+    assert set(headers) == {"webhook-id", "webhook-timestamp", "webhook-signature", "content-type",
+                            "idempotency-key"}  # fmt: skip
     assert headers["content-type"] == "application/json"
-    assert headers["webhook-id"] == str(note.notification_id)
+    assert headers["webhook-id"] == headers["idempotency-key"] == str(note.notification_id)
     assert headers["webhook-timestamp"] == str(int(clock.now.timestamp()))
     assert verified(request, hook.client_secret)["notificationId"] == str(note.notification_id)
     # The API's client caps each group's requests in flight: a send names its webhook's group.
     assert (request.timeout, request.max_body, request.group) == (2.0, 65_536, hook.group_key)
+
+
+async def test_the_owners_headers_go_along_and_the_config_is_sent_but_not_recorded(
+    store: Store, clock: Clock
+) -> None:
+    config = {"partnerSecret": "s3cr3t"}
+    hook = await stored(store, headers=(Header("X-Tribe-Key", "k1"),), config=config)
+    note = make_notification(hook)
+    transport = answering(respond(200))
+    outcome = await attempt(transport, store, clock, note)
+    [request] = transport.requests
+    assert request.headers["X-Tribe-Key"] == "k1"  # as its owner spelled it
+    assert named(request)["idempotency-key"] == str(note.notification_id)
+    assert verified(request, hook.client_secret)["config"] == config
+    assert outcome.request_message is not None and "s3cr3t" not in outcome.request_message
+    assert '"config":"(write-only)"' in outcome.request_message
 
 
 async def test_a_get_delivery_has_no_body_and_signs_the_query_it_calls(

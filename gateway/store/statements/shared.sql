@@ -69,10 +69,12 @@ RETURNING {webhook_columns}
 
 -- name: SET_STATUS
 -- A status change of an owner or of the expiry sweep; PARK_PENDING or RELEASE_PARKED follows in
--- the same transaction. (CAST: PostgreSQL cannot tell a bare parameter's type in a CASE.)
+-- the same transaction. (CAST: PostgreSQL cannot tell a bare parameter's type in a CASE.) A
+-- reset also starts the failure window afresh (:window_start, else NULL).
 UPDATE webhooks SET status_code = :status_code, status_message = :status_message,
     status_reason = :status_reason,
-    failure_count = CASE WHEN CAST(:reset_failures AS boolean) THEN 0 ELSE failure_count END
+    failure_count = CASE WHEN CAST(:reset_failures AS boolean) THEN 0 ELSE failure_count END,
+    window_start = coalesce(:window_start, window_start)
 WHERE webhook_id = :webhook_id RETURNING {webhook_columns}
 
 -- name: REGENERATE_SECRET
@@ -163,11 +165,19 @@ w.status_code = 'Active' AND (w.expiration_date IS NULL OR w.expiration_date > :
 EXISTS (SELECT 1 FROM webhooks w WHERE w.webhook_id = notifications.webhook_id AND {IS_ACTIVE})
 
 -- name: LOG_ATTEMPT
--- Failed attempts go to the log too, numbered by the row's count (already increased).
-INSERT INTO attempts ({attempt_columns})
+-- Failed attempts go to the log too, numbered by the row's count (already increased), with
+-- their webhook, which WINDOW_FAILURES counts by.
+INSERT INTO attempts ({attempt_columns}, webhook_id)
 SELECT notification_id, attempts, timestamp, response_status_code, process_result_message,
-    request_message, response_message
+    request_message, response_message, webhook_id
 FROM notifications WHERE notification_id = :notification_id
+
+-- name: WINDOW_FAILURES
+-- A webhook's failed attempts logged after :since, counted up to :most (its failure window's
+-- count: more changes nothing), by the index attempts_window.
+SELECT count(*) FROM (
+    SELECT 1 FROM attempts WHERE webhook_id = :webhook_id AND timestamp > :since LIMIT :most
+) AS recent
 
 -- name: RELEASE_PARKED
 -- Releasing clears leases: a worker that still holds one of them dropped it when it learned the
