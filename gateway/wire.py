@@ -133,12 +133,16 @@ def _answer_type(kind: Any) -> Any:
     if kind is not None and typing.get_origin(kind) in (types.UnionType, typing.Union):
         bare = [_answer_type(arg) for arg in typing.get_args(kind)]
         return functools.reduce(operator.or_, bare)
-    if isinstance(kind, type) and dataclasses.is_dataclass(kind):
+    if _is_part(kind):
         return _part_model(kind)
     args = typing.get_args(kind)
-    if typing.get_origin(kind) is tuple and args and dataclasses.is_dataclass(args[0]):
+    if typing.get_origin(kind) is tuple and args and _is_part(args[0]):
         return list[_part_model(args[0])]  # type: ignore[misc]
     return kind
+
+
+def _is_part(kind: Any) -> bool:
+    return isinstance(kind, type) and dataclasses.is_dataclass(kind)
 
 
 class _Part(Resource):

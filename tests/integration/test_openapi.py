@@ -140,6 +140,11 @@ def event_type(**extra: Any) -> dict[str, Any]:
     return {"tableKey": "Invoice", "eventType": "U", "name": "Invoice updated", **extra}
 
 
+SETTINGS = {
+    "headers": [{"name": "X-Key", "value": "a b"}],
+    "config": {"k": [1]},
+    "failureWindow": {"count": 100, "seconds": 86400},
+}
 BODIES: list[Any] = [
     # Creating webhooks: what may be null, which statuses may be asked for, GET carries no body.
     ("POST", "webhooks", [hook()], 200),
@@ -212,8 +217,7 @@ BODIES: list[Any] = [
     ("PATCH", "webhook", {"successPolicy": None}, 400),
     ("PATCH", "webhook", {"retryPolicy": "Sometimes"}, 400),
     # Request settings: headers the gateway does not set itself, a config, a failure window.
-    ("POST", "webhooks", [hook(headers=[{"name": "X-Key", "value": "a b"}], config={"k": [1]},
-                               failureWindow={"count": 100, "seconds": 86400})], 200),
+    ("POST", "webhooks", [hook(**SETTINGS)], 200),
     ("POST", "webhooks", [hook(headers=[{"name": "authorization", "value": "v"}])], 400),
     ("POST", "webhooks", [hook(headers=[{"name": "Webhook-Id", "value": "v"}])], 400),
     ("POST", "webhooks", [hook(headers=[{"name": "Host", "value": "v"}])], 400),
@@ -432,9 +436,7 @@ async def answers(tenant: Tenant, receiver: Receiver) -> list[tuple[str, str, in
     calls: list[tuple[str, str, str, dict[str, Any]]] = [
         ("/api/v1/Status", "GET", "/api/v1/Status", {}),
         ("/api/v1/Webhooks", "POST", "/api/v1/Webhooks", {"json": [hook(partitionKey="p")]}),
-        ("/api/v1/Webhooks", "POST", "/api/v1/Webhooks", {"json": [hook(
-            headers=[{"name": "X-Key", "value": "v"}], config={"k": 1},
-            failureWindow={"count": 5, "seconds": 60})]}),
+        ("/api/v1/Webhooks", "POST", "/api/v1/Webhooks", {"json": [hook(**SETTINGS)]}),
         ("/api/v1/Webhooks", "POST", "/api/v1/Webhooks", {"json": [hook(name="")]}),
         ("/api/v1/Webhooks/query", "GET", "/api/v1/Webhooks/query", {}),
         (

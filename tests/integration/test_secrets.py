@@ -81,6 +81,10 @@ def secret_forms(secret: str) -> list[str]:
     return [secret, secret.removeprefix(PREFIX)]
 
 
+CONFIG_SECRET = "config-secret-7f3a"
+CONFIG = {"partnerCheck": CONFIG_SECRET}
+
+
 @dataclass
 class Scenario:
     """What the full run produced: the secrets it handled and what was logged meanwhile."""
@@ -122,7 +126,8 @@ async def run_scenario(
         "callbackUrl": url,
     }
     async with gateway.client(key) as api:
-        made = await api.post("/api/v1/Webhooks", json=[body])
+        # The config is write-only: echoed to the partner, never logged or answered.
+        made = await api.post("/api/v1/Webhooks", json=[{**body, "config": CONFIG}])
         assert made.status_code == 200, made.text
         hook = made.json()[0]
         # A handshake that fails is logged with what came back, never with the code sent.
@@ -201,11 +206,15 @@ async def test_no_key_or_client_secret_is_ever_logged(scenario: Scenario) -> Non
             ("other group's API key", scenario.other_key),
             ("old client secret", scenario.old_secret),
             ("new client secret", scenario.new_secret),
+            ("webhook config", CONFIG_SECRET),
         ]
         for form in secret_forms(secret)
         if form in text
     }
     assert leaked == {}, f"secrets in the logs: {sorted(leaked)}"
+    assert CONFIG_SECRET not in str(scenario.hook)
+    first = scenario.receiver.notifications("/hook")[0]  # the scenario used the config
+    assert Verifier(scenario.old_secret).verify(first.body, first.headers)["config"] == CONFIG
 
 
 def handshake_codes(receiver: Receiver) -> list[str]:
@@ -263,7 +272,7 @@ async def test_history_messages_carry_no_secrets(scenario: Scenario) -> None:
     rows = scenario.history["records"]
     assert len(rows) == 2 and all(row["requestMessage"] for row in rows)
     text = json.dumps(rows)
-    for secret in (scenario.old_secret, scenario.new_secret, scenario.api_key):
+    for secret in (scenario.old_secret, scenario.new_secret, scenario.api_key, CONFIG_SECRET):
         for form in secret_forms(secret):
             assert form not in text
     # The request message is the method, URL and body sent; no signature header either

@@ -336,9 +336,7 @@ def test_a_failure_window_errs_at_its_count_and_says_so() -> None:
     hook = make_webhook(retry_count=5, failure_window=FailureWindow(count=3, seconds=60))
     assert lifecycle.after_failure(hook, "HTTP 500", window_failures=2).status is ACTIVE
     tripped = lifecycle.after_failure(hook, "HTTP 503", window_failures=3)
-    assert (tripped.status, tripped.reason, tripped.park) == (
-        ERRORED, StatusReason.FAILING, True
-    )
+    assert (tripped.status, tripped.reason, tripped.park) == (ERRORED, StatusReason.FAILING, True)
     assert tripped.status_message == (
         "3 failed attempts within 60 s (failureWindow); last: HTTP 503"
     )

@@ -207,9 +207,12 @@ async def test_a_delivery_is_signed_by_the_scheme_chosen_for_its_webhook(
     hook = await stored(store)
     monkeypatch.setattr(signing, "signer_for", lambda chosen: Stamp())
     transport = answering(respond(200))
-    await attempt(transport, store, clock, make_notification(hook))
+    note = make_notification(hook)
+    await attempt(transport, store, clock, note)
     [request] = transport.requests
-    assert named(request) == {"x-signed-by": hook.client_secret, "content-type": "application/json"}
+    # Idempotency-Key goes with every scheme.
+    assert named(request) == {"x-signed-by": hook.client_secret, "content-type": "application/json",
+                              "idempotency-key": str(note.notification_id)}  # fmt: skip
 
 
 # -- How each answer is classified, and what is recorded ----------------------------------------
