@@ -21,12 +21,15 @@ TOKEN_PATTERN = f"^{TOKEN.pattern}$"
 VALUE_PATTERN = f"^({VALUE.pattern})?$"
 
 # Names the gateway (or its HTTP client) sets on a request itself, lower-case: what a request
-# is and how it travels, how it is signed (webhook-* below), and Idempotency-Key.
+# is and how it travels, who sends it and how its answer comes (gateway.outbound's session),
+# how it is signed (webhook-* below, and an HMAC scheme's signatureHeader, checked with the
+# webhook's scheme), and Idempotency-Key. A signatureHeader may be none of these either.
 # Authorization is refused for now: reusable authentications will set it, and then refuse it
 # only where one is set (the one place to change is here).
 RESERVED = frozenset({
     "host", "content-length", "content-type", "transfer-encoding", "connection",
     "keep-alive", "te", "trailer", "upgrade", "expect", "proxy-connection",
+    "user-agent", "accept-encoding",
     "idempotency-key", "authorization",
 })  # fmt: skip
 RESERVED_PREFIXES = ("webhook-",)  # Standard Webhooks' webhook-id, -timestamp, -signature

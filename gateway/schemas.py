@@ -216,9 +216,9 @@ def _callback_url(value: str, info: ValidationInfo) -> str:
     return value
 
 
-# Headers the gateway sets itself, which a signature header must not replace (any case).
-GATEWAY_HEADERS = ("Host", "Content-Length", "Content-Type", "Transfer-Encoding", "Connection",
-                   "Idempotency-Key", "Authorization", "User-Agent", "Accept-Encoding")  # fmt: skip
+# Headers the gateway sets itself, which a signature header must not replace (any case): the
+# ones an owner's headers may not be either (gateway.headers.RESERVED, the one list).
+GATEWAY_HEADERS = tuple(sorted(headers.RESERVED))
 _TOKEN = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"  # an HTTP field name (RFC 9110 token)
 
 

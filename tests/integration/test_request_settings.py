@@ -228,3 +228,26 @@ async def test_a_config_just_within_the_limits_is_taken(gateway: RunningGateway)
         assert "config" not in answer.json()
         stored = await gateway.ctx.store.get_webhook(tenant.record.group_key, UUID(tenant.hook_id))
         assert stored is not None and stored.config == config
+
+
+@pytest.mark.parametrize(
+    "scheme",
+    [{"signatureScheme": "HmacSha256Hex"},
+     {"signatureScheme": "HmacSha512Base64", "signatureHeader": "X-Tribe-Signature"}],
+)  # fmt: skip
+async def test_an_owners_header_is_never_the_signature_header(
+    gateway: RunningGateway, scheme: dict[str, str]
+) -> None:
+    tenant = await add_tenant(gateway)
+    name = scheme.get("signatureHeader", "X-Webhook-Signature").lower()
+    body = hook_body(**scheme, **header(name))
+    created = await refused(tenant, "POST", "/api/v1/Webhooks", 400, json=[body])
+    assert created["errors"]["[0].headers"] == [f"{name} is the signature header (signatureHeader)"]
+    path = f"/api/v1/Webhooks/{tenant.hook_id}"
+    # A PATCH is judged with the stored scheme: the header alone, or the scheme alone.
+    assert (await tenant.call("PATCH", path, json=header(name))).status_code == 200
+    patched = await refused(tenant, "PATCH", path, 400, json=scheme)
+    assert patched["errors"]["headers"] == [f"{name} is the signature header (signatureHeader)"]
+    assert (await tenant.call("PATCH", path, json={**scheme, **header()})).status_code == 200
+    again = await refused(tenant, "PATCH", path, 400, json=header(name))
+    assert "headers" in again["errors"]

@@ -27,6 +27,7 @@ from gateway.models import (
     Header,
     HttpMethod,
     Notification,
+    SignatureScheme,
     Webhook,
     WebhookStatus,
     utcnow,
@@ -146,6 +147,22 @@ async def test_the_owners_headers_go_along_and_the_config_is_sent_but_not_record
     assert verified(request, hook.client_secret)["config"] == config
     assert outcome.request_message is not None and "s3cr3t" not in outcome.request_message
     assert '"config":"(write-only)"' in outcome.request_message
+
+
+async def test_the_gateways_own_header_wins_over_an_owners_of_the_same_name(
+    store: Store, clock: Clock
+) -> None:
+    """Validation refuses such a header, but a PATCH of the headers racing one of
+    signatureHeader could store one: the signature still goes out alone."""
+    hook = await stored(
+        store, signature_scheme=SignatureScheme.HMAC_SHA256_HEX,
+        signature_header="X-Webhook-Signature", headers=(Header("x-webhook-SIGNATURE", "forged"),),
+    )  # fmt: skip
+    transport = answering(respond(200))
+    await attempt(transport, store, clock, make_notification(hook))
+    [request] = transport.requests
+    sent = [name for name in request.headers if name.lower() == "x-webhook-signature"]
+    assert len(sent) == 1 and request.headers[sent[0]].startswith("sha256=")
 
 
 async def test_a_get_delivery_has_no_body_and_signs_the_query_it_calls(
