@@ -129,7 +129,7 @@ def settle(
         change = lifecycle.after_success(hook) if hook.failure_count else None
         return Settlement(NotificationState.SUCCEEDED, None, True, outcome.cause, change, False)
     if effect is Effect.PERMANENT_FAILURE:
-        return _failed_for_good(hook, outcome.cause, active)
+        return _failed_for_good(hook, outcome.cause, active, window_failures)
     if not active:
         # Left Active while this was in flight (or before): keep it for reactivation.
         return Settlement(NotificationState.PARKED, None, False, outcome.cause, None, False)
@@ -145,12 +145,12 @@ def settle(
     return Settlement(NotificationState.PARKED, None, False, outcome.cause, change, True)
 
 
-def _failed_for_good(hook: Webhook, cause: str, active: bool) -> Settlement:
+def _failed_for_good(hook: Webhook, cause: str, active: bool, window_failures: int) -> Settlement:
     """A failure the webhook's retryPolicy does not retry: the notification fails whatever the
     webhook's status (reactivating it would not send it again), and counts as a failure for an
-    Active webhook's lifecycle, as a retried one would."""
+    Active webhook's lifecycle (both rules), as a retried one would."""
     message = f"{cause}: {NOT_RETRIED}"
-    change = lifecycle.after_failure(hook, cause) if active else None
+    change = lifecycle.after_failure(hook, cause, window_failures) if active else None
     leaves = change is not None and change.status is not WebhookStatus.ACTIVE
     return Settlement(NotificationState.FAILED, None, False, message, change, leaves)
 

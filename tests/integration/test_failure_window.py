@@ -165,3 +165,16 @@ async def test_a_reactivation_starts_the_window_afresh(store: Store) -> None:
     assert (await fail_at(store, hook, T0 + 2 * SECOND)).status_code is WebhookStatus.ACTIVE
     assert (await fail_at(store, hook, T0 + 3 * SECOND)).status_code is WebhookStatus.ACTIVE
     assert (await fail_at(store, hook, T0 + 4 * SECOND)).status_code is WebhookStatus.ERRORED
+
+
+async def test_failures_not_retried_count_too(store: Store) -> None:
+    """retryPolicy ServerErrorsOnly fails a 4xx for good: a failed attempt all the same."""
+    hook = await windowed(store, FailureWindow(2, 60))
+    ids = await publish(store, hook, 2)
+    await store.claim_due(T0, 2, "w", T0 + timedelta(minutes=5))
+    for n, notification_id in enumerate(ids):
+        final = AttemptOutcome(notification_id, "w", Effect.PERMANENT_FAILURE, "HTTP 404", None)
+        await store.record_attempts([final], T0 + n * SECOND)
+    after = await stored(store, hook)
+    assert after.status_code is WebhookStatus.ERRORED
+    assert after.status_message == "2 failed attempts within 60 s (failureWindow); last: HTTP 404"
