@@ -10,7 +10,9 @@ so no CR, LF or other control character can reach the request. Names compare in 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
+from uuid import UUID
 
 from gateway.models import Header, Webhook
 
@@ -23,16 +25,19 @@ VALUE_PATTERN = f"^({VALUE.pattern})?$"
 # Names the gateway (or its HTTP client) sets on a request itself, lower-case: what a request
 # is and how it travels, who sends it and how its answer comes (gateway.outbound's session),
 # how it is signed (webhook-* below, and an HMAC scheme's signatureHeader, checked with the
-# webhook's scheme), and Idempotency-Key. A signatureHeader may be none of these either.
-# Authorization is refused for now: reusable authentications will set it, and then refuse it
-# only where one is set (the one place to change is here).
+# webhook's scheme), and Idempotency-Key. No header the owner names may be one of these: an
+# owner's header, a signatureHeader, an Authentication's headerName.
 RESERVED = frozenset({
     "host", "content-length", "content-type", "transfer-encoding", "connection",
     "keep-alive", "te", "trailer", "upgrade", "expect", "proxy-connection",
     "user-agent", "accept-encoding",
-    "idempotency-key", "authorization",
+    "idempotency-key",
 })  # fmt: skip
 RESERVED_PREFIXES = ("webhook-",)  # Standard Webhooks' webhook-id, -timestamp, -signature
+# What an Authentication sets (Basic, or a Header one's usual name): an owner's header may be
+# it only while the webhook has no authentication (`check_authorization`), a signatureHeader
+# never.
+AUTHORIZATION = "authorization"
 
 
 def _any_case(word: str) -> str:
@@ -41,19 +46,21 @@ def _any_case(word: str) -> str:
     return "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else c for c in word)
 
 
-# For the schema: the names RESERVED and RESERVED_PREFIXES refuse (as `not` of a name's schema).
-RESERVED_PATTERN = "^(({}))$".format(
-    "|".join([*map(_any_case, sorted(RESERVED)), *(_any_case(p) + ".*" for p in RESERVED_PREFIXES)])
-)
+def name_schema(*also: str) -> dict[str, Any]:
+    """For the schema: an HTTP token, none of the names `check_name` refuses (in any case)."""
+    names = [*map(_any_case, sorted({*RESERVED, *also})),
+             *(_any_case(prefix) + ".*" for prefix in RESERVED_PREFIXES)]  # fmt: skip
+    return {"pattern": TOKEN_PATTERN, "not": {"pattern": "^(({}))$".format("|".join(names))}}
 
 
-def check_name(name: str) -> str:
-    """A header name an owner may set, or ValueError saying why not."""
+def check_name(name: str, *also: str) -> str:
+    """A header name the owner may give (and none of `also`, lower-case), or ValueError
+    saying why not."""
     if not TOKEN.fullmatch(name):
         raise ValueError("must be an HTTP token: letters, digits and !#$%&'*+-.^_`|~")
     lowered = name.lower()
-    if lowered in RESERVED or lowered.startswith(RESERVED_PREFIXES):
-        raise ValueError(f"{name} is set by the gateway and cannot be given")
+    if lowered in RESERVED or lowered in also or lowered.startswith(RESERVED_PREFIXES):
+        raise ValueError(f"{name} is set by the gateway itself and cannot be given")
     return name
 
 
@@ -84,15 +91,26 @@ def check_apart_from(given: Iterable[Header], signature_header: str | None) -> N
             raise ValueError(f"{header.name} is the signature header (signatureHeader)")
 
 
+def check_authorization(given: Iterable[Header], authentication_id: UUID | None) -> None:
+    """Refuse an Authorization header beside an authentication, which sets it."""
+    if authentication_id is None:
+        return
+    for header in given:
+        if header.name.lower() == AUTHORIZATION:
+            raise ValueError(
+                f"{header.name} is set by the webhook's authentication (authenticationId)"
+            )
+
+
 def owner_headers(hook: Webhook) -> dict[str, str]:
     """The headers the webhook's owner set, for a request to its callback."""
     return {header.name: header.value for header in hook.headers}
 
 
-def beside(hook: Webhook, own: dict[str, str]) -> dict[str, str]:
-    """The owner's headers and the gateway's `own`, which win over one of the same name in
-    any case (validation refuses those, but a PATCH of the headers racing one of
-    signatureHeader could still store one)."""
+def beside(given: Mapping[str, str], own: Mapping[str, str]) -> dict[str, str]:
+    """`given` headers (an owner's, an authentication's) with `own`, which win over one of the
+    same name in any case: validation keeps names apart, but a PATCH racing another could
+    still store two alike, and a webhook's signatureHeader may be chosen after its
+    authentication's header."""
     taken = {name.lower() for name in own}
-    kept = {h.name: h.value for h in hook.headers if h.name.lower() not in taken}
-    return {**kept, **own}
+    return {**{k: v for k, v in given.items() if k.lower() not in taken}, **own}

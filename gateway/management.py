@@ -28,7 +28,7 @@ from gateway import credentials, lifecycle, sealed, signing
 from gateway.config import Settings
 from gateway.errors import HandshakeFailed, LimitReached, NotFound, ValidationError
 from gateway.handshake import HandshakeCodes, verify_callback
-from gateway.headers import beside
+from gateway.headers import beside, owner_headers
 from gateway.lifecycle import Move, StatusChange
 from gateway.models import (
     Authentication,
@@ -138,7 +138,7 @@ class Management:
             hook.callback_url,
             group=hook.group_key,
             timeout=self.settings.handshake_timeout,
-            headers=beside(hook, auth),
+            headers=beside(owner_headers(hook), auth),
         )
 
     async def patch(

@@ -23,7 +23,6 @@ from __future__ import annotations
 import dataclasses
 import enum
 import functools
-import re
 import typing
 import unicodedata
 from collections.abc import Collection, Mapping
@@ -216,33 +215,13 @@ def _callback_url(value: str, info: ValidationInfo) -> str:
     return value
 
 
-# Headers the gateway sets itself, which a signature header must not replace (any case): the
-# ones an owner's headers may not be either (gateway.headers.RESERVED, the one list).
-GATEWAY_HEADERS = tuple(sorted(headers.RESERVED))
-_TOKEN = r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"  # an HTTP field name (RFC 9110 token)
+# A signature header is neither a name the gateway sets nor Authorization, which an
+# authentication may set (gateway.headers).
+_SIGNATURE_HEADER_SCHEMA = headers.name_schema(headers.AUTHORIZATION)
 
 
-def _any_case_pattern(name: str) -> str:
-    # [Hh][Oo][Ss][Tt]: a JSON Schema pattern has no case-insensitive flag.
-    return "".join(f"[{ch.upper()}{ch.lower()}]" if ch.isalpha() else ch for ch in name)
-
-
-_OWN_HEADER = "^(?:" + "|".join(map(_any_case_pattern, GATEWAY_HEADERS)) + ")$"
-_HEADER_SCHEMA: JsonDict = {
-    "pattern": _TOKEN,
-    "not": {"pattern": f"{_OWN_HEADER}|^{_any_case_pattern('webhook-')}"},
-}  # fmt: skip
-_OWN_HEADERS = frozenset(name.lower() for name in GATEWAY_HEADERS)
-
-
-def _header_name(value: str) -> str:
-    """An HTTP field name that is not one the gateway sets itself."""
-    if re.fullmatch(_TOKEN, value) is None:
-        raise ValueError("must be an HTTP header name: letters, digits and !#$%&'*+-.^_`|~")
-    lowered = value.lower()
-    if lowered in _OWN_HEADERS or lowered.startswith("webhook-"):
-        raise ValueError(f"{value} is a header the gateway sets itself")
-    return value
+def _signature_header_name(value: str) -> str:
+    return headers.check_name(value, headers.AUTHORIZATION)
 
 
 def check_signature_header(scheme: SignatureScheme, header: str | None) -> None:
@@ -325,10 +304,7 @@ def _config(value: dict[str, Any]) -> dict[str, Any]:
     return value
 
 
-_HEADER_NAME: JsonDict = {
-    "pattern": headers.TOKEN_PATTERN,
-    "not": {"pattern": headers.RESERVED_PATTERN},
-}
+_HEADER_NAME = headers.name_schema()
 _HEADER_VALUE: JsonDict = {"pattern": headers.VALUE_PATTERN}
 
 # A webhook field's rules beyond what its marker says (gateway.models.Settable), on its value;
@@ -338,8 +314,8 @@ _OWN_RULES: dict[str, tuple[Any, ...]] = {
     "expiration_date": (AfterValidator(_future),),
     "status_code": (Field(json_schema_extra=_asked_status), AfterValidator(_not_errored)),
     "signature_header": (
-        Field(min_length=1, max_length=100, json_schema_extra=_HEADER_SCHEMA),
-        AfterValidator(_header_name),
+        Field(min_length=1, max_length=100, json_schema_extra=_SIGNATURE_HEADER_SCHEMA),
+        AfterValidator(_signature_header_name),
     ),
     "headers": (AfterValidator(_distinct_headers),),
     "config": (AfterValidator(_config),),
@@ -492,6 +468,7 @@ class _WebhookCreate(WebhookBody):
         if scheme is not None:
             taken = signed_in(scheme, info.data.get("signature_header"))
             headers.check_apart_from(value, taken)
+        headers.check_authorization(value, info.data.get("authentication_id"))
         return value
 
 
@@ -522,7 +499,8 @@ WebhookPatch = _webhook_body("WebhookPatch", _WebhookPatch, patch=True)
 def checked_against(hook: Webhook, values: dict[str, Any]) -> dict[str, Any]:
     """A PATCH's values, checked with the stored ones they are written beside: a GET webhook
     must send ids, only an HMAC scheme takes a signature header, and no owner's header is the
-    one it signs in, whichever of them the PATCH names."""
+    one it signs in, nor Authorization beside an authentication, whichever of them the PATCH
+    names."""
     method = values.get("callback_http_method", hook.callback_http_method)
     content = values.get("request_content_type", hook.request_content_type)
     try:
@@ -536,7 +514,9 @@ def checked_against(hook: Webhook, values: dict[str, Any]) -> dict[str, Any]:
         raise ValidationError.field("signatureHeader", str(exc)) from exc
     header = values.get("signature_header", hook.signature_header)
     try:
-        headers.check_apart_from(values.get("headers", hook.headers), signed_in(scheme, header))
+        given = values.get("headers", hook.headers)
+        headers.check_apart_from(given, signed_in(scheme, header))
+        headers.check_authorization(given, values.get("authentication_id", hook.authentication_id))
     except ValueError as exc:
         raise ValidationError.field("headers", str(exc)) from exc
     return values
@@ -615,14 +595,6 @@ class EventIn(_Body):
         return records
 
 
-def _reserved_names() -> JsonDict:
-    """For the schema: the header names credentials.check_header_name refuses, in any case."""
-    names = [re.escape(n) for n in sorted(credentials.RESERVED)]
-    names += [re.escape(p) + ".*" for p in credentials.RESERVED_PREFIXES]
-    any_case = [re.sub(r"[a-z]", lambda c: f"[{c[0].upper()}{c[0]}]", n) for n in names]
-    return {"not": {"pattern": f"^({'|'.join(any_case)})$"}}
-
-
 AuthenticationName = Annotated[
     str, Field(min_length=1, max_length=100, json_schema_extra=NO_NUL), AfterValidator(_no_nul)
 ]
@@ -643,15 +615,14 @@ Password = Annotated[
 ]
 HeaderName = Annotated[
     str,
-    Field(min_length=1, max_length=100, json_schema_extra={
-        "pattern": r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$", **_reserved_names()}),
-    AfterValidator(credentials.check_header_name),
+    Field(min_length=1, max_length=100, json_schema_extra=_HEADER_NAME),
+    AfterValidator(headers.check_name),
 ]  # fmt: skip
 HeaderValue = Annotated[
     str,
     Field(min_length=1, max_length=4096, description=_WRITE_ONLY,
-          json_schema_extra={"pattern": r"^[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?$"}),
-    AfterValidator(credentials.check_header_value),
+          json_schema_extra=_HEADER_VALUE),
+    AfterValidator(headers.check_value),
 ]  # fmt: skip
 # Each kind's own fields: a create gives all of them, and never another kind's.
 KIND_FIELDS = {

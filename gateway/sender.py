@@ -18,7 +18,7 @@ from uuid import UUID
 from gateway import credentials, lifecycle, payloads, sealed, signing
 from gateway.config import Settings
 from gateway.errors import OutboundError, Unrenderable, ValidationError
-from gateway.headers import beside
+from gateway.headers import beside, owner_headers
 from gateway.models import Notification, Webhook, record
 from gateway.outcomes import AttemptOutcome, Effect
 from gateway.retry import RetryPolicy, classify
@@ -50,14 +50,6 @@ def active_secrets(hook: Webhook, now: datetime) -> list[str]:
     during its grace period."""
     expires = hook.previous_secret_expires
     return signing.signing_secrets(hook, expires is not None and expires > now)
-
-
-def _beneath(extra: Headers, own: Headers) -> Headers:
-    """An authentication's headers with the gateway's own, which win whatever the letter case
-    (a Header authentication may not take the name of a header the gateway sets: a webhook's
-    signatureHeader, say, chosen after the authentication)."""
-    taken = {name.lower() for name in own}
-    return {**{k: v for k, v in extra.items() if k.lower() not in taken}, **own}
 
 
 class Sender:
@@ -136,12 +128,10 @@ class Sender:
         headers = signing.signer_for(hook).headers(
             active_secrets(hook, now), msg_id, int(now.timestamp()), rendered.signed_payload
         )
-        if extra:
-            headers = _beneath(extra, headers)
         headers["content-type"] = "application/json"
         headers["idempotency-key"] = msg_id
-        if hook.headers:
-            headers = beside(hook, headers)
+        if extra or hook.headers:  # the owner's, then the authentication's, then the gateway's
+            headers = beside(beside(owner_headers(hook), extra), headers)
         request_text = f"{rendered.method} {rendered.url}\n\n{(rendered.shown or b'').decode()}"
         try:
             response = await self.outbound.send(

@@ -218,7 +218,9 @@ BODIES: list[Any] = [
     ("PATCH", "webhook", {"retryPolicy": "Sometimes"}, 400),
     # Request settings: headers the gateway does not set itself, a config, a failure window.
     ("POST", "webhooks", [hook(**SETTINGS)], 200),
-    ("POST", "webhooks", [hook(headers=[{"name": "authorization", "value": "v"}])], 400),
+    # Authorization is the owner's while no authentication sets it.
+    ("POST", "webhooks", [hook(headers=[{"name": "authorization", "value": "v"}])], 200),
+    ("POST", "webhooks", [hook(headers=[{"name": "Idempotency-Key", "value": "v"}])], 400),
     ("POST", "webhooks", [hook(headers=[{"name": "Webhook-Id", "value": "v"}])], 400),
     ("POST", "webhooks", [hook(headers=[{"name": "Host", "value": "v"}])], 400),
     ("POST", "webhooks", [hook(headers=[{"name": "X Key", "value": "v"}])], 400),

@@ -182,7 +182,7 @@ REFUSED: list[tuple[dict[str, Any], str, str]] = [
     ({"failureWindow": 5}, "failureWindow", "FailureWindowIn"),
 ]  # fmt: skip
 RESERVED = ["Host", "content-length", "Content-Type", "Transfer-Encoding", "CONNECTION",
-            "Keep-Alive", "Idempotency-Key", "Authorization", "webhook-signature", "Webhook-Id",
+            "Keep-Alive", "Idempotency-Key", "webhook-signature", "Webhook-Id",
             "webhook-timestamp", "webhook-anything"]  # fmt: skip
 REFUSED += [(header(name), "headers.0.name", f"{name} is set by the gateway") for name in RESERVED]
 
@@ -207,6 +207,24 @@ async def test_each_refused_setting_is_a_400_naming_it_that_changes_nothing(
     assert message in " ".join(patched["errors"][field]), patched
     created = await refused(tenant, "POST", "/api/v1/Webhooks", 400, json=[hook_body(**given)])
     assert message in " ".join(created["errors"][f"[0].{field}"]), created
+
+
+async def test_an_authorization_header_is_the_owners_only_while_no_authentication_sets_it(
+    gateway: RunningGateway,
+) -> None:
+    tenant = await add_tenant(gateway)
+    path = f"/api/v1/Webhooks/{tenant.hook_id}"
+    bearer = [{"name": "Authorization", "value": "Bearer partner-token"}]
+    taken = await tenant.call("PATCH", path, json={"headers": bearer})
+    assert taken.status_code == 200, taken.text
+    # An authentication sets Authorization itself: beside one the header is refused, whether
+    # the request names the header, the authentication or both.
+    with_auth = {"authenticationId": tenant.auth_id}
+    answer = await refused(tenant, "PATCH", path, 400, json=with_auth)
+    assert "authenticationId" in " ".join(answer["errors"]["headers"]), answer
+    body = hook_body(headers=bearer, **with_auth)
+    created = await refused(tenant, "POST", "/api/v1/Webhooks", 400, json=[body])
+    assert "authenticationId" in " ".join(created["errors"]["[0].headers"]), created
 
 
 async def test_a_patch_clears_the_headers_with_an_empty_list_not_null(

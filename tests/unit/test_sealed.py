@@ -9,7 +9,7 @@ from uuid import uuid4
 
 import pytest
 
-from gateway import credentials
+from gateway import credentials, headers
 from gateway.config import Settings
 from gateway.errors import Unsealable
 from gateway.models import Authentication, AuthenticationKind, SignatureScheme, utcnow
@@ -110,23 +110,23 @@ def test_a_secret_sealed_for_another_authentication_is_refused() -> None:
     "name",
     ["Host", "content-type", "Content-Length", "Transfer-Encoding", "Connection",
      "webhook-signature", "Webhook-Id", "WEBHOOK-TIMESTAMP", "Idempotency-Key",
-     "X-Webhook-Signature", "Bad Name", "Bad:Name", "X-Line\r\nInjected", ""],
+     "Bad Name", "Bad:Name", "X-Line\r\nInjected", ""],
 )  # fmt: skip
 def test_header_names_the_gateway_sets_or_http_refuses_are_refused(name: str) -> None:
     with pytest.raises(ValueError):
-        credentials.check_header_name(name)
+        headers.check_name(name)
 
 
 @pytest.mark.parametrize("name", ["Authorization", "X-Api-Key", "x-partner-token", "Api_Key"])
 def test_other_header_names_are_taken(name: str) -> None:
-    assert credentials.check_header_name(name) == name
+    assert headers.check_name(name) == name
 
 
 @pytest.mark.parametrize("value", ["a\r\nX-Injected: 1", "a\nb", "tab\there", " lead", "trail ",
                                    "nul\x00", "ünïcode"])  # fmt: skip
 def test_header_values_that_would_break_the_header_are_refused(value: str) -> None:
     with pytest.raises(ValueError):
-        credentials.check_header_value(value)
+        headers.check_value(value)
 
 
 @pytest.mark.parametrize("value", ["user:name", "line\nbreak", "nul\x00"])
