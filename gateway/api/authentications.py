@@ -10,6 +10,7 @@ gateway.sender.WEBHOOK_CACHE_SECONDS anyway.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from datetime import datetime
 from typing import Any
@@ -23,12 +24,11 @@ from gateway.api.common import (
     PAGING,
     Context,
     Principal,
+    answer_page,
     authenticate,
     context,
-    filter_param,
     json_response,
     operation,
-    page_query,
     path_id,
     read_json,
 )
@@ -177,11 +177,8 @@ async def delete(request: Request) -> Response:
 async def query(request: Request) -> Response:
     """Filter, order and page this group's authentications."""
     principal = await authenticate(request, Scope.WEBHOOKS)
-    ctx = context(request)
-    q = page_query(request, filter_param(request, AuthenticationModel.queryable().keys()))
-    page = await ctx.store.query_authentications(principal.group_key, q)
-    records = [wire.authentication(a) for a in page.records]
-    return json_response(wire.fetch_result(records, page.total_count, q.page_size, q.page_number))
+    listed = functools.partial(context(request).store.query_authentications, principal.group_key)
+    return await answer_page(request, AuthenticationModel.queryable(), listed, wire.authentication)
 
 
 def _logged(what: str, item: Authentication, **extra: Any) -> None:

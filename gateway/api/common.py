@@ -7,14 +7,14 @@ import hashlib
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway import filters
+from gateway import filters, wire
 from gateway.catalogue import Catalogue
 from gateway.config import Settings
 from gateway.errors import (
@@ -30,7 +30,7 @@ from gateway.outbound import Outbound
 from gateway.publishing import Publishing
 from gateway.ratelimit import RateLimiter
 from gateway.store import Store
-from gateway.store.base import Query
+from gateway.store.base import Page, Query
 from gateway.wakeup import Wakeup
 
 if TYPE_CHECKING:
@@ -251,3 +251,20 @@ def filter_param(
         max_length=settings.max_filter_length,
         max_depth=settings.max_filter_depth,
     )
+
+
+R = TypeVar("R")
+
+
+async def answer_page(
+    request: Request,
+    queryable: Iterable[str],
+    listed: Callable[[Query], Awaitable[Page[R]]],
+    shown: Callable[[R], Any],
+) -> Response:
+    """A resource's `query` answer: the `filter` over its `queryable` (lower-case wire) names,
+    the order and page parameters, the page `listed` finds, each record as `shown`."""
+    q = page_query(request, filter_param(request, queryable))
+    page = await listed(q)
+    records = [shown(r) for r in page.records]
+    return json_response(wire.fetch_result(records, page.total_count, q.page_size, q.page_number))

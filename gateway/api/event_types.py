@@ -8,6 +8,7 @@ are published or subscribed to (gateway.catalogue).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from datetime import datetime
 from uuid import uuid4
 
@@ -19,12 +20,11 @@ from gateway.api.common import (
     PAGING,
     Context,
     Principal,
+    answer_page,
     authenticate,
     context,
-    filter_param,
     json_response,
     operation,
-    page_query,
     path_id,
     read_json,
 )
@@ -133,8 +133,5 @@ async def delete(request: Request) -> Response:
 async def query(request: Request) -> Response:
     """Filter, order and page this group's event types (by category, deprecated, ...)."""
     principal = await _reader(request)
-    ctx = context(request)
-    q = page_query(request, filter_param(request, EventTypeModel.queryable().keys()))
-    page = await ctx.store.query_event_types(principal.group_key, q)
-    records = [wire.event_type(d) for d in page.records]
-    return json_response(wire.fetch_result(records, page.total_count, q.page_size, q.page_number))
+    listed = functools.partial(context(request).store.query_event_types, principal.group_key)
+    return await answer_page(request, EventTypeModel.queryable(), listed, wire.event_type)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from datetime import datetime
 from uuid import uuid4
 
@@ -14,12 +15,11 @@ from gateway.api.common import (
     PAGING,
     Context,
     Principal,
+    answer_page,
     authenticate,
     context,
-    filter_param,
     json_response,
     operation,
-    page_query,
     path_id,
     read_json,
 )
@@ -120,8 +120,5 @@ async def delete(request: Request) -> Response:
 async def query(request: Request) -> Response:
     """Filter, order and page this group's rules."""
     principal = await authenticate(request, Scope.WEBHOOKS)
-    ctx = context(request)
-    q = page_query(request, filter_param(request, WebhookRuleModel.queryable().keys()))
-    page = await ctx.store.query_rules(principal.group_key, q)
-    records = [wire.rule(r) for r in page.records]
-    return json_response(wire.fetch_result(records, page.total_count, q.page_size, q.page_number))
+    listed = functools.partial(context(request).store.query_rules, principal.group_key)
+    return await answer_page(request, WebhookRuleModel.queryable(), listed, wire.rule)
