@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import errno
 import json
 import logging
 import secrets
+import socket
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
@@ -16,11 +18,26 @@ from uuid import UUID, uuid4, uuid5
 from gateway import config, heap, logs
 from gateway.errors import GatewayError
 from gateway.models import ApiKey, Scope, utcnow
-from gateway.store import store_for_url
+from gateway.store import sqlite_file, store_for_url
 
 log = logging.getLogger("gateway")
 # Group keys for new group names are derived from the name, so two databases agree on them.
 GROUP_NAMESPACE = UUID("6f1d2a8e-5b7c-4c1e-9f3a-2d4b6c8e0a1f")
+
+
+# Where settings come from, under every subcommand's --help.
+SETTINGS_SOURCES = (
+    f"Settings come from {config.DEFAULT_CONFIG_FILE} in the working directory (every setting "
+    f"with its default, documented), or from the TOML file {config.ENV_PREFIX}CONFIG names; "
+    f"then {config.ENV_PREFIX}* environment variables; then these flags, which win."
+)
+SCOPES = ", ".join(s.value for s in Scope)
+
+
+def _subcommand(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, help_text: str
+) -> argparse.ArgumentParser:
+    return sub.add_parser(name, help=help_text, description=help_text, epilog=SETTINGS_SOURCES)
 
 
 def _flag(parser: argparse.ArgumentParser, name: str, help_text: str, **kw: Any) -> None:
@@ -44,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     parser = argparse.ArgumentParser(prog="gateway", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="run the API (and the delivery worker)")
+    serve = _subcommand(sub, "serve", "run the API (and the delivery worker)")
     _common(serve)
     _flag(serve, "--host", "address to listen on (default 127.0.0.1)")
     _flag(serve, "--port", "port to listen on (default 8080)", type=int)
@@ -55,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     _flag(serve, "--worker-processes", "delivery processes to run beside the API: a count, or "
           "auto (the default: one per core, at most 4; on one core the worker runs inside "
           "serve); 0 runs the worker inside serve")  # fmt: skip
-    worker = sub.add_parser("worker", help="run only the delivery worker")
+    worker = _subcommand(sub, "worker", "run only the delivery worker")
     _common(worker)
     _flag(worker, "--allowed-callback-networks", "comma-separated CIDRs callbacks may reach")
     _flag(worker, "--log-level", "debug, info, warning or error")
@@ -66,18 +83,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="claim at once on each byte read from standard input, and stop when it ends "
         "(how `serve` runs its worker processes)",
     )
-    migrate = sub.add_parser("migrate", help="apply database migrations")
+    migrate = _subcommand(sub, "migrate", "apply database migrations")
     _common(migrate)
-    keys = sub.add_parser("keys", help="manage API keys")
+    keys = _subcommand(sub, "keys", "manage API keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
-    create = keys_sub.add_parser("create", help="create a key; prints it once as JSON")
+    create = _subcommand(keys_sub, "create", "create a key; prints it once as JSON")
     _common(create)
     create.add_argument("--group", required=True, help="group name; its key is shared")
-    create.add_argument("--scopes", default="webhooks,events", help="comma-separated scopes")
-    revoke = keys_sub.add_parser("revoke", help="revoke a key by its apiKeyId")
+    create.add_argument(
+        "--scopes",
+        default="webhooks,events",
+        help=f"comma-separated scopes, from: {SCOPES} (webhooks: manage webhooks, rules and "
+        "history; events: publish events, write the event-type catalogue); default: %(default)s",
+    )
+    create.add_argument(
+        "--create-database",
+        action="store_true",
+        help="create the SQLite database if its file does not exist (without it, a key is "
+        "created only in a database that exists, such as the one `gateway serve` made)",
+    )
+    revoke = _subcommand(keys_sub, "revoke", "revoke a key by its apiKeyId")
     _common(revoke)
     revoke.add_argument("api_key_id", help="the apiKeyId to revoke")
-    listing = keys_sub.add_parser("list", help="list keys (never the keys themselves)")
+    listing = _subcommand(keys_sub, "list", "list keys (never the keys themselves)")
     _common(listing)
     return parser
 
@@ -113,6 +141,9 @@ def _dispatch(args: argparse.Namespace, settings: config.Settings) -> int:
         "list": lambda: _list_keys(settings),
     }
     name = args.keys_command if args.command == "keys" else args.command
+    if args.command == "keys":
+        _existing_database(settings.database_url, getattr(args, "create_database", False))
+        print(f"gateway: database {database_name(settings.database_url)}", file=sys.stderr)
     result = asyncio.run(commands[name]())
     print(json.dumps(result, indent=2))
     return 0
@@ -125,6 +156,7 @@ def _serve(settings: config.Settings) -> int:
     from gateway.supervisor import worker_processes
 
     _serve_summary(settings)
+    _check_port(settings.host, settings.port)  # before worker processes start for nothing
     with worker_processes(settings) as (serving, pool):
         app = create_app(serving, worker_pool=pool)
         heap.freeze_startup()  # after the imports: they are most of what lives this long
@@ -159,6 +191,54 @@ def _serve_summary(settings: config.Settings) -> None:
     )
 
 
+def _check_port(host: str, port: int) -> None:
+    """Fail, saying which setting to change, when serve could not listen on host:port. The
+    socket is closed again at once: uvicorn binds its own (SO_REUSEADDR, as here)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise GatewayError(
+            f"cannot listen on host {host!r} ({exc}); set --host or GATEWAY_HOST"
+        ) from exc
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise GatewayError(
+                    f"port {port} is in use on {host}; set --port or GATEWAY_PORT (or port in "
+                    f"{config.DEFAULT_CONFIG_FILE}) to a free one"
+                ) from exc
+            raise GatewayError(
+                f"cannot listen on {host} port {port} ({exc.strerror}); set --host or "
+                "GATEWAY_HOST, --port or GATEWAY_PORT"
+            ) from exc
+
+
+def database_name(url: str) -> str:
+    """The database a URL names, for people: the password hidden, a SQLite file's full path."""
+    path = sqlite_file(url)
+    shown = logs.redact_url(url)
+    return f"{shown} ({path.resolve()})" if path is not None else shown
+
+
+def _existing_database(url: str, create: bool) -> None:
+    """Refuse to work on a SQLite file that does not exist, unless asked to create it: a key
+    made in a new database beside the working directory would answer 401 at the gateway."""
+    path = sqlite_file(url)
+    if path is None or create or path.exists():
+        return
+    raise GatewayError(
+        f"no database at {path.resolve()} (database_url {logs.redact_url(url)}). Keys belong "
+        "in the database `gateway serve` uses: run this where serve runs (serve creates the "
+        "database on its first start), or name that database with --database-url, "
+        f"GATEWAY_DATABASE_URL or database_url in {config.DEFAULT_CONFIG_FILE} (or the file "
+        "GATEWAY_CONFIG names); `keys create --create-database` makes a new one here"
+    )
+
+
 async def _migrate(settings: config.Settings) -> dict[str, Any]:
     async with store_for_url(settings.database_url) as store:
         applied = list(getattr(store, "applied_migrations", []))
@@ -169,7 +249,7 @@ async def _create_key(settings: config.Settings, group: str, scopes_text: str) -
     try:
         scopes = frozenset(Scope(s.strip()) for s in scopes_text.split(",") if s.strip())
     except ValueError as exc:
-        raise GatewayError(f"unknown scope in {scopes_text!r}; use webhooks, events") from exc
+        raise GatewayError(f"unknown scope in {scopes_text!r}; scopes are: {SCOPES}") from exc
     from gateway.api.common import hash_key  # the API's modules load only where used
 
     key = "gwk_" + secrets.token_urlsafe(32)
@@ -177,7 +257,7 @@ async def _create_key(settings: config.Settings, group: str, scopes_text: str) -
         group_key = await store.group_key_for_name(group) or uuid5(GROUP_NAMESPACE, group)
         record = ApiKey(uuid4(), group_key, group, hash_key(key), scopes, utcnow())
         await store.add_api_key(record)
-    return {**_key_view(record), "apiKey": key}
+    return {**_key_view(record), "apiKey": key, "database": database_name(settings.database_url)}
 
 
 async def _revoke_key(settings: config.Settings, api_key_id: str) -> dict[str, Any]:

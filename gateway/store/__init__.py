@@ -3,18 +3,28 @@ dialects (`sqlite`, `postgres`), and the store a database URL names."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from gateway.errors import StoreError
 from gateway.store.sql import SqlStore as Store
 
-__all__ = ["Store", "in_one_process", "store_for_url"]
+__all__ = ["Store", "in_one_process", "sqlite_file", "store_for_url"]
 
 
 def in_one_process(url: str) -> bool:
     """Whether the store this URL names lives inside one process (memory://: a throwaway SQLite
     database in a temporary directory of its own), where no other process can see it."""
     return urlsplit(url).scheme.lower() == "memory"
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file a sqlite:/// URL names (relative to the working directory unless absolute),
+    or None for any other URL."""
+    if urlsplit(url).scheme.lower() != "sqlite" or not url.lower().startswith("sqlite:///"):
+        return None
+    path = url[len("sqlite:///") :]
+    return Path(path) if path else None
 
 
 def store_for_url(url: str, *, pool_size: int | None = None) -> Store:
@@ -25,8 +35,8 @@ def store_for_url(url: str, *, pool_size: int | None = None) -> Store:
     if scheme == "sqlite":
         from gateway.store.sqlite import SqliteStore
 
-        path = url[len("sqlite:///") :] if url.lower().startswith("sqlite:///") else ""
-        if not path:
+        path = sqlite_file(url)
+        if path is None:
             raise StoreError(f"a SQLite URL names a file: sqlite:///path.db, not {url!r}")
         return SqliteStore(path)
     if scheme == "memory":

@@ -126,9 +126,10 @@ def gateway_process(
 def create_key(
     workdir: Path, database_url: str, group: str, scopes: str = "webhooks,events"
 ) -> dict[str, str]:
-    """`gateway keys create`, parsed."""
+    """`gateway keys create`, parsed; it creates the database if serve has not yet."""
+    command = ["keys", "create", "--group", group, "--scopes", scopes, "--create-database"]
     out = subprocess.run(
-        [gateway_command(), "keys", "create", "--group", group, "--scopes", scopes],
+        [gateway_command(), *command],
         cwd=workdir,
         env=gateway_env(database_url),
         check=True,
