@@ -9,6 +9,7 @@
   no body: its signed payload is the query string exactly as sent, which is not JSON, so the
   package's `verify` (which parses the payload as JSON) cannot take it; `verify_query` checks
   the same signature over the raw query string with the package's `sign`.
+- `GET /healthz` answers once it is up.
 - `POST /secret` with a `whsec_...` body sets the secret (it is known only once the webhook
   has been created).
 """
@@ -103,6 +104,11 @@ class Receiver:
         return PlainTextResponse("ok")
 
 
+async def healthz(request: Request) -> Response:
+    """Answer once the receiver is up (the Quickstart waits for it)."""
+    return PlainTextResponse("ok")
+
+
 def main() -> None:
     """Run the example receiver."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -118,6 +124,7 @@ def main() -> None:
     app = Starlette(
         routes=[
             Route("/secret", receiver.set_secret, methods=["POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
             Route("/{path:path}", receiver.hook, methods=methods),
         ]
     )
