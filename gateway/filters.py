@@ -1,4 +1,4 @@
-"""The filter language (DESIGN §3, a Searchlight subset): parse, check, evaluate.
+"""The filter language (contract §3, a Searchlight subset): parse, check, evaluate.
 
     filter     := terms
     terms      := term (AND term)* | term (OR term)*      mixing AND and OR needs parentheses

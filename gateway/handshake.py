@@ -1,4 +1,4 @@
-"""The verification handshake (DESIGN §4): prove the partner controls the callback URL.
+"""The verification handshake (contract §4): prove the partner controls the callback URL.
 
 The gateway calls the callback with the webhook's own HTTP method, its owner's headers and a
 `code` query parameter (no signature and no Idempotency-Key: it is no notification, and each

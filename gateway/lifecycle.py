@@ -1,4 +1,4 @@
-"""Webhook lifecycle (DESIGN §5): every transition as data, decided by pure functions here and
+"""Webhook lifecycle (contract §5): every transition as data, decided by pure functions here and
 written by the store as one guarded update in the transaction that parks or releases the
 webhook's notifications.
 
@@ -206,7 +206,7 @@ def plan_patch(
 
     `expiration` is the expiration date the webhook will have after the PATCH; `renews` says the
     PATCH gives one (a date, or null for none); `moves` says it changes the callback URL or
-    method, which always needs a handshake (DESIGN §4).
+    method, which always needs a handshake (contract §4).
 
     - Errored cannot be requested.
     - Inactive pauses, whatever the status.

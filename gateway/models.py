@@ -1,5 +1,5 @@
 """Domain records: immutable (frozen, or `record` for the hot ones), timezone-aware, with the
-enums of DESIGN §2 and §5.
+enums of contract §2 and §5.
 
 These are what the stores keep and return. The wire shape (camelCase JSON) is produced by
 `gateway.wire`; input validation lives in `gateway.schemas`. A webhook's fields say themselves

@@ -1,4 +1,4 @@
-"""The outbound address policy (DESIGN §7): only globally routable addresses, unless allowed.
+"""The outbound address policy (contract §7): only globally routable addresses, unless allowed.
 
 Callback URLs are chosen by strangers, so every outbound call resolves the host once, judges
 every address it got, and connects only to an address that passed. An address passes only if

@@ -72,7 +72,7 @@ def _parameter(name: str, op: Operation, settings: Settings) -> dict[str, Any]:
         return {
             **text,
             "maxLength": settings.max_filter_length,
-            "description": "A filter (DESIGN §3): field op value, AND/OR, parentheses",
+            "description": "A filter (docs/contract.md §3): field op value, AND/OR, parentheses",
         }
     if name == "order":
         return {**text, "description": "field [ASC|DESC], ..."}

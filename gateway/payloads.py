@@ -1,4 +1,4 @@
-"""What a notification looks like on the wire (DESIGN §6): the envelope, Full vs Id, GET vs body.
+"""What a notification looks like on the wire (contract §6): the envelope, Full vs Id, GET vs body.
 
 The signed payload is exactly what is sent: the JSON body for POST/PUT/PATCH, or for GET the
 query string (everything after the '?', the partner's own parameters included).

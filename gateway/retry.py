@@ -1,4 +1,4 @@
-"""The retry policy (DESIGN §6): how an attempt's result is classified, and how long to wait.
+"""The retry policy (contract §6): how an attempt's result is classified, and how long to wait.
 
 A webhook's successPolicy says which answers are a delivery, its retryPolicy which failures
 are retried; 410 Gone is the partner unsubscribing under both, which the lifecycle handles:

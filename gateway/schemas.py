@@ -163,7 +163,7 @@ class _Patch(_Body):
         return value
 
 
-# A GET notification carries no body, so a GET webhook sends ids only (DESIGN §6).
+# A GET notification carries no body, so a GET webhook sends ids only (contract §6).
 _GET_SENDS_IDS: JsonDict = {
     "if": {
         "properties": {"callbackHttpMethod": {"const": "GET"}},

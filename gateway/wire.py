@@ -1,5 +1,5 @@
 """Responses, each resource defined once: its properties with their wire names (the camelCase
-of the domain records' attributes, which the ADS Platform clients expect, DESIGN §2), the ones
+of the domain records' attributes, which the ADS Platform clients expect, contract §2), the ones
 it computes (`statusCode` as a reader sees it, `failureCount`, the `Invoice.U` event type), the
 ones sent only on request (include), and which ones filter and order may name. The OpenAPI
 document's response schemas are these models' (gateway.openapi); they are closed, so an answer

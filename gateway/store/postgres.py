@@ -1,4 +1,4 @@
-"""`PostgresStore`: the scale-out store (DESIGN §8), through an asyncpg pool.
+"""`PostgresStore`: the scale-out store (contract §8), through an asyncpg pool.
 
 Several gateway processes share one database. Claims lease rows with `FOR UPDATE SKIP LOCKED`;
 transactions lock the webhook rows they change first, in id order, then their notifications, so

@@ -1,4 +1,4 @@
-"""`SqliteStore`: the embedded default (DESIGN §8), one database file through aiosqlite.
+"""`SqliteStore`: the embedded default (contract §8), one database file through aiosqlite.
 
 Transactions run on one writer connection, one at a time behind an asyncio.Lock, each a script
 (`gateway.store.steps`) run whole on the writer's thread in one hop (`_atomically`), so the file

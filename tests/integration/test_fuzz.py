@@ -73,7 +73,7 @@ MAX_EXAMPLES = 25
 # Valid input the server may refuse with a 400 naming one of these, because no JSON schema can
 # say what it needs.
 SEMANTIC = {
-    "filter": "the filter language's grammar and field names (DESIGN §3)",
+    "filter": "the filter language's grammar and field names (contract §3)",
     "order": "the order clause's field names, each named once",
     "expirationDate": "must be in the future",
     "schema": "an event type's schema must be a JSON Schema that compiles (gateway.catalogue)",

@@ -1,4 +1,4 @@
-"""Which answers pass the verification handshake (DESIGN §4), seen through the API: a create
+"""Which answers pass the verification handshake (contract §4), seen through the API: a create
 either passes and makes the webhook, or answers 400 saying what came back and makes nothing.
 """
 

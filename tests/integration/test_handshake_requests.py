@@ -16,7 +16,7 @@ from gateway.outbound import Outbound
 from tests.integration.conftest import LOOPBACK
 from tests.receiver import Answer, Receiver
 
-MAX_BODY = 4096  # DESIGN §4: "at most a few KiB of the body is read"
+MAX_BODY = 4096  # contract §4: "at most a few KiB of the body is read"
 
 
 async def test_a_get_handshake_announces_no_body(

@@ -1,4 +1,4 @@
-"""How one delivery attempt settles its notification and its webhook (DESIGN §5, §6).
+"""How one delivery attempt settles its notification and its webhook (contract §5, §6).
 
 Every rule of `settle` pinned field by field: the notification's state, when it is due again,
 whether history shows it delivered, its processResultMessage, the webhook's change, and whether

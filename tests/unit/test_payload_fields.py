@@ -1,5 +1,5 @@
 """What a notification carries, field by field: the envelope's exact names and values, the
-URL it goes to, and what a GET puts in its query string (DESIGN §6).
+URL it goes to, and what a GET puts in its query string (contract §6).
 
 Receivers read these names; a renamed or emptied field breaks every partner at once, so each
 one is checked exactly, not only that a body came out.
@@ -82,7 +82,7 @@ def test_a_get_keeps_the_partners_own_parameters_first() -> None:
 
 
 def test_a_get_never_carries_records_in_its_url() -> None:
-    # The API refuses GET with Full (DESIGN §6); a row stored so anyway still sends only ids.
+    # The API refuses GET with Full (contract §6); a row stored so anyway still sends only ids.
     hook, note = _pair(HttpMethod.GET, ContentType.FULL, "https://p.example/hook")
     query = parse_qs(urlsplit(payloads.render(hook, note).url).query)
     assert "records" not in query

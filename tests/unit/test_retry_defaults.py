@@ -65,7 +65,7 @@ def test_the_policy_defaults_are_the_documented_settings() -> None:
     ("name", "value"),
     [
         ("delivery_timeout", 10.0),
-        ("handshake_timeout", 10.0),  # DESIGN §4: "default 10 s"
+        ("handshake_timeout", 10.0),  # contract §4: "default 10 s"
         ("lease_seconds", 60.0),
         ("secret_grace_period", 86_400.0),
         ("history_message_limit", 4096),

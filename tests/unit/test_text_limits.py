@@ -29,7 +29,7 @@ def test_a_longer_status_message_is_cut_to_exactly_100_ending_in_an_ellipsis(len
 def test_shorten_takes_another_limit() -> None:
     assert lifecycle.shorten("abcdef", 6) == "abcdef"
     assert lifecycle.shorten("abcdefg", 6) == "abcde…"
-    assert lifecycle.MESSAGE_LIMIT == 100  # statusMessage is at most 100 characters (DESIGN §2)
+    assert lifecycle.MESSAGE_LIMIT == 100  # statusMessage is at most 100 characters (contract §2)
 
 
 @pytest.mark.parametrize("length", [0, 1, 9, 10])
