@@ -193,18 +193,13 @@ def _serve_summary(settings: config.Settings) -> None:
 
 def _check_port(host: str, port: int) -> None:
     """Fail, saying which setting to change, when serve could not listen on host:port. The
-    socket is closed again at once: uvicorn binds its own (SO_REUSEADDR, as here)."""
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except socket.gaierror as exc:
-        raise GatewayError(
-            f"cannot listen on host {host!r} ({exc}); set --host or GATEWAY_HOST"
-        ) from exc
-    family, kind, proto, _, address = infos[0]
-    with socket.socket(family, kind, proto) as probe:
+    probe binds as uvicorn does (the family by the host's spelling, SO_REUSEADDR), then closes:
+    uvicorn binds its own socket."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            probe.bind(address)
+            probe.bind((host, port))
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
                 raise GatewayError(
@@ -212,7 +207,7 @@ def _check_port(host: str, port: int) -> None:
                     f"{config.DEFAULT_CONFIG_FILE}) to a free one"
                 ) from exc
             raise GatewayError(
-                f"cannot listen on {host} port {port} ({exc.strerror}); set --host or "
+                f"cannot listen on {host} port {port} ({exc.strerror or exc}); set --host or "
                 "GATEWAY_HOST, --port or GATEWAY_PORT"
             ) from exc
 
