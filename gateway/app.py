@@ -162,8 +162,9 @@ async def on_unexpected(request: Request, exc: Exception) -> Response:
 
 
 async def _housekeeping(ctx: Context) -> None:
-    """Periodically make expired webhooks Inactive, check the lifecycle invariants, prune old
-    successful history, and forget the nonces of handshake codes that have expired."""
+    """Periodically make expired webhooks Inactive, warn of those about to expire, re-verify
+    the callbacks due, check the lifecycle invariants, prune old successful history, and
+    forget the nonces of handshake codes that have expired."""
     while True:
         try:
             await housekeeping_once(ctx)
@@ -175,6 +176,8 @@ async def _housekeeping(ctx: Context) -> None:
 async def housekeeping_once(ctx: Context) -> dict[str, int]:
     """One round of housekeeping; what it did, by kind."""
     await ctx.management.expire_due()
+    warned = await ctx.management.warn_expiring()
+    reverified = await ctx.management.reverify_due()
     # Defence in depth: the transactions keep the invariants; this finds what slipped through.
     broken = await ctx.store.check_invariants(ctx.clock(), repair=True)
     for invariant, count in broken.items():
@@ -188,7 +191,8 @@ async def housekeeping_once(ctx: Context) -> dict[str, int]:
     nonces = await ctx.store.prune_handshake_nonces(ctx.clock())
     if pruned or nonces:
         log.info("history pruned", extra={"pruned": pruned, "nonces_pruned": nonces})
-    return {**broken, "pruned": pruned, "nonces_pruned": nonces}
+    return {**broken, "pruned": pruned, "nonces_pruned": nonces, "warned": len(warned),
+            **reverified}  # fmt: skip
 
 
 def _context(

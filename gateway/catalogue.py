@@ -27,7 +27,7 @@ from uuid import UUID
 import jsonschema_rs
 import orjson
 
-from gateway import payloads
+from gateway import notices, payloads
 from gateway.errors import ValidationError
 from gateway.models import Event, EventType, EventTypeDefinition
 
@@ -138,7 +138,10 @@ class Catalogue:
     async def check_declared(
         self, group_key: UUID, table_key: str, event_type: EventType, where: str
     ) -> None:
-        """ValidationError naming `where` unless this (table, event type) is declared."""
+        """ValidationError naming `where` unless this (table, event type) is declared, or is
+        the gateway's own lifecycle notices' (gateway.notices), which every group has."""
+        if (table_key, event_type) == (notices.TABLE_KEY, notices.EVENT_TYPE):
+            return
         if (table_key, event_type) not in await self.declared(group_key):
             raise ValidationError.field(where, f"{_label(table_key, event_type)} {_UNDECLARED}")
 

@@ -61,6 +61,8 @@ class Settings:
     # Handshake and lifecycle
     handshake_timeout: float = 10.0
     expiry_sweep_interval: float = 60.0
+    lifecycle_warning_before: float = 259_200.0  # 72 hours; 0: no `expiring` notices
+    reverify_interval: float = 0.0  # 0: off
     secret_grace_period: float = 86_400.0
     # Delivery
     run_worker: bool = True
@@ -192,6 +194,9 @@ def _build(values: Mapping[str, Any]) -> Settings:
             f"setting max_record_depth: {settings.max_record_depth} is not between 1 and "
             f"{MAX_RECORD_DEPTH} (deeper records could not be encoded in a notification)"
         )
+    for name in ("lifecycle_warning_before", "reverify_interval"):
+        if getattr(settings, name) < 0:
+            raise GatewayError(f"setting {name}: must be 0 (off) or a number of seconds")
     if settings.database_pool_size < 1:
         raise GatewayError(
             f"setting database_pool_size: {settings.database_pool_size} is too small; a store "

@@ -7,6 +7,7 @@ webhook's notifications.
     Active ──(410 Gone)──> Inactive                                        (unsubscribed)
     any ──(owner pauses)──> Inactive                                       (paused)
     Active ──(expirationDate passes)──> Inactive                           (expired)
+    Active ──(re-verification handshake fails)──> Errored                  (unverified)
     any ──(owner asks for Active, or renews an expired one; handshake passes)──> Active
 
 retryCount (0-5) counts the consecutive failed attempts tolerated, not counting the current one:
@@ -21,6 +22,14 @@ Expiry is one rule (`is_expired`) with one message (`expired_message`): readers 
 Active webhook as Inactive at once (`effective_status`), and the sweep writes the same status and
 message to the row later (`expiry`).
 
+Re-verification (`reverify_interval`) runs an Active webhook's handshake again once per
+interval, at a moment of its own (`next_reverification`): each webhook's checks fall at the
+same offset of every interval, the offsets spread over the interval by the webhook's id, so
+webhooks created together are not checked together.
+
+Every change of status is announced in the webhook's group as a lifecycle notice
+(gateway.notices).
+
 Invariants the stores keep in the transactions that change state, and that a periodic check
 (`Store.check_invariants`) verifies and repairs:
 - no parked notification belongs to an Active webhook (every move to Active releases them);
@@ -34,6 +43,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from uuid import UUID
 
 from gateway.errors import ValidationError
 from gateway.models import StatusReason, Webhook, WebhookStatus
@@ -42,6 +52,7 @@ MESSAGE_LIMIT = 100  # statusMessage is at most 100 characters on the wire
 GONE_MESSAGE = "callback answered 410 Gone (unsubscribed)"
 PAUSED_MESSAGE = "paused by owner"
 RELEASED_MESSAGE = "due again: the webhook was reactivated"
+UNVERIFIED_MESSAGE = "re-verification failed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +169,22 @@ def expiry(webhook: Webhook, now: datetime) -> StatusChange | None:
     return StatusChange(
         WebhookStatus.INACTIVE, expired_message(expiration), StatusReason.EXPIRED, Move.PARK
     )
+
+
+def reverification_failed(detail: str) -> StatusChange:
+    """The change a failed re-verification writes: Errored, saying why, its notifications
+    parked until its owner reactivates it (a handshake again)."""
+    message = shorten(f"{UNVERIFIED_MESSAGE}: {detail}")
+    return StatusChange(WebhookStatus.ERRORED, message, StatusReason.UNVERIFIED, Move.PARK)
+
+
+def next_reverification(webhook_id: UUID, after: datetime, interval: float) -> datetime:
+    """The first moment after `after` when this webhook's callback is verified again: the
+    webhook's own offset (from its id, spread over the interval) in the next interval."""
+    offset = (webhook_id.int % 1_000_003) / 1_000_003 * interval
+    elapsed = after.timestamp() - offset
+    periods = elapsed // interval + 1
+    return datetime.fromtimestamp(periods * interval + offset, UTC)
 
 
 def effective_status(webhook: Webhook, now: datetime) -> tuple[WebhookStatus, str | None]:

@@ -5,7 +5,9 @@ it carries, callable without HTTP.
 - patch: the status moves of a PATCH (gateway.lifecycle.plan_patch), a handshake before a new
   callback or a reactivation is trusted, and only the named properties written;
 - rotate the secret: a new one signs, the old one too for the grace period;
-- expire: webhooks past their expirationDate become Inactive;
+- expire: webhooks past their expirationDate become Inactive, and those close to it are
+  warned of it (an `expiring` lifecycle notice, gateway.notices);
+- re-verify: every Active webhook's handshake again once per `reverify_interval`;
 - a hand retry of one notification, and a signed test notification sent now.
 
 Each change a worker must know of goes out through the wake-up (gateway.wakeup): a changed
@@ -45,6 +47,10 @@ from gateway.store.base import Requeue, WebhookEdit
 from gateway.wakeup import Wakeup
 
 log = logging.getLogger(__name__)
+# Re-verifications one sweep runs at most (at once, each within its group's handshake slots),
+# and webhooks it schedules at most: the rest wait for the next sweep.
+REVERIFY_BATCH = 100
+SCHEDULED_AT_ONCE = 1000
 SAMPLE_RECORD = {"id": "test-record", "note": "a test notification from the webhook gateway"}
 
 
@@ -80,6 +86,8 @@ class Management:
             for i, h in enumerate(hooks)
         ]
         await self._handshake_all(hooks, found)
+        verified = self.clock()
+        hooks = [dataclasses.replace(h, verified_at=verified) for h in hooks]
         # The store counts again in the transaction that inserts: this count only spares
         # the callbacks a handshake for a create bound to be refused.
         await self.store.add_webhooks(hooks, most_per_group=most)
@@ -171,6 +179,8 @@ class Management:
             await self._verify(dataclasses.replace(hook, **values), self._headers(found))
         expect = _relied_on(hook, values, plan.handshake)
         values = {**values, "modified": now, "modified_user_id": modifier}
+        if plan.handshake:  # verified now: the re-verification sweep schedules it afresh
+            values |= {"verified_at": now, "reverify_due": None}
         if "signature_scheme" in values or "signature_header" in values:
             # Decided from the stored scheme and keys: only while the scheme is still that.
             values |= _scheme_change(hook, values)
@@ -189,8 +199,8 @@ class Management:
     def _changed_status(self, hook: Webhook, change: StatusChange) -> None:
         """Tell the workers and the log about an owner's change of status."""
         self.wakeup.webhook_changed(hook.webhook_id)
-        if change.move is Move.RELEASE:
-            self.wakeup.new_work()  # its parked notifications are due now
+        # Its parked notifications are due now, or its lifecycle notice waits for a claim.
+        self.wakeup.new_work()
         verb = "reactivated" if change.move is Move.RELEASE else "paused"
         log.info(f"webhook {verb}", extra={
             "webhook_id": str(hook.webhook_id), "group_key": str(hook.group_key),
@@ -218,6 +228,8 @@ class Management:
         """Make the webhooks whose expirationDate has passed Inactive (the status readers
         already see), park their notifications, and log each."""
         expired = await self.store.expire_webhooks(self.clock())
+        if expired:
+            self.wakeup.new_work()  # their lifecycle notices
         for hook in expired:
             self.wakeup.webhook_changed(hook.webhook_id)
             log.info("webhook expired", extra={
@@ -225,6 +237,87 @@ class Management:
                 "status_code": hook.status_code.value, "reason": hook.status_message,
             })  # fmt: skip
         return expired
+
+    async def warn_expiring(self) -> list[Webhook]:
+        """Send an `expiring` notice for each Active webhook whose expirationDate comes within
+        lifecycle_warning_before, once per date; those warned."""
+        ahead = self.settings.lifecycle_warning_before
+        if ahead <= 0:
+            return []
+        now = self.clock()
+        warned = await self.store.warn_expiring(now, now + timedelta(seconds=ahead))
+        if warned:
+            self.wakeup.new_work()
+            log.info("webhooks warned of expiry", extra={
+                "webhook_ids": [str(hook.webhook_id) for hook in warned],
+            })  # fmt: skip
+        return warned
+
+    async def reverify_due(self) -> dict[str, int]:
+        """Run the handshake again for the Active webhooks whose re-verification is due (at most
+        REVERIFY_BATCH, at once), each at its own moment of every reverify_interval
+        (lifecycle.next_reverification). A failure makes the webhook Errored, its
+        notifications parked, with a `verificationFailed` notice; a success records when it
+        passed. How many passed and failed."""
+        interval = self.settings.reverify_interval
+        if interval <= 0:
+            return {"reverified": 0, "reverify_failed": 0}
+        now = self.clock()
+        await self._schedule_reverifications(now, interval)
+        due = await self.store.due_for_reverification(now, REVERIFY_BATCH)
+        # At most half a group's handshake slots: its owners' handshakes keep the others, and
+        # no re-verification fails for want of a slot.
+        most = max(1, self.settings.per_group_handshakes // 2)
+        gates: dict[UUID, asyncio.Semaphore] = collections.defaultdict(
+            lambda: asyncio.Semaphore(most)
+        )
+
+        async def reverify(hook: Webhook) -> bool:
+            async with gates[hook.group_key]:
+                return await self._reverify(hook, interval)
+
+        passed = await asyncio.gather(*(reverify(hook) for hook in due))
+        return {"reverified": sum(passed), "reverify_failed": len(passed) - sum(passed)}
+
+    async def _schedule_reverifications(self, now: datetime, interval: float) -> None:
+        """Give the Active webhooks that have no re-verification due (new, reactivated, or
+        due further off than an interval) their moment in the coming interval: each webhook's
+        own, so webhooks created together are not verified together (and a new one's first
+        may come sooner than an interval after its creation's handshake)."""
+        latest = now + timedelta(seconds=interval)
+        found = await self.store.unscheduled_reverifications(latest, SCHEDULED_AT_ONCE)
+        due = {webhook_id: lifecycle.next_reverification(webhook_id, now, interval)
+               for webhook_id in found}  # fmt: skip
+        if due:
+            await self.store.schedule_reverifications(due, latest)
+
+    async def _reverify(self, hook: Webhook, interval: float) -> bool:
+        """One webhook's re-verification; whether it passed (or the webhook changed meanwhile,
+        which leaves it as its owner made it)."""
+        try:
+            auth = await self._authentication(hook.group_key, hook.authentication_id, "")
+            await self._verify(hook, self._headers(auth))
+        except (HandshakeFailed, ValidationError) as exc:
+            return not await self._unverified(hook, exc.detail)
+        now = self.clock()
+        due = lifecycle.next_reverification(hook.webhook_id, now, interval)
+        await self.store.record_verified(hook, now, due)
+        return True
+
+    async def _unverified(self, hook: Webhook, detail: str) -> bool:
+        """Make the webhook Errored after a failed re-verification; whether it was (it is not
+        if its owner changed its callback or status meanwhile)."""
+        change = lifecycle.reverification_failed(detail)
+        changed = await self.store.fail_verification(hook, change, self.clock())
+        if changed is None:
+            return False
+        self.wakeup.webhook_changed(hook.webhook_id)
+        self.wakeup.new_work()  # its verificationFailed notice
+        log.warning("webhook failed re-verification", extra={
+            "webhook_id": str(hook.webhook_id), "group_key": str(hook.group_key),
+            "status_code": changed.status_code.value, "reason": changed.status_message,
+        })  # fmt: skip
+        return True
 
     async def retry(self, group_key: UUID, webhook_id: UUID, history_id: UUID) -> Requeue:
         """Queue one notification that has not been delivered to go out now (the store

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from gateway import filters
 from gateway.models import Event, EventType, Webhook, WebhookRule
-from gateway.store import Store
+
+if TYPE_CHECKING:  # the store publishes lifecycle notices with this module (gateway.notices)
+    from gateway.store import Store
 
 # A webhook and its rules' filters; None when one of its rules has no filter and so accepts
 # every record.

@@ -34,6 +34,12 @@ INVARIANT_REPAIRS = Counter(
     "Notifications found breaking a lifecycle invariant by the periodic check, and repaired",
     ["invariant"],
 )
+LIFECYCLE_NOTICES = Counter(
+    "gateway_lifecycle_notices_total",
+    "Lifecycle notices issued (gateway.notices), one per change, whether or not a webhook "
+    "subscribes to them",
+    ["event"],
+)
 NOTIFICATIONS = Gauge("gateway_notifications", "Notifications by state", ["state"])
 OVERDUE = Gauge(
     "gateway_pending_overdue_seconds",

@@ -52,6 +52,7 @@ class StatusReason(enum.StrEnum):
     EXPIRED = "expired"  # its expirationDate passed
     UNSUBSCRIBED = "unsubscribed"  # the callback answered 410 Gone
     FAILING = "failing"  # Errored: past retryCount consecutive failures, or its failureWindow
+    UNVERIFIED = "unverified"  # Errored: its callback failed a re-verification handshake
 
 
 class ContentType(enum.StrEnum):
@@ -360,6 +361,12 @@ class Webhook:
     status_reason: Annotated[StatusReason | None, INTERNAL] = None  # why it is not Active
     # failureWindow counts no failed attempt before this (its last reactivation).
     window_start: Annotated[datetime | None, INTERNAL] = None
+    # The expirationDate an `expiring` notice went out for (gateway.notices): once per date.
+    expiry_warned_for: Annotated[datetime | None, INTERNAL] = None
+    # When its callback last passed a handshake (create, PATCH, re-verification), and when the
+    # re-verification sweep runs it next (None: to be scheduled; gateway.lifecycle).
+    verified_at: Annotated[datetime | None, INTERNAL] = None
+    reverify_due: Annotated[datetime | None, INTERNAL] = None
 
 
 @dataclass(frozen=True, slots=True)

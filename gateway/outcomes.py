@@ -231,3 +231,4 @@ class Recorded:
     count: int
     changes: list[LifecycleChange] = dataclasses.field(default_factory=list)
     not_active: set[UUID] = dataclasses.field(default_factory=set)
+    notices: list[str] = dataclasses.field(default_factory=list)  # their kinds (gateway.notices)

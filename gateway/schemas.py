@@ -48,7 +48,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic.config import JsonDict
 
-from gateway import catalogue, credentials, filters, headers, payloads
+from gateway import catalogue, credentials, filters, headers, notices, payloads
 from gateway.config import Settings
 from gateway.errors import ValidationError
 from gateway.filters import MAX_FILTER_LENGTH
@@ -573,6 +573,17 @@ class EventIn(_Body):
     records: list[dict[str, Any]] = Field(min_length=1, json_schema_extra={"items": RECORD})
 
     _etype = field_validator("event_type", mode="before")(_event_type)
+
+    @field_validator("table_key")
+    @classmethod
+    def _not_lifecycle(cls, table_key: str) -> str:
+        """Lifecycle notices come from the gateway alone: a published one could be forged."""
+        if table_key.casefold() == notices.TABLE_KEY.casefold():
+            raise ValueError(
+                f"{notices.TABLE_KEY} is the gateway's own table (lifecycle notices); "
+                "publish under another tableKey"
+            )
+        return table_key
 
     @field_validator("records")
     @classmethod

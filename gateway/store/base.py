@@ -18,12 +18,12 @@ from gateway.signing import SCHEME_FIELDS
 
 # The fields of a webhook an owner's request may write (`WebhookEdit.values`), and those whose
 # value it may rely on (`WebhookEdit.expect`): its Settable ones, those a change of signature
-# scheme writes beside it (its key pair), and who changed it when. Status fields change only
-# through a StatusChange.
+# scheme writes beside it (its key pair), who changed it when, and when a handshake of the
+# request verified its callback. Status fields change only through a StatusChange.
 EDITABLE = frozenset(
     {name for name, (_, mark) in settable(Webhook).items() if not mark.lifecycle}
     | SCHEME_FIELDS
-    | {"modified", "modified_user_id"}
+    | {"modified", "modified_user_id", "verified_at", "reverify_due"}
 )
 
 

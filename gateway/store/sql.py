@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import abc
 import collections
+import dataclasses
 import functools
 from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -26,7 +27,7 @@ from types import ModuleType
 from typing import Any, ClassVar, Self, TypeVar
 from uuid import UUID
 
-from gateway import lifecycle, models
+from gateway import lifecycle, matching, models, notices
 from gateway.errors import Conflict, LimitReached, StoreError
 from gateway.lifecycle import Move, StatusChange, Transition
 from gateway.models import (
@@ -40,6 +41,7 @@ from gateway.models import (
     WebhookRule,
     utcnow,
 )
+from gateway.notices import Notice
 from gateway.outcomes import (
     AttemptOutcome,
     Recorded,
@@ -460,28 +462,33 @@ class SqlStore(abc.ABC):
                   **{f"e_{name}": to_sql(v) for name, v in edit.expect.items()}}  # fmt: skip
         query = self.q.edit_webhook(tuple(edit.values), tuple(edit.expect))
 
-        def script() -> Script[Webhook | None]:
+        def script() -> Script[tuple[Webhook | None, list[Notice]]]:
             rows = yield Fetch(query, params)
             if not rows:
                 if not (yield Fetch(self.q.WEBHOOK_EXISTS, ids)):
-                    return None
+                    return None, []
                 fields = ", ".join(sorted(edit.expect))
                 raise Conflict(
                     f"webhook {webhook_id} changed while this request was handled ({fields}); "
                     "send the request again"
                 )
+            edited = self.codec.decode_rows(Webhook, rows)[0]
             if edit.status is not None:
-                return (yield from self._change_status(webhook_id, edit.status, now))
-            return self.codec.decode_rows(Webhook, rows)[0]
+                return (yield from self._change_status(edited, edit.status, now))
+            return edited, []
 
-        return await self._transact(script)
+        changed, notified = await self._transact(script)
+        notices.count(n.kind for n in notified)
+        return changed
 
     def _change_status(
-        self, webhook_id: UUID, change: StatusChange, now: datetime
-    ) -> Script[Webhook]:
-        """Set a webhook's status and tell the workers of every process; the webhook after it.
-        Leaving Active parks its pending notifications (leases kept: sends in flight are still
+        self, before: Webhook, change: StatusChange, now: datetime
+    ) -> Script[tuple[Webhook, list[Notice]]]:
+        """Set a webhook's status (it was `before`), publish the lifecycle notice of the change
+        and tell the workers of every process; the webhook after it, and the notice. Leaving
+        Active parks its pending notifications (leases kept: sends in flight are still
         recorded); becoming Active releases the parked ones (due `now`, leases cleared)."""
+        webhook_id = before.webhook_id
         reset = {"webhook_id": webhook_id, "reset_failures": change.reset_failures,
                  "window_start": now if change.reset_failures else None}  # fmt: skip
         rows = yield Fetch(self.q.SET_STATUS, {**reset, **_status(change)})
@@ -492,7 +499,34 @@ class SqlStore(abc.ABC):
             if (yield Execute(self.q.RELEASE_PARKED, params)):
                 yield Notify(NEW_WORK_CHANNEL)
         yield Notify(WEBHOOK_CHANGED_CHANNEL, str(webhook_id))
-        return self.codec.decode_rows(Webhook, rows)[0]
+        after = self.codec.decode_rows(Webhook, rows)[0]
+        notified = notices.about(before, after, now)
+        yield from self._publish_notices(notified)
+        return after, notified
+
+    def _publish_notices(self, notified: Sequence[Notice]) -> Script[None]:
+        """Publish lifecycle notices into their webhooks' groups, in this transaction: each an
+        event, with a notification for every other webhook whose rules take it (pending, or
+        parked for one that is not Active). A notice nobody takes stores nothing."""
+        subscribers: dict[UUID, list[matching.Subscriber]] = {}
+        events, notes = [], []
+        for notice in notified:
+            group = notice.webhook.group_key
+            if group not in subscribers:
+                params = {"group_key": group, "table_key": notices.TABLE_KEY,
+                          "event_type": notices.EVENT_TYPE.value}  # fmt: skip
+                rows = yield Fetch(self.q.MATCHING_RULES, params)
+                rules = self.codec.decode_rows(WebhookRule, rows)
+                hooks = self.codec.decode_rows(Webhook, rows, "w_")
+                subscribers[group] = matching.subscribers(list(zip(rules, hooks, strict=True)))
+            event, its_notes = notices.publication(notice, subscribers[group])
+            if its_notes:
+                events.append(event)
+                notes.extend(its_notes)
+        if notes:
+            event_rows = [self.q.event_row(e) for e in events]
+            note_rows = [self.q.notification_row(n) for n in notes]
+            yield from self._add_events(event_rows, note_rows, notes[0].created)
 
     async def regenerate_secret(
         self,
@@ -527,20 +561,98 @@ class SqlStore(abc.ABC):
         as readers already see them) and park their pending notifications, in one
         transaction; them as they are now."""
 
-        def script() -> Script[list[Webhook]]:
-            expired = []
+        def script() -> Script[tuple[list[Webhook], list[Notice]]]:
+            expired, notified = [], []
             rows = yield Fetch(self.q.EXPIRING, {"now": now})
             for hook in self.codec.decode_rows(Webhook, rows):
                 change = lifecycle.expiry(hook, now)
                 if change is None:  # the SQL comparison and the rule disagree: trust the rule
                     continue
-                yield from self._change_status(hook.webhook_id, change, now)
+                _, its_notices = yield from self._change_status(hook, change, now)
+                notified.extend(its_notices)
                 params = {"webhook_id": hook.webhook_id, "now": now}
                 touched = yield Fetch(self.q.TOUCH_WEBHOOK, params)
                 expired.extend(self.codec.decode_rows(Webhook, touched))
-            return expired
+            return expired, notified
 
-        return await self._transact(script)
+        expired, notified = await self._transact(script)
+        notices.count(n.kind for n in notified)
+        return expired
+
+    async def warn_expiring(self, now: datetime, horizon: datetime) -> list[Webhook]:
+        """Issue an `expiring` notice for each Active webhook that expires after `now` and by
+        `horizon`, once per expiry date (the date warned of is kept with it), in one
+        transaction; those warned now."""
+
+        def script() -> Script[list[Webhook]]:
+            params = {"now": now, "horizon": horizon}
+            warned = []
+            candidates = yield Fetch(self.q.EXPIRY_WARNINGS, params)
+            for hook in self.codec.decode_rows(Webhook, candidates):
+                rows = yield Fetch(self.q.WARN_EXPIRY, {**params, "webhook_id": hook.webhook_id})
+                warned.extend(self.codec.decode_rows(Webhook, rows))
+            yield from self._publish_notices(
+                [Notice(notices.Kind.EXPIRING, hook, now) for hook in warned]
+            )
+            return warned
+
+        warned = await self._transact(script)
+        notices.count(notices.Kind.EXPIRING for _ in warned)
+        return warned
+
+    # -- Re-verification --------------------------------------------------------------------------
+    async def unscheduled_reverifications(self, latest: datetime, most: int) -> list[UUID]:
+        """Up to `most` Active webhooks with no re-verification due, or one due after `latest`
+        (the interval was shortened)."""
+        rows = await self._rows(self.q.UNSCHEDULED, {"latest": latest, "most": most})
+        return [self.codec.read(Kind.ID, row[0]) for row in rows]
+
+    async def schedule_reverifications(
+        self, due: Mapping[UUID, datetime], latest: datetime
+    ) -> None:
+        """Give these webhooks their next re-verification, unless one was given meanwhile."""
+        rows = [{"webhook_id": webhook_id, "due": when, "latest": latest}
+                for webhook_id, when in due.items()]  # fmt: skip
+        await self._run(ExecuteMany(self.q.SCHEDULE_REVERIFY, rows))
+
+    async def due_for_reverification(self, now: datetime, most: int) -> list[Webhook]:
+        """Up to `most` Active webhooks whose re-verification is due by `now`, longest-due first."""
+        rows = await self._rows(self.q.REVERIFY_DUE, {"now": now, "most": most})
+        return self.codec.decode_rows(Webhook, rows)
+
+    async def record_verified(self, hook: Webhook, now: datetime, due: datetime) -> bool:
+        """Its callback passed re-verification at `now`: next due at `due`. Only while the
+        webhook is Active with the callback verified; whether it was."""
+        params = {"webhook_id": hook.webhook_id, "now": now, "due": due,
+                  "callback_url": hook.callback_url,
+                  "callback_http_method": hook.callback_http_method.value}  # fmt: skip
+        return await self._write(self.q.VERIFIED, params) > 0
+
+    async def fail_verification(
+        self, hook: Webhook, change: StatusChange, now: datetime
+    ) -> Webhook | None:
+        """Its callback failed re-verification: make it `change` (Errored) and park its
+        pending notifications, with its `verificationFailed` notice, in one transaction; only
+        while it is Active, not expired, with the callback that failed. The webhook after it,
+        or None if it was not so."""
+        params = {"webhook_id": hook.webhook_id, "now": now, "callback_url": hook.callback_url,
+                  "callback_http_method": hook.callback_http_method.value,
+                  **_status(change)}  # fmt: skip
+
+        def script() -> Script[tuple[Webhook | None, list[Notice]]]:
+            rows = yield Fetch(self.q.FAIL_VERIFICATION, params)
+            if not rows:
+                return None, []
+            yield Execute(self.q.PARK_PENDING, _parking(hook.webhook_id, change, now))
+            yield Notify(WEBHOOK_CHANGED_CHANNEL, str(hook.webhook_id))
+            after = self.codec.decode_rows(Webhook, rows)[0]
+            notified = notices.about(hook, after, now)
+            yield from self._publish_notices(notified)
+            return after, notified
+
+        after, notified = await self._transact(script)
+        notices.count(n.kind for n in notified)
+        return after
 
     async def release_leases(self, lease_owner: str) -> int:
         """Give back every lease this owner holds (graceful shutdown)."""
@@ -723,14 +835,19 @@ class SqlStore(abc.ABC):
         current time) is when they are recorded."""
         if not outcomes:
             return Recorded(0)
-        return await self._transact(functools.partial(self._record, outcomes, now or utcnow()))
+        recorded = await self._transact(functools.partial(self._record, outcomes, now or utcnow()))
+        notices.count(recorded.notices)
+        return recorded
 
     def _record(self, outcomes: Sequence[AttemptOutcome], now: datetime) -> Script[Recorded]:
         held = yield from self._leased(outcomes)
         recent = yield from self._window_failures(held, now)
         settled = settle_in_order(held, now, recent)
         yield from self._settled_writes(settled, now)  # each answers None
-        return Recorded(len(settled), changes_of(settled), not_active(settled, now))
+        notified = _settled_notices(settled, now)
+        yield from self._publish_notices(notified)
+        changes = changes_of(settled)
+        return Recorded(len(settled), changes, not_active(settled, now), [n.kind for n in notified])
 
     def _window_failures(self, held: Held, now: datetime) -> Script[dict[UUID, int]]:
         """For each webhook with a failure window that a failure of this batch may trip, its
@@ -816,6 +933,20 @@ def _in_use(authentication_id: UUID, users: Sequence[Any]) -> str:
         f"authentication {authentication_id} is used by {len(users)} webhook(s): {named}{more}; "
         "give them another authenticationId (or null) first"
     )
+
+
+def _settled_notices(settled: Settled, now: datetime) -> list[Notice]:
+    """The lifecycle notices of a settled batch's changes of status, in order."""
+    notified = []
+    for _, hook, done in settled:
+        change = done.webhook
+        if change is not None and change.status is not hook.status_code:
+            after = dataclasses.replace(
+                hook, failure_count=change.failure_count, status_code=change.status,
+                status_message=change.status_message, status_reason=change.reason,
+            )  # fmt: skip
+            notified.extend(notices.about(hook, after, now))
+    return notified
 
 
 def _status(change: StatusChange | Transition) -> dict[str, Any]:

@@ -87,7 +87,8 @@ async def test_a_pause_parks_and_tells_the_workers_to_read_the_webhook_again(
     assert paused.status_code is WebhookStatus.INACTIVE
     states = column(managed.store, "SELECT state FROM notifications")
     assert states == {NotificationState.PARKED.value}
-    assert (managed.told.changed, managed.told.wakes) == ([hook.webhook_id], 0)
+    # One wake: the pause's lifecycle notice may wait for a claim (gateway.notices).
+    assert (managed.told.changed, managed.told.wakes) == ([hook.webhook_id], 1)
 
 
 async def test_a_reactivation_needs_its_handshake(managed: Managed) -> None:
@@ -97,7 +98,8 @@ async def test_a_reactivation_needs_its_handshake(managed: Managed) -> None:
     with pytest.raises(HandshakeFailed):
         await managed.management.patch(paused, {}, WebhookStatus.ACTIVE, uuid.uuid4(), utcnow())
     assert (await current(managed.store, hook)).status_code is WebhookStatus.INACTIVE
-    assert (managed.told.changed, managed.told.wakes) == ([hook.webhook_id], 0)  # the pause's
+    # The pause's: told of the change, woken for its lifecycle notice.
+    assert (managed.told.changed, managed.told.wakes) == ([hook.webhook_id], 1)
 
 
 async def test_a_new_secret_keeps_the_old_one_for_the_grace_period(managed: Managed) -> None:

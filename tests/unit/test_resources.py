@@ -102,11 +102,15 @@ def test_the_webhook_record_says_what_an_owner_sets_and_the_wire_shows() -> None
         assert [f.alias for f in body.model_fields.values()] == [to_camel(n) for n in marks]
     # And beside the scheme, what a change of scheme writes (its header, its key pair).
     written = (set(marks) - {"status_code"}) | signing.SCHEME_FIELDS
-    assert base.EDITABLE - {"modified", "modified_user_id"} == written
+    # A request's handshake records when it verified the callback.
+    assert (
+        base.EDITABLE - {"modified", "modified_user_id", "verified_at", "reverify_due"} == written
+    )
     internal = {name for name, f in marked(Webhook).items() if f.internal}
     assert internal == {"failure_count", "previous_secret", "previous_secret_expires",
                         "status_reason", "signing_key", "previous_signing_key",
-                        "window_start"}  # fmt: skip
+                        "window_start", "expiry_warned_for", "verified_at",
+                        "reverify_due"}  # fmt: skip
     write_only = {name for name, (_, mark) in marks.items() if mark.write_only}
     assert write_only == {"config"}
     answer = wire.webhook(make_webhook(failure_count=2, previous_secret="whsec_old"), NOW)

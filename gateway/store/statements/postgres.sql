@@ -25,6 +25,14 @@ SELECT {webhook_columns} FROM webhooks WHERE status_code = 'Active'
     AND expiration_date IS NOT NULL AND expiration_date <= :now
 ORDER BY webhook_id FOR NO KEY UPDATE
 
+-- name: EXPIRY_WARNINGS
+-- Active webhooks that expire within the horizon and were not warned of that date
+-- (WARN_EXPIRY), locked in id order like every other writer of several webhooks.
+SELECT {webhook_columns} FROM webhooks
+WHERE status_code = 'Active' AND expiration_date > :now AND expiration_date <= :horizon
+    AND (expiry_warned_for IS NULL OR expiry_warned_for <> expiration_date)
+ORDER BY webhook_id FOR NO KEY UPDATE
+
 -- name: LOCK_WEBHOOKS
 -- Lock the webhooks a transaction is about to change, always in id order, so that two
 -- processes settling or numbering notifications of the same webhooks queue instead of

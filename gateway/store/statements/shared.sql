@@ -92,6 +92,49 @@ UPDATE webhooks SET previous_secret = client_secret, client_secret = :secret,
     previous_secret_expires = :previous_until, modified = :now, modified_user_id = :user_id
 WHERE webhook_id = :webhook_id AND group_key = :group_key RETURNING {webhook_columns}
 
+-- name: WARN_EXPIRY
+-- An `expiring` notice goes out once per expiry date: the date it went out for is kept, and the
+-- row is taken only while it is Active, expires within the horizon and was not warned of it.
+UPDATE webhooks SET expiry_warned_for = expiration_date
+WHERE webhook_id = :webhook_id AND status_code = 'Active' AND expiration_date > :now
+    AND expiration_date <= :horizon
+    AND (expiry_warned_for IS NULL OR expiry_warned_for <> expiration_date)
+RETURNING {webhook_columns}
+
+-- name: UNSCHEDULED
+-- Re-verification: Active webhooks with no due time yet, or one further off than an interval
+-- (the interval was shortened); Management.reverify_due gives each its moment.
+SELECT webhook_id FROM webhooks
+WHERE status_code = 'Active' AND (reverify_due IS NULL OR reverify_due > :latest)
+LIMIT :most
+
+-- name: SCHEDULE_REVERIFY
+UPDATE webhooks SET reverify_due = :due
+WHERE webhook_id = :webhook_id AND (reverify_due IS NULL OR reverify_due > :latest)
+
+-- name: REVERIFY_DUE
+-- The webhooks whose re-verification is due, longest-due first, a bounded number a sweep.
+SELECT {w.webhook_columns} FROM webhooks w
+WHERE {IS_ACTIVE} AND w.reverify_due <= :now
+ORDER BY w.reverify_due, w.webhook_id LIMIT :most
+
+-- name: VERIFIED
+-- A passed re-verification: only while the callback verified is still the webhook's and it is
+-- still Active (else the owner's change stands, and its own handshake counted).
+UPDATE webhooks SET verified_at = :now, reverify_due = :due
+WHERE webhook_id = :webhook_id AND status_code = 'Active' AND callback_url = :callback_url
+    AND callback_http_method = :callback_http_method
+
+-- name: FAIL_VERIFICATION
+-- A failed re-verification makes the webhook Errored, under the same guard as VERIFIED (and not
+-- expired: then it receives nothing already); PARK_PENDING follows in the same transaction.
+UPDATE webhooks SET status_code = :status_code, status_message = :status_message,
+    status_reason = :status_reason, reverify_due = NULL, modified = :now
+WHERE webhook_id = :webhook_id AND status_code = 'Active' AND callback_url = :callback_url
+    AND callback_http_method = :callback_http_method
+    AND (expiration_date IS NULL OR expiration_date > :now)
+RETURNING {webhook_columns}
+
 -- name: TOUCH_WEBHOOK
 UPDATE webhooks SET modified = :now WHERE webhook_id = :webhook_id RETURNING {webhook_columns}
 

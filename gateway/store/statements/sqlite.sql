@@ -10,6 +10,12 @@ CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, appli
 SELECT {webhook_columns} FROM webhooks
 WHERE status_code = 'Active' AND expiration_date IS NOT NULL AND expiration_date <= :now
 
+-- name: EXPIRY_WARNINGS
+-- Active webhooks that expire within the horizon and were not warned of that date (WARN_EXPIRY).
+SELECT {webhook_columns} FROM webhooks
+WHERE status_code = 'Active' AND expiration_date > :now AND expiration_date <= :horizon
+    AND (expiry_warned_for IS NULL OR expiry_warned_for <> expiration_date)
+
 -- name: LOCK_WEBHOOKS
 -- The webhooks a transaction is about to change, as they are now (PostgreSQL locks them here).
 SELECT {webhook_columns} FROM webhooks
