@@ -383,8 +383,11 @@ class Worker:
         self._settled(batch)
 
     def _learn(self, recorded: Recorded) -> None:
-        """Act on what the store's settlement decided: log each change of status, and stop
-        sending to the webhooks that are not Active."""
+        """Act on what the store's settlement decided: log each change of status, claim the
+        lifecycle notices it published (on PostgreSQL a NOTIFY says so too), and stop sending
+        to the webhooks that are not Active."""
+        if recorded.notices:
+            self._wake.set()
         for change in recorded.changes:
             log.warning(f"webhook {change.status.value.lower()}", extra={
                 "webhook_id": str(change.webhook_id), "group_key": str(change.group_key),

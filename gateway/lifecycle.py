@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 from gateway.errors import ValidationError
@@ -182,9 +182,10 @@ def next_reverification(webhook_id: UUID, after: datetime, interval: float) -> d
     """The first moment after `after` when this webhook's callback is verified again: the
     webhook's own offset (from its id, spread over the interval) in the next interval."""
     offset = (webhook_id.int % 1_000_003) / 1_000_003 * interval
-    elapsed = after.timestamp() - offset
-    periods = elapsed // interval + 1
-    return datetime.fromtimestamp(periods * interval + offset, UTC)
+    periods = (after.timestamp() - offset) // interval + 1
+    moment = datetime.fromtimestamp(periods * interval + offset, UTC)
+    # Microseconds round: `after` on a moment may read as just before it.
+    return moment if moment > after else moment + timedelta(seconds=interval)
 
 
 def effective_status(webhook: Webhook, now: datetime) -> tuple[WebhookStatus, str | None]:
