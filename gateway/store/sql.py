@@ -507,7 +507,12 @@ class SqlStore(abc.ABC):
     def _publish_notices(self, notified: Sequence[Notice]) -> Script[None]:
         """Publish lifecycle notices into their webhooks' groups, in this transaction: each an
         event, with a notification for every other webhook whose rules take it (pending, or
-        parked for one that is not Active). A notice nobody takes stores nothing."""
+        parked for one that is not Active). A notice nobody takes stores nothing.
+
+        The subscribers' rows are locked after those of the webhooks that changed, not in one
+        id order with them: on PostgreSQL two such transactions may deadlock, and the server's
+        choice of loser runs again (postgres_retry). It is rare: both need a change of status
+        in one group with subscribers, at once."""
         subscribers: dict[UUID, list[matching.Subscriber]] = {}
         events, notes = [], []
         for notice in notified:
