@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from gateway import __version__, metrics, openapi
+from gateway import __version__, docs, metrics, openapi
 from gateway.api import authentications, event_types, events, history, rules, status, webhooks
 from gateway.api.common import Context, Endpoint, json_response
 from gateway.catalogue import Catalogue
@@ -269,6 +269,7 @@ def create_app(
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics_text, methods=["GET"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),
+        *docs.ROUTES,
     ]
     return Starlette(
         routes=routes,
