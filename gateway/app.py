@@ -16,7 +16,16 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway import __version__, docs, metrics, openapi
-from gateway.api import authentications, event_types, events, history, rules, status, webhooks
+from gateway.api import (
+    authentications,
+    event_types,
+    events,
+    history,
+    portal_sessions,
+    rules,
+    status,
+    webhooks,
+)
 from gateway.api.common import Context, Endpoint, json_response
 from gateway.catalogue import Catalogue
 from gateway.config import API_MAX_CONNECTIONS, Settings
@@ -27,6 +36,7 @@ from gateway.management import Management
 from gateway.models import utcnow
 from gateway.netguard import AddressPolicy, Resolver
 from gateway.outbound import Outbound
+from gateway.portal import routes as portal
 from gateway.publishing import Publishing
 from gateway.ratelimit import RateLimiter
 from gateway.store import Store, store_for_url
@@ -89,6 +99,7 @@ API: dict[str, dict[str, Endpoint]] = {
     },
     "/api/v1/Events": {"POST": events.publish},
     "/api/v1/Status": {"GET": status.status},
+    "/api/v1/PortalSessions": {"POST": portal_sessions.create},
 }
 # Every tenant route is here, so the isolation tests are generated from it.
 API_ROUTES = [_route(path, handlers) for path, handlers in API.items()]
@@ -270,6 +281,7 @@ def create_app(
         Route("/metrics", metrics_text, methods=["GET"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),
         *docs.ROUTES,
+        portal.mount(),
     ]
     return Starlette(
         routes=routes,

@@ -1,4 +1,4 @@
-"""The `gateway` command: serve, worker, migrate, keys."""
+"""The `gateway` command: serve, worker, migrate, keys, portal-link."""
 
 from __future__ import annotations
 
@@ -18,6 +18,11 @@ from uuid import UUID, uuid4, uuid5
 from gateway import config, heap, logs
 from gateway.errors import GatewayError
 from gateway.models import ApiKey, Scope, utcnow
+from gateway.portal.tokens import (
+    DEFAULT_SESSION_SECONDS,
+    MAX_SESSION_SECONDS,
+    MIN_SESSION_SECONDS,
+)
 from gateway.store import sqlite_file, store_for_url
 
 log = logging.getLogger("gateway")
@@ -107,7 +112,39 @@ def build_parser() -> argparse.ArgumentParser:
     revoke.add_argument("api_key_id", help="the apiKeyId to revoke")
     listing = _subcommand(keys_sub, "list", "list keys (never the keys themselves)")
     _common(listing)
+    _portal_link_parser(sub)
     return parser
+
+
+def _portal_link_parser(sub: Any) -> None:
+    link = sub.add_parser(
+        "portal-link",
+        help="print a link that opens the partner portal for one group",
+        description="Print a link (JSON: url, expiresAt, linkExpiresAt) that opens the partner "
+        "portal for one group. Open it within 15 minutes; it opens one session, which ends at "
+        "expiresAt. It is signed with the gateway's secret key: run this with the same "
+        "settings (database, secret key) as `gateway serve`.",
+        epilog=SETTINGS_SOURCES,
+    )
+    _common(link)
+    link.add_argument("--group", required=True, help="group name, as given to `keys create`")
+    link.add_argument(
+        "--read-only", action="store_true", help="a session that sees everything, changes nothing"
+    )
+    link.add_argument(
+        "--expires-in",
+        type=int,
+        default=DEFAULT_SESSION_SECONDS,
+        metavar="SECONDS",
+        help=f"how long the session lasts, {MIN_SESSION_SECONDS} to {MAX_SESSION_SECONDS} "
+        f"(default {DEFAULT_SESSION_SECONDS})",
+    )
+    _flag(link, "--secret-key", "key that signs the link; the one `serve` runs with")
+    _flag(
+        link,
+        "--public-url",
+        "the gateway's address as browsers reach it (default http://host:port)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -139,9 +176,11 @@ def _dispatch(args: argparse.Namespace, settings: config.Settings) -> int:
         "create": lambda: _create_key(settings, args.group, args.scopes),
         "revoke": lambda: _revoke_key(settings, args.api_key_id),
         "list": lambda: _list_keys(settings),
+        "portal-link": lambda: _portal_link(settings.with_secret_key(), args),
     }
     name = args.keys_command if args.command == "keys" else args.command
-    if args.command == "keys":
+    if args.command in ("keys", "portal-link"):
+        # portal-link too: in a new database it would sign with a new secret key.
         _existing_database(settings.database_url, getattr(args, "create_database", False))
         print(f"gateway: database {database_name(settings.database_url)}", file=sys.stderr)
     result = asyncio.run(commands[name]())
@@ -269,6 +308,39 @@ async def _revoke_key(settings: config.Settings, api_key_id: str) -> dict[str, A
 async def _list_keys(settings: config.Settings) -> list[dict[str, Any]]:
     async with store_for_url(settings.database_url) as store:
         return [_key_view(k) for k in await store.list_api_keys()]
+
+
+async def _portal_link(settings: config.Settings, args: argparse.Namespace) -> dict[str, Any]:
+    """A portal link for a group by name, as POST /api/v1/PortalSessions answers one."""
+    from gateway.portal.tokens import portal_link
+    from gateway.wire import PortalSessionModel
+
+    seconds = args.expires_in
+    if not MIN_SESSION_SECONDS <= seconds <= MAX_SESSION_SECONDS:
+        raise GatewayError(
+            f"--expires-in must be between {MIN_SESSION_SECONDS} and {MAX_SESSION_SECONDS} seconds"
+        )
+    async with store_for_url(settings.database_url) as store:
+        found = await store.group_key_for_name(args.group)
+    group_key = found or uuid5(GROUP_NAMESPACE, args.group)
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    base = settings.public_url or f"http://{host}:{settings.port}"
+    url, grant = portal_link(
+        settings.secret_key or "",
+        base,
+        group_key,
+        read_only=args.read_only,
+        session_seconds=seconds,
+        now=utcnow(),
+    )
+    answer = PortalSessionModel(
+        url=url,
+        expires_at=grant.session_expires,
+        link_expires_at=grant.link_expires,
+        group_key=group_key,
+        read_only=grant.read_only,
+    )
+    return answer.wire()
 
 
 def _key_view(key: ApiKey) -> dict[str, Any]:

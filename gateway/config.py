@@ -41,6 +41,9 @@ class Settings:
     allowed_callback_networks: tuple[str, ...] = ()
     log_level: str = "info"
     log_format: str = "text"  # or "json": one JSON object a line, for log shippers
+    # The gateway's address as partners' browsers reach it (portal links); None: the address a
+    # request came to, or for `gateway portal-link` http://host:port.
+    public_url: str | None = None
     # API
     max_body_bytes: int = 1_048_576
     max_batch_size: int = 100

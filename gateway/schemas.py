@@ -41,6 +41,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StrictBool,
+    StrictInt,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -768,6 +769,14 @@ class EventTypePatch(_Patch):
     _schema = field_validator("record_schema")(_record_schema)
 
 
+class PortalSessionCreate(_Body):
+    """A portal link for the caller's group: its session lasts `expiresInSeconds` from now
+    (60 to 86400, default 3600) and changes nothing if `readOnly`."""
+
+    expires_in_seconds: StrictInt = Field(default=3600, ge=60, le=86_400)
+    read_only: StrictBool = False
+
+
 M = TypeVar("M", bound=_Body)
 
 
@@ -844,7 +853,7 @@ def openapi_schemas() -> dict[str, Any]:
     """JSON schemas of the request bodies, for /openapi.json."""
     models: list[type[BaseModel]] = [
         WebhookCreate, WebhookPatch, RuleCreate, RulePatch, EventIn, AuthenticationCreate,
-        AuthenticationPatch, EventTypeCreate, EventTypePatch,
+        AuthenticationPatch, EventTypeCreate, EventTypePatch, PortalSessionCreate,
     ]  # fmt: skip
     return {
         m.__name__: m.model_json_schema(ref_template="#/components/schemas/{model}") for m in models

@@ -332,6 +332,17 @@ class ActionResultModel(Resource):
     messages: list[str]
 
 
+class PortalSessionModel(Resource):
+    """A portal link: open `url` in a browser before `linkExpiresAt`; the session it opens
+    ends at `expiresAt`. The link opens one session only."""
+
+    url: str
+    expires_at: datetime
+    link_expires_at: datetime
+    group_key: UUID
+    read_only: bool
+
+
 class StatusModel(Resource):
     """Who is calling: any valid key may ask, whatever its scopes."""
 

@@ -30,6 +30,7 @@ from tests.factories import (
     make_webhook,
 )
 from tests.gateway_server import RunningGateway
+from tests.portal import Partner
 from tests.receiver import Receiver
 
 PROBLEM = "application/problem+json"
@@ -221,6 +222,19 @@ async def status(world: World, method: str, template: str) -> None:
     assert answer.json()["apiKeyId"] == str(world.record_b.api_key_id)
 
 
+async def portal_link(world: World, method: str, template: str) -> None:
+    """B's portal link opens a session of B's group, whose pages show nothing of A's."""
+    async with Partner(world.gateway) as partner:
+        link = await partner.link(world.key_b)
+        assert link["groupKey"] == str(world.record_b.group_key)
+        assert (await partner.open(link["url"])).status_code == 303
+        listing = await partner.page("/portal/webhooks")
+    assert listing.status_code == 200
+    assert str(world.hook_b) in listing.text
+    for a_id in world.ids_a.values():
+        assert str(a_id) not in listing.text
+
+
 # The id each query filters on, by the start of its path.
 QUERIED = {
     "/api/v1/Webhooks": "webhookId",
@@ -264,6 +278,7 @@ MATRIX: dict[tuple[str, str], Runner] = {
     ("DELETE", "/api/v1/EventTypes/{eventTypeId}"): owned,
     ("POST", "/api/v1/Events"): publish,
     ("GET", "/api/v1/Status"): status,
+    ("POST", "/api/v1/PortalSessions"): portal_link,
 }
 
 
@@ -391,10 +406,12 @@ async def test_a_revoked_key_worked_before_it_was_revoked(world: World) -> None:
     assert_problem(await world.call(world.key_a, "GET", "/api/v1/Status"), 401)
 
 
-# The routes of the `webhooks` scope: the webhooks', their rules' and history's, and the
-# authentications' they send with.
+# The routes of the `webhooks` scope: the webhooks', their rules' and history's, the
+# authentications' they send with, and the portal's links.
 WEBHOOK_ROUTES = [
-    pair for pair in ROUTES if pair[1].startswith(("/api/v1/Webhook", "/api/v1/Authentications"))
+    pair
+    for pair in ROUTES
+    if pair[1].startswith(("/api/v1/Webhook", "/api/v1/Authentications", "/api/v1/PortalSessions"))
 ]
 
 
