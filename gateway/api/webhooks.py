@@ -54,12 +54,12 @@ async def create(request: Request) -> Response:
         noun="webhooks",
         given=Circumstances(now, ctx.settings),
     )
-    hooks = [_new_webhook(spec, principal, now) for spec in specs]
+    hooks = [new_webhook(spec, principal, now) for spec in specs]
     await ctx.management.create(hooks)
     return json_response([wire.webhook(h, now) for h in hooks])
 
 
-def _new_webhook(spec: WebhookBody, who: Principal, now: datetime) -> Webhook:
+def new_webhook(spec: WebhookBody, who: Principal, now: datetime) -> Webhook:
     """The webhook a create asks for: the body's fields with what its signature scheme needs
     (gateway.signing.scheme_fields), Active unless it asks to be paused."""
     paused = spec.status_code is WebhookStatus.INACTIVE
