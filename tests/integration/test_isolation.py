@@ -20,6 +20,8 @@ import pytest
 
 from gateway.app import API_ROUTES
 from gateway.models import ApiKey, NotificationState, Scope, utcnow
+from gateway.portal.routes import PAGES
+from gateway.portal.web import PREFIX as PORTAL_PREFIX
 from gateway.store.base import Query
 from tests.factories import (
     make_authentication,
@@ -472,3 +474,136 @@ async def test_a_webhooks_key_reads_the_catalogue_and_only_an_events_key_changes
             assert await world.state_of_a() == before, (method, path)
         answer = await world.call(events_only, method, world.path(path), body_for(method, path))
         assert answer.status_code == 200, (method, path, answer.text)
+
+
+# -- The portal: a session of group B, aimed at A's ids ---------------------------------------
+
+
+def portal_routes() -> list[tuple[str, str]]:
+    """Every (method, path) the portal serves, from its route table."""
+    pairs = {(m, f"{PORTAL_PREFIX}{path}") for path, handlers in PAGES.items() for m in handlers}
+    return sorted(pairs, key=lambda pair: (pair[1], pair[0]))
+
+
+PORTAL_ROUTES = portal_routes()
+PortalRunner = Callable[[World, Partner, str, str], Awaitable[None]]
+
+# Forms that would succeed for A on A's webhook, so a 404 can only come from the group check.
+PORTAL_FORMS: dict[str, dict[str, str]] = {
+    "/portal/webhooks/{webhookId}/edit": {"name": "hijacked"},
+    "/portal/webhooks/{webhookId}/status": {"action": "pause"},
+    "/portal/webhooks/{webhookId}/rotate-secret": {},
+}
+
+
+async def portal_owned(world: World, partner: Partner, method: str, template: str) -> None:
+    """B's session names A's webhook: a 404 page, the same as for a webhook that never
+    existed (but for the id it names)."""
+    pages = []
+    for webhook_id in (world.ids_a["webhookId"], uuid4()):
+        path = world.path(template, {**world.ids_a, "webhookId": webhook_id})
+        if method == "GET":
+            answer = await partner.page(path)
+        else:
+            answer = await partner.submit(path, PORTAL_FORMS[template])
+        assert answer.status_code == 404, answer.text
+        assert "no webhook" in answer.text
+        pages.append(answer.text.replace(str(webhook_id), "<id>"))
+    assert pages[0] == pages[1]
+    assert_nothing_of_a(world, pages[0])
+
+
+async def portal_listing(world: World, partner: Partner, method: str, template: str) -> None:
+    """B's pages that list or offer things show nothing of A's (not A's authentication in
+    the create form's choices either)."""
+    answer = await partner.page(template)
+    assert answer.status_code in (200, 303), answer.text  # the entry page forwards a session
+    assert_nothing_of_a(world, answer.text)
+
+
+async def portal_create(world: World, partner: Partner, method: str, template: str) -> None:
+    """B's create naming A's authentication is refused as one naming an unknown one, before
+    any handshake; what B creates lands in B's group."""
+    form = {"name": "planted", "callbackUrl": world.receiver.plan("/planted"),
+            "callbackHttpMethod": "POST", "requestContentType": "Full"}  # fmt: skip
+    seen = []
+    for auth_id in (world.ids_a["authenticationId"], uuid4()):
+        answer = await partner.submit(template, {**form, "authenticationId": str(auth_id)})
+        assert answer.status_code == 400, answer.text
+        seen.append(answer.text.replace(str(auth_id), "<id>").replace(partner.csrf, "<csrf>"))
+    assert seen[0] == seen[1]
+    made = await partner.submit(template, form)
+    assert made.status_code == 200, made.text
+    hooks_b = await world.gateway.ctx.store.query_webhooks(world.record_b.group_key, Query())
+    assert "planted" in {h.name for h in hooks_b.records}
+
+
+async def portal_exchange(world: World, partner: Partner, method: str, template: str) -> None:
+    """A link of B's opens a session of B's group only."""
+    async with Partner(world.gateway) as fresh:
+        url = (await fresh.link(world.key_b))["url"]
+        assert (await fresh.open(url)).status_code == 303
+        assert_nothing_of_a(world, (await fresh.page("/portal/webhooks")).text)
+
+
+async def portal_sign_out(world: World, partner: Partner, method: str, template: str) -> None:
+    """B signing out ends B's session only: A's goes on."""
+    async with Partner(world.gateway) as partner_a:
+        await partner_a.enter(world.key_a)
+        assert (await partner.submit(template)).status_code == 200
+        assert (await partner_a.page("/portal/webhooks")).status_code == 200
+        assert (await partner.page("/portal/webhooks")).status_code == 401
+
+
+def assert_nothing_of_a(world: World, text: str) -> None:
+    for a_id in world.ids_a.values():
+        assert str(a_id) not in text
+    assert str(world.record_a.group_key) not in text
+
+
+PORTAL_MATRIX: dict[tuple[str, str], PortalRunner] = {
+    ("GET", "/portal/"): portal_listing,
+    ("POST", "/portal/session"): portal_exchange,
+    ("POST", "/portal/sign-out"): portal_sign_out,
+    ("GET", "/portal/webhooks"): portal_listing,
+    ("GET", "/portal/webhooks/new"): portal_listing,
+    ("POST", "/portal/webhooks/new"): portal_create,
+    ("GET", "/portal/webhooks/{webhookId}"): portal_owned,
+    ("POST", "/portal/webhooks/{webhookId}/edit"): portal_owned,
+    ("POST", "/portal/webhooks/{webhookId}/status"): portal_owned,
+    ("POST", "/portal/webhooks/{webhookId}/rotate-secret"): portal_owned,
+}
+PORTAL_OWNED = [pair for pair, runner in PORTAL_MATRIX.items() if runner is portal_owned]
+
+
+def test_the_portal_matrix_covers_exactly_the_portal_routes() -> None:
+    assert set(PORTAL_MATRIX) == set(PORTAL_ROUTES)
+    with_ids = {pair for pair in PORTAL_ROUTES if "{" in pair[1]}
+    assert with_ids == set(PORTAL_OWNED)
+
+
+@pytest.mark.parametrize(("method", "path"), PORTAL_ROUTES, ids=map(route_id, PORTAL_ROUTES))
+async def test_a_portal_session_of_b_cannot_reach_group_a(
+    world: World, method: str, path: str
+) -> None:
+    before = await world.state_of_a()
+    async with Partner(world.gateway) as partner_b:
+        await partner_b.enter(world.key_b)
+        await PORTAL_MATRIX[(method, path)](world, partner_b, method, path)
+    assert await world.state_of_a() == before
+    assert not world.a_hook_contacted(), "B's session made the gateway call A's callback"
+
+
+@pytest.mark.parametrize(("method", "path"), PORTAL_OWNED, ids=map(route_id, PORTAL_OWNED))
+async def test_a_portal_session_of_a_reaches_the_same_ids(
+    world: World, method: str, path: str
+) -> None:
+    """The control for the 404s above: A's own session gets the page."""
+    async with Partner(world.gateway) as partner_a:
+        await partner_a.enter(world.key_a)
+        target = world.path(path)
+        if method == "GET":
+            answer = await partner_a.page(target)
+        else:
+            answer = await partner_a.submit(target, PORTAL_FORMS[path])
+    assert answer.status_code == 200, answer.text
