@@ -41,7 +41,6 @@ from pydantic import (
     ConfigDict,
     Field,
     StrictBool,
-    StrictInt,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -773,7 +772,7 @@ class PortalSessionCreate(_Body):
     """A portal link for the caller's group: its session lasts `expiresInSeconds` from now
     (60 to 86400, default 3600) and changes nothing if `readOnly`."""
 
-    expires_in_seconds: StrictInt = Field(default=3600, ge=60, le=86_400)
+    expires_in_seconds: int = Field(default=3600, ge=60, le=86_400)
     read_only: StrictBool = False
 
 

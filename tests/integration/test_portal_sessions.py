@@ -81,7 +81,8 @@ async def test_the_body_is_optional_and_checked(gateway: RunningGateway) -> None
         bodies: list[Any] = [
             {"expiresInSeconds": 59},
             {"expiresInSeconds": 86_401},
-            {"expiresInSeconds": "3600"},
+            {"expiresInSeconds": "soon"},
+            {"expiresInSeconds": 600.5},
             {"readOnly": "yes"},
             {"expires": 60},
             [],
