@@ -8,7 +8,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Match, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from gateway.portal import entry, webhooks
+from gateway.portal import deliveries, entry, webhooks
 from gateway.portal.tokens import PortalRefused
 from gateway.portal.web import (
     HERE,
@@ -24,6 +24,7 @@ PAGES: dict[str, dict[str, PortalEndpoint]] = {
     "/session": {"POST": entry.exchange},
     "/sign-out": {"POST": entry.sign_out},
     **webhooks.PAGES,
+    **deliveries.PAGES,
 }
 
 

@@ -54,7 +54,7 @@ async def _last_delivery(request: Request, hook: Webhook) -> dict[str, Any] | No
     return wire.history(found.records[0], (), None, 0) if found.records else None
 
 
-async def _owned(request: Request, session: Session) -> Webhook:
+async def owned_webhook(request: Request, session: Session) -> Webhook:
     """The webhook the path names, if the session's group has it; else a 404 page, as for one
     that never existed."""
     webhook_id = path_id(request, "webhookId")
@@ -93,7 +93,7 @@ def _choices() -> dict[str, Any]:
 async def detail(request: Request) -> Response:
     """One webhook: everything about it, and the forms that change it."""
     session = portal_session(request)
-    return await _detail(request, await _owned(request, session))
+    return await _detail(request, await owned_webhook(request, session))
 
 
 @page
@@ -156,7 +156,7 @@ async def edit(request: Request) -> Response:
     """Change the webhook's settings from the form: only the fields changed are sent, as a
     PATCH; a new callback passes the handshake first."""
     session, form = await changing_form(request)
-    hook = await _owned(request, session)
+    hook = await owned_webhook(request, session)
     sent = forms.submitted(form)
     try:
         body = forms.patch_body(hook, sent)
@@ -188,7 +188,7 @@ async def change_status(request: Request) -> Response:
     """Pause (action=pause) or bring back to Active (action=activate: resume a paused webhook,
     reactivate an Errored one; the handshake runs first)."""
     session, form = await changing_form(request)
-    hook = await _owned(request, session)
+    hook = await owned_webhook(request, session)
     action = form.get("action")
     if action not in ("pause", "activate"):
         raise PortalRefused(400, "The portal does not know that action.",
@@ -210,7 +210,7 @@ async def change_status(request: Request) -> Response:
 async def rotate_secret(request: Request) -> Response:
     """A new signing secret, shown once, with when the old one stops signing."""
     session, _ = await changing_form(request)
-    hook = await _owned(request, session)
+    hook = await owned_webhook(request, session)
     ctx = context(request)
     changed = await ctx.management.rotate_secret(hook, session.link_id, ctx.clock())
     until = changed.previous_secret_expires

@@ -572,6 +572,7 @@ PORTAL_MATRIX: dict[tuple[str, str], PortalRunner] = {
     ("POST", "/portal/webhooks/{webhookId}/edit"): portal_owned,
     ("POST", "/portal/webhooks/{webhookId}/status"): portal_owned,
     ("POST", "/portal/webhooks/{webhookId}/rotate-secret"): portal_owned,
+    ("GET", "/portal/webhooks/{webhookId}/history"): portal_owned,
 }
 PORTAL_OWNED = [pair for pair, runner in PORTAL_MATRIX.items() if runner is portal_owned]
 

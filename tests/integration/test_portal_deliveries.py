@@ -1,0 +1,77 @@
+"""The portal's delivery pages over real HTTP, on both stores: a webhook's history with what
+was sent and answered, failures only on request, page by page."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from gateway.models import NotificationState, utcnow
+from gateway.portal.deliveries import PAGE_SIZE
+from tests.factories import make_event, make_notification, make_webhook
+from tests.gateway_server import RunningGateway
+from tests.portal import Partner
+
+
+@pytest.fixture
+async def gateway(gateway_on_each_store: RunningGateway) -> RunningGateway:
+    return gateway_on_each_store
+
+
+async def test_history_shows_what_was_sent_and_answered_and_filters_failures(
+    gateway: RunningGateway,
+) -> None:
+    key, record = await gateway.add_key("acme")
+    hook = make_webhook(record.group_key)
+    event = make_event(record.group_key)
+    now = utcnow()
+    delivered = make_notification(
+        hook, event, state=NotificationState.SUCCEEDED, attempts=1, request_sent=True,
+        is_successful=True, response_status_code="200", timestamp=now - timedelta(minutes=2),
+        request_message="POST /hook sent-body-marker", response_message="200 answered-marker",
+    )  # fmt: skip
+    failed = make_notification(
+        hook, event, state=NotificationState.FAILED, attempts=2, request_sent=True,
+        response_status_code="500", process_result_message="callback answered HTTP 500",
+        timestamp=now - timedelta(minutes=1),
+    )  # fmt: skip
+    await gateway.ctx.store.add_webhooks([hook])
+    await gateway.ctx.store.add_events([event], [delivered, failed])
+    path = f"/portal/webhooks/{hook.webhook_id}/history"
+    async with Partner(gateway) as partner:
+        await partner.enter(key, readOnly=True)  # reading history changes nothing
+        assert 'id="webhook-history-link"' in (await partner.page(path[: -len("/history")])).text
+        everything = await partner.page(path)
+        failures = await partner.page(f"{path}?failures=1")
+    assert everything.status_code == 200
+    text = everything.text
+    assert text.index(f"history-{failed.notification_id}") < text.index(
+        f"history-{delivered.notification_id}"
+    )  # newest first
+    assert "sent-body-marker" in text and "answered-marker" in text
+    assert "callback answered HTTP 500" in text
+    assert f"history-{failed.notification_id}" in failures.text
+    assert f"history-{delivered.notification_id}" not in failures.text
+    assert 'id="history-all"' in failures.text
+
+
+async def test_history_pages(gateway: RunningGateway) -> None:
+    key, record = await gateway.add_key("acme")
+    hook = make_webhook(record.group_key)
+    event = make_event(record.group_key)
+    notes = [make_notification(hook, event, timestamp=utcnow() - timedelta(seconds=i))
+             for i in range(PAGE_SIZE + 1)]  # fmt: skip
+    await gateway.ctx.store.add_webhooks([hook])
+    await gateway.ctx.store.add_events([event], notes)
+    path = f"/portal/webhooks/{hook.webhook_id}/history"
+    async with Partner(gateway) as partner:
+        await partner.enter(key)
+        first = await partner.page(path)
+        second = await partner.page(f"{path}?page=1")
+        nonsense = await partner.page(f"{path}?page=-3")
+    assert first.text.count('class="history-row"') == PAGE_SIZE
+    assert 'id="history-older"' in first.text and 'id="history-newer"' not in first.text
+    assert second.text.count('class="history-row"') == 1 and 'id="history-newer"' in second.text
+    assert f"history-{notes[-1].notification_id}" in second.text  # the oldest, last
+    assert nonsense.status_code == 200 and nonsense.text.count('class="history-row"') == PAGE_SIZE
