@@ -65,11 +65,15 @@ async def owned_webhook(request: Request, session: Session) -> Webhook:
     return hook
 
 
-async def _detail(request: Request, hook: Webhook, *, status: int = 200, **shown: Any) -> Response:
-    """A webhook's page (its facts and, for a session that may change it, its forms)."""
+async def webhook_page(
+    request: Request, hook: Webhook, *, status: int = 200, **shown: Any
+) -> Response:
+    """A webhook's page (its facts and, for a session that may change it, its forms); `shown`
+    adds a notice (kind, words), a secret shown once, a test send's result, form values and
+    errors."""
     ctx = context(request)
     auths = await ctx.store.query_authentications(hook.group_key, Query(page_size=MOST_LISTED))
-    defaults: dict[str, Any] = {"notice": None, "secret": None, "errors": {},
+    defaults: dict[str, Any] = {"notice": None, "secret": None, "errors": {}, "tested": None,
                                 "values": forms.shown(hook)}  # fmt: skip
     return portal_page(
         request, "webhook.html", status=status, title=hook.name, hook=hook,
@@ -93,7 +97,7 @@ def _choices() -> dict[str, Any]:
 async def detail(request: Request) -> Response:
     """One webhook: everything about it, and the forms that change it."""
     session = portal_session(request)
-    return await _detail(request, await owned_webhook(request, session))
+    return await webhook_page(request, await owned_webhook(request, session))
 
 
 @page
@@ -136,7 +140,7 @@ async def create(request: Request) -> Response:
                                notice=notice)  # fmt: skip
     words = (f"Created. Your callback passed the verification handshake, so the webhook is "
              f"{hook.status_code.value}.")  # fmt: skip
-    return await _detail(request, hook, notice=("ok", words), secret=_secret_of(hook, None))
+    return await webhook_page(request, hook, notice=("ok", words), secret=_secret_of(hook, None))
 
 
 def _refusal_words(exc: GatewayError) -> str:
@@ -161,15 +165,18 @@ async def edit(request: Request) -> Response:
     try:
         body = forms.patch_body(hook, sent)
         if not body:
-            return await _detail(request, hook, notice=("ok", "Nothing was changed: the form "
+            return await webhook_page(request, hook, notice=("ok", "Nothing was changed: the form "
                                  "was as stored."))  # fmt: skip
         changed = await _patch(request, session, hook, body)
     except (ValidationError, HandshakeFailed, Conflict) as exc:
         errors = forms.field_errors(exc) if isinstance(exc, ValidationError) else {}
-        return await _detail(request, hook, status=exc.status, notice=("bad", _refusal_words(exc)),
-                             errors=errors, values={**forms.shown(hook), **sent})  # fmt: skip
+        notice = ("bad", _refusal_words(exc))
+        values = {**forms.shown(hook), **sent}
+        return await webhook_page(
+            request, hook, status=exc.status, notice=notice, errors=errors, values=values
+        )
     names = ", ".join(sorted(body))
-    return await _detail(request, changed, notice=("ok", f"Saved: {names}."))
+    return await webhook_page(request, changed, notice=("ok", f"Saved: {names}."))
 
 
 async def _patch(
@@ -197,13 +204,15 @@ async def change_status(request: Request) -> Response:
     try:
         changed = await _patch(request, session, hook, {"statusCode": target.value})
     except (ValidationError, HandshakeFailed, Conflict) as exc:
-        return await _detail(request, hook, status=exc.status, notice=("bad", _refusal_words(exc)))
+        return await webhook_page(
+            request, hook, status=exc.status, notice=("bad", _refusal_words(exc))
+        )
     if target is WebhookStatus.INACTIVE:
         words = "Paused: nothing is sent to it; what is published for it meanwhile is kept."
     else:
         words = (f"Your callback passed the verification handshake: the webhook is "
                  f"{changed.status_code.value}, and what was kept for it is due now.")  # fmt: skip
-    return await _detail(request, changed, notice=("ok", words))
+    return await webhook_page(request, changed, notice=("ok", words))
 
 
 @page
@@ -215,7 +224,9 @@ async def rotate_secret(request: Request) -> Response:
     changed = await ctx.management.rotate_secret(hook, session.link_id, ctx.clock())
     until = changed.previous_secret_expires
     words = "A new signing secret was made. Give it to your receiver now: it is shown only once."
-    return await _detail(request, changed, notice=("ok", words), secret=_secret_of(changed, until))
+    return await webhook_page(
+        request, changed, notice=("ok", words), secret=_secret_of(changed, until)
+    )
 
 
 def _secret_of(hook: Webhook, old_until: Any) -> dict[str, Any]:

@@ -493,6 +493,7 @@ PORTAL_FORMS: dict[str, dict[str, str]] = {
     "/portal/webhooks/{webhookId}/edit": {"name": "hijacked"},
     "/portal/webhooks/{webhookId}/status": {"action": "pause"},
     "/portal/webhooks/{webhookId}/rotate-secret": {},
+    "/portal/webhooks/{webhookId}/test": {},
 }
 
 
@@ -573,6 +574,7 @@ PORTAL_MATRIX: dict[tuple[str, str], PortalRunner] = {
     ("POST", "/portal/webhooks/{webhookId}/status"): portal_owned,
     ("POST", "/portal/webhooks/{webhookId}/rotate-secret"): portal_owned,
     ("GET", "/portal/webhooks/{webhookId}/history"): portal_owned,
+    ("POST", "/portal/webhooks/{webhookId}/test"): portal_owned,
 }
 PORTAL_OWNED = [pair for pair, runner in PORTAL_MATRIX.items() if runner is portal_owned]
 

@@ -12,6 +12,7 @@ from gateway.portal.deliveries import PAGE_SIZE
 from tests.factories import make_event, make_notification, make_webhook
 from tests.gateway_server import RunningGateway
 from tests.portal import Partner
+from tests.receiver import Answer, Receiver
 
 
 @pytest.fixture
@@ -75,3 +76,52 @@ async def test_history_pages(gateway: RunningGateway) -> None:
     assert second.text.count('class="history-row"') == 1 and 'id="history-newer"' in second.text
     assert f"history-{notes[-1].notification_id}" in second.text  # the oldest, last
     assert nonsense.status_code == 200 and nonsense.text.count('class="history-row"') == PAGE_SIZE
+
+
+async def test_a_test_send_shows_what_the_receiver_answered(
+    gateway: RunningGateway, receiver: Receiver
+) -> None:
+    key, record = await gateway.add_key("acme")
+    hook = make_webhook(record.group_key, callback_url=receiver.plan("/hook"))
+    await gateway.ctx.store.add_webhooks([hook])
+    path = f"/portal/webhooks/{hook.webhook_id}"
+    async with Partner(gateway) as partner:
+        await partner.enter(key)
+        assert 'id="webhook-test-send"' in (await partner.page(path)).text
+        receiver.plan("/hook", Answer(body="thanks-marker"), Answer(status=503, body="down"))
+        sent = await partner.submit(f"{path}/test")
+        assert sent.status_code == 200, sent.text
+        assert "answered HTTP 200" in sent.text and "that is a delivery" in sent.text
+        assert 'id="test-result-verdict">Delivered' in sent.text and "thanks-marker" in sent.text
+        refused = await partner.submit(f"{path}/test")
+        assert "answered HTTP 503" in refused.text and "not a delivery" in refused.text
+        # Without the session's CSRF token: refused, and nothing is sent.
+        assert (await partner.submit(f"{path}/test", csrf="")).status_code == 403
+    first, _ = receiver.notifications("/hook")
+    assert first.headers["webhook-id"] and "webhook-signature" in first.headers
+
+
+async def test_a_test_send_that_cannot_connect_says_so(gateway: RunningGateway) -> None:
+    key, record = await gateway.add_key("acme")
+    hook = make_webhook(record.group_key, callback_url="http://127.0.0.1:9/hook")
+    await gateway.ctx.store.add_webhooks([hook])
+    async with Partner(gateway) as partner:
+        await partner.enter(key)
+        sent = await partner.submit(f"/portal/webhooks/{hook.webhook_id}/test")
+    assert sent.status_code == 200
+    assert "Test event not delivered: connection refused." in sent.text
+
+
+async def test_a_read_only_session_cannot_send_a_test(
+    gateway: RunningGateway, receiver: Receiver
+) -> None:
+    key, record = await gateway.add_key("acme")
+    hook = make_webhook(record.group_key, callback_url=receiver.plan("/hook"))
+    await gateway.ctx.store.add_webhooks([hook])
+    async with Partner(gateway) as partner:
+        await partner.enter(key, readOnly=True)
+        page = await partner.page(f"/portal/webhooks/{hook.webhook_id}")
+        assert 'id="webhook-test-form"' not in page.text
+        refused = await partner.submit(f"/portal/webhooks/{hook.webhook_id}/test")
+    assert refused.status_code == 403 and "read-only" in refused.text
+    assert receiver.seen == []
