@@ -280,3 +280,34 @@ async def test_every_portal_response_carries_the_security_headers(
     assert "unsafe-inline" not in policy
     for answer in answers:  # no inline script or style for the policy to block
         assert "<script>" not in answer.text and "style=" not in answer.text
+
+
+async def test_the_exchange_takes_what_browsers_send_from_our_page_only(
+    gateway: RunningGateway,
+) -> None:
+    """Chromium posts our entry form with `Origin: null` (Referrer-Policy no-referrer) and
+    `Sec-Fetch-Site: same-origin`: accepted. A form posted from another site is refused, so
+    another site cannot sign a visitor into a session of its own group."""
+    key, _ = await gateway.add_key("acme")
+    async with Partner(gateway) as partner:
+        for sent_by in ({"sec-fetch-site": "cross-site", "origin": "https://evil.example"},
+                        {"sec-fetch-site": "same-site"},
+                        {"origin": "https://evil.example"}):  # fmt: skip
+            token = token_of((await partner.link(key))["url"])
+            refused = await partner.http.post(
+                "/portal/session", data={"token": token}, headers=sent_by
+            )
+            assert refused.status_code == 403, sent_by
+            assert "another site" in refused.text
+        token = token_of((await partner.link(key))["url"])
+        ours = {"origin": "null", "sec-fetch-site": "same-origin"}
+        opened = await partner.http.post("/portal/session", data={"token": token}, headers=ours)
+        assert opened.status_code == 303
+        await partner.page("/portal/webhooks")
+        sign_out = await partner.http.post(
+            "/portal/sign-out",
+            data={"csrf_token": partner.csrf},
+            headers={"sec-fetch-site": "cross-site"},
+        )
+        assert sign_out.status_code == 403
+        assert (await partner.page("/portal/webhooks")).status_code == 200
