@@ -494,6 +494,7 @@ PORTAL_FORMS: dict[str, dict[str, str]] = {
     "/portal/webhooks/{webhookId}/status": {"action": "pause"},
     "/portal/webhooks/{webhookId}/rotate-secret": {},
     "/portal/webhooks/{webhookId}/test": {},
+    "/portal/webhooks/{webhookId}/history/{webhookHistoryId}/retry": {},
 }
 
 
@@ -575,6 +576,7 @@ PORTAL_MATRIX: dict[tuple[str, str], PortalRunner] = {
     ("POST", "/portal/webhooks/{webhookId}/rotate-secret"): portal_owned,
     ("GET", "/portal/webhooks/{webhookId}/history"): portal_owned,
     ("POST", "/portal/webhooks/{webhookId}/test"): portal_owned,
+    ("POST", "/portal/webhooks/{webhookId}/history/{webhookHistoryId}/retry"): portal_owned,
 }
 PORTAL_OWNED = [pair for pair, runner in PORTAL_MATRIX.items() if runner is portal_owned]
 
@@ -595,6 +597,19 @@ async def test_a_portal_session_of_b_cannot_reach_group_a(
         await PORTAL_MATRIX[(method, path)](world, partner_b, method, path)
     assert await world.state_of_a() == before
     assert not world.a_hook_contacted(), "B's session made the gateway call A's callback"
+
+
+async def test_a_history_id_of_a_under_a_webhook_of_b_is_not_found_in_the_portal(
+    world: World,
+) -> None:
+    before = await world.state_of_a()
+    ids = {**world.ids_a, "webhookId": world.hook_b}
+    template = "/portal/webhooks/{webhookId}/history/{webhookHistoryId}/retry"
+    async with Partner(world.gateway) as partner_b:
+        await partner_b.enter(world.key_b)
+        answer = await partner_b.submit(world.path(template, ids))
+    assert answer.status_code == 404 and "no history entry" in answer.text
+    assert await world.state_of_a() == before
 
 
 @pytest.mark.parametrize(("method", "path"), PORTAL_OWNED, ids=map(route_id, PORTAL_OWNED))

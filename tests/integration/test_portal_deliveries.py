@@ -4,11 +4,13 @@ was sent and answered, failures only on request, page by page."""
 from __future__ import annotations
 
 from datetime import timedelta
+from uuid import UUID, uuid4
 
 import pytest
 
 from gateway.models import NotificationState, utcnow
 from gateway.portal.deliveries import PAGE_SIZE
+from gateway.store.base import Query
 from tests.factories import make_event, make_notification, make_webhook
 from tests.gateway_server import RunningGateway
 from tests.portal import Partner
@@ -125,3 +127,60 @@ async def test_a_read_only_session_cannot_send_a_test(
         refused = await partner.submit(f"/portal/webhooks/{hook.webhook_id}/test")
     assert refused.status_code == 403 and "read-only" in refused.text
     assert receiver.seen == []
+
+
+async def test_an_entry_not_delivered_is_sent_again_while_the_webhook_is_active(
+    gateway: RunningGateway,
+) -> None:
+    key, record = await gateway.add_key("acme")
+    hook = make_webhook(record.group_key)
+    event = make_event(record.group_key)
+    failed, kept = (
+        make_notification(hook, event, state=NotificationState.FAILED, attempts=1,
+                          request_sent=True, response_status_code="500")
+        for _ in range(2)
+    )  # fmt: skip
+    delivered = make_notification(hook, event, state=NotificationState.SUCCEEDED, attempts=1,
+                                  request_sent=True, is_successful=True)  # fmt: skip
+    await gateway.ctx.store.add_webhooks([hook])
+    await gateway.ctx.store.add_events([event], [failed, kept, delivered])
+    path = f"/portal/webhooks/{hook.webhook_id}"
+
+    async def state_of(note_id: UUID) -> NotificationState:
+        found = await gateway.ctx.store.query_history(record.group_key, hook.webhook_id, Query())
+        return next(n.state for n in found.records if n.notification_id == note_id)
+
+    async with Partner(gateway) as partner:
+        await partner.enter(key)
+        listing = await partner.page(f"{path}/history")
+        assert f'id="history-retry-{failed.notification_id}"' in listing.text
+        assert f'id="history-retry-{delivered.notification_id}"' not in listing.text
+        queued = await partner.submit(f"{path}/history/{failed.notification_id}/retry")
+        assert queued.status_code == 200 and "Queued" in queued.text
+        assert await state_of(failed.notification_id) is NotificationState.PENDING
+        again = await partner.submit(f"{path}/history/{delivered.notification_id}/retry")
+        assert again.status_code == 400 and "it was delivered" in again.text
+        await partner.submit(f"{path}/status", {"action": "pause"})
+        paused = await partner.submit(f"{path}/history/{kept.notification_id}/retry")
+        assert paused.status_code == 409 and "the webhook is Inactive" in paused.text
+        assert await state_of(kept.notification_id) is NotificationState.FAILED
+        unknown = await partner.submit(f"{path}/history/{uuid4()}/retry")
+        assert unknown.status_code == 404 and "no history entry" in unknown.text
+
+
+async def test_a_read_only_session_cannot_send_again(gateway: RunningGateway) -> None:
+    key, record = await gateway.add_key("acme")
+    hook = make_webhook(record.group_key)
+    event = make_event(record.group_key)
+    failed = make_notification(hook, event, state=NotificationState.FAILED, attempts=1,
+                               request_sent=True)  # fmt: skip
+    await gateway.ctx.store.add_webhooks([hook])
+    await gateway.ctx.store.add_events([event], [failed])
+    path = f"/portal/webhooks/{hook.webhook_id}/history"
+    async with Partner(gateway) as partner:
+        await partner.enter(key, readOnly=True)
+        assert "history-retry-" not in (await partner.page(path)).text
+        refused = await partner.submit(f"{path}/{failed.notification_id}/retry")
+    assert refused.status_code == 403
+    found = await gateway.ctx.store.query_history(record.group_key, hook.webhook_id, Query())
+    assert [n.state for n in found.records] == [NotificationState.FAILED]
