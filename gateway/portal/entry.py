@@ -70,14 +70,17 @@ async def exchange(request: Request) -> Response:
 
 def set_session_cookie(request: Request, response: Response, session: Session) -> None:
     """The session's signed cookie: HttpOnly, SameSite=Strict, only under /portal, Secure
-    when the portal is served over https, gone when the session ends."""
-    remaining = int((session.expires_at - context(request).clock()).total_seconds())
+    when the portal is served over https (here, or at public_url in front of a proxy), gone
+    when the session ends."""
+    ctx = context(request)
+    remaining = int((session.expires_at - ctx.clock()).total_seconds())
+    https = request.url.scheme == "https" or (ctx.settings.public_url or "").startswith("https:")
     response.set_cookie(
         SESSION_COOKIE,
         keys(request).seal(session),
         max_age=max(remaining, 0),
         path=PREFIX,
-        secure=request.url.scheme == "https",
+        secure=https,
         httponly=True,
         samesite="strict",
     )

@@ -9,6 +9,7 @@ import asyncio
 import json
 import logging
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,7 +18,7 @@ from gateway import cli
 from gateway.models import utcnow
 from gateway.portal.web import CONTENT_SECURITY_POLICY, SESSION_COOKIE
 from tests.factories import make_webhook
-from tests.gateway_server import RunningGateway
+from tests.gateway_server import RunningGateway, gateway_settings, run_gateway
 from tests.portal import Partner, token_of
 
 PROBLEM = "application/problem+json"
@@ -311,3 +312,17 @@ async def test_the_exchange_takes_what_browsers_send_from_our_page_only(
         )
         assert sign_out.status_code == 403
         assert (await partner.page("/portal/webhooks")).status_code == 200
+
+
+async def test_behind_an_https_public_url_links_use_it_and_the_cookie_is_secure(
+    tmp_path: Path,
+) -> None:
+    settings = gateway_settings(tmp_path, public_url="https://hooks.example")
+    async with run_gateway(settings) as gateway:
+        key, _ = await gateway.add_key("acme")
+        async with Partner(gateway) as partner:
+            link = await partner.link(key)
+            assert link["url"].startswith("https://hooks.example/portal/#token=")
+            opened = await partner.open(link["url"])
+    assert opened.status_code == 303
+    assert "secure" in opened.headers["set-cookie"].lower()
