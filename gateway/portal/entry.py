@@ -34,13 +34,17 @@ HOME = f"{PREFIX}/webhooks"
 
 @page
 async def enter(request: Request) -> Response:
-    """The page a portal link opens: with a session already, on to the webhooks; otherwise
-    the form our script sends the link's token with."""
+    """The page a portal link opens: the form our script sends the link's token with. It is
+    served even to a browser with a session (the server cannot see whether the URL carries a
+    new link, which may be for another group or not read-only); without a token in the URL,
+    the script goes on to the webhooks page of the session there is."""
     try:
-        portal_session(request)
+        has_session = bool(portal_session(request))
     except PortalRefused:
-        return portal_page(request, "enter.html", title="Opening your portal")
-    return RedirectResponse(HOME, status_code=303)
+        has_session = False
+    return portal_page(
+        request, "enter.html", title="Opening your portal", has_session=has_session, home=HOME
+    )
 
 
 @page

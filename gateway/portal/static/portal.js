@@ -9,7 +9,11 @@ function openPortalLink() {
   if (!form) return;
   const params = new URLSearchParams(window.location.hash.slice(1));
   const token = params.get("token");
-  if (!token) return;
+  if (!token) {
+    // No new link: on to the session this browser has, if any.
+    if (form.dataset.home) window.location.replace(form.dataset.home);
+    return;
+  }
   document.getElementById("portal-enter-token").value = token;
   history.replaceState(null, "", window.location.pathname);
   form.submit();
