@@ -62,6 +62,7 @@ class AttemptOutcome:
     response_status_code: str | None = None
     request_message: str | None = None
     response_message: str | None = None
+    elapsed_ms: float | None = None  # how long the receiver took to answer (None: no answer)
 
     @property
     def request_sent(self) -> bool:

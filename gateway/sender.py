@@ -190,4 +190,5 @@ class Sender:
             response_status_code=str(response.status) if response else None,
             request_message=truncate(sent.request_text, limit),
             response_message=truncate(response_text, limit),
+            elapsed_ms=round(response.elapsed * 1000, 1) if response else None,
         )

@@ -1,6 +1,7 @@
 """The small types the store's callers share: an owner's edit (`WebhookEdit`, over `EDITABLE`),
 what `add_events` stored (`Added`), what a hand retry found (`Requeue`), a parsed query and its
-page (`Query`, `Page`), and the invariants `check_invariants` counts (`INVARIANTS`).
+page (`Query`, `Page`), a webhook's deliveries in one hour (`HourOfDeliveries`), and the
+invariants `check_invariants` counts (`INVARIANTS`).
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 from uuid import UUID
 
@@ -84,6 +86,18 @@ class Query:
 
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class HourOfDeliveries:
+    """A webhook's attempts in one UTC hour (store.delivery_activity): how many delivered and
+    how many failed, and how long the receiver took to answer them (None: no time recorded)."""
+
+    hour: datetime  # its start
+    delivered: int
+    failed: int
+    mean_ms: float | None
+    max_ms: float | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -95,7 +95,7 @@ def settled_row(outcome: AttemptOutcome, done: Settlement, now: datetime) -> Par
         "process_result_message": done.process_result_message, "now": now,
         "response_status_code": outcome.response_status_code,
         "request_message": outcome.request_message, "response_message": outcome.response_message,
-        "lease_owner": outcome.lease_owner,
+        "lease_owner": outcome.lease_owner, "elapsed_ms": outcome.elapsed_ms,
     }  # fmt: skip
 
 

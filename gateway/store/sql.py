@@ -22,7 +22,7 @@ import collections
 import dataclasses
 import functools
 from collections.abc import Callable, Collection, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from types import ModuleType
 from typing import Any, ClassVar, Self, TypeVar
 from uuid import UUID
@@ -51,7 +51,7 @@ from gateway.outcomes import (
     not_active,
     settle_in_order,
 )
-from gateway.store.base import Added, Page, Query, Requeue, WebhookEdit
+from gateway.store.base import Added, HourOfDeliveries, Page, Query, Requeue, WebhookEdit
 from gateway.store.codec import Codec, Kind
 from gateway.store.filter_sql import Listing, order_by, where_filter
 from gateway.store.queries import NEW_WORK_CHANNEL, WEBHOOK_CHANGED_CHANNEL
@@ -421,6 +421,15 @@ class SqlStore(abc.ABC):
         return await self._page(
             Notification, history, query, group_key=group_key, webhook_id=webhook_id
         )
+
+    async def delivery_activity(
+        self, group_key: UUID, webhook_id: UUID, since: datetime
+    ) -> list[HourOfDeliveries]:
+        """This group's webhook's attempts since `since`, by UTC hour (only hours with one),
+        oldest first: delivered, failed, and the receiver's mean and longest answer time."""
+        params = {"group_key": group_key, "webhook_id": webhook_id, "since": since}
+        rows = await self._rows(self.q.DELIVERY_ACTIVITY, params)
+        return [_hour(row) for row in rows]
 
     async def prune_history(self, succeeded_before: datetime) -> int:
         """Delete successful notifications older than this (and events left with none); how many."""
@@ -952,6 +961,15 @@ def _settled_notices(settled: Settled, now: datetime) -> list[Notice]:
             )  # fmt: skip
             notified.extend(notices.about(hook, after, now))
     return notified
+
+
+def _hour(row: Any) -> HourOfDeliveries:
+    """A DELIVERY_ACTIVITY row; the times rounded to 0.1 ms, so both dialects' means agree."""
+    hour = datetime.strptime(row[0], "%Y-%m-%dT%H").replace(tzinfo=UTC)
+    mean, most = row[3], row[4]
+    return HourOfDeliveries(hour, int(row[1]), int(row[2]),
+                            None if mean is None else round(float(mean), 1),
+                            None if most is None else round(float(most), 1))  # fmt: skip
 
 
 def _status(change: StatusChange | Transition) -> dict[str, Any]:

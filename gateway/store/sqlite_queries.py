@@ -51,7 +51,7 @@ NOTE_COLUMNS = shared.NOTE_COLUMNS
 SETTLE_COLUMNS = (
     "state", "next_attempt_at", "is_successful", "response_status_code",
     "process_result_message", "request_message", "response_message", "now", "notification_id",
-    "lease_owner",
+    "lease_owner", "elapsed_ms",
 )  # fmt: skip
 # Where add_events reads and numbers a notification row.
 ROW_GROUP, ROW_WEBHOOK, ROW_SEQUENCE, ROW_STATE, ROW_LEASE_UNTIL, ROW_LEASE_OWNER, ROW_MESSAGE = (
@@ -96,7 +96,7 @@ def settled_row(outcome: AttemptOutcome, done: Settlement, now: str) -> tuple[An
         done.state.value, stamp(done.next_attempt_at) if done.next_attempt_at else None,
         done.is_successful, outcome.response_status_code, done.process_result_message,
         outcome.request_message, outcome.response_message, now,
-        str(outcome.notification_id), outcome.lease_owner,
+        str(outcome.notification_id), outcome.lease_owner, outcome.elapsed_ms,
     )  # fmt: skip
 
 

@@ -210,9 +210,9 @@ EXISTS (SELECT 1 FROM webhooks w WHERE w.webhook_id = notifications.webhook_id A
 -- name: LOG_ATTEMPT
 -- Failed attempts go to the log too, numbered by the row's count (already increased), with
 -- their webhook, which WINDOW_FAILURES counts by.
-INSERT INTO attempts ({attempt_columns}, webhook_id)
+INSERT INTO attempts ({attempt_columns}, webhook_id, elapsed_ms)
 SELECT notification_id, attempts, timestamp, response_status_code, process_result_message,
-    request_message, response_message, webhook_id
+    request_message, response_message, webhook_id, elapsed_ms
 FROM notifications WHERE notification_id = :notification_id
 
 -- name: WINDOW_FAILURES
@@ -246,7 +246,7 @@ UPDATE notifications SET state = :state,
     attempts = attempts + 1, request_sent = true, is_successful = :is_successful,
     response_status_code = :response_status_code,
     process_result_message = :process_result_message, request_message = :request_message,
-    response_message = :response_message, timestamp = :now,
+    response_message = :response_message, elapsed_ms = :elapsed_ms, timestamp = :now,
     lease_owner = NULL, lease_until = NULL
 WHERE notification_id = :notification_id AND lease_owner = :lease_owner
 
