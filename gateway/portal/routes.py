@@ -8,7 +8,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Match, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from gateway.portal import deliveries, entry, webhooks
+from gateway.portal import charts, deliveries, entry, event_types, rules, webhooks
 from gateway.portal.tokens import PortalRefused
 from gateway.portal.web import (
     HERE,
@@ -25,6 +25,9 @@ PAGES: dict[str, dict[str, PortalEndpoint]] = {
     "/sign-out": {"POST": entry.sign_out},
     **webhooks.PAGES,
     **deliveries.PAGES,
+    **charts.PAGES,
+    **rules.PAGES,
+    **event_types.PAGES,
 }
 
 
