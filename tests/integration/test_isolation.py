@@ -495,6 +495,8 @@ PORTAL_FORMS: dict[str, dict[str, str]] = {
     "/portal/webhooks/{webhookId}/rotate-secret": {},
     "/portal/webhooks/{webhookId}/test": {},
     "/portal/webhooks/{webhookId}/history/{webhookHistoryId}/retry": {},
+    "/portal/rules/{webhookRuleId}/edit": {"tableKey": "Hijacked", "eventType": "U"},
+    "/portal/rules/{webhookRuleId}/delete": {},
 }
 
 
@@ -513,6 +515,37 @@ async def portal_owned(world: World, partner: Partner, method: str, template: st
         pages.append(answer.text.replace(str(webhook_id), "<id>"))
     assert pages[0] == pages[1]
     assert_nothing_of_a(world, pages[0])
+
+
+async def portal_owned_rule(world: World, partner: Partner, method: str, template: str) -> None:
+    """B's session names A's rule: a 404 page, the same as for a rule that never existed."""
+    pages = []
+    for rule_id in (world.ids_a["webhookRuleId"], uuid4()):
+        path = world.path(template, {**world.ids_a, "webhookRuleId": rule_id})
+        if method == "GET":
+            answer = await partner.page(path)
+        else:
+            answer = await partner.submit(path, PORTAL_FORMS[template])
+        assert answer.status_code == 404, answer.text
+        assert "no webhook rule" in answer.text
+        pages.append(answer.text.replace(str(rule_id), "<id>"))
+    assert pages[0] == pages[1]
+    assert_nothing_of_a(world, pages[0])
+
+
+async def portal_create_rule(world: World, partner: Partner, method: str, template: str) -> None:
+    """B's rule on A's webhook is refused as one on a webhook that never existed; B's group
+    gets no rule."""
+    seen = []
+    for webhook_id in (world.ids_a["webhookId"], uuid4()):
+        form = {"webhookId": str(webhook_id), "tableKey": "Invoice", "eventType": "U"}
+        answer = await partner.submit(template, form)
+        assert answer.status_code == 400, answer.text
+        seen.append(answer.text.replace(str(webhook_id), "<id>").replace(partner.csrf, "<csrf>"))
+    assert seen[0] == seen[1]
+    assert_nothing_of_a(world, seen[0].replace("<id>", ""))
+    rules_b = await world.gateway.ctx.store.query_rules(world.record_b.group_key, Query())
+    assert rules_b.total_count == 0
 
 
 async def portal_listing(world: World, partner: Partner, method: str, template: str) -> None:
@@ -577,8 +610,17 @@ PORTAL_MATRIX: dict[tuple[str, str], PortalRunner] = {
     ("GET", "/portal/webhooks/{webhookId}/history"): portal_owned,
     ("POST", "/portal/webhooks/{webhookId}/test"): portal_owned,
     ("POST", "/portal/webhooks/{webhookId}/history/{webhookHistoryId}/retry"): portal_owned,
+    ("GET", "/portal/webhooks/{webhookId}/activity.svg"): portal_owned,
+    ("GET", "/portal/rules"): portal_listing,
+    ("POST", "/portal/rules/new"): portal_create_rule,
+    ("GET", "/portal/rules/{webhookRuleId}"): portal_owned_rule,
+    ("POST", "/portal/rules/{webhookRuleId}/edit"): portal_owned_rule,
+    ("POST", "/portal/rules/{webhookRuleId}/delete"): portal_owned_rule,
+    ("GET", "/portal/event-types"): portal_listing,
 }
-PORTAL_OWNED = [pair for pair, runner in PORTAL_MATRIX.items() if runner is portal_owned]
+PORTAL_OWNED = [
+    pair for pair, runner in PORTAL_MATRIX.items() if runner in (portal_owned, portal_owned_rule)
+]
 
 
 def test_the_portal_matrix_covers_exactly_the_portal_routes() -> None:
