@@ -357,3 +357,26 @@ LIMIT :limit OFFSET :offset
 
 -- name: COUNT_AUTHENTICATIONS
 SELECT count(*) FROM authentications WHERE {where}
+
+-- name: ACTIVITY_HOUR
+-- The UTC hour of an attempt's timestamp as 'YYYY-MM-DDTHH' (DELIVERY_ACTIVITY): the head of
+-- SQLite's stamped text; PostgreSQL has its own.
+substr(tried.timestamp, 1, 13)
+
+-- name: DELIVERY_ACTIVITY
+-- One webhook's attempts since :since by UTC hour: delivered ones are its successful rows,
+-- failed ones the attempt log; with the receivers' answer times (elapsed_ms, NULL when none
+-- came back). Test sends are not recorded, so not counted.
+SELECT {ACTIVITY_HOUR} AS hour, sum(tried.delivered) AS delivered,
+    sum(1 - tried.delivered) AS failed, avg(tried.elapsed_ms) AS mean_ms,
+    max(tried.elapsed_ms) AS max_ms
+FROM (
+    SELECT n.timestamp, 1 AS delivered, n.elapsed_ms FROM notifications n
+    WHERE n.webhook_id = :webhook_id AND n.group_key = :group_key AND n.is_successful
+        AND n.timestamp >= :since
+    UNION ALL
+    SELECT a.timestamp, 0, a.elapsed_ms FROM attempts a
+    JOIN webhooks w ON w.webhook_id = a.webhook_id AND w.group_key = :group_key
+    WHERE a.webhook_id = :webhook_id AND a.timestamp >= :since
+) AS tried
+GROUP BY 1 ORDER BY 1

@@ -92,21 +92,3 @@ WHERE {IS_ACTIVE}
 SELECT n.notification_id, n.webhook_id FROM webhooks w
 CROSS JOIN notifications n ON n.webhook_id = w.webhook_id AND n.state = 'pending'
 WHERE NOT ({IS_ACTIVE}) AND (n.lease_until IS NULL OR n.lease_until <= :now)
-
--- name: DELIVERY_ACTIVITY
--- One webhook's attempts since :since by UTC hour ('YYYY-MM-DDTHH' of the stamped text):
--- delivered ones are the successful rows, failed ones the attempt log; with the receivers'
--- answer times (elapsed_ms, NULL when none came back). Test sends are not recorded here.
-SELECT substr(tried.timestamp, 1, 13) AS hour, sum(tried.delivered) AS delivered,
-    sum(1 - tried.delivered) AS failed, avg(tried.elapsed_ms) AS mean_ms,
-    max(tried.elapsed_ms) AS max_ms
-FROM (
-    SELECT n.timestamp, 1 AS delivered, n.elapsed_ms FROM notifications n
-    WHERE n.webhook_id = :webhook_id AND n.group_key = :group_key AND n.is_successful
-        AND n.timestamp >= :since
-    UNION ALL
-    SELECT a.timestamp, 0, a.elapsed_ms FROM attempts a
-    JOIN webhooks w ON w.webhook_id = a.webhook_id AND w.group_key = :group_key
-    WHERE a.webhook_id = :webhook_id AND a.timestamp >= :since
-) AS tried
-GROUP BY hour ORDER BY hour
