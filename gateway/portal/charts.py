@@ -41,14 +41,17 @@ class Day:
 
     @property
     def delivered(self) -> int:
+        """Attempts delivered in the day."""
         return sum(h.delivered for h in self.hours)
 
     @property
     def failed(self) -> int:
+        """Attempts failed in the day."""
         return sum(h.failed for h in self.hours)
 
     @property
     def slowest_ms(self) -> float | None:
+        """The longest answer time of the day (None: none recorded)."""
         times = [h.max_ms for h in self.hours if h.max_ms is not None]
         return max(times) if times else None
 
