@@ -25,8 +25,11 @@ from tests.gateway_server import ThreadedGateway
 from tests.receiver import Answer, Receiver
 
 HOME = "**/portal/webhooks"
-# What Chromium logs to the console for a page that came with a 401 (a refusal page).
-REFUSED_LOG = "Failed to load resource: the server responded with a status of 401 (Unauthorized)"
+# What Chromium logs to the console for a page that came with a 4xx status (a form sent back
+# with what to fix, a refusal page), by status.
+STATUS_LOG = "Failed to load resource: the server responded with a status of {}"
+UNAUTHORIZED = STATUS_LOG.format("401 (Unauthorized)")
+BAD_REQUEST = STATUS_LOG.format("400 (Bad Request)")
 
 
 def _api(gateway: ThreadedGateway, key: str, path: str, body: Any = None) -> Any:
@@ -66,11 +69,12 @@ def _webhook(gateway: ThreadedGateway, key: str, receiver: Receiver) -> dict[str
     return created
 
 
-def _clean(opened: BrowserPage, gateway: ThreadedGateway, refusals: int = 0) -> None:
-    """What every journey ends with: nothing left the gateway's origin, no console error but
-    Chromium's own line for each page the portal answered with 401 (`refusals` of them)."""
+def _clean(opened: BrowserPage, gateway: ThreadedGateway, *statuses: str) -> None:
+    """What every journey ends with: nothing left the gateway's origin, and no console error
+    but Chromium's own line for each page the portal answered with a 4xx (`statuses`, in
+    turn): no Content-Security-Policy violation, no script error."""
     assert opened.off_origin(gateway.url) == []
-    assert opened.errors == [REFUSED_LOG] * refusals
+    assert opened.errors == list(statuses)
 
 
 def test_partner_opens_the_link_creates_a_webhook_and_sends_a_test_event(
@@ -85,22 +89,37 @@ def test_partner_opens_the_link_creates_a_webhook_and_sends_a_test_event(
     expect(page.locator("#no-webhooks")).to_be_visible()
     expect(page.locator("#read-only-badge")).to_have_count(0)
 
-    # 2. Create a webhook against the loopback receiver; the handshake passes, said in words,
-    #    and the secret is shown once.
+    # 2. Create a webhook against the loopback receiver. First with a mistake in the form:
+    #    the field says what to fix, and what was typed is kept.
     page.click("#new-webhook-link")
     page.fill("#field-name", "invoices")
-    page.fill("#field-callbackUrl", live_receiver.url + "/hook")
-    page.select_option("#field-callbackHttpMethod", "PUT")
+    page.fill("#field-callbackUrl", live_receiver.plan("/wrong", Answer(body="not the code")))
+    page.select_option("#field-callbackHttpMethod", "GET")
     page.fill("#field-retryCount", "2")
     page.click("#webhook-create")
     notice = page.locator("#notice")
+    expect(notice).to_have_class("notice bad")
+    expect(page.locator("#error-requestContentType")).to_contain_text("must use Id")
+    expect(page.locator("#field-name")).to_have_value("invoices")
+    expect(page.locator("#field-retryCount")).to_have_value("2")
+
+    #    Then a callback that answers the handshake wrongly: refused, said in words.
+    page.select_option("#field-callbackHttpMethod", "PUT")
+    page.click("#webhook-create")
+    expect(notice).to_contain_text("did not pass the verification handshake")
+    expect(notice).to_contain_text("Nothing was changed")
+
+    #    Then the right callback: the handshake passes, said in words, and the secret is
+    #    shown once.
+    page.fill("#field-callbackUrl", live_receiver.url + "/hook")
+    page.click("#webhook-create")
     expect(notice).to_have_class("notice ok")
     expect(notice).to_contain_text("passed the verification handshake")
     expect(page.locator("#webhook-status")).to_have_text("Active")
     expect(page.locator("#webhook-method")).to_have_text("PUT")
     expect(page.locator("#new-secret")).to_contain_text("whsec_")
-    (handshake,) = [seen for seen in live_receiver.seen if seen.is_handshake]
-    assert handshake.path == "/hook"
+    handshakes = [seen.path for seen in live_receiver.seen if seen.is_handshake]
+    assert handshakes == ["/wrong", "/hook"]
 
     # The new webhook is in the group's list, and its row leads back to its page.
     page.click("#nav-webhooks")
@@ -126,7 +145,7 @@ def test_partner_opens_the_link_creates_a_webhook_and_sends_a_test_event(
     expect(page.locator("#test-result-verdict")).to_have_text("Not delivered")
     expect(page.locator("#test-result-body")).to_have_text("down for maintenance")
     expect(page.locator("#notice")).to_have_class("notice bad")
-    _clean(browser_page, live_gateway)
+    _clean(browser_page, live_gateway, BAD_REQUEST, BAD_REQUEST)
 
 
 def test_partner_sees_a_published_event_delivered_in_history(
@@ -314,4 +333,4 @@ def test_links_the_portal_refuses_show_a_page_saying_what_to_do(
     page.goto(live_gateway.url + "/portal/webhooks")
     expect(page.locator("#refused-title")).to_be_visible()
     expect(page.locator("#refused-advice")).to_contain_text("portal link")
-    _clean(browser_page, live_gateway, refusals=4)
+    _clean(browser_page, live_gateway, *[UNAUTHORIZED] * 4)
