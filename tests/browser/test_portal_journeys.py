@@ -53,7 +53,9 @@ def _enter(page: Page, url: str) -> None:
     assert "token" not in page.url
 
 
-def _webhook(gateway: ThreadedGateway, key: str, receiver: Receiver) -> dict[str, Any]:
+def _webhook(
+    gateway: ThreadedGateway, key: str, receiver: Receiver, retry_count: int = 3
+) -> dict[str, Any]:
     """A webhook made through the API (handshake with the receiver passed); its answer."""
     body = [
         {
@@ -61,7 +63,7 @@ def _webhook(gateway: ThreadedGateway, key: str, receiver: Receiver) -> dict[str
             "callbackUrl": receiver.plan("/hook"),
             "callbackHttpMethod": "POST",
             "requestContentType": "Full",
-            "retryCount": 3,
+            "retryCount": retry_count,
         }
     ]
     created: dict[str, Any] = _api(gateway, key, "/api/v1/Webhooks", body)[0]
@@ -160,11 +162,7 @@ def test_partner_sees_a_published_event_delivered_in_history(
     event = {"tableKey": "Invoice", "eventType": "U", "records": [{"id": "42", "total": 10}]}
     _api(live_gateway, platform, "/api/v1/Events", event)
     live_receiver.plan("/hook", Answer(body="invoice 42 received"))
-
-    async def deliver() -> None:
-        await gateway.worker().drain()
-
-    live_gateway.call(deliver(), timeout=30)
+    _deliver(live_gateway)
     (delivered,) = live_receiver.notifications("/hook")
     assert b'"42"' in delivered.body
 
@@ -192,6 +190,72 @@ def test_partner_sees_a_published_event_delivered_in_history(
     expect(entry.locator(".history-response")).to_contain_text("invoice 42 received")
     expect(entry.locator("button")).to_have_count(0)  # delivered: nothing to send again
     _clean(browser_page, live_gateway)
+
+
+def test_partner_brings_back_an_errored_webhook_and_sends_a_failure_again(
+    browser_page: BrowserPage, live_gateway: ThreadedGateway, live_receiver: Receiver
+) -> None:
+    gateway = live_gateway.gateway
+    key, _ = live_gateway.call(gateway.add_key("acme", frozenset({Scope.WEBHOOKS})))
+    platform, _ = live_gateway.call(gateway.add_key("acme", frozenset({Scope.EVENTS})))
+    hook = _webhook(live_gateway, key, live_receiver, retry_count=0)
+    rule = {"webhookId": hook["webhookId"], "tableKey": "Invoice", "eventType": "U"}
+    _api(live_gateway, key, "/api/v1/WebhookRules", [rule])
+    live_receiver.plan("/hook", Answer(status=500, body="database down"))
+    event = {"tableKey": "Invoice", "eventType": "U", "records": [{"id": "7"}]}
+    _api(live_gateway, platform, "/api/v1/Events", event)
+    _deliver(live_gateway)
+
+    # 1. The failure shows: Errored, with why, on the list and the webhook's page.
+    page = browser_page.page
+    _enter(page, _link(live_gateway, key))
+    row = page.locator(f"#webhook-{hook['webhookId']}")
+    expect(row.locator(".badge")).to_have_text("Errored")
+    row.locator(".webhook-link").click()
+    expect(page.locator("#webhook-status")).to_have_text("Errored")
+    expect(page.locator("#webhook-status-message")).not_to_be_empty()
+    expect(page.locator("#webhook-last-delivery")).to_contain_text("failed")
+
+    # 2. In the history, failures only: the entry with the receiver's answer. Sending it
+    #    again is refused while the webhook is Errored, saying what to do.
+    page.click("#webhook-history-link")
+    page.click("#history-failures")
+    failed = page.locator("#history-table .history-row")
+    expect(failed).to_have_count(1)
+    expect(failed.locator(".history-result")).to_have_text("failed")
+    failed.locator("summary").click()
+    expect(failed.locator(".history-response")).to_contain_text("database down")
+    failed.locator("button").click()
+    expect(page.locator("#notice")).to_contain_text("Resume or reactivate it first")
+
+    # 3. The receiver is fixed; reactivate: the handshake passes and it is Active again.
+    live_receiver.plan("/hook")
+    page.click("#back-to-webhook")
+    page.click("#webhook-reactivate")
+    expect(page.locator("#webhook-status")).to_have_text("Active")
+    expect(page.locator("#notice")).to_contain_text("passed the verification handshake")
+
+    # 4. Send the failure again: queued, then delivered.
+    page.click("#webhook-history-link")
+    page.click("#history-failures")
+    page.locator("#history-table .history-row button").click()
+    expect(page.locator("#notice")).to_contain_text("Queued")
+    _deliver(live_gateway)
+    page.click("#back-to-webhook")
+    expect(page.locator("#webhook-last-delivery")).to_contain_text("delivered")
+    page.click("#webhook-history-link")
+    expect(page.locator("#history-table .history-result")).to_have_text(["delivered"])
+    assert [seen.body for seen in live_receiver.notifications("/hook")][-1].count(b'"7"') == 1
+    _clean(browser_page, live_gateway, STATUS_LOG.format("409 (Conflict)"))
+
+
+def _deliver(gateway: ThreadedGateway) -> None:
+    """Let a delivery worker send everything due, and wait until it has."""
+
+    async def drain() -> None:
+        await gateway.gateway.worker().drain()
+
+    gateway.call(drain(), timeout=30)
 
 
 def test_partner_rotates_the_secret_then_pauses_and_resumes(
