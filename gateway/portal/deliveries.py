@@ -55,7 +55,9 @@ async def _history_page(
 @page
 async def resend(request: Request) -> Response:
     """Send one entry that was not delivered again now (ctx.management.retry, as the API's
-    retry): refused while the webhook is not Active, and for one that was delivered."""
+    retry): refused while the webhook is not Active, and for one that was delivered. The
+    answer is the history as it was shown (failures only, the same page): the form's URL
+    carries both."""
     session, _ = await changing_form(request)
     hook = await owned_webhook(request, session)
     ctx = context(request)

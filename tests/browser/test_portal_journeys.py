@@ -227,6 +227,7 @@ def test_partner_brings_back_an_errored_webhook_and_sends_a_failure_again(
     expect(failed.locator(".history-response")).to_contain_text("database down")
     failed.locator("button").click()
     expect(page.locator("#notice")).to_contain_text("Resume or reactivate it first")
+    expect(page.locator("#history-all")).to_be_visible()  # still failures only
 
     # 3. The receiver is fixed; reactivate: the handshake passes and it is Active again.
     live_receiver.plan("/hook")

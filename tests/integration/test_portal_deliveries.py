@@ -3,6 +3,8 @@ was sent and answered, failures only on request, page by page."""
 
 from __future__ import annotations
 
+import html
+import re
 from datetime import timedelta
 from uuid import UUID, uuid4
 
@@ -166,6 +168,31 @@ async def test_an_entry_not_delivered_is_sent_again_while_the_webhook_is_active(
         assert await state_of(kept.notification_id) is NotificationState.FAILED
         unknown = await partner.submit(f"{path}/history/{uuid4()}/retry")
         assert unknown.status_code == 404 and "no history entry" in unknown.text
+
+
+async def test_sending_again_answers_with_the_history_as_it_was_shown(
+    gateway: RunningGateway,
+) -> None:
+    key, record = await gateway.add_key("acme")
+    hook = make_webhook(record.group_key)
+    event = make_event(record.group_key)
+    failed = make_notification(hook, event, state=NotificationState.FAILED, attempts=1,
+                               request_sent=True, response_status_code="500")  # fmt: skip
+    delivered = make_notification(hook, event, state=NotificationState.SUCCEEDED, attempts=1,
+                                  request_sent=True, is_successful=True)  # fmt: skip
+    await gateway.ctx.store.add_webhooks([hook])
+    await gateway.ctx.store.add_events([event], [failed, delivered])
+    async with Partner(gateway) as partner:
+        await partner.enter(key)
+        shown = await partner.page(f"/portal/webhooks/{hook.webhook_id}/history?failures=1")
+        found = re.search(r'action="([^"]*/retry[^"]*)"', shown.text)
+        assert found is not None, shown.text
+        queued = await partner.submit(html.unescape(found.group(1)))
+    assert queued.status_code == 200 and "Queued" in queued.text
+    # Still failures only: the entry sent again is there (not delivered yet), not the other.
+    assert 'id="history-all"' in queued.text
+    assert f"history-{failed.notification_id}" in queued.text
+    assert f"history-{delivered.notification_id}" not in queued.text
 
 
 async def test_a_read_only_session_cannot_send_again(gateway: RunningGateway) -> None:
