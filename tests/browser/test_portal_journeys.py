@@ -387,10 +387,12 @@ def test_links_the_portal_refuses_show_a_page_saying_what_to_do(
     expect(page.locator("#refused-title")).to_be_visible()
     expect(page.locator("#refused-advice")).to_contain_text("new portal link")
 
-    # Used: a link opens one session; opened again (in a browser without it), it is refused.
+    # Used: a link opens one session; after signing out, it does not open another.
     used = _link(live_gateway, key)
     _enter(page, used)
-    page.context.clear_cookies()
+    page.click("#sign-out")
+    expect(page.locator("#signed-out")).to_be_visible()
+    assert page.context.cookies() == []
     page.goto(used)
     expect(page.locator("#refused-title")).to_be_visible()
     expect(page.locator("#refused-detail")).to_contain_text("already been used")
