@@ -8,7 +8,8 @@ it carries, callable without HTTP.
 - expire: webhooks past their expirationDate become Inactive, and those close to it are
   warned of it (an `expiring` lifecycle notice, gateway.notices);
 - re-verify: every Active webhook's handshake again once per `reverify_interval`;
-- a hand retry of one notification, and a signed test notification sent now.
+- a hand retry of one notification, and a signed test notification sent now and kept in
+  history, marked as a test, never counted against the lifecycle.
 
 Each change a worker must know of goes out through the wake-up (gateway.wakeup): a changed
 webhook is read afresh before its next send, and notifications due again are claimed at once.
@@ -34,13 +35,16 @@ from gateway.headers import beside, owner_headers
 from gateway.lifecycle import Move, StatusChange
 from gateway.models import (
     Authentication,
+    Event,
     EventType,
     Notification,
     NotificationState,
     Webhook,
+    WebhookRule,
     WebhookStatus,
 )
 from gateway.outbound import Outbound
+from gateway.outcomes import Effect
 from gateway.sender import Sender, Sent
 from gateway.store import Store
 from gateway.store.base import Requeue, WebhookEdit
@@ -52,6 +56,7 @@ log = logging.getLogger(__name__)
 REVERIFY_BATCH = 100
 SCHEDULED_AT_ONCE = 1000
 SAMPLE_RECORD = {"id": "test-record", "note": "a test notification from the webhook gateway"}
+TEST_TABLE = "Test"  # the tableKey of a test send
 
 
 class Management:
@@ -74,10 +79,11 @@ class Management:
         self.clock = clock
         self.sender = Sender(settings, outbound, store, clock)  # test sends
 
-    async def create(self, hooks: Sequence[Webhook]) -> None:
-        """Store new webhooks once every callback has passed its handshake, each with the
-        authentication it names (one of its own group's, else a 400), and only if their group
-        stays within max_webhooks_per_group (LimitReached)."""
+    async def create(self, hooks: Sequence[Webhook], rules: Sequence[WebhookRule] = ()) -> None:
+        """Store new webhooks, with these rules of theirs in the same transaction, once every
+        callback has passed its handshake, each with the authentication it names (one of its
+        own group's, else a 400), and only if their group stays within max_webhooks_per_group
+        (LimitReached)."""
         most = self.settings.max_webhooks_per_group
         if most:
             await self._check_room(hooks, most)
@@ -90,7 +96,7 @@ class Management:
         hooks = [dataclasses.replace(h, verified_at=verified) for h in hooks]
         # The store counts again in the transaction that inserts: this count only spares
         # the callbacks a handshake for a create bound to be refused.
-        await self.store.add_webhooks(hooks, most_per_group=most)
+        await self.store.add_webhooks(hooks, most_per_group=most, rules=rules)
 
     async def _check_room(self, hooks: Sequence[Webhook], most: int) -> None:
         for group, adding in collections.Counter(h.group_key for h in hooks).items():
@@ -330,23 +336,48 @@ class Management:
         return found
 
     async def test_send(self, hook: Webhook) -> tuple[Notification, Sent]:
-        """Send a signed sample notification to this webhook now; it and what came back."""
+        """Send a signed sample notification to this webhook now and keep it in the webhook's
+        history, marked as a test (`is_test`); the row as recorded, and what came back.
+
+        A test send is judged as a delivery would be (successPolicy), but it is not one:
+        whatever the answer (a failure, a 410), the webhook's status, failure count and
+        failure window stay as they are, and a hand retry refuses it."""
         now = self.clock()
+        event = Event(uuid.uuid4(), hook.group_key, TEST_TABLE, EventType.UPDATE,
+                      (SAMPLE_RECORD,), now)  # fmt: skip
         sample = Notification(
             notification_id=uuid.uuid4(),
             group_key=hook.group_key,
             webhook_id=hook.webhook_id,
-            event_id=uuid.uuid4(),
-            table_key="Test",
+            event_id=event.event_id,
+            table_key=TEST_TABLE,
             event_type=EventType.UPDATE,
             records=(SAMPLE_RECORD,),
-            sequence=0,
+            sequence=0,  # not one of the webhook's numbered notifications
             triggered_at=now,
             state=NotificationState.PENDING,
             next_attempt_at=now,
             created=now,
+            is_test=True,
         )
-        return sample, await self.sender.send(hook, sample)
+        sent = await self.sender.send(hook, sample)
+        outcome = self.sender.outcome(hook, sample, "test", sent)
+        success = outcome.effect is Effect.SUCCESS
+        row = dataclasses.replace(
+            sample,
+            state=NotificationState.SUCCEEDED if success else NotificationState.FAILED,
+            attempts=1,
+            request_sent=outcome.request_sent,
+            is_successful=success,
+            response_status_code=outcome.response_status_code,
+            process_result_message=outcome.cause,
+            request_message=outcome.request_message,
+            response_message=outcome.response_message,
+            timestamp=self.clock(),
+        )
+        if not await self.store.record_test_send(event, row):
+            raise NotFound(f"no webhook {hook.webhook_id}")
+        return row, sent
 
 
 def _scheme_change(hook: Webhook, values: dict[str, Any]) -> dict[str, Any]:

@@ -462,6 +462,9 @@ class Notification:
     request_message: str | None = None
     response_message: str | None = None
     timestamp: datetime = field(default_factory=utcnow)  # last change
+    # A test send (POST .../test): recorded finished, never claimed, retried or counted
+    # against the webhook's lifecycle.
+    is_test: bool = False
 
 
 @record

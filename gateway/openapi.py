@@ -149,15 +149,16 @@ def _request_schemas(settings: Settings) -> dict[str, Any]:
     """The request bodies' schemas, with the limits these settings set."""
     components = schemas.openapi_schemas()
     components["EventIn"]["properties"]["records"]["maxItems"] = settings.max_records_per_event
-    for rule in ("RuleCreate", "RulePatch"):
-        text = components[rule]["properties"]["filter"]["anyOf"][0]
-        text["maxLength"] = min(text["maxLength"], settings.max_filter_length)
+    components["WebhookCreate"]["properties"]["webhookRules"]["maxItems"] = settings.max_batch_size
     if settings.require_https_callbacks:
         for body in ("WebhookCreate", "WebhookPatch"):
             components[body]["properties"]["callbackUrl"]["pattern"] = schemas.HTTPS_URL_PATTERN
     # pydantic nests enum definitions under $defs; lift them to components.
     for schema in list(components.values()):
         components.update(schema.pop("$defs", {}))
+    for rule in ("RuleCreate", "RulePatch", "WebhookRuleIn"):
+        text = components[rule]["properties"]["filter"]["anyOf"][0]
+        text["maxLength"] = min(text["maxLength"], settings.max_filter_length)
     return components
 
 

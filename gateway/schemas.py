@@ -417,6 +417,56 @@ def _any_case(kind: type[enum.Enum]) -> Any:
     return lambda value: values.get(value.lower(), value) if isinstance(value, str) else value
 
 
+class RuleFields(_Body):
+    """What a rule receives: a table and event type, and records by filter."""
+
+    table_key: TableKey
+    event_type: EventType
+    filter: FilterText | None = None
+
+    _etype = field_validator("event_type", mode="before")(_event_type)
+    _filter = field_validator("filter")(_rule_filter)
+
+
+class RuleCreate(RuleFields):
+    """A rule: which table and event type (and records, by filter) a webhook receives."""
+
+    webhook_id: UUID
+
+
+class WebhookRuleIn(RuleFields):
+    """A rule created with its webhook (a create's webhookRules), checked as POST
+    /api/v1/WebhookRules checks one; a webhookId or other read-only property is ignored."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _as_top_level(cls, data: Any) -> Any:
+        # Named in any case, echoed read-only properties dropped, as a body's own properties
+        # are (`_canonical_keys`); an unknown one is left for `extra="forbid"` to refuse.
+        if not isinstance(data, Mapping):
+            return data
+        spellings = _spellings(cls)
+        named = {str(key).lower(): (key, value) for key, value in data.items()}
+        return {spellings.get(low, key): value for low, (key, value) in named.items()
+                if low in spellings or low not in READ_ONLY}  # fmt: skip
+
+
+def _few_rules(value: list[WebhookRuleIn], info: ValidationInfo) -> list[WebhookRuleIn]:
+    most = _circumstances(info).settings.max_batch_size
+    if len(value) > most:
+        raise ValueError(f"send at most {most} rules with one webhook")
+    return value
+
+
+InlineRules = Annotated[list[WebhookRuleIn], AfterValidator(_few_rules)]
+INLINE_RULES: Any = Field(
+    default_factory=list,
+    description="Rules to create with the webhook, in the same transaction: each is checked as "
+    "POST /api/v1/WebhookRules checks one (without webhookId), and one refused refuses the whole "
+    "create. The answer lists them (when the create gives this property).",
+)
+
+
 class WebhookBody(_Body):
     """What both webhook bodies share: the record's Settable fields (`_webhook_body` adds them)
     and what the handlers take of them."""
@@ -430,7 +480,11 @@ class WebhookBody(_Body):
         """The fields to write as given (all if None), but those the lifecycle decides."""
         names = type(self).model_fields if given is None else given
         marks = settable(Webhook)
-        return {name: getattr(self, name) for name in names if not marks[name][1].lifecycle}
+        return {
+            name: getattr(self, name)
+            for name in names
+            if name in marks and not marks[name][1].lifecycle
+        }
 
 
 def _webhook_create_schema(schema: dict[str, Any]) -> None:
@@ -442,6 +496,8 @@ class _WebhookCreate(WebhookBody):
     """A webhook to create; it becomes Active once its callback passes the handshake."""
 
     model_config = ConfigDict(json_schema_extra=_webhook_create_schema)
+    if TYPE_CHECKING:  # added by _webhook_body, after the Settable fields
+        webhook_rules: list[WebhookRuleIn]
 
     @field_validator("request_content_type", check_fields=False)
     @classmethod
@@ -487,6 +543,8 @@ def _webhook_body(name: str, base: type[WebhookBody], *, patch: bool) -> type[We
         attr: _body_field(attr, kind, mark, patch=patch)
         for attr, (kind, mark) in settable(Webhook).items()
     }
+    if not patch:  # a webhook's rules come with its create, or on their own later
+        fields["webhook_rules"] = (InlineRules, INLINE_RULES)
     return pydantic.create_model(
         name, __base__=base, __doc__=base.__doc__, __module__=__name__, **fields
     )
@@ -526,18 +584,6 @@ def signed_in(scheme: SignatureScheme, header: str | None) -> str | None:
     """The header a webhook's signature travels in, if the owner names it (an HMAC scheme's,
     by default X-Webhook-Signature)."""
     return (header or DEFAULT_HEADER) if scheme.names_header else None
-
-
-class RuleCreate(_Body):
-    """A rule: which table and event type (and records, by filter) a webhook receives."""
-
-    webhook_id: UUID
-    table_key: TableKey
-    event_type: EventType
-    filter: FilterText | None = None
-
-    _etype = field_validator("event_type", mode="before")(_event_type)
-    _filter = field_validator("filter")(_rule_filter)
 
 
 class RulePatch(_Patch):

@@ -159,9 +159,10 @@ class Sender:
             sent = await self.send(hook, note, now, extra)
         except Unrenderable as exc:
             return AttemptOutcome(note.notification_id, owner, Effect.UNDELIVERABLE, str(exc), None)
-        return self._outcome(hook, note, owner, sent)
+        return self.outcome(hook, note, owner, sent)
 
-    def _outcome(self, hook: Webhook, note: Notification, owner: str, sent: Sent) -> AttemptOutcome:
+    def outcome(self, hook: Webhook, note: Notification, owner: str, sent: Sent) -> AttemptOutcome:
+        """What a request sent for a notification came to, as its history records it."""
         limit = self.settings.history_message_limit
         response = sent.response
         status = response.status if response else None

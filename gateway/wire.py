@@ -249,6 +249,11 @@ class WebhookHistoryTableStorageModel(Resource):
     process_result_message: str | None
     failure_count: int  # the failed attempts
     timestamp: datetime
+    is_test: Annotated[
+        bool,
+        Field(description="A test send (POST /api/v1/Webhooks/{webhookId}/test): sent once, "
+              "not retried, and never counted against the webhook's lifecycle."),
+    ]  # fmt: skip
     records: str = ""  # the records, as JSON text
     request_message: str | None = None
     response_message: str | None = None
@@ -363,17 +368,22 @@ class RetryResult(Resource):
 
 
 class TestResult(Resource):
-    """What a receiver answered a sample notification."""
+    """What a receiver answered a sample notification. The send is kept in the webhook's
+    history (`isTest` true) under `webhookHistoryId`, with the same properties."""
 
     webhook_id: UUID
     webhook_history_id: UUID
-    delivered: Annotated[
+    is_successful: Annotated[
         bool, Field(description="Whether the answer is a delivery by the webhook's successPolicy.")
     ]
-    status_code: int | None
+    response_status_code: Annotated[
+        str | None, Field(description='The answer\'s HTTP status, as history shows it ("200").')
+    ]
+    process_result_message: Annotated[
+        str | None, Field(description='What came of it: "HTTP 200", or why no answer came.')
+    ]
     latency_ms: float | None
-    body: str | None
-    error: str | None
+    body: Annotated[str | None, Field(description="The start of the answer's body.")]
 
 
 class EventsAccepted(Resource):

@@ -23,7 +23,6 @@ from gateway.api.common import (
 )
 from gateway.errors import Conflict, NotFound, ValidationError
 from gateway.models import Scope
-from gateway.retry import succeeded
 from gateway.store.base import Requeue
 from gateway.wire import (
     HISTORY_INCLUDES,
@@ -95,6 +94,12 @@ async def retry(request: Request) -> Response:
     found = await ctx.management.retry(group_key, webhook_id, history_id)
     if found is Requeue.NOT_FOUND:
         raise NotFound(f"no history entry {history_id}")
+    if found is Requeue.TEST:
+        raise ValidationError.field(
+            "webhookHistoryId",
+            "is a test send, which is not retried; send another with POST "
+            f"/api/v1/Webhooks/{webhook_id}/test",
+        )
     if found is Requeue.SUCCEEDED:
         raise ValidationError.field("webhookHistoryId", "was delivered; only failed ones retry")
     if found is Requeue.NOT_ACTIVE:
@@ -119,22 +124,22 @@ async def _not_active(ctx: Context, group_key: uuid.UUID, webhook_id: uuid.UUID)
 @operation(TestResult, 404)
 async def test_send(request: Request) -> Response:
     """Send a signed sample notification now and answer with what the receiver said, delivered
-    or not by the webhook's successPolicy."""
+    or not by the webhook's successPolicy; it is kept in history (isTest) under the
+    webhookHistoryId answered, and never counts against the webhook's lifecycle."""
     group_key, webhook_id = await _webhook(request)
     ctx = context(request)
     hook = await ctx.store.get_webhook(group_key, webhook_id)
     if hook is None:
         raise NotFound(f"no webhook {webhook_id}")
-    sample, sent = await ctx.management.test_send(hook)
+    row, sent = await ctx.management.test_send(hook)
     response = sent.response
     answer = TestResult(
         webhook_id=webhook_id,
-        webhook_history_id=sample.notification_id,
-        # Judged as a delivery would be: an Only200 webhook's 202 is not delivered.
-        delivered=response is not None and succeeded(response.status, hook.success_policy),
-        status_code=response.status if response else None,
+        webhook_history_id=row.notification_id,
+        is_successful=row.is_successful,
+        response_status_code=row.response_status_code,
+        process_result_message=row.process_result_message,
         latency_ms=round(response.elapsed * 1000, 1) if response else None,
         body=response.body[:TEST_BODY_BYTES].decode(errors="replace") if response else None,
-        error=str(sent.error) if sent.error else None,
     )
     return json_response(answer.wire())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from datetime import datetime
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -25,7 +25,7 @@ from gateway.api.common import (
 )
 from gateway.errors import NotFound, ValidationError
 from gateway.models import Scope, WebhookRule
-from gateway.schemas import Circumstances, RuleCreate, RulePatch, parse, parse_batch
+from gateway.schemas import Circumstances, RuleCreate, RuleFields, RulePatch, parse, parse_batch
 from gateway.wire import ActionResultModel, FetchResult, WebhookRuleModel, batch_of
 
 
@@ -52,11 +52,22 @@ async def _new_rule(
 ) -> WebhookRule:
     if await ctx.store.get_webhook(who.group_key, spec.webhook_id) is None:
         raise ValidationError.field(f"[{index}].webhookId", f"no webhook {spec.webhook_id}")
+    return await new_rule(ctx, who, spec, spec.webhook_id, now, where=f"[{index}].")
+
+
+async def new_rule(
+    ctx: Context, who: Principal, spec: RuleFields, webhook_id: UUID, now: datetime, *, where: str
+) -> WebhookRule:
+    """The rule a create asks for, of this webhook (one of the caller's group, or one its
+    create is making); with enforcement on, its event type must be declared (a 400 naming
+    `where` + eventType)."""
     if ctx.settings.enforce_event_types:
-        where = f"[{index}].eventType"
-        await ctx.catalogue.check_declared(who.group_key, spec.table_key, spec.event_type, where)
+        field = f"{where}eventType"
+        await ctx.catalogue.check_declared(who.group_key, spec.table_key, spec.event_type, field)
     return WebhookRule(
-        **spec.model_dump(exclude={"filter"}),
+        webhook_id=webhook_id,
+        table_key=spec.table_key,
+        event_type=spec.event_type,
         filter=spec.filter or None,
         webhook_rule_id=uuid4(),
         group_key=who.group_key,

@@ -24,9 +24,10 @@ from gateway.api.common import (
     path_id,
     read_json,
 )
+from gateway.api.rules import new_rule
 from gateway.errors import NotFound
 from gateway.filters import fields_of
-from gateway.models import Scope, StatusReason, Webhook, WebhookStatus
+from gateway.models import Scope, StatusReason, Webhook, WebhookRule, WebhookStatus
 from gateway.schemas import (
     Circumstances,
     WebhookBody,
@@ -42,8 +43,9 @@ from gateway.wire import WEBHOOK_INCLUDES, ActionResultModel, FetchResult, Webho
 
 @operation(batch_of(WebhookModel), 400, 409, body=WebhookCreate, batch="max_batch_size")
 async def create(request: Request) -> Response:
-    """Create one or more webhooks; all pass their handshakes and are stored, or none (a 409
-    if the group would pass the operator's max_webhooks_per_group)."""
+    """Create one or more webhooks, each with the rules it lists (webhookRules); all pass
+    their handshakes and are stored with their rules, or none (a 409 if the group would pass
+    the operator's max_webhooks_per_group)."""
     principal = await authenticate(request, Scope.WEBHOOKS)
     ctx = context(request)
     now = ctx.clock()
@@ -55,8 +57,25 @@ async def create(request: Request) -> Response:
         given=Circumstances(now, ctx.settings),
     )
     hooks = [new_webhook(spec, principal, now) for spec in specs]
-    await ctx.management.create(hooks)
-    return json_response([wire.webhook(h, now) for h in hooks])
+    rules = {hook.webhook_id: await _new_rules(ctx, principal, spec, hook, f"[{i}].", now)
+             for i, (spec, hook) in enumerate(zip(specs, hooks, strict=True))}  # fmt: skip
+    await ctx.management.create(hooks, [r for made in rules.values() for r in made])
+    # Each answer lists the rules its item gave (as include=WebhookRules lists them), and
+    # none if it gave none: then it reads as a GET of the webhook does.
+    listed = [rules[h.webhook_id] if "webhook_rules" in spec.model_fields_set else None
+              for spec, h in zip(specs, hooks, strict=True)]  # fmt: skip
+    return json_response([wire.webhook(h, now, r) for h, r in zip(hooks, listed, strict=True)])
+
+
+async def _new_rules(
+    ctx: Context, who: Principal, spec: Any, hook: Webhook, where: str, now: datetime
+) -> list[WebhookRule]:
+    """The rules a create lists with a webhook (webhookRules), each as POST WebhookRules
+    makes one; an error names its place ("[0].webhookRules.1.eventType")."""
+    return [
+        await new_rule(ctx, who, given, hook.webhook_id, now, where=f"{where}webhookRules.{j}.")
+        for j, given in enumerate(spec.webhook_rules)
+    ]
 
 
 def new_webhook(spec: WebhookBody, who: Principal, now: datetime) -> Webhook:

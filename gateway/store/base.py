@@ -53,6 +53,7 @@ class Requeue(enum.Enum):
     NOT_FOUND = "not found"
     SUCCEEDED = "succeeded"  # delivered already: nothing to retry
     NOT_ACTIVE = "not active"  # its webhook is not Active: it stays as it is
+    TEST = "test"  # a test send: sent once, never queued
 
 
 @dataclass(frozen=True, slots=True)

@@ -213,16 +213,24 @@ class SqlStore(abc.ABC):
         return self.codec.read(Kind.ID, rows[0][0]) if rows else None
 
     # -- Webhooks and rules ----------------------------------------------------------------------
-    async def add_webhooks(self, webhooks: Sequence[Webhook], *, most_per_group: int = 0) -> None:
-        """Insert all or none. With `most_per_group`, none if a group would then have more
-        webhooks than that (LimitReached): counted in the transaction that inserts, so
-        concurrent creates cannot pass the limit together."""
+    async def add_webhooks(
+        self,
+        webhooks: Sequence[Webhook],
+        *,
+        most_per_group: int = 0,
+        rules: Sequence[WebhookRule] = (),
+    ) -> None:
+        """Insert all or none, with these rules of theirs. With `most_per_group`, none if a
+        group would then have more webhooks than that (LimitReached): counted in the
+        transaction that inserts, so concurrent creates cannot pass the limit together."""
         rows = [self.codec.encode(w) for w in webhooks]
+        rule_rows = [self.codec.encode(r) for r in rules]
 
         def script() -> Script[None]:
             if most_per_group:
                 yield from self._within_limit(webhooks, most_per_group)
             yield ExecuteMany(self.q.INSERT_WEBHOOK, rows, encoded=True)
+            yield ExecuteMany(self.q.INSERT_RULE, rule_rows, encoded=True)
 
         await self._transact(script)
 
@@ -430,6 +438,22 @@ class SqlStore(abc.ABC):
         params = {"group_key": group_key, "webhook_id": webhook_id, "since": since}
         rows = await self._rows(self.q.DELIVERY_ACTIVITY, params)
         return [_hour(row) for row in rows]
+
+    async def record_test_send(self, event: Event, note: Notification) -> bool:
+        """Keep a test send in its webhook's history, as sent (a finished row, its event
+        beside it) and taking no sequence number: the partner's count of real notifications
+        has no gap. False if its webhook is gone."""
+        ids = {"group_key": note.group_key, "webhook_id": note.webhook_id}
+        event_row, note_row = self.q.event_row(event), self.q.notification_row(note)
+
+        def script() -> Script[bool]:
+            if not (yield Fetch(self.q.GET_WEBHOOK, ids)):
+                return False
+            yield ExecuteMany(self.q.INSERT_EVENT, [event_row], encoded=True)
+            yield ExecuteMany(self.q.INSERT_NOTIFICATION, [note_row], encoded=True)
+            return True
+
+        return await self._transact(script)
 
     async def prune_history(self, succeeded_before: datetime) -> int:
         """Delete successful notifications older than this (and events left with none); how many."""
@@ -696,6 +720,8 @@ class SqlStore(abc.ABC):
             rows = yield Fetch(self.q.NOTIFICATION_STATE, ids)
             if not rows:
                 return Requeue.NOT_FOUND
+            if rows[0][1]:
+                return Requeue.TEST
             if rows[0][0] == models.NotificationState.SUCCEEDED.value:
                 return Requeue.SUCCEEDED
             return Requeue.NOT_ACTIVE

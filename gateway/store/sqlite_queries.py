@@ -121,7 +121,7 @@ def notification_row(note: Notification) -> list[Any]:
         None if lease_until is None else stamp(lease_until), note.lease_owner,
         note.request_sent, note.is_successful, note.response_status_code,
         note.process_result_message, note.request_message, note.response_message,
-        stamp(note.timestamp),
+        stamp(note.timestamp), note.is_test,
     ]  # fmt: skip
 
 
@@ -136,7 +136,7 @@ def notifications(rows: Sequence[sqlite3.Row]) -> list[Notification]:
             _uuid(r[0]), shared_uuid(r[1]), shared_uuid(r[2]), _uuid(r[3]), r[4],
             _EVENT_TYPE(r[5]), records(r[7]), r[8], _time(r[9]), _STATE(r[10]), _time(r[11]),
             _time(r[12]), r[13], None if r[14] is None else _time(r[14]), r[15], bool(r[16]),
-            bool(r[17]), r[18], r[19], r[20], r[21], _time(r[22]),
+            bool(r[17]), r[18], r[19], r[20], r[21], _time(r[22]), bool(r[23]),
         )  # r[6] is event_type_label, which the record does not keep
         for r in rows
     ]  # fmt: skip

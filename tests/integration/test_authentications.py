@@ -200,7 +200,7 @@ async def test_every_request_to_the_callback_carries_the_authentication(
     assert handshake.headers["authorization"] == basic_pair("partner", PASSWORD)
     hook_path = f"/api/v1/Webhooks/{hook['webhookId']}"
     tested = await call(gateway, key, "POST", f"{hook_path}/test")
-    assert tested.json()["delivered"] is True, tested.text
+    assert tested.json()["isSuccessful"] is True, tested.text
     assert receiver.notifications("/hook")[-1].headers["authorization"] == basic_pair(
         "partner", PASSWORD)  # fmt: skip
     delivered = await deliver(gateway, key, receiver)

@@ -156,7 +156,7 @@ async def test_a_3xx_answer_is_a_failed_delivery_not_a_success(
         tested = (await api.post(f"/api/v1/Webhooks/{partner.id}/test")).json()
     assert hook["statusCode"] == "Errored"
     assert hook["statusMessage"].endswith(f"last: HTTP {status}")
-    assert (tested["delivered"], tested["statusCode"]) == (False, status)
+    assert (tested["isSuccessful"], tested["responseStatusCode"]) == (False, str(status))
     assert [s.path for s in receiver.seen if not s.is_handshake] == ["/hook", "/hook"]
 
 

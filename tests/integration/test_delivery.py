@@ -283,10 +283,69 @@ async def test_test_send_reports_what_the_receiver_said(
     receiver.plan("/hook", Answer(status=202, body="accepted by partner"))
     async with gateway.client(partner.key) as api:
         result = (await api.post(f"/api/v1/Webhooks/{partner.id}/test")).json()
-    assert (result["delivered"], result["statusCode"]) == (True, 202)
+    assert (result["isSuccessful"], result["responseStatusCode"]) == (True, "202")
+    assert result["processResultMessage"] == "HTTP 202"
     assert result["body"] == "accepted by partner" and result["latencyMs"] >= 0
     [seen] = receiver.notifications("/hook")
     assert partner.verify(seen)["tableKey"] == "Test"
+
+
+async def test_a_test_send_is_kept_in_history_under_the_id_it_answers(
+    gateway: RunningGateway, receiver: Receiver
+) -> None:
+    partner = await subscribe(gateway, receiver)
+    receiver.plan("/hook", Answer(status=202, body="accepted by partner"))
+    async with gateway.client(partner.key) as api:
+        result = (await api.post(f"/api/v1/Webhooks/{partner.id}/test")).json()
+    history_id = result["webhookHistoryId"]
+    [row] = (await partner.history(include="ResponseMessage"))["records"]
+    assert row["webhookHistoryId"] == history_id and row["isTest"] is True
+    assert row["eventType"] == "Test.U" and row["failureCount"] == 0
+    same = ("isSuccessful", "responseStatusCode", "processResultMessage")
+    assert {k: row[k] for k in same} == {k: result[k] for k in same}
+    assert row["responseMessage"] == "HTTP 202\n\naccepted by partner"
+    tests = await partner.history(filter="isTest eq true")
+    assert [r["webhookHistoryId"] for r in tests["records"]] == [history_id]
+    assert (await partner.history(filter="isTest eq false"))["totalCount"] == 0
+    # The partner's numbered notifications go on from 1: a test send takes no number.
+    receiver.plan("/hook")
+    await partner.publish(invoice_update())
+    await gateway.worker().drain()
+    assert partner.verify(receiver.notifications("/hook")[-1])["sequence"] == 1
+    [real] = (await partner.history(filter="isTest eq false"))["records"]
+    assert real["isTest"] is False and real["isSuccessful"] is True
+
+
+async def test_failed_test_sends_never_count_against_the_lifecycle(
+    gateway: RunningGateway, receiver: Receiver
+) -> None:
+    # Three failed test sends would trip both rules, retryCount 1 and a window of 2 failures,
+    # if they counted; then one real failure trips neither.
+    window = {"count": 2, "seconds": 3600}
+    partner = await subscribe(gateway, receiver, retry_count=1, failureWindow=window)
+    receiver.plan("/hook", Answer(status=500), Answer(status=410), Answer(status=500))
+    async with gateway.client(partner.key) as api:
+        path = f"/api/v1/Webhooks/{partner.id}/test"
+        results = [(await api.post(path)).json() for _ in range(3)]
+        assert [r["responseStatusCode"] for r in results] == ["500", "410", "500"]
+        assert not any(r["isSuccessful"] for r in results)
+        stored = await partner.stored()
+        assert (stored.status_code, stored.failure_count) == (WebhookStatus.ACTIVE, 0)
+        # A failed test send is not retried by hand: it would then count as a delivery.
+        retried = await api.get(
+            f"/api/v1/Webhooks/{partner.id}/history/{results[0]['webhookHistoryId']}/retry"
+        )
+        assert retried.status_code == 400, retried.text
+        assert "is a test send" in retried.json()["detail"]
+    receiver.plan("/hook", Answer(status=500), Answer())
+    await partner.publish(invoice_update())
+    await drain_until(gateway.worker(), lambda: len(receiver.notifications("/hook")) >= 5)
+    stored = await partner.stored()
+    assert stored.status_code is WebhookStatus.ACTIVE, stored.status_message
+    [real] = (await partner.history(filter="isTest eq false"))["records"]
+    assert (real["isSuccessful"], real["failureCount"]) == (True, 1)
+    tests = (await partner.history(filter="isTest eq true", include="Attempts"))["records"]
+    assert len(tests) == 3 and all(r["attempts"] == [] for r in tests)
 
 
 async def test_metrics_count_attempts_and_queue(

@@ -174,9 +174,9 @@ async def test_a_test_send_is_judged_by_the_success_policy(
     receiver.plan("/hook", Answer(status=201, body="created"))
     async with gateway.client(partner.key) as api:
         result = (await api.post(f"/api/v1/Webhooks/{partner.id}/test")).json()
-    assert (result["delivered"], result["statusCode"], result["body"]) == (
+    assert (result["isSuccessful"], result["responseStatusCode"], result["body"]) == (
         delivered,
-        201,
+        "201",
         "created",
     )
 

@@ -281,10 +281,10 @@ async def test_test_sends_of_one_group_hold_at_most_its_share_of_connections(
         sends = [asyncio.create_task(t.noisy.post(path)) for _ in range(10)]
         await wait_until(lambda: in_flight(receiver, "/noisy") >= 4)
         answer = await t.healthy.post(f"/api/v1/Webhooks/{healthy['webhookId']}/test")
-        assert answer.status_code == 200 and answer.json()["delivered"] is True
+        assert answer.status_code == 200 and answer.json()["isSuccessful"] is True
         assert in_flight(receiver, "/noisy") == 4, "the noisy group's share, open"
         results = [(await send).json() for send in sends]
-        assert not any(r["delivered"] for r in results)
+        assert not any(r["isSuccessful"] for r in results)
         waited = f"timed out after 3 s {SLOT_WAIT.format(4)} (all in flight)"
         assert {r["error"] for r in results} <= {"timed out after 3 s", waited}
 

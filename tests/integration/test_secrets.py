@@ -146,7 +146,7 @@ async def run_scenario(
         new_secret = regenerated.json()["clientSecret"]
         assert (await api.post("/api/v1/Events", json=event)).status_code == 202
         await drain_until_delivered(gateway, receiver, 3)
-        assert (await api.post(f"{hook_path}/test")).json()["delivered"] is True
+        assert (await api.post(f"{hook_path}/test")).json()["isSuccessful"] is True
         history = await api.get(f"{hook_path}/history/query", params={"include": INCLUDE})
         assert history.status_code == 200, history.text
     await failing_auth_attempts(gateway, key, hook["clientSecret"])
@@ -270,7 +270,9 @@ async def test_deliveries_were_signed_with_both_secrets_during_the_grace_period(
 
 async def test_history_messages_carry_no_secrets(scenario: Scenario) -> None:
     rows = scenario.history["records"]
-    assert len(rows) == 2 and all(row["requestMessage"] for row in rows)
+    # Two notifications and the test send, which history keeps too.
+    assert [row["isTest"] for row in rows] == [True, False, False]
+    assert all(row["requestMessage"] for row in rows)
     text = json.dumps(rows)
     for secret in (scenario.old_secret, scenario.new_secret, scenario.api_key, CONFIG_SECRET):
         for form in secret_forms(secret):

@@ -173,7 +173,7 @@ async def send_test(gateway: RunningGateway, receiver: Receiver, key: str, hook_
     """A test send through the API; what arrived."""
     async with gateway.client(key) as api:
         answer = await api.post(f"/api/v1/Webhooks/{hook_id}/test")
-    assert answer.json()["delivered"] is True, answer.text
+    assert answer.json()["isSuccessful"] is True, answer.text
     return receiver.notifications()[-1]
 
 

@@ -20,7 +20,7 @@ from uuid import UUID, uuid4
 import pytest
 
 from gateway import lifecycle, wire
-from gateway.errors import Conflict, FilterError, StoreError
+from gateway.errors import Conflict, FilterError, LimitReached, StoreError
 from gateway.filters import FieldType, parse_filter
 from gateway.models import (
     ContentType,
@@ -388,6 +388,51 @@ async def test_rule_crud_and_group_isolation(store: Store) -> None:
     assert not await store.update_rule(make_rule(hook))
     assert await store.delete_rule(hook.group_key, rule.webhook_rule_id)
     assert await store.get_rule(hook.group_key, rule.webhook_rule_id) is None
+
+
+async def test_add_webhooks_stores_their_rules_in_the_same_transaction(store: Store) -> None:
+    """A create's inline webhookRules: stored with their webhooks, or neither (here a group
+    past its limit refuses the webhooks, and their rules go with them)."""
+    hooks = [make_webhook(), make_webhook()]
+    group = hooks[1].group_key
+    rules = [make_rule(hooks[0]), make_rule(hooks[0], table_key="Payment"), make_rule(hooks[1])]
+    await store.add_webhooks(hooks[:1], rules=rules[:2])
+    found = await store.rules_for_webhooks(hooks[0].group_key, [hooks[0].webhook_id])
+    assert sorted(r.webhook_rule_id for r in found[hooks[0].webhook_id]) == sorted(
+        r.webhook_rule_id for r in rules[:2]
+    )
+    await add_hook(store, group_key=group)
+    with pytest.raises(LimitReached):
+        await store.add_webhooks(hooks[1:], most_per_group=1, rules=rules[2:])
+    assert await store.get_webhook(group, hooks[1].webhook_id) is None
+    assert await store.get_rule(group, rules[2].webhook_rule_id) is None
+
+
+async def test_a_test_send_is_kept_finished_without_a_sequence_number(store: Store) -> None:
+    hook = await add_hook(store)
+    event = make_event(hook.group_key, table_key="Test")
+    tested = make_notification(
+        hook, event, state=FAILED, attempts=1, request_sent=True, response_status_code="500",
+        process_result_message="HTTP 500", is_test=True,
+    )  # fmt: skip
+    assert await store.record_test_send(event, tested)
+    ids = (hook.group_key, hook.webhook_id, tested.notification_id)
+    assert await store.get_notification(*ids) == tested
+    # Never claimed, never queued by hand, never counted by a failure window.
+    later = T0 + timedelta(days=3650)
+    assert await store.claim_due(later, 10, "w", later + LEASE) == []
+    requeue = store.requeue_notification
+    assert await requeue(hook.group_key, hook.webhook_id, tested.notification_id, T0) is (
+        Requeue.TEST
+    )
+    # The next real notification is the webhook's first.
+    real = make_event(hook.group_key)
+    added = await store.add_events([real], [make_notification(hook, real)])
+    assert added.sequences == [1]
+    found = await store.query_history(hook.group_key, hook.webhook_id, Query(None))
+    assert sorted(n.is_test for n in found.records) == [False, True]
+    gone = make_notification(make_webhook(hook.group_key), event, is_test=True)
+    assert not await store.record_test_send(make_event(hook.group_key), gone)
 
 
 async def test_add_rules_is_all_or_nothing(store: Store) -> None:

@@ -98,8 +98,9 @@ def test_the_webhook_record_says_what_an_owner_sets_and_the_wire_shows() -> None
     name and written by a PATCH unless the lifecycle decides it; every field but the INTERNAL
     ones is answered; and the document describes each settable one."""
     marks = settable(Webhook)
-    for body in (WebhookCreate, WebhookPatch):
-        assert [f.alias for f in body.model_fields.values()] == [to_camel(n) for n in marks]
+    for body, more in ((WebhookCreate, ["webhookRules"]), (WebhookPatch, [])):
+        fields = [f.alias for f in body.model_fields.values()]
+        assert fields == [to_camel(n) for n in marks] + more  # rules come with a create only
     # And beside the scheme, what a change of scheme writes (its header, its key pair).
     written = (set(marks) - {"status_code"}) | signing.SCHEME_FIELDS
     # A request's handshake records when it verified the callback.
@@ -135,7 +136,8 @@ QUERYABLE = [
     (wire.WebhookRuleModel, "webhookRuleId webhookId groupKey tableKey eventType filter created "
      "createdUserId modified modifiedUserId"),
     (wire.WebhookHistoryTableStorageModel, "webhookHistoryId webhookId groupKey eventType "
-     "requestSent isSuccessful responseStatusCode processResultMessage failureCount timestamp"),
+     "requestSent isSuccessful responseStatusCode processResultMessage failureCount timestamp "
+     "isTest"),
     # Never the sealed secret, which the model does not even have.
     (wire.AuthenticationModel, "authenticationId groupKey name kind username headerName created "
      "createdUserId modified modifiedUserId"),

@@ -232,11 +232,11 @@ WHERE webhook_id = :webhook_id AND state = 'parked'
 -- name: REQUEUE_NOTIFICATION
 -- Guarded by the webhook being Active in the same statement (on PostgreSQL its row is locked
 -- first, LOCK_ACTIVE_WEBHOOK): a hand retry never sends to a webhook that is not, and never
--- touches the recorded attempt.
+-- touches the recorded attempt. A test send is never queued: it would count as a delivery.
 UPDATE notifications SET state = 'pending', next_attempt_at = :now, timestamp = :now,
     lease_owner = NULL, lease_until = NULL
 WHERE notification_id = :notification_id AND webhook_id = :webhook_id
-    AND group_key = :group_key AND state IN ('pending', 'parked', 'failed')
+    AND group_key = :group_key AND state IN ('pending', 'parked', 'failed') AND NOT is_test
     AND EXISTS (SELECT 1 FROM webhooks w WHERE w.webhook_id = :webhook_id AND {IS_ACTIVE})
 
 -- name: SETTLE_ATTEMPT
@@ -280,7 +280,7 @@ SELECT {notification_columns} FROM notifications WHERE notification_id = :notifi
     AND webhook_id = :webhook_id AND group_key = :group_key
 
 -- name: NOTIFICATION_STATE
-SELECT state FROM notifications WHERE notification_id = :notification_id
+SELECT state, is_test FROM notifications WHERE notification_id = :notification_id
     AND webhook_id = :webhook_id AND group_key = :group_key
 
 -- name: RELEASE_ONE

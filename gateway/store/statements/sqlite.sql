@@ -48,7 +48,7 @@ INSERT INTO events ({event_columns}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
 -- name: INSERT_NOTIFICATION
 INSERT INTO notifications ({notification_columns})
 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
-    ?20, ?21, ?22, ?23)
+    ?20, ?21, ?22, ?23, ?24)
 
 -- name: CLAIM_DUE
 -- The literal state = 'pending' lets SQLite use the partial index notifications_due.

@@ -1,0 +1,3 @@
+-- Test sends (POST /api/v1/Webhooks/{webhookId}/test) are kept in their webhook's history,
+-- marked: recorded finished, never claimed, retried by hand or counted against the lifecycle.
+ALTER TABLE notifications ADD COLUMN is_test boolean NOT NULL DEFAULT false;
