@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import html
 import logging
+import re
 from collections.abc import AsyncIterator, Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -12,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from gateway import __version__, docs, metrics, openapi
@@ -105,6 +107,34 @@ API: dict[str, dict[str, Endpoint]] = {
 API_ROUTES = [_route(path, handlers) for path, handlers in API.items()]
 
 
+# What / points to: where a newcomer finds the API and the portal.
+INDEX_LINKS = {
+    "docs": ("/docs", "the API reference, in the browser"),
+    "openapi": ("/openapi.json", "the OpenAPI document"),
+    "portal": ("/portal", "the partner portal (opened by a link from POST /api/v1/PortalSessions)"),
+    "status": ("/api/v1/Status", "who an Api-Key header is (every call needs one)"),
+    "health": ("/healthz", "liveness"),
+}
+
+
+async def index(request: Request) -> Response:
+    """Where to start: the links to the API reference, the OpenAPI document, the portal and
+    the status call; a page for a browser, JSON for anything else."""
+    if "text/html" in request.headers.get("accept", ""):
+        items = "".join(
+            f'<li><a href="{path}">{path}</a>: {html.escape(what)}</li>'
+            for path, what in INDEX_LINKS.values()
+        )
+        page = (
+            '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+            f"<title>Webhook gateway</title></head><body><h1>Webhook gateway {__version__}</h1>"
+            f"<ul>{items}</ul></body></html>"
+        )
+        return HTMLResponse(page, headers={"content-security-policy": "default-src 'none'"})
+    links = {name: path for name, (path, _) in INDEX_LINKS.items()}
+    return json_response({"name": "webhook gateway", "version": __version__, "links": links})
+
+
 async def healthz(request: Request) -> Response:
     """Liveness: the process answers."""
     return json_response({"status": "ok"})
@@ -157,10 +187,37 @@ async def on_gateway_error(request: Request, exc: Exception) -> Response:
     return response
 
 
+# Where a resource's records are listed: what a GET of its collection path (a 405: the path
+# only creates) or of a webhook's history (a 404: no such path) is pointed to.
+_HISTORY = re.compile(r"/api/v1/Webhooks/([^/]+)/history/?")
+
+
+def _listed_at(request: Request, status: int) -> str | None:
+    """The path that lists what this request seems to ask for, if it is a GET of a path
+    that lists nothing (a collection path, or a webhook's history)."""
+    if request.method not in ("GET", "HEAD"):
+        return None
+    path = request.url.path.rstrip("/")
+    if status == 405 and "GET" in API.get(f"{path}/query", {}):
+        return f"{path}/query"
+    found = _HISTORY.fullmatch(request.url.path)
+    if status == 404 and found:
+        return f"/api/v1/Webhooks/{found[1]}/history/query"
+    return None
+
+
 async def on_http_error(request: Request, exc: Exception) -> Response:
-    """Starlette's own 404/405 as problem+json."""
+    """Starlette's own 404/405 as problem+json; a GET of a path that lists nothing says which
+    path does."""
     assert isinstance(exc, HTTPException)
-    response = problem(request, exc.status_code, str(exc.detail), str(exc.detail))
+    detail = str(exc.detail)
+    listing = _listed_at(request, exc.status_code)
+    if listing is not None:
+        detail = (
+            f"{request.url.path} does not list anything; list with GET {listing} "
+            "(filter, order, pageSize, pageNumber)"
+        )
+    response = problem(request, exc.status_code, str(exc.detail), detail)
     for key, value in (exc.headers or {}).items():
         response.headers[key] = value
     return response
@@ -276,6 +333,7 @@ def create_app(
 
     routes = [
         *API_ROUTES,
+        Route("/", index, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics_text, methods=["GET"]),

@@ -139,7 +139,12 @@ class OutboundError(GatewayError):
 
 
 class AddressNotAllowed(OutboundError):
-    """The callback host resolves to an address the guard refuses."""
+    """The callback host resolves to an address the guard refuses; `openable` says whether
+    the operator's allow-list (allowed_callback_networks) could open it."""
+
+    def __init__(self, detail: str, *, openable: bool = False) -> None:
+        super().__init__(detail)
+        self.openable = openable
 
 
 class OutboundTimeout(OutboundError):

@@ -41,6 +41,13 @@ SALT = "webhook-handshake"
 # cannot prune it while one whose clock lags would still accept the code.
 CLOCK_MARGIN = 60
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+# Told with a refusal that the operator's allow-list could lift (a loopback or private address):
+# the first thing someone trying the gateway on one machine runs into.
+ALLOW_HINT = (
+    "the gateway's operator can allow its network (local development only) with "
+    "GATEWAY_ALLOWED_CALLBACK_NETWORKS, or allowed_callback_networks in the config file "
+    "(GATEWAY_CONFIG, by default config/gateway.toml)"
+)
 
 
 class _ClockedSigner(TimestampSigner):
@@ -175,6 +182,8 @@ async def _exchange(
 def _describe(exc: OutboundError) -> str:
     if isinstance(exc, OutboundConnectionError):
         return f"could not connect: {exc.detail}"
+    if isinstance(exc, AddressNotAllowed) and exc.openable:
+        return f"{exc.detail}; {ALLOW_HINT}"
     if isinstance(exc, AddressNotAllowed | OutboundTimeout):
         return exc.detail  # already phrased for users: "timed out after 10 s", "... not allowed"
     return f"callback request failed: {exc.detail}"

@@ -166,8 +166,15 @@ class AddressPolicy:
         """The address a connection to `ip` goes to; AddressNotAllowed if it is refused."""
         reason = self.refusal(ip)
         if reason is not None:
-            raise AddressNotAllowed(message(ip, reason))
+            raise AddressNotAllowed(message(ip, reason), openable=self._openable(ip))
         return dialled(ip)
+
+    def _openable(self, ip: IP) -> bool:
+        """Whether an allow-list entry for this very address would open it (a loopback or
+        private one would; one that carries a refused IPv4 address, or a deprecated form,
+        would not)."""
+        own = ipaddress.ip_network(dialled(ip))
+        return AddressPolicy([*self.allowed, own]).refusal(ip) is None
 
     def refusal(self, ip: IP) -> str | None:
         """None if `ip` may be reached, else why not ("private network", ...)."""

@@ -14,7 +14,7 @@ from itsdangerous import URLSafeTimedSerializer
 from prometheus_client import REGISTRY
 
 from gateway.errors import HandshakeFailed
-from gateway.handshake import SALT, HandshakeCodes, verify_callback
+from gateway.handshake import ALLOW_HINT, SALT, HandshakeCodes, verify_callback
 from gateway.models import utcnow
 from gateway.netguard import AddressPolicy
 from gateway.outbound import Outbound
@@ -109,7 +109,7 @@ async def test_fails_when_the_address_is_not_allowed(
 ) -> None:
     async with Outbound(policy=AddressPolicy()) as strict:
         detail = await fails(strict, codes, receiver.plan("/hook"))
-    assert detail == "callback address 127.0.0.1 is not allowed (loopback)"
+    assert detail == f"callback address 127.0.0.1 is not allowed (loopback); {ALLOW_HINT}"
     assert receiver.seen == [], "a refused address must never be contacted"
 
 

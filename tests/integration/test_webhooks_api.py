@@ -85,7 +85,11 @@ async def test_handshake_to_a_refused_address_says_why(tmp_path: Any, receiver: 
         key, _ = await strict.add_key()
         result = await create(strict, key, hook_body(receiver.plan("/x")))
     assert result.status_code == 400
-    assert "callback address 127.0.0.1 is not allowed (loopback)" in result.text
+    detail = result.json()["errors"]["[0].callbackUrl"][0]
+    assert detail.startswith("callback address 127.0.0.1 is not allowed (loopback); ")
+    # What to change, where, for someone trying the gateway on one machine.
+    assert "GATEWAY_ALLOWED_CALLBACK_NETWORKS" in detail
+    assert "allowed_callback_networks in the config file" in detail
     assert receiver.seen == [], "a refused address must not be contacted"
 
 
@@ -254,3 +258,109 @@ async def test_health_readiness_and_openapi(gateway: RunningGateway) -> None:
 
     served = {(m, r.path) for r in API_ROUTES for m in (r.methods or ()) if m != "HEAD"}
     assert served == documented
+
+
+async def test_inline_rules_are_created_with_their_webhook(
+    gateway_on_each_store: RunningGateway, receiver: Receiver
+) -> None:
+    gateway = gateway_on_each_store
+    key = (await gateway.add_key("acme"))[0]
+    rules = [
+        # As an ADS client may echo a rule: any case, with read-only properties.
+        {"TableKey": "Invoice", "eventType": "Update", "webhookId": "x", "created": "y"},
+        {"tableKey": "Payment", "eventType": "I", "filter": "total gt 100"},
+    ]
+    answer = await create(gateway, key, hook_body(receiver.plan("/hook"), webhookRules=rules))
+    assert answer.status_code == 200, answer.text
+    [hook] = answer.json()
+    made = hook["webhookRules"]
+    assert [(r["tableKey"], r["eventType"], r["filter"]) for r in made] == [
+        ("Invoice", "U", None),
+        ("Payment", "I", "total gt 100"),
+    ]
+    assert {r["webhookId"] for r in made} == {hook["webhookId"]}
+    async with gateway.client(key) as api:
+        path = f"/api/v1/Webhooks/{hook['webhookId']}"
+        read = (await api.get(path, params={"include": "WebhookRules"})).json()
+        assert read["webhookRules"] == made
+        event = {"tableKey": "Invoice", "eventType": "U", "records": [{"id": "1"}]}
+        assert (await api.post("/api/v1/Events", json=event)).status_code == 202
+        bare = await create(gateway, key, hook_body(receiver.plan("/bare")))
+        assert "webhookRules" not in bare.json()[0], "as a GET without include shows it"
+        empty = await create(gateway, key, hook_body(receiver.plan("/e"), webhookRules=[]))
+        assert empty.json()[0]["webhookRules"] == []
+    await gateway.worker().drain()
+    assert len(receiver.notifications("/hook")) == 1
+
+
+async def test_a_bad_inline_rule_refuses_the_whole_create(
+    gateway_on_each_store: RunningGateway, receiver: Receiver
+) -> None:
+    gateway = gateway_on_each_store
+    key = (await gateway.add_key("acme"))[0]
+    good = hook_body(receiver.plan("/good"), webhookRules=[{"tableKey": "A", "eventType": "U"}])
+    bad_rules = [{"tableKey": "Invoice", "eventType": "U"}, {"tableKey": "B", "filter": "x gt"}]
+    bad = hook_body(receiver.plan("/bad"), webhookRules=bad_rules)
+    answer = await create(gateway, key, good, bad)
+    assert answer.status_code == 400, answer.text
+    errors = answer.json()["errors"]
+    assert set(errors) == {"[1].webhookRules.1.eventType", "[1].webhookRules.1.filter"}
+    assert receiver.seen == [], "nothing is verified for a create bound to be refused"
+    async with gateway.client(key) as api:
+        assert (await api.get("/api/v1/Webhooks/query")).json()["totalCount"] == 0
+        assert (await api.get("/api/v1/WebhookRules/query")).json()["totalCount"] == 0
+        # A handshake that fails leaves no rule behind either.
+        failing = hook_body(receiver.plan("/down", Answer(status=500)), webhookRules=bad_rules[:1])
+        assert (await create(gateway, key, failing)).status_code == 400
+        assert (await api.get("/api/v1/WebhookRules/query")).json()["totalCount"] == 0
+
+
+async def test_inline_rules_need_declared_event_types_when_enforced(
+    tmp_path: Any, receiver: Receiver
+) -> None:
+    from tests.gateway_server import gateway_settings, run_gateway
+
+    enforcing = dataclasses.replace(gateway_settings(tmp_path), enforce_event_types=True)
+    async with run_gateway(enforcing) as strict:
+        key, _ = await strict.add_key()
+        rules = [{"tableKey": "Invoice", "eventType": "U"}]
+        answer = await create(strict, key, hook_body(receiver.plan("/x"), webhookRules=rules))
+        assert answer.status_code == 400, answer.text
+        assert "[0].webhookRules.0.eventType" in answer.json()["errors"]
+        async with strict.client(key) as api:
+            assert (await api.get("/api/v1/Webhooks/query")).json()["totalCount"] == 0
+    assert receiver.seen == []
+
+
+async def test_a_get_of_a_collection_path_says_where_listing_is(
+    gateway: RunningGateway, receiver: Receiver, key: str
+) -> None:
+    hook = (await create(gateway, key, hook_body(receiver.plan("/a")))).json()[0]
+    async with gateway.client(key) as api:
+        for resource in ("Webhooks", "WebhookRules", "Authentications", "EventTypes"):
+            answer = await api.get(f"/api/v1/{resource}")
+            assert answer.status_code == 405 and answer.headers["allow"] == "POST"
+            assert answer.headers["content-type"] == "application/problem+json"
+            assert f"list with GET /api/v1/{resource}/query" in answer.json()["detail"]
+        history = await api.get(f"/api/v1/Webhooks/{hook['webhookId']}/history")
+        assert history.status_code == 404
+        listing = f"GET /api/v1/Webhooks/{hook['webhookId']}/history/query"
+        assert listing in history.json()["detail"]
+        # Other mistakes keep the plain answer.
+        assert (await api.delete("/api/v1/Webhooks")).json()["detail"] == "Method Not Allowed"
+        assert (await api.get("/api/v1/Events")).json()["detail"] == "Method Not Allowed"
+
+
+async def test_the_root_points_to_the_docs_the_document_and_the_portal(
+    gateway: RunningGateway,
+) -> None:
+    async with gateway.client() as anonymous:
+        found = await anonymous.get("/")
+        page = await anonymous.get("/", headers={"accept": "text/html,*/*;q=0.8"})
+    assert found.status_code == 200
+    links = found.json()["links"]
+    assert {links[k] for k in ("docs", "openapi", "portal", "status")} == {
+        "/docs", "/openapi.json", "/portal", "/api/v1/Status",
+    }  # fmt: skip
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert '<a href="/docs">' in page.text and '<a href="/openapi.json">' in page.text

@@ -595,3 +595,24 @@ def test_networks_that_merely_hold_mapped_addresses_are_accepted() -> None:
         "::/0",
         "::fffe:0:0/95",
     ]
+
+
+@pytest.mark.parametrize(
+    ("host", "openable"),
+    [
+        ("127.0.0.1", True),
+        ("10.0.0.5", True),
+        ("[::1]", True),
+        ("::ffff:127.0.0.1", True),  # dialled as 127.0.0.1, which an entry opens
+        ("64:ff9b::7f00:1", False),  # carries a loopback address: never opened
+        ("::127.0.0.1", False),  # deprecated IPv4-compatible form: never opened
+    ],
+)
+async def test_a_refusal_says_whether_the_allow_list_could_lift_it(
+    host: str, openable: bool
+) -> None:
+    """A refusal the operator's allow-list could lift is told so (the handshake's 400 names
+    the setting); one that no entry opens is not."""
+    with pytest.raises(AddressNotAllowed) as caught:
+        await check_host(host, 443, AddressPolicy(), FakeResolver({}))
+    assert caught.value.openable is openable
