@@ -9,6 +9,7 @@ webhook's notifications.
     Active ──(expirationDate passes)──> Inactive                           (expired)
     Active ──(re-verification handshake fails)──> Errored                  (unverified)
     any ──(owner asks for Active, or renews an expired one; handshake passes)──> Active
+    Errored, unsubscribed ──(owner moves the callback; its handshake passes)──> Active
 
 retryCount (0-5) counts the consecutive failed attempts tolerated, not counting the current one:
 the webhook becomes Errored when its consecutive failure count exceeds retryCount. A success
@@ -85,6 +86,10 @@ class StatusChange:
 
 
 PAUSE = StatusChange(WebhookStatus.INACTIVE, PAUSED_MESSAGE, StatusReason.PAUSED, Move.PARK)
+# The stops that a new callback, verified by its handshake, ends: the old callback's failures
+# (Errored) or its 410 stopped the webhook, and the owner has just proved the new one answers.
+# A pause or an expiry is the owner's own choice, and stays.
+CALLBACK_STOPS = frozenset({StatusReason.FAILING, StatusReason.UNSUBSCRIBED})
 ACTIVATE = StatusChange(WebhookStatus.ACTIVE, None, None, Move.RELEASE, reset_failures=True)
 
 
@@ -242,6 +247,10 @@ def plan_patch(
       then Active, parked notifications due now, the failure count reset. An expired webhook
       needs a future expirationDate for that.
     - A new expirationDate (or none) on an expired webhook renews it: a reactivation too.
+    - A new callback (URL or method) on a webhook stopped because of its callback (Errored, or
+      unsubscribed by a 410; CALLBACK_STOPS) reactivates it once its handshake passes, unless
+      it would be expired: moving is how an owner fixes such a webhook, and no owner wants a
+      fixed callback to stay unused. A paused or expired one stays as it is.
     """
     if requested is WebhookStatus.ERRORED:
         raise ValidationError.field("statusCode", "Errored is set by the gateway, not by a request")
@@ -257,6 +266,9 @@ def plan_patch(
             return PatchPlan(moves, None)
         return PatchPlan(True, ACTIVATE)
     if renews and expired:
+        return PatchPlan(True, ACTIVATE)
+    current = expiration is None or expiration > now
+    if moves and webhook.status_reason in CALLBACK_STOPS and current:
         return PatchPlan(True, ACTIVATE)
     return PatchPlan(moves, None)
 

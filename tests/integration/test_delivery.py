@@ -348,6 +348,32 @@ async def test_failed_test_sends_never_count_against_the_lifecycle(
     assert len(tests) == 3 and all(r["attempts"] == [] for r in tests)
 
 
+async def test_moving_an_errored_webhook_to_a_callback_that_answers_reactivates_it(
+    gateway: RunningGateway, receiver: Receiver
+) -> None:
+    """What a partner does about an Errored webhook is fix its URL: once the new callback
+    passes its handshake the webhook is Active again, and what was parked goes there."""
+    partner = await subscribe(gateway, receiver, retry_count=0)
+    receiver.plan("/hook", Answer(status=500))
+    await partner.publish(invoice_update())
+    await gateway.worker().drain()
+    assert (await partner.stored()).status_code is WebhookStatus.ERRORED
+    moved = await partner.patch(callbackUrl=receiver.plan("/fixed"))
+    assert moved.status_code == 200, moved.text
+    assert (moved.json()["statusCode"], moved.json()["statusMessage"]) == ("Active", None)
+    assert (await partner.stored()).failure_count == 0
+    await gateway.worker().drain()
+    [arrived] = receiver.notifications("/fixed")
+    assert partner.verify(arrived)["records"] == INVOICES
+    # A pause is the owner's choice: moving a paused webhook leaves it paused.
+    assert (await partner.patch(statusCode="Inactive")).status_code == 200
+    again = await partner.patch(callbackUrl=receiver.plan("/elsewhere"))
+    assert (again.json()["statusCode"], again.json()["statusMessage"]) == (
+        "Inactive",
+        "paused by owner",
+    )
+
+
 async def test_metrics_count_attempts_and_queue(
     gateway: RunningGateway, receiver: Receiver
 ) -> None:

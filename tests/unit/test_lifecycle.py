@@ -166,6 +166,36 @@ def test_plan_patch(
     assert (plan.handshake, plan.change) == expected
 
 
+# (status, reason, expired after the PATCH?, requested) -> the change a new callback makes.
+MOVES = [
+    (ERRORED, FAILING, False, None, A),  # the callback that failed is replaced: Active again
+    (INACTIVE, GONE, False, None, A),  # as is one that answered 410
+    (ERRORED, FAILING, False, INACTIVE, P),  # asked to pause: paused
+    (ERRORED, FAILING, True, None, None),  # past its date: a reactivation would read expired
+    (INACTIVE, PAUSED, False, None, None),  # the owner's pause stays
+    (INACTIVE, EXPIRED, True, None, None),  # and an expiry, until renewed
+    (ACTIVE, None, False, None, None),
+]
+
+
+@pytest.mark.parametrize(("current", "reason", "expired", "requested", "expected"), MOVES)
+def test_a_verified_new_callback_ends_a_stop_the_old_callback_caused(
+    current: WebhookStatus,
+    reason: StatusReason | None,
+    expired: bool,
+    requested: WebhookStatus | None,
+    expected: lifecycle.StatusChange | None,
+) -> None:
+    hook = make_webhook(
+        status_code=current, status_reason=reason, expiration_date=PAST if expired else FUTURE,
+        status_message=None if current is ACTIVE else "some reason",
+    )  # fmt: skip
+    plan = lifecycle.plan_patch(
+        hook, requested, now=NOW, expiration=hook.expiration_date, renews=False, moves=True
+    )
+    assert plan == lifecycle.PatchPlan(True, expected)
+
+
 @pytest.mark.parametrize("requested", [None, ACTIVE, INACTIVE])
 def test_a_new_callback_always_needs_the_handshake(requested: WebhookStatus | None) -> None:
     plan = lifecycle.plan_patch(
