@@ -149,7 +149,8 @@ def _request_schemas(settings: Settings) -> dict[str, Any]:
     """The request bodies' schemas, with the limits these settings set."""
     components = schemas.openapi_schemas()
     components["EventIn"]["properties"]["records"]["maxItems"] = settings.max_records_per_event
-    components["WebhookCreate"]["properties"]["webhookRules"]["maxItems"] = settings.max_batch_size
+    inline = components["WebhookCreate"]["properties"]["webhookRules"]["anyOf"][0]
+    inline["maxItems"] = settings.max_batch_size
     if settings.require_https_callbacks:
         for body in ("WebhookCreate", "WebhookPatch"):
             components[body]["properties"]["callbackUrl"]["pattern"] = schemas.HTTPS_URL_PATTERN

@@ -451,19 +451,22 @@ class WebhookRuleIn(RuleFields):
                 if low in spellings or low not in READ_ONLY}  # fmt: skip
 
 
-def _few_rules(value: list[WebhookRuleIn], info: ValidationInfo) -> list[WebhookRuleIn]:
+def _few_rules(
+    value: list[WebhookRuleIn] | None, info: ValidationInfo
+) -> list[WebhookRuleIn] | None:
     most = _circumstances(info).settings.max_batch_size
-    if len(value) > most:
+    if value is not None and len(value) > most:
         raise ValueError(f"send at most {most} rules with one webhook")
     return value
 
 
-InlineRules = Annotated[list[WebhookRuleIn], AfterValidator(_few_rules)]
+# null is none, as a client that serialises the whole ADS model sends it.
+InlineRules = Annotated[list[WebhookRuleIn] | None, AfterValidator(_few_rules)]
 INLINE_RULES: Any = Field(
-    default_factory=list,
+    default=None,
     description="Rules to create with the webhook, in the same transaction: each is checked as "
     "POST /api/v1/WebhookRules checks one (without webhookId), and one refused refuses the whole "
-    "create. The answer lists them (when the create gives this property).",
+    "create. The answer lists them when this property is a list.",
 )
 
 
@@ -497,7 +500,7 @@ class _WebhookCreate(WebhookBody):
 
     model_config = ConfigDict(json_schema_extra=_webhook_create_schema)
     if TYPE_CHECKING:  # added by _webhook_body, after the Settable fields
-        webhook_rules: list[WebhookRuleIn]
+        webhook_rules: list[WebhookRuleIn] | None
 
     @field_validator("request_content_type", check_fields=False)
     @classmethod

@@ -59,19 +59,19 @@ async def create(request: Request) -> Response:
     hooks = [new_webhook(spec, principal, now) for spec in specs]
     rules = {hook.webhook_id: await _new_rules(ctx, principal, spec, hook, f"[{i}].", now)
              for i, (spec, hook) in enumerate(zip(specs, hooks, strict=True))}  # fmt: skip
-    await ctx.management.create(hooks, [r for made in rules.values() for r in made])
+    await ctx.management.create(hooks, [r for made in rules.values() for r in made or ()])
     # Each answer lists the rules its item gave (as include=WebhookRules lists them), and
     # none if it gave none: then it reads as a GET of the webhook does.
-    listed = [rules[h.webhook_id] if "webhook_rules" in spec.model_fields_set else None
-              for spec, h in zip(specs, hooks, strict=True)]  # fmt: skip
-    return json_response([wire.webhook(h, now, r) for h, r in zip(hooks, listed, strict=True)])
+    return json_response([wire.webhook(h, now, rules[h.webhook_id]) for h in hooks])
 
 
 async def _new_rules(
     ctx: Context, who: Principal, spec: Any, hook: Webhook, where: str, now: datetime
-) -> list[WebhookRule]:
-    """The rules a create lists with a webhook (webhookRules), each as POST WebhookRules
-    makes one; an error names its place ("[0].webhookRules.1.eventType")."""
+) -> list[WebhookRule] | None:
+    """The rules a create lists with a webhook (webhookRules; None if it gives none), each as
+    POST WebhookRules makes one; an error names its place ("[0].webhookRules.1.eventType")."""
+    if spec.webhook_rules is None:
+        return None
     return [
         await new_rule(ctx, who, given, hook.webhook_id, now, where=f"{where}webhookRules.{j}.")
         for j, given in enumerate(spec.webhook_rules)

@@ -251,7 +251,14 @@ def refused_fields(response: Any) -> set[str]:
     body = response.json()
     if body.get("title") == "Callback verification failed":
         return {"callbackUrl"}
-    return {key.split("].")[-1].split(".")[0] for key in body.get("errors") or {"body": []}}
+    return {_refused(key) for key in body.get("errors") or {"body": []}}
+
+
+def _refused(key: str) -> str:
+    """The property an error names: a create's rule's own ("[0].webhookRules.1.filter" ->
+    filter), judged as POST WebhookRules judges it, else the top-level one."""
+    parts = key.split("].")[-1].split(".")
+    return parts[2] if parts[0] == "webhookRules" and len(parts) > 2 else parts[0]
 
 
 def check_valid_input_accepted(response: Any, *, seeded: bool, label: str) -> None:

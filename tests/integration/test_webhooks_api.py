@@ -282,13 +282,19 @@ async def test_inline_rules_are_created_with_their_webhook(
     async with gateway.client(key) as api:
         path = f"/api/v1/Webhooks/{hook['webhookId']}"
         read = (await api.get(path, params={"include": "WebhookRules"})).json()
-        assert read["webhookRules"] == made
+
+        def by_id(rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            return sorted(rules, key=lambda r: str(r["webhookRuleId"]))
+
+        assert by_id(read["webhookRules"]) == by_id(made)
         event = {"tableKey": "Invoice", "eventType": "U", "records": [{"id": "1"}]}
         assert (await api.post("/api/v1/Events", json=event)).status_code == 202
         bare = await create(gateway, key, hook_body(receiver.plan("/bare")))
         assert "webhookRules" not in bare.json()[0], "as a GET without include shows it"
         empty = await create(gateway, key, hook_body(receiver.plan("/e"), webhookRules=[]))
         assert empty.json()[0]["webhookRules"] == []
+        null = await create(gateway, key, hook_body(receiver.plan("/n"), webhookRules=None))
+        assert null.status_code == 200 and "webhookRules" not in null.json()[0]
     await gateway.worker().drain()
     assert len(receiver.notifications("/hook")) == 1
 
