@@ -129,7 +129,9 @@ def test_the_quickstart_pastes_as_written(tmp_path: Path) -> None:
         assert (
             f"database sqlite:///data/gateway.db ({clone / 'data' / 'gateway.db'})" in done.stderr
         )
-        assert '"delivered":true' in done.stdout, "the test send reached the receiver"
+        # The test send's answer (its latencyMs is its own), delivered by the receiver.
+        assert '"isSuccessful":true' in done.stdout, "the test send reached the receiver"
+        assert '"processResultMessage":"HTTP 200","latencyMs"' in done.stdout
         assert f'"webhookId":"{webhook_id}"' in done.stdout, "the listing shows the webhook"
         delivered(f"http://127.0.0.1:{gateway_port}", key, webhook_id)
         deadline = time.monotonic() + 10
