@@ -286,7 +286,7 @@ async def test_test_sends_of_one_group_hold_at_most_its_share_of_connections(
         results = [(await send).json() for send in sends]
         assert not any(r["isSuccessful"] for r in results)
         waited = f"timed out after 3 s {SLOT_WAIT.format(4)} (all in flight)"
-        assert {r["error"] for r in results} <= {"timed out after 3 s", waited}
+        assert {r["processResultMessage"] for r in results} <= {"timed out after 3 s", waited}
 
 
 async def test_a_group_over_its_slots_waits_then_fails_naming_the_reason(
