@@ -89,7 +89,9 @@ PAUSE = StatusChange(WebhookStatus.INACTIVE, PAUSED_MESSAGE, StatusReason.PAUSED
 # The stops that a new callback, verified by its handshake, ends: the old callback's failures
 # (Errored) or its 410 stopped the webhook, and the owner has just proved the new one answers.
 # A pause or an expiry is the owner's own choice, and stays.
-CALLBACK_STOPS = frozenset({StatusReason.FAILING, StatusReason.UNSUBSCRIBED})
+CALLBACK_STOPS = frozenset(
+    {StatusReason.FAILING, StatusReason.UNVERIFIED, StatusReason.UNSUBSCRIBED}
+)
 ACTIVATE = StatusChange(WebhookStatus.ACTIVE, None, None, Move.RELEASE, reset_failures=True)
 
 
@@ -247,10 +249,11 @@ def plan_patch(
       then Active, parked notifications due now, the failure count reset. An expired webhook
       needs a future expirationDate for that.
     - A new expirationDate (or none) on an expired webhook renews it: a reactivation too.
-    - A new callback (URL or method) on a webhook stopped because of its callback (Errored, or
-      unsubscribed by a 410; CALLBACK_STOPS) reactivates it once its handshake passes, unless
-      it would be expired: moving is how an owner fixes such a webhook, and no owner wants a
-      fixed callback to stay unused. A paused or expired one stays as it is.
+    - A new callback (URL or method) on a webhook stopped because of its callback (Errored by
+      failures or a failed re-verification, or unsubscribed by a 410; CALLBACK_STOPS)
+      reactivates it once its handshake passes, unless it would be expired: moving is how an
+      owner fixes such a webhook, and no owner wants a fixed callback to stay unused. A
+      paused or expired one stays as it is.
     """
     if requested is WebhookStatus.ERRORED:
         raise ValidationError.field("statusCode", "Errored is set by the gateway, not by a request")

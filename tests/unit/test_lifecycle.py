@@ -170,6 +170,7 @@ def test_plan_patch(
 MOVES = [
     (ERRORED, FAILING, False, None, A),  # the callback that failed is replaced: Active again
     (INACTIVE, GONE, False, None, A),  # as is one that answered 410
+    (ERRORED, StatusReason.UNVERIFIED, False, None, A),  # or failed its re-verification
     (ERRORED, FAILING, False, INACTIVE, P),  # asked to pause: paused
     (ERRORED, FAILING, True, None, None),  # past its date: a reactivation would read expired
     (INACTIVE, PAUSED, False, None, None),  # the owner's pause stays
