@@ -72,6 +72,9 @@ async def resend(request: Request) -> Response:
     if found is Requeue.SUCCEEDED:
         words = "Not sent again: it was delivered; only entries not delivered are sent again."
         return await _history_page(request, hook, status=400, notice=("bad", words))
+    if found is Requeue.TEST:
+        words = "Not sent again: it was a test event; send another test event instead."
+        return await _history_page(request, hook, status=400, notice=("bad", words))
     status, message = lifecycle.effective_status(hook, ctx.clock())
     why = f" ({message})" if message else ""
     words = (f"Not sent again: the webhook is {status.value}{why}. Resume or reactivate it "

@@ -211,3 +211,24 @@ async def test_a_read_only_session_cannot_send_again(gateway: RunningGateway) ->
     assert refused.status_code == 403
     found = await gateway.ctx.store.query_history(record.group_key, hook.webhook_id, Query())
     assert [n.state for n in found.records] == [NotificationState.FAILED]
+
+
+async def test_a_test_event_is_in_history_marked_and_not_sent_again(
+    gateway: RunningGateway, receiver: Receiver
+) -> None:
+    key, record = await gateway.add_key("acme")
+    hook = make_webhook(record.group_key, callback_url=receiver.plan("/hook", Answer(status=500)))
+    await gateway.ctx.store.add_webhooks([hook])
+    path = f"/portal/webhooks/{hook.webhook_id}"
+    async with Partner(gateway) as partner:
+        await partner.enter(key)
+        assert (await partner.submit(f"{path}/test")).status_code == 200
+        [row] = (await gateway.ctx.store.query_history(record.group_key, hook.webhook_id,
+                                                       Query())).records  # fmt: skip
+        listing = await partner.page(f"{path}/history")
+        assert f'id="history-{row.notification_id}"' in listing.text
+        assert "Test.U <span" in listing.text and ">test</span>" in listing.text
+        assert f'id="history-retry-{row.notification_id}"' not in listing.text
+        again = await partner.submit(f"{path}/history/{row.notification_id}/retry")
+        assert again.status_code == 400 and "it was a test event" in again.text
+    assert len(receiver.notifications("/hook")) == 1
