@@ -58,3 +58,15 @@ async def test_a_failed_attempt_keeps_its_answer_time_in_the_log(store: Store) -
     assert await store.delivery_activity(hook.group_key, hook.webhook_id, T0) == [
         HourOfDeliveries(T0, delivered=0, failed=1, mean_ms=7.2, max_ms=7.2)
     ]
+
+
+async def test_test_sends_are_not_counted(store: Store) -> None:
+    """A test send is kept in history, but it is not a delivery: the picture leaves it out."""
+    hook = await add_hook(store)
+    event = contract.make_event(hook.group_key, table_key="Test")
+    tested = contract.make_notification(
+        hook, event, state=contract.SUCCEEDED, attempts=1, request_sent=True, is_successful=True,
+        timestamp=T0, is_test=True,
+    )  # fmt: skip
+    assert await store.record_test_send(event, tested)
+    assert await store.delivery_activity(hook.group_key, hook.webhook_id, T0 - HOUR) == []

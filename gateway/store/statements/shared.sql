@@ -366,14 +366,15 @@ substr(tried.timestamp, 1, 13)
 -- name: DELIVERY_ACTIVITY
 -- One webhook's attempts since :since by UTC hour: delivered ones are its successful rows,
 -- failed ones the attempt log; with the receivers' answer times (elapsed_ms, NULL when none
--- came back). Test sends are not recorded, so not counted.
+-- came back). Test sends are not deliveries: their rows are left out, and a failed one is
+-- never in the attempt log.
 SELECT {ACTIVITY_HOUR} AS hour, sum(tried.delivered) AS delivered,
     sum(1 - tried.delivered) AS failed, avg(tried.elapsed_ms) AS mean_ms,
     max(tried.elapsed_ms) AS max_ms
 FROM (
     SELECT n.timestamp, 1 AS delivered, n.elapsed_ms FROM notifications n
     WHERE n.webhook_id = :webhook_id AND n.group_key = :group_key AND n.is_successful
-        AND n.timestamp >= :since
+        AND NOT n.is_test AND n.timestamp >= :since
     UNION ALL
     SELECT a.timestamp, 0, a.elapsed_ms FROM attempts a
     JOIN webhooks w ON w.webhook_id = a.webhook_id AND w.group_key = :group_key
