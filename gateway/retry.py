@@ -29,6 +29,7 @@ from gateway.errors import OutboundError
 from gateway.models import RetryScope, SuccessPolicy
 from gateway.outcomes import Effect
 
+_ANY_2XX = SuccessPolicy.ANY_2XX
 _DELTA_SECONDS = re.compile(r"[0-9]+")  # RFC 9110 delay-seconds: ASCII digits only
 
 
@@ -40,6 +41,9 @@ def classify(
 ) -> Effect:
     """What a request that went out came to, under a webhook's success and retry policies
     (the table above): a success, a failure that is retried, one that is not, or gone."""
+    ok = status is not None and 200 <= status < 300 and (status == 200 or success is _ANY_2XX)
+    if ok and error is None:
+        return Effect.SUCCESS  # the common case first: classify runs once per attempt
     if error is not None:
         if not isinstance(error, OutboundError):
             # Anything else is a bug on our side, not the partner's failure: don't count it.
@@ -47,8 +51,6 @@ def classify(
         return Effect.FAILURE  # timeouts, connection errors, refused addresses: transient
     if status is None:
         raise ValueError("classify needs a status or an error")
-    if succeeded(status, success):
-        return Effect.SUCCESS
     if status == 410:
         return Effect.GONE
     if retry is RetryScope.SERVER_ERRORS_ONLY and not _transient(status):
@@ -58,9 +60,7 @@ def classify(
 
 def succeeded(status: int, policy: SuccessPolicy) -> bool:
     """Whether an answer with this status is a delivery under this success policy."""
-    if policy is SuccessPolicy.ONLY_200:
-        return status == 200
-    return 200 <= status < 300
+    return classify(status, None, policy) is Effect.SUCCESS
 
 
 def _transient(status: int) -> bool:

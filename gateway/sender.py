@@ -45,13 +45,6 @@ class Sent:
     request_text: str
 
 
-def active_secrets(hook: Webhook, now: datetime) -> list[str]:
-    """The secrets (or Ed25519 private keys) that sign now: the current one, and the previous
-    during its grace period."""
-    expires = hook.previous_secret_expires
-    return signing.signing_secrets(hook, expires is not None and expires > now)
-
-
 class Sender:
     """Turns a claimed notification into an AttemptOutcome."""
 
@@ -125,8 +118,9 @@ class Sender:
             # checks missed, fail for good here instead of at every lease.
             raise Unrenderable(f"cannot be rendered: {exc}") from exc
         msg_id = str(note.notification_id)
+        secrets = signing.signing_secrets(hook, now)
         headers = signing.signer_for(hook).headers(
-            active_secrets(hook, now), msg_id, int(now.timestamp()), rendered.signed_payload
+            secrets, msg_id, int(now.timestamp()), rendered.signed_payload
         )
         headers["content-type"] = "application/json"
         headers["idempotency-key"] = msg_id

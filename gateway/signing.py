@@ -26,6 +26,7 @@ import functools
 import hashlib
 import hmac
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from secrets import token_bytes
 from typing import Any, Protocol
 
@@ -162,14 +163,17 @@ def signer_for(hook: Webhook) -> Signer:
     return _hmac_header(scheme, hook.signature_header or DEFAULT_HEADER)
 
 
-def signing_secrets(hook: Webhook, include_previous: bool) -> list[str]:
-    """What signs this webhook's requests: its client secret, or its private key with
-    StandardWebhooksEd25519; and the one it replaced, if `include_previous` (its grace)."""
+def signing_secrets(hook: Webhook, now: datetime) -> list[str]:
+    """What signs this webhook's requests at `now`: its client secret, or its private key with
+    StandardWebhooksEd25519; and the one it replaced while its grace period lasts."""
     if hook.signature_scheme is ED25519 and hook.signing_key:
         current, previous = hook.signing_key, hook.previous_signing_key
     else:
         current, previous = hook.client_secret, hook.previous_secret
-    return [current, previous] if include_previous and previous else [current]
+    expires = hook.previous_secret_expires
+    if previous and expires is not None and expires > now:
+        return [current, previous]
+    return [current]
 
 
 def scheme_fields(

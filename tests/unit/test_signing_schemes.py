@@ -8,6 +8,7 @@ import base64
 import dataclasses
 import hashlib
 import hmac
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -70,14 +71,19 @@ def test_the_hmac_schemes_sign_the_payload_alone_keyed_by_the_secret_text() -> N
 
 
 def test_what_signs_is_the_client_secret_or_the_private_key_and_the_previous_one() -> None:
+    ends = datetime(2026, 1, 1, tzinfo=UTC)  # the previous credential's grace ends here
+    during, after = ends - timedelta(seconds=1), ends
     hmac_hook = hook_with(SignatureScheme.HMAC_SHA256_HEX, client_secret=SECRET,
-                          previous_secret=OLD)  # fmt: skip
-    assert signing.signing_secrets(hmac_hook, include_previous=True) == [SECRET, OLD]
-    assert signing.signing_secrets(hmac_hook, include_previous=False) == [SECRET]
-    ed = hook_with(SignatureScheme.STANDARD_WEBHOOKS_ED25519, previous_secret=OLD)
+                          previous_secret=OLD, previous_secret_expires=ends)  # fmt: skip
+    assert signing.signing_secrets(hmac_hook, during) == [SECRET, OLD]
+    assert signing.signing_secrets(hmac_hook, after) == [SECRET]
+    ed = hook_with(SignatureScheme.STANDARD_WEBHOOKS_ED25519, previous_secret=OLD,
+                   previous_secret_expires=ends)  # fmt: skip
     ed = dataclasses.replace(ed, previous_signing_key="whsk_old")
-    assert signing.signing_secrets(ed, include_previous=True) == [ed.signing_key, "whsk_old"]
-    assert signing.signing_secrets(ed, include_previous=False) == [ed.signing_key]
+    assert signing.signing_secrets(ed, during) == [ed.signing_key, "whsk_old"]
+    assert signing.signing_secrets(ed, after) == [ed.signing_key]
+    never_rotated = dataclasses.replace(hmac_hook, previous_secret=None)
+    assert signing.signing_secrets(never_rotated, during) == [SECRET]
 
 
 def test_a_scheme_brings_its_header_and_its_key_pair() -> None:
