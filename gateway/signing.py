@@ -166,14 +166,13 @@ def signer_for(hook: Webhook) -> Signer:
 def signing_secrets(hook: Webhook, now: datetime) -> list[str]:
     """What signs this webhook's requests at `now`: its client secret, or its private key with
     StandardWebhooksEd25519; and the one it replaced while its grace period lasts."""
-    if hook.signature_scheme is ED25519 and hook.signing_key:
-        current, previous = hook.signing_key, hook.previous_signing_key
-    else:
-        current, previous = hook.client_secret, hook.previous_secret
+    key = hook.signing_key if hook.signature_scheme is ED25519 else None
+    current = key or hook.client_secret
     expires = hook.previous_secret_expires
-    if previous and expires is not None and expires > now:
-        return [current, previous]
-    return [current]
+    if expires is None or expires <= now:  # the common case: no rotation in its grace period
+        return [current]
+    previous = hook.previous_signing_key if key else hook.previous_secret
+    return [current, previous] if previous else [current]
 
 
 def scheme_fields(
