@@ -12,6 +12,7 @@ import httpx
 
 from tests.gateway_server import RunningGateway
 
+SIGN_OUT = "/portal/sign-out"
 CSRF = re.compile(r'name="csrf_token" value="([^"]*)"')
 
 
@@ -64,11 +65,24 @@ class Partner:
         return answer
 
     async def submit(
-        self, path: str, data: dict[str, Any] | None = None, *, csrf: str | None = None
+        self,
+        path: str,
+        data: dict[str, Any] | None = None,
+        *,
+        csrf: str | None = None,
+        follow: bool = True,
     ) -> httpx.Response:
-        """POST a portal form with the session's CSRF token (or the one given: "" for none)."""
+        """POST a portal form with the session's CSRF token (or the one given: "" for none).
+        As a browser, it follows the redirect a form that succeeded answers with (POST/
+        redirect/GET), and returns the page it leads to; `follow=False` returns the POST's own
+        answer. A form answered 200 without a redirect fails the test: reloading that page
+        would send the form again (signing out alone answers with its page: no session is
+        left to redirect to)."""
         fields = dict(data or {})
         token = self.csrf if csrf is None else csrf
         if token:
             fields["csrf_token"] = token
-        return await self.http.post(path, data=fields)
+        answer = await self.http.post(path, data=fields, follow_redirects=follow)
+        if follow and answer.status_code == 200 and path != SIGN_OUT:
+            assert [r.status_code for r in answer.history] == [303], (path, answer.text)
+        return answer

@@ -13,8 +13,11 @@ Shape:
   `portal_page(request, "template.html", **context)` (templates/ extends base.html), and
   reads a state-changing form with `changing_form(request)`, which refuses (403, nothing
   changed) a form without the session's CSRF token, one from another site, or any from a
-  read-only session. Pages call the same services as the API (ctx.management, ctx.store,
-  gateway.schemas for bodies), so every rule of the API holds here too.
+  read-only session. A form that succeeds answers with `flash.done`: a 303 to the page of
+  what it changed, carrying what that page shows once (notice, new secret, test result) in a
+  signed cookie, so a reload sends nothing again. Pages call the same services as the API
+  (ctx.management, ctx.store, gateway.schemas for bodies), so every rule of the API holds
+  here too.
 - Every response under /portal carries a restrictive Content-Security-Policy (no inline
   script or style, nothing from another host, no framing), nosniff, no-referrer and no-store
   (web.SecurityHeaders). The only script and stylesheet are ours, in static/.

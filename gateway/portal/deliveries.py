@@ -11,9 +11,10 @@ from gateway import filters, lifecycle, wire
 from gateway.api.common import context, path_id
 from gateway.api.history import TEST_BODY_BYTES
 from gateway.models import Webhook
+from gateway.portal.flash import done
 from gateway.portal.tokens import PortalRefused
 from gateway.portal.web import PortalEndpoint, changing_form, page, portal_page, portal_session
-from gateway.portal.webhooks import owned_webhook, webhook_page
+from gateway.portal.webhooks import owned_webhook, page_of
 from gateway.retry import succeeded
 from gateway.store.base import Query, Requeue
 from gateway.wire import WebhookHistoryTableStorageModel
@@ -55,9 +56,9 @@ async def _history_page(
 @page
 async def resend(request: Request) -> Response:
     """Send one entry that was not delivered again now (ctx.management.retry, as the API's
-    retry): refused while the webhook is not Active, and for one that was delivered. The
-    answer is the history as it was shown (failures only, the same page): the form's URL
-    carries both."""
+    retry): refused while the webhook is not Active, and for one that was delivered. A queued
+    one redirects to the history as it was shown (failures only, the same page): the form's
+    URL carries both."""
     session, _ = await changing_form(request)
     hook = await owned_webhook(request, session)
     ctx = context(request)
@@ -68,7 +69,8 @@ async def resend(request: Request) -> Response:
                             "Go back to the webhook's history.")  # fmt: skip
     if found is Requeue.QUEUED:
         notice = ("ok", "Queued: it goes out again now; reload this page to see how it went.")
-        return await _history_page(request, hook, notice=notice)
+        path = f"{page_of(hook)}/history"
+        return done(request, session, path, notice, query=request.url.query)
     if found is Requeue.SUCCEEDED:
         words = "Not sent again: it was delivered; only entries not delivered are sent again."
         return await _history_page(request, hook, status=400, notice=("bad", words))
@@ -85,7 +87,7 @@ async def resend(request: Request) -> Response:
 @page
 async def test_send(request: Request) -> Response:
     """Send a signed sample notification to the webhook now (ctx.management.test_send, as the
-    API's test), and show what the receiver answered."""
+    API's test); the webhook's page, redirected to, shows what the receiver answered."""
     session, _ = await changing_form(request)
     hook = await owned_webhook(request, session)
     _, sent = await context(request).management.test_send(hook)
@@ -101,7 +103,7 @@ async def test_send(request: Request) -> Response:
     body = response.body[:TEST_BODY_BYTES].decode(errors="replace") if response else None
     tested = {"delivered": delivered, "body": body}
     notice = ("ok" if delivered else "bad", words)
-    return await webhook_page(request, hook, notice=notice, tested=tested)
+    return done(request, session, page_of(hook), notice, tested=tested)
 
 
 def _page_number(raw: str) -> int:

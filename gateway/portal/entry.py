@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from gateway.api.common import context
+from gateway.portal.flash import served_over_https
 from gateway.portal.tokens import PortalRefused, Session
 from gateway.portal.web import (
     PREFIX,
@@ -76,15 +77,13 @@ def set_session_cookie(request: Request, response: Response, session: Session) -
     """The session's signed cookie: HttpOnly, SameSite=Strict, only under /portal, Secure
     when the portal is served over https (here, or at public_url in front of a proxy), gone
     when the session ends."""
-    ctx = context(request)
-    remaining = int((session.expires_at - ctx.clock()).total_seconds())
-    https = request.url.scheme == "https" or (ctx.settings.public_url or "").startswith("https:")
+    remaining = int((session.expires_at - context(request).clock()).total_seconds())
     response.set_cookie(
         SESSION_COOKIE,
         keys(request).seal(session),
         max_age=max(remaining, 0),
         path=PREFIX,
-        secure=https,
+        secure=served_over_https(request),
         httponly=True,
         samesite="strict",
     )

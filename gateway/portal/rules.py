@@ -17,8 +17,10 @@ from gateway.api.common import Principal, context, path_id
 from gateway.api.rules import _new_rule as new_rule
 from gateway.errors import ValidationError
 from gateway.models import EventType, Scope, WebhookRule
+from gateway.portal.flash import done
 from gateway.portal.tokens import PortalRefused, Session
 from gateway.portal.web import (
+    PREFIX,
     Form,
     PortalEndpoint,
     changing_form,
@@ -30,6 +32,7 @@ from gateway.schemas import Circumstances, RuleCreate, RulePatch, parse
 from gateway.store.base import Query
 
 MOST_LISTED = 500
+LISTING = f"{PREFIX}/rules"  # where creating or deleting a rule redirects
 FIELDS = ("webhookId", "tableKey", "eventType", "filter")
 EVENT_TYPES = {EventType.INSERT: "Insert", EventType.UPDATE: "Update", EventType.DELETE: "Delete"}
 
@@ -110,7 +113,7 @@ async def create(request: Request) -> Response:
         return await _listing(request, session, status=exc.status, values=shown,
                               errors=_errors(exc), notice=("bad", _fix_words()))  # fmt: skip
     words = f"Rule {rule.webhook_rule_id} created: {rule.table_key} {rule.event_type.value}."
-    return await _listing(request, session, notice=("ok", words))
+    return done(request, session, LISTING, ("ok", words))
 
 
 def _fix_words() -> str:
@@ -152,7 +155,8 @@ async def edit(request: Request) -> Response:
         shown = {**_shown(rule), **{k: str(v or "") for k, v in body.items()}}
         return await _rule_page(request, session, rule, status=exc.status, values=shown,
                                 errors=_errors(exc), notice=("bad", _fix_words()))  # fmt: skip
-    return await _rule_page(request, session, changed, notice=("ok", "Saved."))
+    path = f"{LISTING}/{changed.webhook_rule_id}"
+    return done(request, session, path, ("ok", "Saved."))
 
 
 async def _patched(
@@ -188,7 +192,7 @@ async def delete(request: Request) -> Response:
     if not await context(request).store.delete_rule(session.group_key, rule.webhook_rule_id):
         raise _gone(rule)
     words = f"Rule {rule.webhook_rule_id} deleted: {rule.table_key} {rule.event_type.value}."
-    return await _listing(request, session, notice=("ok", words))
+    return done(request, session, LISTING, ("ok", words))
 
 
 PAGES: dict[str, dict[str, PortalEndpoint]] = {

@@ -22,7 +22,8 @@ from itsdangerous import BadData, URLSafeSerializer
 
 from gateway.errors import GatewayError
 
-ENTRY_PATH = "/portal/"
+PREFIX = "/portal"  # every portal page, and the path of its cookies
+ENTRY_PATH = f"{PREFIX}/"
 LINK_SALT = "portal-link"
 SESSION_SALT = "portal-session"
 # How long a link may wait to be opened, at most: it travels through mail and chat.

@@ -22,6 +22,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.api.common import context
 from gateway.errors import GatewayError, PayloadTooLarge
+from gateway.portal import flash
+from gateway.portal.tokens import PREFIX as PREFIX  # the portal pages import it from here
 from gateway.portal.tokens import PortalKeys, PortalRefused, Session
 
 log = logging.getLogger(__name__)
@@ -36,7 +38,6 @@ TEMPLATES = Jinja2Templates(
 )
 SESSION_COOKIE = "gateway_portal"
 CSRF_FIELD = "csrf_token"
-PREFIX = "/portal"
 # No inline script or style, nothing from another host, no framing, forms post only here.
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -97,8 +98,10 @@ def portal_session(request: Request) -> Session:
 
 def portal_page(request: Request, template: str, *, status: int = 200, **ctx: Any) -> Response:
     """A page of the portal: `template` rendered in the base layout, given `ctx` and the
-    session (if any), its CSRF field name and token, and whether it is read-only."""
+    session (if any), its CSRF field name and token, and whether it is read-only; a page's
+    GET also shows (and clears) what the form that redirected to it left to show once."""
     session = getattr(request.state, "portal_session", None)
+    once = flash.take(request, session) if status == 200 else None
     shared = {
         "session": session,
         "read_only": session.read_only if session else True,
@@ -107,8 +110,10 @@ def portal_page(request: Request, template: str, *, status: int = 200, **ctx: An
         "prefix": PREFIX,
     }
     response: Response = TEMPLATES.TemplateResponse(
-        request, template, {**shared, **ctx}, status_code=status
+        request, template, {**shared, **ctx, **(once or {})}, status_code=status
     )
+    if once is not None:
+        flash.clear(response)
     return response
 
 

@@ -17,8 +17,10 @@ from gateway.api.webhooks import new_webhook
 from gateway.errors import Conflict, GatewayError, HandshakeFailed, ValidationError
 from gateway.models import Scope, StatusReason, Webhook, WebhookStatus
 from gateway.portal import webhook_forms as forms
+from gateway.portal.flash import done
 from gateway.portal.tokens import PortalRefused, Session
 from gateway.portal.web import (
+    PREFIX,
     PortalEndpoint,
     changing_form,
     page,
@@ -140,7 +142,12 @@ async def create(request: Request) -> Response:
                                notice=notice)  # fmt: skip
     words = (f"Created. Your callback passed the verification handshake, so the webhook is "
              f"{hook.status_code.value}.")  # fmt: skip
-    return await webhook_page(request, hook, notice=("ok", words), secret=_secret_of(hook, None))
+    return done(request, session, page_of(hook), ("ok", words), secret=_secret_of(hook, None))
+
+
+def page_of(hook: Webhook) -> str:
+    """The path of the webhook's page, where a form that changed it redirects."""
+    return f"{PREFIX}/webhooks/{hook.webhook_id}"
 
 
 def _refusal_words(exc: GatewayError) -> str:
@@ -165,8 +172,8 @@ async def edit(request: Request) -> Response:
     try:
         body = forms.patch_body(hook, sent)
         if not body:
-            return await webhook_page(request, hook, notice=("ok", "Nothing was changed: the form "
-                                 "was as stored."))  # fmt: skip
+            words = "Nothing was changed: the form was as stored."
+            return done(request, session, page_of(hook), ("ok", words))
         changed = await _patch(request, session, hook, body)
     except (ValidationError, HandshakeFailed, Conflict) as exc:
         errors = forms.field_errors(exc) if isinstance(exc, ValidationError) else {}
@@ -176,7 +183,7 @@ async def edit(request: Request) -> Response:
             request, hook, status=exc.status, notice=notice, errors=errors, values=values
         )
     names = ", ".join(sorted(body))
-    return await webhook_page(request, changed, notice=("ok", f"Saved: {names}."))
+    return done(request, session, page_of(changed), ("ok", f"Saved: {names}."))
 
 
 async def _patch(
@@ -212,7 +219,7 @@ async def change_status(request: Request) -> Response:
     else:
         words = (f"Your callback passed the verification handshake: the webhook is "
                  f"{changed.status_code.value}, and what was kept for it is due now.")  # fmt: skip
-    return await webhook_page(request, changed, notice=("ok", words))
+    return done(request, session, page_of(changed), ("ok", words))
 
 
 @page
@@ -224,9 +231,8 @@ async def rotate_secret(request: Request) -> Response:
     changed = await ctx.management.rotate_secret(hook, session.link_id, ctx.clock())
     until = changed.previous_secret_expires
     words = "A new signing secret was made. Give it to your receiver now: it is shown only once."
-    return await webhook_page(
-        request, changed, notice=("ok", words), secret=_secret_of(changed, until)
-    )
+    return done(request, session, page_of(changed), ("ok", words),
+                secret=_secret_of(changed, until))  # fmt: skip
 
 
 def _secret_of(hook: Webhook, old_until: Any) -> dict[str, Any]:

@@ -14,6 +14,7 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import httpx
 from playwright.sync_api import Dialog, Page, expect
@@ -262,7 +263,7 @@ def _deliver(gateway: ThreadedGateway) -> None:
 def test_partner_rotates_the_secret_then_pauses_and_resumes(
     browser_page: BrowserPage, live_gateway: ThreadedGateway, live_receiver: Receiver
 ) -> None:
-    key, _ = live_gateway.call(live_gateway.gateway.add_key("acme"))
+    key, record = live_gateway.call(live_gateway.gateway.add_key("acme"))
     hook = _webhook(live_gateway, key, live_receiver)
     page = browser_page.page
     asked: list[str] = []
@@ -288,6 +289,14 @@ def test_partner_rotates_the_secret_then_pauses_and_resumes(
     assert secret.inner_text().strip() != hook["clientSecret"]
     expect(page.locator("#previous-secret-until")).to_contain_text("keeps signing too until")
     assert asked == ["Make a new signing secret? The old one keeps signing for a grace period."]
+    shown = secret.inner_text().strip()
+    # A reload shows the secret no more and rotates nothing: the form was not sent again.
+    page.reload()
+    expect(page.locator("#webhook-status")).to_have_text("Active")
+    expect(page.locator("#new-secret")).to_have_count(0)
+    store = live_gateway.gateway.ctx.store
+    stored = live_gateway.call(store.get_webhook(record.group_key, UUID(hook["webhookId"])))
+    assert stored is not None and stored.client_secret == shown
     page.click("#webhook-test-send")
     expect(page.locator("#test-result-verdict")).to_have_text("Delivered")
     (tested,) = live_receiver.notifications("/hook")

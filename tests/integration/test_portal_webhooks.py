@@ -308,3 +308,60 @@ async def test_another_group_webhook_page_is_not_found(gateway: RunningGateway) 
         answer = await partner.page(f"/portal/webhooks/{theirs.webhook_id}")
         assert answer.status_code == 404 and "no webhook" in answer.text
         assert (await partner.page("/portal/webhooks/not-an-id")).status_code == 404
+
+
+def assert_flash_cookie(answer: Any) -> None:
+    """The one-time result rides in a signed cookie only scripts of no page can read, sent
+    back only to the portal, never from another site."""
+    (cookie,) = [
+        v for v in answer.headers.get_list("set-cookie") if v.startswith("gateway_portal_flash=")
+    ]
+    flags = {part.strip().lower() for part in cookie.split(";")}
+    assert {"httponly", "samesite=strict", "path=/portal"} <= flags, cookie
+
+
+async def test_rotate_redirects_so_a_reload_shows_the_secret_no_more_and_rotates_nothing(
+    gateway: RunningGateway, receiver: Receiver
+) -> None:
+    key, record = await gateway.add_key("acme")
+    hook = make_webhook(record.group_key, callback_url=receiver.plan("/hook"))
+    await gateway.ctx.store.add_webhooks([hook])
+    path = f"/portal/webhooks/{hook.webhook_id}"
+    async with Partner(gateway) as partner:
+        await partner.enter(key)
+        posted = await partner.submit(f"{path}/rotate-secret", follow=False)
+        assert posted.status_code == 303 and posted.headers["location"] == path
+        assert_flash_cookie(posted)
+        rotated = await gateway.ctx.store.get_webhook(record.group_key, hook.webhook_id)
+        assert rotated is not None and rotated.client_secret != hook.client_secret
+        assert rotated.client_secret not in posted.headers["location"]
+        shown = await partner.page(path)  # the redirect's GET
+        assert shown.status_code == 200
+        assert text_of(shown.text, "new-secret") == rotated.client_secret
+        assert "new signing secret" in text_of(shown.text, "notice")
+        reloaded = await partner.page(path)
+        assert reloaded.status_code == 200
+        assert rotated.client_secret not in reloaded.text
+        assert 'id="new-secret"' not in reloaded.text and 'id="notice"' not in reloaded.text
+    stored = await gateway.ctx.store.get_webhook(record.group_key, hook.webhook_id)
+    assert stored is not None and stored.client_secret == rotated.client_secret
+
+
+async def test_create_redirects_so_a_reload_makes_no_second_webhook(
+    gateway: RunningGateway, receiver: Receiver
+) -> None:
+    key, record = await gateway.add_key("acme")
+    async with Partner(gateway) as partner:
+        await partner.enter(key)
+        await partner.page("/portal/webhooks/new")
+        posted = await partner.submit("/portal/webhooks/new", form_for(receiver), follow=False)
+        assert posted.status_code == 303, posted.text
+        (hook,) = await hooks_of(gateway, record.group_key)
+        assert posted.headers["location"] == f"/portal/webhooks/{hook.webhook_id}"
+        assert_flash_cookie(posted)
+        shown = await partner.page(posted.headers["location"])
+        assert text_of(shown.text, "new-secret") == hook.client_secret
+        reloaded = await partner.page(posted.headers["location"])
+        assert reloaded.status_code == 200 and hook.client_secret not in reloaded.text
+    assert [h.webhook_id for h in await hooks_of(gateway, record.group_key)] == [hook.webhook_id]
+    assert len([s for s in receiver.seen if s.is_handshake]) == 1
