@@ -3,10 +3,10 @@
 A form that changed something answers 303 to the page of what it changed (`done`), so a
 reload of that page re-sends nothing. What the page shows once (the notice's words, a new
 signing secret and when the old one stops signing, a test send's result) rides to that GET in
-a short-lived cookie: signed with the gateway's secret key (salt `portal-flash`), HttpOnly,
+a short-lived cookie: sealed (AES-GCM, gateway.sealed, with the key derived from the gateway's
+secret key), so a new secret never sits readable in the browser's cookie store; HttpOnly,
 SameSite=Strict, path /portal, bound to the session that posted and the page it is for. The
 page's GET shows it and clears it in its answer (`take`), so a reload shows it no more. It is
-signed, not encrypted: it holds nothing the page would not show to the same browser, and is
 never logged.
 """
 
@@ -15,23 +15,31 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from itsdangerous import BadData, URLSafeSerializer
+import orjson
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from gateway import sealed
 from gateway.api.common import context
+from gateway.errors import Unsealable
 from gateway.portal.tokens import PREFIX, Session
 
 FLASH_COOKIE = "gateway_portal_flash"
-FLASH_SALT = "portal-flash"
+FLASH_BOUND = b"portal-flash"  # what a flash is sealed for: it opens as nothing else
 # Long enough for the redirect's GET, short enough that a stale one never turns up later.
 LIFETIME = timedelta(minutes=2)
 # Browsers keep cookies up to 4096 bytes; a test's answer is shortened until it fits.
 MOST_BYTES = 3500
 
 
-def _signer(request: Request) -> URLSafeSerializer:
-    return URLSafeSerializer(context(request).settings.secret_key or "", salt=FLASH_SALT)
+def _seal(request: Request, data: dict[str, Any]) -> str:
+    sealer = sealed.sealer(context(request).settings.secret_key)
+    return sealer.seal(orjson.dumps(data).decode(), FLASH_BOUND)
+
+
+def _open(request: Request, value: str) -> Any:
+    sealer = sealed.sealer(context(request).settings.secret_key)
+    return orjson.loads(sealer.open(value, FLASH_BOUND))
 
 
 def served_over_https(request: Request) -> bool:
@@ -62,12 +70,11 @@ def done(
 
 def _sealed(request: Request, data: dict[str, Any], tested: dict[str, Any] | None) -> str:
     """The cookie's value; a test's answer cut shorter until the cookie fits a browser."""
-    signer = _signer(request)
     if tested is None:
-        return signer.dumps(data)
+        return _seal(request, data)
     body = tested["body"]
     while True:
-        value = signer.dumps({**data, "t": [tested["delivered"], body]})
+        value = _seal(request, {**data, "t": [tested["delivered"], body]})
         if len(value) <= MOST_BYTES or not body:
             return value
         body = body[: len(body) // 2]
@@ -81,14 +88,14 @@ def take(request: Request, session: Session | None) -> dict[str, Any] | None:
     if not value or request.method != "GET":
         return None
     try:
-        data = _signer(request).loads(value)
+        data = _open(request, value)
         if data["p"] != request.url.path:
             return None
         ended = context(request).clock().timestamp() >= data["x"]
         if ended or session is None or data["i"] != str(session.link_id):
             return {}
         return _shown(data)
-    except (BadData, KeyError, TypeError, ValueError, IndexError):
+    except (Unsealable, KeyError, TypeError, ValueError, IndexError):
         return {}
 
 

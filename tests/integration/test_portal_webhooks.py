@@ -4,8 +4,12 @@ rotate the secret; CSRF and read-only sessions refuse every change and change no
 
 from __future__ import annotations
 
+import base64
+import binascii
+import contextlib
 import html
 import re
+import zlib
 from typing import Any
 
 import pytest
@@ -310,14 +314,25 @@ async def test_another_group_webhook_page_is_not_found(gateway: RunningGateway) 
         assert (await partner.page("/portal/webhooks/not-an-id")).status_code == 404
 
 
-def assert_flash_cookie(answer: Any) -> None:
-    """The one-time result rides in a signed cookie only scripts of no page can read, sent
-    back only to the portal, never from another site."""
+def assert_flash_cookie(answer: Any, secret: str) -> None:
+    """The one-time result rides in a sealed cookie only scripts of no page can read, sent
+    back only to the portal, never from another site; the secret it carries cannot be read
+    from it, as text or decoded from Base64."""
     (cookie,) = [
         v for v in answer.headers.get_list("set-cookie") if v.startswith("gateway_portal_flash=")
     ]
     flags = {part.strip().lower() for part in cookie.split(";")}
     assert {"httponly", "samesite=strict", "path=/portal"} <= flags, cookie
+    value = cookie.split(";")[0].removeprefix("gateway_portal_flash=").strip('"')
+    assert secret not in value, "the secret is readable in the cookie"
+    for part in value.split("."):  # whatever Base64 the value holds, decoded (and inflated)
+        try:
+            decoded = base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+        except (binascii.Error, ValueError):
+            continue
+        with contextlib.suppress(zlib.error):
+            decoded = zlib.decompress(decoded)
+        assert secret.encode() not in decoded, "the secret is readable in the cookie"
 
 
 async def test_rotate_redirects_so_a_reload_shows_the_secret_no_more_and_rotates_nothing(
@@ -331,9 +346,9 @@ async def test_rotate_redirects_so_a_reload_shows_the_secret_no_more_and_rotates
         await partner.enter(key)
         posted = await partner.submit(f"{path}/rotate-secret", follow=False)
         assert posted.status_code == 303 and posted.headers["location"] == path
-        assert_flash_cookie(posted)
         rotated = await gateway.ctx.store.get_webhook(record.group_key, hook.webhook_id)
         assert rotated is not None and rotated.client_secret != hook.client_secret
+        assert_flash_cookie(posted, rotated.client_secret)
         assert rotated.client_secret not in posted.headers["location"]
         shown = await partner.page(path)  # the redirect's GET
         assert shown.status_code == 200
@@ -358,7 +373,7 @@ async def test_create_redirects_so_a_reload_makes_no_second_webhook(
         assert posted.status_code == 303, posted.text
         (hook,) = await hooks_of(gateway, record.group_key)
         assert posted.headers["location"] == f"/portal/webhooks/{hook.webhook_id}"
-        assert_flash_cookie(posted)
+        assert_flash_cookie(posted, hook.client_secret)
         shown = await partner.page(posted.headers["location"])
         assert text_of(shown.text, "new-secret") == hook.client_secret
         reloaded = await partner.page(posted.headers["location"])
