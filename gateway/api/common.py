@@ -29,6 +29,7 @@ from gateway.models import Scope, utcnow
 from gateway.outbound import Outbound
 from gateway.publishing import Publishing
 from gateway.ratelimit import RateLimiter
+from gateway.rules import Rules
 from gateway.store import Store
 from gateway.store.base import Page, Query
 from gateway.wakeup import Wakeup
@@ -94,6 +95,11 @@ class Context:
     metrics_dir: str | None = None  # where serve's worker processes write theirs, if any
     clock: Callable[[], datetime] = field(default=utcnow)
     _worker: Worker | None = field(default=None, init=False, repr=False)
+
+    @property
+    def rules(self) -> Rules:
+        """Creating and changing rules (gateway.rules), as the API and the portal do it."""
+        return Rules(self.settings, self.store, self.catalogue)
 
     @property
     def worker(self) -> Worker | None:

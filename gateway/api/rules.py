@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-from datetime import datetime
-from uuid import UUID, uuid4
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -23,9 +20,9 @@ from gateway.api.common import (
     path_id,
     read_json,
 )
-from gateway.errors import NotFound, ValidationError
+from gateway.errors import NotFound
 from gateway.models import Scope, WebhookRule
-from gateway.schemas import Circumstances, RuleCreate, RuleFields, RulePatch, parse, parse_batch
+from gateway.schemas import Circumstances, RuleCreate, RulePatch, parse, parse_batch
 from gateway.wire import ActionResultModel, FetchResult, WebhookRuleModel, batch_of
 
 
@@ -42,40 +39,8 @@ async def create(request: Request) -> Response:
         noun="rules",
         given=Circumstances(now, ctx.settings),
     )
-    rules = [await _new_rule(ctx, principal, spec, i, now) for i, spec in enumerate(specs)]
-    await ctx.store.add_rules(rules)
+    rules = await ctx.rules.create(principal.group_key, principal.api_key_id, specs, now)
     return json_response([wire.rule(r) for r in rules])
-
-
-async def _new_rule(
-    ctx: Context, who: Principal, spec: RuleCreate, index: int, now: datetime
-) -> WebhookRule:
-    if await ctx.store.get_webhook(who.group_key, spec.webhook_id) is None:
-        raise ValidationError.field(f"[{index}].webhookId", f"no webhook {spec.webhook_id}")
-    return await new_rule(ctx, who, spec, spec.webhook_id, now, where=f"[{index}].")
-
-
-async def new_rule(
-    ctx: Context, who: Principal, spec: RuleFields, webhook_id: UUID, now: datetime, *, where: str
-) -> WebhookRule:
-    """The rule a create asks for, of this webhook (one of the caller's group, or one its
-    create is making); with enforcement on, its event type must be declared (a 400 naming
-    `where` + eventType)."""
-    if ctx.settings.enforce_event_types:
-        field = f"{where}eventType"
-        await ctx.catalogue.check_declared(who.group_key, spec.table_key, spec.event_type, field)
-    return WebhookRule(
-        webhook_id=webhook_id,
-        table_key=spec.table_key,
-        event_type=spec.event_type,
-        filter=spec.filter or None,
-        webhook_rule_id=uuid4(),
-        group_key=who.group_key,
-        created=now,
-        created_user_id=who.api_key_id,
-        modified=now,
-        modified_user_id=who.api_key_id,
-    )
 
 
 async def _owned(request: Request) -> tuple[Context, Principal, WebhookRule]:
@@ -101,17 +66,8 @@ async def update(request: Request) -> Response:
     ctx, principal, rule = await _owned(request)
     now = ctx.clock()
     spec, given = parse(RulePatch, await read_json(request), given=Circumstances(now, ctx.settings))
-    changes = {name: getattr(spec, name) for name in given}
-    if "filter" in changes:
-        changes["filter"] = spec.filter or None  # an empty filter is none
-    changed = dataclasses.replace(
-        rule, **changes, modified=now, modified_user_id=principal.api_key_id
-    )
-    if ctx.settings.enforce_event_types and {"table_key", "event_type"} & given:
-        await ctx.catalogue.check_declared(
-            principal.group_key, changed.table_key, changed.event_type, "eventType"
-        )
-    if not await ctx.store.update_rule(changed):
+    changed = await ctx.rules.update(rule, principal.api_key_id, spec, given, now)
+    if changed is None:
         raise NotFound(f"no webhook rule {rule.webhook_rule_id}")
     return json_response(wire.rule(changed))
 

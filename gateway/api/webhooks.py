@@ -24,7 +24,6 @@ from gateway.api.common import (
     path_id,
     read_json,
 )
-from gateway.api.rules import new_rule
 from gateway.errors import NotFound
 from gateway.filters import fields_of
 from gateway.models import Scope, StatusReason, Webhook, WebhookRule, WebhookStatus
@@ -73,7 +72,14 @@ async def _new_rules(
     if spec.webhook_rules is None:
         return None
     return [
-        await new_rule(ctx, who, given, hook.webhook_id, now, where=f"{where}webhookRules.{j}.")
+        await ctx.rules.new(
+            who.group_key,
+            who.api_key_id,
+            given,
+            hook.webhook_id,
+            now,
+            where=f"{where}webhookRules.{j}.",
+        )
         for j, given in enumerate(spec.webhook_rules)
     ]
 

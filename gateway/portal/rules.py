@@ -1,22 +1,20 @@
 """The portal's rule pages: the group's webhook rules (which tables, event types and records
 each webhook receives), and creating, changing and deleting one. The form becomes the API's
-body (gateway.schemas RuleCreate / RulePatch) and goes through the API's own checks (the
-webhook is the group's, the event type is declared when the catalogue is enforced), so a
-refusal is the API's, said on the form, with nothing changed."""
+body (gateway.schemas RuleCreate / RulePatch) and goes through the service the API uses
+(gateway.rules: the webhook is the group's, the event type is declared when the catalogue is
+enforced), so a refusal is the API's, said on the form, with nothing changed."""
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.api.common import Principal, context, path_id
-from gateway.api.rules import _new_rule as new_rule
+from gateway.api.common import context, path_id
 from gateway.errors import ValidationError
-from gateway.models import EventType, Scope, WebhookRule
+from gateway.models import EventType, WebhookRule
 from gateway.portal.flash import done
 from gateway.portal.tokens import PortalRefused, Session
 from gateway.portal.web import (
@@ -46,10 +44,6 @@ async def owned_rule(request: Request, session: Session) -> WebhookRule:
         raise PortalRefused(404, f"Your group has no webhook rule {rule_id}.",
                             "Go back to the list of rules.")  # fmt: skip
     return rule
-
-
-def _principal(session: Session) -> Principal:
-    return Principal(session.link_id, session.group_key, frozenset({Scope.WEBHOOKS}))
 
 
 def _sent(form: Form, *names: str) -> dict[str, Any]:
@@ -106,8 +100,7 @@ async def create(request: Request) -> Response:
     body = _sent(form, *FIELDS)
     try:
         spec, _ = parse(RuleCreate, body, given=Circumstances(now, ctx.settings))
-        rule = await new_rule(ctx, _principal(session), spec, 0, now)
-        await ctx.store.add_rules([rule])
+        [rule] = await ctx.rules.create(session.group_key, session.link_id, [spec], now)
     except ValidationError as exc:
         shown = {name: str(value or "") for name, value in body.items()}
         return await _listing(request, session, status=exc.status, values=shown,
@@ -162,19 +155,12 @@ async def edit(request: Request) -> Response:
 async def _patched(
     request: Request, session: Session, rule: WebhookRule, body: dict[str, Any]
 ) -> WebhookRule:
-    """The rule with the PATCH body applied and stored, as the API's update does it."""
+    """The rule with the PATCH body applied and stored (gateway.rules, as the API's update)."""
     ctx = context(request)
     now = ctx.clock()
     spec, given = parse(RulePatch, body, given=Circumstances(now, ctx.settings))
-    changes = {name: getattr(spec, name) for name in given}
-    if "filter" in changes:
-        changes["filter"] = spec.filter or None
-    changed = dataclasses.replace(rule, **changes, modified=now, modified_user_id=session.link_id)
-    if ctx.settings.enforce_event_types and {"table_key", "event_type"} & given:
-        await ctx.catalogue.check_declared(
-            session.group_key, changed.table_key, changed.event_type, "eventType"
-        )
-    if not await ctx.store.update_rule(changed):
+    changed = await ctx.rules.update(rule, session.link_id, spec, given, now)
+    if changed is None:
         raise _gone(rule)
     return changed
 
