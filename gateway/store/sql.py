@@ -28,7 +28,7 @@ from typing import Any, ClassVar, Self, TypeVar
 from uuid import UUID
 
 from gateway import lifecycle, matching, models, notices
-from gateway.errors import Conflict, LimitReached, StoreError
+from gateway.errors import Conflict, LimitReached, StoreError, ValidationError
 from gateway.lifecycle import Move, StatusChange, Transition
 from gateway.models import (
     ApiKey,
@@ -229,10 +229,25 @@ class SqlStore(abc.ABC):
         def script() -> Script[None]:
             if most_per_group:
                 yield from self._within_limit(webhooks, most_per_group)
+            for i, hook in enumerate(webhooks):
+                field = f"[{i}].authenticationId"
+                yield from self._hold_authentication(hook.group_key, hook.authentication_id, field)
             yield ExecuteMany(self.q.INSERT_WEBHOOK, rows, encoded=True)
             yield ExecuteMany(self.q.INSERT_RULE, rule_rows, encoded=True)
 
         await self._transact(script)
+
+    def _hold_authentication(
+        self, group_key: UUID, authentication_id: UUID | None, field: str
+    ) -> Script[None]:
+        """Refuse, as the API does (gateway.management), a webhook naming an authentication its
+        group no longer has: deleted after the API's check, before this write, it would fail
+        the foreign key (a StoreError, 503). On PostgreSQL the row is held until commit."""
+        if authentication_id is None:
+            return
+        params = {"group_key": group_key, "authentication_id": authentication_id}
+        if not (yield Fetch(self.q.HOLD_AUTHENTICATION, params)):
+            raise ValidationError.field(field, f"no authentication {authentication_id}")
 
     def _within_limit(self, webhooks: Sequence[Webhook], most: int) -> Script[None]:
         """Refuse a group these webhooks would take past `most`. On PostgreSQL each group's
@@ -496,6 +511,9 @@ class SqlStore(abc.ABC):
         query = self.q.edit_webhook(tuple(edit.values), tuple(edit.expect))
 
         def script() -> Script[tuple[Webhook | None, list[Notice]]]:
+            if "authentication_id" in edit.values:
+                named = edit.values["authentication_id"]
+                yield from self._hold_authentication(group_key, named, "authenticationId")
             rows = yield Fetch(query, params)
             if not rows:
                 if not (yield Fetch(self.q.WEBHOOK_EXISTS, ids)):

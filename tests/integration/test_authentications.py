@@ -19,8 +19,9 @@ import httpx
 import pytest
 
 from gateway import credentials, sealed
+from gateway.errors import ValidationError
 from gateway.models import Authentication
-from gateway.store.base import Query
+from gateway.store.base import Query, WebhookEdit
 from tests.gateway_server import RunningGateway
 from tests.integration.test_secrets import every_logger_at_debug, logged_text
 from tests.partner import drain_until
@@ -340,6 +341,33 @@ async def test_a_webhook_naming_no_authentication_of_its_group_is_refused(
     assert patched.status_code == 400, patched.text
     assert set(patched.json()["errors"]) == {"authenticationId"}
     assert (await call(gateway, key, "GET", path)).json()["authenticationId"] is None
+
+
+async def test_an_authentication_deleted_before_the_webhook_is_written_is_a_400(
+    gateway: RunningGateway, key: str, receiver: Receiver
+) -> None:
+    """The race the API's check cannot see: the authentication is deleted after that check
+    passed, before the store writes the webhook naming it. The store checks again in the
+    transaction that writes, so the webhook is refused as naming no authentication (not a
+    foreign-key failure, a 503) and nothing is written."""
+    store = gateway.ctx.store
+    (made,) = await create(gateway, key, basic())
+    gone = UUID(made["authenticationId"])
+    hook = await subscribe(gateway, key, receiver, None)
+    stored = await store.get_webhook(UUID(hook["groupKey"]), UUID(hook["webhookId"]))
+    assert stored is not None
+    assert (await call(gateway, key, "DELETE", f"{AUTHS}/{gone}")).status_code == 200
+    new = dataclasses.replace(stored, webhook_id=uuid4(), authentication_id=gone)
+    with pytest.raises(ValidationError) as created:
+        await store.add_webhooks([new])
+    assert created.value.errors == {"[0].authenticationId": [f"no authentication {gone}"]}
+    assert await store.get_webhook(new.group_key, new.webhook_id) is None
+    edit = WebhookEdit({"authentication_id": gone})
+    with pytest.raises(ValidationError) as patched:
+        await store.edit_webhook(stored.group_key, stored.webhook_id, edit, stored.modified)
+    assert patched.value.errors == {"authenticationId": [f"no authentication {gone}"]}
+    after = await store.get_webhook(stored.group_key, stored.webhook_id)
+    assert after is not None and after.authentication_id is None
 
 
 # -- Logs ------------------------------------------------------------------------------------

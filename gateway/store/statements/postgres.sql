@@ -16,6 +16,12 @@ SELECT pg_advisory_xact_lock(29099075147620729)
 -- the two-key space (apart from LOCK_MIGRATIONS' one key); 22344 is any constant ("WH").
 SELECT pg_advisory_xact_lock(22344, hashtext(:group_key::uuid::text))
 
+-- name: HOLD_AUTHENTICATION
+-- FOR SHARE: a concurrent DELETE_AUTHENTICATION waits for the webhook's write, then finds it
+-- among the users; one that committed first leaves no row to read.
+SELECT 1 FROM authentications
+WHERE authentication_id = :authentication_id AND group_key = :group_key FOR SHARE
+
 -- name: NOTIFY
 SELECT pg_notify(:channel, :payload)
 

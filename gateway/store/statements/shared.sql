@@ -334,6 +334,12 @@ INSERT INTO authentications ({authentication_columns}) VALUES ({authentication_v
 SELECT {authentication_columns} FROM authentications
 WHERE authentication_id = :authentication_id AND group_key = :group_key
 
+-- name: HOLD_AUTHENTICATION
+-- The authentication a webhook is about to name, read in the transaction that writes it: gone
+-- (deleted since the API checked), it is refused as unknown, before its foreign key fails.
+SELECT 1 FROM authentications
+WHERE authentication_id = :authentication_id AND group_key = :group_key
+
 -- name: UPDATE_AUTHENTICATION
 -- The stored authentication replaced, every column (its id and group, in the WHERE clause, stay
 -- as they are).
