@@ -12,7 +12,7 @@ from uuid import UUID, uuid4
 import pytest
 
 from gateway import wire
-from gateway.errors import Conflict, StoreError
+from gateway.errors import Conflict, StoreError, ValidationError
 from gateway.models import AuthenticationKind
 from gateway.store import Store
 from gateway.store.base import Query
@@ -99,9 +99,9 @@ async def test_another_groups_delete_finds_nothing(store: Store) -> None:
 
 
 async def test_a_webhook_cannot_name_an_authentication_that_is_not_stored(store: Store) -> None:
-    """The API refuses it first; the store's key refuses what slips past (one deleted
-    meanwhile)."""
-    with pytest.raises(StoreError):
+    """The API refuses it first; the store refuses what slips past (one deleted meanwhile)
+    with the same 400, read in the writing transaction, before the foreign key would."""
+    with pytest.raises(ValidationError, match="no authentication"):
         await add_hook(store, authentication_id=uuid4())
 
 
