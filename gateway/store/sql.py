@@ -363,6 +363,9 @@ class SqlStore(abc.ABC):
         ids = {"group_key": group_key, "authentication_id": authentication_id}
 
         def script() -> Script[bool]:
+            # Held first (PostgreSQL), so a webhook naming it that committed meanwhile is among
+            # the users read next, rather than failing the DELETE's foreign key (a 503).
+            yield Lock(self.q.LOCK_AUTHENTICATION, ids)
             users = yield Fetch(self.q.AUTHENTICATION_USERS, ids)
             if users:
                 raise Conflict(_in_use(authentication_id, users))

@@ -9,6 +9,7 @@ import dataclasses
 from collections.abc import AsyncIterator
 from uuid import UUID, uuid4
 
+import asyncpg
 import pytest
 
 from gateway import wire
@@ -142,3 +143,46 @@ async def test_other_processes_hear_of_the_webhooks_an_update_changes(postgres_u
         async with asyncio.timeout(10):
             while (changed := await heard.get()) != hook.webhook_id:
                 assert changed is None  # only "any may have changed" (a reconnect) besides
+
+
+@pytest.mark.postgres
+async def test_a_delete_racing_a_webhook_that_names_it_is_refused_as_in_use(
+    postgres_url: str,
+) -> None:
+    """A webhook write holds its authentication (FOR SHARE) until it commits. A DELETE that
+    read no users before that commit would then fail the foreign key (a StoreError, 503); it
+    holds the authentication first instead, so it reads the users after the commit: a 409."""
+    async with PostgresStore(postgres_url) as store:
+        auth = make_authentication()
+        await store.add_authentications([auth])
+        hook = await add_hook(store, auth.group_key)
+        writer = await asyncpg.connect(postgres_url)
+        try:
+            async with writer.transaction():
+                await writer.execute(
+                    "SELECT 1 FROM authentications WHERE authentication_id = $1 FOR SHARE",
+                    auth.authentication_id,
+                )
+                deleting = asyncio.create_task(
+                    store.delete_authentication(auth.group_key, auth.authentication_id)
+                )
+                await _waits_for_a_lock(writer)
+                await writer.execute(
+                    "UPDATE webhooks SET authentication_id = $1 WHERE webhook_id = $2",
+                    auth.authentication_id, hook.webhook_id,
+                )  # fmt: skip
+            with pytest.raises(Conflict, match=str(hook.webhook_id)):
+                await asyncio.wait_for(deleting, 10)
+        finally:
+            await writer.close()
+        assert await store.get_authentication(auth.group_key, auth.authentication_id) == auth
+
+
+async def _waits_for_a_lock(conn: asyncpg.Connection) -> None:
+    """Return once another session of this database is waiting for a row lock."""
+    async with asyncio.timeout(10):
+        while not await conn.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+        ):
+            await asyncio.sleep(0.01)

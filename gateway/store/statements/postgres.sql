@@ -22,6 +22,12 @@ SELECT pg_advisory_xact_lock(22344, hashtext(:group_key::uuid::text))
 SELECT 1 FROM authentications
 WHERE authentication_id = :authentication_id AND group_key = :group_key FOR SHARE
 
+-- name: LOCK_AUTHENTICATION
+-- FOR UPDATE, before DELETE_AUTHENTICATION reads its users: a webhook write holding it
+-- (HOLD_AUTHENTICATION) is waited for, and the users read afterwards include that webhook.
+SELECT 1 FROM authentications
+WHERE authentication_id = :authentication_id AND group_key = :group_key FOR UPDATE
+
 -- name: NOTIFY
 SELECT pg_notify(:channel, :payload)
 
