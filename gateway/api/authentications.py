@@ -29,18 +29,16 @@ from gateway.api.common import (
     context,
     json_response,
     operation,
-    path_id,
-    read_json,
+    owned,
+    read_batch,
+    read_patch,
 )
 from gateway.errors import NotFound
 from gateway.models import Authentication, AuthenticationKind, Scope
 from gateway.schemas import (
     AuthenticationCreate,
     AuthenticationPatch,
-    Circumstances,
     check_kind_fields,
-    parse,
-    parse_batch,
 )
 from gateway.wire import ActionResultModel, AuthenticationModel, FetchResult, batch_of
 
@@ -53,13 +51,7 @@ async def create(request: Request) -> Response:
     principal = await authenticate(request, Scope.WEBHOOKS)
     ctx = context(request)
     now = ctx.clock()
-    specs = parse_batch(
-        AuthenticationCreate,
-        await read_json(request),
-        most=ctx.settings.max_batch_size,
-        noun="authentications",
-        given=Circumstances(now, ctx.settings),
-    )
+    specs = await read_batch(request, AuthenticationCreate, "authentications", now)
     for index, spec in enumerate(specs):
         check_kind_fields(spec.kind, spec, complete=True, where=f"[{index}].")
     made = [_new(ctx, principal, spec, now) for spec in specs]
@@ -95,10 +87,8 @@ def _seal(ctx: Context, secret: str, authentication_id: UUID) -> str:
 async def _owned(request: Request) -> tuple[Context, Principal, Authentication]:
     principal = await authenticate(request, Scope.WEBHOOKS)
     ctx = context(request)
-    authentication_id = path_id(request, "authenticationId")
-    found = await ctx.store.get_authentication(principal.group_key, authentication_id)
-    if found is None:
-        raise NotFound(f"no authentication {authentication_id}")
+    get = ctx.store.get_authentication
+    found = await owned(request, principal, "authenticationId", "authentication", get)
     return ctx, principal, found
 
 
@@ -115,9 +105,7 @@ async def update(request: Request) -> Response:
     change from its next request on. A change of kind gives all of the new kind's fields."""
     ctx, principal, found = await _owned(request)
     now = ctx.clock()
-    spec, given = parse(
-        AuthenticationPatch, await read_json(request), given=Circumstances(now, ctx.settings)
-    )
+    spec, given = await read_patch(request, AuthenticationPatch, now)
     kind = spec.kind or found.kind
     check_kind_fields(kind, spec, complete=kind is not found.kind)
     changed = dataclasses.replace(

@@ -30,6 +30,7 @@ from gateway.outbound import Outbound
 from gateway.publishing import Publishing
 from gateway.ratelimit import RateLimiter
 from gateway.rules import Rules
+from gateway.schemas import Circumstances, M, parse, parse_batch
 from gateway.store import Store
 from gateway.store.base import Page, Query
 from gateway.wakeup import Wakeup
@@ -274,3 +275,36 @@ async def answer_page(
     page = await listed(q)
     records = [shown(r) for r in page.records]
     return json_response(wire.fetch_result(records, page.total_count, q.page_size, q.page_number))
+
+
+async def read_batch(
+    request: Request, model: type[M], noun: str, now: datetime, most: int | None = None
+) -> list[M]:
+    """A batch body: one `model` object or an array of 1 to `most` (max_batch_size) of them
+    (`noun` in the error), each checked as of `now`; an error names the item ("[2].name")."""
+    settings = context(request).settings
+    body = await read_json(request)
+    most = settings.max_batch_size if most is None else most
+    return parse_batch(model, body, most=most, noun=noun, given=Circumstances(now, settings))
+
+
+async def read_patch(request: Request, model: type[M], now: datetime) -> tuple[M, set[str]]:
+    """A PATCH's body checked as of `now`, and the attributes it gives."""
+    given = Circumstances(now, context(request).settings)
+    return parse(model, await read_json(request), given=given)
+
+
+async def owned(
+    request: Request,
+    principal: Principal,
+    name: str,
+    noun: str,
+    get: Callable[[UUID, UUID], Awaitable[R | None]],
+) -> R:
+    """The record the path parameter `name` identifies in the caller's group, as `get(group
+    key, id)` reads it; a 404 ("no <noun> <id>") if the group has none."""
+    record_id = path_id(request, name)
+    found = await get(principal.group_key, record_id)
+    if found is None:
+        raise NotFound(f"no {noun} {record_id}")
+    return found

@@ -25,12 +25,13 @@ from gateway.api.common import (
     context,
     json_response,
     operation,
-    path_id,
+    owned,
+    read_batch,
     read_json,
 )
 from gateway.errors import Forbidden, NotFound, ValidationError
 from gateway.models import EventTypeDefinition, Scope
-from gateway.schemas import Circumstances, EventTypeCreate, EventTypePatch, parse, parse_batch
+from gateway.schemas import Circumstances, EventTypeCreate, EventTypePatch, parse
 from gateway.wire import ActionResultModel, EventTypeModel, FetchResult, batch_of
 
 # Properties an event type keeps for good: a PATCH naming them is refused, not ignored.
@@ -52,13 +53,7 @@ async def create(request: Request) -> Response:
     principal = await authenticate(request, Scope.EVENTS)
     ctx = context(request)
     now = ctx.clock()
-    specs = parse_batch(
-        EventTypeCreate,
-        await read_json(request),
-        most=ctx.settings.max_batch_size,
-        noun="event types",
-        given=Circumstances(now, ctx.settings),
-    )
+    specs = await read_batch(request, EventTypeCreate, "event types", now)
     declared = [_new(principal, spec, now) for spec in specs]
     await ctx.store.add_event_types(declared)
     ctx.catalogue.forget(principal.group_key)
@@ -79,10 +74,7 @@ def _new(who: Principal, spec: EventTypeCreate, now: datetime) -> EventTypeDefin
 
 async def _owned(request: Request, principal: Principal) -> tuple[Context, EventTypeDefinition]:
     ctx = context(request)
-    event_type_id = path_id(request, "eventTypeId")
-    found = await ctx.store.get_event_type(principal.group_key, event_type_id)
-    if found is None:
-        raise NotFound(f"no event type {event_type_id}")
+    found = await owned(request, principal, "eventTypeId", "event type", ctx.store.get_event_type)
     return ctx, found
 
 

@@ -8,10 +8,10 @@ from uuid import UUID
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway.api.common import authenticate, context, json_response, operation, read_json
+from gateway.api.common import authenticate, context, json_response, operation, read_batch
 from gateway.ids import new_id
 from gateway.models import Event, Scope
-from gateway.schemas import Circumstances, EventIn, parse_batch
+from gateway.schemas import EventIn
 from gateway.wire import EventsAccepted
 
 
@@ -23,13 +23,8 @@ async def publish(request: Request) -> Response:
     principal = await authenticate(request, Scope.EVENTS)
     ctx = context(request)
     now = ctx.clock()  # one time for the whole request: its events were accepted together
-    specs = parse_batch(
-        EventIn,
-        await read_json(request),
-        most=ctx.settings.max_events_per_request,
-        noun="events",
-        given=Circumstances(now, ctx.settings),
-    )
+    most = ctx.settings.max_events_per_request
+    specs = await read_batch(request, EventIn, "events", now, most)
     events = [_event(principal.group_key, spec, now) for spec in specs]
     if ctx.settings.enforce_event_types:  # before anything is stored: all or none
         await ctx.catalogue.check_events(principal.group_key, events)

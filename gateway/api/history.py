@@ -17,6 +17,7 @@ from gateway.api.common import (
     includes,
     json_response,
     operation,
+    owned,
     page_query,
     param,
     path_id,
@@ -39,10 +40,9 @@ TEST_BODY_BYTES = 512
 
 async def _webhook(request: Request) -> tuple[uuid.UUID, uuid.UUID]:
     principal = await authenticate(request, Scope.WEBHOOKS)
-    webhook_id = path_id(request, "webhookId")
-    if await context(request).store.get_webhook(principal.group_key, webhook_id) is None:
-        raise NotFound(f"no webhook {webhook_id}")
-    return principal.group_key, webhook_id
+    get = context(request).store.get_webhook
+    hook = await owned(request, principal, "webhookId", "webhook", get)
+    return principal.group_key, hook.webhook_id
 
 
 def _select(request: Request) -> set[str] | None:

@@ -17,12 +17,13 @@ from gateway.api.common import (
     context,
     json_response,
     operation,
-    path_id,
-    read_json,
+    owned,
+    read_batch,
+    read_patch,
 )
 from gateway.errors import NotFound
 from gateway.models import Scope, WebhookRule
-from gateway.schemas import Circumstances, RuleCreate, RulePatch, parse, parse_batch
+from gateway.schemas import RuleCreate, RulePatch
 from gateway.wire import ActionResultModel, FetchResult, WebhookRuleModel, batch_of
 
 
@@ -32,13 +33,7 @@ async def create(request: Request) -> Response:
     principal = await authenticate(request, Scope.WEBHOOKS)
     ctx = context(request)
     now = ctx.clock()
-    specs = parse_batch(
-        RuleCreate,
-        await read_json(request),
-        most=ctx.settings.max_batch_size,
-        noun="rules",
-        given=Circumstances(now, ctx.settings),
-    )
+    specs = await read_batch(request, RuleCreate, "rules", now)
     rules = await ctx.rules.create(principal.group_key, principal.api_key_id, specs, now)
     return json_response([wire.rule(r) for r in rules])
 
@@ -46,10 +41,7 @@ async def create(request: Request) -> Response:
 async def _owned(request: Request) -> tuple[Context, Principal, WebhookRule]:
     principal = await authenticate(request, Scope.WEBHOOKS)
     ctx = context(request)
-    rule_id = path_id(request, "webhookRuleId")
-    rule = await ctx.store.get_rule(principal.group_key, rule_id)
-    if rule is None:
-        raise NotFound(f"no webhook rule {rule_id}")
+    rule = await owned(request, principal, "webhookRuleId", "webhook rule", ctx.store.get_rule)
     return ctx, principal, rule
 
 
@@ -65,7 +57,7 @@ async def update(request: Request) -> Response:
     """Change the given properties of a rule."""
     ctx, principal, rule = await _owned(request)
     now = ctx.clock()
-    spec, given = parse(RulePatch, await read_json(request), given=Circumstances(now, ctx.settings))
+    spec, given = await read_patch(request, RulePatch, now)
     changed = await ctx.rules.update(rule, principal.api_key_id, spec, given, now)
     if changed is None:
         raise NotFound(f"no webhook rule {rule.webhook_rule_id}")

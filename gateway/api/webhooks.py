@@ -20,21 +20,19 @@ from gateway.api.common import (
     includes,
     json_response,
     operation,
+    owned,
     page_query,
-    path_id,
-    read_json,
+    read_batch,
+    read_patch,
 )
 from gateway.errors import NotFound
 from gateway.filters import fields_of
 from gateway.models import Scope, StatusReason, Webhook, WebhookRule, WebhookStatus
 from gateway.schemas import (
-    Circumstances,
     WebhookBody,
     WebhookCreate,
     WebhookPatch,
     checked_against,
-    parse,
-    parse_batch,
 )
 from gateway.store.base import Query
 from gateway.wire import WEBHOOK_INCLUDES, ActionResultModel, FetchResult, WebhookModel, batch_of
@@ -48,13 +46,7 @@ async def create(request: Request) -> Response:
     principal = await authenticate(request, Scope.WEBHOOKS)
     ctx = context(request)
     now = ctx.clock()
-    specs = parse_batch(
-        WebhookCreate,
-        await read_json(request),
-        most=ctx.settings.max_batch_size,
-        noun="webhooks",
-        given=Circumstances(now, ctx.settings),
-    )
+    specs = await read_batch(request, WebhookCreate, "webhooks", now)
     hooks = [new_webhook(spec, principal, now) for spec in specs]
     rules = {hook.webhook_id: await _new_rules(ctx, principal, spec, hook, f"[{i}].", now)
              for i, (spec, hook) in enumerate(zip(specs, hooks, strict=True))}  # fmt: skip
@@ -108,10 +100,7 @@ def new_webhook(spec: WebhookBody, who: Principal, now: datetime) -> Webhook:
 async def _owned(request: Request) -> tuple[Context, Principal, Webhook]:
     principal = await authenticate(request, Scope.WEBHOOKS)
     ctx = context(request)
-    webhook_id = path_id(request, "webhookId")
-    hook = await ctx.store.get_webhook(principal.group_key, webhook_id)
-    if hook is None:
-        raise NotFound(f"no webhook {webhook_id}")
+    hook = await owned(request, principal, "webhookId", "webhook", ctx.store.get_webhook)
     return ctx, principal, hook
 
 
@@ -133,8 +122,7 @@ async def update(request: Request) -> Response:
     the webhook as stored after the change."""
     ctx, principal, hook = await _owned(request)
     now = ctx.clock()
-    body = await read_json(request)
-    spec, given = parse(WebhookPatch, body, given=Circumstances(now, ctx.settings))
+    spec, given = await read_patch(request, WebhookPatch, now)
     values = checked_against(hook, spec.written(given))
     changed = await ctx.management.patch(hook, values, spec.status_code, principal.api_key_id, now)
     return json_response(wire.webhook(changed, ctx.clock()))
