@@ -81,6 +81,13 @@ class RetryScope(enum.StrEnum):
     SERVER_ERRORS_ONLY = "ServerErrorsOnly"  # and 429, timeouts and connection errors
 
 
+class DeliveryOrder(enum.StrEnum):
+    """Whether a webhook's notifications go out in sequence order (a webhook's deliveryOrder)."""
+
+    UNORDERED = "Unordered"  # several in flight at once, retries out of order: the fast choice
+    STRICT = "Strict"  # one in flight, in sequence order; a failed one holds the rest back
+
+
 class EventType(enum.StrEnum):
     INSERT = "I"
     UPDATE = "U"
@@ -109,6 +116,9 @@ class NotificationState(enum.StrEnum):
 
     PENDING = "pending"  # due at next_attempt_at
     PARKED = "parked"  # its webhook is not Active; released on reactivation
+    # Queued behind an earlier notification of a Strict webhook: never claimed, parked or
+    # released as it is; it becomes pending (or parked) when it is the head of the queue.
+    WAITING = "waiting"
     SUCCEEDED = "succeeded"
     # Failed for good (cannot be rendered, or an answer its retryPolicy does not retry); may be
     # retried by hand.
@@ -349,6 +359,15 @@ class Webhook:
         Settable("Besides retryCount's rule, the webhook becomes Errored when `count` failed "
                  "attempts fall within `seconds` (null: no such rule)."),
     ] = None  # fmt: skip
+    delivery_order: Annotated[
+        DeliveryOrder,
+        Settable("Unordered (the default): up to the gateway's per-webhook concurrency in "
+                 "flight at once, a failed one retried while later ones go out. Strict: one "
+                 "in flight at a time, in sequence order; a failed one is retried before "
+                 "anything after it is sent (the queue waits behind it), and only a permanent "
+                 "failure lets the queue move on. A change applies once the notifications in "
+                 "flight have settled.", default=DeliveryOrder.UNORDERED, any_case=True),
+    ] = DeliveryOrder.UNORDERED  # fmt: skip
     # Delivery bookkeeping.
     failure_count: Annotated[int, INTERNAL] = 0  # consecutive failed attempts
     # Still signs until previous_secret_expires.

@@ -67,6 +67,7 @@ def test_a_webhook_answers_every_field_in_its_wire_spelling() -> None:
         "authenticationId": None,
         "headers": [],
         "failureWindow": None,
+        "deliveryOrder": "Unordered",
         "webhookRules": [wire.rule(rule)],
     }
     assert wire.rule(rule)["filter"] == "total gt 5"
@@ -132,7 +133,7 @@ QUERYABLE = [
     (wire.WebhookModel, "webhookId groupKey name statusCode statusMessage requestContentType "
      "callbackHttpMethod callbackUrl expirationDate retryCount created createdUserId modified "
      "modifiedUserId partitionKey signatureScheme signatureHeader publicKey successPolicy "
-     "retryPolicy authenticationId"),
+     "retryPolicy authenticationId deliveryOrder"),
     (wire.WebhookRuleModel, "webhookRuleId webhookId groupKey tableKey eventType filter created "
      "createdUserId modified modifiedUserId"),
     (wire.WebhookHistoryTableStorageModel, "webhookHistoryId webhookId groupKey eventType "
