@@ -384,9 +384,11 @@ class Worker:
 
     def _learn(self, recorded: Recorded) -> None:
         """Act on what the store's settlement decided: log each change of status, claim the
-        lifecycle notices it published (on PostgreSQL a NOTIFY says so too), and stop sending
-        to the webhooks that are not Active."""
-        if recorded.notices:
+        lifecycle notices it published and a Strict webhook's next notification (on PostgreSQL
+        a NOTIFY says so too), and stop sending to the webhooks that are not Active."""
+        if recorded.queue_due:
+            self.wake()  # a Strict webhook's next one (gateway.ordering): it waited for this
+        elif recorded.notices:
             self._wake.set()
         for change in recorded.changes:
             log.warning(f"webhook {change.status.value.lower()}", extra={

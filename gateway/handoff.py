@@ -14,6 +14,10 @@ when deciding whether to take more, so a publish never gives it more than a clai
 for one webhook or for one group. Publishing makes its promises only through `promising`, whose
 block ends every one of them, so none outlives its publish and the worker's room cannot leak
 (tests/unit/test_publishing.py fails the store and cancels a publish to show it).
+
+A Strict webhook's notifications are never handed over: they join its queue and are claimed one
+at a time as each becomes its head (gateway.ordering). The store refuses the lease of one it
+finds Strict (switched since the publish read it), and `keep` then queues nothing of it.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from typing import Protocol
 from uuid import UUID
 
 from gateway.config import Settings
-from gateway.models import Notification, Webhook
+from gateway.models import DeliveryOrder, Notification, Webhook
 from gateway.store.base import Added
 
 
@@ -135,8 +139,11 @@ class Promises:
 
     def take(self, hook: Webhook) -> bool:
         """Whether a new pending notification of this webhook goes to the worker, leased
-        (`owner`, `lease_until`)."""
-        if self._handoff is None or not self._handoff.take_fresh(hook.webhook_id, hook.group_key):
+        (`owner`, `lease_until`). Never a Strict webhook's: it joins its queue, and is claimed
+        when it is the head (the store refuses the lease anyway: gateway.ordering)."""
+        if self._handoff is None or hook.delivery_order is DeliveryOrder.STRICT:
+            return False
+        if not self._handoff.take_fresh(hook.webhook_id, hook.group_key):
             return False
         self._made.append((hook.webhook_id, hook.group_key))
         return True

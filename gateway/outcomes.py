@@ -226,10 +226,12 @@ def not_active(
 @dataclass(frozen=True, slots=True)
 class Recorded:
     """What `Store.record_attempts` did: how many outcomes held their lease, the status
-    changes it made, and which of the webhooks it settled are not Active now (the worker stops
-    sending to those at once)."""
+    changes it made, which of the webhooks it settled are not Active now (the worker stops
+    sending to those at once), and whether a Strict webhook's next notification is due."""
 
     count: int
     changes: list[LifecycleChange] = dataclasses.field(default_factory=list)
     not_active: set[UUID] = dataclasses.field(default_factory=set)
     notices: list[str] = dataclasses.field(default_factory=list)  # their kinds (gateway.notices)
+    # A Strict webhook's next notification became due (gateway.ordering): claim it now.
+    queue_due: bool = False

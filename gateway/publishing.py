@@ -39,7 +39,7 @@ class Publishing:
             notes = [_notification(match, now, promises) for match in matched]
             added = await self.store.add_events(events, notes)
             promises.keep(notes, added)
-        if any(n.lease_owner is None and added.pending(n) for n in notes):
+        if added.due or any(n.lease_owner is None and added.pending(n) for n in notes):
             self.wakeup.new_work()  # some were left for a claim
         return notes
 

@@ -60,19 +60,30 @@ class Requeue(enum.Enum):
 class Added:
     """What `add_events` stored: each notification's sequence number, in the order given, and
     for each webhook whether it was Active in that transaction (its notifications are pending)
-    or not (they are parked, whatever the caller proposed)."""
+    or not (they are parked, whatever the caller proposed). A Strict webhook's notifications
+    joined its queue instead (gateway.ordering; `queued`), never leased: `due` says whether
+    the head of one of those queues became due."""
 
     sequences: list[int]
     active: dict[UUID, bool]
+    queued: frozenset[UUID] = frozenset()
+    due: bool = False
 
     def pending(self, note: Notification) -> bool:
-        """Whether this notification was stored pending."""
-        return self.active[note.webhook_id]
+        """Whether this notification was stored pending as given (leased, if it came so)."""
+        return self.active[note.webhook_id] and not (self.queued and note.webhook_id in self.queued)
 
 
 INVARIANTS = {
     "parked_of_active": "parked notifications of an Active webhook (released)",
     "pending_of_inactive": "unleased pending notifications of a webhook not Active (parked)",
+    # gateway.ordering's rule for a Strict webhook's queue
+    "queue_without_head": "a Strict webhook's waiting notifications with no head and none in "
+    "flight (the lowest made the head)",
+    "queue_extra_heads": "unleased pending or parked notifications of a Strict webhook that are "
+    "not the head of its queue (made to wait)",
+    "waiting_of_unordered": "waiting notifications of an Unordered webhook (pending, or parked "
+    "if it is not Active)",
 }
 
 

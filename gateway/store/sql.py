@@ -27,7 +27,7 @@ from types import ModuleType
 from typing import Any, ClassVar, Self, TypeVar
 from uuid import UUID
 
-from gateway import lifecycle, matching, models, notices
+from gateway import lifecycle, matching, models, notices, ordering
 from gateway.errors import Conflict, LimitReached, StoreError, ValidationError
 from gateway.lifecycle import Move, StatusChange, Transition
 from gateway.models import (
@@ -62,8 +62,10 @@ R = TypeVar(
 )
 T = TypeVar("T")
 Params = Mapping[str, Any]
-_DELIVERY_STATES = ("pending", "parked", "failed", "succeeded")
+_DELIVERY_STATES = ("pending", "parked", "waiting", "failed", "succeeded")
 _PENDING, _PARKED = models.NotificationState.PENDING.value, models.NotificationState.PARKED.value
+_WAITING = models.NotificationState.WAITING.value
+_STRICT = models.DeliveryOrder.STRICT
 Held = list[tuple[AttemptOutcome, Webhook]]
 Settled = list[tuple[AttemptOutcome, Webhook, Settlement]]
 
@@ -517,6 +519,10 @@ class SqlStore(abc.ABC):
             if "authentication_id" in edit.values:
                 named = edit.values["authentication_id"]
                 yield from self._hold_authentication(group_key, named, "authenticationId")
+            order = None  # the deliveryOrder before the edit, when it may change it
+            if "delivery_order" in edit.values:
+                found = yield from self._lock_webhooks([webhook_id])
+                order = found[webhook_id].delivery_order if webhook_id in found else None
             rows = yield Fetch(query, params)
             if not rows:
                 if not (yield Fetch(self.q.WEBHOOK_EXISTS, ids)):
@@ -527,9 +533,12 @@ class SqlStore(abc.ABC):
                     "send the request again"
                 )
             edited = self.codec.decode_rows(Webhook, rows)[0]
+            notified: list[Notice] = []
             if edit.status is not None:
-                return (yield from self._change_status(edited, edit.status, now))
-            return edited, []
+                edited, notified = yield from self._change_status(edited, edit.status, now)
+            if order is not None and order is not edited.delivery_order:
+                yield from self._switch_order(edited, now)
+            return edited, notified
 
         changed, notified = await self._transact(script)
         notices.count(n.kind for n in notified)
@@ -541,19 +550,25 @@ class SqlStore(abc.ABC):
         """Set a webhook's status (it was `before`), publish the lifecycle notice of the change
         and tell the workers of every process; the webhook after it, and the notice. Leaving
         Active parks its pending notifications (leases kept: sends in flight are still
-        recorded); becoming Active releases the parked ones (due `now`, leases cleared)."""
+        recorded); becoming Active releases the parked ones (due `now`, leases cleared). A
+        Strict webhook's waiting ones stay waiting: only its head moves (leases kept both
+        ways), its queue set right after (gateway.ordering)."""
         webhook_id = before.webhook_id
         reset = {"webhook_id": webhook_id, "reset_failures": change.reset_failures,
                  "window_start": now if change.reset_failures else None}  # fmt: skip
         rows = yield Fetch(self.q.SET_STATUS, {**reset, **_status(change)})
+        after = self.codec.decode_rows(Webhook, rows)[0]
+        strict = after.delivery_order is _STRICT
         if change.move is Move.PARK:
             yield Execute(self.q.PARK_PENDING, _parking(webhook_id, change, now))
         else:
             params = {"webhook_id": webhook_id, "now": now, "message": lifecycle.RELEASED_MESSAGE}
-            if (yield Execute(self.q.RELEASE_PARKED, params)):
+            release = self.q.RELEASE_HEAD if strict else self.q.RELEASE_PARKED
+            if (yield Execute(release, params)):
                 yield Notify(NEW_WORK_CHANNEL)
+        if strict:
+            yield from self._normalize({webhook_id: _why_parked(after, now)}, now)
         yield Notify(WEBHOOK_CHANGED_CHANNEL, str(webhook_id))
-        after = self.codec.decode_rows(Webhook, rows)[0]
         notified = notices.about(before, after, now)
         yield from self._publish_notices(notified)
         return after, notified
@@ -586,6 +601,24 @@ class SqlStore(abc.ABC):
             event_rows = [self.q.event_row(e) for e in events]
             note_rows = [self.q.notification_row(n) for n in notes]
             yield from self._add_events(event_rows, note_rows, notes[0].created)
+
+    def _switch_order(self, hook: Webhook, now: datetime) -> Script[None]:
+        """The webhook's deliveryOrder changed to what `hook` says (its row locked): become
+        Strict, its pending and parked notifications join its queue, and those in flight
+        finish first; become Unordered, every waiting one is pending (parked if the webhook is
+        not Active). See gateway.ordering."""
+        params = {"webhook_id": hook.webhook_id, "now": now}
+        why_parked = _why_parked(hook, now)
+        if hook.delivery_order is _STRICT:
+            yield Execute(self.q.JOIN_QUEUE, params)
+            yield from self._normalize({hook.webhook_id: why_parked}, now)
+            return
+        if why_parked is None:
+            params |= {"state": _PENDING, "message": ordering.UNORDERED_MESSAGE}
+        else:
+            params |= {"state": _PARKED, "message": why_parked}
+        if (yield Execute(self.q.LEAVE_QUEUE, params)) and why_parked is None:
+            yield Notify(NEW_WORK_CHANNEL)
 
     async def regenerate_secret(
         self,
@@ -705,6 +738,8 @@ class SqlStore(abc.ABC):
             yield Execute(self.q.PARK_PENDING, _parking(hook.webhook_id, change, now))
             yield Notify(WEBHOOK_CHANGED_CHANNEL, str(hook.webhook_id))
             after = self.codec.decode_rows(Webhook, rows)[0]
+            if after.delivery_order is _STRICT:
+                yield from self._normalize({hook.webhook_id: _why_parked(after, now)}, now)
             notified = notices.about(hook, after, now)
             yield from self._publish_notices(notified)
             return after, notified
@@ -713,29 +748,50 @@ class SqlStore(abc.ABC):
         notices.count(n.kind for n in notified)
         return after
 
-    async def release_leases(self, lease_owner: str) -> int:
-        """Give back every lease this owner holds (graceful shutdown)."""
+    async def release_leases(self, lease_owner: str, now: datetime | None = None) -> int:
+        """Give back every lease this owner holds (graceful shutdown), as of `now` (by default
+        the current time)."""
         params = {"owner": lease_owner}
-        # Their webhooks first, as every other writer locks them: no deadlock with a worker
-        # settling (and parking) notifications of the same webhooks.
-        _, released = await self._run(
-            Lock(self.q.LOCK_LEASED_WEBHOOKS, params), Execute(self.q.RELEASE_LEASES, params)
-        )
-        return int(released)
+        at = now or utcnow()
+
+        def script() -> Script[int]:
+            # Their webhooks first, as every other writer locks them: no deadlock with a worker
+            # settling (and parking) notifications of the same webhooks.
+            yield Lock(self.q.LOCK_LEASED_WEBHOOKS, params)
+            released = yield Fetch(self.q.RELEASE_LEASES, params)
+            # A Strict webhook that had several in flight (since it became Strict) keeps one.
+            hooks = yield from self._lock_webhooks({row[0] for row in released})
+            queues = {
+                w: _why_parked(h, at) for w, h in hooks.items() if h.delivery_order is _STRICT
+            }
+            if queues:
+                yield from self._normalize(queues, at)
+            return len(released)
+
+        return await self._transact(script)
 
     async def requeue_notification(
         self, group_key: UUID, webhook_id: UUID, notification_id: UUID, now: datetime
     ) -> Requeue:
         """Make a notification that has not succeeded pending and due now, in one statement
         guarded by its webhook being Active (and not expired); what was found. Nothing of its
-        recorded attempt changes."""
+        recorded attempt changes. A Strict webhook's joins its queue in its sequence place
+        instead (gateway.ordering), unless it is in flight already."""
         ids = {"group_key": group_key, "webhook_id": webhook_id,
                "notification_id": notification_id}  # fmt: skip
         params = {**ids, "now": now}
 
         def script() -> Script[Requeue]:
-            yield Lock(self.q.LOCK_ACTIVE_WEBHOOK, params)
-            if (yield Execute(self.q.REQUEUE_NOTIFICATION, params)):
+            # Locked as every writer of its notifications locks it: a concurrent pause waits.
+            hook = (yield from self._lock_webhooks([webhook_id])).get(webhook_id)
+            strict = hook is not None and hook.delivery_order is _STRICT
+            active = hook is not None and lifecycle.is_active(hook, now)
+            if strict:  # it joins the queue, in its place (gateway.ordering)
+                waits = {**params, "message": ordering.WAITING_MESSAGE}
+                if (yield Execute(self.q.REQUEUE_IN_ORDER, waits)):
+                    yield from self._normalize({webhook_id: None}, now)
+                    return Requeue.QUEUED
+            elif (yield Execute(self.q.REQUEUE_NOTIFICATION, params)):
                 yield Notify(NEW_WORK_CHANNEL)
                 return Requeue.QUEUED
             rows = yield Fetch(self.q.NOTIFICATION_STATE, ids)
@@ -745,24 +801,40 @@ class SqlStore(abc.ABC):
                 return Requeue.TEST
             if rows[0][0] == models.NotificationState.SUCCEEDED.value:
                 return Requeue.SUCCEEDED
+            if strict and active and rows[0][0] == _PENDING:
+                return Requeue.QUEUED  # in flight already
             return Requeue.NOT_ACTIVE
 
         return await self._transact(script)
 
     async def check_invariants(self, now: datetime, *, repair: bool) -> dict[str, int]:
-        """Count the notifications that break an invariant of `lifecycle` (base.INVARIANTS
-        names them) and, with `repair`, set them right. They are read outside a transaction;
-        the repair locks their webhooks first, as every change of their state does, and checks
-        each row again as it writes."""
+        """Count the notifications that break an invariant of `lifecycle` or of `ordering`
+        (base.INVARIANTS names them) and, with `repair`, set them right. They are read outside
+        a transaction; the repair locks their webhooks first, as every change of their state
+        does, and checks each row again as it writes (a queue is set right whole, as it is
+        then)."""
         parked = await self._rows(self.q.PARKED_OF_ACTIVE, {"now": now})
         stray = await self._rows(self.q.PENDING_OF_INACTIVE, {"now": now})
-        if repair and (parked or stray):
-            await self._transact(functools.partial(self._repair, parked, stray, now))
-        return {"parked_of_active": len(parked), "pending_of_inactive": len(stray)}
+        headless, extra, queues = _broken_queues(
+            await self._rows(self.q.STRICT_QUEUES, {"now": now})
+        )
+        unordered = await self._rows(self.q.WAITING_OF_UNORDERED)
+        queues |= {row[0] for row in unordered}
+        if repair and (parked or stray or queues):
+            script = functools.partial(self._repair, parked, stray, queues, now)
+            await self._transact(script)
+        return {"parked_of_active": len(parked), "pending_of_inactive": len(stray),
+                "queue_without_head": headless, "queue_extra_heads": extra,
+                "waiting_of_unordered": sum(int(row[1]) for row in unordered)}  # fmt: skip
 
-    def _repair(self, parked: Sequence[Any], stray: Sequence[Any], now: datetime) -> Script[None]:
-        """Release the parked rows of Active webhooks, park the pending rows of the others."""
+    def _repair(
+        self, parked: Sequence[Any], stray: Sequence[Any], queues: Collection[Any], now: datetime
+    ) -> Script[None]:
+        """Release the parked rows of Active webhooks, park the pending rows of the others, and
+        set right the queues of these webhooks as their deliveryOrder is now: a Strict one's
+        normalized, an Unordered one's waiting rows pending (or parked)."""
         webhook_ids = {self.codec.read(Kind.ID, row[1]) for row in [*parked, *stray]}
+        webhook_ids |= {self.codec.read(Kind.ID, webhook_id) for webhook_id in queues}
         hooks = yield from self._lock_webhooks(webhook_ids)
         released = [{"notification_id": row[0], "now": now,
                      "message": lifecycle.RELEASED_MESSAGE} for row in parked]  # fmt: skip
@@ -775,6 +847,15 @@ class SqlStore(abc.ABC):
         yield ExecuteMany(self.q.PARK_ONE, parking)
         if released:
             yield Notify(NEW_WORK_CHANNEL)
+        strict = {}
+        for webhook_id in queues:
+            if (hook := hooks.get(self.codec.read(Kind.ID, webhook_id))) is None:
+                continue  # deleted meanwhile
+            if hook.delivery_order is _STRICT:
+                strict[hook.webhook_id] = _why_parked(hook, now)
+            else:
+                yield from self._switch_order(hook, now)  # its waiting rows leave the queue
+        yield from self._normalize(strict, now)
 
     def _lock_webhooks(self, webhook_ids: Collection[Any]) -> Script[dict[UUID, Webhook]]:
         """Lock these webhook rows (on PostgreSQL, in id order); them as they are now."""
@@ -794,26 +875,33 @@ class SqlStore(abc.ABC):
         counter, in the order given. It waits pending if its webhook is Active (and not
         expired) in this transaction, else parked with the reason, not leased. A row in a
         finished state (seeded by tests or imports) is stored as it is. A pending one may come
-        leased already (a worker in this process took it): claims leave it alone.
+        leased already (a worker in this process took it): claims leave it alone. A Strict
+        webhook's join its queue (gateway.ordering), never leased: waiting, but the lowest
+        when the queue has no head.
         """
         # Encoded before the transaction: another request's rows can be written meanwhile.
         event_rows = [self.q.event_row(e) for e in events]
         note_rows = [self.q.notification_row(n) for n in notifications]
         now = notifications[0].created if notifications else utcnow()
         script = functools.partial(self._add_events, event_rows, note_rows, now)
-        sequences, active = await self._transact(script)
+        sequences, active, strict, due = await self._transact(script)
         # Each webhook once, by its value as encoded (on SQLite a str, which hashes in C).
         at = self.q.ROW_WEBHOOK
         ids = {row[at]: note.webhook_id for row, note in zip(note_rows, notifications, strict=True)}
-        return Added(sequences, {webhook_id: active[key] for key, webhook_id in ids.items()})
+        queued = frozenset(ids[key] for key in strict)
+        active_by_id = {webhook_id: active[key] for key, webhook_id in ids.items()}
+        return Added(sequences, active_by_id, queued, due)
 
     def _add_events(
         self, event_rows: list[Any], note_rows: list[Any], now: datetime
-    ) -> Script[tuple[list[int], dict[Any, bool]]]:
+    ) -> Script[tuple[list[int], dict[Any, bool], set[Any], bool]]:
+        """The transaction of add_events: the notifications' sequence numbers, whether each
+        webhook was Active, the Strict ones (their rows joined a queue), and whether one of
+        their heads became due."""
         q = self.q
         yield ExecuteMany(q.INSERT_EVENT, event_rows, encoded=True)
         rows = [row.copy() for row in note_rows]  # this try's own: PostgreSQL's may run again
-        sequences, parked = yield from self._reserve(rows, now)
+        sequences, parked, strict = yield from self._reserve(rows, now)
         webhook_at, sequence_at, state_at, message_at = (
             q.ROW_WEBHOOK, q.ROW_SEQUENCE, q.ROW_STATE, q.ROW_MESSAGE)  # fmt: skip
         for row in rows:
@@ -822,43 +910,71 @@ class SqlStore(abc.ABC):
             sequences[webhook_id] += 1
             if row[state_at] not in (_PENDING, _PARKED):
                 continue  # a finished row, seeded as it is (tests, imports)
-            if webhook_id in parked:  # not pending, not leased, saying why
+            if strict and webhook_id in strict:  # in its queue: _normalize picks the head
+                row[state_at], row[message_at] = _WAITING, ordering.WAITING_MESSAGE
+                row[q.ROW_LEASE_UNTIL] = row[q.ROW_LEASE_OWNER] = None
+            elif webhook_id in parked:  # not pending, not leased, saying why
                 row[state_at], row[message_at] = _PARKED, parked[webhook_id]
                 row[q.ROW_LEASE_UNTIL] = row[q.ROW_LEASE_OWNER] = None
             elif row[state_at] == _PARKED:
                 row[state_at], row[message_at] = _PENDING, None
         yield ExecuteMany(q.INSERT_NOTIFICATION, rows, encoded=True)
+        due = False  # a Strict webhook's head became due (_normalize told the workers)
+        if strict:
+            due = yield from self._normalize({w: parked.get(w) for w in strict}, now)
         # Pending and not leased already (a worker in the publishing process took it).
-        if any(row[state_at] == _PENDING and row[q.ROW_LEASE_OWNER] is None for row in rows):
+        if not due and any(row[state_at] == _PENDING and row[q.ROW_LEASE_OWNER] is None
+                           for row in rows):  # fmt: skip
             yield Notify(NEW_WORK_CHANNEL)
-        return [row[sequence_at] for row in rows], {w: w not in parked for w in sequences}
+        active = {w: w not in parked for w in sequences}
+        return [row[sequence_at] for row in rows], active, strict, due
 
     def _reserve(
         self, rows: list[Any], now: datetime
-    ) -> Script[tuple[dict[Any, int], dict[Any, str]]]:
-        """Reserve sequence numbers in one statement; the first for each webhook, and for each
-        webhook that is not Active in this transaction, why its notifications are parked."""
+    ) -> Script[tuple[dict[Any, int], dict[Any, str], set[Any]]]:
+        """Reserve sequence numbers in one statement; the first for each webhook, for each
+        webhook that is not Active in this transaction why its notifications are parked, and
+        the Strict webhooks."""
         webhook_at, group_at = self.q.ROW_WEBHOOK, self.q.ROW_GROUP
         counts = collections.Counter((row[webhook_at], row[group_at]) for row in rows)
         if not counts:
-            return {}, {}
+            return {}, {}, set()
         yield Lock(self.q.LOCK_WEBHOOK_IDS, {"webhook_ids": [w for w, _ in counts]})
         found = yield Fetch(self.q.RESERVE_SEQUENCES, self.q.reserve_params(counts))
         last = {(row[0], row[1]): row[2] for row in found}
-        parked = {}
+        parked, strict = {}, set()
         for row in found:
             status = models.WebhookStatus(row[3])
             expiration = None if row[5] is None else self.codec.read(Kind.TIME, row[5])
             if not lifecycle.receives(status, expiration, now):
                 shown = lifecycle.shown_status(status, row[4], expiration, now)
                 parked[row[0]] = lifecycle.parked_message(*shown)
+            if row[6] == _STRICT:
+                strict.add(row[0])
         first: dict[Any, int] = {}
         for (webhook_id, group_key), count in counts.items():
             # Keyed by group too: a notification naming another group's webhook is refused.
             if (webhook_id, group_key) not in last:
                 raise StoreError(f"no webhook {webhook_id} in group {group_key}")
             first[webhook_id] = last[webhook_id, group_key] - count + 1
-        return first, parked
+        return first, parked, strict
+
+    def _normalize(self, queues: Mapping[Any, str | None], now: datetime) -> Script[bool]:
+        """Restore gateway.ordering's rule in these Strict webhooks' queues (their rows locked
+        by the caller, in this transaction): each webhook's id, and why its notifications are
+        parked (None: it is Active). Whether a head became due, which the workers are told."""
+        due = False
+        message = ordering.WAITING_MESSAGE
+        for webhook_id, why_parked in sorted(queues.items()):
+            params = {"webhook_id": webhook_id, "now": now}
+            yield Execute(self.q.QUEUE_WAITS, {**params, "message": message})
+            head = {"state": _PARKED, "message": why_parked} if why_parked else {
+                "state": _PENDING, "message": None}  # fmt: skip
+            if (yield Execute(self.q.QUEUE_HEAD, {**params, **head})) and not why_parked:
+                due = True
+        if due:
+            yield Notify(NEW_WORK_CHANNEL)
+        return due
 
     async def claim_due(
         self,
@@ -905,10 +1021,14 @@ class SqlStore(abc.ABC):
         recent = yield from self._window_failures(held, now)
         settled = settle_in_order(held, now, recent)
         yield from self._settled_writes(settled, now)  # each answers None
+        due = False  # a Strict webhook's next notification became due
+        if queues := _strict_queues(settled, now):
+            due = yield from self._normalize(queues, now)
         notified = _settled_notices(settled, now)
         yield from self._publish_notices(notified)
         changes = changes_of(settled)
-        return Recorded(len(settled), changes, not_active(settled, now), [n.kind for n in notified])
+        return Recorded(len(settled), changes, not_active(settled, now),
+                        [n.kind for n in notified], queue_due=due)  # fmt: skip
 
     def _window_failures(self, held: Held, now: datetime) -> Script[dict[UUID, int]]:
         """For each webhook with a failure window that a failure of this batch may trip, its
@@ -994,6 +1114,43 @@ def _in_use(authentication_id: UUID, users: Sequence[Any]) -> str:
         f"authentication {authentication_id} is used by {len(users)} webhook(s): {named}{more}; "
         "give them another authenticationId (or null) first"
     )
+
+
+def _strict_queues(settled: Settled, now: datetime) -> dict[UUID, str | None]:
+    """The Strict webhooks of a settled batch, each with why its notifications are parked once
+    the batch is written (None: it is Active), as _normalize takes them."""
+    after: dict[UUID, Webhook] = {}
+    for _, hook, done in settled:
+        if hook.delivery_order is _STRICT:
+            change = done.webhook
+            after[hook.webhook_id] = hook if change is None else dataclasses.replace(
+                hook, status_code=change.status, status_message=change.status_message)  # fmt: skip
+    return {webhook_id: _why_parked(hook, now) for webhook_id, hook in after.items()}
+
+
+def _broken_queues(rows: Sequence[Any]) -> tuple[int, int, set[Any]]:
+    """From STRICT_QUEUES' rows: how many queues have waiting notifications but no head and
+    none in flight, how many pending or parked notifications are not their queue's head
+    (those _normalize makes wait), and the webhooks of both."""
+    headless, extra, broken = 0, 0, set()
+    for webhook_id, first_waiting, heads, first_head, in_flight in rows:
+        if first_waiting is not None and not heads and not in_flight:
+            headless += 1
+            broken.add(webhook_id)
+        elif heads:
+            behind = first_waiting is not None and first_waiting < first_head
+            wrong = heads if in_flight or behind else heads - 1
+            if wrong:
+                extra += wrong
+                broken.add(webhook_id)
+    return headless, extra, broken
+
+
+def _why_parked(hook: Webhook, now: datetime) -> str | None:
+    """Why the webhook's notifications are parked now, or None if it is Active."""
+    if lifecycle.is_active(hook, now):
+        return None
+    return lifecycle.parked_message(*lifecycle.effective_status(hook, now))
 
 
 def _settled_notices(settled: Settled, now: datetime) -> list[Notice]:

@@ -24,7 +24,7 @@ import pytest
 from gateway.api.webhooks import expire_due
 from gateway.delivery import Worker
 from gateway.models import EventType, NotificationState, WebhookStatus, utcnow
-from gateway.store.base import Query
+from gateway.store.base import INVARIANTS, Query
 from gateway.store.postgres import PostgresStore
 from tests.factories import make_event, make_notification, set_expiration
 from tests.gateway_server import RunningGateway, gateway_settings, run_gateway
@@ -36,7 +36,7 @@ from tests.partner import (
 )
 from tests.receiver import Answer, Receiver
 
-NO_VIOLATIONS = {"parked_of_active": 0, "pending_of_inactive": 0}
+NO_VIOLATIONS = dict.fromkeys(INVARIANTS, 0)
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ from gateway.errors import Conflict, FilterError, LimitReached, StoreError
 from gateway.filters import FieldType, parse_filter
 from gateway.models import (
     ContentType,
+    DeliveryOrder,
     EventType,
     FailureWindow,
     Header,
@@ -36,7 +37,7 @@ from gateway.models import (
 )
 from gateway.outcomes import AttemptOutcome, Effect
 from gateway.store import Store, store_for_url
-from gateway.store.base import Query, Requeue, WebhookEdit
+from gateway.store.base import INVARIANTS, Query, Requeue, WebhookEdit
 from gateway.store.postgres import PostgresStore
 from gateway.store.sqlite import MIGRATIONS, SqliteStore, ThrowawaySqliteStore
 from tests.factories import (
@@ -58,8 +59,10 @@ STORES: dict[str, StoreFactory] = {
 STORE_MARKS: dict[str, list[pytest.MarkDecorator]] = {"postgres": [pytest.mark.postgres]}
 
 PENDING, PARKED = NotificationState.PENDING, NotificationState.PARKED
+WAITING, STRICT = NotificationState.WAITING, DeliveryOrder.STRICT
 SUCCEEDED, FAILED = NotificationState.SUCCEEDED, NotificationState.FAILED
 LEASE = timedelta(minutes=5)
+CLEAN = dict.fromkeys(INVARIANTS, 0)  # what check_invariants finds when nothing is broken
 PAUSE, ACTIVATE = lifecycle.PAUSE, lifecycle.ACTIVATE
 # What a query may name: the wire models' fields, as the API reads them.
 WEBHOOK_FIELDS = wire.WebhookModel.queryable()
@@ -980,7 +983,7 @@ async def test_check_invariants_finds_and_repairs_what_slipped_through(store: St
     await store.claim_due(T0, 1, "w", T0 + LEASE, exclude_webhooks=[active.webhook_id])
     assert (await note(store, paused, in_flight)).lease_owner == "w"  # possibly being sent
 
-    expected = {"parked_of_active": 1, "pending_of_inactive": 1}
+    expected = {**CLEAN, "parked_of_active": 1, "pending_of_inactive": 1}
     assert await store.check_invariants(T0, repair=False) == expected
     assert (await note(store, active, stranded)).state is PARKED  # counted, not touched
     assert await store.check_invariants(T0, repair=True) == expected
@@ -991,9 +994,7 @@ async def test_check_invariants_finds_and_repairs_what_slipped_through(store: St
     assert (await note(store, paused, in_flight)).state is PENDING  # its lease runs
     assert (await note(store, paused, parked)).state is PARKED
     assert (await note(store, active, fine)).state is PENDING
-    assert await store.check_invariants(T0, repair=True) == {
-        "parked_of_active": 0, "pending_of_inactive": 0,
-    }  # fmt: skip
+    assert await store.check_invariants(T0, repair=True) == CLEAN
     # Once the lease has run out, the one that was in flight is parked too.
     assert (await store.check_invariants(T0 + LEASE, repair=True))["pending_of_inactive"] == 1
 
@@ -1131,7 +1132,8 @@ async def test_prune_history_deletes_old_successes_only(store: Store) -> None:
 
 async def test_delivery_stats(store: Store) -> None:
     assert await store.delivery_stats(T0) == {
-        "pending": 0, "parked": 0, "failed": 0, "succeeded": 0, "overdue_seconds": 0,
+        "pending": 0, "parked": 0, "waiting": 0, "failed": 0, "succeeded": 0,
+        "overdue_seconds": 0,
     }  # fmt: skip
     hook = await add_hook(store)
     await publish(store, hook, 2, next_attempt_at=T0 - timedelta(seconds=30))
@@ -1140,8 +1142,11 @@ async def test_delivery_stats(store: Store) -> None:
     await publish(store, hook, created=T0 - timedelta(hours=2), next_attempt_at=T0 + LEASE)
     await publish(store, await add_paused(store), next_attempt_at=T0 - timedelta(hours=1))
     await publish(store, hook, 3, state=SUCCEEDED)
+    # A Strict webhook's queue: its head pending, the others waiting behind it.
+    await publish(store, await add_hook(store, delivery_order=STRICT), 3, created=T0)
     assert await store.delivery_stats(T0) == {
-        "pending": 4, "parked": 1, "failed": 0, "succeeded": 3, "overdue_seconds": 30,
+        "pending": 5, "parked": 1, "waiting": 2, "failed": 0, "succeeded": 3,
+        "overdue_seconds": 30,
     }  # fmt: skip
 
 

@@ -57,14 +57,15 @@ SELECT 1 FROM webhooks WHERE webhook_id = ANY(:webhook_ids::uuid[])
 ORDER BY webhook_id FOR NO KEY UPDATE
 
 -- name: RESERVE_SEQUENCES
--- Reserves `count` numbers per webhook in one statement; RETURNING gives the last of each.
+-- Reserves `count` numbers per webhook in one statement; RETURNING gives the last of each, with
+-- the webhook's status and deliveryOrder (the notifications' state is decided from them).
 -- Checks the group too, so a notification can never be filed under another group's webhook.
 UPDATE webhooks w SET last_sequence = w.last_sequence + c.count
 FROM unnest(:webhook_ids::uuid[], :group_keys::uuid[], :counts::bigint[])
     AS c (webhook_id, group_key, count)
 WHERE w.webhook_id = c.webhook_id AND w.group_key = c.group_key
 RETURNING w.webhook_id, w.group_key, w.last_sequence, w.status_code, w.status_message,
-    w.expiration_date
+    w.expiration_date, w.delivery_order
 
 -- name: RULES_FOR_WEBHOOKS
 SELECT {rule_columns} FROM webhook_rules WHERE group_key = :group_key
@@ -108,12 +109,6 @@ ORDER BY n.notification_id FOR UPDATE OF n
 -- release_leases locks the webhooks of the leases it gives back, as every other writer does.
 SELECT 1 FROM webhooks WHERE webhook_id IN (SELECT webhook_id FROM notifications
     WHERE lease_owner = :owner AND state = 'pending') ORDER BY webhook_id FOR NO KEY UPDATE
-
--- name: LOCK_ACTIVE_WEBHOOK
--- A hand retry locks its webhook's row if Active (FOR SHARE: a concurrent pause waits), before
--- REQUEUE_NOTIFICATION checks that it is.
-SELECT 1 FROM webhooks w WHERE w.webhook_id = :webhook_id AND w.group_key = :group_key
-    AND {IS_ACTIVE} FOR SHARE
 
 -- name: ATTEMPTS
 SELECT {a.attempt_columns} FROM attempts a

@@ -229,14 +229,33 @@ UPDATE notifications SET state = 'pending', next_attempt_at = :now, timestamp = 
     process_result_message = :message, lease_owner = NULL, lease_until = NULL
 WHERE webhook_id = :webhook_id AND state = 'parked'
 
+-- name: RELEASE_HEAD
+-- A Strict webhook's release (gateway.ordering): its parked head (and any parked in flight since
+-- it became Strict) pending again, leases kept: one a worker is still sending is not sent a
+-- second time meanwhile; its outcome settles it, or its lease runs out and a claim takes it.
+UPDATE notifications SET state = 'pending', next_attempt_at = :now, timestamp = :now,
+    process_result_message = :message
+WHERE webhook_id = :webhook_id AND state = 'parked'
+
 -- name: REQUEUE_NOTIFICATION
 -- Guarded by the webhook being Active in the same statement (on PostgreSQL its row is locked
--- first, LOCK_ACTIVE_WEBHOOK): a hand retry never sends to a webhook that is not, and never
--- touches the recorded attempt. A test send is never queued: it would count as a delivery.
+-- first, LOCK_WEBHOOKS): a hand retry never sends to a webhook that is not, and never touches
+-- the recorded attempt. A test send is never queued: it would count as a delivery.
 UPDATE notifications SET state = 'pending', next_attempt_at = :now, timestamp = :now,
     lease_owner = NULL, lease_until = NULL
 WHERE notification_id = :notification_id AND webhook_id = :webhook_id
     AND group_key = :group_key AND state IN ('pending', 'parked', 'failed') AND NOT is_test
+    AND EXISTS (SELECT 1 FROM webhooks w WHERE w.webhook_id = :webhook_id AND {IS_ACTIVE})
+
+-- name: REQUEUE_IN_ORDER
+-- A hand retry of a Strict webhook's notification (its row locked, LOCK_WEBHOOKS): it joins the
+-- queue, waiting, and _normalize makes it the head if it is the lowest. One in flight (leased)
+-- is left as it is: it is being sent already.
+UPDATE notifications SET state = 'waiting', timestamp = :now, process_result_message = :message,
+    lease_owner = NULL, lease_until = NULL
+WHERE notification_id = :notification_id AND webhook_id = :webhook_id
+    AND group_key = :group_key AND state IN ('pending', 'parked', 'failed', 'waiting')
+    AND NOT is_test AND (lease_until IS NULL OR lease_until <= :now)
     AND EXISTS (SELECT 1 FROM webhooks w WHERE w.webhook_id = :webhook_id AND {IS_ACTIVE})
 
 -- name: SETTLE_ATTEMPT
@@ -272,8 +291,9 @@ UPDATE notifications SET state = 'parked', timestamp = :now, process_result_mess
 WHERE webhook_id = :webhook_id AND state = 'pending' AND coalesce(notification_id <> :keep, true)
 
 -- name: RELEASE_LEASES
+-- The webhook of each lease given back: a Strict one's queue is set right after it.
 UPDATE notifications SET lease_owner = NULL, lease_until = NULL
-WHERE state = 'pending' AND lease_owner = :owner
+WHERE state = 'pending' AND lease_owner = :owner RETURNING webhook_id
 
 -- name: GET_NOTIFICATION
 SELECT {notification_columns} FROM notifications WHERE notification_id = :notification_id
@@ -312,8 +332,10 @@ DELETE FROM events WHERE created < :before
     AND NOT EXISTS (SELECT 1 FROM notifications n WHERE n.event_id = events.event_id)
 
 -- name: DELIVERY_STATS
+-- (The waiting ones are counted through the index of queues, which holds every one of them.)
 SELECT (SELECT count(*) FROM notifications WHERE state = 'pending') AS pending,
     (SELECT count(*) FROM notifications WHERE state = 'parked') AS parked,
+    (SELECT count(*) FROM notifications WHERE state = 'waiting') AS waiting,
     (SELECT count(*) FROM notifications WHERE state = 'failed') AS failed,
     (SELECT count(*) FROM notifications WHERE state = 'succeeded') AS succeeded,
     (SELECT min(next_attempt_at) FROM notifications WHERE state = 'pending') AS first_due
@@ -387,3 +409,83 @@ FROM (
     WHERE a.webhook_id = :webhook_id AND a.timestamp >= :since
 ) AS tried
 GROUP BY 1 ORDER BY 1
+
+
+-- name: IN_QUEUE
+-- A Strict webhook's queue (gateway.ordering), as the index notifications_queue (webhook_id,
+-- state, sequence) is partial: its waiting rows, and its pending and parked ones marked
+-- in_order. A fragment of the statements below, each of which reads one webhook's queue by that
+-- index, a state at a time (SQLite uses a partial index only for a query that names its
+-- predicate as written): the lowest waiting one is the first of its waiting entries, and the
+-- head and those in flight are found without reading past the waiting ones.
+(state = 'waiting' OR (in_order AND state IN ('pending', 'parked')))
+
+-- name: QUEUE_WAITS
+-- _normalize, first: every unleased pending or parked notification of the Strict webhook that is
+-- not its head (a lower sequence waits, or is pending or parked too) waits; all of them while
+-- one is in flight (leased, the lease running).
+UPDATE notifications SET state = 'waiting', timestamp = :now, process_result_message = :message,
+    lease_owner = NULL, lease_until = NULL
+WHERE webhook_id = :webhook_id AND {IN_QUEUE} AND state IN ('pending', 'parked')
+    AND (lease_until IS NULL OR lease_until <= :now)
+    AND (EXISTS (SELECT 1 FROM notifications WHERE webhook_id = :webhook_id AND {IN_QUEUE}
+                 AND state IN ('pending', 'parked') AND lease_until > :now)
+        OR sequence > (SELECT sequence FROM notifications
+                       WHERE webhook_id = :webhook_id AND {IN_QUEUE} AND state = 'waiting'
+                       ORDER BY sequence LIMIT 1)
+        OR sequence > (SELECT min(sequence) FROM notifications
+                       WHERE webhook_id = :webhook_id AND {IN_QUEUE}
+                           AND state IN ('pending', 'parked')))
+
+-- name: QUEUE_HEAD
+-- _normalize, then: with nothing of the Strict webhook pending or parked (none in flight, no
+-- head), its lowest waiting notification becomes the head, marked in_order: :state pending, due
+-- from now, if the webhook is Active; parked (:message saying why) if not.
+UPDATE notifications SET state = :state, next_attempt_at = :now, timestamp = :now,
+    process_result_message = :message, in_order = true, lease_owner = NULL, lease_until = NULL
+WHERE notification_id = (SELECT notification_id FROM notifications
+        WHERE webhook_id = :webhook_id AND {IN_QUEUE} AND state = 'waiting'
+        ORDER BY sequence LIMIT 1)
+    AND NOT EXISTS (SELECT 1 FROM notifications WHERE webhook_id = :webhook_id AND {IN_QUEUE}
+                    AND state IN ('pending', 'parked'))
+
+-- name: JOIN_QUEUE
+-- A webhook became Strict: its pending and parked notifications (in flight or not) join its
+-- queue; _normalize follows. Read by the webhook's history index: a switch is rare.
+UPDATE notifications SET in_order = true
+WHERE webhook_id = :webhook_id AND state IN ('pending', 'parked') AND NOT in_order
+
+-- name: LEAVE_QUEUE
+-- A webhook became Unordered (or the check found waiting rows of an Unordered one): every
+-- waiting notification is :state, pending (due now) if it is Active, parked if not.
+UPDATE notifications SET state = :state, next_attempt_at = :now, timestamp = :now,
+    process_result_message = :message
+WHERE webhook_id = :webhook_id AND state = 'waiting'
+
+-- name: STRICT_QUEUES
+-- The check of gateway.ordering's rule, from the side of the Strict webhooks (a few probes of
+-- the index of queues each): the lowest waiting sequence, the unleased pending or parked
+-- notifications (heads: one at most) and the lowest of them, and how many are in flight.
+SELECT w.webhook_id,
+    (SELECT sequence FROM notifications
+     WHERE webhook_id = w.webhook_id AND {IN_QUEUE} AND state = 'waiting'
+     ORDER BY sequence LIMIT 1) AS first_waiting,
+    (SELECT count(*) FROM notifications
+     WHERE webhook_id = w.webhook_id AND {IN_QUEUE} AND state IN ('pending', 'parked')
+        AND (lease_until IS NULL OR lease_until <= :now)) AS heads,
+    (SELECT min(sequence) FROM notifications
+     WHERE webhook_id = w.webhook_id AND {IN_QUEUE} AND state IN ('pending', 'parked')
+        AND (lease_until IS NULL OR lease_until <= :now)) AS first_head,
+    (SELECT count(*) FROM notifications
+     WHERE webhook_id = w.webhook_id AND {IN_QUEUE} AND state IN ('pending', 'parked')
+        AND lease_until > :now) AS in_flight
+FROM webhooks w WHERE w.delivery_order = 'Strict'
+
+-- name: WAITING_OF_UNORDERED
+-- The Unordered webhooks with waiting notifications (none should have any), and how many: an
+-- index probe per webhook.
+SELECT webhook_id, waiting FROM (
+    SELECT w.webhook_id, (SELECT count(*) FROM notifications
+                          WHERE webhook_id = w.webhook_id AND state = 'waiting') AS waiting
+    FROM webhooks w WHERE w.delivery_order <> 'Strict'
+) AS unordered WHERE waiting > 0

@@ -23,16 +23,17 @@ WHERE webhook_id IN (SELECT value FROM json_each(:webhook_ids))
 
 -- name: RESERVE_SEQUENCES
 -- Reserves sequence numbers for many webhooks in one statement: :counts is a JSON array of
--- [webhook_id, group_key, count]; RETURNING gives each webhook's last number, and its status as
--- this transaction sees it (the notifications' state is decided from it). Checks the group
--- too, so a notification can never be filed under another group's webhook.
+-- [webhook_id, group_key, count]; RETURNING gives each webhook's last number, and its status and
+-- deliveryOrder as this transaction sees them (the notifications' state is decided from them).
+-- Checks the group too, so a notification can never be filed under another group's webhook.
 UPDATE webhooks SET last_sequence = last_sequence + r.count
 FROM (SELECT json_extract(value, '$[0]') AS webhook_id,
     json_extract(value, '$[1]') AS group_key, json_extract(value, '$[2]') AS count
     FROM json_each(:counts)) AS r
 WHERE webhooks.webhook_id = r.webhook_id AND webhooks.group_key = r.group_key
 RETURNING webhooks.webhook_id, webhooks.group_key, webhooks.last_sequence,
-    webhooks.status_code, webhooks.status_message, webhooks.expiration_date
+    webhooks.status_code, webhooks.status_message, webhooks.expiration_date,
+    webhooks.delivery_order
 
 -- name: RULES_FOR_WEBHOOKS
 SELECT {rule_columns} FROM webhook_rules WHERE group_key = :group_key

@@ -5,7 +5,7 @@
 -- of Unordered webhooks keep in_order 0 and stay out of the index: they pay nothing for it.
 ALTER TABLE webhooks ADD COLUMN delivery_order TEXT NOT NULL DEFAULT 'Unordered';
 ALTER TABLE notifications ADD COLUMN in_order INTEGER NOT NULL DEFAULT 0;
--- A Strict webhook's queue in sequence order: its lowest waiting row, its head, its rows in
--- flight, each an index probe (statements name the predicate as written, for SQLite to use it).
-CREATE INDEX notifications_queue ON notifications (webhook_id, sequence)
+-- A Strict webhook's queue by state, in sequence order: its lowest waiting row, its head, its
+-- rows in flight, each an index probe (never a read past its waiting rows) (statements name the predicate as written, for SQLite to use it).
+CREATE INDEX notifications_queue ON notifications (webhook_id, state, sequence)
     WHERE state = 'waiting' OR (in_order AND state IN ('pending', 'parked'));
