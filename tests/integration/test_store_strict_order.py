@@ -205,6 +205,23 @@ async def test_a_switch_to_strict_waits_for_the_notifications_in_flight(store: S
     assert await claim(store, T0 + LEASE, owner="other") == [ids[0]]
 
 
+async def test_after_the_switch_an_earlier_retry_waits_for_later_ones_in_flight(
+    store: Store,
+) -> None:
+    """Unordered, the first failed and waits for its retry while later ones are being sent;
+    made Strict then, it goes first, but only once none of those is in flight."""
+    hook = await add_hook(store)
+    ids = await publish(store, hook, 4)
+    await store.claim_due(T0, 1, "w", T0 + LEASE)
+    await store.record_attempts([failure(ids[0], "w")], T0)  # due again at T0 + LEASE
+    await store.claim_due(T0, 2, "w", T0 + 2 * LEASE)  # the second and third: in flight
+    await edit(store, hook, delivery_order=STRICT)
+    assert await states(store, hook, ids) == [WAITING, PENDING, PENDING, WAITING]
+    assert await claim(store, T0 + LEASE, owner="other") == []
+    await store.record_attempts([outcome(ids[1], "w"), outcome(ids[2], "w")], T0 + LEASE)
+    assert await claim(store, T0 + LEASE, owner="other") == [ids[0]]
+
+
 async def test_after_the_switch_the_lowest_goes_once_those_in_flight_settle(store: Store) -> None:
     hook = await add_hook(store)
     ids = await publish(store, hook, 4)
@@ -305,6 +322,18 @@ async def test_released_leases_leave_the_head_to_the_next_claim(store: Store) ->
     await claim(store, owner="leaving")
     assert await store.release_leases("leaving", T0) == 1
     assert await claim(store, owner="next") == [first]
+
+
+async def test_released_leases_of_several_in_flight_leave_one_head(store: Store) -> None:
+    """A worker held three when the webhook became Strict and gives them back (shutting
+    down): they are not all claimable at once; the lowest goes first."""
+    hook = await add_hook(store)
+    ids = await publish(store, hook, 3)
+    await store.claim_due(T0, 10, "leaving", T0 + LEASE)
+    await edit(store, hook, delivery_order=STRICT)
+    assert await store.release_leases("leaving", T0) == 3
+    assert await states(store, hook, ids) == [PENDING, WAITING, WAITING]
+    assert await claim(store, owner="next") == [ids[0]]
 
 
 async def test_a_deleted_strict_webhook_takes_its_queue_with_it(store: Store) -> None:

@@ -16,7 +16,14 @@ from gateway import app, lifecycle
 from gateway.config import Settings
 from gateway.delivery import Worker
 from gateway.errors import StoreError
-from gateway.models import Event, Notification, NotificationState, Webhook, utcnow
+from gateway.models import (
+    DeliveryOrder,
+    Event,
+    Notification,
+    NotificationState,
+    Webhook,
+    utcnow,
+)
 from gateway.netguard import AddressPolicy
 from gateway.outbound import Outbound
 from gateway.publishing import Publishing
@@ -159,6 +166,27 @@ async def test_what_the_worker_takes_entirely_wakes_no_one(store: Store) -> None
         notes = await publishing.publish(invoices(group, 2), utcnow())
         assert {n.lease_owner for n in notes} == {worker.owner}
         assert wakes.count == 0
+
+
+async def test_a_strict_webhooks_notifications_are_never_handed_over(store: Store) -> None:
+    """They join its queue instead (gateway.ordering): the first is due, for a claim, which
+    the worker is woken for; the others wait behind it. The worker keeps its room."""
+    group = uuid.uuid4()
+    hook = await subscribed(store, group)
+    edit = WebhookEdit({"delivery_order": DeliveryOrder.STRICT})
+    await store.edit_webhook(group, hook.webhook_id, edit, utcnow())
+    wakes = Wakes()
+    publishing = Publishing(store, Wakeup(wakes))
+    async with running_worker(store) as worker:
+        publishing.handoff = worker.handoff
+        notes = await publishing.publish(invoices(group, 3), utcnow())
+        assert [n.lease_owner for n in notes] == [None, None, None]
+        assert wakes.count == 1
+        assert room_for(worker, hook) == [True, True, False]
+    states = column(store, "SELECT state FROM notifications ORDER BY sequence")
+    assert states == {NotificationState.PENDING.value, NotificationState.WAITING.value}
+    waiting = "SELECT count(*) FROM notifications WHERE state = 'waiting' AND lease_owner IS NULL"
+    assert column(store, waiting) == {2}
 
 
 class RefusingStore(ThrowawaySqliteStore):
