@@ -17,6 +17,10 @@ Groups (tenants) share the senders fairly (gateway.fairness): a free sender serv
 in turn, each group within its share of the senders, and claims pass over a group that holds
 enough already, so one tenant's hanging callbacks cannot starve another's.
 
+A Strict webhook (gateway.ordering) needs nothing of the worker: the store lets a claim find
+at most one of its notifications, never hands one over, and says when a settlement made the next
+one due (`Recorded.queue_due`), which wakes the claimer at once.
+
 A lease at least twice the delivery timeout, and senders that leave a notification whose lease
 has run low (held behind a slow webhook's cap), mean a live send never loses its claim; a crashed
 worker's leases expire and another claim picks the notifications up (at-least-once).

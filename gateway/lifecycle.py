@@ -37,6 +37,8 @@ Invariants the stores keep in the transactions that change state, and that a per
 - no notification of a webhook that is not Active waits as pending to be claimed (every move
   away from Active parks them, and a publish parks what it adds for such a webhook);
 - an Active webhook has no status message and no reason.
+A Strict webhook's queue keeps gateway.ordering's rule besides (one head, the others waiting),
+which the same check verifies and repairs.
 """
 
 from __future__ import annotations

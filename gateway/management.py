@@ -195,6 +195,8 @@ class Management:
         changed = await self.store.edit_webhook(hook.group_key, hook.webhook_id, edit, now)
         if changed is None:
             raise NotFound(f"no webhook {hook.webhook_id}")
+        if "delivery_order" in values and changed.delivery_order is not hook.delivery_order:
+            self.wakeup.new_work()  # Unordered now: what waited in its queue is due
         if plan.change is not None:
             self._changed_status(changed, plan.change)
         elif "signature_scheme" in expect or "authentication_id" in values:

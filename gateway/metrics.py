@@ -49,7 +49,7 @@ OVERDUE = Gauge(
 
 def observe_queue(stats: dict[str, float]) -> None:
     """Copy the store's queue figures into the gauges."""
-    for state in ("pending", "parked", "failed", "succeeded"):
+    for state in ("pending", "parked", "waiting", "failed", "succeeded"):
         NOTIFICATIONS.labels(state=state).set(stats.get(state, 0))
     OVERDUE.set(stats.get("overdue_seconds", 0))
 

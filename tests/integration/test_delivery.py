@@ -394,6 +394,7 @@ async def test_metrics_count_attempts_and_queue(
         assert after.get(key, 0.0) - before.get(key, 0.0) == grew, key
     assert after["gateway_notifications", (("state", "succeeded"),)] == 1
     assert after["gateway_notifications", (("state", "pending"),)] == 0
+    assert after["gateway_notifications", (("state", "waiting"),)] == 0  # a Strict queue's
     assert after["gateway_pending_overdue_seconds", ()] == 0  # nothing is due any more
 
 

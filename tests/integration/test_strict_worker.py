@@ -55,3 +55,21 @@ async def test_a_strict_queue_drains_one_at_a_time_without_waiting_for_a_poll(
         seen = await receiver.wait_for(5, "/hook", timeout=10.0)
     assert [orjson.loads(s.body)["sequence"] for s in seen] == [1, 2, 3, 4, 5]
     assert receiver.peak_in_flight["/hook"] == 1
+
+
+async def test_a_patch_to_unordered_sends_what_waited_at_once(
+    gateway: RunningGateway, receiver: Receiver
+) -> None:
+    """Strict behind a slow first answer, then PATCHed to Unordered: what waited behind it is
+    due at once and goes out beside it, the worker woken by the PATCH."""
+    partner = await subscribe(gateway, receiver, deliveryOrder="Strict")
+    receiver.plan("/hook", Answer(delay=1.0), Answer())
+    async with delivering(gateway):
+        for _ in range(3):
+            await partner.publish(invoice_update())
+        await receiver.wait_for(1, "/hook")  # the first, being answered slowly
+        answer = await partner.patch(deliveryOrder="Unordered")
+        assert answer.json()["deliveryOrder"] == "Unordered"
+        seen = await receiver.wait_for(3, "/hook", timeout=10.0)
+    assert sorted(orjson.loads(s.body)["sequence"] for s in seen) == [1, 2, 3]
+    assert receiver.peak_in_flight["/hook"] >= 2
