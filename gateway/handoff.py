@@ -33,6 +33,8 @@ from gateway.config import Settings
 from gateway.models import DeliveryOrder, Notification, Webhook
 from gateway.store.base import Added
 
+_STRICT = DeliveryOrder.STRICT
+
 
 class Holder(Protocol):
     """The worker, as the hand-off sees it."""
@@ -141,7 +143,7 @@ class Promises:
         """Whether a new pending notification of this webhook goes to the worker, leased
         (`owner`, `lease_until`). Never a Strict webhook's: it joins its queue, and is claimed
         when it is the head (the store refuses the lease anyway: gateway.ordering)."""
-        if self._handoff is None or hook.delivery_order is DeliveryOrder.STRICT:
+        if self._handoff is None or hook.delivery_order is _STRICT:
             return False
         if not self._handoff.take_fresh(hook.webhook_id, hook.group_key):
             return False

@@ -26,10 +26,11 @@ same notification again, first.
 One store step restores the rule wherever a queue changes, in the same transaction, with the
 webhook's row locked (`SqlStore._normalize`): every unleased pending or parked notification
 that is not the head waits (all of them while one is in flight), and when none is left pending
-or parked and none is in flight, the lowest waiting one becomes the head. The head is found by
-the index of queues (migration sqlite 0015, postgres 0014), which holds the waiting rows and
-the pending and parked ones marked `in_order` (each head, as it becomes one, and every pending
-or parked one of a webhook as it becomes Strict): an Unordered webhook's rows never enter it.
+or parked and none is in flight, the lowest waiting one becomes the head. Each is found by the
+index of queues (migration sqlite 0015, postgres 0014) on the column `queued`: 1 waiting, 2 the
+head or one in flight (pending or parked), NULL in no queue. Only the queues' own statements write
+that column, never a claim or a settlement, so an Unordered webhook's notifications never
+enter the index nor pay for it.
 
 The periodic check (`Store.check_invariants`) counts and repairs what breaks the rule
 (store.base.INVARIANTS): a queue with no head and none in flight, a pending or parked

@@ -620,7 +620,9 @@ class SqlStore(abc.ABC):
             params |= {"state": _PENDING, "message": ordering.UNORDERED_MESSAGE}
         else:
             params |= {"state": _PARKED, "message": why_parked}
-        if (yield Execute(self.q.LEAVE_QUEUE, params)) and why_parked is None:
+        released = yield Execute(self.q.LEAVE_QUEUE, params)
+        yield Execute(self.q.UNQUEUE, {"webhook_id": hook.webhook_id})
+        if released and why_parked is None:
             yield Notify(NEW_WORK_CHANNEL)
 
     async def regenerate_secret(
@@ -921,10 +923,15 @@ class SqlStore(abc.ABC):
                 row[q.ROW_LEASE_UNTIL] = row[q.ROW_LEASE_OWNER] = None
             elif row[state_at] == _PARKED:
                 row[state_at], row[message_at] = _PENDING, None
-        yield ExecuteMany(q.INSERT_NOTIFICATION, rows, encoded=True)
         due = False  # a Strict webhook's head became due (_normalize told the workers)
-        if strict:
+        if strict:  # its queue's (INSERT_WAITING), then the others
+            waiting = [row for row in rows if row[state_at] == _WAITING]
+            yield ExecuteMany(q.INSERT_WAITING, waiting, encoded=True)
+            others = [row for row in rows if row[state_at] != _WAITING]
+            yield ExecuteMany(q.INSERT_NOTIFICATION, others, encoded=True)
             due = yield from self._normalize({w: parked.get(w) for w in strict}, now)
+        else:
+            yield ExecuteMany(q.INSERT_NOTIFICATION, rows, encoded=True)
         # Pending and not leased already (a worker in the publishing process took it).
         if not due and any(row[state_at] == _PENDING and row[q.ROW_LEASE_OWNER] is None
                            for row in rows):  # fmt: skip
@@ -970,6 +977,7 @@ class SqlStore(abc.ABC):
         message = ordering.WAITING_MESSAGE
         for webhook_id, why_parked in sorted(queues.items()):
             params = {"webhook_id": webhook_id, "now": now}
+            yield Execute(self.q.QUEUE_SETTLED, {"webhook_id": webhook_id})
             yield Execute(self.q.QUEUE_WAITS, {**params, "message": message})
             head = {"state": _PARKED, "message": why_parked} if why_parked else {
                 "state": _PENDING, "message": None}  # fmt: skip

@@ -336,6 +336,30 @@ async def test_released_leases_of_several_in_flight_leave_one_head(store: Store)
     assert await claim(store, owner="next") == [ids[0]]
 
 
+async def queued(store: Store) -> int:
+    """How many notifications the index of queues holds (the column `queued` set)."""
+    rows = await store._rows("SELECT count(*) FROM notifications WHERE queued IS NOT NULL")
+    return int(rows[0][0])
+
+
+async def test_what_leaves_a_queue_leaves_its_index(store: Store) -> None:
+    """Settled heads, and a queue whose webhook became Unordered, leave the index of queues:
+    it stays as small as the queues, and an Unordered webhook's rows are never in it."""
+    hook, plain = await strict_hook(store), await add_hook(store)
+    plain_ids = await publish(store, plain, 3)
+    assert await claim(store, owner="b") == plain_ids
+    await store.record_attempts([outcome(plain_ids[0], "b")], T0)
+    ids = await publish(store, hook, 3)
+    assert await queued(store) == 3
+    for _ in ids:
+        [head] = await claim(store, owner="a")
+        await store.record_attempts([outcome(head, "a")], T0)
+    assert await queued(store) == 0
+    await publish(store, hook, 3)
+    await edit(store, hook, delivery_order=UNORDERED)
+    assert await queued(store) == 0
+
+
 async def test_a_deleted_strict_webhook_takes_its_queue_with_it(store: Store) -> None:
     hook = await strict_hook(store)
     ids = await publish(store, hook, 3)
@@ -364,11 +388,11 @@ async def test_check_invariants_finds_and_repairs_broken_queues(store: Store) ->
         await add_hook(store),
     )
     stranded = await publish(store, headless, 2)
-    await force(store, stranded[0], WAITING)  # no head, none in flight
+    await force(store, stranded[0], WAITING, queued=1)  # no head, none in flight
     two = await publish(store, doubled, 3)
-    await force(store, two[2], PENDING, in_order=True)  # a second head
+    await force(store, two[2], PENDING, queued=2)  # a second head
     [left] = await publish(store, unordered, 1)
-    await force(store, left, WAITING)  # an Unordered webhook's row waits: never claimed
+    await force(store, left, WAITING, queued=1)  # an Unordered webhook's row waits: never claimed
     broken = {**CLEAN, "queue_without_head": 1, "queue_extra_heads": 1, "waiting_of_unordered": 1}
     assert await store.check_invariants(T0, repair=False) == broken
     assert await states(store, headless, stranded) == [WAITING, WAITING]  # counted, not touched
@@ -382,8 +406,8 @@ async def test_check_invariants_finds_and_repairs_broken_queues(store: Store) ->
 async def test_check_invariants_finds_a_head_behind_a_lower_waiting_one(store: Store) -> None:
     hook = await strict_hook(store)
     first, second = await publish(store, hook, 2)
-    await force(store, first, WAITING)
-    await force(store, second, PENDING, in_order=True)
+    await force(store, first, WAITING, queued=1)
+    await force(store, second, PENDING, queued=2)
     assert await store.check_invariants(T0, repair=True) == {**CLEAN, "queue_extra_heads": 1}
     assert await states(store, hook, [first, second]) == [PENDING, WAITING]
 

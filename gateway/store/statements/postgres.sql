@@ -77,6 +77,10 @@ INSERT INTO events ({event_columns}) VALUES ({event_values})
 -- name: INSERT_NOTIFICATION
 INSERT INTO notifications ({notification_columns}) VALUES ({notification_values})
 
+-- name: INSERT_WAITING
+-- A Strict webhook's new notifications, waiting in its queue (gateway.ordering; queued 1).
+INSERT INTO notifications ({notification_columns}, queued) VALUES ({notification_values}, 1)
+
 -- name: CLAIM_DUE
 -- SKIP LOCKED: rows another process is claiming right now are passed over, not waited for, so
 -- concurrent claims never block each other and never take the same row. A row claimed and

@@ -251,8 +251,8 @@ WHERE notification_id = :notification_id AND webhook_id = :webhook_id
 -- A hand retry of a Strict webhook's notification (its row locked, LOCK_WEBHOOKS): it joins the
 -- queue, waiting, and _normalize makes it the head if it is the lowest. One in flight (leased)
 -- is left as it is: it is being sent already.
-UPDATE notifications SET state = 'waiting', timestamp = :now, process_result_message = :message,
-    lease_owner = NULL, lease_until = NULL
+UPDATE notifications SET state = 'waiting', queued = 1, timestamp = :now,
+    process_result_message = :message, lease_owner = NULL, lease_until = NULL
 WHERE notification_id = :notification_id AND webhook_id = :webhook_id
     AND group_key = :group_key AND state IN ('pending', 'parked', 'failed', 'waiting')
     AND NOT is_test AND (lease_until IS NULL OR lease_until <= :now)
@@ -332,10 +332,10 @@ DELETE FROM events WHERE created < :before
     AND NOT EXISTS (SELECT 1 FROM notifications n WHERE n.event_id = events.event_id)
 
 -- name: DELIVERY_STATS
--- (The waiting ones are counted through the index of queues, which holds every one of them.)
+-- (The waiting ones are counted by the index of queues, which holds every one of them.)
 SELECT (SELECT count(*) FROM notifications WHERE state = 'pending') AS pending,
     (SELECT count(*) FROM notifications WHERE state = 'parked') AS parked,
-    (SELECT count(*) FROM notifications WHERE state = 'waiting') AS waiting,
+    (SELECT count(*) FROM notifications WHERE {WAITS}) AS waiting,
     (SELECT count(*) FROM notifications WHERE state = 'failed') AS failed,
     (SELECT count(*) FROM notifications WHERE state = 'succeeded') AS succeeded,
     (SELECT min(next_attempt_at) FROM notifications WHERE state = 'pending') AS first_due
@@ -411,73 +411,75 @@ FROM (
 GROUP BY 1 ORDER BY 1
 
 
--- name: IN_QUEUE
--- A Strict webhook's queue (gateway.ordering), as the index notifications_queue (webhook_id,
--- state, sequence) is partial: its waiting rows, and its pending and parked ones marked
--- in_order. A fragment of the statements below, each of which reads one webhook's queue by that
--- index, a state at a time (SQLite uses a partial index only for a query that names its
--- predicate as written): the lowest waiting one is the first of its waiting entries, and the
--- head and those in flight are found without reading past the waiting ones.
-(state = 'waiting' OR (in_order AND state IN ('pending', 'parked')))
+-- name: WAITS
+-- A Strict webhook's queue (gateway.ordering) by the index notifications_queue (webhook_id,
+-- queued, sequence) WHERE queued IS NOT NULL, which any `queued = n` lets SQLite use: WAITS its
+-- waiting notifications, HEADS its head and those in flight (queued 2, pending or parked), each
+-- a fragment of the statements below.
+queued = 1
+
+-- name: HEADS
+queued = 2 AND state IN ('pending', 'parked')
+
+-- name: QUEUE_SETTLED
+-- _normalize, first: the heads settled since (delivered, failed for good) leave the index.
+UPDATE notifications SET queued = NULL
+WHERE webhook_id = :webhook_id AND queued = 2 AND state NOT IN ('pending', 'parked')
 
 -- name: QUEUE_WAITS
--- _normalize, first: every unleased pending or parked notification of the Strict webhook that is
+-- _normalize, then: every unleased pending or parked notification of the Strict webhook that is
 -- not its head (a lower sequence waits, or is pending or parked too) waits; all of them while
 -- one is in flight (leased, the lease running).
-UPDATE notifications SET state = 'waiting', timestamp = :now, process_result_message = :message,
-    lease_owner = NULL, lease_until = NULL
-WHERE webhook_id = :webhook_id AND {IN_QUEUE} AND state IN ('pending', 'parked')
-    AND (lease_until IS NULL OR lease_until <= :now)
-    AND (EXISTS (SELECT 1 FROM notifications WHERE webhook_id = :webhook_id AND {IN_QUEUE}
-                 AND state IN ('pending', 'parked') AND lease_until > :now)
+UPDATE notifications SET state = 'waiting', queued = 1, timestamp = :now,
+    process_result_message = :message, lease_owner = NULL, lease_until = NULL
+WHERE webhook_id = :webhook_id AND {HEADS} AND (lease_until IS NULL OR lease_until <= :now)
+    AND (EXISTS (SELECT 1 FROM notifications
+                 WHERE webhook_id = :webhook_id AND {HEADS} AND lease_until > :now)
         OR sequence > (SELECT sequence FROM notifications
-                       WHERE webhook_id = :webhook_id AND {IN_QUEUE} AND state = 'waiting'
-                       ORDER BY sequence LIMIT 1)
+                       WHERE webhook_id = :webhook_id AND {WAITS} ORDER BY sequence LIMIT 1)
         OR sequence > (SELECT min(sequence) FROM notifications
-                       WHERE webhook_id = :webhook_id AND {IN_QUEUE}
-                           AND state IN ('pending', 'parked')))
+                       WHERE webhook_id = :webhook_id AND {HEADS}))
 
 -- name: QUEUE_HEAD
--- _normalize, then: with nothing of the Strict webhook pending or parked (none in flight, no
--- head), its lowest waiting notification becomes the head, marked in_order: :state pending, due
--- from now, if the webhook is Active; parked (:message saying why) if not.
-UPDATE notifications SET state = :state, next_attempt_at = :now, timestamp = :now,
-    process_result_message = :message, in_order = true, lease_owner = NULL, lease_until = NULL
+-- _normalize, last: with nothing of the Strict webhook pending or parked (none in flight, no
+-- head), its lowest waiting notification becomes the head: :state pending, due from now, if the
+-- webhook is Active; parked (:message saying why) if not.
+UPDATE notifications SET state = :state, queued = 2, next_attempt_at = :now, timestamp = :now,
+    process_result_message = :message, lease_owner = NULL, lease_until = NULL
 WHERE notification_id = (SELECT notification_id FROM notifications
-        WHERE webhook_id = :webhook_id AND {IN_QUEUE} AND state = 'waiting'
-        ORDER BY sequence LIMIT 1)
-    AND NOT EXISTS (SELECT 1 FROM notifications WHERE webhook_id = :webhook_id AND {IN_QUEUE}
-                    AND state IN ('pending', 'parked'))
+        WHERE webhook_id = :webhook_id AND {WAITS} ORDER BY sequence LIMIT 1)
+    AND NOT EXISTS (SELECT 1 FROM notifications WHERE webhook_id = :webhook_id AND {HEADS})
 
 -- name: JOIN_QUEUE
 -- A webhook became Strict: its pending and parked notifications (in flight or not) join its
--- queue; _normalize follows. Read by the webhook's history index: a switch is rare.
-UPDATE notifications SET in_order = true
-WHERE webhook_id = :webhook_id AND state IN ('pending', 'parked') AND NOT in_order
+-- queue, as heads for _normalize to sort out. Read by the webhook's history index: a switch is
+-- rare.
+UPDATE notifications SET queued = 2
+WHERE webhook_id = :webhook_id AND state IN ('pending', 'parked') AND queued IS NULL
 
 -- name: LEAVE_QUEUE
--- A webhook became Unordered (or the check found waiting rows of an Unordered one): every
--- waiting notification is :state, pending (due now) if it is Active, parked if not.
-UPDATE notifications SET state = :state, next_attempt_at = :now, timestamp = :now,
+-- A webhook became Unordered (or the check found waiting notifications of an Unordered one):
+-- every waiting one is :state, pending (due now) if it is Active, parked if not; UNQUEUE then
+-- takes the rest of its queue out of the index.
+UPDATE notifications SET state = :state, queued = NULL, next_attempt_at = :now, timestamp = :now,
     process_result_message = :message
-WHERE webhook_id = :webhook_id AND state = 'waiting'
+WHERE webhook_id = :webhook_id AND {WAITS}
+
+-- name: UNQUEUE
+UPDATE notifications SET queued = NULL WHERE webhook_id = :webhook_id AND queued IS NOT NULL
 
 -- name: STRICT_QUEUES
 -- The check of gateway.ordering's rule, from the side of the Strict webhooks (a few probes of
 -- the index of queues each): the lowest waiting sequence, the unleased pending or parked
 -- notifications (heads: one at most) and the lowest of them, and how many are in flight.
 SELECT w.webhook_id,
-    (SELECT sequence FROM notifications
-     WHERE webhook_id = w.webhook_id AND {IN_QUEUE} AND state = 'waiting'
+    (SELECT sequence FROM notifications WHERE webhook_id = w.webhook_id AND {WAITS}
      ORDER BY sequence LIMIT 1) AS first_waiting,
-    (SELECT count(*) FROM notifications
-     WHERE webhook_id = w.webhook_id AND {IN_QUEUE} AND state IN ('pending', 'parked')
+    (SELECT count(*) FROM notifications WHERE webhook_id = w.webhook_id AND {HEADS}
         AND (lease_until IS NULL OR lease_until <= :now)) AS heads,
-    (SELECT min(sequence) FROM notifications
-     WHERE webhook_id = w.webhook_id AND {IN_QUEUE} AND state IN ('pending', 'parked')
+    (SELECT min(sequence) FROM notifications WHERE webhook_id = w.webhook_id AND {HEADS}
         AND (lease_until IS NULL OR lease_until <= :now)) AS first_head,
-    (SELECT count(*) FROM notifications
-     WHERE webhook_id = w.webhook_id AND {IN_QUEUE} AND state IN ('pending', 'parked')
+    (SELECT count(*) FROM notifications WHERE webhook_id = w.webhook_id AND {HEADS}
         AND lease_until > :now) AS in_flight
 FROM webhooks w WHERE w.delivery_order = 'Strict'
 
@@ -486,6 +488,6 @@ FROM webhooks w WHERE w.delivery_order = 'Strict'
 -- index probe per webhook.
 SELECT webhook_id, waiting FROM (
     SELECT w.webhook_id, (SELECT count(*) FROM notifications
-                          WHERE webhook_id = w.webhook_id AND state = 'waiting') AS waiting
+                          WHERE webhook_id = w.webhook_id AND {WAITS}) AS waiting
     FROM webhooks w WHERE w.delivery_order <> 'Strict'
 ) AS unordered WHERE waiting > 0

@@ -51,6 +51,12 @@ INSERT INTO notifications ({notification_columns})
 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
     ?20, ?21, ?22, ?23, ?24)
 
+-- name: INSERT_WAITING
+-- A Strict webhook's new notifications, waiting in its queue (gateway.ordering; queued 1).
+INSERT INTO notifications ({notification_columns}, queued)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
+    ?20, ?21, ?22, ?23, ?24, 1)
+
 -- name: CLAIM_DUE
 -- The literal state = 'pending' lets SQLite use the partial index notifications_due.
 UPDATE notifications SET lease_owner = :owner, lease_until = :lease_until
