@@ -25,7 +25,7 @@ from gateway.models import (
     WebhookStatus,
     utcnow,
 )
-from gateway.outcomes import Effect
+from gateway.outcomes import AttemptOutcome, Effect
 from gateway.store import Store
 from gateway.store.base import INVARIANTS, Requeue, WebhookEdit
 from gateway.store.postgres import PostgresStore
@@ -440,54 +440,62 @@ async def two_stores(request: pytest.FixtureRequest, store: Store) -> AsyncItera
 async def test_concurrent_claims_never_hold_two_of_a_strict_webhook(
     request: pytest.FixtureRequest, store: Store
 ) -> None:
-    """Four claimers on two stores claim and settle as fast as they can; each checks, as it
-    claims, that no other claimer holds a notification of the webhook (one that is not settling
-    yet is leased for sure) and that it is the next in sequence. A third of the attempts fail
-    and are due again at once, so the head often stays the head."""
+    """Four claimers on two stores claim and settle as fast as they can while a fifth task
+    publishes more; each claimer checks, as it claims, that no other holds a notification of
+    the webhook (one that is not settling yet is leased for sure) and that it is the next in
+    sequence. A third of the attempts fail and are due again at once, so the head often stays
+    the head."""
     # Failures never make them Errored here (the store takes any retryCount).
     hooks = [await strict_hook(store, retry_count=1000) for _ in range(4)]
-    per_hook = 25
+    first, later = 20, 10  # notifications per webhook, before the claims and during them
     for hook in hooks:
-        await publish(store, hook, per_hook, at=utcnow())
-    held: dict[UUID, bool] = {}  # webhook -> whether its holder is settling it
+        await publish(store, hook, first, at=utcnow())
+    held: dict[UUID, tuple[str, bool]] = {}  # webhook -> its holder, and whether settling
     delivered: dict[UUID, list[int]] = {hook.webhook_id: [] for hook in hooks}
     rng = random.Random(7)
 
-    def take(claimed: Notification) -> None:
+    def take(claimed: Notification, name: str) -> None:
         holder = held.get(claimed.webhook_id)
-        assert holder is not False, "two of one Strict webhook held at once"
+        assert holder is None or holder[1], f"two of one Strict webhook held: {holder}, {name}"
         done = delivered[claimed.webhook_id]
         assert claimed.sequence == (done[-1] if done else 0) + 1, "out of sequence"
-        held[claimed.webhook_id] = False
+        held[claimed.webhook_id] = (name, False)
+
+    def settled(on: Store, name: str, claimed: Notification) -> AttemptOutcome:
+        held[claimed.webhook_id] = (name, True)  # the next may be claimed any moment now
+        if rng.random() < 0.3:
+            return outcome(claimed.notification_id, name, effect=Effect.FAILURE,
+                           retry_at=utcnow(), cause="HTTP 500")  # fmt: skip
+        delivered[claimed.webhook_id].append(claimed.sequence)
+        return outcome(claimed.notification_id, name)
 
     async def claimer(on: Store, name: str) -> None:
-        while sum(map(len, delivered.values())) < per_hook * len(hooks):
+        while sum(map(len, delivered.values())) < (first + later) * len(hooks):
             now = utcnow()
             batch: list[Notification] = await on.claim_due(now, 10, name, now + LEASE)
             for claimed in batch:
-                take(claimed)
+                take(claimed, name)
             await asyncio.sleep(0)  # the others claim meanwhile
-            outcomes = []
-            for claimed in batch:
-                if rng.random() < 0.3:
-                    outcomes.append(outcome(claimed.notification_id, name, effect=Effect.FAILURE,
-                                            retry_at=utcnow(), cause="HTTP 500"))  # fmt: skip
-                else:
-                    outcomes.append(outcome(claimed.notification_id, name))
-                    delivered[claimed.webhook_id].append(claimed.sequence)
-                held[claimed.webhook_id] = True  # settling: the next may be claimed any moment
-            if outcomes:
-                await on.record_attempts(outcomes)
-            for claimed in batch:
-                if held.get(claimed.webhook_id):
-                    del held[claimed.webhook_id]
-            if not outcomes:
+            if not batch:
                 await asyncio.sleep(0.001)
+                continue
+            await on.record_attempts([settled(on, name, claimed) for claimed in batch])
+            for claimed in batch:
+                if held.get(claimed.webhook_id) == (name, True):
+                    del held[claimed.webhook_id]
+
+    async def publisher(on: Store) -> None:
+        for _ in range(later):
+            for hook in hooks:
+                await publish(on, hook, 1, at=utcnow())
+            await asyncio.sleep(0.001)
 
     async with two_stores(request, store) as other:
         async with asyncio.timeout(60):
-            await asyncio.gather(*(claimer(s, f"{'ab'[s is other]}{i}") for s in (store, other)
-                                   for i in range(2)))  # fmt: skip
+            await asyncio.gather(
+                publisher(other),
+                *(claimer(s, f"{'ab'[s is other]}{i}") for s in (store, other) for i in range(2)),
+            )
     for hook in hooks:
-        assert delivered[hook.webhook_id] == list(range(1, per_hook + 1))
+        assert delivered[hook.webhook_id] == list(range(1, first + later + 1))
     assert await store.check_invariants(utcnow(), repair=False) == CLEAN
