@@ -13,9 +13,9 @@ tests/integration/test_store_contract.py runs against both.
 - The delivery path (add_events, claim_due, record_attempts) moves hundreds of rows a call: its
   rows are the dialect's written-out `event_row`, `notification_row`, `settled_row` and
   `notifications`, and a new notification row is read at the dialect's `ROW_*` keys.
-- A Strict webhook's queue (gateway.ordering) is set right by `_normalize` in every transaction
-  that changes it; an Unordered webhook's rows never meet it, so batches of Unordered webhooks
-  run no statement more than they did before deliveryOrder existed.
+- A Strict webhook's queue (gateway.ordering) is set right by `queues.normalize` in every
+  transaction that changes it; an Unordered webhook's rows never meet it, so batches of Unordered
+  webhooks run no statement more than they did before deliveryOrder existed.
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ from gateway.outcomes import (
     not_active,
     settle_in_order,
 )
+from gateway.store import queues
 from gateway.store.base import Added, HourOfDeliveries, Page, Query, Requeue, WebhookEdit
 from gateway.store.codec import Codec, Kind
 from gateway.store.filter_sql import Listing, order_by, where_filter
@@ -540,7 +541,7 @@ class SqlStore(abc.ABC):
             if edit.status is not None:
                 edited, notified = yield from self._change_status(edited, edit.status, now)
             if order is not None and order is not edited.delivery_order:
-                yield from self._switch_order(edited, now)
+                yield from queues.switch_order(self.q, edited, now)
             return edited, notified
 
         changed, notified = await self._transact(script)
@@ -570,7 +571,7 @@ class SqlStore(abc.ABC):
             if (yield Execute(release, params)):
                 yield Notify(NEW_WORK_CHANNEL)
         if strict:
-            yield from self._normalize({webhook_id: _why_parked(after, now)}, now)
+            yield from queues.normalize(self.q, {webhook_id: queues.why_parked(after, now)}, now)
         yield Notify(WEBHOOK_CHANGED_CHANNEL, str(webhook_id))
         notified = notices.about(before, after, now)
         yield from self._publish_notices(notified)
@@ -604,26 +605,6 @@ class SqlStore(abc.ABC):
             event_rows = [self.q.event_row(e) for e in events]
             note_rows = [self.q.notification_row(n) for n in notes]
             yield from self._add_events(event_rows, note_rows, notes[0].created)
-
-    def _switch_order(self, hook: Webhook, now: datetime) -> Script[None]:
-        """The webhook's deliveryOrder changed to what `hook` says (its row locked): become
-        Strict, its pending and parked notifications join its queue, and those in flight
-        finish first; become Unordered, every waiting one is pending (parked if the webhook is
-        not Active). See gateway.ordering."""
-        params = {"webhook_id": hook.webhook_id, "now": now}
-        why_parked = _why_parked(hook, now)
-        if hook.delivery_order is _STRICT:
-            yield Execute(self.q.JOIN_QUEUE, params)
-            yield from self._normalize({hook.webhook_id: why_parked}, now)
-            return
-        if why_parked is None:
-            params |= {"state": _PENDING, "message": ordering.UNORDERED_MESSAGE}
-        else:
-            params |= {"state": _PARKED, "message": why_parked}
-        released = yield Execute(self.q.LEAVE_QUEUE, params)
-        yield Execute(self.q.UNQUEUE, {"webhook_id": hook.webhook_id})
-        if released and why_parked is None:
-            yield Notify(NEW_WORK_CHANNEL)
 
     async def regenerate_secret(
         self,
@@ -744,7 +725,9 @@ class SqlStore(abc.ABC):
             yield Notify(WEBHOOK_CHANGED_CHANNEL, str(hook.webhook_id))
             after = self.codec.decode_rows(Webhook, rows)[0]
             if after.delivery_order is _STRICT:
-                yield from self._normalize({hook.webhook_id: _why_parked(after, now)}, now)
+                yield from queues.normalize(
+                    self.q, {hook.webhook_id: queues.why_parked(after, now)}, now
+                )
             notified = notices.about(hook, after, now)
             yield from self._publish_notices(notified)
             return after, notified
@@ -766,11 +749,8 @@ class SqlStore(abc.ABC):
             released = yield Fetch(self.q.RELEASE_LEASES, params)
             # A Strict webhook that had several in flight (since it became Strict) keeps one.
             hooks = yield from self._lock_webhooks({row[0] for row in released})
-            queues = {
-                w: _why_parked(h, at) for w, h in hooks.items() if h.delivery_order is _STRICT
-            }
-            if queues:
-                yield from self._normalize(queues, at)
+            if strict := queues.of_webhooks(hooks.values(), at):
+                yield from queues.normalize(self.q, strict, at)
             return len(released)
 
         return await self._transact(script)
@@ -794,7 +774,7 @@ class SqlStore(abc.ABC):
             if strict:  # it joins the queue, in its place (gateway.ordering)
                 waits = {**params, "message": ordering.WAITING_MESSAGE}
                 if (yield Execute(self.q.REQUEUE_IN_ORDER, waits)):
-                    yield from self._normalize({webhook_id: None}, now)
+                    yield from queues.normalize(self.q, {webhook_id: None}, now)
                     return Requeue.QUEUED
             elif (yield Execute(self.q.REQUEUE_NOTIFICATION, params)):
                 yield Notify(NEW_WORK_CHANNEL)
@@ -820,26 +800,24 @@ class SqlStore(abc.ABC):
         then)."""
         parked = await self._rows(self.q.PARKED_OF_ACTIVE, {"now": now})
         stray = await self._rows(self.q.PENDING_OF_INACTIVE, {"now": now})
-        headless, extra, queues = _broken_queues(
-            await self._rows(self.q.STRICT_QUEUES, {"now": now})
-        )
+        strict = await self._rows(self.q.STRICT_QUEUES, {"now": now})
+        headless, extra, broken = queues.broken(strict)
         unordered = await self._rows(self.q.WAITING_OF_UNORDERED)
-        queues |= {row[0] for row in unordered}
-        if repair and (parked or stray or queues):
-            script = functools.partial(self._repair, parked, stray, queues, now)
-            await self._transact(script)
+        broken |= {row[0] for row in unordered}
+        if repair and (parked or stray or broken):
+            await self._transact(functools.partial(self._repair, parked, stray, broken, now))
         return {"parked_of_active": len(parked), "pending_of_inactive": len(stray),
                 "queue_without_head": headless, "queue_extra_heads": extra,
                 "waiting_of_unordered": sum(int(row[1]) for row in unordered)}  # fmt: skip
 
     def _repair(
-        self, parked: Sequence[Any], stray: Sequence[Any], queues: Collection[Any], now: datetime
+        self, parked: Sequence[Any], stray: Sequence[Any], broken: Collection[Any], now: datetime
     ) -> Script[None]:
         """Release the parked rows of Active webhooks, park the pending rows of the others, and
         set right the queues of these webhooks as their deliveryOrder is now: a Strict one's
         normalized, an Unordered one's waiting rows pending (or parked)."""
         webhook_ids = {self.codec.read(Kind.ID, row[1]) for row in [*parked, *stray]}
-        webhook_ids |= {self.codec.read(Kind.ID, webhook_id) for webhook_id in queues}
+        webhook_ids |= {self.codec.read(Kind.ID, webhook_id) for webhook_id in broken}
         hooks = yield from self._lock_webhooks(webhook_ids)
         released = [{"notification_id": row[0], "now": now,
                      "message": lifecycle.RELEASED_MESSAGE} for row in parked]  # fmt: skip
@@ -852,15 +830,13 @@ class SqlStore(abc.ABC):
         yield ExecuteMany(self.q.PARK_ONE, parking)
         if released:
             yield Notify(NEW_WORK_CHANNEL)
-        strict = {}
-        for webhook_id in queues:
-            if (hook := hooks.get(self.codec.read(Kind.ID, webhook_id))) is None:
-                continue  # deleted meanwhile
-            if hook.delivery_order is _STRICT:
-                strict[hook.webhook_id] = _why_parked(hook, now)
-            else:
-                yield from self._switch_order(hook, now)  # its waiting rows leave the queue
-        yield from self._normalize(strict, now)
+        found = [
+            hooks[key] for key in (self.codec.read(Kind.ID, w) for w in broken) if key in hooks
+        ]
+        for hook in found:  # (one deleted meanwhile is not found)
+            if hook.delivery_order is not _STRICT:
+                yield from queues.switch_order(self.q, hook, now)  # its waiting rows leave
+        yield from queues.normalize(self.q, queues.of_webhooks(found, now), now)
 
     def _lock_webhooks(self, webhook_ids: Collection[Any]) -> Script[dict[UUID, Webhook]]:
         """Lock these webhook rows (on PostgreSQL, in id order); them as they are now."""
@@ -929,7 +905,7 @@ class SqlStore(abc.ABC):
             yield ExecuteMany(q.INSERT_WAITING, waiting, encoded=True)
             others = [row for row in rows if row[state_at] != _WAITING]
             yield ExecuteMany(q.INSERT_NOTIFICATION, others, encoded=True)
-            due = yield from self._normalize({w: parked.get(w) for w in strict}, now)
+            due = yield from queues.normalize(self.q, {w: parked.get(w) for w in strict}, now)
         else:
             yield ExecuteMany(q.INSERT_NOTIFICATION, rows, encoded=True)
         # Pending and not leased already (a worker in the publishing process took it).
@@ -968,24 +944,6 @@ class SqlStore(abc.ABC):
                 raise StoreError(f"no webhook {webhook_id} in group {group_key}")
             first[webhook_id] = last[webhook_id, group_key] - count + 1
         return first, parked, strict
-
-    def _normalize(self, queues: Mapping[Any, str | None], now: datetime) -> Script[bool]:
-        """Restore gateway.ordering's rule in these Strict webhooks' queues (their rows locked
-        by the caller, in this transaction): each webhook's id, and why its notifications are
-        parked (None: it is Active). Whether a head became due, which the workers are told."""
-        due = False
-        message = ordering.WAITING_MESSAGE
-        for webhook_id, why_parked in sorted(queues.items()):
-            params = {"webhook_id": webhook_id, "now": now}
-            yield Execute(self.q.QUEUE_SETTLED, {"webhook_id": webhook_id})
-            yield Execute(self.q.QUEUE_WAITS, {**params, "message": message})
-            head = {"state": _PARKED, "message": why_parked} if why_parked else {
-                "state": _PENDING, "message": None}  # fmt: skip
-            if (yield Execute(self.q.QUEUE_HEAD, {**params, **head})) and not why_parked:
-                due = True
-        if due:
-            yield Notify(NEW_WORK_CHANNEL)
-        return due
 
     async def claim_due(
         self,
@@ -1033,8 +991,8 @@ class SqlStore(abc.ABC):
         settled = settle_in_order(held, now, recent)
         yield from self._settled_writes(settled, now)  # each answers None
         due = False  # a Strict webhook's next notification became due
-        if queues := _strict_queues(settled, now):
-            due = yield from self._normalize(queues, now)
+        if strict := queues.of_settled(settled, now):
+            due = yield from queues.normalize(self.q, strict, now)
         notified = _settled_notices(settled, now)
         yield from self._publish_notices(notified)
         changes = changes_of(settled)
@@ -1125,43 +1083,6 @@ def _in_use(authentication_id: UUID, users: Sequence[Any]) -> str:
         f"authentication {authentication_id} is used by {len(users)} webhook(s): {named}{more}; "
         "give them another authenticationId (or null) first"
     )
-
-
-def _strict_queues(settled: Settled, now: datetime) -> dict[UUID, str | None]:
-    """The Strict webhooks of a settled batch, each with why its notifications are parked once
-    the batch is written (None: it is Active), as _normalize takes them."""
-    after: dict[UUID, Webhook] = {}
-    for _, hook, done in settled:
-        if hook.delivery_order is _STRICT:
-            change = done.webhook
-            after[hook.webhook_id] = hook if change is None else dataclasses.replace(
-                hook, status_code=change.status, status_message=change.status_message)  # fmt: skip
-    return {webhook_id: _why_parked(hook, now) for webhook_id, hook in after.items()}
-
-
-def _broken_queues(rows: Sequence[Any]) -> tuple[int, int, set[Any]]:
-    """From STRICT_QUEUES' rows: how many queues have waiting notifications but no head and
-    none in flight, how many pending or parked notifications are not their queue's head
-    (those _normalize makes wait), and the webhooks of both."""
-    headless, extra, broken = 0, 0, set()
-    for webhook_id, first_waiting, heads, first_head, in_flight in rows:
-        if first_waiting is not None and not heads and not in_flight:
-            headless += 1
-            broken.add(webhook_id)
-        elif heads:
-            behind = first_waiting is not None and first_waiting < first_head
-            wrong = heads if in_flight or behind else heads - 1
-            if wrong:
-                extra += wrong
-                broken.add(webhook_id)
-    return headless, extra, broken
-
-
-def _why_parked(hook: Webhook, now: datetime) -> str | None:
-    """Why the webhook's notifications are parked now, or None if it is Active."""
-    if lifecycle.is_active(hook, now):
-        return None
-    return lifecycle.parked_message(*lifecycle.effective_status(hook, now))
 
 
 def _settled_notices(settled: Settled, now: datetime) -> list[Notice]:
