@@ -13,6 +13,7 @@ import ssl
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import parse_qs
 
 import uvicorn
@@ -131,12 +132,14 @@ class Receiver:
 
 
 @contextlib.asynccontextmanager
-async def run_receiver(tls: ssl.SSLContext | None = None) -> AsyncIterator[Receiver]:
-    """Start a receiver on 127.0.0.1 (free port) in this event loop; with `tls` (a server
-    context holding its certificate) it serves HTTPS, and its URL is https://."""
-    receiver = Receiver()
+async def serve_on_loopback(
+    app: Any, tls: ssl.SSLContext | None = None, closing: asyncio.Event | None = None
+) -> AsyncIterator[str]:
+    """Serve an ASGI app with uvicorn on 127.0.0.1 (free port) in this event loop; yields its
+    base URL (https:// with `tls`, a server context holding its certificate). `closing` is set
+    at shutdown, before the server stops, so the app can cut its slow answers short."""
     config = uvicorn.Config(
-        receiver,
+        app,
         host="127.0.0.1",
         port=0,
         log_level="warning",
@@ -152,11 +155,21 @@ async def run_receiver(tls: ssl.SSLContext | None = None) -> AsyncIterator[Recei
                     task.result()
                 await asyncio.sleep(0.01)
         scheme = "http" if tls is None else "https"
-        receiver.url = f"{scheme}://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
-        yield receiver
+        yield f"{scheme}://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
     finally:
-        receiver.closing.set()
+        if closing is not None:
+            closing.set()
         server.should_exit = True
         # Sleeping answers would hold the shutdown; they are test leftovers.
         server.force_exit = True
         await asyncio.wait_for(task, START_TIMEOUT)
+
+
+@contextlib.asynccontextmanager
+async def run_receiver(tls: ssl.SSLContext | None = None) -> AsyncIterator[Receiver]:
+    """Start a receiver on 127.0.0.1 (free port) in this event loop; with `tls` (a server
+    context holding its certificate) it serves HTTPS, and its URL is https://."""
+    receiver = Receiver()
+    async with serve_on_loopback(receiver, tls, receiver.closing) as url:
+        receiver.url = url
+        yield receiver
