@@ -72,6 +72,10 @@ class OrderReceiver:
         """The notifications that arrived at `path`, in arrival order."""
         return [a for a in self.arrivals if a.path == path]
 
+    def sequences(self, path: str) -> list[int]:
+        """The sequences that arrived at `path`, in arrival order (each attempt)."""
+        return [a.sequence for a in self.of(path)]
+
     def delivered(self, path: str) -> set[int]:
         """The sequences answered 2xx at `path` (the answer may still be held)."""
         return {a.sequence for a in self.of(path) if 200 <= a.status < 300}

@@ -1,11 +1,12 @@
 """Strict per-webhook ordering (issue 22), end to end, on SQLite and on PostgreSQL.
 
-`gateway serve` runs as a real process with two worker processes (one deployment per store,
-shared by the tests of this module; each test has its own table key, receiver and webhooks,
-deleted afterwards), or serve's own worker beside a `gateway worker` process. A receiver in the
-test's event loop (tests.order_receiver) records every notification's `sequence`, when it
-arrived and was answered, and how many requests of the same webhook were in flight then; each
-answer is held a little, so two sends at once overlap there.
+`gateway serve` runs as a real process with two worker processes, one deployment per store
+shared by the tests of this module (each test has its own table key, receiver and webhooks,
+deleted afterwards); one test adds a gateway in the test's process whose own worker takes its
+publishes straight from the API (the hand-off). A receiver in the test's event loop
+(tests.order_receiver) records every notification's `sequence`, when it arrived and was
+answered, and how many requests of the same webhook were in flight then; each answer is held a
+little (less than a send's timeout), so two sends at once overlap there.
 
 A Strict webhook's notifications must arrive one at a time, in `sequence` order, through
 failures and retries, a pause, Errored and reactivation, a SIGKILLed worker holding the head of
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import os
 import signal
@@ -39,10 +41,10 @@ from tests.acceptance.processes import (
     children,
     create_key,
     start_gateway,
-    start_worker,
     stat_fields,
     stop,
 )
+from tests.gateway_server import gateway_settings, run_gateway
 from tests.order_receiver import Arrival, OrderReceiver, run_order_receiver
 from tests.tenant import STORES
 
@@ -322,9 +324,8 @@ async def test_a_sigkilled_worker_holding_the_head_is_overtaken_by_nothing(
     await api.webhook(LOOSE, "Unordered")
     release = receiver.catch(STRICT, 4)
     await api.publish(10)
-    await receiver.until("sequence 4", lambda: 4 in {a.sequence for a in receiver.arrivals}, 20)
-    # The strict queue is stuck behind its head; the Unordered webhook beside it is not.
-    await receiver.until_delivered(LOOSE, 10)
+    await receiver.until("sequence 4", lambda: 4 in receiver.sequences(STRICT), 20)
+    # Killed well within the send's timeout (1 s): the worker dies holding the head.
     head = next(a for a in receiver.of(STRICT) if a.sequence == 4)
     pid = await lease_owner_pid(deployment, head.notification_id)
     assert pid in children(deployment.serve.pid), "the head is leased to a worker process"
@@ -336,13 +337,24 @@ async def test_a_sigkilled_worker_holding_the_head_is_overtaken_by_nothing(
     killed_at = time.monotonic()
     release.set()  # the answer goes nowhere: its worker is dead
 
-    await receiver.until_delivered(STRICT, 10)
+    # While the dead worker's lease runs (3 s), the strict queue waits behind its head; the
+    # Unordered webhook beside it does not.
+    await api.publish(10)
+    await receiver.until(
+        "the Unordered webhook's sequences 11..20",
+        lambda: receiver.delivered(LOOSE) >= set(range(11, 21)),
+        timeout=10,
+    )
+    assert receiver.sequences(STRICT) == [1, 2, 3, 4], "the head's lease has not run out yet"
+
+    await receiver.until_delivered(STRICT, 20)
+    await receiver.until_delivered(LOOSE, 20)
     arrivals = receiver.of(STRICT)
-    assert_strict(arrivals, range(1, 11))
+    assert_strict(arrivals, range(1, 21))
     again = arrivals[4]
     assert (again.sequence, again.notification_id) == (4, head.notification_id), "head again"
-    assert [a.sequence for a in arrivals].count(4) == 2 and len(arrivals) == 11
-    assert_concurrent(receiver.of(LOOSE), 10)
+    assert len(arrivals) == 21, "only the head went twice"
+    assert_concurrent(receiver.of(LOOSE), 20)
     print(f"the head went again {again.arrived - killed_at:.2f} s after its worker was killed")
 
 
@@ -350,7 +362,8 @@ async def test_switching_to_strict_lets_the_sends_in_flight_finish_first(
     api: Api, receiver: OrderReceiver
 ) -> None:
     hook = await api.webhook(STRICT, "Unordered")
-    receiver.holds[STRICT] = 1.0  # long enough to switch while the six are in flight
+    # Long enough to switch while the six are in flight; shorter than a send's timeout (1 s).
+    receiver.holds[STRICT] = 0.6
     await api.publish(6)
     await receiver.until("six arrivals", lambda: len(receiver.of(STRICT)) == 6, 20)
     assert receiver.in_flight(STRICT) >= 2, "the switch should come while several are in flight"
@@ -387,31 +400,27 @@ async def test_switching_to_unordered_sends_the_queue_at_once(
     assert max(a.overlapping for a in later) >= 1, "still one at a time after the switch"
 
 
-@pytest.mark.parametrize("store", STORES)
-async def test_serves_worker_and_another_worker_process_keep_the_order(
-    store: str, request: pytest.FixtureRequest, tmp_path: Path, receiver: OrderReceiver
+async def test_a_gateways_own_worker_beside_worker_processes_keeps_the_order(
+    deployment: Deployment, receiver: OrderReceiver, tmp_path: Path
 ) -> None:
-    """serve delivers from its own worker (a publish hands its new notifications straight to
-    it) beside a `gateway worker` process; both claim from the same queue."""
-    database = database_for(store, request)
-    env = {**ENV, "GATEWAY_WORKER_PROCESSES": "0"}
-    worker: subprocess.Popen[bytes] | None = None
-    try:
-        with deploy(tmp_path, database, env) as running:
-            worker = start_worker(tmp_path, database, env)
-            async with open_api(running, receiver) as api:
-                await api.webhook(STRICT, "Strict")
-                await api.webhook(LOOSE, "Unordered")
-                for _ in range(4):
-                    await api.publish(10)
-                await receiver.until_delivered(STRICT, 40)
-                await receiver.until_delivered(LOOSE, 40)
-    finally:
-        if worker is not None:
-            stop(worker)
-        if store == "postgres":
-            postgres.drop_schema(database)
-    assert_strict(receiver.of(STRICT), range(1, 41))
-    assert_concurrent(receiver.of(LOOSE), 40)
-    senders = {a.client for a in receiver.of(STRICT)}
-    print(f"the strict webhook's 40 came over {len(senders)} connections")
+    """A second gateway on the same database, in this process, delivers from its own worker (a
+    publish hands its new notifications straight to it), beside serve's two worker processes:
+    three workers claim from the same queues."""
+    database = deployment.database
+    if not database.startswith("postgresql"):
+        database = f"sqlite:///{deployment.workdir}/data/gateway.db"
+    settings = gateway_settings(
+        tmp_path, database_url=database, run_worker=True, retry_schedule=(0.05,),
+        poll_interval=0.1, delivery_timeout=1.0, lease_seconds=3.0,
+    )  # fmt: skip
+    async with run_gateway(settings) as second:
+        beside = dataclasses.replace(deployment, url=second.url)
+        async with open_api(beside, receiver) as api:
+            await api.webhook(STRICT, "Strict")
+            await api.webhook(LOOSE, "Unordered")
+            for _ in range(4):
+                await api.publish(8)
+            await receiver.until_delivered(STRICT, 32)
+            await receiver.until_delivered(LOOSE, 32)
+    assert_strict(receiver.of(STRICT), range(1, 33))
+    assert_concurrent(receiver.of(LOOSE), 32)
