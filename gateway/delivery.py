@@ -68,6 +68,7 @@ _ATTEMPTS = {effect: metrics.ATTEMPTS.labels(outcome=effect.value) for effect in
 # Outcomes after which the webhook may leave Active: its next sends wait until they are recorded.
 _MAY_STOP = frozenset({Effect.FAILURE, Effect.PERMANENT_FAILURE, Effect.GONE})
 LEFT_ACTIVE = "not sent: the webhook left Active"
+CHANGED = "not sent: the webhook changed while it waited here"
 
 
 class Worker:
@@ -139,15 +140,18 @@ class Worker:
         self._wake.set()
 
     def webhook_changed(self, webhook_id: UUID) -> None:
-        """The webhook was changed elsewhere (paused, reactivated, new secret): the next send
-        of it reads it afresh."""
+        """The webhook was changed elsewhere (paused, reactivated, new secret, delivery order):
+        the next send of it reads it afresh, and what is held here of it unsent goes back to
+        the store, which decides again when it goes (a switch to Strict: in sequence order,
+        one at a time, after those in flight)."""
         self.sender.forget(webhook_id)
+        self._give_back(webhook_id, CHANGED)
 
     def _changed_elsewhere(self, webhook_id: UUID | None) -> None:
         if webhook_id is None:
             self.sender.forget_all()  # we were not listening: any may have changed
         else:
-            self.sender.forget(webhook_id)
+            self.webhook_changed(webhook_id)
 
     @property
     def running(self) -> bool:
@@ -401,19 +405,24 @@ class Worker:
             })  # fmt: skip
         for webhook_id in recorded.not_active:
             self.sender.forget(webhook_id)
-            queue = self._queues.pop(webhook_id.int, None)
-            if queue:
-                # Given back as not sent: the store parks them (or finds them due again).
-                for note in queue:
-                    self._report(self._unsent(note))
-                    self._holdings.remove(note.group_key)
-                self._held -= len(queue)
-                if not self._held:
-                    self._none_held.set()
-                self._wake.set()  # room for others' notifications
+            self._give_back(webhook_id, LEFT_ACTIVE)
 
-    def _unsent(self, note: Notification) -> AttemptOutcome:
-        return AttemptOutcome(note.notification_id, self.owner, Effect.NOT_SENT, LEFT_ACTIVE, None)
+    def _give_back(self, webhook_id: UUID, why: str) -> None:
+        """Give back what is held here of this webhook and not yet sending, as not sent: the
+        store parks it (not Active) or finds it due again, in its queue's order if Strict."""
+        queue = self._queues.pop(webhook_id.int, None)
+        if not queue:
+            return
+        for note in queue:
+            self._report(self._unsent(note, why))
+            self._holdings.remove(note.group_key)
+        self._held -= len(queue)
+        if not self._held:
+            self._none_held.set()
+        self._wake.set()  # room for others' notifications
+
+    def _unsent(self, note: Notification, why: str = LEFT_ACTIVE) -> AttemptOutcome:
+        return AttemptOutcome(note.notification_id, self.owner, Effect.NOT_SENT, why, None)
 
     def _settled(self, batch: Sequence[AttemptOutcome]) -> None:
         """The failures of this batch are recorded: their webhooks' sends may go on."""

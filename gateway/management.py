@@ -196,7 +196,10 @@ class Management:
         if changed is None:
             raise NotFound(f"no webhook {hook.webhook_id}")
         if "delivery_order" in values and changed.delivery_order is not hook.delivery_order:
-            self.wakeup.new_work()  # Unordered now: what waited in its queue is due
+            # The workers give back what they hold of it unsent, to go out by the new order;
+            # Unordered now, what waited in its queue is due.
+            self.wakeup.webhook_changed(hook.webhook_id)
+            self.wakeup.new_work()
         if plan.change is not None:
             self._changed_status(changed, plan.change)
         elif "signature_scheme" in expect or "authentication_id" in values:

@@ -542,6 +542,9 @@ class SqlStore(abc.ABC):
                 edited, notified = yield from self._change_status(edited, edit.status, now)
             if order is not None and order is not edited.delivery_order:
                 yield from queues.switch_order(self.q, edited, now)
+                # Every process's workers give back what they hold of it unsent (Worker.
+                # webhook_changed): it goes out by the new order, not as claimed under the old.
+                yield Notify(WEBHOOK_CHANGED_CHANNEL, str(edited.webhook_id))
             return edited, notified
 
         changed, notified = await self._transact(script)

@@ -388,17 +388,12 @@ async def test_switching_to_strict_lets_the_sends_in_flight_finish_first(
     assert_strict(after, range(7, 17))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gateway/delivery.py Worker.webhook_changed only forgets the cached webhook: what a "
-    "worker leased before the switch stays in its per-webhook queue and goes out up to "
-    "per_webhook_concurrency at once (gateway/ordering.py counts it as in flight)",
-)
 async def test_switching_to_strict_holds_back_what_the_workers_claimed_but_had_not_sent(
     api: Api, receiver: OrderReceiver
 ) -> None:
     """In flight is what was sent: the workers claimed all forty at once, sent a few, and
-    hold the rest; after the switch those go one at a time, in order."""
+    hold the rest; told of the switch, they give those back (Worker.webhook_changed), and
+    they go one at a time, in order."""
     hook = await api.webhook(STRICT, "Unordered")
     receiver.holds[STRICT] = 0.3
     await api.publish(40)
