@@ -86,6 +86,13 @@ class Receiver:
                     raise TimeoutError(f"receiver saw {seen} of {total} under {prefix!r}")
                 await asyncio.sleep(interval)
 
+    async def disorder(self, prefix: str) -> int:
+        """Arrivals under `prefix` (a path under `/order/`) that came after one of a higher
+        `sequence` on the same path."""
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{self.url}/disorder", params={"prefix": prefix}) as answer:
+                return int(await answer.text())
+
     async def latencies(self, reset: bool = False) -> list[float]:
         """Seconds from each body's `sentAt` to its receipt, in arrival order."""
         async with httpx.AsyncClient() as client:
@@ -162,10 +169,10 @@ async def fresh_database(database: str, workdir: str) -> AsyncIterator[str]:
 
 
 async def subscribe(
-    api: httpx.AsyncClient, callback_urls: Sequence[str], content: str = "Full"
+    api: httpx.AsyncClient, callback_urls: Sequence[str], content: str = "Full", **fields: Any
 ) -> list[str]:
-    """One POST webhook per URL (handshake included), each with a rule for Invoice U events;
-    return their ids."""
+    """One POST webhook per URL (handshake included), each with a rule for Invoice U events
+    and any other webhook `fields` (`deliveryOrder="Strict"`); return their ids."""
     ids = []
     for i, url in enumerate(callback_urls):
         hook = {
@@ -174,6 +181,7 @@ async def subscribe(
             "callbackHttpMethod": "POST",
             "callbackUrl": url,
             "retryCount": 5,
+            **fields,
         }
         created = (await api.post("/api/v1/Webhooks", json=[hook])).raise_for_status().json()
         ids.append(created[0]["webhookId"])

@@ -5,7 +5,11 @@
 - A request with a `code` query parameter (the gateway's handshake) gets the code back.
 - Any path under `/hang/` answers handshakes but never answers a notification: the
   unresponsive partner of the isolation benchmark. Under `/hang-all/` it answers nothing,
-  handshakes included.
+  handshakes included. Under `/fail/` it answers handshakes and 503 to every notification
+  (counted like any other): a partner that is down.
+- Under `/order/` it also notes each body's `"sequence": <n>`: an arrival whose sequence is
+  below one that arrived earlier on the same path is out of order, and
+  `GET /disorder?prefix=/order/...` answers how many were.
 - Every other request is counted under its path. `GET /count` answers the total;
   `GET /count?prefix=/hook/3` the total under that prefix.
 - A body holding `"sentAt": <unix seconds>` adds `now - sentAt` to the latencies that
@@ -34,7 +38,10 @@ Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 SENT_AT = re.compile(rb'"sentAt":\s*([0-9.]+)')
+SEQUENCE = re.compile(rb'"sequence":\s*([0-9]+)')
 seen: Counter[str] = Counter()
+highest: dict[str, int] = {}  # the highest sequence seen on each path under /order/
+disorder: Counter[str] = Counter()  # arrivals under a higher sequence, by path
 latencies: list[float] = []
 never = asyncio.Event()
 
@@ -59,6 +66,9 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     elif path == "/count":
         prefix = query.get("prefix", [""])[0]
         body = str(sum(n for p, n in seen.items() if p.startswith(prefix))).encode()
+    elif path == "/disorder":
+        prefix = query.get("prefix", [""])[0]
+        body = str(sum(n for p, n in disorder.items() if p.startswith(prefix))).encode()
     elif path == "/latencies":
         body = json.dumps(latencies).encode()
         if "reset" in query:
@@ -71,10 +81,25 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         found = SENT_AT.search(b"".join(chunks))
         if found:
             latencies.append(received - float(found.group(1)))
+        if path.startswith("/order/"):
+            note_order(path, b"".join(chunks))
         body = b"ok"
+    status = 503 if path.startswith("/fail/") and "code" not in query else 200
     headers = [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+def note_order(path: str, body: bytes) -> None:
+    """Count the arrival as out of order if an earlier one on `path` had a higher sequence."""
+    found = SEQUENCE.search(body)
+    if found is None:
+        return
+    sequence = int(found.group(1))
+    if sequence < highest.get(path, -1):
+        disorder[path] += 1
+    else:
+        highest[path] = sequence
 
 
 if __name__ == "__main__":
