@@ -1,6 +1,7 @@
 """The portal's delivery pages: a webhook's history (failures only on request), each entry
-with what was sent and answered, as the API's history shows them, and one not delivered sent
-again; and a test send, whose answer the webhook's page shows."""
+with what was sent and answered, as the API's history shows them (one that waits behind an
+earlier notification of a Strict webhook said so in words), and one not delivered sent again;
+and a test send, whose answer the webhook's page shows."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from gateway.models import Webhook
 from gateway.portal.flash import done
 from gateway.portal.tokens import PortalRefused
 from gateway.portal.web import PortalEndpoint, changing_form, page, portal_page, portal_session
-from gateway.portal.webhooks import owned_webhook, page_of
+from gateway.portal.webhooks import history_entry, owned_webhook, page_of
 from gateway.retry import succeeded
 from gateway.store.base import Query, Requeue
 from gateway.wire import WebhookHistoryTableStorageModel
@@ -44,7 +45,7 @@ async def _history_page(
     q = Query(FAILURES if failures else None, "timestamp desc", PAGE_SIZE, number)
     found = await ctx.store.query_history(hook.group_key, hook.webhook_id, q)
     limit = ctx.settings.history_message_limit
-    entries = [wire.history(row, MESSAGES, None, limit) for row in found.records]
+    entries = [history_entry(row, MESSAGES, limit) for row in found.records]
     view = wire.webhook(hook, ctx.clock())
     return portal_page(
         request, "history.html", status=status, title=f"History of {hook.name}", view=view,

@@ -28,6 +28,7 @@ FIELDS = (
     "authenticationId",
     "signatureScheme",
     "signatureHeader",
+    "deliveryOrder",
 )
 NEW = {
     "name": "",
@@ -40,6 +41,7 @@ NEW = {
     "authenticationId": "",
     "signatureScheme": "StandardWebhooks",
     "signatureHeader": "",
+    "deliveryOrder": "Unordered",
 }
 MINUTE_FORMAT = "%Y-%m-%dT%H:%M"  # what <input type="datetime-local"> sends, read as UTC
 
@@ -60,6 +62,7 @@ def shown(hook: Webhook | None) -> dict[str, str]:
         "authenticationId": str(hook.authentication_id or ""),
         "signatureScheme": hook.signature_scheme.value,
         "signatureHeader": hook.signature_header or "",
+        "deliveryOrder": hook.delivery_order.value,
     }
 
 

@@ -5,6 +5,7 @@ and writes."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
@@ -15,7 +16,15 @@ from gateway import wire
 from gateway.api.common import Principal, context, path_id
 from gateway.api.webhooks import new_webhook
 from gateway.errors import Conflict, GatewayError, HandshakeFailed, ValidationError
-from gateway.models import Scope, StatusReason, Webhook, WebhookStatus
+from gateway.models import (
+    DeliveryOrder,
+    Notification,
+    NotificationState,
+    Scope,
+    StatusReason,
+    Webhook,
+    WebhookStatus,
+)
 from gateway.portal import webhook_forms as forms
 from gateway.portal.flash import done
 from gateway.portal.tokens import PortalRefused, Session
@@ -34,6 +43,7 @@ MOST_LISTED = 500
 METHODS = ("POST", "PUT", "PATCH", "GET")
 CONTENT_TYPES = ("Full", "Id")
 SCHEMES = ("StandardWebhooks", "StandardWebhooksEd25519", "HmacSha256Hex", "HmacSha512Base64")
+ORDERS = tuple(order.value for order in DeliveryOrder)
 
 
 @page
@@ -53,7 +63,16 @@ async def _last_delivery(request: Request, hook: Webhook) -> dict[str, Any] | No
     """The webhook's latest history entry, as the API's history shows it, if any."""
     q = Query(order="timestamp desc", page_size=1)
     found = await context(request).store.query_history(hook.group_key, hook.webhook_id, q)
-    return wire.history(found.records[0], (), None, 0) if found.records else None
+    return history_entry(found.records[0]) if found.records else None
+
+
+def history_entry(
+    row: Notification, include: Collection[str] = (), limit: int = 0
+) -> dict[str, Any]:
+    """A history entry as the API shows it, and whether it waits behind an earlier
+    notification of its Strict webhook (`waitingBehind`), which the page says in words."""
+    entry = wire.history(row, include, None, limit)
+    return {**entry, "waitingBehind": row.state is NotificationState.WAITING}
 
 
 async def owned_webhook(request: Request, session: Session) -> Webhook:
@@ -92,7 +111,8 @@ def _expired(hook: Webhook, now: datetime) -> bool:
 
 
 def _choices() -> dict[str, Any]:
-    return {"methods": METHODS, "content_types": CONTENT_TYPES, "schemes": SCHEMES}
+    return {"methods": METHODS, "content_types": CONTENT_TYPES, "schemes": SCHEMES,
+            "orders": ORDERS}  # fmt: skip
 
 
 @page

@@ -1,6 +1,7 @@
 """The partner portal's journeys in Chromium: open a link, create a webhook against a loopback
 receiver, send it a test event, see a published event's delivery in its history, rotate its
-secret, pause and resume it; a read-only session, and links the portal refuses.
+secret, pause and resume it, make its delivery order Strict and see what waits behind a failed
+notification; a read-only session, and links the portal refuses.
 
 Every journey ends with no console error (a Content-Security-Policy violation is one) and no
 request to any host but the gateway; its last page is kept as a screenshot (conftest.py).
@@ -8,6 +9,7 @@ request to any host but the gateway; its last page is kept as a screenshot (conf
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -19,7 +21,8 @@ from uuid import UUID
 import httpx
 from playwright.sync_api import Dialog, Page, expect
 
-from gateway.models import Scope, utcnow
+from gateway.delivery import Worker
+from gateway.models import DeliveryOrder, Scope, utcnow
 from gateway.portal.tokens import portal_link
 from tests.browser.conftest import BrowserPage
 from tests.gateway_server import ThreadedGateway
@@ -112,14 +115,18 @@ def test_partner_opens_the_link_creates_a_webhook_and_sends_a_test_event(
     expect(notice).to_contain_text("did not pass the verification handshake")
     expect(notice).to_contain_text("Nothing was changed")
 
-    #    Then the right callback: the handshake passes, said in words, and the secret is
-    #    shown once.
+    #    Then the right callback, in strict order: the handshake passes, said in words, and
+    #    the secret is shown once.
     page.fill("#field-callbackUrl", live_receiver.url + "/hook")
+    expect(page.locator("#field-deliveryOrder")).to_have_value("Unordered")
+    page.select_option("#field-deliveryOrder", "Strict")
     page.click("#webhook-create")
     expect(notice).to_have_class("notice ok")
     expect(notice).to_contain_text("passed the verification handshake")
     expect(page.locator("#webhook-status")).to_have_text("Active")
     expect(page.locator("#webhook-method")).to_have_text("PUT")
+    expect(page.locator("#webhook-delivery-order")).to_contain_text("Strict: one at a time")
+    expect(page.locator("#field-deliveryOrder")).to_have_value("Strict")
     expect(page.locator("#new-secret")).to_contain_text("whsec_")
     handshakes = [seen.path for seen in live_receiver.seen if seen.is_handshake]
     assert handshakes == ["/wrong", "/hook"]
@@ -251,13 +258,82 @@ def test_partner_brings_back_an_errored_webhook_and_sends_a_failure_again(
     _clean(browser_page, live_gateway, STATUS_LOG.format("409 (Conflict)"))
 
 
-def _deliver(gateway: ThreadedGateway) -> None:
-    """Let a delivery worker send everything due, and wait until it has."""
+def _deliver(gateway: ThreadedGateway, retry_in: float | None = None) -> None:
+    """Let a delivery worker send everything due, and wait until it has; `retry_in` seconds
+    before a failed one is tried again (the test gateway's own schedule: at once)."""
 
     async def drain() -> None:
-        await gateway.gateway.worker().drain()
+        worker = gateway.gateway.worker()
+        if retry_in is not None:
+            ctx = gateway.gateway.ctx
+            later = dataclasses.replace(ctx.settings, retry_schedule=(retry_in,))
+            worker = Worker(later, ctx.store, ctx.outbound)
+        await worker.drain()
 
     gateway.call(drain(), timeout=30)
+
+
+def test_partner_makes_a_webhook_strict_and_sees_what_waits_behind_a_failure(
+    browser_page: BrowserPage, live_gateway: ThreadedGateway, live_receiver: Receiver
+) -> None:
+    gateway = live_gateway.gateway
+    key, record = live_gateway.call(gateway.add_key("acme", frozenset({Scope.WEBHOOKS})))
+    platform, _ = live_gateway.call(gateway.add_key("acme", frozenset({Scope.EVENTS})))
+    hook = _webhook(live_gateway, key, live_receiver, retry_count=5)
+    rule = {"webhookId": hook["webhookId"], "tableKey": "Invoice", "eventType": "U"}
+    _api(live_gateway, key, "/api/v1/WebhookRules", [rule])
+
+    # 1. The webhook delivers unordered, as every webhook does unless told; the edit form
+    #    makes it Strict.
+    page = browser_page.page
+    _enter(page, _link(live_gateway, key))
+    page.locator(f"#webhook-{hook['webhookId']} .webhook-link").click()
+    expect(page.locator("#webhook-delivery-order")).to_contain_text("Unordered")
+    page.select_option("#field-deliveryOrder", "Strict")
+    page.click("#webhook-save")
+    expect(page.locator("#notice")).to_have_text("Saved: deliveryOrder.")
+    expect(page.locator("#webhook-delivery-order")).to_contain_text("Strict: one at a time")
+    store = gateway.ctx.store
+    stored = live_gateway.call(store.get_webhook(record.group_key, UUID(hook["webhookId"])))
+    assert stored is not None and stored.delivery_order is DeliveryOrder.STRICT
+
+    # 2. Three events while the receiver is down: the first fails (tried again in an hour)
+    #    and the other two wait behind it, which the history says in words.
+    live_receiver.plan("/hook", Answer(status=503, body="down for maintenance"))
+    events = [{"tableKey": "Invoice", "eventType": "U", "records": [{"id": str(i)}]}
+              for i in (1, 2, 3)]  # fmt: skip
+    _api(live_gateway, platform, "/api/v1/Events", events)
+    _deliver(live_gateway, retry_in=3600)
+    assert len(live_receiver.notifications("/hook")) == 1
+    page.click("#webhook-history-link")
+    rows = page.locator("#history-table .history-row")
+    expect(rows).to_have_count(3)
+    waiting = rows.filter(has=page.locator(".history-waiting"))
+    expect(waiting).to_have_count(2)
+    expect(waiting.first).to_contain_text("Waiting behind an earlier notification")
+    expect(waiting.locator("button")).to_have_count(0)  # sent again, it would overtake
+    failed = rows.filter(has_not=page.locator(".history-waiting"))
+    expect(failed.locator(".history-result")).to_have_text("failed")
+
+    # 3. The receiver is back; the failed one is sent again by hand, and all three arrive in
+    #    the order they were published.
+    live_receiver.plan("/hook", Answer(body="back"))
+    failed.locator("button").click()
+    expect(page.locator("#notice")).to_contain_text("Queued")
+    _deliver(live_gateway)
+    page.reload()
+    expect(page.locator("#history-table .history-result")).to_have_text(["delivered"] * 3)
+    arrived = [seen.body for seen in live_receiver.notifications("/hook")]
+    assert len(arrived) == 4  # the failure, then each one once
+    assert [_record_id(body) for body in arrived] == ["1", "1", "2", "3"]
+    _clean(browser_page, live_gateway)
+
+
+def _record_id(body: bytes) -> str:
+    """The id of a notification body's one record."""
+    (record,) = httpx.Response(200, content=body).json()["records"]
+    found: str = record["id"]
+    return found
 
 
 def test_partner_rotates_the_secret_then_pauses_and_resumes(

@@ -1,8 +1,10 @@
 """The portal's delivery pages over real HTTP, on both stores: a webhook's history with what
-was sent and answered, failures only on request, page by page."""
+was sent and answered, failures only on request, page by page; a Strict webhook's notifications
+queued behind a failed one said so in words."""
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import re
 from datetime import timedelta
@@ -10,10 +12,11 @@ from uuid import UUID, uuid4
 
 import pytest
 
-from gateway.models import NotificationState, utcnow
+from gateway.delivery import Worker
+from gateway.models import DeliveryOrder, NotificationState, utcnow
 from gateway.portal.deliveries import PAGE_SIZE
 from gateway.store.base import Query
-from tests.factories import make_event, make_notification, make_webhook
+from tests.factories import make_event, make_notification, make_rule, make_webhook
 from tests.gateway_server import RunningGateway
 from tests.portal import Partner
 from tests.receiver import Answer, Receiver
@@ -232,3 +235,45 @@ async def test_a_test_event_is_in_history_marked_and_not_sent_again(
         again = await partner.submit(f"{path}/history/{row.notification_id}/retry")
         assert again.status_code == 400 and "it was a test event" in again.text
     assert len(receiver.notifications("/hook")) == 1
+
+
+async def test_history_says_in_words_what_waits_behind_a_failed_notification(
+    gateway: RunningGateway, receiver: Receiver
+) -> None:
+    key, record = await gateway.add_key("acme")
+    down = receiver.plan("/down", Answer(status=500, body="down"))
+    hook = make_webhook(record.group_key, callback_url=down, delivery_order=DeliveryOrder.STRICT)
+    await gateway.ctx.store.add_webhooks([hook])
+    await gateway.ctx.store.add_rules([make_rule(hook)])
+    async with gateway.client(key) as api:
+        body = [{"tableKey": "Invoice", "eventType": "U", "records": [{"id": str(i)}]}
+                for i in range(3)]  # fmt: skip
+        assert (await api.post("/api/v1/Events", json=body)).status_code == 202
+    # The first fails and is retried in an hour: the other two wait behind it.
+    later = dataclasses.replace(gateway.ctx.settings, retry_schedule=(3600.0,))
+    await Worker(later, gateway.ctx.store, gateway.ctx.outbound).drain()
+    assert len(receiver.notifications("/down")) == 1
+    found = await gateway.ctx.store.query_history(record.group_key, hook.webhook_id, Query())
+    head, *queued = sorted(found.records, key=lambda note: note.sequence)
+    assert [n.state for n in queued] == [NotificationState.WAITING] * 2
+    path = f"/portal/webhooks/{hook.webhook_id}"
+    async with Partner(gateway) as partner:
+        await partner.enter(key)
+        listing = (await partner.page(f"{path}/history")).text
+        page = (await partner.page(path)).text
+    rows = {n.notification_id: row_of(listing, n.notification_id) for n in found.records}
+    assert "failed" in rows[head.notification_id]
+    assert "Waiting behind" not in rows[head.notification_id]
+    assert f'id="history-retry-{head.notification_id}"' in listing
+    for note in queued:
+        assert "Waiting behind an earlier notification" in rows[note.notification_id]
+        # Sent again by hand, it would overtake the one it waits for: no button.
+        assert f'id="history-retry-{note.notification_id}"' not in listing
+    assert "Strict: one at a time" in page
+
+
+def row_of(listing: str, note_id: UUID) -> str:
+    """One history row's HTML, tags removed."""
+    found = re.search(rf'<tr id="history-{note_id}".*?</tr>', listing, re.S)
+    assert found, f"no row for {note_id}"
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", found.group(0))).split())

@@ -1,6 +1,7 @@
 """The portal's webhook pages over real HTTP, on both stores, against a real loopback
 receiver: list, create (the handshake's result in words), edit, pause and resume, reactivate,
-rotate the secret; CSRF and read-only sessions refuse every change and change nothing."""
+rotate the secret, make the delivery order Strict and back; CSRF and read-only sessions refuse
+every change and change nothing."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from gateway.models import NotificationState, Webhook, WebhookStatus
+from gateway.models import DeliveryOrder, NotificationState, Webhook, WebhookStatus
 from gateway.store.base import Query
 from tests.factories import make_event, make_notification, make_webhook
 from tests.gateway_server import RunningGateway
@@ -176,6 +177,36 @@ async def test_edit_writes_only_what_changed(gateway: RunningGateway, receiver: 
     (after,) = await hooks_of(gateway, record.group_key)
     assert after.callback_url.endswith("/moved")
     assert [s.path for s in receiver.seen if s.is_handshake] == ["/moved-broken", "/moved"]
+
+
+async def test_the_delivery_order_is_set_on_create_and_changed_by_edit(
+    gateway: RunningGateway, receiver: Receiver
+) -> None:
+    key, record = await gateway.add_key("acme")
+    async with Partner(gateway) as partner:
+        await partner.enter(key)
+        form = await partner.page("/portal/webhooks/new")
+        assert '<option value="Unordered" selected>' in form.text  # the API's default
+        created = await partner.submit(
+            "/portal/webhooks/new", form_for(receiver, deliveryOrder="Strict")
+        )
+        assert created.status_code == 200, created.text
+        (hook,) = await hooks_of(gateway, record.group_key)
+        assert hook.delivery_order is DeliveryOrder.STRICT
+        assert text_of(created.text, "webhook-delivery-order").startswith("Strict: one at a time")
+        assert '<option value="Strict" selected>' in created.text  # the edit form shows it
+        path = f"/portal/webhooks/{hook.webhook_id}"
+        sent = form_for(receiver, deliveryOrder="Sideways")
+        refused = await partner.submit(f"{path}/edit", sent)
+        assert refused.status_code == 400 and 'id="error-deliveryOrder"' in refused.text
+        assert '<option value="Sideways"' not in refused.text  # only the two choices
+        back = await partner.submit(f"{path}/edit", {**sent, "deliveryOrder": "Unordered"})
+        assert back.status_code == 200
+        assert text_of(back.text, "notice") == "Saved: deliveryOrder."
+        assert text_of(back.text, "webhook-delivery-order").startswith("Unordered: several")
+    (after,) = await hooks_of(gateway, record.group_key)
+    assert after.delivery_order is DeliveryOrder.UNORDERED
+    assert len([s for s in receiver.seen if s.is_handshake]) == 1  # the create's only
 
 
 async def test_an_expiry_date_is_set_and_cleared(
