@@ -1,0 +1,238 @@
+"""S8, delivery order: what a Strict webhook's rate costs beside an Unordered one's, and whether
+Strict webhooks whose queues are blocked slow the Unordered webhooks of other groups.
+
+    python -m bench.s8_ordering [--events 10000] [--group-events 5000] [--strict-webhooks 10]
+        [--backlog 5000] [--concurrency 8] [--database-url sqlite|postgresql://...] [--quick]
+
+One receiver process; every phase starts `gateway serve` (its default layout) on a fresh
+database (SQLite unless `--database-url` names PostgreSQL), publishes through aiohttp, 100
+events a request, 4 requests at a time, and stops its clock when the receiver has counted every
+notification it waits for and the store records each one as delivered. Each webhook may have
+`--concurrency` in flight (GATEWAY_PER_WEBHOOK_CONCURRENCY; 8 is the gateway's default), which
+only Unordered uses: a Strict webhook has one.
+
+A. `--events` events to one Unordered webhook: its rate.
+B. The same to one Strict webhook: its rate, and its ratio to A's. The receiver notes each
+   body's `sequence` (paths under `/order/`) and both rows say how many arrived after a later
+   one: never for Strict, what the choice buys.
+C. A group's 10 Unordered webhooks, `--group-events` events each, alone (before and again
+   after, taken together: a shared machine's speed moves within minutes), and beside another
+   group's `--strict-webhooks` Strict webhooks with a head-of-line-blocked queue each: their
+   receiver answers 503 to every notification (`/fail/`), and `--backlog` events were
+   published to them before the clock starts, so each has a failed head (retried on the
+   gateway's schedule: 5 s, then 30 s) and the rest waiting behind it throughout the run.
+   Target: the Unordered group's rate beside them at least 90% of its rate alone. The strict
+   group's requests during the run (its heads' retries; every waiting one sent would show here)
+   and the notifications the store counts as waiting are printed too.
+
+Gateway CPU seconds (serve and its worker processes) per notification are printed for A and
+B. `--quick` runs 1,000 events, 200 in each group, and a backlog of 200: a smoke run, not a
+measurement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from bench.common import (
+    Gateway,
+    Receiver,
+    Report,
+    event_batches,
+    gateway,
+    metric,
+    percent,
+    publish,
+    settled,
+    subscribe,
+    wait_delivered,
+)
+from bench.s1_throughput import WAIT_TIMEOUT, database_name
+from bench.s5_isolation import HEALTHY, new_key
+
+TARGET = 0.9
+QUICK = {"events": 1_000, "group_events": 200, "backlog": 200}
+FULL = {"events": 10_000, "group_events": 5_000, "backlog": 5_000}
+STRICT_GROUP = "strict"
+
+
+@dataclass
+class Phase:
+    """One measured run: notifications delivered, wall-clock and gateway CPU seconds, and what
+    the receiver or the store saw besides."""
+
+    notifications: int
+    seconds: float
+    gateway_cpu: float
+    out_of_order: int = 0  # arrivals after one of a higher sequence (phases A and B)
+    strict_requests: int = 0  # the strict group's, during the run (phase C)
+    waiting: int = 0  # notifications the store counts as waiting at the end (phase C)
+
+    @property
+    def rate(self) -> float:
+        return self.notifications / self.seconds
+
+    def cpu_note(self) -> str:
+        return f"{self.gateway_cpu / self.notifications * 1e6:.0f} µs"
+
+
+def settings(args: argparse.Namespace) -> dict[str, str]:
+    return {"GATEWAY_PER_WEBHOOK_CONCURRENCY": str(args.concurrency)}
+
+
+async def one_webhook(
+    receiver: Receiver, args: argparse.Namespace, order: str, events: int
+) -> Phase:
+    """Phases A and B: `events` events to one webhook of this `deliveryOrder`."""
+    prefix = f"/order/{uuid.uuid4().hex[:8]}/"
+    async with gateway(args.database, settings(args)) as gw, gw.client() as api:
+        await subscribe(api, [f"{receiver.url}{prefix}0"], deliveryOrder=order)
+        batches = event_batches(events)
+        cpu = gw.cpu_seconds()
+        start = time.perf_counter()
+        await publish(gw, batches)
+        await receiver.wait_for(events, WAIT_TIMEOUT, prefix=prefix)
+        await wait_delivered(api, events, WAIT_TIMEOUT)
+        seconds = time.perf_counter() - start
+        cpu = gw.cpu_seconds() - cpu
+    return Phase(events, seconds, cpu, out_of_order=await receiver.disorder(prefix))
+
+
+async def group_run(receiver: Receiver, args: argparse.Namespace, strict: int) -> Phase:
+    """Phase C: the Unordered group's run, beside `strict` blocked Strict webhooks of another
+    group (none: alone). Their setup is done, and the gateway idle again, before the clock."""
+    run = uuid.uuid4().hex[:8]
+    healthy, failing = f"/hook/{run}/", f"/fail/{run}/"
+    keys: dict[str, str] = {}
+
+    async def prepare(database_url: str) -> None:
+        keys[STRICT_GROUP] = new_key(database_url, STRICT_GROUP)
+
+    async with gateway(args.database, settings(args), prepare=prepare) as gw, gw.client() as api:
+        await subscribe(api, [f"{receiver.url}{healthy}{i}" for i in range(HEALTHY)])
+        if strict:
+            other = dataclasses.replace(gw, key=keys[STRICT_GROUP])
+            await block(receiver, other, failing, strict, args.backlog)
+        expected = args.group_events * HEALTHY
+        batches = event_batches(args.group_events)
+        sent_before = await receiver.count(failing)
+        cpu = gw.cpu_seconds()
+        start = time.perf_counter()
+        await publish(gw, batches)
+        await receiver.wait_for(expected, WAIT_TIMEOUT, prefix=healthy)
+        await wait_delivered(api, expected, WAIT_TIMEOUT)
+        seconds = time.perf_counter() - start
+        cpu = gw.cpu_seconds() - cpu
+        strict_requests = await receiver.count(failing) - sent_before
+        waiting = int(await metric(api, 'gateway_notifications{state="waiting"}'))
+    return Phase(expected, seconds, cpu, strict_requests=strict_requests, waiting=waiting)
+
+
+async def block(receiver: Receiver, gw: Gateway, failing: str, strict: int, backlog: int) -> None:
+    """`strict` Strict webhooks of `gw.key`'s group on `failing` paths, `backlog` events each:
+    each head is sent and fails, the rest queue behind it. Returns once every head has failed
+    once and the gateway's processes are idle again."""
+    async with gw.client() as api:
+        urls = [f"{receiver.url}{failing}{i}" for i in range(strict)]
+        await subscribe(api, urls, deliveryOrder="Strict")
+    await publish(gw, event_batches(backlog))
+    await receiver.wait_for(strict, WAIT_TIMEOUT, prefix=failing)
+    await settled(gw.pids)
+
+
+def together(first: Phase, second: Phase) -> Phase:
+    """Two runs of the group alone as one: their notifications over their seconds."""
+    return Phase(
+        first.notifications + second.notifications,
+        first.seconds + second.seconds,
+        first.gateway_cpu + second.gateway_cpu,
+    )
+
+
+def add_order_rows(report: Report, unordered: Phase, strict: Phase) -> None:
+    report.add(
+        "A. one Unordered webhook: rate (out-of-order arrivals; gateway CPU per notification)",
+        f"{unordered.rate:,.0f}/s ({unordered.out_of_order:,}; {unordered.cpu_note()})",
+    )
+    report.add(
+        "B. one Strict webhook, same receiver: rate (out-of-order arrivals; CPU)",
+        f"{strict.rate:,.0f}/s ({strict.out_of_order:,}; {strict.cpu_note()})",
+        f"{unordered.rate:,.0f}/s",
+        percent(strict.rate, unordered.rate),
+    )
+
+
+def add_group_rows(
+    report: Report, alone_runs: tuple[Phase, Phase], beside: Phase, args: argparse.Namespace
+) -> None:
+    first, second = alone_runs
+    alone = together(first, second)
+    ratio = beside.rate / alone.rate
+    report.add(f"C. {HEALTHY} Unordered webhooks alone, before: rate", f"{first.rate:,.0f}/s")
+    report.add(f"C. {HEALTHY} Unordered webhooks alone, after: rate", f"{second.rate:,.0f}/s")
+    report.add(f"C. {HEALTHY} Unordered webhooks alone (baseline: both)", f"{alone.rate:,.0f}/s")
+    report.add(
+        f"C. the same beside another group's {args.strict_webhooks} Strict webhooks, each "
+        f"head failing, {args.backlog:,} queued each: rate",
+        f"{beside.rate:,.0f}/s",
+        f"{alone.rate:,.0f}/s",
+        f"{ratio:.1%}",
+        f"≥ {TARGET:.0%}",
+        ratio >= TARGET,
+    )
+    report.add(
+        "C. the Strict group during that run: requests received (all 503), notifications waiting",
+        f"{beside.strict_requests:,}, {beside.waiting:,}",
+    )
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, help="phases A and B (10000; 1000 with --quick)")
+    parser.add_argument("--group-events", type=int, help="phase C, per webhook (5000; 200)")
+    parser.add_argument("--strict-webhooks", type=int, default=10, help="phase C's strict group")
+    parser.add_argument("--backlog", type=int, help="events queued to each of them (5000; 200)")
+    parser.add_argument("--concurrency", type=int, default=8, help="in flight per webhook")
+    parser.add_argument("--database-url", default="sqlite", help="sqlite or postgresql://...")
+    parser.add_argument("--quick", action="store_true", help="a small smoke run")
+    args = parser.parse_args()
+    sizes = QUICK if args.quick else FULL
+    for name, size in sizes.items():
+        setattr(args, name, getattr(args, name) or size)
+    args.database = args.database_url
+    return args
+
+
+def title(args: argparse.Namespace) -> str:
+    return (
+        f"S8 delivery order: {args.events:,} events to one webhook; {args.group_events:,} to each "
+        f"of {HEALTHY} beside {args.strict_webhooks} blocked Strict webhooks; "
+        f"{args.concurrency} in flight per Unordered webhook; {database_name(args.database)}"
+    )
+
+
+async def main() -> None:
+    args = parse_args()
+    report = Report(title(args))
+    runs: Mapping[str, Phase]
+    with Receiver.start() as receiver:
+        runs = {
+            "unordered": await one_webhook(receiver, args, "Unordered", args.events),
+            "strict": await one_webhook(receiver, args, "Strict", args.events),
+            "alone": await group_run(receiver, args, 0),
+            "beside": await group_run(receiver, args, args.strict_webhooks),
+            "again": await group_run(receiver, args, 0),
+        }
+    add_order_rows(report, runs["unordered"], runs["strict"])
+    add_group_rows(report, (runs["alone"], runs["again"]), runs["beside"], args)
+    report.print()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
