@@ -1,8 +1,9 @@
 """S8, delivery order: what a Strict webhook's rate costs beside an Unordered one's, and whether
 Strict webhooks whose queues are blocked slow the Unordered webhooks of other groups.
 
-    python -m bench.s8_ordering [--events 10000] [--group-events 5000] [--strict-webhooks 10]
-        [--backlog 5000] [--concurrency 8] [--database-url sqlite|postgresql://...] [--quick]
+    python -m bench.s8_ordering [--events 20000] [--group-events 10000] [--strict-webhooks 10]
+        [--backlog 5000] [--rounds 2] [--concurrency 8] [--database-url sqlite|postgresql://...]
+        [--quick]
 
 One receiver process; every phase starts `gateway serve` (its default layout) on a fresh
 database (SQLite unless `--database-url` names PostgreSQL), publishes through aiohttp, 100
@@ -15,16 +16,18 @@ A. `--events` events to one Unordered webhook: its rate.
 B. The same to one Strict webhook: its rate, and its ratio to A's. The receiver notes each
    body's `sequence` (paths under `/order/`) and both rows say how many arrived after a later
    one: never for Strict, what the choice buys.
-C. A group's 10 Unordered webhooks, `--group-events` events each, alone (before and again
-   after, taken together: a shared machine's speed moves within minutes), and beside another
+C. A group's 10 Unordered webhooks, `--group-events` events each, alone, and beside another
    group's `--strict-webhooks` Strict webhooks with a head-of-line-blocked queue each: their
    receiver answers 503 to every notification (`/fail/`), and `--backlog` events were
    published to them before the clock starts, so each has a failed head (retried on the
-   gateway's schedule: 5 s, then 30 s) and the rest waiting behind it throughout the run.
-   Target: the Unordered group's rate beside them at least 90% of its rate alone. Printed too:
-   the strict group's requests during the run (its heads' retries; a queued one sent would
-   show here) and, at its end, how many of its notifications their history shows never sent
-   (`requestSent eq false`: all but the heads, if they stayed blocked).
+   gateway's schedule: 5 s, then 30 s) and the rest waiting behind it throughout the run. The
+   runs alternate, alone first and last (`--rounds` beside, one more alone: a shared machine's
+   speed moves within minutes), and each side's runs are taken together. Target: the group's
+   rate beside them at least 90% of its rate alone; its gateway CPU per notification on both
+   sides is printed beside it. Printed too: the strict group's requests while measured (its
+   heads' retries; a queued one sent would show here) and, at the last run's end, how many of
+   its notifications their history shows never sent (`requestSent eq false`: all but the
+   heads, if they stayed blocked).
 
 Gateway CPU seconds (serve and its worker processes) per notification are printed for A and
 B. `--quick` runs 1,000 events, 200 in each group, and a backlog of 200: a smoke run, not a
@@ -38,7 +41,7 @@ import asyncio
 import dataclasses
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import httpx
@@ -60,7 +63,7 @@ from bench.s5_isolation import HEALTHY, new_key
 
 TARGET = 0.9
 QUICK = {"events": 1_000, "group_events": 200, "backlog": 200}
-FULL = {"events": 10_000, "group_events": 5_000, "backlog": 5_000}
+FULL = {"events": 20_000, "group_events": 10_000, "backlog": 5_000}
 STRICT_GROUP = "strict"
 
 
@@ -158,12 +161,15 @@ async def unsent(api: httpx.AsyncClient, webhook_id: str) -> int:
     return int(answer.raise_for_status().json()["totalCount"])
 
 
-def together(first: Phase, second: Phase) -> Phase:
-    """Two runs of the group alone as one: their notifications over their seconds."""
+def together(runs: Sequence[Phase]) -> Phase:
+    """Runs of the same kind as one: their notifications over their seconds; the strict
+    group's requests summed, the queue left at the last one's end."""
     return Phase(
-        first.notifications + second.notifications,
-        first.seconds + second.seconds,
-        first.gateway_cpu + second.gateway_cpu,
+        sum(run.notifications for run in runs),
+        sum(run.seconds for run in runs),
+        sum(run.gateway_cpu for run in runs),
+        strict_requests=sum(run.strict_requests for run in runs),
+        never_sent=runs[-1].never_sent,
     )
 
 
@@ -181,18 +187,19 @@ def add_order_rows(report: Report, unordered: Phase, strict: Phase) -> None:
 
 
 def add_group_rows(
-    report: Report, alone_runs: tuple[Phase, Phase], beside: Phase, args: argparse.Namespace
+    report: Report, turns: Sequence[tuple[str, Phase]], args: argparse.Namespace
 ) -> None:
-    first, second = alone_runs
-    alone = together(first, second)
+    """Phase C's rows: each run in turn ("alone" or "beside"), then each side taken together."""
+    who = f"C. {HEALTHY} Unordered webhooks"
+    for n, (side, run) in enumerate(turns, 1):
+        report.add(f"{who} {side}, run {n} of {len(turns)}: rate", f"{run.rate:,.0f}/s")
+    alone = together([run for side, run in turns if side == "alone"])
+    beside = together([run for side, run in turns if side == "beside"])
     ratio = beside.rate / alone.rate
-    strict_total = args.strict_webhooks * args.backlog
-    report.add(f"C. {HEALTHY} Unordered webhooks alone, before: rate", f"{first.rate:,.0f}/s")
-    report.add(f"C. {HEALTHY} Unordered webhooks alone, after: rate", f"{second.rate:,.0f}/s")
-    report.add(f"C. {HEALTHY} Unordered webhooks alone (baseline: both)", f"{alone.rate:,.0f}/s")
+    report.add(f"{who} alone (baseline: every such run)", f"{alone.rate:,.0f}/s")
     report.add(
-        f"C. the same beside another group's {args.strict_webhooks} Strict webhooks, each "
-        f"head failing, {args.backlog:,} queued each: rate",
+        f"{who} beside another group's {args.strict_webhooks} Strict webhooks, each head "
+        f"failing, {args.backlog:,} queued each (every such run): rate",
         f"{beside.rate:,.0f}/s",
         f"{alone.rate:,.0f}/s",
         f"{ratio:.1%}",
@@ -200,17 +207,25 @@ def add_group_rows(
         ratio >= TARGET,
     )
     report.add(
-        "C. the Strict group: requests during that run (all answered 503); never sent at its end",
-        f"{beside.strict_requests:,}; {beside.never_sent:,} of {strict_total:,}",
+        f"{who}: gateway CPU (serve and workers) per notification, beside / alone",
+        beside.cpu_note(),
+        alone.cpu_note(),
+        percent(beside.gateway_cpu / beside.notifications, alone.gateway_cpu / alone.notifications),
+    )
+    report.add(
+        "C. the Strict group: requests while measured (all answered 503); never sent at the end",
+        f"{beside.strict_requests:,}; {beside.never_sent:,} of "
+        f"{args.strict_webhooks * args.backlog:,}",
     )
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, help="phases A and B (10000; 1000 with --quick)")
-    parser.add_argument("--group-events", type=int, help="phase C, per webhook (5000; 200)")
+    parser.add_argument("--events", type=int, help="phases A and B (20000; 1000 with --quick)")
+    parser.add_argument("--group-events", type=int, help="phase C, per webhook (10000; 200)")
     parser.add_argument("--strict-webhooks", type=int, default=10, help="phase C's strict group")
     parser.add_argument("--backlog", type=int, help="events queued to each of them (5000; 200)")
+    parser.add_argument("--rounds", type=int, default=2, help="phase C's runs beside them")
     parser.add_argument("--concurrency", type=int, default=8, help="in flight per webhook")
     parser.add_argument(
         "--database-url", dest="database", default="sqlite", help="sqlite or postgresql://..."
@@ -234,17 +249,17 @@ def title(args: argparse.Namespace) -> str:
 async def main() -> None:
     args = parse_args()
     report = Report(title(args))
-    runs: Mapping[str, Phase]
     with Receiver.start() as receiver:
-        runs = {
-            "unordered": await one_webhook(receiver, args, "Unordered", args.events),
-            "strict": await one_webhook(receiver, args, "Strict", args.events),
-            "alone": await group_run(receiver, args, 0),
-            "beside": await group_run(receiver, args, args.strict_webhooks),
-            "again": await group_run(receiver, args, 0),
-        }
-    add_order_rows(report, runs["unordered"], runs["strict"])
-    add_group_rows(report, (runs["alone"], runs["again"]), runs["beside"], args)
+        unordered = await one_webhook(receiver, args, "Unordered", args.events)
+        strict = await one_webhook(receiver, args, "Strict", args.events)
+        # Alone and beside in turn, alone first and last: a shared machine's speed moves
+        # within minutes, and each side then gets early and late runs alike.
+        turns = [("alone", await group_run(receiver, args, 0))]
+        for _ in range(args.rounds):
+            turns.append(("beside", await group_run(receiver, args, args.strict_webhooks)))
+            turns.append(("alone", await group_run(receiver, args, 0)))
+    add_order_rows(report, unordered, strict)
+    add_group_rows(report, turns, args)
     report.print()
 
 
