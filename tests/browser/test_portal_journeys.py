@@ -311,7 +311,7 @@ def test_partner_makes_a_webhook_strict_and_sees_what_waits_behind_a_failure(
     waiting = rows.filter(has=page.locator(".history-waiting"))
     expect(waiting).to_have_count(2)
     expect(waiting.first).to_contain_text("Waiting behind an earlier notification")
-    expect(waiting.locator("button")).to_have_count(0)  # sent again, it would overtake
+    expect(waiting.locator("button")).to_have_count(0)  # it goes out in its turn anyway
     failed = rows.filter(has_not=page.locator(".history-waiting"))
     expect(failed.locator(".history-result")).to_have_text("failed")
 

@@ -267,7 +267,7 @@ async def test_history_says_in_words_what_waits_behind_a_failed_notification(
     assert f'id="history-retry-{head.notification_id}"' in listing
     for note in queued:
         assert "Waiting behind an earlier notification" in rows[note.notification_id]
-        # Sent again by hand, it would overtake the one it waits for: no button.
+        # A hand retry keeps it in its place in the queue: nothing to send again.
         assert f'id="history-retry-{note.notification_id}"' not in listing
     assert "Strict: one at a time" in page
 
