@@ -45,6 +45,7 @@ E = TypeVar("E", bound=enum.Enum)
 K = TypeVar("K")
 V = TypeVar("V")
 Convert = Callable[[Any], Any]
+Layout = tuple[type, str, tuple[str, ...]]  # a record type, its columns' prefix, the columns
 
 
 class Kind(enum.Enum):
@@ -224,6 +225,10 @@ class Codec:
         self._writers: _Memo[type, Convert | None] = _Memo(lambda cls: write.get(kind_of(cls)))
         self._getters = _Memo(_getter)
         self._plans: _Memo[type, list[tuple[str, Convert | None]]] = _Memo(self._plan)
+        # A plan by position for each (type, prefix, columns) a statement reads: a statement's
+        # columns are the same at every call, and finding them by name cost as much as
+        # decoding a webhook's one row (the worker reads one at a time).
+        self._placed: _Memo[Layout, list[tuple[int, Convert | None]]] = _Memo(self._place)
 
     def read(self, kind: Kind, value: Any) -> Any:
         """A stored value of this kind (not null) as its field holds it."""
@@ -252,13 +257,18 @@ class Codec:
         compares every column name before it, and a claim is hundreds of rows of 23 columns."""
         if not rows:
             return []
-        position = {column: i for i, column in enumerate(rows[0].keys())}
-        plan = [(position[prefix + name], convert) for name, convert in self._plans[cls]]
+        plan = self._placed[cls, prefix, tuple(rows[0].keys())]
         return [
             cls(*[convert(value) if (value := row[i]) is not None and convert is not None
                   else value for i, convert in plan])
             for row in rows
         ]  # fmt: skip
+
+    def _place(self, layout: Layout) -> list[tuple[int, Convert | None]]:
+        """`_plan` with each field's position among the columns of `layout`."""
+        cls, prefix, columns = layout
+        position = {column: i for i, column in enumerate(columns)}
+        return [(position[prefix + name], convert) for name, convert in self._plans[cls]]
 
     def _plan(self, cls: type) -> list[tuple[str, Convert | None]]:
         """Each field of `cls` with how its stored value is read: a SET's or ENUM's as members."""

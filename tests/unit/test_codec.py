@@ -116,6 +116,17 @@ def test_a_column_prefix_picks_one_record_out_of_a_joined_row() -> None:
     assert shape(codec.POSTGRES.decode_rows(type(hook), [row], "w_")[0]) == shape(hook)
 
 
+def test_each_statement_is_read_by_its_own_columns_order() -> None:
+    # The positions of a record's fields are found once per statement's columns, not once per
+    # record type: a second statement reading the same type in another order reads as well.
+    hook = make_webhook()
+    params = codec.POSTGRES.encode(hook)
+    for names in (tuple(params), tuple(reversed(params)), ("extra", *params)):
+        row = DriverRow(params.get(name, "not a field") for name in names)
+        row.names = names
+        assert shape(codec.POSTGRES.decode_rows(type(hook), [row])[0]) == shape(hook)
+
+
 def test_sqlite_keeps_text_that_sorts_as_the_values_do() -> None:
     note = make_notification(request_sent=True, lease_until=T0)
     stored = codec.SQLITE.encode(note)
