@@ -70,9 +70,10 @@ class AttemptOutcome:
         return self.effect in SENT
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Settlement:
-    """The writes one outcome causes."""
+    """The writes one outcome causes (one per outcome: a `record`, whose __init__ does not set
+    each field through object.__setattr__ as a frozen dataclass's does)."""
 
     state: NotificationState
     next_attempt_at: datetime | None
@@ -111,8 +112,11 @@ def settle(
 ) -> Settlement:
     """Decide the notification's new state and the webhook's lifecycle change;
     `window_failures` counts the failed attempts within its failure window, this one too."""
-    active = lifecycle.is_active(hook, now)
     effect = outcome.effect
+    if effect is Effect.SUCCESS:  # the common case, whatever the webhook's status
+        change = lifecycle.after_success(hook) if hook.failure_count else None
+        return Settlement(NotificationState.SUCCEEDED, None, True, outcome.cause, change, False)
+    active = lifecycle.is_active(hook, now)
     if effect is Effect.UNDELIVERABLE:
         return Settlement(
             NotificationState.FAILED, None, False, outcome.cause, None, False, attempted=False
@@ -126,9 +130,6 @@ def settle(
         return Settlement(
             NotificationState.PARKED, None, False, _parked(hook, now), None, False, attempted=False
         )
-    if effect is Effect.SUCCESS:
-        change = lifecycle.after_success(hook) if hook.failure_count else None
-        return Settlement(NotificationState.SUCCEEDED, None, True, outcome.cause, change, False)
     if effect is Effect.PERMANENT_FAILURE:
         return _failed_for_good(hook, outcome.cause, active, window_failures)
     if not active:
@@ -173,11 +174,13 @@ def settle_in_order(
     current: dict[UUID, Webhook] = {}
     window = dict(recent or {})
     settled = []
+    # Usually no webhook changes and none has a window: then no id is hashed (uuid.UUID's
+    # hash is Python code) for either dict.
     for outcome, read in held:
-        hook = current.get(read.webhook_id, read)
-        if failed(outcome) and hook.webhook_id in window:
+        hook = current.get(read.webhook_id, read) if current else read
+        if window and failed(outcome) and hook.webhook_id in window:
             window[hook.webhook_id] += 1
-        done = settle(hook, outcome, now, window.get(hook.webhook_id, 0))
+        done = settle(hook, outcome, now, window.get(hook.webhook_id, 0) if window else 0)
         if (change := done.webhook) is not None:
             current[hook.webhook_id] = dataclasses.replace(
                 hook,
@@ -214,13 +217,14 @@ def not_active(
     settled: Iterable[tuple[AttemptOutcome, Webhook, Settlement]], now: datetime
 ) -> set[UUID]:
     """The webhooks of a settled batch that are not Active once it is written."""
-    last: dict[UUID, bool] = {}
-    for _, hook, done in settled:
-        change = done.webhook
-        status = change.status if change is not None else hook.status_code
-        expired = lifecycle.is_expired(hook, now)
-        last[hook.webhook_id] = status is WebhookStatus.ACTIVE and not expired
-    return {webhook_id for webhook_id, active in last.items() if not active}
+    # Each webhook's last settlement decides; by the id's integer, whose hash is C's.
+    last = {hook.webhook_id.int: (hook, done.webhook) for _, hook, done in settled}
+    return {
+        hook.webhook_id
+        for hook, change in last.values()
+        if (change.status if change is not None else hook.status_code) is not WebhookStatus.ACTIVE
+        or lifecycle.is_expired(hook, now)
+    }
 
 
 @dataclass(frozen=True, slots=True)
