@@ -77,7 +77,7 @@ def envelope(hook: Webhook, note: Notification) -> dict[str, Any]:
         "eventId": str(note.event_id),
         "notificationId": str(note.notification_id),
         "tableKey": note.table_key,
-        "eventType": note.event_type.value,
+        "eventType": str(note.event_type),  # a StrEnum's value; `.value` is a Python property
         "triggeredAt": timestamp(note.triggered_at),
         "sequence": note.sequence,
     }
@@ -97,7 +97,7 @@ def render(hook: Webhook, note: Notification) -> Rendered:
         return _as_query(hook.callback_url, data)
     body = orjson.dumps(data)
     shown = body if hook.config is None else orjson.dumps({**data, "config": HIDDEN})
-    return Rendered(hook.callback_http_method.value, hook.callback_url, body, body, shown)
+    return Rendered(str(hook.callback_http_method), hook.callback_url, body, body, shown)
 
 
 _NOT_QUERIED = frozenset({"records", "config"})

@@ -93,7 +93,7 @@ def reserve_params(counts: Mapping[tuple[str, str], int]) -> Params:
 def settled_row(outcome: AttemptOutcome, done: Settlement, now: str) -> tuple[Any, ...]:
     """SETTLE_ATTEMPT's parameters, in SETTLE_COLUMNS order (`now` stamped)."""
     return (
-        done.state.value, stamp(done.next_attempt_at) if done.next_attempt_at else None,
+        _text(done.state), stamp(done.next_attempt_at) if done.next_attempt_at else None,
         done.is_successful, outcome.response_status_code, done.process_result_message,
         outcome.request_message, outcome.response_message, now,
         str(outcome.notification_id), outcome.lease_owner, outcome.elapsed_ms,
