@@ -41,6 +41,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+import operator
 import os
 import socket
 import time
@@ -67,6 +68,7 @@ SEARCH_GAP = 30  # a search claim waits at least this many times its own duratio
 _ATTEMPTS = {effect: metrics.ATTEMPTS.labels(outcome=effect.value) for effect in Effect}
 # Outcomes after which the webhook may leave Active: its next sends wait until they are recorded.
 _MAY_STOP = frozenset({Effect.FAILURE, Effect.PERMANENT_FAILURE, Effect.GONE})
+_EFFECT = operator.attrgetter("effect")
 LEFT_ACTIVE = "not sent: the webhook left Active"
 CHANGED = "not sent: the webhook changed while it waited here"
 
@@ -219,8 +221,12 @@ class Worker:
             self._held += len(notes)
             self._none_held.clear()
         by_group: dict[int, list[Any]] = {}  # the group, and how many of its: one add each
+        queues = self._queues
         for note in notes:
-            self._queues.setdefault(note.webhook_id.int, collections.deque()).append(note)
+            queue = queues.get(note.webhook_id.int)
+            if queue is None:  # not setdefault: that makes a deque for every note
+                queue = queues[note.webhook_id.int] = collections.deque()
+            queue.append(note)
             counted = by_group.get(note.group_key.int)
             if counted is None:
                 by_group[note.group_key.int] = [note.group_key, 1]
@@ -297,8 +303,12 @@ class Worker:
                     "webhook_id": str(note.webhook_id), "group_key": str(note.group_key),
                     "reason": outcome.cause,
                 })  # fmt: skip
-            self._outcomes.append(outcome)  # _report, written out: once per notification
-            self._have_outcomes.set()
+            # _report, written out (once per notification), and setting the event only for
+            # the first outcome since a flush took the others: it stays set until the flusher
+            # wakes, and the flusher clears it just before it takes the list.
+            if not self._outcomes:
+                self._have_outcomes.set()
+            self._outcomes.append(outcome)
 
     def _report(self, outcome: AttemptOutcome) -> None:
         self._outcomes.append(outcome)
@@ -317,7 +327,8 @@ class Worker:
         queue = self._queues.get(webhook)
         settling = self._settling and webhook in self._settling
         if not queue or settling or not self._ready.keeps_slot(sent.group_key):
-            self._finished(sent, returning=True)
+            self._ready.done(sent.group_key, returning=True)  # _finished, written out
+            self._let_go(sent)
             return self._ready.take_returning()  # the next group's in turn, if any
         note = queue.popleft()
         if not queue:
@@ -379,7 +390,7 @@ class Worker:
             return
         batch, self._outcomes = self._outcomes, []
         # Counted per batch: in a worker process each increment writes to its metrics file.
-        for effect, count in collections.Counter(outcome.effect for outcome in batch).items():
+        for effect, count in collections.Counter(map(_EFFECT, batch)).items():
             _ATTEMPTS[effect].inc(count)
         try:
             recorded = await self.store.record_attempts(batch)
@@ -426,6 +437,8 @@ class Worker:
 
     def _settled(self, batch: Sequence[AttemptOutcome]) -> None:
         """The failures of this batch are recorded: their webhooks' sends may go on."""
+        if not self._webhook_of:  # no failure is being recorded (nearly always)
+            return
         for outcome in batch:
             if outcome.effect not in _MAY_STOP:
                 continue
