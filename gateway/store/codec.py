@@ -45,7 +45,8 @@ E = TypeVar("E", bound=enum.Enum)
 K = TypeVar("K")
 V = TypeVar("V")
 Convert = Callable[[Any], Any]
-Layout = tuple[type, str, tuple[str, ...]]  # a record type, its columns' prefix, the columns
+Layout = tuple[type, str, str]  # a record type, its columns' prefix, the columns (one a line)
+Placed = tuple[Callable[[Any], Sequence[Any]], list[tuple[int, Convert]]]
 
 
 class Kind(enum.Enum):
@@ -92,26 +93,43 @@ def records(text: str) -> tuple[dict[str, Any], ...]:
     return tuple(orjson.loads(text))
 
 
+class _Members(dict[Any, E]):
+    """An enum's members by value; a value that is none of theirs goes to the enum itself."""
+
+    def __init__(self, kind: type[E]) -> None:
+        super().__init__({member.value: member for member in kind})
+        self.kind = kind
+
+    def __missing__(self, value: Any) -> E:
+        return self.kind(value)  # the enum's own error if unknown
+
+
 def member(kind: type[E]) -> Callable[[str], E]:
     """The member of this enum whose value is stored: one dict lookup, a third of what calling
-    the enum costs (timeit), twice per claimed notification."""
-    members = {member.value: member for member in kind}
-    return lambda value: members.get(value) or kind(value)  # the enum's own error if unknown
+    the enum costs (timeit), twice per claimed notification; the dict's own __getitem__, so no
+    Python runs for a known value."""
+    return _Members(kind).__getitem__
 
 
-_SHARED_IDS: dict[str, UUID] = {}
-SHARED_IDS_SIZE = 10_000  # the cache starts over when it is this full
-
-
-def shared_uuid(text: str) -> UUID:
+class SharedIds(dict[str, UUID]):
     """One object per id text that many rows repeat: parsed once, and the worker's dicts keyed
-    by it match by identity instead of calling UUID.__eq__ (13 times a notification, cProfile)."""
-    found = _SHARED_IDS.get(text)
-    if found is None:
-        if len(_SHARED_IDS) >= SHARED_IDS_SIZE:
-            _SHARED_IDS.clear()
-        found = _SHARED_IDS[text] = from_text(text)
-    return found
+    by it match by identity instead of calling UUID.__eq__ (13 times a notification, cProfile).
+    Read through its __getitem__ (`shared_uuid`): no Python runs for a text seen before. It
+    starts over when `size` ids are kept."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+
+    def __missing__(self, text: str) -> UUID:
+        if len(self) >= self.size:
+            self.clear()
+        found = self[text] = from_text(text)
+        return found
+
+
+SHARED_IDS = SharedIds(10_000)
+shared_uuid: Callable[[str], UUID] = SHARED_IDS.__getitem__
 
 
 def plain_uuid(value: Any) -> UUID:
@@ -228,7 +246,7 @@ class Codec:
         # A plan by position for each (type, prefix, columns) a statement reads: a statement's
         # columns are the same at every call, and finding them by name cost as much as
         # decoding a webhook's one row (the worker reads one at a time).
-        self._placed: _Memo[Layout, list[tuple[int, Convert | None]]] = _Memo(self._place)
+        self._placed: _Memo[Layout, Placed] = _Memo(self._place)
 
     def read(self, kind: Kind, value: Any) -> Any:
         """A stored value of this kind (not null) as its field holds it."""
@@ -257,18 +275,28 @@ class Codec:
         compares every column name before it, and a claim is hundreds of rows of 23 columns."""
         if not rows:
             return []
-        plan = self._placed[cls, prefix, tuple(rows[0].keys())]
-        return [
-            cls(*[convert(value) if (value := row[i]) is not None and convert is not None
-                  else value for i, convert in plan])
-            for row in rows
-        ]  # fmt: skip
+        # A statement's columns, as one key: a tuple of them would hash and compare each name.
+        values_of, converted = self._placed[cls, prefix, "\n".join(rows[0].keys())]
+        records = []
+        for row in rows:
+            values = list(values_of(row))
+            for i, convert in converted:  # only the fields whose kind is converted
+                if (value := values[i]) is not None:
+                    values[i] = convert(value)
+            records.append(cls(*values))
+        return records
 
-    def _place(self, layout: Layout) -> list[tuple[int, Convert | None]]:
-        """`_plan` with each field's position among the columns of `layout`."""
+    def _place(self, layout: Layout) -> Placed:
+        """For rows of `layout`'s columns: a call taking `cls`'s fields' values off a row (in
+        C), and the fields, by place, whose stored values are converted."""
         cls, prefix, columns = layout
-        position = {column: i for i, column in enumerate(columns)}
-        return [(position[prefix + name], convert) for name, convert in self._plans[cls]]
+        position = {column: i for i, column in enumerate(columns.split("\n"))}
+        plan = self._plans[cls]
+        get = operator.itemgetter(*(position[prefix + name] for name, _ in plan))
+        # itemgetter of one position gives the value, not a tuple of it
+        values_of: Callable[[Any], Sequence[Any]] = get if len(plan) > 1 else _one_tuple(get)
+        converted = [(i, convert) for i, (_, convert) in enumerate(plan) if convert is not None]
+        return values_of, converted
 
     def _plan(self, cls: type) -> list[tuple[str, Convert | None]]:
         """Each field of `cls` with how its stored value is read: a SET's or ENUM's as members."""
@@ -282,6 +310,10 @@ class Codec:
                 convert = to_member if field.kind is Kind.ENUM else _members_of(to_member, values)
             plan.append((field.name, convert))
         return plan
+
+
+def _one_tuple(get: Callable[[Any], Any]) -> Callable[[Any], tuple[Any]]:
+    return lambda row: (get(row),)
 
 
 def _same(value: Any) -> Any:

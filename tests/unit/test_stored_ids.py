@@ -49,8 +49,8 @@ def test_other_spellings_are_read_as_uuid_reads_them() -> None:
 def test_a_shared_id_is_one_object_per_text_until_the_cache_starts_over(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(codec, "SHARED_IDS_SIZE", 2)
-    monkeypatch.setattr(codec, "_SHARED_IDS", {})
+    monkeypatch.setattr(codec.SHARED_IDS, "size", 2)
+    codec.SHARED_IDS.clear()
     one, two, three = (str(uuid.uuid4()) for _ in range(3))
     first = shared_uuid(one)
     assert shared_uuid(one) is first and first == uuid.UUID(one)
