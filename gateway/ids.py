@@ -54,7 +54,10 @@ def from_text(text: str) -> UUID:
     """The id in `text`; canonical text (as str(UUID) writes it) gives a TextId."""
     if len(text) != 36 or text[8:24:5] != "----":  # the hyphens at 8, 13, 18 and 23
         return UUID(text)  # not written by us: let uuid.UUID judge it
-    return _text_id(int(text.replace("-", ""), 16), text.lower())
+    ident = _new(TextId)  # _text_id, written out: twice per claimed notification
+    _set_int(ident, int(text.replace("-", ""), 16))
+    _set_text(ident, text.lower())
+    return ident
 
 
 def new_id() -> UUID:

@@ -25,7 +25,7 @@ from gateway.ids import from_text as _uuid
 from gateway.models import Event, EventType, Notification, NotificationState
 from gateway.outcomes import AttemptOutcome, Settlement
 from gateway.store import queries as shared
-from gateway.store.codec import enum_text, json_list, member, records, shared_uuid, stamp
+from gateway.store.codec import enum_text, json_list, member, shared_uuid, stamp
 
 MIGRATIONS = Path(__file__).parent / "migrations" / "sqlite"
 Params = Mapping[str, Any]
@@ -82,7 +82,7 @@ def edit_webhook(values: tuple[str, ...], expect: tuple[str, ...]) -> str:
 
 
 # -- The delivery path's rows, written out ----------------------------------------------------
-_text, _time = enum_text, datetime.fromisoformat
+_text, _time, _loads = enum_text, datetime.fromisoformat, orjson.loads
 
 
 def reserve_params(counts: Mapping[tuple[str, str], int]) -> Params:
@@ -130,13 +130,14 @@ _STATE = member(NotificationState)
 
 
 def notifications(rows: Sequence[sqlite3.Row]) -> list[Notification]:
-    """`SQLITE.decode_rows(Notification, rows)` for rows of NOTE_COLUMNS in order (a claim's)."""
+    """`SQLITE.decode_rows(Notification, rows)` for rows of NOTE_COLUMNS in order (a claim's);
+    the records are codec.records, written out."""
     return [
         Notification(
             _uuid(r[0]), shared_uuid(r[1]), shared_uuid(r[2]), _uuid(r[3]), r[4],
-            _EVENT_TYPE(r[5]), records(r[7]), r[8], _time(r[9]), _STATE(r[10]), _time(r[11]),
-            _time(r[12]), r[13], None if r[14] is None else _time(r[14]), r[15], bool(r[16]),
-            bool(r[17]), r[18], r[19], r[20], r[21], _time(r[22]), bool(r[23]),
+            _EVENT_TYPE(r[5]), tuple(_loads(r[7])), r[8], _time(r[9]), _STATE(r[10]),
+            _time(r[11]), _time(r[12]), r[13], None if r[14] is None else _time(r[14]), r[15],
+            bool(r[16]), bool(r[17]), r[18], r[19], r[20], r[21], _time(r[22]), bool(r[23]),
         )  # r[6] is event_type_label, which the record does not keep
         for r in rows
     ]  # fmt: skip
