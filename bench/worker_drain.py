@@ -5,9 +5,11 @@
 Seeds a fresh SQLite file with `--notifications` pending notifications spread over
 `--webhooks` webhooks of one group (batches of 100 through SqliteStore.add_events), then times
 one Worker draining them all with an outbound client that answers 200 at once, and prints the
-rate. Timings on a shared machine move by 10-20% between runs; instructions do not. To count
-them, run it under callgrind twice, with and without `--seed-only`, and divide the difference
-by the notifications:
+rate. Timings on a shared machine move by 10-20% between runs; instructions by about 1% (how
+often the sender's one-second webhook cache runs out during a drain under callgrind, and how
+the worker's batches fall, follow the machine's speed: compare runs made close together). To
+count them, run it under callgrind twice, with and without `--seed-only`, and divide the
+difference by the notifications:
 
     valgrind --tool=callgrind --callgrind-out-file=/dev/null \\
         .venv/bin/python -m bench.worker_drain [--seed-only]     # "Collected : N"
