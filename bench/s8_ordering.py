@@ -98,15 +98,26 @@ async def one_webhook(
     prefix = f"/order/{uuid.uuid4().hex[:8]}/"
     async with gateway(args.database, settings(args)) as gw, gw.client() as api:
         await subscribe(api, [f"{receiver.url}{prefix}0"], deliveryOrder=order)
-        batches = event_batches(events)
-        cpu = gw.cpu_seconds()
-        start = time.perf_counter()
-        await publish(gw, batches)
-        await receiver.wait_for(events, WAIT_TIMEOUT, prefix=prefix)
-        await wait_delivered(api, events, WAIT_TIMEOUT)
-        seconds = time.perf_counter() - start
-        cpu = gw.cpu_seconds() - cpu
+        seconds, cpu = await timed(gw, api, receiver, event_batches(events), events, prefix)
     return Phase(events, seconds, cpu, out_of_order=await receiver.disorder(prefix))
+
+
+async def timed(
+    gw: Gateway,
+    api: httpx.AsyncClient,
+    receiver: Receiver,
+    batches: Sequence[bytes],
+    expected: int,
+    prefix: str,
+) -> tuple[float, float]:
+    """Publish `batches` and wait until `expected` notifications reached the receiver under
+    `prefix` and history says so: the seconds that took, and the gateway's CPU seconds."""
+    cpu = gw.cpu_seconds()
+    start = time.perf_counter()
+    await publish(gw, batches)
+    await receiver.wait_for(expected, WAIT_TIMEOUT, prefix=prefix)
+    await wait_delivered(api, expected, WAIT_TIMEOUT)
+    return time.perf_counter() - start, gw.cpu_seconds() - cpu
 
 
 async def group_run(receiver: Receiver, args: argparse.Namespace, strict: int) -> Phase:
@@ -126,13 +137,7 @@ async def group_run(receiver: Receiver, args: argparse.Namespace, strict: int) -
         expected = args.group_events * HEALTHY
         batches = event_batches(args.group_events)
         sent_before = await receiver.count(failing)
-        cpu = gw.cpu_seconds()
-        start = time.perf_counter()
-        await publish(gw, batches)
-        await receiver.wait_for(expected, WAIT_TIMEOUT, prefix=healthy)
-        await wait_delivered(api, expected, WAIT_TIMEOUT)
-        seconds = time.perf_counter() - start
-        cpu = gw.cpu_seconds() - cpu
+        seconds, cpu = await timed(gw, api, receiver, batches, expected, healthy)
         strict_requests = await receiver.count(failing) - sent_before
         async with other.client() as theirs:
             never_sent = sum([await unsent(theirs, hook) for hook in strict_ids])
