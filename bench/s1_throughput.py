@@ -1,7 +1,7 @@
 """S1, delivery throughput: the gateway end to end beside bare aiohttp and httpx clients.
 
     python -m bench.s1_throughput [--events 20000] [--concurrency 32] [--webhooks 1,10]
-        [--database-url sqlite|postgresql://... ...] [--workers auto,0] [--quick]
+        [--database-url sqlite|postgresql://... ...] [--workers auto,0] [--no-peer] [--quick]
 
 All traffic stays on loopback; one receiver process serves every phase. The baseline is a bare
 aiohttp session sending the same kind of signed bodies to the same receiver, `--concurrency` in
@@ -17,6 +17,12 @@ notifications and the store records every one as delivered. Each webhook may hav
 default (one `gateway worker` process per core, at most 4; the worker inside serve on one
 core), 0 the worker inside `serve`, N that many worker processes; by default auto and 0.
 Target: the gateway at 50% or more of bare aiohttp's rate, to 1 and to 10 webhooks.
+
+The peer (issue 21): what Python teams build by hand, a Celery worker (threads pool of
+`--concurrency`, acks_late, Redis broker at 127.0.0.1:6379) running one httpx task per
+notification, delivers the same bodies to the same receiver (bench/peer_celery.py), and each
+gateway phase's rate is printed as a multiple of the peer's. It needs `pip install -e
+'.[bench]'` and Redis; without either its row says why it was not measured. `--no-peer` skips it.
 
 CPU seconds per notification are printed too: for the gateway serve, its worker processes
 (together), the receiver, this script (the publisher) and, with a PostgreSQL server on this
@@ -36,6 +42,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from bench import peer_celery
 from bench.common import (
     Body,
     Gateway,
@@ -207,6 +214,36 @@ def add_rows(report: Report, bases: Sequence[Run], bare: Run, gateways: Mapping[
         )
 
 
+PEER = "Celery peer (threads, acks_late, Redis)"
+
+
+async def peer_run(receiver: Receiver, bodies: Sequence[Body], inflight: int) -> Run | str:
+    """The Celery peer delivering `bodies` with `inflight` threads, or why it was not measured."""
+    try:
+        peer = await peer_celery.measure(receiver, bodies, inflight)
+    except peer_celery.Unavailable as exc:
+        return f"not measured: {exc}"
+    return Run(peer.notifications, peer.seconds, peer.cpu)
+
+
+def add_peer_rows(report: Report, peer: Run | str, base: Run, gateways: Mapping[str, Run]) -> None:
+    """The peer's rate against bare aiohttp (`base`), each gateway phase's rate as a multiple
+    of the peer's, and the peer's CPU per notification."""
+    if isinstance(peer, str):
+        report.add(PEER, peer)
+        return
+    report.add(PEER, f"{peer.rate:,.0f}/s", f"{base.rate:,.0f}/s", percent(peer.rate, base.rate))
+    for label, run in gateways.items():
+        times = f"{run.rate / peer.rate:.1f}x"
+        report.add(
+            f"{label}, x the Celery peer", f"{run.rate:,.0f}/s", f"{peer.rate:,.0f}/s", times
+        )
+    times = f"{peer.cpu_total() / base.cpu_total():.1f}x"
+    report.add(
+        f"CPU per notification, {PEER}", peer.cpu_note(), f"{base.cpu_total():.0f} µs", times
+    )
+
+
 def _counts(text: str) -> list[int]:
     return [int(n) for n in text.split(",")]
 
@@ -223,6 +260,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--database-url", action="append", help="sqlite or postgresql://...")
     parser.add_argument("--workers", default="auto,0", help="worker processes, e.g. auto,0,1,2")
     parser.add_argument("--quick", action="store_true", help="a small smoke run")
+    parser.add_argument(
+        "--peer", action=argparse.BooleanOptionalAction, default=True, help="the Celery peer row"
+    )
     args = parser.parse_args()
     args.events = args.events or (QUICK_EVENTS if args.quick else 20_000)
     return args
@@ -237,6 +277,7 @@ async def main() -> None:
         bodies = signed_bodies(args.events)
         base = await baseline_run(receiver, bare_aiohttp, bodies, args.concurrency)
         bare = await baseline_run(receiver, bare_httpx, bodies, args.concurrency)
+        peer = await peer_run(receiver, bodies, args.concurrency) if args.peer else None
         phases = itertools.product(_layouts(args.workers), databases, _counts(args.webhooks))
         for workers, database, webhooks in phases:
             label = f"gateway {webhooks} webhook(s), {database_name(database)}"
@@ -251,6 +292,8 @@ async def main() -> None:
         # Again at the end: a shared machine's speed can move during a run of minutes.
         again = await baseline_run(receiver, bare_aiohttp, bodies, args.concurrency)
     add_rows(report, [base, again], bare, gateways)
+    if peer is not None:
+        add_peer_rows(report, peer, combined(base, again), gateways)
     report.print()
 
 
