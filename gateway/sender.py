@@ -9,6 +9,7 @@ retry repeats it, so a receiver can drop a notification it has already handled.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from collections.abc import Callable
@@ -33,6 +34,7 @@ from gateway.wire_values import truncate
 WEBHOOK_CACHE_SECONDS = 1.0
 NOT_ACTIVE = "not sent: the webhook is not Active"
 Headers = dict[str, str]
+Loaded = tuple[Webhook | None, Headers | Unrenderable]  # a webhook as the sender uses it
 NUL, REPLACEMENT = "\x00", "\ufffd"
 
 
@@ -65,28 +67,78 @@ class Sender:
         self._rng = random.Random()
         # By the id's integer: a uuid.UUID hashes in Python code, and this is read every send.
         self._cache: dict[int, tuple[float, Webhook | None, Headers | Unrenderable]] = {}
+        # Webhooks to read in the next batch, each with the answer its senders wait for.
+        self._wanted: dict[int, tuple[UUID, asyncio.Future[Loaded]]] = {}
+        self._loader: asyncio.Task[None] | None = None
+        self._changes = 0  # changes heard of (forget): a read begun before one is not kept
 
     def forget(self, webhook_id: UUID) -> None:
         """The webhook changed: read it afresh before its next send."""
         self._cache.pop(webhook_id.int, None)
+        self._changes += 1
 
     def forget_all(self) -> None:
         """Any webhook may have changed: read each afresh before its next send."""
         self._cache.clear()
+        self._changes += 1
 
-    async def _webhook(self, webhook_id: UUID) -> tuple[Webhook | None, Headers | Unrenderable]:
+    async def _webhook(self, webhook_id: UUID) -> Loaded:
         """The webhook as stored, and its authentication's headers (or why there are none),
         read together and reused together (`attempt` looks in the cache first): a change of
-        either is seen from the same send."""
-        hook = await self.store.get_webhook_any_group(webhook_id)
-        extra: Headers | Unrenderable = {}
-        if hook is not None and hook.authentication_id is not None:
-            try:
-                extra = await self.credentials(hook)
-            except Unrenderable as exc:
-                extra = exc
-        self._cache[webhook_id.int] = (time.monotonic(), hook, extra)
-        return hook, extra
+        either is seen from the same send.
+
+        Senders that miss the cache in the same turn of the loop share one read (`_load`):
+        after a fan-out, a worker meets hundreds of webhooks at once, and one read of each
+        cost a round trip to the store's thread per notification (S2)."""
+        key = webhook_id.int
+        wanted = self._wanted.get(key)
+        if wanted is None:
+            wanted = self._wanted[key] = (webhook_id, asyncio.get_running_loop().create_future())
+            if self._loader is None:
+                self._loader = asyncio.create_task(self._load())
+        # Shielded: a sender cancelled while it waits must not cancel the others' answer.
+        return await asyncio.shield(wanted[1])
+
+    async def _load(self) -> None:
+        """Read every webhook wanted, in one read a batch, until none is wanted; those asked
+        for while a read runs make the next batch. Its task starts after the senders of the
+        current turn have asked."""
+        try:
+            while self._wanted:
+                wanted, self._wanted = self._wanted, {}
+                try:
+                    found = await self._read([webhook_id for webhook_id, _ in wanted.values()])
+                except BaseException as exc:
+                    for _, answer in wanted.values():
+                        if not answer.done():
+                            answer.set_exception(exc)
+                    raise
+                for key, (_, answer) in wanted.items():
+                    if not answer.done():
+                        answer.set_result(found[key])
+        finally:
+            self._loader = None
+
+    async def _read(self, webhook_ids: list[UUID]) -> dict[int, Loaded]:
+        """These webhooks as stored (None for one that is not), with their authentications'
+        headers, cached unless a change was heard of meanwhile."""
+        changes = self._changes
+        stored = await self.store.get_webhooks_any_group(webhook_ids)
+        hooks = {hook.webhook_id.int: hook for hook in stored}
+        read_at = time.monotonic()
+        found: dict[int, Loaded] = {}
+        for webhook_id in webhook_ids:
+            hook = hooks.get(webhook_id.int)
+            extra: Headers | Unrenderable = {}
+            if hook is not None and hook.authentication_id is not None:
+                try:
+                    extra = await self.credentials(hook)
+                except Unrenderable as exc:
+                    extra = exc
+            found[webhook_id.int] = hook, extra
+            if self._changes == changes:  # else the senders that asked use it, once
+                self._cache[webhook_id.int] = (read_at, hook, extra)
+        return found
 
     async def credentials(self, hook: Webhook) -> Headers:
         """The headers the webhook's authentication adds (none without one), as stored now;

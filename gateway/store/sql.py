@@ -283,6 +283,12 @@ class SqlStore(abc.ABC):
         """One webhook whatever its group (for the delivery worker only)."""
         return await self._one(Webhook, self.q.GET_WEBHOOK_ANY_GROUP, {"webhook_id": webhook_id})
 
+    async def get_webhooks_any_group(self, webhook_ids: Collection[UUID]) -> list[Webhook]:
+        """The webhooks of these ids that exist, whatever their group, in one read (for the
+        delivery worker only)."""
+        rows = await self._rows(self.q.WEBHOOKS_ANY_GROUP, {"webhook_ids": self._ids(webhook_ids)})
+        return self.codec.decode_rows(Webhook, rows)
+
     async def delete_webhook(self, group_key: UUID, webhook_id: UUID) -> bool:
         """Delete a webhook with its rules and notifications; False if not found."""
         params = {"group_key": group_key, "webhook_id": webhook_id}

@@ -9,7 +9,7 @@ import asyncio
 import dataclasses
 import socket
 import types
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
@@ -20,6 +20,7 @@ import standardwebhooks
 
 from gateway import sender as sender_module
 from gateway.config import Settings
+from gateway.errors import StoreError
 from gateway.models import ContentType, HttpMethod, Notification, Webhook, WebhookStatus, utcnow
 from gateway.outbound import Outbound
 from gateway.outcomes import AttemptOutcome, Effect
@@ -389,9 +390,9 @@ class CountingStore(ThrowawaySqliteStore):
         super().__init__()
         self.reads = 0
 
-    async def get_webhook_any_group(self, webhook_id: UUID) -> Webhook | None:
+    async def get_webhooks_any_group(self, webhook_ids: Collection[UUID]) -> list[Webhook]:
         self.reads += 1
-        return await super().get_webhook_any_group(webhook_id)
+        return await super().get_webhooks_any_group(webhook_ids)
 
 
 @pytest.fixture
@@ -446,6 +447,92 @@ async def test_a_missing_webhook_is_remembered_as_missing_too(
     for _ in range(2):
         assert (await sender.attempt(note, OWNER)).effect is Effect.NOT_SENT
     assert counting.reads == 1
+
+
+async def test_senders_that_miss_the_cache_together_share_one_read(
+    outbound: Outbound, counting: CountingStore, clock: Clock, receiver: Receiver
+) -> None:
+    hooks = [await stored(counting, receiver.plan(f"/hook/{i}")) for i in range(30)]
+    sender = Sender(settings(), outbound, counting, clock)
+    outcomes = await asyncio.gather(
+        *(sender.attempt(make_notification(hook), OWNER) for hook in hooks)
+    )
+    assert [outcome.effect for outcome in outcomes] == [Effect.SUCCESS] * 30
+    assert counting.reads == 1
+    assert len(receiver.seen) == 30
+
+
+class HeldStore(CountingStore):
+    """Its webhook reads read, then wait for `release` to answer, or fail with `error` if one
+    is set by then."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+        self.error: Exception | None = None
+
+    async def get_webhooks_any_group(self, webhook_ids: Collection[UUID]) -> list[Webhook]:
+        self.reads += 1
+        found = await ThrowawaySqliteStore.get_webhooks_any_group(self, webhook_ids)
+        await self.release.wait()
+        if self.error is not None:
+            raise self.error
+        return found
+
+
+@pytest.fixture
+async def held() -> AsyncIterator[HeldStore]:
+    async with HeldStore() as store:
+        yield store
+
+
+async def test_a_read_that_fails_fails_every_sender_waiting_for_it_and_is_not_kept(
+    outbound: Outbound, held: HeldStore, clock: Clock, receiver: Receiver
+) -> None:
+    hook = await stored(held, receiver.plan("/hook"))
+    sender = Sender(settings(), outbound, held, clock)
+    waiting = [asyncio.create_task(sender.attempt(make_notification(hook), OWNER)) for _ in "ab"]
+    await asyncio.sleep(0.01)
+    held.error = StoreError("the database is gone")
+    held.release.set()
+    for task in waiting:
+        with pytest.raises(StoreError, match="the database is gone"):
+            await task
+    held.error = None
+    assert (await sender.attempt(make_notification(hook), OWNER)).effect is Effect.SUCCESS
+    assert held.reads == 2
+    assert len(receiver.seen) == 1
+
+
+async def test_a_sender_cancelled_while_it_waits_leaves_the_others_their_answer(
+    outbound: Outbound, held: HeldStore, clock: Clock, receiver: Receiver
+) -> None:
+    hook = await stored(held, receiver.plan("/hook"))
+    sender = Sender(settings(), outbound, held, clock)
+    first, second = (
+        asyncio.create_task(sender.attempt(make_notification(hook), OWNER)) for _ in "ab"
+    )
+    await asyncio.sleep(0.01)
+    first.cancel()
+    held.release.set()
+    assert (await second).effect is Effect.SUCCESS
+    assert first.cancelled()
+    assert held.reads == 1
+
+
+async def test_a_change_heard_of_during_a_read_is_not_hidden_by_it(
+    outbound: Outbound, held: HeldStore, clock: Clock, receiver: Receiver, monotonic: Monotonic
+) -> None:
+    hook = await stored(held, receiver.plan("/hook"))
+    sender = Sender(settings(), outbound, held, clock)
+    sending = asyncio.create_task(sender.attempt(make_notification(hook), OWNER))
+    await asyncio.sleep(0.01)
+    await set_expiration(held, hook, clock.now - timedelta(minutes=1))
+    sender.forget(hook.webhook_id)  # heard after the read, before its answer
+    held.release.set()
+    assert (await sending).effect is Effect.SUCCESS  # asked before the change: what was read
+    assert (await sender.attempt(make_notification(hook), OWNER)).effect is Effect.NOT_SENT
+    assert held.reads == 2
 
 
 @pytest.mark.parametrize("forget", ["one", "all"])

@@ -180,6 +180,19 @@ async def test_webhook_round_trips_every_field(store: Store) -> None:
     assert await store.get_webhook_any_group(uuid4()) is None
 
 
+async def test_webhooks_are_read_many_at_once_whatever_their_group(store: Store) -> None:
+    hooks = [make_webhook(), make_webhook(), make_webhook()]
+    await store.add_webhooks(hooks[:1])
+    await store.add_webhooks(hooks[1:2])  # another group's
+    await store.add_webhooks(hooks[2:])
+    wanted = [hooks[0].webhook_id, uuid4(), hooks[1].webhook_id]
+    found = await store.get_webhooks_any_group(wanted)
+    assert sorted(found, key=lambda hook: hook.webhook_id) == sorted(
+        hooks[:2], key=lambda hook: hook.webhook_id
+    )
+    assert await store.get_webhooks_any_group([]) == []
+
+
 async def test_add_webhooks_is_all_or_nothing(store: Store) -> None:
     existing = await add_hook(store)
     fresh = make_webhook(existing.group_key)

@@ -45,6 +45,11 @@ WHERE status_code = 'Active' AND expiration_date > :now AND expiration_date <= :
     AND (expiry_warned_for IS NULL OR expiry_warned_for <> expiration_date)
 ORDER BY webhook_id FOR NO KEY UPDATE
 
+-- name: WEBHOOKS_ANY_GROUP
+-- Webhooks by id, whatever their group, in one read: the delivery worker's senders, which meet
+-- many webhooks at once after a fan-out.
+SELECT {webhook_columns} FROM webhooks WHERE webhook_id = ANY(:webhook_ids::uuid[])
+
 -- name: LOCK_WEBHOOKS
 -- Lock the webhooks a transaction is about to change, always in id order, so that two
 -- processes settling or numbering notifications of the same webhooks queue instead of

@@ -16,6 +16,11 @@ SELECT {webhook_columns} FROM webhooks
 WHERE status_code = 'Active' AND expiration_date > :now AND expiration_date <= :horizon
     AND (expiry_warned_for IS NULL OR expiry_warned_for <> expiration_date)
 
+-- name: WEBHOOKS_ANY_GROUP
+-- Webhooks by id, whatever their group, in one read: the delivery worker's senders, which meet
+-- many webhooks at once after a fan-out.
+SELECT {webhook_columns} FROM webhooks WHERE webhook_id IN (SELECT value FROM json_each(:webhook_ids))
+
 -- name: LOCK_WEBHOOKS
 -- The webhooks a transaction is about to change, as they are now (PostgreSQL locks them here).
 SELECT {webhook_columns} FROM webhooks
