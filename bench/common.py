@@ -86,6 +86,13 @@ class Receiver:
                     raise TimeoutError(f"receiver saw {seen} of {total} under {prefix!r}")
                 await asyncio.sleep(interval)
 
+    async def last_receipt(self, prefix: str = "") -> float:
+        """The wall-clock time (time.time()) of its latest request under `prefix`, 0 if none:
+        a clock stopped by polling would stop up to a poll's interval late."""
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{self.url}/last", params={"prefix": prefix}) as answer:
+                return float(await answer.text())
+
     async def disorder(self, prefix: str) -> int:
         """Arrivals under `prefix` (a path under `/order/`) that came after one of a higher
         `sequence` on the same path."""

@@ -11,7 +11,8 @@
   below one that arrived earlier on the same path is out of order, and
   `GET /disorder?prefix=/order/...` answers how many were.
 - Every other request is counted under its path. `GET /count` answers the total;
-  `GET /count?prefix=/hook/3` the total under that prefix.
+  `GET /count?prefix=/hook/3` the total under that prefix; `GET /last?prefix=/hook/3` the
+  wall-clock time (unix seconds) of the latest request under it, 0 if none.
 - A body holding `"sentAt": <unix seconds>` adds `now - sentAt` to the latencies that
   `GET /latencies` answers as a JSON list (and `GET /latencies?reset=1` clears).
 
@@ -40,6 +41,7 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 SENT_AT = re.compile(rb'"sentAt":\s*([0-9.]+)')
 SEQUENCE = re.compile(rb'"sequence":\s*([0-9]+)')
 seen: Counter[str] = Counter()
+last: dict[str, float] = {}  # the latest arrival's time on each path
 highest: dict[str, int] = {}  # the highest sequence seen on each path under /order/
 disorder: Counter[str] = Counter()  # arrivals under a higher sequence, by path
 latencies: list[float] = []
@@ -66,6 +68,9 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     elif path == "/count":
         prefix = query.get("prefix", [""])[0]
         body = str(sum(n for p, n in seen.items() if p.startswith(prefix))).encode()
+    elif path == "/last":
+        prefix = query.get("prefix", [""])[0]
+        body = repr(max((t for p, t in last.items() if p.startswith(prefix)), default=0.0)).encode()
     elif path == "/disorder":
         prefix = query.get("prefix", [""])[0]
         body = str(sum(n for p, n in disorder.items() if p.startswith(prefix))).encode()
@@ -78,6 +83,7 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         return
     else:
         seen[path] += 1
+        last[path] = received
         found = SENT_AT.search(b"".join(chunks))
         if found:
             latencies.append(received - float(found.group(1)))
