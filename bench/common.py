@@ -11,7 +11,6 @@ import contextlib
 import json
 import os
 import platform
-import pwd
 import re
 import shlex
 import subprocess
@@ -339,27 +338,6 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of a live process (Linux /proc)."""
     fields = stat_fields(Path(f"/proc/{pid}/stat"))
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def local_postgres_cpu_seconds() -> float | None:
-    """User + system CPU seconds of this machine's PostgreSQL server: every process of the
-    `postgres` user, with the CPU of the backends it has reaped (a connection's backend ends
-    with it). None when no such process runs here (a server elsewhere)."""
-    try:
-        uid = pwd.getpwnam("postgres").pw_uid
-    except KeyError:
-        return None
-    total, found = 0, False
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            if stat.stat().st_uid != uid:
-                continue
-            fields = stat_fields(stat)
-        except OSError:
-            continue  # it ended while we looked
-        found = True
-        total += sum(int(field) for field in fields[11:15])  # utime stime cutime cstime
-    return total / os.sysconf("SC_CLK_TCK") if found else None
 
 
 def rss_bytes(pid: int) -> int:
