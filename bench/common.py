@@ -19,7 +19,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -348,14 +348,19 @@ def rss_bytes(pid: int) -> int:
 
 @dataclass
 class Row:
-    scenario: str
+    label: str
     figure: str
     baseline: str = ""
     ratio: str = ""
     target: str = ""
     met: bool | None = None
 
+    @property
+    def verdict(self) -> str:
+        return "" if self.met is None else ("pass" if self.met else "MISS")
 
+
+REPORT_FILE = "BENCH_REPORT_FILE"
 PROBE_LOOPS = 2_000_000
 SPEED_CHANGE = 0.15  # more than this between the probes, and the report says so
 
@@ -388,6 +393,10 @@ class Report:
     The machine's speed is probed when the report is made (before the measuring starts) and
     again when it is printed: on a shared host it can change by half within one run, and
     ratios against a baseline measured at the other end of the run then mislead.
+
+    With REPORT_FILE (BENCH_REPORT_FILE) set in the environment, as bench.run_all sets it,
+    print() also appends the report to that file as one JSON line: its title, the probe's
+    line and its rows, for run_all's table of every target.
     """
 
     title: str
@@ -401,15 +410,19 @@ class Report:
         print(f"\n## {self.title}\n")
         print(f"command: python -m {shlex.join([_module_name(), *sys.argv[1:]])}")
         print(f"machine: {machine()}")
-        print(speed_note(self.probe_at_start, cpu_probe()) + "\n")
+        probe = speed_note(self.probe_at_start, cpu_probe())
+        print(probe + "\n")
         print("| scenario | figure | baseline | ratio | target | |")
         print("|---|---|---|---|---|---|")
         for r in self.rows:
-            verdict = "" if r.met is None else ("pass" if r.met else "MISS")
             print(
-                f"| {r.scenario} | {r.figure} | {r.baseline} | {r.ratio} | {r.target} | {verdict} |"
+                f"| {r.label} | {r.figure} | {r.baseline} | {r.ratio} | {r.target} | {r.verdict} |"
             )
         sys.stdout.flush()
+        if path := os.environ.get(REPORT_FILE):
+            line = {"title": self.title, "probe": probe, "rows": [asdict(r) for r in self.rows]}
+            with open(path, "ab") as out:
+                out.write(orjson.dumps(line) + b"\n")
 
 
 def _module_name() -> str:
