@@ -357,7 +357,7 @@ def add_rows(report: Report, phases: Sequence[Measured | Unmeasured]) -> None:
             m.run.cpu_note(),
             m.baseline.cpu_note(),
             f"{times:.2f}x",
-            "" if target is None else f"≤ {target:g}x",
+            "" if target is None else f"≤ {target:.1f}x",
             None if target is None else times <= target,
         )
 
