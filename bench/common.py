@@ -134,11 +134,14 @@ async def gateway(
     env: Mapping[str, str] | None = None,
     workers: int | None = None,
     prepare: Callable[[str], Awaitable[None]] | None = None,
+    settle: bool = True,
 ) -> AsyncIterator[Gateway]:
     """A gateway on a fresh database; `prepare(database_url)` runs after migrations, before
     `serve` starts (to seed rows directly). `workers` is serve's `worker_processes`: None is
     its default ("auto"), 0 the worker inside serve, N that many `gateway worker` processes
-    started by serve. `Gateway.pids` holds serve's and its worker processes'."""
+    started by serve. `Gateway.pids` holds serve's and its worker processes'. It is yielded
+    once they have settled; with `settle=False` as soon as serve answers (a gateway seeded
+    with pending work is never idle: it would drain meanwhile, or time out)."""
     processes = "auto" if workers is None else str(workers)
     settings = {"GATEWAY_WORKER_PROCESSES": processes, **(env or {})}
     with tempfile.TemporaryDirectory() as workdir:
@@ -151,7 +154,8 @@ async def gateway(
                 # serve starts its worker processes before it listens: all exist by now, but
                 # may still be importing; a scenario's clock starts once they have settled.
                 gw = Gateway(base, key, url, [serve.pid, *sorted(children(serve.pid))])
-                await settled(gw.pids)
+                if settle:
+                    await settled(gw.pids)
                 yield gw
             finally:
                 stop(serve)  # and its workers, before the schema they use is dropped

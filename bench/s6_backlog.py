@@ -85,7 +85,8 @@ async def backlog(receiver: Receiver, args: argparse.Namespace) -> dict[str, flo
         )
         print(f"seeded {args.pending:,} pending notifications in {found['seeding']:.1f} s")
 
-    async with gateway(prepare=prepare) as gw, gw.client() as api:
+    # Not settled: it starts draining at once, and the first SKIP deliveries are start-up.
+    async with gateway(prepare=prepare, settle=False) as gw, gw.client() as api:
         sampler = RssSampler(gw)
         await receiver.wait_for(SKIP, timeout=300, prefix="/s6/")
         start = time.perf_counter()
