@@ -43,7 +43,8 @@ phase serve, its worker processes, the receiver and, with the PostgreSQL server 
 machine, the server's processes serving the gateway's connections and its background ones
 (bench.local_postgres); for a bare client, this script (the client) and the receiver. This
 script's CPU in a gateway phase, the publisher, is printed beside them but not counted: it
-stands for the platform's backend, which publishes whatever delivers its webhooks.
+stands for the platform's backend, which publishes whatever delivers its webhooks (the same for
+the peer, whose publisher enqueues its tasks).
 `--quick` sends 2,000 events: a smoke run, not a measurement.
 """
 
