@@ -31,7 +31,7 @@ import functools
 import operator
 import types
 import typing
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 from uuid import UUID
@@ -78,9 +78,10 @@ enum_text = str.__str__  # a StrEnum member's text (its value), without enum's p
 enum_value = operator.attrgetter("value")
 
 
-def json_list(value: Iterable[Any]) -> str:
-    """Values as a JSON list (an event's records, a set's values once sorted)."""
-    return orjson.dumps(list(value)).decode()
+def json_list(value: Sequence[Any]) -> str:
+    """Values as a JSON list (an event's records, a set's values once sorted): orjson writes a
+    tuple as a list, so none is copied."""
+    return orjson.dumps(value).decode()
 
 
 def json_text(value: Any) -> str:
