@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # the store publishes lifecycle notices with this module (gat
 # every record.
 Subscriber = tuple[Webhook, list[filters.Node] | None]
 # An event, a webhook it reaches, and the records that webhook receives.
-Match = tuple[Event, Webhook, list[dict[str, Any]]]
+Match = tuple[Event, Webhook, Sequence[dict[str, Any]]]
 
 
 @functools.lru_cache(maxsize=4096)
@@ -63,11 +63,13 @@ def subscribers(found: list[tuple[WebhookRule, Webhook]]) -> list[Subscriber]:
 
 def select(
     subscribers: list[Subscriber], event: Event
-) -> Iterator[tuple[Webhook, list[dict[str, Any]]]]:
-    """For each webhook, the event's records that any of its rules accept, in event order."""
+) -> Iterator[tuple[Webhook, Sequence[dict[str, Any]]]]:
+    """For each webhook, the event's records that any of its rules accept, in event order
+    (all of them: the event's own tuple, which its notifications share)."""
     for hook, nodes in subscribers:
+        records: Sequence[dict[str, Any]]
         if nodes is None:
-            records = list(event.records)
+            records = event.records
         else:
             records = [r for r in event.records if any(filters.evaluate(n, r) for n in nodes)]
         if records:
