@@ -93,8 +93,9 @@ def reserve_params(counts: Mapping[tuple[str, str], int]) -> Params:
 def settled_row(outcome: AttemptOutcome, done: Settlement, now: str) -> tuple[Any, ...]:
     """SETTLE_ATTEMPT's parameters, in SETTLE_COLUMNS order (`now` stamped)."""
     return (
+        # is_successful as 0 or 1: the sqlite3 module binds a bool through its adapter lookup.
         _text(done.state), stamp(done.next_attempt_at) if done.next_attempt_at else None,
-        done.is_successful, outcome.response_status_code, done.process_result_message,
+        int(done.is_successful), outcome.response_status_code, done.process_result_message,
         outcome.request_message, outcome.response_message, now,
         str(outcome.notification_id), outcome.lease_owner, outcome.elapsed_ms,
     )  # fmt: skip
