@@ -43,6 +43,7 @@ from uuid import uuid4
 
 from bench.common import Receiver, bare_aiohttp, signed_bodies
 from bench.store_ops import batch
+from gateway import heap
 from gateway.config import Settings
 from gateway.delivery import Worker
 from gateway.ids import new_id
@@ -87,6 +88,8 @@ async def drain(
         for index in range(notifications // BATCH):
             await store.add_events(*batch(hooks[index % webhooks], BATCH, new_id))
         bodies = signed_bodies(notifications) if receiver else []
+        if receiver:
+            heap.freeze_startup()  # the collector as `gateway worker` sets it once started
         if seed_only:
             return
         if receiver is None:
