@@ -44,25 +44,12 @@ from gateway.api.common import Context, hash_key
 from gateway.app import create_app
 from gateway.config import Settings
 from gateway.models import ApiKey, Scope, utcnow
-from tests.factories import make_rule, make_webhook
+from tests.factories import Wakes, make_rule, make_webhook
 
 Message = MutableMapping[str, Any]
 App = Callable[[Message, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]],
                Awaitable[None]]  # fmt: skip
 KEY = "gwk_bench_publish_path"
-
-
-class Wakes:
-    """Stands in for serve's pool of worker processes: counts the wake-ups."""
-
-    def __init__(self) -> None:
-        self.count = 0
-
-    def wake(self) -> None:
-        self.count += 1
-
-    def webhook_changed(self, webhook_id: uuid.UUID) -> None:
-        pass
 
 
 async def post(app: App, body: bytes) -> int:

@@ -184,3 +184,17 @@ async def set_expiration(store: Store, webhook: Webhook, when: datetime) -> Webh
     changed = await store.edit_webhook(webhook.group_key, webhook.webhook_id, edit, utcnow())
     assert changed is not None
     return changed
+
+
+class Wakes:
+    """Stands in for the delivery workers a publish wakes (serve's pool of worker processes):
+    counts the wake-ups."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def wake(self) -> None:
+        self.count += 1
+
+    def webhook_changed(self, webhook_id: UUID) -> None:
+        pass

@@ -31,26 +31,13 @@ from gateway.store import Store
 from gateway.store.base import Added, WebhookEdit
 from gateway.store.sqlite import ThrowawaySqliteStore
 from gateway.wakeup import Wakeup
-from tests.factories import make_event, make_rule, make_webhook
+from tests.factories import Wakes, make_event, make_rule, make_webhook
 from tests.throwaway import column
 
 # A webhook's share is 2 held (twice its concurrency), a claim's worth 3.
 SETTINGS = dataclasses.replace(
     Settings(), claim_batch_size=3, per_webhook_concurrency=1, poll_interval=30.0
 )
-
-
-class Wakes:
-    """Stands in for the workers the wake-up tells."""
-
-    def __init__(self) -> None:
-        self.count = 0
-
-    def wake(self) -> None:
-        self.count += 1
-
-    def webhook_changed(self, webhook_id: uuid.UUID) -> None:
-        pass
 
 
 async def subscribed(store: Store, group: uuid.UUID, *filters: str | None) -> Webhook:
