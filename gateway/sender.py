@@ -108,10 +108,11 @@ class Sender:
                 wanted, self._wanted = self._wanted, {}
                 try:
                     found = await self._read([webhook_id for webhook_id, _ in wanted.values()])
-                except BaseException as exc:
-                    for _, answer in wanted.values():
-                        if not answer.done():
-                            answer.set_exception(exc)
+                except Exception as exc:  # the senders waiting raise it; none is raised here,
+                    _fail(wanted, exc)  # where no one awaits this task to retrieve it
+                    continue
+                except BaseException as exc:  # cancelled: stopping
+                    _fail(wanted, exc)
                     raise
                 for key, (_, answer) in wanted.items():
                     if not answer.done():
@@ -245,3 +246,10 @@ class Sender:
             # same both ways).
             elapsed_ms=round(response.elapsed * 10000) / 10 if response else None,
         )
+
+
+def _fail(wanted: dict[int, tuple[UUID, asyncio.Future[Loaded]]], error: BaseException) -> None:
+    """Every sender waiting for this read raises `error`."""
+    for _, answer in wanted.values():
+        if not answer.done():
+            answer.set_exception(error)
