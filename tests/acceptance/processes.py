@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -25,6 +26,18 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def recorded(record: Path) -> list[dict[str, Any]]:
+    """The notifications the example receiver has recorded so far, in arrival order.
+
+    The receiver appends one JSON line per notification while the test reads; a last line
+    without its newline is still being written and is left for the next look.
+    """
+    if not record.exists():
+        return []
+    complete = record.read_text().split("\n")[:-1]
+    return [json.loads(line) for line in complete if line]
 
 
 def gateway_command() -> str:

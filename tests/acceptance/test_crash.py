@@ -6,7 +6,6 @@ and records it; the count is taken there, not from the gateway's own books.
 
 from __future__ import annotations
 
-import json
 import signal
 import time
 from collections import defaultdict
@@ -18,6 +17,7 @@ import pytest
 from tests.acceptance.processes import (
     create_key,
     example_receiver,
+    recorded,
     start_gateway,
     stop,
     subscribe_receiver,
@@ -33,17 +33,11 @@ ENV = {
 }
 
 
-def _received(record: Path) -> list[dict[str, object]]:
-    if not record.exists():
-        return []
-    return [json.loads(line) for line in record.read_text().splitlines() if line.strip()]
-
-
 def _wait(record: Path, at_least: int, timeout: float) -> list[dict[str, object]]:
     """Poll the record until `at_least` distinct notifications arrived (or time runs out)."""
     deadline = time.monotonic() + timeout
     while True:
-        seen = _received(record)
+        seen = recorded(record)
         if len({r["webhookId"] for r in seen}) >= at_least or time.monotonic() > deadline:
             return seen
         time.sleep(0.05)
@@ -71,7 +65,7 @@ def test_sigkill_mid_delivery_loses_nothing(tmp_path: Path) -> None:
         _wait(record, 200, timeout=60)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
-        before_restart = len(_received(record))
+        before_restart = len(recorded(record))
         assert before_restart < EVENTS, "the kill should land mid-delivery"
 
         proc, url = start_gateway(tmp_path, database, ENV)

@@ -9,7 +9,6 @@ killed worker from the database (lease owners name their process).
 from __future__ import annotations
 
 import concurrent.futures
-import json
 import signal
 import subprocess
 import time
@@ -25,6 +24,7 @@ from tests.acceptance.processes import (
     create_key,
     example_receiver,
     gateway_process,
+    recorded,
     start_worker,
     stop,
     subscribe_receiver,
@@ -58,11 +58,7 @@ def query(url: str, sql: str, *args: Any) -> list[asyncpg.Record]:
 
 def received(record: Path) -> list[str]:
     """The webhook-id of every notification the receiver verified, in arrival order."""
-    if not record.exists():
-        return []
-    lines = record.read_text().splitlines()
-    # A line still being written when read is left for the next look.
-    return [json.loads(line)["webhookId"] for line in lines if line.endswith("}")]
+    return [str(line["webhookId"]) for line in recorded(record)]
 
 
 def wait_for(record: Path, distinct: int, timeout: float) -> list[str]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import time
@@ -18,6 +17,7 @@ from tests.acceptance.processes import (
     create_key,
     example_receiver,
     gateway_process,
+    recorded,
     start_gateway,
     start_worker,
     stat_fields,
@@ -39,10 +39,7 @@ ENV = {
 
 
 def _arrived(record: Path) -> set[str]:
-    if not record.exists():
-        return set()
-    lines = record.read_text().splitlines()
-    return {json.loads(line)["payload"]["eventId"] for line in lines if line.strip()}
+    return {line["payload"]["eventId"] for line in recorded(record)}
 
 
 def _wait(record: Path, count: int, timeout: float) -> set[str]:
