@@ -33,7 +33,7 @@ from uuid import UUID
 from bench import seed
 from bench.common import Report
 from gateway.ids import new_id
-from gateway.models import Event, EventType, Notification, Webhook, utcnow
+from gateway.models import Deliverable, Event, EventType, Notification, Webhook, utcnow
 from gateway.outcomes import AttemptOutcome, Effect
 from gateway.store import sqlite_queries as q
 from gateway.store.sqlite import SqliteStore
@@ -56,7 +56,7 @@ def batch(hook: Webhook, count: int, new_id: NewId) -> tuple[list[Event], list[N
     return events, notes
 
 
-def delivered(note: Notification, owner: str) -> AttemptOutcome:
+def delivered(note: Deliverable, owner: str) -> AttemptOutcome:
     return AttemptOutcome(
         notification_id=note.notification_id,
         lease_owner=owner,

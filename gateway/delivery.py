@@ -56,7 +56,7 @@ from gateway.config import Settings
 from gateway.errors import GatewayError
 from gateway.fairness import Holdings, ReadyQueue
 from gateway.handoff import HandOff
-from gateway.models import Notification, utcnow
+from gateway.models import Deliverable, utcnow
 from gateway.outcomes import AttemptOutcome, Effect, Recorded
 from gateway.sender import Sender
 from gateway.store import Store
@@ -93,7 +93,7 @@ class Worker:
         # Webhooks and groups are keyed by their UUID's integer, as in gateway.fairness: hashing
         # a uuid.UUID runs Python code, an int's does not, and these are read several times per
         # notification.
-        self._queues: dict[int, collections.deque[Notification]] = {}  # over the webhook's cap
+        self._queues: dict[int, collections.deque[Deliverable]] = {}  # over the webhook's cap
         self._active: dict[int, int] = collections.defaultdict(int)  # ready or being sent
         self._active_total = 0
         self._none_active = asyncio.Event()  # nothing ready, nothing being sent
@@ -215,7 +215,7 @@ class Worker:
         self.hold(batch)
         return len(batch)
 
-    def hold(self, notes: Sequence[Notification]) -> None:
+    def hold(self, notes: Sequence[Deliverable]) -> None:
         """Queue notifications leased to this worker, and start sending what the caps allow."""
         if notes:
             self._held += len(notes)
@@ -269,7 +269,7 @@ class Worker:
     async def _send_forever(self) -> None:
         """One sender of the pool: attempt ready notifications one at a time."""
         while True:
-            note: Notification | None = await self._ready.get()
+            note: Deliverable | None = await self._ready.get()
             while note is not None:
                 try:
                     await self._attempt(note)
@@ -278,7 +278,7 @@ class Worker:
                     raise
                 note = self._next_after(note)
 
-    async def _attempt(self, note: Notification) -> None:
+    async def _attempt(self, note: Deliverable) -> None:
         try:
             if self._lease_too_short(note):
                 # Held here so long (a slow webhook) that the lease could end during the
@@ -314,7 +314,7 @@ class Worker:
         self._outcomes.append(outcome)
         self._have_outcomes.set()
 
-    def _next_after(self, sent: Notification) -> Notification | None:
+    def _next_after(self, sent: Deliverable) -> Deliverable | None:
         """After a send: this webhook's next notification, for the sender that finished to
         take in the slot it holds, when no other is waiting to be sent and its group is
         within its share; else the slot is given back (`_finished`) and the sender takes the
@@ -338,7 +338,7 @@ class Worker:
         self._wake_claimer(webhook, group_freed)
         return note
 
-    def _lease_too_short(self, note: Notification) -> bool:
+    def _lease_too_short(self, note: Deliverable) -> bool:
         """Whether less of the lease is left than a send and its recording may take (twice
         the delivery timeout; the configuration makes leases at least that long)."""
         if note.lease_until is None:
@@ -346,13 +346,13 @@ class Worker:
         left = (note.lease_until - self.clock()).total_seconds()
         return left < 2 * self.settings.delivery_timeout
 
-    def _finished(self, note: Notification, *, returning: bool = False) -> None:
+    def _finished(self, note: Deliverable, *, returning: bool = False) -> None:
         """A sender is done with this held notification: give its slots back (`returning`:
         the sender takes its next notification itself, ReadyQueue.take_returning)."""
         self._ready.done(note.group_key, returning=returning)
         self._let_go(note)
 
-    def _let_go(self, note: Notification) -> None:
+    def _let_go(self, note: Deliverable) -> None:
         """One held notification is done with; refill the senders, and wake the claimer when
         this makes a claim worth its round trip."""
         webhook = note.webhook_id.int
@@ -432,7 +432,7 @@ class Worker:
             self._none_held.set()
         self._wake.set()  # room for others' notifications
 
-    def _unsent(self, note: Notification, why: str = LEFT_ACTIVE) -> AttemptOutcome:
+    def _unsent(self, note: Deliverable, why: str = LEFT_ACTIVE) -> AttemptOutcome:
         return AttemptOutcome(note.notification_id, self.owner, Effect.NOT_SENT, why, None)
 
     def _settled(self, batch: Sequence[AttemptOutcome]) -> None:
@@ -539,7 +539,7 @@ class Worker:
             await self._stop_loops()
 
 
-def _log_failure(note: Notification, outcome: AttemptOutcome) -> None:
+def _log_failure(note: Deliverable, outcome: AttemptOutcome) -> None:
     """One line per failed delivery, with what the operator needs to find it."""
     log.info("delivery failed", extra={
         "notification_id": str(note.notification_id), "webhook_id": str(note.webhook_id),

@@ -22,7 +22,7 @@ import asyncio
 import collections
 from uuid import UUID
 
-from gateway.models import Notification
+from gateway.models import Deliverable
 
 
 class ReadyQueue:
@@ -40,7 +40,7 @@ class ReadyQueue:
         self._cap = cap
         # Groups are keyed by their UUID's integer: hashing a uuid.UUID runs Python code, an
         # int's does not, and these dicts are read several times per notification.
-        self._ready: dict[int, collections.deque[Notification]] = {}
+        self._ready: dict[int, collections.deque[Deliverable]] = {}
         self._turns: collections.deque[int] = collections.deque()  # groups with any ready
         self._out: dict[int, int] = {}  # being sent, by group
         self._load: dict[int, int] = {}  # ready or being sent, by group: the busy groups
@@ -61,7 +61,7 @@ class ReadyQueue:
     def _reshare(self) -> None:
         self._share = min(self._cap, max(1, self._senders // max(1, len(self._load))))
 
-    def put(self, note: Notification) -> None:
+    def put(self, note: Deliverable) -> None:
         """`note` is ready: a free sender will take it in its group's turn."""
         group = note.group_key.int
         queue = self._ready.get(group)
@@ -77,7 +77,7 @@ class ReadyQueue:
         if not self._returning and self._out.get(group, 0) < self._share:
             self._wake(1)
 
-    def get_nowait(self) -> Notification | None:
+    def get_nowait(self) -> Deliverable | None:
         """The next group's next ready notification, counted out; None if no group with
         ready notifications is below its share."""
         share = self._share
@@ -99,7 +99,7 @@ class ReadyQueue:
             turns.rotate(-1)
         return None
 
-    async def get(self) -> Notification:
+    async def get(self) -> Deliverable:
         """Wait for a notification that `get_nowait` would give."""
         while (note := self.get_nowait()) is None:
             waiter = asyncio.get_running_loop().create_future()
@@ -135,7 +135,7 @@ class ReadyQueue:
         if not returning and self._count:
             self._wake(1)  # the slot may be what a ready notification of this group waits for
 
-    def take_returning(self) -> Notification | None:
+    def take_returning(self) -> Deliverable | None:
         """For the sender that called `done(returning=True)`: its next notification (the next
         group's in turn), if any; an idle sender is woken if more could be taken."""
         self._returning -= 1
@@ -152,7 +152,7 @@ class ReadyQueue:
             return out.get(turns[0], 0) < share
         return any(out.get(group, 0) < share for group in turns)
 
-    def clear(self) -> list[Notification]:
+    def clear(self) -> list[Deliverable]:
         """Take every ready notification away (stopping); those being sent stay counted."""
         taken = [note for queue in self._ready.values() for note in queue]
         for note in taken:

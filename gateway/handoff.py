@@ -30,7 +30,7 @@ from typing import Protocol
 from uuid import UUID
 
 from gateway.config import Settings
-from gateway.models import DeliveryOrder, Notification, Webhook
+from gateway.models import Deliverable, DeliveryOrder, Notification, Webhook
 from gateway.store.base import Added
 
 _STRICT = DeliveryOrder.STRICT
@@ -52,7 +52,7 @@ class Holder(Protocol):
     def holding(self, webhook: int, group_key: UUID) -> tuple[int, int, int]:
         """Held here: in all, of this webhook, of this group."""
 
-    def hold(self, notes: Sequence[Notification]) -> None:
+    def hold(self, notes: Sequence[Deliverable]) -> None:
         """Queue notifications leased to it."""
 
 

@@ -17,7 +17,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 import orjson
 
 from gateway.errors import ValidationError
-from gateway.models import ContentType, HttpMethod, Notification, Webhook, record
+from gateway.models import ContentType, Deliverable, HttpMethod, Webhook, record
 from gateway.wire_values import timestamp
 
 # orjson refuses to encode more than 254 nested objects and arrays, and a notification's body
@@ -70,7 +70,7 @@ def nests_deeper(value: dict[str, Any] | list[Any], levels: int) -> bool:
     return False
 
 
-def envelope(hook: Webhook, note: Notification) -> dict[str, Any]:
+def envelope(hook: Webhook, note: Deliverable) -> dict[str, Any]:
     """The JSON body of a notification."""
     body: dict[str, Any] = {
         "webhookId": str(hook.webhook_id),
@@ -90,7 +90,7 @@ def envelope(hook: Webhook, note: Notification) -> dict[str, Any]:
     return body
 
 
-def render(hook: Webhook, note: Notification) -> Rendered:
+def render(hook: Webhook, note: Deliverable) -> Rendered:
     """The request for this notification with this webhook's method and content type."""
     data = envelope(hook, note)
     if hook.callback_http_method is HttpMethod.GET:

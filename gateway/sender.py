@@ -20,7 +20,7 @@ from gateway import credentials, lifecycle, payloads, sealed, signing
 from gateway.config import Settings
 from gateway.errors import OutboundError, Unrenderable, ValidationError
 from gateway.headers import beside, owner_headers
-from gateway.models import Notification, Webhook, record
+from gateway.models import Deliverable, Webhook, record
 from gateway.outcomes import AttemptOutcome, Effect
 from gateway.retry import RetryPolicy, classify
 from gateway.store import Store
@@ -154,7 +154,7 @@ class Sender:
     async def send(
         self,
         hook: Webhook,
-        note: Notification,
+        note: Deliverable,
         now: datetime | None = None,
         extra: Headers | None = None,
     ) -> Sent:
@@ -193,7 +193,7 @@ class Sender:
             return Sent(None, exc, request_text)
         return Sent(response, None, request_text)
 
-    async def attempt(self, note: Notification, owner: str) -> AttemptOutcome:
+    async def attempt(self, note: Deliverable, owner: str) -> AttemptOutcome:
         """Deliver once (or park, if the webhook is not Active) and say what happened."""
         cached = self._cache.get(note.webhook_id.int)
         if cached and time.monotonic() - cached[0] < WEBHOOK_CACHE_SECONDS:
@@ -211,7 +211,7 @@ class Sender:
             return AttemptOutcome(note.notification_id, owner, Effect.UNDELIVERABLE, str(exc), None)
         return self.outcome(hook, note, owner, sent)
 
-    def outcome(self, hook: Webhook, note: Notification, owner: str, sent: Sent) -> AttemptOutcome:
+    def outcome(self, hook: Webhook, note: Deliverable, owner: str, sent: Sent) -> AttemptOutcome:
         """What a request sent for a notification came to, as its history records it."""
         limit = self.settings.history_message_limit
         response = sent.response

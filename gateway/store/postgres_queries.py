@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from gateway.models import Notification
+from gateway.models import Due, Notification
 from gateway.outcomes import AttemptOutcome, Settlement
 from gateway.store import queries as shared
 from gateway.store.codec import POSTGRES
@@ -73,7 +73,11 @@ listings = functools.partial(shared.listings, "is_successful::int")
 migration_files = functools.partial(shared.migration_files, MIGRATIONS)
 # The delivery path's rows are the generic ones (gateway.store.codec).
 event_row = POSTGRES.encode
-notifications = functools.partial(POSTGRES.decode_rows, Notification)
+
+
+def claimed(rows: Sequence[Any], owner: str, lease_until: datetime) -> list[Due]:
+    """A claim's rows (CLAIM_DUE returns a Due's columns, its lease among them, as set)."""
+    return POSTGRES.decode_rows(Due, rows)
 
 
 def notification_row(note: Notification) -> dict[str, Any]:

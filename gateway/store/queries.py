@@ -22,6 +22,7 @@ from gateway.models import (
     ApiKey,
     Attempt,
     Authentication,
+    Due,
     Event,
     EventTypeDefinition,
     Notification,
@@ -61,7 +62,8 @@ _LABEL_AT = _NOTE.index("event_type") + 1
 NOTE_COLUMNS = (*_NOTE[:_LABEL_AT], "event_type_label", *_NOTE[_LABEL_AT:])
 COLUMNS = {
     "api_key": _fields(ApiKey), "webhook": _fields(Webhook), "rule": _fields(WebhookRule),
-    "event": _fields(Event), "notification": NOTE_COLUMNS, "attempt": _fields(Attempt),
+    "event": _fields(Event), "notification": NOTE_COLUMNS, "due": _fields(Due),
+    "attempt": _fields(Attempt),
     "authentication": _fields(Authentication),
     "event_type": _fields(EventTypeDefinition),
 }  # fmt: skip

@@ -37,6 +37,7 @@ from gateway.models import (
     ApiKey,
     Attempt,
     Authentication,
+    Due,
     Event,
     EventTypeDefinition,
     Notification,
@@ -963,7 +964,7 @@ class SqlStore(abc.ABC):
         *,
         exclude_webhooks: Collection[UUID] = (),
         exclude_groups: Collection[UUID] = (),
-    ) -> list[Notification]:
+    ) -> list[Due]:
         """Lease up to `limit` pending notifications due by `now` (or whose lease expired),
         skipping those of `exclude_webhooks` and `exclude_groups` (the caller holds enough).
 
@@ -976,7 +977,7 @@ class SqlStore(abc.ABC):
             "exclude": self._ids(exclude_webhooks), "exclude_groups": self._ids(exclude_groups),
         }  # fmt: skip
         [rows] = await self._run(Fetch(self.q.CLAIM_DUE, params))
-        notes: list[Notification] = self.q.notifications(rows)
+        notes: list[Due] = self.q.claimed(rows, lease_owner, lease_until)
         # RETURNING follows no ORDER BY; restore the claim order.
         return sorted(notes, key=lambda n: (n.webhook_id, n.sequence))
 

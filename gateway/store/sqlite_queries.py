@@ -22,7 +22,7 @@ import orjson
 
 from gateway.errors import StoreError
 from gateway.ids import from_text as _uuid
-from gateway.models import Event, EventType, Notification, NotificationState
+from gateway.models import Due, Event, EventType, Notification, NotificationState
 from gateway.outcomes import AttemptOutcome, Settlement
 from gateway.store import queries as shared
 from gateway.store.codec import enum_text, json_list, member, shared_uuid, stamp
@@ -133,16 +133,12 @@ _EVENT_TYPE = member(EventType)
 _STATE = member(NotificationState)
 
 
-def notifications(rows: Sequence[sqlite3.Row]) -> list[Notification]:
-    """`SQLITE.decode_rows(Notification, rows)` for rows of NOTE_COLUMNS in order (a claim's);
-    the records are codec.records, written out."""
+def claimed(rows: Sequence[sqlite3.Row], owner: str, lease_until: datetime) -> list[Due]:
+    """A claim's rows (CLAIM_DUE's columns, in order: a Due's but its lease) as leased to
+    `owner` until `lease_until`; the records are codec.records, written out."""
     return [
-        Notification(
-            _uuid(r[0]), shared_uuid(r[1]), shared_uuid(r[2]), _uuid(r[3]), r[4],
-            _EVENT_TYPE(r[5]), tuple(_loads(r[7])), r[8], _time(r[9]), _STATE(r[10]),
-            _time(r[11]), _time(r[12]), r[13], None if r[14] is None else _time(r[14]), r[15],
-            bool(r[16]), bool(r[17]), r[18], r[19], r[20], r[21], _time(r[22]), bool(r[23]),
-        )  # r[6] is event_type_label, which the record does not keep
+        Due(_uuid(r[0]), shared_uuid(r[1]), shared_uuid(r[2]), _uuid(r[3]), r[4], _EVENT_TYPE(r[5]),
+            tuple(_loads(r[6])), r[7], _time(r[8]), r[9], lease_until, owner)
         for r in rows
     ]  # fmt: skip
 

@@ -19,7 +19,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.delivery import Worker
-from gateway.models import Notification, NotificationState, WebhookStatus, utcnow
+from gateway.models import Due, NotificationState, WebhookStatus, utcnow
 from tests.factories import set_expiration
 from tests.gateway_server import RunningGateway, gateway_settings, run_gateway
 from tests.partner import INVOICES, drain_until, invoice_update, subscribe
@@ -476,7 +476,7 @@ async def test_a_claim_that_found_only_saturated_work_is_not_repeated_until_new_
     claims: list[tuple[int, int]] = []  # (webhooks excluded, notifications claimed)
     claim_due = gateway.ctx.store.claim_due
 
-    async def counted(*args: Any, **kwargs: Any) -> list[Notification]:
+    async def counted(*args: Any, **kwargs: Any) -> list[Due]:
         batch = await claim_due(*args, **kwargs)
         claims.append((len(kwargs.get("exclude_webhooks", ())), len(batch)))
         return batch
@@ -526,7 +526,7 @@ async def test_a_publish_hands_what_its_worker_has_room_for_straight_to_it(
     claimed: list[UUID] = []
     claim_due = serving.ctx.store.claim_due
 
-    async def counted(*args: Any, **kwargs: Any) -> list[Notification]:
+    async def counted(*args: Any, **kwargs: Any) -> list[Due]:
         batch = await claim_due(*args, **kwargs)
         claimed.extend(n.notification_id for n in batch)
         return batch

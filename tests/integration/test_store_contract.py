@@ -25,6 +25,7 @@ from gateway.filters import FieldType, parse_filter
 from gateway.models import (
     ContentType,
     DeliveryOrder,
+    Due,
     EventType,
     FailureWindow,
     Header,
@@ -62,6 +63,7 @@ PENDING, PARKED = NotificationState.PENDING, NotificationState.PARKED
 WAITING, STRICT = NotificationState.WAITING, DeliveryOrder.STRICT
 SUCCEEDED, FAILED = NotificationState.SUCCEEDED, NotificationState.FAILED
 LEASE = timedelta(minutes=5)
+DUE_FIELDS = [f.name for f in dataclasses.fields(Due)]
 CLEAN = dict.fromkeys(INVARIANTS, 0)  # what check_invariants finds when nothing is broken
 PAUSE, ACTIVATE = lifecycle.PAUSE, lifecycle.ACTIVATE
 # What a query may name: the wire models' fields, as the API reads them.
@@ -597,7 +599,10 @@ async def test_claim_due_leases_due_pending_notifications_in_order(store: Store)
     claimed = await store.claim_due(T0, 3, "worker-a", T0 + LEASE)
     assert [n.notification_id for n in claimed] == [*first, second[0]]
     assert all(n.lease_owner == "worker-a" and n.lease_until == T0 + LEASE for n in claimed)
-    assert all(n.state is PENDING for n in claimed)
+    for due in claimed:  # what sending needs, as stored (the rest of the row is not read)
+        stored = await store.get_notification(due.group_key, due.webhook_id, due.notification_id)
+        assert stored is not None and stored.state is PENDING
+        assert due == Due(**{name: getattr(stored, name) for name in DUE_FIELDS})
     rest = await store.claim_due(T0, 10, "worker-b", T0 + LEASE)
     assert [n.notification_id for n in rest] == [second[1]]
     assert await store.claim_due(T0, 10, "worker-c", T0 + LEASE) == []

@@ -19,7 +19,7 @@ import pytest
 from gateway import lifecycle, ordering
 from gateway.models import (
     DeliveryOrder,
-    Notification,
+    Due,
     NotificationState,
     Webhook,
     WebhookStatus,
@@ -454,14 +454,14 @@ async def test_concurrent_claims_never_hold_two_of_a_strict_webhook(
     delivered: dict[UUID, list[int]] = {hook.webhook_id: [] for hook in hooks}
     rng = random.Random(7)
 
-    def take(claimed: Notification, name: str) -> None:
+    def take(claimed: Due, name: str) -> None:
         holder = held.get(claimed.webhook_id)
         assert holder is None or holder[1], f"two of one Strict webhook held: {holder}, {name}"
         done = delivered[claimed.webhook_id]
         assert claimed.sequence == (done[-1] if done else 0) + 1, "out of sequence"
         held[claimed.webhook_id] = (name, False)
 
-    def settled(on: Store, name: str, claimed: Notification) -> AttemptOutcome:
+    def settled(on: Store, name: str, claimed: Due) -> AttemptOutcome:
         held[claimed.webhook_id] = (name, True)  # the next may be claimed any moment now
         if rng.random() < 0.3:
             return outcome(claimed.notification_id, name, effect=Effect.FAILURE,
@@ -472,7 +472,7 @@ async def test_concurrent_claims_never_hold_two_of_a_strict_webhook(
     async def claimer(on: Store, name: str) -> None:
         while sum(map(len, delivered.values())) < (first + later) * len(hooks):
             now = utcnow()
-            batch: list[Notification] = await on.claim_due(now, 10, name, now + LEASE)
+            batch: list[Due] = await on.claim_due(now, 10, name, now + LEASE)
             for claimed in batch:
                 take(claimed, name)
             await asyncio.sleep(0)  # the others claim meanwhile

@@ -16,7 +16,7 @@ from gateway import config
 from gateway.delivery import Worker
 from gateway.errors import GatewayError
 from gateway.fairness import Holdings, ReadyQueue
-from gateway.models import Notification
+from gateway.models import Deliverable, Notification
 from gateway.netguard import AddressPolicy
 from gateway.outbound import Outbound
 from gateway.store import Store
@@ -30,7 +30,7 @@ def note(group: UUID) -> Notification:
     return make_notification(make_webhook(group))
 
 
-def take_all(ready: ReadyQueue) -> list[Notification]:
+def take_all(ready: ReadyQueue) -> list[Deliverable]:
     taken = []
     while (got := ready.get_nowait()) is not None:
         taken.append(got)

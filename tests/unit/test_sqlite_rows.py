@@ -11,7 +11,7 @@ from datetime import timedelta
 import pytest
 
 from gateway.ids import new_id
-from gateway.models import Event, EventType, Notification, NotificationState, utcnow
+from gateway.models import Due, Event, EventType, Notification, NotificationState, utcnow
 from gateway.store import sqlite_queries as q
 from gateway.store.codec import SQLITE
 
@@ -86,12 +86,18 @@ def test_the_settle_statement_uses_every_column_of_its_row_and_no_other() -> Non
     assert places == set(range(1, len(q.SETTLE_COLUMNS) + 1))
 
 
-def test_claimed_rows_decode_as_the_generic_decoder_decodes_them() -> None:
+def test_claimed_rows_decode_to_the_notifications_they_were_as_due() -> None:
     conn = sqlite3.connect(":memory:")
     conn.row_factory = sqlite3.Row
-    columns = ", ".join(q.NOTE_COLUMNS)
-    conn.execute(f"CREATE TABLE notifications ({columns})")
+    conn.execute(f"CREATE TABLE notifications ({', '.join(q.NOTE_COLUMNS)})")
     notes = _notifications()
     conn.executemany(q.INSERT_NOTIFICATION, [q.notification_row(n) for n in notes])
-    rows = conn.execute(f"SELECT {columns} FROM notifications").fetchall()
-    assert q.notifications(rows) == SQLITE.decode_rows(Notification, rows) == list(notes)
+    returned = q.CLAIM_DUE.rsplit("RETURNING", 1)[1]  # the claim's columns, as it lists them
+    rows = conn.execute(f"SELECT {returned} FROM notifications").fetchall()
+    until = utcnow() + timedelta(seconds=30)
+    expected = [
+        Due(**{field.name: getattr(n, field.name) for field in dataclasses.fields(Due)}
+            | {"lease_until": until, "lease_owner": "worker-b"})
+        for n in notes
+    ]  # fmt: skip
+    assert q.claimed(rows, "worker-b", until) == expected

@@ -99,7 +99,7 @@ WITH due AS (
     ORDER BY next_attempt_at, webhook_id, sequence LIMIT :limit FOR UPDATE SKIP LOCKED
 )
 UPDATE notifications n SET lease_owner = :owner, lease_until = :lease_until
-FROM due WHERE n.notification_id = due.notification_id RETURNING {n.notification_columns}
+FROM due WHERE n.notification_id = due.notification_id RETURNING {n.due_columns}
 
 -- name: LEASES
 -- Settling attempts: each notification's lease holder and webhook id; then, their webhooks

@@ -63,7 +63,9 @@ VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?
     ?20, ?21, ?22, ?23, ?24, 1)
 
 -- name: CLAIM_DUE
--- The literal state = 'pending' lets SQLite use the partial index notifications_due.
+-- The literal state = 'pending' lets SQLite use the partial index notifications_due. What it
+-- returns is a models.Due but its lease, which sqlite_queries.claimed has already: each column
+-- read back costs the sqlite3 module a call or more.
 UPDATE notifications SET lease_owner = :owner, lease_until = :lease_until
 WHERE notification_id IN (
     SELECT notification_id FROM notifications
@@ -72,7 +74,8 @@ WHERE notification_id IN (
         AND webhook_id NOT IN (SELECT value FROM json_each(:exclude))
         AND group_key NOT IN (SELECT value FROM json_each(:exclude_groups))
     ORDER BY next_attempt_at, webhook_id, sequence LIMIT :limit
-) RETURNING {notification_columns}
+) RETURNING notification_id, group_key, webhook_id, event_id, table_key, event_type, records,
+    sequence, triggered_at, attempts
 
 -- name: LEASES
 -- Settling a batch of attempts: each notification's lease holder and webhook id, then each of
