@@ -107,7 +107,7 @@ class _Members(dict[Any, E]):
 
 def member(kind: type[E]) -> Callable[[str], E]:
     """The member of this enum whose value is stored: one dict lookup, a third of what calling
-    the enum costs (timeit), twice per claimed notification; the dict's own __getitem__, so no
+    the enum costs (timeit), for every claimed notification; the dict's own __getitem__, so no
     Python runs for a known value."""
     return _Members(kind).__getitem__
 

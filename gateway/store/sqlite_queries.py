@@ -22,7 +22,7 @@ import orjson
 
 from gateway.errors import StoreError
 from gateway.ids import from_text as _uuid
-from gateway.models import Due, Event, EventType, Notification, NotificationState
+from gateway.models import Due, Event, EventType, Notification
 from gateway.outcomes import AttemptOutcome, Settlement
 from gateway.store import queries as shared
 from gateway.store.codec import enum_text, json_list, member, shared_uuid, stamp
@@ -130,7 +130,6 @@ def notification_row(note: Notification) -> list[Any]:
 
 
 _EVENT_TYPE = member(EventType)
-_STATE = member(NotificationState)
 
 
 def claimed(rows: Sequence[sqlite3.Row], owner: str, lease_until: datetime) -> list[Due]:
