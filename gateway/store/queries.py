@@ -60,9 +60,12 @@ def _fields(record: type) -> tuple[str, ...]:
 _NOTE = _fields(Notification)
 _LABEL_AT = _NOTE.index("event_type") + 1
 NOTE_COLUMNS = (*_NOTE[:_LABEL_AT], "event_type_label", *_NOTE[_LABEL_AT:])
+_DUE = _fields(Due)
 COLUMNS = {
     "api_key": _fields(ApiKey), "webhook": _fields(Webhook), "rule": _fields(WebhookRule),
-    "event": _fields(Event), "notification": NOTE_COLUMNS, "due": _fields(Due),
+    "event": _fields(Event), "notification": NOTE_COLUMNS, "due": _DUE,
+    # What SQLite's claim reads back: a Due but its lease, which the claim has just set.
+    "claimed": _DUE[:_DUE.index("lease_until")],
     "attempt": _fields(Attempt),
     "authentication": _fields(Authentication),
     "event_type": _fields(EventTypeDefinition),

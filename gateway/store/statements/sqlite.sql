@@ -74,8 +74,7 @@ WHERE notification_id IN (
         AND webhook_id NOT IN (SELECT value FROM json_each(:exclude))
         AND group_key NOT IN (SELECT value FROM json_each(:exclude_groups))
     ORDER BY next_attempt_at, webhook_id, sequence LIMIT :limit
-) RETURNING notification_id, group_key, webhook_id, event_id, table_key, event_type, records,
-    sequence, triggered_at, attempts
+) RETURNING {claimed_columns}
 
 -- name: LEASES
 -- Settling a batch of attempts: each notification's lease holder and webhook id, then each of
