@@ -30,7 +30,7 @@ from typing import Protocol
 from uuid import UUID
 
 from gateway.config import Settings
-from gateway.models import Deliverable, DeliveryOrder, Notification, Webhook
+from gateway.models import Deliverable, DeliveryOrder, Notification, Recipient
 from gateway.store.base import Added
 
 _STRICT = DeliveryOrder.STRICT
@@ -139,7 +139,7 @@ class Promises:
         self.lease_until = handoff.lease_until(now) if handoff else None
         self._made: list[tuple[UUID, UUID]] = []
 
-    def take(self, hook: Webhook) -> bool:
+    def take(self, hook: Recipient) -> bool:
         """Whether a new pending notification of this webhook goes to the worker, leased
         (`owner`, `lease_until`). Never a Strict webhook's: it joins its queue, and is claimed
         when it is the head (the store refuses the lease anyway: gateway.ordering)."""

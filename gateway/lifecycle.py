@@ -49,7 +49,7 @@ from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 from gateway.errors import ValidationError
-from gateway.models import StatusReason, Webhook, WebhookStatus
+from gateway.models import Recipient, StatusReason, Webhook, WebhookStatus
 
 MESSAGE_LIMIT = 100  # statusMessage is at most 100 characters on the wire
 GONE_MESSAGE = "callback answered 410 Gone (unsubscribed)"
@@ -212,7 +212,7 @@ def shown_status(
     return status, message
 
 
-def is_active(webhook: Webhook, now: datetime) -> bool:
+def is_active(webhook: Webhook | Recipient, now: datetime) -> bool:
     """Whether the webhook receives notifications now (Active and not expired); `receives`
     written out, as the sender asks before every send."""
     expiration = webhook.expiration_date

@@ -13,16 +13,16 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from gateway import filters
-from gateway.models import Event, EventType, Webhook, WebhookRule
+from gateway.models import Event, EventType, Recipient
 
 if TYPE_CHECKING:  # the store publishes lifecycle notices with this module (gateway.notices)
     from gateway.store import Store
 
 # A webhook and its rules' filters; None when one of its rules has no filter and so accepts
 # every record.
-Subscriber = tuple[Webhook, list[filters.Node] | None]
+Subscriber = tuple[Recipient, list[filters.Node] | None]
 # An event, a webhook it reaches, and the records that webhook receives.
-Match = tuple[Event, Webhook, Sequence[dict[str, Any]]]
+Match = tuple[Event, Recipient, Sequence[dict[str, Any]]]
 
 
 @functools.lru_cache(maxsize=4096)
@@ -47,14 +47,14 @@ async def matches(store: Store, events: Sequence[Event]) -> list[Match]:
     ]
 
 
-def subscribers(found: list[tuple[WebhookRule, Webhook]]) -> list[Subscriber]:
-    """Each webhook of these rules once, in the order of its first rule, with its rules'
-    filters."""
-    hooks: dict[UUID, Webhook] = {}
+def subscribers(found: list[tuple[str | None, Recipient]]) -> list[Subscriber]:
+    """Each webhook of these rules (their filters, with their webhooks) once, in the order of
+    its first rule, with its rules' filters."""
+    hooks: dict[UUID, Recipient] = {}
     nodes: dict[UUID, list[filters.Node | None]] = {}
-    for rule, hook in found:
+    for text, hook in found:
         hooks.setdefault(hook.webhook_id, hook)
-        nodes.setdefault(hook.webhook_id, []).append(_compiled(rule.filter))
+        nodes.setdefault(hook.webhook_id, []).append(_compiled(text))
     return [
         (hook, None if None in nodes[webhook_id] else [n for n in nodes[webhook_id] if n])
         for webhook_id, hook in hooks.items()
@@ -63,7 +63,7 @@ def subscribers(found: list[tuple[WebhookRule, Webhook]]) -> list[Subscriber]:
 
 def select(
     subscribers: list[Subscriber], event: Event
-) -> Iterator[tuple[Webhook, Sequence[dict[str, Any]]]]:
+) -> Iterator[tuple[Recipient, Sequence[dict[str, Any]]]]:
     """For each webhook, the event's records that any of its rules accept, in event order
     (all of them: the event's own tuple, which its notifications share)."""
     for hook, nodes in subscribers:

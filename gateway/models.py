@@ -389,6 +389,20 @@ class Webhook:
 
 
 @dataclass(frozen=True, slots=True)
+class Recipient:
+    """A webhook as publishing reads it when one of its rules takes an event: who receives,
+    and what decides whether its notification is handed over, parked or queued (a first
+    guess; the store decides in its transaction). Reading every column of each webhook, a
+    publish to 1,000 webhooks spent more on decoding them than on storing its notifications."""
+
+    webhook_id: UUID
+    group_key: UUID
+    status_code: WebhookStatus
+    expiration_date: datetime | None
+    delivery_order: DeliveryOrder
+
+
+@dataclass(frozen=True, slots=True)
 class WebhookRule:
     webhook_rule_id: UUID
     webhook_id: UUID

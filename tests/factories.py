@@ -27,6 +27,7 @@ from gateway.models import (
     HttpMethod,
     Notification,
     NotificationState,
+    Recipient,
     Scope,
     Webhook,
     WebhookRule,
@@ -78,6 +79,12 @@ def make_webhook(group_key: UUID | None = None, **overrides: Any) -> Webhook:
         modified_user_id=uuid4(),
     )
     return dataclasses.replace(hook, **overrides)
+
+
+def recipient(webhook: Webhook) -> Recipient:
+    """The webhook as publishing reads it (models.Recipient): its fields of those names."""
+    names = (f.name for f in dataclasses.fields(Recipient))
+    return Recipient(**{name: getattr(webhook, name) for name in names})
 
 
 def make_rule(webhook: Webhook | None = None, **overrides: Any) -> WebhookRule:

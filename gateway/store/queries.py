@@ -26,6 +26,7 @@ from gateway.models import (
     Event,
     EventTypeDefinition,
     Notification,
+    Recipient,
     Webhook,
     WebhookRule,
 )
@@ -63,6 +64,7 @@ NOTE_COLUMNS = (*_NOTE[:_LABEL_AT], "event_type_label", *_NOTE[_LABEL_AT:])
 _DUE = _fields(Due)
 COLUMNS = {
     "api_key": _fields(ApiKey), "webhook": _fields(Webhook), "rule": _fields(WebhookRule),
+    "recipient": _fields(Recipient),
     "event": _fields(Event), "notification": NOTE_COLUMNS, "due": _DUE,
     # What SQLite's claim reads back: a Due but its lease, which the claim has just set.
     "claimed": _DUE[:_DUE.index("lease_until")],

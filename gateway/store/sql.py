@@ -41,6 +41,7 @@ from gateway.models import (
     Event,
     EventTypeDefinition,
     Notification,
+    Recipient,
     Webhook,
     WebhookRule,
     utcnow,
@@ -63,7 +64,15 @@ from gateway.store.queries import NEW_WORK_CHANNEL, WEBHOOK_CHANGED_CHANNEL
 from gateway.store.steps import Execute, ExecuteMany, Fetch, Lock, MakeScript, Notify, Script, Step
 
 R = TypeVar(
-    "R", ApiKey, Webhook, WebhookRule, Notification, Attempt, Authentication, EventTypeDefinition
+    "R",
+    ApiKey,
+    Webhook,
+    WebhookRule,
+    Recipient,
+    Notification,
+    Attempt,
+    Authentication,
+    EventTypeDefinition,
 )
 T = TypeVar("T")
 Params = Mapping[str, Any]
@@ -332,12 +341,16 @@ class SqlStore(abc.ABC):
 
     async def matching_rules(
         self, group_key: UUID, table_key: str, event_type: str
-    ) -> list[tuple[WebhookRule, Webhook]]:
-        """Rules (with their webhooks) for this table and event type, by index lookup."""
+    ) -> list[tuple[str | None, Recipient]]:
+        """The filter of each rule for this table and event type, with its webhook as
+        publishing reads it, by index lookup; in the order the rules were created."""
         params = {"group_key": group_key, "table_key": table_key, "event_type": event_type}
-        rows = await self._rows(self.q.MATCHING_RULES, params)
-        decode = self.codec.decode_rows
-        return list(zip(decode(WebhookRule, rows), decode(Webhook, rows, "w_"), strict=True))
+        return self._matched(await self._rows(self.q.MATCHING_RULES, params))
+
+    def _matched(self, rows: Sequence[Any]) -> list[tuple[str | None, Recipient]]:
+        """MATCHING_RULES's rows as (filter, recipient)."""
+        filters = [row[0] for row in rows]
+        return list(zip(filters, self.codec.decode_rows(Recipient, rows), strict=True))
 
     # -- Authentications --------------------------------------------------------------------------
     async def add_authentications(self, authentications: Sequence[Authentication]) -> None:
@@ -604,9 +617,7 @@ class SqlStore(abc.ABC):
                 params = {"group_key": group, "table_key": notices.TABLE_KEY,
                           "event_type": notices.EVENT_TYPE.value}  # fmt: skip
                 rows = yield Fetch(self.q.MATCHING_RULES, params)
-                rules = self.codec.decode_rows(WebhookRule, rows)
-                hooks = self.codec.decode_rows(Webhook, rows, "w_")
-                subscribers[group] = matching.subscribers(list(zip(rules, hooks, strict=True)))
+                subscribers[group] = matching.subscribers(self._matched(rows))
             event, its_notes = notices.publication(notice, subscribers[group])
             if its_notes:
                 events.append(event)

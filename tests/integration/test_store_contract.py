@@ -48,6 +48,7 @@ from tests.factories import (
     make_notification,
     make_rule,
     make_webhook,
+    recipient,
 )
 from tests.migrations import declared_objects, migration_versions
 
@@ -494,7 +495,7 @@ async def test_matching_rules_only_for_that_group_table_and_event_type(store: St
     stranger = await add_hook(store)
     await store.add_rules([also, match, other_table, other_type, make_rule(stranger)])
     found = await store.matching_rules(hook.group_key, "Invoice", "U")
-    assert found == [(match, hook), (also, hook)]
+    assert found == [(None, recipient(hook)), ("total gt 5", recipient(hook))]
     assert await store.matching_rules(hook.group_key, "Invoice", "D") == []
 
 

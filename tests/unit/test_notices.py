@@ -11,7 +11,7 @@ import pytest
 
 from gateway import lifecycle, matching, notices
 from gateway.models import StatusReason, Webhook, WebhookStatus, utcnow
-from tests.factories import make_webhook
+from tests.factories import make_webhook, recipient
 
 NOW = utcnow()
 ACTIVE = (WebhookStatus.ACTIVE, None)
@@ -61,7 +61,7 @@ def test_a_notice_reaches_every_subscriber_but_the_webhook_it_is_about() -> None
     subject = hook(ERRORED)
     other = make_webhook(subject.group_key)
     notice = notices.Notice(notices.Kind.ERRORED, subject, NOW)
-    subscribers: list[matching.Subscriber] = [(subject, None), (other, None)]
+    subscribers: list[matching.Subscriber] = [(recipient(subject), None), (recipient(other), None)]
     event, notes = notices.publication(notice, subscribers)
     assert [n.webhook_id for n in notes] == [other.webhook_id]
     assert event.records == (notice.record(),) == notes[0].records

@@ -162,7 +162,8 @@ LIMIT :limit OFFSET :offset
 SELECT count(*) FROM webhook_rules WHERE {where}
 
 -- name: MATCHING_RULES
-SELECT {r.rule_columns}, {w.webhook_columns AS w_*} FROM webhook_rules r
+-- Each rule's filter, with its webhook as publishing reads it (models.Recipient).
+SELECT r.filter, {w.recipient_columns} FROM webhook_rules r
 JOIN webhooks w ON w.webhook_id = r.webhook_id
 WHERE r.group_key = :group_key AND r.table_key = :table_key AND r.event_type = :event_type
 ORDER BY r.created, r.webhook_rule_id
