@@ -21,6 +21,7 @@ from gateway.models import Due, Notification
 from gateway.outcomes import AttemptOutcome, Settlement
 from gateway.store import queries as shared
 from gateway.store.codec import POSTGRES
+from gateway.store.steps import Execute, Step
 
 MIGRATIONS = Path(__file__).parent / "migrations" / "postgres"
 Params = Mapping[str, Any]
@@ -58,10 +59,39 @@ def sql(statement: Sql | str) -> Sql:
     return number(statement) if isinstance(statement, str) else statement
 
 
+# SETTLE_ATTEMPT's parameters that differ from one attempt to the next, with their types: the
+# columns of the batch it settles in one statement (`batched`). The rest (`now`) is the batch's.
+SETTLE_ARRAYS = {
+    "notification_id": "uuid", "lease_owner": "text", "state": "text",
+    "next_attempt_at": "timestamptz", "is_successful": "boolean", "response_status_code": "text",
+    "process_result_message": "text", "request_message": "text", "response_message": "text",
+    "elapsed_ms": "float8",
+}  # fmt: skip
+
+
+def batched(statement: str, arrays: Mapping[str, str]) -> str:
+    """A shared statement that updates one row (`UPDATE ... SET ... WHERE`, its parameters
+    named) as one statement for a whole batch: each parameter in `arrays` becomes a column of
+    the batch (`:state` reads `p.p_state`, prefixed so that the table's own columns stay
+    unambiguous), passed as an array of its type; any other parameter is one value for all.
+    asyncpg's executemany runs a statement once per row: settling 100 attempts a batch, each
+    cost the server 28.9 us that way and 14.2 us in one statement (pg_stat_statements)."""
+    names = "|".join(arrays)
+    rewritten = re.sub(rf"(?<![:\w]):({names})\b", r"p.p_\1", statement)
+    head, found, where = rewritten.partition("\nWHERE ")
+    if not found:
+        raise ValueError(f"not an UPDATE ... WHERE: {statement[:60]!r}")
+    rows = ", ".join(f":{name}::{kind}[]" for name, kind in arrays.items())
+    columns = ", ".join(f"p_{name}" for name in arrays)
+    return f"{head}\nFROM unnest({rows}) AS p ({columns})\nWHERE {where}"
+
+
+_LOADED = shared.load("postgres")
+_LOADED["SETTLE_ATTEMPT"] = batched(_LOADED["SETTLE_ATTEMPT"], SETTLE_ARRAYS)
 # The statements filled in as they run (queries.FILLED_LATER) stay text, numbered by `sql`.
 _STATEMENTS = {
     name: statement if shared.filled_later(statement) else number(statement)
-    for name, statement in shared.load("postgres").items()
+    for name, statement in _LOADED.items()
 }
 
 __getattr__ = shared.served(__name__, _STATEMENTS)
@@ -91,16 +121,20 @@ def reserve_params(counts: Mapping[tuple[UUID, UUID], int]) -> Params:
             "counts": list(counts.values())}  # fmt: skip
 
 
-def settled_row(outcome: AttemptOutcome, done: Settlement, now: datetime) -> Params:
-    """SETTLE_ATTEMPT's parameters."""
-    return {
-        "notification_id": outcome.notification_id, "state": done.state.value,
-        "next_attempt_at": done.next_attempt_at, "is_successful": done.is_successful,
-        "process_result_message": done.process_result_message, "now": now,
-        "response_status_code": outcome.response_status_code,
-        "request_message": outcome.request_message, "response_message": outcome.response_message,
-        "lease_owner": outcome.lease_owner, "elapsed_ms": outcome.elapsed_ms,
-    }  # fmt: skip
+def settled_row(outcome: AttemptOutcome, done: Settlement, now: datetime) -> tuple[Any, ...]:
+    """One attempt's row of SETTLE_ATTEMPT's batch, in SETTLE_ARRAYS order (`settling`)."""
+    return (
+        outcome.notification_id, outcome.lease_owner, done.state.value, done.next_attempt_at,
+        done.is_successful, outcome.response_status_code, done.process_result_message,
+        outcome.request_message, outcome.response_message, outcome.elapsed_ms,
+    )  # fmt: skip
+
+
+def settling(rows: Sequence[tuple[Any, ...]], now: datetime) -> Step:
+    """SETTLE_ATTEMPT over these rows (`settled_row`), in one statement: a column each."""
+    columns = zip(*rows, strict=True)
+    arrays = dict(zip(SETTLE_ARRAYS, map(list, columns), strict=True))
+    return Execute(_STATEMENTS["SETTLE_ATTEMPT"], {"now": now, **arrays})
 
 
 def statements(script: str) -> list[Sql]:

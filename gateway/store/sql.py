@@ -1010,7 +1010,8 @@ class SqlStore(abc.ABC):
         held = yield from self._leased(outcomes)
         recent = yield from self._window_failures(held, now)
         settled = settle_in_order(held, now, recent)
-        yield from self._settled_writes(settled, now)  # each answers None
+        for write in self._settled_writes(settled, now):
+            yield write  # what it answers (None, or on PostgreSQL a count) is of no use
         due = False  # a Strict webhook's next notification became due
         if strict := queues.of_settled(settled, now):
             due = yield from queues.normalize(self.q, strict, now)
@@ -1037,7 +1038,7 @@ class SqlStore(abc.ABC):
             recent[webhook_id] = int(rows[0][0])
         return recent
 
-    def _settled_writes(self, settled: Settled, now: datetime) -> list[ExecuteMany]:
+    def _settled_writes(self, settled: Settled, now: datetime) -> list[Step]:
         """A settled batch's writes, a statement each over the whole batch. Set-wise in this
         order they end as one-by-one would: a webhook that leaves Active never comes back
         within a batch, so no later outcome needs a parked row."""
@@ -1061,7 +1062,7 @@ class SqlStore(abc.ABC):
                                 **_status(change)})  # fmt: skip
                 if done.park_webhook:  # all but this one: its own settlement is written
                     parks.append(_parking(hook.webhook_id, change, now, outcome.notification_id))
-        return [ExecuteMany(self.q.SETTLE_ATTEMPT, attempts, encoded=True),
+        return [*([self.q.settling(attempts, at)] if attempts else []),
                 ExecuteMany(self.q.SETTLE_UNSENT, unsent), ExecuteMany(self.q.LOG_ATTEMPT, logged),
                 ExecuteMany(self.q.SETTLE_LIFECYCLE, changes),
                 ExecuteMany(self.q.PARK_PENDING, parks)]  # fmt: skip

@@ -39,7 +39,7 @@ def _places(statement: str) -> set[int]:
 
 def test_the_store_reads_its_statements_by_name() -> None:
     # What the next test checks is found at all.
-    assert {"CLAIM_DUE", "INSERT_WEBHOOK", "LOCK_LEASES", "SETTLE_ATTEMPT"} <= (
+    assert {"CLAIM_DUE", "INSERT_WEBHOOK", "LOCK_LEASES", "SETTLE_UNSENT"} <= (
         _names_the_store_reads()
     )
 
@@ -132,3 +132,19 @@ def test_postgresql_numbers_its_statements_as_it_reads_them() -> None:
             assert isinstance(statement, Sql)
             assert _named(statement.text) == set()
             assert set(statement.names) == _named(text)
+
+
+def test_postgresql_settles_a_batch_in_one_statement_of_arrays() -> None:
+    statement = postgres_queries.SETTLE_ATTEMPT
+    rows = [tuple(range(len(postgres_queries.SETTLE_ARRAYS)))] * 2
+    step = postgres_queries.settling(rows, now="now")
+    assert set(step.params) == set(statement.names)  # every parameter, each an array but `now`
+    assert step.params["now"] == "now"
+    assert all(step.params[name] == [i, i] for i, name in enumerate(postgres_queries.SETTLE_ARRAYS))
+    text = " ".join(statement.text.split())
+    assert "unnest(" in text and "= p.p_state" in text and "::text[]" in text
+
+
+def test_a_statement_batched_for_postgresql_must_update_where() -> None:
+    with pytest.raises(ValueError, match=r"not an UPDATE \.\.\. WHERE"):
+        postgres_queries.batched("DELETE FROM events", {"event_id": "uuid"})
