@@ -11,8 +11,9 @@ tests/integration/test_store_contract.py runs against both.
   may run it again from the start, so a script keeps its state inside. Writers lock webhook rows
   (in id order) before their notifications; SQLite, whose writer holds the whole file, skips locks.
 - The delivery path (add_events, claim_due, record_attempts) moves hundreds of rows a call: its
-  rows are the dialect's written-out `event_row`, `notification_row`, `settled_row` and
-  `notifications`, and a new notification row is read at the dialect's `ROW_*` keys.
+  rows are the dialect's written-out `event_row`, `notification_row`, `settled_row` (written
+  by the dialect's `settling`: on PostgreSQL one statement over arrays) and `notifications`,
+  and a new notification row is read at the dialect's `ROW_*` keys.
 - A Strict webhook's queue (gateway.ordering) is set right by `queues.normalize` in every
   transaction that changes it; an Unordered webhook's rows never meet it, so batches of Unordered
   webhooks run no statement more than they did before deliveryOrder existed.
