@@ -1011,8 +1011,9 @@ class SqlStore(abc.ABC):
         held = yield from self._leased(outcomes)
         recent = yield from self._window_failures(held, now)
         settled = settle_in_order(held, now, recent)
-        for write in self._settled_writes(settled, now):
-            yield write  # what it answers (None, or on PostgreSQL a count) is of no use
+        # Not `yield from`: a list cannot take what a write answers (on PostgreSQL, a count).
+        for write in self._settled_writes(settled, now):  # noqa: UP028
+            yield write
         due = False  # a Strict webhook's next notification became due
         if strict := queues.of_settled(settled, now):
             due = yield from queues.normalize(self.q, strict, now)
