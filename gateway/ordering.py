@@ -37,14 +37,5 @@ The periodic check (`Store.check_invariants`) counts and repairs what breaks the
 notification that is not its queue's head, and a waiting notification of an Unordered webhook.
 """
 
-from __future__ import annotations
-
-from gateway.models import DeliveryOrder, Webhook
-
 WAITING_MESSAGE = "waiting behind an earlier notification (deliveryOrder Strict)"
 UNORDERED_MESSAGE = "due: the webhook's deliveryOrder is Unordered now"
-
-
-def is_strict(hook: Webhook) -> bool:
-    """Whether the webhook's notifications go out one at a time, in sequence order."""
-    return hook.delivery_order is DeliveryOrder.STRICT
