@@ -388,7 +388,7 @@ class Webhook:
     reverify_due: Annotated[datetime | None, INTERNAL] = None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Recipient:
     """A webhook as publishing reads it when one of its rules takes an event: who receives,
     and what decides whether its notification is handed over, parked or queued (a first

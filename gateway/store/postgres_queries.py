@@ -75,7 +75,8 @@ def batched(statement: str, arrays: Mapping[str, str]) -> str:
     the batch (`:state` reads `p.p_state`, prefixed so that the table's own columns stay
     unambiguous), passed as an array of its type; any other parameter is one value for all.
     asyncpg's executemany runs a statement once per row: settling 100 attempts a batch, each
-    cost the server 28.9 us that way and 14.2 us in one statement (pg_stat_statements)."""
+    cost the server 28.9 us that way and 14.2 us in one statement (an ad hoc benchmark read
+    through pg_stat_statements, 2026-12-05; S1 showed 22.6 against 16.0 us a notification)."""
     names = "|".join(arrays)
     rewritten = re.sub(rf"(?<![:\w]):({names})\b", r"p.p_\1", statement)
     head, found, where = rewritten.partition("\nWHERE ")

@@ -12,8 +12,8 @@ tests/integration/test_store_contract.py runs against both.
   (in id order) before their notifications; SQLite, whose writer holds the whole file, skips locks.
 - The delivery path (add_events, claim_due, record_attempts) moves hundreds of rows a call: its
   rows are the dialect's written-out `event_row`, `notification_row`, `settled_row` (written
-  by the dialect's `settling`: on PostgreSQL one statement over arrays) and `notifications`,
-  and a new notification row is read at the dialect's `ROW_*` keys.
+  by the dialect's `settling`: on PostgreSQL one statement over arrays) and `claimed`, and a
+  new notification row is read at the dialect's `ROW_*` keys.
 - A Strict webhook's queue (gateway.ordering) is set right by `queues.normalize` in every
   transaction that changes it; an Unordered webhook's rows never meet it, so batches of Unordered
   webhooks run no statement more than they did before deliveryOrder existed.
@@ -65,15 +65,7 @@ from gateway.store.queries import NEW_WORK_CHANNEL, WEBHOOK_CHANGED_CHANNEL
 from gateway.store.steps import Execute, ExecuteMany, Fetch, Lock, MakeScript, Notify, Script, Step
 
 R = TypeVar(
-    "R",
-    ApiKey,
-    Webhook,
-    WebhookRule,
-    Recipient,
-    Notification,
-    Attempt,
-    Authentication,
-    EventTypeDefinition,
+    "R", ApiKey, Webhook, WebhookRule, Notification, Attempt, Authentication, EventTypeDefinition
 )
 T = TypeVar("T")
 Params = Mapping[str, Any]
@@ -1064,7 +1056,9 @@ class SqlStore(abc.ABC):
                                 **_status(change)})  # fmt: skip
                 if done.park_webhook:  # all but this one: its own settlement is written
                     parks.append(_parking(hook.webhook_id, change, now, outcome.notification_id))
-        return [*([self.q.settling(attempts, at)] if attempts else []),
+        # An empty ExecuteMany runs nothing; the dialect's `settling` may be another step.
+        settle = [self.q.settling(attempts, at)] if attempts else []
+        return [*settle,
                 ExecuteMany(self.q.SETTLE_UNSENT, unsent), ExecuteMany(self.q.LOG_ATTEMPT, logged),
                 ExecuteMany(self.q.SETTLE_LIFECYCLE, changes),
                 ExecuteMany(self.q.PARK_PENDING, parks)]  # fmt: skip
