@@ -59,7 +59,9 @@ class PostgresStore(SqlStore):
         if self._pool is not None:
             return
         try:
-            self._pool = await asyncpg.create_pool(self.url, min_size=1, max_size=self.pool_size)
+            self._pool = await asyncpg.create_pool(
+                self.url, min_size=1, max_size=self.pool_size, reset=_keep_session
+            )
             self.applied_migrations = await self._migrate()
         except BaseException as exc:
             await self.close()
@@ -215,6 +217,14 @@ async def _close(conn: asyncpg.Connection | None) -> None:
     with contextlib.suppress(*DRIVER_ERRORS):
         if conn is not None:
             await conn.close()
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """What a connection goes back to the pool with: its session as it is. asyncpg's default
+    sends a reset query (advisory locks, cursors, LISTEN, settings) on every release, a round
+    trip for each transaction; the pool's connections keep none of those past a transaction (the
+    store's advisory locks are transaction locks, and LISTEN has a connection of its own).
+    asyncpg still rolls back a transaction left open before calling this."""
 
 
 def _bound(query: Sql | str, params: Params) -> tuple[Any, ...]:

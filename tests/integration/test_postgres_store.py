@@ -205,3 +205,21 @@ async def test_claims_rewrite_their_rows_in_place(postgres_url: str) -> None:
     assert sorted(claimed) == sorted(published)
     # The stores closed, so their backends have exited and reported every update.
     assert await notification_updates(postgres_url, len(published)) == (300, 300)
+
+
+async def test_a_connection_goes_back_to_the_pool_without_a_reset_query(postgres_url: str) -> None:
+    """The pool sends nothing on release (asyncpg's default reset query was a round trip for
+    each transaction): each idle connection's last statement is the store's own."""
+    async with PostgresStore(postgres_url) as store:
+        hook = await add_hook(store)
+        await asyncio.gather(*(publish(store, hook) for _ in range(4)))
+        conn = await asyncpg.connect(postgres_url)
+        try:
+            last = [row[0] for row in await conn.fetch(
+                "SELECT query FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+            )]  # fmt: skip
+        finally:
+            await conn.close()
+    assert last and not [query for query in last if "RESET ALL" in query]
+    assert "COMMIT;" in last  # as asyncpg ends a transaction
