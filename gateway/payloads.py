@@ -50,11 +50,16 @@ def record_id(record: Mapping[str, Any], table_key: str) -> str:
     """A record's id: its `id` property, else `<tableKey>Id` (case-insensitive), a string or
     a number as the schema says (JSON's true and false are neither, though Python's bool is an
     int)."""
-    wanted = ("id", f"{table_key.lower()}id")
+    table_id, found = f"{table_key.lower()}id", None
     for key, value in record.items():
-        if key.lower() in wanted and type(value) in _ID_TYPES:
-            return str(value)
-    raise ValidationError.field("records", f"each record needs an 'id' or '{table_key}Id'")
+        if type(value) in _ID_TYPES:
+            if (lowered := key.lower()) == "id":
+                return str(value)
+            if found is None and lowered == table_id:
+                found = str(value)
+    if found is None:
+        raise ValidationError.field("records", f"each record needs an 'id' or '{table_key}Id'")
+    return found
 
 
 def nests_deeper(value: dict[str, Any] | list[Any], levels: int) -> bool:

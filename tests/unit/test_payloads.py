@@ -56,5 +56,9 @@ def test_get_carries_the_fields_as_query_parameters_and_signs_the_query_string()
 
 def test_record_ids_come_from_id_or_table_key_id() -> None:
     assert payloads.record_id({"invoiceId": "9"}, "Invoice") == "9"
+    assert payloads.record_id({"INVOICEID": 9, "total": 1}, "Invoice") == "9"
+    # `id` wins wherever it stands; an id of another type does not count.
+    assert payloads.record_id({"invoiceId": "9", "Id": "1"}, "Invoice") == "1"
+    assert payloads.record_id({"id": True, "invoiceId": "9"}, "Invoice") == "9"
     with pytest.raises(ValidationError, match="'id' or 'InvoiceId'"):
         payloads.record_id({"total": 1}, "Invoice")
