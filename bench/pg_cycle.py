@@ -36,6 +36,7 @@ from gateway.ids import new_id
 from gateway.models import utcnow
 from gateway.store.postgres import PostgresStore
 from tests.factories import make_webhook
+from tests.postgres import notification_updates
 
 # The extension's schema, or None: the bench's connections search only their own schema.
 STATEMENTS_SCHEMA = """
@@ -48,10 +49,6 @@ WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
 ORDER BY total_exec_time DESC LIMIT 5
 """
 Figures = tuple[float, float, float]
-UPDATES = """
-SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables
-WHERE relid = 'notifications'::regclass
-"""
 
 
 async def cycle(url: str, conn: asyncpg.Connection, count: int, size: int) -> Figures:
@@ -82,18 +79,6 @@ async def cycle(url: str, conn: asyncpg.Connection, count: int, size: int) -> Fi
         return wall / count, cpu / count, server() / count
 
 
-async def updates(conn: asyncpg.Connection, at_least: int) -> tuple[int, int]:
-    """(updates, heap-only updates) of notifications, once `at_least` have been reported (a
-    backend reports its own as it exits)."""
-    async with asyncio.timeout(10):
-        while True:
-            await conn.execute("SELECT pg_stat_clear_snapshot()")
-            done, in_place = await conn.fetchrow(UPDATES)
-            if done >= at_least:
-                return done, in_place
-            await asyncio.sleep(0.05)
-
-
 async def main(args: argparse.Namespace) -> None:
     if not is_local(args.database_url):
         raise SystemExit(f"{args.database_url}: the server must run on this machine")
@@ -104,7 +89,8 @@ async def main(args: argparse.Namespace) -> None:
         try:
             wall, cpu, server = await cycle(url, conn, count, args.batch)
             claims = count + count // args.batch // 10 * args.batch  # the warm-up's too
-            done, in_place = await updates(conn, 2 * claims)  # each claimed, then settled
+            # Each notification claimed, then settled: two updates.
+            done, in_place = await notification_updates(conn, 2 * claims)
             schema = await conn.fetchval(STATEMENTS_SCHEMA)
             dearest = [] if schema is None else await conn.fetch(DEAREST.format(schema=schema))
         finally:

@@ -84,3 +84,21 @@ def drop_schema(url: str) -> None:
     schema = dict(p.split("=", 1) for p in urlsplit(url).query.split("&"))["search_path"]
     base = url.split("?", 1)[0]
     run_sync(_admin(base, f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+
+
+UPDATES = """
+SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relid = 'notifications'::regclass
+"""
+
+
+async def notification_updates(conn: asyncpg.Connection, at_least: int) -> tuple[int, int]:
+    """(updates, heap-only updates) the server counted on the notifications of `conn`'s
+    schema, once at least `at_least` have reached its statistics (a backend reports its own as
+    it exits, so close the stores that made them first)."""
+    async with asyncio.timeout(10):
+        while True:
+            await conn.execute("SELECT pg_stat_clear_snapshot()")
+            updates, in_place = await conn.fetchrow(UPDATES)
+            if updates >= at_least:
+                return updates, in_place
+            await asyncio.sleep(0.05)

@@ -20,6 +20,7 @@ from tests.factories import T0, make_event, make_notification
 from tests.gateway_server import gateway_settings, run_gateway
 from tests.integration.test_store_contract import LEASE, add_hook, publish
 from tests.migrations import declared_objects, migration_versions
+from tests.postgres import notification_updates
 
 pytestmark = pytest.mark.postgres
 
@@ -173,24 +174,6 @@ async def test_the_pool_opens_at_most_database_pool_size_connections(
         assert await count(postgres_url, "backend_type = 'client backend'") == 2
 
 
-async def notification_updates(url: str, at_least: int) -> tuple[int, int]:
-    """(updates, heap-only updates) the server counted on notifications, once at least
-    `at_least` updates have reached its statistics (a backend reports its own as it exits)."""
-    conn = await asyncpg.connect(url)
-    sql = ("SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables "
-           "WHERE relid = 'notifications'::regclass")  # fmt: skip
-    try:
-        async with asyncio.timeout(10):
-            while True:
-                await conn.execute("SELECT pg_stat_clear_snapshot()")
-                updates, in_place = await conn.fetchrow(sql)
-                if updates >= at_least:
-                    return updates, in_place
-                await asyncio.sleep(0.05)
-    finally:
-        await conn.close()
-
-
 async def test_claims_rewrite_their_rows_in_place(postgres_url: str) -> None:
     """A claim is a heap-only update: no index covers the lease it writes and the row's page
     has room (migration 0015). Claims that added an entry to every index cost three times as
@@ -204,7 +187,11 @@ async def test_claims_rewrite_their_rows_in_place(postgres_url: str) -> None:
             claimed += [n.notification_id for n in batch]
     assert sorted(claimed) == sorted(published)
     # The stores closed, so their backends have exited and reported every update.
-    assert await notification_updates(postgres_url, len(published)) == (300, 300)
+    conn = await asyncpg.connect(postgres_url)
+    try:
+        assert await notification_updates(conn, len(published)) == (300, 300)
+    finally:
+        await conn.close()
 
 
 async def test_a_connection_goes_back_to_the_pool_without_a_reset_query(postgres_url: str) -> None:
