@@ -9,9 +9,10 @@ events (one notification each), claim them, record each as delivered. It prints,
 notification: the wall time, the CPU of this process, and the CPU of the server's backends
 serving it (bench.local_postgres.ServerCpu, so the server must run on this machine); then how
 many claims rewrote their row in place (heap-only updates, migration 0015), read from the
-server's statistics once the store has closed. When the database has the pg_stat_statements
-extension (it must be in shared_preload_libraries), it also prints the server time of the five
-dearest statements (every client's: run it on a quiet server).
+server's statistics once the store has closed, and the size of the notifications' heap. When
+the database has the pg_stat_statements extension (it must be in shared_preload_libraries), it
+also prints the server time of the five dearest statements (every client's: run it on a quiet
+server).
 
 No targets: these explain S1's PostgreSQL rows. For a baseline, run the same script against an
 older checkout (PYTHONPATH=that/checkout, from a directory outside this one), alternately with
@@ -91,6 +92,7 @@ async def main(args: argparse.Namespace) -> None:
             claims = count + count // args.batch // 10 * args.batch  # the warm-up's too
             # Each notification claimed, then settled: two updates.
             done, in_place = await notification_updates(conn, 2 * claims)
+            heap = await conn.fetchval("SELECT pg_relation_size('notifications')")
             schema = await conn.fetchval(STATEMENTS_SCHEMA)
             dearest = [] if schema is None else await conn.fetch(DEAREST.format(schema=schema))
         finally:
@@ -101,6 +103,8 @@ async def main(args: argparse.Namespace) -> None:
     report.add("CPU of the server's backends", f"{server * us:.1f} µs/notification")
     report.add("updates made in place (heap-only), warm-up included", f"{in_place:,} of {done:,}",
                f"{claims:,} claims", f"{in_place / claims:.0%} of the claims")  # fmt: skip
+    report.add("the notifications' heap, every row settled", f"{heap / 2**20:.1f} MB",
+               f"{claims:,} rows")  # fmt: skip
     for total_ms, calls, text in dearest:
         report.add(f"server time: `{text}`", f"{total_ms * 1e3 / count:.1f} µs/notification",
                    f"{calls:,} calls")  # fmt: skip
