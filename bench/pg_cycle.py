@@ -52,9 +52,14 @@ ORDER BY total_exec_time DESC LIMIT 5
 Figures = tuple[float, float, float]
 
 
+def warm_up(count: int, size: int) -> int:
+    """The notifications cycled before the measured `count`: a tenth as many, whole batches."""
+    return count // 10 // size * size
+
+
 async def cycle(url: str, conn: asyncpg.Connection, count: int, size: int) -> Figures:
     """Seconds per notification (wall, this process's CPU, the server's CPU) of `count`
-    notifications, after a tenth as many to warm up; the statements' clock starts after it."""
+    notifications, after `warm_up(count, size)` of them; the statements' clock starts after."""
     async with PostgresStore(url) as store:
         hook = make_webhook()
         await store.add_webhooks([hook])
@@ -66,7 +71,7 @@ async def cycle(url: str, conn: asyncpg.Connection, count: int, size: int) -> Fi
                 claimed = await store.claim_due(utcnow(), size, "w", lease)
                 await store.record_attempts([delivered(note, "w") for note in claimed])
 
-        await run(count // 10)
+        await run(warm_up(count, size))
         # What autovacuum does within a minute of a table's growth: without it, the plans the
         # store's connections cached while the table was small would scan it whole.
         await conn.execute("ANALYZE notifications")
@@ -89,7 +94,7 @@ async def main(args: argparse.Namespace) -> None:
         conn = await asyncpg.connect(url)
         try:
             wall, cpu, server = await cycle(url, conn, count, args.batch)
-            claims = count + count // args.batch // 10 * args.batch  # the warm-up's too
+            claims = count + warm_up(count, args.batch)
             # Each notification claimed, then settled: two updates.
             done, in_place = await notification_updates(conn, 2 * claims)
             heap = await conn.fetchval("SELECT pg_relation_size('notifications')")
