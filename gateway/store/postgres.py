@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from types import ModuleType
 from typing import Any, ClassVar, TypeVar
 from uuid import UUID
@@ -53,6 +53,7 @@ class PostgresStore(SqlStore):
         self._listener: Listener | None = None
         self._watchers: list[Callable[[], None]] = []
         self._change_watchers: list[Callable[[UUID | None], None]] = []
+        self._unnested: dict[Sql, Sql] = {}  # statements run as one for many rows, by open()
 
     async def open(self) -> None:
         """Create the pool and apply pending migrations."""
@@ -63,11 +64,25 @@ class PostgresStore(SqlStore):
                 self.url, min_size=1, max_size=self.pool_size, reset=_keep_session
             )
             self.applied_migrations = await self._migrate()
+            self._unnested = await self._unnest_inserts()
         except BaseException as exc:
             await self.close()
             if isinstance(exc, DRIVER_ERRORS):
                 raise StoreError(f"cannot open PostgreSQL database: {exc}") from exc
             raise
+
+    async def _unnest_inserts(self) -> dict[Sql, Sql]:
+        """The publish path's inserts (q.UNNESTED), each as one statement for many rows, typed
+        by the schema as migrated."""
+        inserts = [getattr(q, name) for name in q.UNNESTED]
+        tables = sorted({q.inserts_into(statement) for statement in inserts})
+        rows = await self._rows(q.COLUMN_TYPES, {"tables": tables})
+        types = {(table, column): kind for table, column, kind in rows}
+        return {
+            statement: one
+            for statement in inserts
+            if (one := q.unnested(statement, types)) is not None
+        }
 
     async def close(self) -> None:
         """Stop listening and close the pool."""
@@ -98,7 +113,7 @@ class PostgresStore(SqlStore):
             run = Run(script)
             step = run.send(None)
             while step is not None:
-                step = run.send(await _run_step(conn, step))
+                step = run.send(await _run_step(conn, step, self._unnested))
             return run.result
 
         return await atomically(self._open(), work)
@@ -232,7 +247,7 @@ def _bound(query: Sql | str, params: Params) -> tuple[Any, ...]:
     return (numbered.text, *numbered.args(params))
 
 
-async def _run_step(conn: asyncpg.Connection, step: Step) -> Any:
+async def _run_step(conn: asyncpg.Connection, step: Step, unnested: Mapping[Sql, Sql]) -> Any:
     match step:
         case Fetch(query, params) | Lock(query, params):
             return await conn.fetch(*_bound(query, params))
@@ -240,6 +255,9 @@ async def _run_step(conn: asyncpg.Connection, step: Step) -> Any:
             status: str = await conn.execute(*_bound(query, params))
             count = status.rsplit(" ", 1)[-1]  # of the rows changed, from the command tag
             return int(count) if count.isdigit() else 0
+        case ExecuteMany(query, rows, _) if rows and query in unnested:
+            one = unnested[query]
+            await conn.execute(one.text, *([row[name] for row in rows] for name in one.names))
         case ExecuteMany(query, rows, _) if rows:
             numbered = q.sql(query)
             await conn.executemany(numbered.text, [numbered.args(row) for row in rows])

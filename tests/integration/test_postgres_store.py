@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import asyncpg
 import pytest
 
 from gateway.errors import StoreError
+from gateway.models import DeliveryOrder
 from gateway.store import store_for_url
 from gateway.store.postgres import MIGRATIONS, POOL_SIZE, PostgresStore
 from tests.factories import T0, make_event, make_notification
@@ -192,6 +193,42 @@ async def test_claims_rewrite_their_rows_in_place(postgres_url: str) -> None:
         assert await notification_updates(conn, len(published)) == (300, 300)
     finally:
         await conn.close()
+
+
+async def test_a_publish_inserts_its_rows_in_one_statement_a_table(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Events and notifications go in as one INSERT over arrays each (postgres_queries.unnested),
+    not one per row through executemany, which cost the server more in messages than in
+    inserting; Strict webhooks' rows (INSERT_WAITING, with its constant) too. Each row reads
+    back as it was given."""
+    async with PostgresStore(postgres_url) as store:
+        group = uuid4()
+        strict = await add_hook(store, group, delivery_order=DeliveryOrder.STRICT)
+        unordered = await add_hook(store, group)
+        events = [make_event(group, created=T0, records=({"id": str(i)},)) for i in range(3)]
+        notes = [
+            make_notification(hook, event, next_attempt_at=T0)
+            for event in events
+            for hook in (strict, unordered)
+        ]
+        many: list[str] = []
+
+        async def executemany(self: asyncpg.Connection, query: str, *args: object) -> None:
+            many.append(query)
+
+        monkeypatch.setattr(asyncpg.Connection, "executemany", executemany)
+        await store.add_events(events, notes)
+        assert many == []
+        for given in notes:
+            stored = await store.get_notification(group, given.webhook_id, given.notification_id)
+            assert stored is not None
+            assert (stored.event_id, stored.records, stored.created) == (
+                given.event_id, given.records, given.created)  # fmt: skip
+        heads = [n for n in await store.claim_due(T0, 10, "w", T0 + LEASE)]
+    # The Strict webhook's first is due, the rest wait in its queue; the other's are all due.
+    assert sorted(n.sequence for n in heads if n.webhook_id == strict.webhook_id) == [1]
+    assert len([n for n in heads if n.webhook_id == unordered.webhook_id]) == 3
 
 
 async def test_a_connection_goes_back_to_the_pool_without_a_reset_query(postgres_url: str) -> None:

@@ -148,3 +148,27 @@ def test_postgresql_settles_a_batch_in_one_statement_of_arrays() -> None:
 def test_a_statement_batched_for_postgresql_must_update_where() -> None:
     with pytest.raises(ValueError, match=r"not an UPDATE \.\.\. WHERE"):
         postgres_queries.batched("DELETE FROM events", {"event_id": "uuid"})
+
+
+def test_an_insert_becomes_one_statement_over_arrays() -> None:
+    """postgres_queries.unnested: each $n an array of its column's type, constants kept, the
+    parameters' names unchanged; a column that is an array itself keeps executemany."""
+    insert = Sql("INSERT INTO t (a, b, queued) VALUES ($1, $2, 1)", ("a", "b"))
+    types = {("t", "a"): "uuid", ("t", "b"): "timestamp with time zone", ("t", "queued"): "int"}
+    one = postgres_queries.unnested(insert, types)
+    assert one == Sql(
+        "INSERT INTO t (a, b, queued) SELECT u.c1, u.c2, 1\n"
+        "FROM unnest($1::uuid[], $2::timestamp with time zone[]) AS u (c1, c2)",
+        ("a", "b"),
+    )
+    assert postgres_queries.unnested(insert, {**types, ("t", "b"): "text[]"}) is None
+    with pytest.raises(ValueError, match="not an INSERT"):
+        postgres_queries.unnested(Sql("UPDATE t SET a = $1", ("a",)), types)
+
+
+def test_the_publish_path_inserts_can_be_unnested() -> None:
+    """Every statement named in UNNESTED is a plain INSERT ... VALUES (postgres.open would
+    refuse to start otherwise)."""
+    for name in postgres_queries.UNNESTED:
+        statement = getattr(postgres_queries, name)
+        assert postgres_queries.inserts_into(statement) in {"events", "notifications"}

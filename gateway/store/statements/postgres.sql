@@ -76,6 +76,13 @@ RETURNING w.webhook_id, w.group_key, w.last_sequence, w.status_code, w.status_me
 SELECT {rule_columns} FROM webhook_rules WHERE group_key = :group_key
     AND webhook_id = ANY(:webhook_ids::uuid[]) ORDER BY created, webhook_rule_id
 
+-- name: COLUMN_TYPES
+-- Each column's type, for the inserts that postgres_queries.unnested makes one statement of.
+SELECT t.name, a.attname, format_type(a.atttypid, a.atttypmod)
+FROM unnest(:tables::text[]) AS t (name)
+JOIN pg_attribute a ON a.attrelid = to_regclass(t.name)
+WHERE a.attnum > 0 AND NOT a.attisdropped
+
 -- name: INSERT_EVENT
 INSERT INTO events ({event_columns}) VALUES ({event_values})
 
