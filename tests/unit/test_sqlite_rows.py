@@ -101,3 +101,16 @@ def test_claimed_rows_decode_to_the_notifications_they_were_as_due() -> None:
         for n in notes
     ]  # fmt: skip
     assert q.claimed(rows, "worker-b", until) == expected
+
+
+def test_none_binds_through_a_registered_adapter() -> None:
+    """The store registers an adapter for None (gateway.store.sqlite): without one, the sqlite3
+    module raises and clears two AttributeErrors for every None it binds, five or six a
+    published notification (bench.publish_path under callgrind: 231,000 instructions an event
+    without it, 220,000 with it). The adapter binds NULL."""
+    import gateway.store.sqlite  # noqa: F401  (registers the adapter)
+
+    adapter = sqlite3.adapters[(type(None), sqlite3.PrepareProtocol)]
+    assert adapter(None) is None
+    with sqlite3.connect(":memory:") as conn:
+        assert conn.execute("SELECT ? IS NULL, typeof(?)", (None, None)).fetchone() == (1, "null")
