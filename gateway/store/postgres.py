@@ -255,8 +255,7 @@ async def _run_step(conn: asyncpg.Connection, step: Step, unnested: Mapping[Sql,
             status: str = await conn.execute(*_bound(query, params))
             count = status.rsplit(" ", 1)[-1]  # of the rows changed, from the command tag
             return int(count) if count.isdigit() else 0
-        case ExecuteMany(query, rows, _) if rows and query in unnested:
-            one = unnested[query]
+        case ExecuteMany(query, rows, _) if rows and (one := unnested.get(query)) is not None:
             await conn.execute(one.text, *([row[name] for row in rows] for name in one.names))
         case ExecuteMany(query, rows, _) if rows:
             numbered = q.sql(query)

@@ -225,7 +225,7 @@ async def test_a_publish_inserts_its_rows_in_one_statement_a_table(
             assert stored is not None
             assert (stored.event_id, stored.records, stored.created) == (
                 given.event_id, given.records, given.created)  # fmt: skip
-        heads = [n for n in await store.claim_due(T0, 10, "w", T0 + LEASE)]
+        heads = await store.claim_due(T0, 10, "w", T0 + LEASE)
     # The Strict webhook's first is due, the rest wait in its queue; the other's are all due.
     assert sorted(n.sequence for n in heads if n.webhook_id == strict.webhook_id) == [1]
     assert len([n for n in heads if n.webhook_id == unordered.webhook_id]) == 3

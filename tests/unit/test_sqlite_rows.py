@@ -10,6 +10,7 @@ from datetime import timedelta
 
 import pytest
 
+import gateway.store.sqlite  # noqa: F401  (registers the adapter for None)
 from gateway.ids import new_id
 from gateway.models import Due, Event, EventType, Notification, NotificationState, utcnow
 from gateway.store import sqlite_queries as q
@@ -108,8 +109,6 @@ def test_none_binds_through_a_registered_adapter() -> None:
     module raises and clears two AttributeErrors for every None it binds, five or six a
     published notification (bench.publish_path under callgrind: 231,000 instructions an event
     without it, 220,000 with it). The adapter binds NULL."""
-    import gateway.store.sqlite  # noqa: F401  (registers the adapter)
-
     adapter = sqlite3.adapters[(type(None), sqlite3.PrepareProtocol)]
     assert adapter(None) is None
     with sqlite3.connect(":memory:") as conn:

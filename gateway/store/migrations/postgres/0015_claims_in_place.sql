@@ -8,6 +8,7 @@
 --   lease checks find rows by id.
 -- - Inserts fill pages to half, so that a row's page has room for its claimed version. Measured
 --   in S1 with one webhook (the server's counts read by an ad hoc poller): at 65-80%, only
---   43-55% of the claims stayed on their page; at 50%, 92% did. Dead versions are pruned from a page as it fills, so the room comes back.
+--   43-55% of the claims stayed on their page; at 50%, 92% did. Dead versions are pruned from a
+--   page as it fills, so the room comes back.
 DROP INDEX notifications_lease_owner;
 ALTER TABLE notifications SET (fillfactor = 50);
