@@ -101,7 +101,7 @@ API: dict[str, dict[str, Endpoint]] = {
     },
     "/api/v1/Events": {"POST": events.publish},
     "/api/v1/Status": {"GET": status.status},
-    "/api/v1/PortalSessions": {"POST": portal_sessions.create},
+    "/api/v1/PortalSessions": {"POST": portal_sessions.create, "DELETE": portal_sessions.revoke},
 }
 # Every tenant route is here, so the isolation tests are generated from it.
 API_ROUTES = [_route(path, handlers) for path, handlers in API.items()]
@@ -257,10 +257,12 @@ async def housekeeping_once(ctx: Context) -> dict[str, int]:
     retention = timedelta(days=ctx.settings.history_retention_days)
     pruned = await ctx.store.prune_history(ctx.clock() - retention)
     nonces = await ctx.store.prune_handshake_nonces(ctx.clock())
-    if pruned or nonces:
-        log.info("history pruned", extra={"pruned": pruned, "nonces_pruned": nonces})
-    return {**broken, "pruned": pruned, "nonces_pruned": nonces, "warned": len(warned),
-            **reverified}  # fmt: skip
+    revocations = await ctx.store.prune_portal_revocations(ctx.clock())
+    if pruned or nonces or revocations:
+        log.info("history pruned", extra={"pruned": pruned, "nonces_pruned": nonces,
+                                          "revocations_pruned": revocations})  # fmt: skip
+    return {**broken, "pruned": pruned, "nonces_pruned": nonces,
+            "revocations_pruned": revocations, "warned": len(warned), **reverified}  # fmt: skip
 
 
 def _context(

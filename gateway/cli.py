@@ -1,4 +1,4 @@
-"""The `gateway` command: serve, worker, migrate, keys, portal-link."""
+"""The `gateway` command: serve, worker, migrate, keys, portal-link, portal-revoke."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from gateway.portal.tokens import (
     MAX_SESSION_SECONDS,
     MIN_SESSION_SECONDS,
 )
-from gateway.store import sqlite_file, store_for_url
+from gateway.store import Store, sqlite_file, store_for_url
 
 log = logging.getLogger("gateway")
 # Group keys for new group names are derived from the name, so two databases agree on them.
@@ -113,6 +113,18 @@ def build_parser() -> argparse.ArgumentParser:
     listing = _subcommand(keys_sub, "list", "list keys (never the keys themselves)")
     _common(listing)
     _portal_link_parser(sub)
+    revoke_portal = sub.add_parser(
+        "portal-revoke",
+        help="end every portal session of one group, and its links not yet opened",
+        description="End every partner portal session of one group and every link of it not "
+        "yet opened, in every process sharing the database (DELETE /api/v1/PortalSessions "
+        "does the same for the caller's group). Links made afterwards open as usual.",
+        epilog=SETTINGS_SOURCES,
+    )
+    _common(revoke_portal)
+    revoke_portal.add_argument(
+        "--group", required=True, help="group name, as given to `keys create`"
+    )
     return parser
 
 
@@ -177,9 +189,10 @@ def _dispatch(args: argparse.Namespace, settings: config.Settings) -> int:
         "revoke": lambda: _revoke_key(settings, args.api_key_id),
         "list": lambda: _list_keys(settings),
         "portal-link": lambda: _portal_link(settings.with_secret_key(), args),
+        "portal-revoke": lambda: _portal_revoke(settings, args.group),
     }
     name = args.keys_command if args.command == "keys" else args.command
-    if args.command in ("keys", "portal-link"):
+    if args.command in ("keys", "portal-link", "portal-revoke"):
         # portal-link too: in a new database it would sign with a new secret key.
         _existing_database(settings.database_url, getattr(args, "create_database", False))
         print(f"gateway: database {database_name(settings.database_url)}", file=sys.stderr)
@@ -288,7 +301,7 @@ async def _create_key(settings: config.Settings, group: str, scopes_text: str) -
 
     key = "gwk_" + secrets.token_urlsafe(32)
     async with store_for_url(settings.database_url) as store:
-        group_key = await store.group_key_for_name(group) or uuid5(GROUP_NAMESPACE, group)
+        group_key = await _group_key(store, group)
         record = ApiKey(uuid4(), group_key, group, hash_key(key), scopes, utcnow())
         await store.add_api_key(record)
     return {**_key_view(record), "apiKey": key, "database": database_name(settings.database_url)}
@@ -321,8 +334,7 @@ async def _portal_link(settings: config.Settings, args: argparse.Namespace) -> d
             f"--expires-in must be between {MIN_SESSION_SECONDS} and {MAX_SESSION_SECONDS} seconds"
         )
     async with store_for_url(settings.database_url) as store:
-        found = await store.group_key_for_name(args.group)
-    group_key = found or uuid5(GROUP_NAMESPACE, args.group)
+        group_key = await _group_key(store, args.group)
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     base = settings.public_url or f"http://{host}:{settings.port}"
     url, grant = portal_link(
@@ -341,6 +353,22 @@ async def _portal_link(settings: config.Settings, args: argparse.Namespace) -> d
         read_only=grant.read_only,
     )
     return answer.wire()
+
+
+async def _portal_revoke(settings: config.Settings, group: str) -> dict[str, Any]:
+    """End a group's portal sessions and unopened links (gateway.portal.revocation)."""
+    from gateway.portal import revocation
+
+    now = utcnow()
+    async with store_for_url(settings.database_url) as store:
+        group_key = await _group_key(store, group)
+        await revocation.end_group(store, group_key, now)
+    return {"groupKey": str(group_key), "revokedBefore": now.isoformat()}
+
+
+async def _group_key(store: Store, group: str) -> UUID:
+    """The key of a group by name: the one its keys have, else the one `keys create` gives it."""
+    return await store.group_key_for_name(group) or uuid5(GROUP_NAMESPACE, group)
 
 
 def _key_view(key: ApiKey) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """/api/v1/PortalSessions: a link that opens the partner portal (gateway.portal) for the
-caller's group."""
+caller's group, and the end of every session and unopened link of it (gateway.portal.
+revocation)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ from starlette.responses import Response
 
 from gateway.api.common import authenticate, context, json_response, operation, read_json
 from gateway.models import Scope
+from gateway.portal import revocation
 from gateway.portal.tokens import portal_link
 from gateway.schemas import PortalSessionCreate, parse
-from gateway.wire import PortalSessionModel
+from gateway.wire import ActionResultModel, PortalSessionModel
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,20 @@ async def create(request: Request) -> Response:
         read_only=grant.read_only,
     )
     return json_response(answer.wire())
+
+
+@operation(ActionResultModel)
+async def revoke(request: Request) -> Response:
+    """End every portal session of the caller's group and every link of it not yet opened;
+    links made afterwards open as usual."""
+    principal = await authenticate(request, Scope.WEBHOOKS)
+    ctx = context(request)
+    await revocation.end_group(ctx.store, principal.group_key, ctx.clock())
+    log.info("portal sessions revoked", extra={
+        "group_key": str(principal.group_key), "api_key_id": str(principal.api_key_id),
+    })  # fmt: skip
+    ended = f"every portal session and unopened link of group {principal.group_key} ended"
+    return json_response(ActionResultModel(messages=[ended]).wire())
 
 
 async def _has_body(request: Request) -> bool:

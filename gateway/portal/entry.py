@@ -5,6 +5,8 @@ The link is `/portal/#token=...`. The fragment never leaves the browser, so the 
 entry page carries no token and no access log can show one; the page's script (static/
 portal.js) puts the token in a form, removes it from the address bar and POSTs it to
 /portal/session, which answers with the session cookie and a redirect to the webhooks page.
+Signing out ends the session in the store too (gateway.portal.revocation), so a copy of its
+cookie opens nothing.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from gateway.api.common import context
+from gateway.portal import revocation
 from gateway.portal.flash import served_over_https
 from gateway.portal.tokens import PortalRefused, Session
 from gateway.portal.web import (
@@ -58,6 +61,9 @@ async def exchange(request: Request) -> Response:
                             "Open the link you were given directly in your browser.")  # fmt: skip
     now = ctx.clock()
     grant = keys(request).redeem(form.get("token"), now)
+    if await revocation.revoked(ctx.store, grant):
+        raise PortalRefused(401, "This portal link was revoked.",
+                            "Ask for a new portal link.")  # fmt: skip
     # The nonce lives in the handshake codes' table, prefixed: the same single use, pruned
     # by the same housekeeping once the link has expired.
     if not await ctx.store.take_handshake_nonce(f"portal:{grant.nonce}", grant.link_expires):
@@ -91,8 +97,12 @@ def set_session_cookie(request: Request, response: Response, session: Session) -
 
 @page
 async def sign_out(request: Request) -> Response:
-    """End this browser's session (any session may, read-only ones too)."""
-    await changing_form(request, writes=False)
+    """End this browser's session, here and wherever its cookie is replayed (any session may,
+    read-only ones too)."""
+    session, _ = await changing_form(request, writes=False)
+    await revocation.sign_out(context(request).store, session)
+    log.info("portal session signed out", extra={
+        "link_id": str(session.link_id), "group_key": str(session.group_key)})  # fmt: skip
     response = portal_page(request, "signed_out.html", title="Signed out")
     response.delete_cookie(SESSION_COOKIE, path=PREFIX)
     return response

@@ -2,9 +2,10 @@
 
 A link's token (salt `portal-link`) names one group, whether the session it opens is read-only,
 when that session ends (a fixed time: `expiresAt` of the link's answer), until when the link
-may be opened (LINK_LIFETIME, or the session's end if sooner), and a nonce that the store
-takes when it is opened, so a link opens one session only. The session cookie (salt
-`portal-session`) holds the group, read-only, its expiry and the session's CSRF token. Both are
+may be opened (LINK_LIFETIME, or the session's end if sooner), when it was issued, and a nonce
+that the store takes when it is opened, so a link opens one session only. The session cookie
+(salt `portal-session`) holds the group, read-only, its expiry, when its link was issued and
+the session's CSRF token; gateway.portal.revocation ends one before its time. Both are
 signed with the gateway's secret key, so every process sharing it accepts them; each salt keeps
 one kind of token from passing as another, or as a handshake code. Expiry is checked against
 the gateway's clock here, not by itsdangerous, so tests can move time.
@@ -21,6 +22,11 @@ from uuid import UUID, uuid4
 from itsdangerous import BadData, URLSafeSerializer
 
 from gateway.errors import GatewayError
+
+# A token's issue time, in whole microseconds since this instant (one from before issue times
+# were kept reads as this instant: issued before any revocation).
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MICROSECOND = timedelta(microseconds=1)
 
 PREFIX = "/portal"  # every portal page, and the path of its cookies
 ENTRY_PATH = f"{PREFIX}/"
@@ -63,6 +69,7 @@ class Grant:
     session_expires: datetime
     link_expires: datetime
     nonce: str
+    issued_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +81,7 @@ class Session:
     read_only: bool
     expires_at: datetime
     csrf: str  # the token every state-changing form must carry
+    issued_at: datetime  # its link's
 
 
 class PortalKeys:
@@ -88,14 +96,15 @@ class PortalKeys:
     ) -> tuple[str, Grant]:
         """A new link's token and what it grants: a session ending `session_seconds` from
         now, opened within LINK_LIFETIME or before that end, whichever comes first."""
-        now = now.replace(microsecond=0)  # the token holds whole seconds
+        issued_at = _exact(now)
+        now = now.replace(microsecond=0)  # its ends are whole seconds
         session_expires = now + timedelta(seconds=session_seconds)
         link_expires = min(now + LINK_LIFETIME, session_expires)
         grant = Grant(uuid4(), group_key, read_only, session_expires, link_expires,
-                      secrets.token_urlsafe(16))  # fmt: skip
+                      secrets.token_urlsafe(16), issued_at)  # fmt: skip
         data = {"i": str(grant.link_id), "g": str(group_key), "r": read_only,
                 "s": int(session_expires.timestamp()), "x": int(link_expires.timestamp()),
-                "n": grant.nonce}  # fmt: skip
+                "n": grant.nonce, "t": _micros(issued_at)}  # fmt: skip
         return self._links.dumps(data), grant
 
     def redeem(self, token: str, now: datetime) -> Grant:
@@ -104,7 +113,8 @@ class PortalKeys:
         data = _loaded(self._links, token, "This portal link is not valid.")
         try:
             grant = Grant(UUID(data["i"]), UUID(data["g"]), bool(data["r"]),
-                          _instant(data["s"]), _instant(data["x"]), str(data["n"]))  # fmt: skip
+                          _instant(data["s"]), _instant(data["x"]), str(data["n"]),
+                          _issued(data))  # fmt: skip
         except (KeyError, TypeError, ValueError) as exc:
             raise _ask_again("This portal link is not valid.") from exc
         if now >= grant.link_expires:
@@ -116,13 +126,14 @@ class PortalKeys:
         """The session a redeemed link opens, with a fresh CSRF token."""
         csrf = secrets.token_urlsafe(24)
         return Session(grant.link_id, grant.group_key, grant.read_only, grant.session_expires,
-                       csrf)  # fmt: skip
+                       csrf, grant.issued_at)  # fmt: skip
 
     def seal(self, session: Session) -> str:
         """The session's cookie value."""
         return self._sessions.dumps({
             "i": str(session.link_id), "g": str(session.group_key), "r": session.read_only,
             "x": int(session.expires_at.timestamp()), "c": session.csrf,
+            "t": _micros(session.issued_at),
         })  # fmt: skip
 
     def unseal(self, value: str, now: datetime) -> Session:
@@ -130,7 +141,7 @@ class PortalKeys:
         data = _loaded(self._sessions, value, "Your portal session is not valid.")
         try:
             session = Session(UUID(data["i"]), UUID(data["g"]), bool(data["r"]),
-                              _instant(data["x"]), str(data["c"]))  # fmt: skip
+                              _instant(data["x"]), str(data["c"]), _issued(data))  # fmt: skip
         except (KeyError, TypeError, ValueError) as exc:
             raise _ask_again("Your portal session is not valid.") from exc
         if now >= session.expires_at:
@@ -150,6 +161,20 @@ def _loaded(serializer: URLSafeSerializer, value: str, refusal: str) -> dict[str
 
 def _instant(epoch: Any) -> datetime:
     return datetime.fromtimestamp(int(epoch), UTC)
+
+
+def _exact(now: datetime) -> datetime:
+    """`now` as a token holds it: in UTC, to the microsecond."""
+    return EPOCH + MICROSECOND * _micros(now)
+
+
+def _micros(instant: datetime) -> int:
+    return (instant - EPOCH) // MICROSECOND
+
+
+def _issued(data: dict[str, Any]) -> datetime:
+    """When a token was issued; EPOCH for one made before issue times were kept."""
+    return EPOCH + MICROSECOND * int(data.get("t", 0))
 
 
 def portal_link(

@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.api.common import context
 from gateway.errors import GatewayError, PayloadTooLarge
-from gateway.portal import flash
+from gateway.portal import flash, revocation
 from gateway.portal.tokens import PREFIX as PREFIX  # the portal pages import it from here
 from gateway.portal.tokens import PortalKeys, PortalRefused, Session
 
@@ -92,8 +92,29 @@ def portal_session(request: Request) -> Session:
         advice = "Open the portal link you were given, or ask for a new one."
         raise PortalRefused(401, "You have no portal session in this browser.", advice)
     session = keys(request).unseal(cookie, context(request).clock())
+    if getattr(request.state, "portal_revoked", False):
+        raise PortalRefused(401, "Your portal session has ended: it was signed out or revoked.",
+                            "Ask for a new portal link.")  # fmt: skip
     request.state.portal_session = session
     return session
+
+
+async def _check_revocation(request: Request) -> None:
+    """Take the request's session if it was neither signed out nor revoked (gateway.portal.
+    revocation), else mark it ended, so that `portal_session` refuses it; a missing, forged or
+    expired one is left for `portal_session` to refuse, as pages that need no session (the
+    entry page) never ask."""
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if not cookie:
+        return
+    try:
+        session = keys(request).unseal(cookie, context(request).clock())
+    except PortalRefused:
+        return
+    if await revocation.revoked(context(request).store, session):
+        request.state.portal_revoked = True
+    else:
+        request.state.portal_session = session
 
 
 def portal_page(request: Request, template: str, *, status: int = 200, **ctx: Any) -> Response:
@@ -208,6 +229,7 @@ def page(handler: PortalEndpoint) -> PortalEndpoint:
 
     async def guarded(request: Request) -> Response:
         try:
+            await _check_revocation(request)
             return await handler(request)
         except GatewayError as exc:
             return refused_page(request, exc)

@@ -520,6 +520,26 @@ class SqlStore(abc.ABC):
         """Forget the nonces that expired by `now` (housekeeping); how many."""
         return await self._write(self.q.PRUNE_HANDSHAKE_NONCES, {"now": now})
 
+    # -- Portal revocations ----------------------------------------------------------------------
+    async def revoke_portal(
+        self, subject: UUID, revoked_before: datetime, expires: datetime
+    ) -> None:
+        """Refuse every portal session and link of `subject` (a link's id, or a group key)
+        issued before `revoked_before`, until `expires` (when none of them can be open any
+        more); of two revocations of one subject, the later of each time stands."""
+        params = {"subject": subject, "revoked_before": revoked_before, "expires": expires}
+        await self._write(self.q.REVOKE_PORTAL, params)
+
+    async def portal_revoked_before(self, link_id: UUID, group_key: UUID) -> datetime | None:
+        """Before when the sessions of this link, or of this group, are revoked (None: never)."""
+        params = {"link_id": link_id, "group_key": group_key}
+        found = (await self._rows(self.q.PORTAL_REVOKED_BEFORE, params))[0][0]
+        return None if found is None else self.codec.read(Kind.TIME, found)
+
+    async def prune_portal_revocations(self, now: datetime) -> int:
+        """Forget the revocations that expired by `now` (housekeeping); how many."""
+        return await self._write(self.q.PRUNE_PORTAL_REVOCATIONS, {"now": now})
+
     # -- Lifecycle transactions ------------------------------------------------------------------
     async def edit_webhook(
         self, group_key: UUID, webhook_id: UUID, edit: WebhookEdit, now: datetime

@@ -237,6 +237,18 @@ async def portal_link(world: World, method: str, template: str) -> None:
         assert str(a_id) not in listing.text
 
 
+async def revoke_portal(world: World, method: str, template: str) -> None:
+    """B's revocation ends B's portal sessions, never A's."""
+    key_a, _ = await world.gateway.add_key("group-a")
+    async with Partner(world.gateway) as a, Partner(world.gateway) as b:
+        await a.enter(key_a)
+        await b.enter(world.key_b)
+        answer = await world.call(world.key_b, method, template)
+        assert answer.status_code == 200, answer.text
+        assert (await b.page("/portal/webhooks")).status_code == 401
+        assert (await a.page("/portal/webhooks")).status_code == 200
+
+
 # The id each query filters on, by the start of its path.
 QUERIED = {
     "/api/v1/Webhooks": "webhookId",
@@ -281,6 +293,7 @@ MATRIX: dict[tuple[str, str], Runner] = {
     ("POST", "/api/v1/Events"): publish,
     ("GET", "/api/v1/Status"): status,
     ("POST", "/api/v1/PortalSessions"): portal_link,
+    ("DELETE", "/api/v1/PortalSessions"): revoke_portal,
 }
 
 

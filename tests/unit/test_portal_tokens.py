@@ -7,11 +7,19 @@ from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
 import pytest
+from itsdangerous import URLSafeSerializer
 
 from gateway.errors import ValidationError
 from gateway.handshake import HandshakeCodes
 from gateway.portal import webhook_forms as forms
-from gateway.portal.tokens import LINK_LIFETIME, PortalKeys, PortalRefused, portal_link
+from gateway.portal.tokens import (
+    EPOCH,
+    LINK_LIFETIME,
+    SESSION_SALT,
+    PortalKeys,
+    PortalRefused,
+    portal_link,
+)
 from gateway.store import Store
 from tests.factories import make_webhook
 
@@ -43,6 +51,25 @@ def test_a_session_cookie_holds_the_session_until_it_ends() -> None:
         KEYS.unseal(KEYS.seal(session), NOW + timedelta(seconds=600))
     other = KEYS.open_session(grant, NOW)
     assert other.csrf != session.csrf  # each session its own CSRF token
+
+
+def test_a_link_and_its_session_keep_when_the_link_was_issued_to_the_microsecond() -> None:
+    """gateway.portal.revocation compares it with a revocation's time: a link made just after
+    one, in the same second, must not pass for one made before it."""
+    issued = NOW + timedelta(microseconds=654_321)
+    token, grant = KEYS.issue(uuid4(), read_only=False, session_seconds=600, now=issued)
+    assert grant.issued_at == issued and grant.session_expires == NOW + timedelta(minutes=10)
+    session = KEYS.open_session(KEYS.redeem(token, issued), issued)
+    assert KEYS.unseal(KEYS.seal(session), issued).issued_at == issued
+
+
+def test_a_cookie_from_before_issue_times_were_kept_reads_as_issued_at_the_epoch() -> None:
+    session = KEYS.open_session(KEYS.issue(uuid4(), read_only=False, session_seconds=600,
+                                           now=NOW)[1], NOW)  # fmt: skip
+    old = {"i": str(session.link_id), "g": str(session.group_key), "r": False,
+           "x": int(session.expires_at.timestamp()), "c": session.csrf}  # fmt: skip
+    sealed = URLSafeSerializer("portal-test-key", salt=SESSION_SALT).dumps(old)
+    assert KEYS.unseal(sealed, NOW).issued_at == EPOCH
 
 
 async def test_nothing_signed_for_one_purpose_passes_for_another(store: Store) -> None:

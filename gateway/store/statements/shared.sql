@@ -349,6 +349,22 @@ ON CONFLICT (nonce) DO NOTHING
 -- name: PRUNE_HANDSHAKE_NONCES
 DELETE FROM handshake_nonces WHERE expires <= :now
 
+-- name: REVOKE_PORTAL
+-- Two revocations of one subject keep the later of each time: neither undoes the other.
+INSERT INTO portal_revocations (subject, revoked_before, expires)
+VALUES (:subject, :revoked_before, :expires)
+ON CONFLICT (subject) DO UPDATE SET
+    revoked_before = CASE WHEN excluded.revoked_before > portal_revocations.revoked_before
+        THEN excluded.revoked_before ELSE portal_revocations.revoked_before END,
+    expires = CASE WHEN excluded.expires > portal_revocations.expires
+        THEN excluded.expires ELSE portal_revocations.expires END
+
+-- name: PORTAL_REVOKED_BEFORE
+SELECT max(revoked_before) FROM portal_revocations WHERE subject = :link_id OR subject = :group_key
+
+-- name: PRUNE_PORTAL_REVOCATIONS
+DELETE FROM portal_revocations WHERE expires <= :now
+
 
 -- name: INSERT_AUTHENTICATION
 INSERT INTO authentications ({authentication_columns}) VALUES ({authentication_values})
