@@ -56,8 +56,18 @@ def parse_datetime(text: str) -> datetime:
     """An ISO-8601 date or datetime; a date means midnight and a naive time means UTC."""
     if not _ISO_DATE.fullmatch(text):
         raise ValueError(f"not an ISO date: {text!r}")
-    value = datetime.fromisoformat(text)
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return storable(datetime.fromisoformat(text))
+
+
+def storable(value: datetime) -> datetime:
+    """An aware datetime (naive means UTC) whose time in UTC falls within years 1 to 9999, as
+    the stores keep times (ValueError if not: 9999-12-31T23:00-05:00 is in year 10000 in UTC)."""
+    aware = value if value.tzinfo else value.replace(tzinfo=UTC)
+    try:
+        aware.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{value.isoformat()} is outside years 1 to 9999 in UTC") from None
+    return aware
 
 
 def as_bool(value: Any) -> bool | None:
@@ -85,9 +95,9 @@ def as_number(value: Any) -> Decimal | None:
 
 def as_datetime(value: Any) -> datetime | None:
     """A datetime or ISO text as an aware datetime (naive means UTC); None for anything else."""
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
     try:
+        if isinstance(value, datetime):
+            return storable(value)
         return parse_datetime(value.strip()) if isinstance(value, str) else None
     except ValueError:
         return None

@@ -27,7 +27,7 @@ import typing
 import unicodedata
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, TypeVar
 from urllib.parse import urlsplit
 from uuid import UUID
@@ -51,6 +51,7 @@ from pydantic.config import JsonDict
 from gateway import catalogue, credentials, filters, headers, notices, payloads
 from gateway.config import Settings
 from gateway.errors import ValidationError
+from gateway.filter_values import storable
 from gateway.filters import MAX_FILTER_LENGTH
 from gateway.models import (
     MAX_CONFIG_BYTES,
@@ -238,7 +239,7 @@ def _future(value: datetime | None, info: ValidationInfo) -> datetime | None:
     """A naive date is UTC; an expiration date must lie ahead (null: never expires)."""
     if value is None:
         return None
-    aware = value if value.tzinfo else value.replace(tzinfo=UTC)
+    aware = storable(value)
     if aware <= _circumstances(info).now:
         raise ValueError("must be in the future")
     return aware

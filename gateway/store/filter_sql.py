@@ -20,6 +20,7 @@ SQL_OPS = {"eq": "=", "ne": "<>", "gt": ">", "ge": ">=", "lt": "<", "le": "<="}
 class Column:
     sql: str  # a trusted column expression, never user text
     type: FieldType
+    nullable: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,10 +67,18 @@ def order_by(listing: Listing, order: str | None) -> str:
 
 
 def compile_order(terms: Sequence[OrderTerm], columns: Mapping[str, Column]) -> str:
-    """Order terms (read by `parse_order` over the same columns) as an ORDER BY body."""
-    return ", ".join(
-        f"{columns[term.field].sql} {'DESC' if term.descending else 'ASC'}" for term in terms
-    )
+    """Order terms (read by `parse_order` over the same columns) as an ORDER BY body. Nulls
+    sort before every value, as on SQLite and on the ADS Platform (SQL Server): PostgreSQL,
+    which sorts them after, is told so for the columns that may hold one (NULLS FIRST would
+    keep it from reading an index in order, so the others say nothing)."""
+    return ", ".join(_order_term(columns[term.field], term.descending) for term in terms)
+
+
+def _order_term(column: Column, descending: bool) -> str:
+    direction = "DESC" if descending else "ASC"
+    if not column.nullable:
+        return f"{column.sql} {direction}"
+    return f"{column.sql} {direction} NULLS {'LAST' if descending else 'FIRST'}"
 
 
 def _sql(node: Node, columns: Mapping[str, Column], bind: Callable[[Any], str]) -> str:

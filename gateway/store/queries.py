@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import re
+import typing
 from collections.abc import Callable, Mapping
 from dataclasses import fields
 from pathlib import Path
@@ -213,8 +214,16 @@ def listed(model: type[Resource], name: str, order: str, key: str, /, **sql: str
     """The listing that QUERY_<name> and COUNT_<name> page, over the fields `model` lets a
     query name: each, by lower-case wire name, compares the column of the record field it
     shows (of the same name), or the SQL given here for it. Ordered by `order` (wire names)
-    unless the query says, and last by `key`, the primary key, so pages never overlap or skip."""
+    unless the query says, and last by `key`, the primary key, so pages never overlap or skip.
+    A field whose type admits None orders as a column that may be null (filter_sql)."""
     attributes = model.attributes()
-    columns = {wire_name: Column(sql.get(wire_name, attributes[wire_name]), field_type)
+    columns = {wire_name: Column(sql.get(wire_name, attributes[wire_name]), field_type,
+                                 _nullable(model, attributes[wire_name]))
                for wire_name, field_type in model.queryable().items()}  # fmt: skip
     return Listing(SHARED[f"QUERY_{name}"], SHARED[f"COUNT_{name}"], columns, order, key)
+
+
+def _nullable(model: type[Resource], attribute: str) -> bool:
+    """Whether the model's field shows a column that may be null (its type admits None)."""
+    field = model.model_fields.get(attribute)
+    return field is not None and type(None) in typing.get_args(field.annotation)

@@ -106,6 +106,9 @@ class SqliteStore(SqlStore):
         conn = await aiosqlite.connect(self.path, isolation_level=None)
         conn.row_factory = sqlite3.Row
         try:
+            # SQLite's own lower() changes ASCII letters only; a filter's contains, startswith
+            # and endswith ignore case in every alphabet, as in rules and on PostgreSQL.
+            await conn.create_function("lower", 1, _lower, deterministic=True)
             for pragma in pragmas:
                 await conn.execute(pragma)
         except BaseException:
@@ -239,3 +242,8 @@ class ThrowawaySqliteStore(SqliteStore):
         directory, self._directory = self._directory, None
         if directory is not None:
             shutil.rmtree(directory, ignore_errors=True)
+
+
+def _lower(value: object) -> object:
+    """lower() for SQL: text in lower case by Python's rules (other values as they are)."""
+    return value.lower() if isinstance(value, str) else value

@@ -531,6 +531,16 @@ def test_order(text: str | None, sql: str) -> None:
     assert compile_order(terms, ORDER_COLUMNS) == sql
 
 
+def test_a_column_that_may_be_null_orders_nulls_first_ascending_and_last_descending() -> None:
+    """As SQLite and SQL Server do, where PostgreSQL would not unless told; a column that is
+    never null says nothing (PostgreSQL then reads its index in order)."""
+    columns = {**ORDER_COLUMNS, "nickname": Column("nickname", FieldType.TEXT, nullable=True)}
+    up = parse_order("nickname, name desc", columns, default="id")
+    assert compile_order(up, columns) == "nickname ASC NULLS FIRST, name DESC"
+    down = parse_order("nickname desc", columns, default="id")
+    assert compile_order(down, columns) == "nickname DESC NULLS LAST"
+
+
 @pytest.mark.parametrize(
     ("text", "detail"),
     [
