@@ -33,7 +33,8 @@ class Publishing:
     async def publish(self, events: Sequence[Event], now: datetime) -> list[Notification]:
         """Store the events and their notifications (all or none), and see them delivered:
         those handed to the worker of this process are queued there, and for the others
-        pending the workers are woken. `now` is when the events were accepted."""
+        pending the workers are woken. `now` is when the events were accepted. The stored
+        notifications: none for a webhook deleted meanwhile (store.Added.dropped)."""
         matched = await matching.matches(self.store, events)
         with promising(self.handoff, now) as promises:
             notes = [_notification(match, now, promises) for match in matched]
@@ -41,7 +42,7 @@ class Publishing:
             promises.keep(notes, added)
         if added.due or any(n.lease_owner is None and added.pending(n) for n in notes):
             self.wakeup.new_work()  # some were left for a claim
-        return notes
+        return added.stored(notes)
 
 
 def _notification(match: matching.Match, now: datetime, promises: Promises) -> Notification:

@@ -7,7 +7,7 @@ invariants `check_invariants` counts (`INVARIANTS`).
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, TypeVar
@@ -62,16 +62,24 @@ class Added:
     for each webhook whether it was Active in that transaction (its notifications are pending)
     or not (they are parked, whatever the caller proposed). A Strict webhook's notifications
     joined its queue instead (gateway.ordering; `queued`), never leased: `due` says whether
-    the head of one of those queues became due."""
+    the head of one of those queues became due. A webhook deleted since its rules were read is
+    `dropped`: its notifications were not stored (sequence 0, not Active)."""
 
     sequences: list[int]
     active: dict[UUID, bool]
     queued: frozenset[UUID] = frozenset()
     due: bool = False
+    dropped: frozenset[UUID] = frozenset()
 
     def pending(self, note: Notification) -> bool:
         """Whether this notification was stored pending as given (leased, if it came so)."""
         return self.active[note.webhook_id] and not (self.queued and note.webhook_id in self.queued)
+
+    def stored(self, notes: Sequence[Notification]) -> list[Notification]:
+        """Those of these notifications that were stored."""
+        return (
+            [n for n in notes if n.webhook_id not in self.dropped] if self.dropped else list(notes)
+        )
 
 
 INVARIANTS = {

@@ -794,8 +794,8 @@ class SqlStore(abc.ABC):
     ) -> Requeue:
         """Make a notification that has not succeeded pending and due now, in one statement
         guarded by its webhook being Active (and not expired); what was found. Nothing of its
-        recorded attempt changes. A Strict webhook's joins its queue in its sequence place
-        instead (gateway.ordering), unless it is in flight already."""
+        recorded attempt changes. One in flight (leased) is left as it is, being sent already.
+        A Strict webhook's joins its queue in its sequence place instead (gateway.ordering)."""
         ids = {"group_key": group_key, "webhook_id": webhook_id,
                "notification_id": notification_id}  # fmt: skip
         params = {**ids, "now": now}
@@ -820,8 +820,8 @@ class SqlStore(abc.ABC):
                 return Requeue.TEST
             if rows[0][0] == models.NotificationState.SUCCEEDED.value:
                 return Requeue.SUCCEEDED
-            if strict and active and rows[0][0] == _PENDING:
-                return Requeue.QUEUED  # in flight already
+            if active and rows[0][0] == _PENDING:
+                return Requeue.QUEUED  # in flight already: its send settles it
             return Requeue.NOT_ACTIVE
 
         return await self._transact(script)
@@ -899,26 +899,28 @@ class SqlStore(abc.ABC):
         note_rows = [self.q.notification_row(n) for n in notifications]
         now = notifications[0].created if notifications else utcnow()
         script = functools.partial(self._add_events, event_rows, note_rows, now)
-        sequences, active, strict, due = await self._transact(script)
+        sequences, active, strict, due, gone = await self._transact(script)
         # Each webhook once, by its value as encoded (on SQLite a str, which hashes in C).
         at = self.q.ROW_WEBHOOK
         ids = {row[at]: note.webhook_id for row, note in zip(note_rows, notifications, strict=True)}
         queued = frozenset(ids[key] for key in strict)
-        active_by_id = {webhook_id: active[key] for key, webhook_id in ids.items()}
-        return Added(sequences, active_by_id, queued, due)
+        active_by_id = {webhook_id: active.get(key, False) for key, webhook_id in ids.items()}
+        return Added(sequences, active_by_id, queued, due, frozenset(ids[key] for key in gone))
 
     def _add_events(
         self, event_rows: list[Any], note_rows: list[Any], now: datetime
-    ) -> Script[tuple[list[int], dict[Any, bool], set[Any], bool]]:
-        """The transaction of add_events: the notifications' sequence numbers, whether each
-        webhook was Active, the Strict ones (their rows joined a queue), and whether one of
-        their heads became due."""
+    ) -> Script[tuple[list[int], dict[Any, bool], set[Any], bool, set[Any]]]:
+        """The transaction of add_events: the notifications' sequence numbers (0 for one not
+        stored), whether each webhook was Active, the Strict ones (their rows joined a queue),
+        whether one of their heads became due, and the webhooks deleted since their rules were
+        read (their notifications are not stored: a delete takes a webhook's history with it)."""
         q = self.q
         yield ExecuteMany(q.INSERT_EVENT, event_rows, encoded=True)
-        rows = [row.copy() for row in note_rows]  # this try's own: PostgreSQL's may run again
-        sequences, parked, strict = yield from self._reserve(rows, now)
         webhook_at, sequence_at, state_at, message_at = (
             q.ROW_WEBHOOK, q.ROW_SEQUENCE, q.ROW_STATE, q.ROW_MESSAGE)  # fmt: skip
+        given = [row.copy() for row in note_rows]  # this try's own: PostgreSQL's may run again
+        sequences, parked, strict, gone = yield from self._reserve(given, now)
+        rows = [row for row in given if row[webhook_at] not in gone] if gone else given
         for row in rows:
             webhook_id = row[webhook_at]
             row[sequence_at] = sequences[webhook_id]
@@ -947,18 +949,19 @@ class SqlStore(abc.ABC):
                            for row in rows):  # fmt: skip
             yield Notify(NEW_WORK_CHANNEL)
         active = {w: w not in parked for w in sequences}
-        return [row[sequence_at] for row in rows], active, strict, due
+        numbers = [0 if row[webhook_at] in gone else row[sequence_at] for row in given]
+        return numbers, active, strict, due, gone
 
     def _reserve(
         self, rows: list[Any], now: datetime
-    ) -> Script[tuple[dict[Any, int], dict[Any, str], set[Any]]]:
+    ) -> Script[tuple[dict[Any, int], dict[Any, str], set[Any], set[Any]]]:
         """Reserve sequence numbers in one statement; the first for each webhook, for each
-        webhook that is not Active in this transaction why its notifications are parked, and
-        the Strict webhooks."""
+        webhook that is not Active in this transaction why its notifications are parked, the
+        Strict webhooks, and those deleted since their rules were read."""
         webhook_at, group_at = self.q.ROW_WEBHOOK, self.q.ROW_GROUP
         counts = collections.Counter((row[webhook_at], row[group_at]) for row in rows)
         if not counts:
-            return {}, {}, set()
+            return {}, {}, set(), set()
         yield Lock(self.q.LOCK_WEBHOOK_IDS, {"webhook_ids": [w for w, _ in counts]})
         found = yield Fetch(self.q.RESERVE_SEQUENCES, self.q.reserve_params(counts))
         last = {(row[0], row[1]): row[2] for row in found}
@@ -972,12 +975,18 @@ class SqlStore(abc.ABC):
             if row[6] == _STRICT:
                 strict.add(row[0])
         first: dict[Any, int] = {}
+        missing = set()
         for (webhook_id, group_key), count in counts.items():
-            # Keyed by group too: a notification naming another group's webhook is refused.
-            if (webhook_id, group_key) not in last:
-                raise StoreError(f"no webhook {webhook_id} in group {group_key}")
-            first[webhook_id] = last[webhook_id, group_key] - count + 1
-        return first, parked, strict
+            if (webhook_id, group_key) in last:
+                first[webhook_id] = last[webhook_id, group_key] - count + 1
+            else:
+                missing.add(webhook_id)
+        if missing:  # deleted since their rules were read; another group's are refused
+            others = yield Fetch(self.q.WEBHOOKS_ANY_GROUP, {"webhook_ids": self._ids(missing)})
+            if others:
+                webhook_id = self.codec.decode_rows(Webhook, others[:1])[0].webhook_id
+                raise StoreError(f"webhook {webhook_id} is not in the group its notification names")
+        return first, parked, strict, missing
 
     async def claim_due(
         self,

@@ -18,6 +18,7 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from gateway import matching
 from gateway.delivery import Worker
 from gateway.models import Due, NotificationState, WebhookStatus, utcnow
 from tests.factories import set_expiration
@@ -514,6 +515,32 @@ async def serving(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
         )
     async with run_gateway(settings) as running:
         yield running
+
+
+async def test_a_webhook_deleted_while_a_publish_matches_is_left_out_of_it(
+    serving: RunningGateway, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Matching reads the rules before the publish's transaction: a webhook deleted in between
+    gets nothing (its notifications go with it, as after the publish), and the publish is
+    accepted for the others, none handed to the worker for the deleted one."""
+    key, _ = await serving.add_key("acme")
+    staying = await subscribe(serving, receiver, key=key, path="/staying")
+    leaving = await subscribe(serving, receiver, key=key, path="/leaving")
+    matches = matching.matches
+
+    async def then_deleted(store: Any, events: Any) -> Any:
+        found = await matches(store, events)
+        assert await store.delete_webhook(UUID(leaving.hook["groupKey"]), leaving.id)
+        return found
+
+    monkeypatch.setattr(matching, "matches", then_deleted)
+    accepted = await staying.publish(invoice_update())
+    assert accepted["notificationCount"] == 1
+    await receiver.wait_for(1, "/staying", timeout=5.0)
+    await asyncio.sleep(0.1)  # a send to the deleted webhook would have arrived by now
+    assert receiver.notifications("/leaving") == []
+    page = await staying.history()
+    assert page["totalCount"] == 1
 
 
 async def test_a_publish_hands_what_its_worker_has_room_for_straight_to_it(

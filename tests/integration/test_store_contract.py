@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from datetime import timedelta
@@ -558,20 +559,41 @@ async def test_add_events_decides_the_state_from_the_webhook_in_its_transaction(
 
 async def test_add_events_is_all_or_nothing(store: Store) -> None:
     hook = await add_hook(store)
+    other = await add_hook(store)
     event = make_event(hook.group_key)
     good = make_notification(hook, event)
-    orphan = make_notification(hook, event, webhook_id=uuid4())
-    with pytest.raises(StoreError):
-        await store.add_events([event], [good, orphan])
     elsewhere = make_notification(hook, event, group_key=uuid4())  # its webhook, another group
-    with pytest.raises(StoreError):
+    with pytest.raises(StoreError, match="not in the group"):
         await store.add_events([event], [good, elsewhere])
+    theirs = make_notification(other, event, group_key=hook.group_key)
+    with pytest.raises(StoreError, match=str(other.webhook_id)):
+        await store.add_events([event], [good, theirs])
     assert (
         await store.get_notification(hook.group_key, hook.webhook_id, good.notification_id) is None
     )
     # The failed call took no sequence numbers and left its event out, so the retry succeeds.
     await store.add_events([event], [good])
     assert (await note(store, hook, good.notification_id)).sequence == 1
+
+
+async def test_notifications_of_a_webhook_deleted_since_its_rules_were_read_are_not_stored(
+    store: Store,
+) -> None:
+    """A publish matches rules before its transaction; a webhook deleted in between takes its
+    notifications with it, as a delete after the publish would, and the rest are stored."""
+    hook = await add_hook(store)
+    gone = await add_hook(store, hook.group_key)
+    event = make_event(hook.group_key)
+    notes = [make_notification(gone, event), make_notification(hook, event),
+             make_notification(gone, event)]  # fmt: skip
+    assert await store.delete_webhook(gone.group_key, gone.webhook_id)
+    added = await store.add_events([event], notes)
+    assert added.dropped == {gone.webhook_id} and added.sequences == [0, 1, 0]
+    assert [added.pending(n) for n in notes] == [False, True, False]
+    assert added.stored(notes) == [notes[1]]
+    assert (await note(store, hook, notes[1].notification_id)).sequence == 1
+    claimed = await store.claim_due(T0 + LEASE, 10, "w", T0 + 2 * LEASE)
+    assert [n.notification_id for n in claimed] == [notes[1].notification_id]
 
 
 async def test_add_events_refuses_another_groups_webhook(store: Store) -> None:
@@ -982,6 +1004,23 @@ async def test_requeue_notification(store: Store) -> None:
     expiring = await add_hook(store, hook.group_key, expiration_date=T0)
     [late] = await publish(store, expiring, state=FAILED)
     assert await requeue(expiring, late) is Requeue.NOT_ACTIVE  # expired: not Active
+
+
+async def test_a_hand_retry_leaves_a_notification_in_flight_as_it_is(store: Store) -> None:
+    """Clearing its lease would have the next claim send it a second time at once (and, after
+    a switch to Strict, beside the queue's head)."""
+    hook = await add_hook(store)
+    [sending] = await publish(store, hook)
+    await store.claim_due(T0, 10, "w", T0 + LEASE)
+    before = await note(store, hook, sending)
+    retry = functools.partial(store.requeue_notification, hook.group_key, hook.webhook_id, sending)
+    assert await retry(T0 + LEASE / 2) is Requeue.QUEUED
+    assert await note(store, hook, sending) == before
+    assert await store.claim_due(T0 + LEASE / 2, 10, "other", T0 + LEASE) == []
+    # Once its lease has run out (the worker died), a hand retry makes it due now.
+    assert await retry(T0 + LEASE) is Requeue.QUEUED
+    claimed = await store.claim_due(T0 + LEASE, 10, "other", T0 + 2 * LEASE)
+    assert [n.notification_id for n in claimed] == [sending]
 
 
 # -- Invariants -------------------------------------------------------------------------------

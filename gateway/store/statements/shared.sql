@@ -241,11 +241,14 @@ WHERE webhook_id = :webhook_id AND state = 'parked'
 -- name: REQUEUE_NOTIFICATION
 -- Guarded by the webhook being Active in the same statement (on PostgreSQL its row is locked
 -- first, LOCK_WEBHOOKS): a hand retry never sends to a webhook that is not, and never touches
--- the recorded attempt. A test send is never queued: it would count as a delivery.
+-- the recorded attempt. A test send is never queued: it would count as a delivery. One in
+-- flight (leased) is left as it is: it is being sent already, and clearing its lease would
+-- have it claimed and sent a second time at once.
 UPDATE notifications SET state = 'pending', next_attempt_at = :now, timestamp = :now,
     lease_owner = NULL, lease_until = NULL
 WHERE notification_id = :notification_id AND webhook_id = :webhook_id
     AND group_key = :group_key AND state IN ('pending', 'parked', 'failed') AND NOT is_test
+    AND (lease_until IS NULL OR lease_until <= :now)
     AND EXISTS (SELECT 1 FROM webhooks w WHERE w.webhook_id = :webhook_id AND {IS_ACTIVE})
 
 -- name: REQUEUE_IN_ORDER
