@@ -553,6 +553,8 @@ class SqlStore(abc.ABC):
         query = self.q.edit_webhook(tuple(edit.values), tuple(edit.expect))
 
         def script() -> Script[tuple[Webhook | None, list[Notice]]]:
+            if edit.status is not None:
+                yield from self._lock_notice_subscribers([webhook_id])
             if "authentication_id" in edit.values:
                 named = edit.values["authentication_id"]
                 yield from self._hold_authentication(group_key, named, "authenticationId")
@@ -618,10 +620,11 @@ class SqlStore(abc.ABC):
         event, with a notification for every other webhook whose rules take it (pending, or
         parked for one that is not Active). A notice nobody takes stores nothing.
 
-        The subscribers' rows are locked after those of the webhooks that changed, not in one
-        id order with them: on PostgreSQL two such transactions may deadlock, and the server's
-        choice of loser runs again (postgres_retry). It is rare: both need a change of status
-        in one group with subscribers, at once."""
+        The owner's edits and the settlements lock the subscribers with the webhooks that
+        change, in one id order, before either (`_lock_notice_subscribers`). The periodic
+        sweeps (expiry, re-verification) lock them afterwards: on PostgreSQL such a
+        transaction may deadlock with a publish to the group, and the server's choice of loser
+        runs again (postgres_retry); they run once a minute."""
         subscribers: dict[UUID, list[matching.Subscriber]] = {}
         events, notes = [], []
         for notice in notified:
@@ -872,6 +875,13 @@ class SqlStore(abc.ABC):
                 yield from queues.switch_order(self.q, hook, now)  # its waiting rows leave
         yield from queues.normalize(self.q, queues.of_webhooks(found, now), now)
 
+    def _lock_notice_subscribers(self, webhook_ids: Collection[Any]) -> Script[None]:
+        """Before a change of these webhooks' status, lock them and the lifecycle-notice
+        subscribers of their groups in id order (PostgreSQL; LOCK_NOTICE_SUBSCRIBERS says why)."""
+        params = {"webhook_ids": self._ids(webhook_ids), "table_key": notices.TABLE_KEY,
+                  "event_type": notices.EVENT_TYPE.value}  # fmt: skip
+        yield Lock(self.q.LOCK_NOTICE_SUBSCRIBERS, params)
+
     def _lock_webhooks(self, webhook_ids: Collection[Any]) -> Script[dict[UUID, Webhook]]:
         """Lock these webhook rows (on PostgreSQL, in id order); them as they are now."""
         if not webhook_ids:
@@ -1099,6 +1109,8 @@ class SqlStore(abc.ABC):
                   "owners": [o.lease_owner for o in outcomes]}  # fmt: skip
         # notification id -> (lease owner, webhook id), read by position
         rows = yield Fetch(self.q.LEASES, params)
+        if any(failed(outcome) for outcome in outcomes):  # a webhook may leave Active
+            yield from self._lock_notice_subscribers({row[2] for row in rows})
         found = yield from self._lock_webhooks({row[2] for row in rows})
         # PostgreSQL reads the leases again, locking them, now that their webhooks are locked:
         # a claim may have taken one over meanwhile. On SQLite what was read stands.

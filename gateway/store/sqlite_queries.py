@@ -44,7 +44,7 @@ READER_PRAGMAS = (
 # PostgreSQL's locks (steps.Lock), which SQLite skips: BEGIN IMMEDIATE already keeps other
 # processes out, and its writer holds the whole file.
 LOCK_MIGRATIONS = LOCK_LEASED_WEBHOOKS = LOCK_WEBHOOK_IDS = LOCK_LEASES = LOCK_GROUP_WEBHOOKS = None
-LOCK_AUTHENTICATION = None
+LOCK_AUTHENTICATION = LOCK_NOTICE_SUBSCRIBERS = None
 # The columns of the rows bound by position: INSERT_EVENT's, INSERT_NOTIFICATION's (the tables'
 # columns, in order); SETTLE_ATTEMPT's, numbered from the shared statement by `_numbered`.
 EVENT_COLUMNS = shared.COLUMNS["event"]

@@ -57,6 +57,18 @@ SELECT {webhook_columns} FROM webhooks WHERE webhook_id = ANY(:webhook_ids::uuid
 SELECT {webhook_columns} FROM webhooks WHERE webhook_id = ANY(:webhook_ids::uuid[])
 ORDER BY webhook_id FOR NO KEY UPDATE
 
+-- name: LOCK_NOTICE_SUBSCRIBERS
+-- A change of these webhooks' status may publish a lifecycle notice, which locks the webhooks
+-- subscribed to notices in their groups (RESERVE_SEQUENCES). A publish to a group locks every
+-- webhook it reaches in id order, so the transaction locks the changed webhooks and those
+-- subscribers in that one order first: taken one after the other, they deadlocked with it.
+SELECT 1 FROM webhooks
+WHERE webhook_id = ANY(:webhook_ids::uuid[]) OR webhook_id IN (
+    SELECT r.webhook_id FROM webhook_rules r
+    WHERE r.table_key = :table_key AND r.event_type = :event_type AND r.group_key IN (
+        SELECT group_key FROM webhooks WHERE webhook_id = ANY(:webhook_ids::uuid[])))
+ORDER BY webhook_id FOR NO KEY UPDATE
+
 -- name: LOCK_WEBHOOK_IDS
 SELECT 1 FROM webhooks WHERE webhook_id = ANY(:webhook_ids::uuid[])
 ORDER BY webhook_id FOR NO KEY UPDATE
