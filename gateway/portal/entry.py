@@ -61,14 +61,15 @@ async def exchange(request: Request) -> Response:
                             "Open the link you were given directly in your browser.")  # fmt: skip
     now = ctx.clock()
     grant = keys(request).redeem(form.get("token"), now)
-    if await revocation.revoked(ctx.store, grant):
-        raise PortalRefused(401, "This portal link was revoked.",
-                            "Ask for a new portal link.")  # fmt: skip
     # The nonce lives in the handshake codes' table, prefixed: the same single use, pruned
-    # by the same housekeeping once the link has expired.
+    # by the same housekeeping once the link has expired. Taken first: a link used, then
+    # signed out, says it was used.
     if not await ctx.store.take_handshake_nonce(f"portal:{grant.nonce}", grant.link_expires):
         raise PortalRefused(401, "This portal link has already been used.",
                             "A link opens one session. Ask for a new portal link.")  # fmt: skip
+    if await revocation.revoked(ctx.store, grant):
+        raise PortalRefused(401, "This portal link was revoked.",
+                            "Ask for a new portal link.")  # fmt: skip
     session = keys(request).open_session(grant, now)
     log.info("portal session opened", extra={
         "link_id": str(session.link_id), "group_key": str(session.group_key),
