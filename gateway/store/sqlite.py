@@ -15,6 +15,7 @@ import contextlib
 import functools
 import itertools
 import logging
+import os
 import shutil
 import sqlite3
 import tempfile
@@ -91,6 +92,9 @@ class SqliteStore(SqlStore):
         logging.getLogger("aiosqlite").addFilter(_hide_sql_parameters)  # a no-op once added
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            # A new database is readable by its owner only: it holds webhooks' client secrets
+            # and signing keys. SQLite gives its -wal and -shm files the same mode.
+            os.close(os.open(self.path, os.O_CREAT | os.O_RDONLY, 0o600))
             self._writer = await self._connect(q.PRAGMAS)
             self.applied_migrations = await self._migrate()
             self._reader = await self._connect(q.READER_PRAGMAS)

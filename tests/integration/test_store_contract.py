@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
+import os
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from datetime import timedelta
@@ -1253,6 +1254,26 @@ async def test_opening_sqlite_again_keeps_data_and_applies_nothing(tmp_path: Pat
     async with SqliteStore(path) as second:
         assert second.applied_migrations == []
         assert await second.get_webhook(hook.group_key, hook.webhook_id) == hook
+
+
+async def test_a_new_sqlite_database_is_readable_by_its_owner_only(tmp_path: Path) -> None:
+    """It holds client secrets and signing keys; its WAL holds them too. A file that exists
+    keeps the mode its operator gave it."""
+    path = tmp_path / "new.db"
+    async with SqliteStore(path) as store:
+        await add_hook(store)
+        assert modes(tmp_path) == {"new.db": 0o600, "new.db-wal": 0o600, "new.db-shm": 0o600}
+    shared = tmp_path / "shared.db"
+    os.close(os.open(shared, os.O_CREAT | os.O_RDONLY))
+    os.chmod(shared, 0o640)  # whatever the umask
+    async with SqliteStore(shared):
+        pass
+    assert modes(tmp_path)["shared.db"] == 0o640
+
+
+def modes(directory: Path) -> dict[str, int]:
+    """Each file's permission bits, by name."""
+    return {path.name: path.stat().st_mode & 0o777 for path in directory.iterdir()}
 
 
 async def test_a_sqlite_write_waits_while_another_process_writes(tmp_path: Path) -> None:
