@@ -28,8 +28,10 @@ log = logging.getLogger(__name__)
 # "auto" runs one worker process per core serve may use, at most this many. Measured only on
 # 2 cores (2 processes beat 1 and 3 there, bench.s1_throughput); SQLite writes one at a time.
 AUTO_MOST = 4
-# What serve's own flags can set and its workers need; the rest they read as serve did.
-PASSED_ON = ("database_url", "allowed_callback_networks", "log_level", "log_format")
+# What serve's own flags can set and its workers need; the rest they read as serve did. The
+# secret key too: it opens the authentications' stored secrets, and a worker without it would
+# make a key of its own beside the database and fail every send that needs one.
+PASSED_ON = ("database_url", "allowed_callback_networks", "log_level", "log_format", "secret_key")
 WATCH_INTERVAL = 1.0  # seconds between looks for a worker process that has exited
 STOP_MARGIN = 5.0  # seconds past the shutdown deadline before a stopping worker is killed
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)

@@ -233,12 +233,19 @@ def test_the_log_format_is_a_setting_with_two_choices() -> None:
         config.load(env={"GATEWAY_LOG_LEVEL": "loud"})
 
 
-def test_serve_hands_its_log_format_to_its_worker_processes() -> None:
-    from gateway import supervisor
+def test_serve_hands_what_its_flags_set_to_its_worker_processes() -> None:
+    """Every flag of serve's that a worker process uses (all but where serve listens and how
+    many workers it runs): a `--secret-key` a worker did not get left it unable to open the
+    authentications' secrets."""
+    from gateway import cli, supervisor
 
-    settings = config.Settings(log_format="json", log_level="debug")
+    serve = cli.build_parser()._subparsers._group_actions[0].choices["serve"]  # type: ignore[union-attr]
+    flags = {action.dest for action in serve._actions if action.option_strings} - {"help"}
+    assert flags - {"host", "port", "worker_processes"} == set(supervisor.PASSED_ON)
+    settings = config.Settings(log_format="json", log_level="debug", secret_key="from a flag")
     child = config.load(env=config.child_env(settings, supervisor.PASSED_ON))
     assert (child.log_format, child.log_level) == ("json", "debug")
+    assert child.secret_key == "from a flag"
 
 
 def test_configure_leaves_a_root_logger_that_has_handlers_alone() -> None:
