@@ -212,6 +212,14 @@ def _build(values: Mapping[str, Any]) -> Settings:
             f"setting lease_seconds: {settings.lease_seconds} is too short; it must be at least "
             f"three times delivery_timeout ({settings.delivery_timeout})"
         )
+    if not 0 <= settings.port <= 65535:
+        raise GatewayError(f"setting port: {settings.port} is not between 0 and 65535")
+    from gateway.retry import RetryPolicy  # here: it imports the models, which import this
+
+    try:
+        RetryPolicy(settings.retry_schedule, settings.retry_jitter, settings.retry_after_cap)
+    except ValueError as exc:
+        raise GatewayError(f"setting retry_schedule or retry_jitter: {exc}") from exc
     _check_group_limits(settings)
     _check_callback_policy(settings)
     return settings
@@ -298,6 +306,13 @@ def _to_bool(value: Any) -> bool:
 def _stored_secret_key(database_url: str) -> str:
     """Read, or create once, the secret key file kept beside the database."""
     path = secret_key_path(database_url)
+    try:
+        return _read_or_create_key(path)
+    except OSError as exc:
+        raise GatewayError(f"cannot keep the secret key at {path}: {exc}") from exc
+
+
+def _read_or_create_key(path: Path) -> str:
     if path.is_file():
         return path.read_text().strip()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -208,3 +209,30 @@ def test_rate_limiter_allows_a_burst_then_asks_to_wait() -> None:
     limiter.check("other-key")  # buckets are per key
     now[0] = 0.5  # half a second refills one token at 2/s
     limiter.check("k")
+
+
+@pytest.mark.parametrize(
+    ("env", "says"),
+    [
+        ({"GATEWAY_PORT": "70000"}, "setting port: 70000 is not between 0 and 65535"),
+        ({"GATEWAY_PORT": "-5"}, "setting port: -5"),
+        ({"GATEWAY_RETRY_JITTER": "2"}, "jitter is a fraction in [0, 1)"),
+        ({"GATEWAY_RETRY_SCHEDULE": ""}, "schedule needs at least one delay"),
+        ({"GATEWAY_RETRY_SCHEDULE": "5,-1"}, "none negative"),
+    ],
+)
+def test_a_value_the_gateway_cannot_run_with_is_refused_when_settings_load(
+    env: dict[str, str], says: str
+) -> None:
+    """A clear error naming the setting, not a traceback when serve binds or a worker sends."""
+    with pytest.raises(GatewayError, match=re.escape(says)):
+        config.load(env=env)
+
+
+def test_a_secret_key_that_cannot_be_kept_beside_the_database_is_a_clear_error(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "afile").touch()
+    settings = config.load(env={"GATEWAY_DATABASE_URL": f"sqlite:///{tmp_path}/afile/gw.db"})
+    with pytest.raises(GatewayError, match=r"cannot keep the secret key at .*afile/secret\.key"):
+        settings.with_secret_key()
