@@ -171,10 +171,12 @@ def edit_webhook(values: tuple[str, ...], expect: tuple[str, ...], *, same_as: s
     return SHARED["EDIT_WEBHOOK"].format(sets=sets, guards=guards)
 
 
-def migration_files(directory: Path) -> list[tuple[int, str]]:
-    """(version, SQL) of every migration file in `directory`, in order (0001_x.sql: 1)."""
+@functools.cache
+def migration_files(directory: Path) -> tuple[tuple[int, str], ...]:
+    """(version, SQL) of every migration file in `directory`, in order (0001_x.sql: 1); read
+    once (readiness compares the database's latest with the last)."""
     files = sorted(directory.glob("[0-9][0-9][0-9][0-9]_*.sql"))
-    return [(int(f.name[:4]), f.read_text(encoding="utf-8")) for f in files]
+    return tuple((int(f.name[:4]), f.read_text(encoding="utf-8")) for f in files)
 
 
 class Listings(NamedTuple):

@@ -195,8 +195,15 @@ class SqlStore(abc.ABC):
         return True
 
     async def ping(self) -> None:
-        """Raise StoreError if the database does not answer (readiness)."""
-        await self._rows(self.q.PING)
+        """Raise StoreError if the database does not answer, or lacks this gateway's schema (a
+        database made again empty while the gateway ran): readiness."""
+        applied = await self._rows(self.q.APPLIED_VERSIONS)
+        latest = self.q.migration_files()[-1][0]
+        if not applied or applied[-1][0] < latest:
+            raise StoreError(
+                f"the database lacks this gateway's schema (migration {latest} is not applied): "
+                "run `gateway migrate`, or restart the gateway, which migrates"
+            )
 
     # -- API keys --------------------------------------------------------------------------------
     async def add_api_key(self, key: ApiKey) -> None:

@@ -1256,6 +1256,19 @@ async def test_opening_sqlite_again_keeps_data_and_applies_nothing(tmp_path: Pat
         assert await second.get_webhook(hook.group_key, hook.webhook_id) == hook
 
 
+async def test_a_database_without_this_gateways_schema_is_not_ready(store: Store) -> None:
+    """Readiness: a database dropped and made again empty while the gateway ran answers its
+    pings, but every request would fail."""
+    await store.ping()
+    latest = "(SELECT max(version) FROM schema_migrations)"
+    await store._write(f"DELETE FROM schema_migrations WHERE version = {latest}", {})
+    with pytest.raises(StoreError, match="lacks this gateway's schema"):
+        await store.ping()
+    await store._write("DROP TABLE schema_migrations", {})
+    with pytest.raises(StoreError):
+        await store.ping()
+
+
 async def test_a_new_sqlite_database_is_readable_by_its_owner_only(tmp_path: Path) -> None:
     """It holds client secrets and signing keys; its WAL holds them too. A file that exists
     keeps the mode its operator gave it."""

@@ -15,9 +15,6 @@ INSERT INTO schema_migrations (version, applied_at) VALUES (:version, :now)
 -- name: APPLIED_VERSIONS
 SELECT version FROM schema_migrations ORDER BY version
 
--- name: PING
-SELECT 1
-
 
 -- name: INSERT_API_KEY
 INSERT INTO api_keys ({api_key_columns}) VALUES ({api_key_values})
