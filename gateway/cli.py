@@ -297,6 +297,10 @@ async def _create_key(settings: config.Settings, group: str, scopes_text: str) -
         scopes = frozenset(Scope(s.strip()) for s in scopes_text.split(",") if s.strip())
     except ValueError as exc:
         raise GatewayError(f"unknown scope in {scopes_text!r}; scopes are: {SCOPES}") from exc
+    if not scopes:
+        raise GatewayError(f"a key needs at least one scope; scopes are: {SCOPES}")
+    if not group.strip():
+        raise GatewayError("a key needs a group name (--group)")
     from gateway.api.common import hash_key  # the API's modules load only where used
 
     key = "gwk_" + secrets.token_urlsafe(32)

@@ -230,7 +230,18 @@ def _build(values: Mapping[str, Any]) -> Settings:
 API_MAX_CONNECTIONS = 256
 
 
+# Settings without which a worker would never send, or would claim without pause.
+AT_LEAST_ONE = ("worker_concurrency", "per_webhook_concurrency", "claim_batch_size")
+ABOVE_ZERO = ("poll_interval", "delivery_timeout", "handshake_timeout", "expiry_sweep_interval")
+
+
 def _check_group_limits(settings: Settings) -> None:
+    for name in AT_LEAST_ONE:
+        if getattr(settings, name) < 1:
+            raise GatewayError(f"setting {name}: {getattr(settings, name)} must be at least 1")
+    for name in ABOVE_ZERO:
+        if not getattr(settings, name) > 0:
+            raise GatewayError(f"setting {name}: {getattr(settings, name)} must be above 0")
     if settings.per_group_concurrency is not None and settings.per_group_concurrency < 1:
         raise GatewayError("setting per_group_concurrency: must be auto or at least 1")
     if not 1 <= settings.per_group_handshakes <= API_MAX_CONNECTIONS // 2:

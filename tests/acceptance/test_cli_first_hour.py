@@ -49,6 +49,11 @@ def test_keys_create_help_lists_the_scopes(tmp_path: Path) -> None:
     )
     assert refused.returncode == 2
     assert "scopes are: webhooks, events" in refused.stderr
+    # A key that could do nothing, or of no group, is no key.
+    for args, says in ((["--group", "g", "--scopes", " , "], "at least one scope"),
+                       (["--group", " "], "needs a group name")):  # fmt: skip
+        refused = run(["keys", "create", *args, "--create-database"], tmp_path)
+        assert refused.returncode == 2 and says in refused.stderr, refused.stderr
 
 
 def test_keys_create_refuses_to_make_a_new_database_unless_asked(tmp_path: Path) -> None:

@@ -219,6 +219,12 @@ def test_rate_limiter_allows_a_burst_then_asks_to_wait() -> None:
         ({"GATEWAY_RETRY_JITTER": "2"}, "jitter is a fraction in [0, 1)"),
         ({"GATEWAY_RETRY_SCHEDULE": ""}, "schedule needs at least one delay"),
         ({"GATEWAY_RETRY_SCHEDULE": "5,-1"}, "none negative"),
+        ({"GATEWAY_WORKER_CONCURRENCY": "0"}, "setting worker_concurrency: 0 must be at least 1"),
+        ({"GATEWAY_CLAIM_BATCH_SIZE": "0"}, "setting claim_batch_size: 0 must be at least 1"),
+        ({"GATEWAY_PER_WEBHOOK_CONCURRENCY": "0"}, "per_webhook_concurrency: 0 must be at least"),
+        ({"GATEWAY_POLL_INTERVAL": "-1"}, "setting poll_interval: -1.0 must be above 0"),
+        ({"GATEWAY_POLL_INTERVAL": "0"}, "setting poll_interval: 0.0 must be above 0"),
+        ({"GATEWAY_DELIVERY_TIMEOUT": "0"}, "setting delivery_timeout: 0.0 must be above 0"),
     ],
 )
 def test_a_value_the_gateway_cannot_run_with_is_refused_when_settings_load(
