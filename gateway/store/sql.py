@@ -744,9 +744,10 @@ class SqlStore(abc.ABC):
 
     async def record_verified(self, hook: Webhook, now: datetime, due: datetime) -> bool:
         """Its callback passed re-verification at `now`: next due at `due`. Only while the
-        webhook is Active with the callback verified; whether it was."""
+        webhook (`hook`, as the sweep read it) is Active, due as then, with the callback
+        verified; whether it was."""
         params = {"webhook_id": hook.webhook_id, "now": now, "due": due,
-                  "callback_url": hook.callback_url,
+                  "reverify_due": hook.reverify_due, "callback_url": hook.callback_url,
                   "callback_http_method": hook.callback_http_method.value}  # fmt: skip
         return await self._write(self.q.VERIFIED, params) > 0
 
@@ -755,10 +756,12 @@ class SqlStore(abc.ABC):
     ) -> Webhook | None:
         """Its callback failed re-verification: make it `change` (Errored) and park its
         pending notifications, with its `verificationFailed` notice, in one transaction; only
-        while it is Active, not expired, with the callback that failed. The webhook after it,
+        while it (`hook`, as the sweep read it) is Active, not expired, due as then (no handshake
+        of its owner's passed meanwhile), with the callback that failed. The webhook after it,
         or None if it was not so."""
         params = {"webhook_id": hook.webhook_id, "now": now, "callback_url": hook.callback_url,
                   "callback_http_method": hook.callback_http_method.value,
+                  "reverify_due": hook.reverify_due,
                   **_status(change)}  # fmt: skip
 
         def script() -> Script[tuple[Webhook | None, list[Notice]]]:

@@ -13,7 +13,7 @@ from uuid import UUID
 import pytest
 from prometheus_client import REGISTRY
 
-from gateway import management
+from gateway import lifecycle, management
 from gateway.api.webhooks import expire_due
 from gateway.app import housekeeping_once
 from gateway.lifecycle import GONE_MESSAGE, PAUSED_MESSAGE, expired_message
@@ -249,6 +249,25 @@ async def test_a_failed_reverification_parks_its_notifications_and_notifies(
     await gateway.worker().drain()
     assert await states(subject) == [NotificationState.SUCCEEDED]
     assert [r["event"] for r in heard(watcher)] == ["verificationFailed", "reactivated"]
+
+
+async def test_a_reverification_that_fails_after_a_pause_and_a_reactivation_changes_nothing(
+    gateway: RunningGateway, receiver: Receiver
+) -> None:
+    """A pause and a reactivation while a re-verification runs put the status and callback
+    back as they were, but the reactivation's own handshake passed, later: the older failure
+    must not make the webhook Errored (nor a pass reschedule it)."""
+    subject = await subscribe(gateway, receiver)
+    managing = reverifying(gateway)
+    await come_due(managing)
+    [read] = await gateway.ctx.store.due_for_reverification(utcnow(), 10)  # as the sweep read it
+    assert (await subject.patch(statusCode="Inactive")).status_code == 200
+    assert (await subject.patch(statusCode="Active")).json()["statusCode"] == "Active"
+    owners = await subject.stored()
+    failed = lifecycle.reverification_failed("callback answered HTTP 404")
+    assert await gateway.ctx.store.fail_verification(read, failed, utcnow()) is None
+    assert not await gateway.ctx.store.record_verified(read, utcnow(), utcnow())
+    assert await subject.stored() == owners
 
 
 async def test_a_passed_reverification_keeps_it_active_and_records_when(

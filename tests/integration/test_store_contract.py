@@ -1024,6 +1024,24 @@ async def test_a_hand_retry_leaves_a_notification_in_flight_as_it_is(store: Stor
     assert [n.notification_id for n in claimed] == [sending]
 
 
+async def test_after_a_switch_to_strict_a_dead_workers_notifications_go_one_at_a_time(
+    store: Store,
+) -> None:
+    """Those in flight when a webhook became Strict finish first, all of them heads of its
+    queue; if their worker dies, their leases run out together, and a claim takes only the
+    lowest (gateway.ordering: one in flight at a time, in sequence order)."""
+    hook = await add_hook(store)
+    ids = await publish(store, hook, 3)
+    assert len(await store.claim_due(T0, 10, "dies", T0 + LEASE)) == 3
+    strict = WebhookEdit({"delivery_order": DeliveryOrder.STRICT})
+    await store.edit_webhook(hook.group_key, hook.webhook_id, strict, T0)
+    for first in ids:  # each settles before the next goes, as the queue's head
+        claimed = await store.claim_due(T0 + LEASE, 10, "next", T0 + 2 * LEASE)
+        assert [n.notification_id for n in claimed] == [first]
+        await store.record_attempts([outcome(first, "next")], T0 + LEASE)
+    assert await store.claim_due(T0 + LEASE, 10, "next", T0 + 2 * LEASE) == []
+
+
 # -- Invariants -------------------------------------------------------------------------------
 async def force_state(store: Store, notification_id: UUID, state: NotificationState) -> None:
     """Break an invariant behind the store's back, as a bug would."""

@@ -115,6 +115,7 @@ WITH due AS (
     WHERE state = 'pending' AND next_attempt_at <= :now
         AND (lease_until IS NULL OR lease_until <= :now)
         AND webhook_id <> ALL(:exclude::uuid[]) AND group_key <> ALL(:exclude_groups::uuid[])
+        AND {FIRST_HEAD}
     ORDER BY next_attempt_at, webhook_id, sequence LIMIT :limit FOR UPDATE SKIP LOCKED
 )
 UPDATE notifications n SET lease_owner = :owner, lease_until = :lease_until

@@ -116,19 +116,21 @@ WHERE {IS_ACTIVE} AND w.reverify_due <= :now
 ORDER BY w.reverify_due, w.webhook_id LIMIT :most
 
 -- name: VERIFIED
--- A passed re-verification: only while the callback verified is still the webhook's and it is
--- still Active (else the owner's change stands, and its own handshake counted).
+-- A passed re-verification: only while the callback verified is still the webhook's, it is
+-- still Active and still due as when the sweep read it (else the owner's change stands, and its
+-- own handshake counted: one that passed, a reactivation say, clears reverify_due).
 UPDATE webhooks SET verified_at = :now, reverify_due = :due
 WHERE webhook_id = :webhook_id AND status_code = 'Active' AND callback_url = :callback_url
-    AND callback_http_method = :callback_http_method
+    AND callback_http_method = :callback_http_method AND reverify_due = :reverify_due
 
 -- name: FAIL_VERIFICATION
 -- A failed re-verification makes the webhook Errored, under the same guard as VERIFIED (and not
--- expired: then it receives nothing already); PARK_PENDING follows in the same transaction.
+-- expired: then it receives nothing already); PARK_PENDING follows in the same transaction. A
+-- pause and a reactivation while it ran put the status back, but not reverify_due.
 UPDATE webhooks SET status_code = :status_code, status_message = :status_message,
     status_reason = :status_reason, reverify_due = NULL, modified = :now
 WHERE webhook_id = :webhook_id AND status_code = 'Active' AND callback_url = :callback_url
-    AND callback_http_method = :callback_http_method
+    AND callback_http_method = :callback_http_method AND reverify_due = :reverify_due
     AND (expiration_date IS NULL OR expiration_date > :now)
 RETURNING {webhook_columns}
 
@@ -437,6 +439,15 @@ queued = 1
 
 -- name: HEADS
 queued = 2 AND state IN ('pending', 'parked')
+
+-- name: FIRST_HEAD
+-- A claim takes a Strict webhook's head only while no head of a lower sequence is pending or
+-- parked: the notifications in flight when it became Strict are all heads, and those of a
+-- worker that died would otherwise be claimed together when their leases ran out. A fragment
+-- of CLAIM_DUE; an Unordered webhook's rows (queued null) never read the queue.
+(queued IS NULL OR NOT EXISTS (SELECT 1 FROM notifications h
+    WHERE h.webhook_id = notifications.webhook_id AND h.queued = 2
+        AND h.state IN ('pending', 'parked') AND h.sequence < notifications.sequence))
 
 -- name: QUEUE_SETTLED
 -- _normalize, first: the heads settled since (delivered, failed for good) leave the index.

@@ -72,7 +72,7 @@ WHERE notification_id IN (
     WHERE state = 'pending' AND next_attempt_at <= :now
         AND (lease_until IS NULL OR lease_until <= :now)
         AND webhook_id NOT IN (SELECT value FROM json_each(:exclude))
-        AND group_key NOT IN (SELECT value FROM json_each(:exclude_groups))
+        AND group_key NOT IN (SELECT value FROM json_each(:exclude_groups)) AND {FIRST_HEAD}
     ORDER BY next_attempt_at, webhook_id, sequence LIMIT :limit
 ) RETURNING {claimed_columns}
 
