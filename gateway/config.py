@@ -19,6 +19,7 @@ from typing import Any
 from gateway.errors import GatewayError
 from gateway.netguard import AddressPolicy
 from gateway.payloads import MAX_RECORD_DEPTH
+from gateway.retry import RetryPolicy
 
 ENV_PREFIX = "GATEWAY_"
 DEFAULT_CONFIG_FILE = Path("config/gateway.toml")
@@ -214,12 +215,7 @@ def _build(values: Mapping[str, Any]) -> Settings:
         )
     if not 0 <= settings.port <= 65535:
         raise GatewayError(f"setting port: {settings.port} is not between 0 and 65535")
-    from gateway.retry import RetryPolicy  # here: it imports the models, which import this
-
-    try:
-        RetryPolicy(settings.retry_schedule, settings.retry_jitter, settings.retry_after_cap)
-    except ValueError as exc:
-        raise GatewayError(f"setting retry_schedule or retry_jitter: {exc}") from exc
+    _check_worker(settings)
     _check_group_limits(settings)
     _check_callback_policy(settings)
     return settings
@@ -235,13 +231,20 @@ AT_LEAST_ONE = ("worker_concurrency", "per_webhook_concurrency", "claim_batch_si
 ABOVE_ZERO = ("poll_interval", "delivery_timeout", "handshake_timeout", "expiry_sweep_interval")
 
 
-def _check_group_limits(settings: Settings) -> None:
+def _check_worker(settings: Settings) -> None:
     for name in AT_LEAST_ONE:
         if getattr(settings, name) < 1:
             raise GatewayError(f"setting {name}: {getattr(settings, name)} must be at least 1")
     for name in ABOVE_ZERO:
         if not getattr(settings, name) > 0:
             raise GatewayError(f"setting {name}: {getattr(settings, name)} must be above 0")
+    try:
+        RetryPolicy(settings.retry_schedule, settings.retry_jitter, settings.retry_after_cap)
+    except ValueError as exc:
+        raise GatewayError(f"setting retry_schedule or retry_jitter: {exc}") from exc
+
+
+def _check_group_limits(settings: Settings) -> None:
     if settings.per_group_concurrency is not None and settings.per_group_concurrency < 1:
         raise GatewayError("setting per_group_concurrency: must be auto or at least 1")
     if not 1 <= settings.per_group_handshakes <= API_MAX_CONNECTIONS // 2:

@@ -72,10 +72,23 @@ def test_the_shipped_config_file_matches_the_defaults() -> None:
         ({"GATEWAY_MAX_RECORD_DEPTH": "0"}, "max_record_depth: 0 is not between 1 and 252"),
         ({"GATEWAY_DATABASE_POOL_SIZE": "0"}, "database_pool_size: 0 is too small"),
         ({"GATEWAY_DATABASE_POOL_SIZE": "ten"}, "setting database_pool_size"),
+        # A value the gateway cannot run with: a clear error, not a traceback when serve binds
+        # or a worker sends.
+        ({"GATEWAY_PORT": "70000"}, "setting port: 70000 is not between 0 and 65535"),
+        ({"GATEWAY_PORT": "-5"}, "setting port: -5"),
+        ({"GATEWAY_RETRY_JITTER": "2"}, "jitter is a fraction in [0, 1)"),
+        ({"GATEWAY_RETRY_SCHEDULE": ""}, "schedule needs at least one delay"),
+        ({"GATEWAY_RETRY_SCHEDULE": "5,-1"}, "none negative"),
+        ({"GATEWAY_WORKER_CONCURRENCY": "0"}, "setting worker_concurrency: 0 must be at least 1"),
+        ({"GATEWAY_CLAIM_BATCH_SIZE": "0"}, "setting claim_batch_size: 0 must be at least 1"),
+        ({"GATEWAY_PER_WEBHOOK_CONCURRENCY": "0"}, "per_webhook_concurrency: 0 must be at least"),
+        ({"GATEWAY_POLL_INTERVAL": "-1"}, "setting poll_interval: -1.0 must be above 0"),
+        ({"GATEWAY_POLL_INTERVAL": "0"}, "setting poll_interval: 0.0 must be above 0"),
+        ({"GATEWAY_DELIVERY_TIMEOUT": "0"}, "setting delivery_timeout: 0.0 must be above 0"),
     ],
 )
 def test_bad_settings_say_which(env: dict[str, str], message: str) -> None:
-    with pytest.raises(GatewayError, match=message):
+    with pytest.raises(GatewayError, match=re.escape(message)):
         config.load(env=env)
 
 
@@ -209,30 +222,6 @@ def test_rate_limiter_allows_a_burst_then_asks_to_wait() -> None:
     limiter.check("other-key")  # buckets are per key
     now[0] = 0.5  # half a second refills one token at 2/s
     limiter.check("k")
-
-
-@pytest.mark.parametrize(
-    ("env", "says"),
-    [
-        ({"GATEWAY_PORT": "70000"}, "setting port: 70000 is not between 0 and 65535"),
-        ({"GATEWAY_PORT": "-5"}, "setting port: -5"),
-        ({"GATEWAY_RETRY_JITTER": "2"}, "jitter is a fraction in [0, 1)"),
-        ({"GATEWAY_RETRY_SCHEDULE": ""}, "schedule needs at least one delay"),
-        ({"GATEWAY_RETRY_SCHEDULE": "5,-1"}, "none negative"),
-        ({"GATEWAY_WORKER_CONCURRENCY": "0"}, "setting worker_concurrency: 0 must be at least 1"),
-        ({"GATEWAY_CLAIM_BATCH_SIZE": "0"}, "setting claim_batch_size: 0 must be at least 1"),
-        ({"GATEWAY_PER_WEBHOOK_CONCURRENCY": "0"}, "per_webhook_concurrency: 0 must be at least"),
-        ({"GATEWAY_POLL_INTERVAL": "-1"}, "setting poll_interval: -1.0 must be above 0"),
-        ({"GATEWAY_POLL_INTERVAL": "0"}, "setting poll_interval: 0.0 must be above 0"),
-        ({"GATEWAY_DELIVERY_TIMEOUT": "0"}, "setting delivery_timeout: 0.0 must be above 0"),
-    ],
-)
-def test_a_value_the_gateway_cannot_run_with_is_refused_when_settings_load(
-    env: dict[str, str], says: str
-) -> None:
-    """A clear error naming the setting, not a traceback when serve binds or a worker sends."""
-    with pytest.raises(GatewayError, match=re.escape(says)):
-        config.load(env=env)
 
 
 def test_a_secret_key_that_cannot_be_kept_beside_the_database_is_a_clear_error(
